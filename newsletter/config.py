@@ -1,0 +1,277 @@
+"""Settings from ``newsletter.toml`` and the environment, validated once.
+
+The workspace is the folder holding ``newsletter.toml``. It is found from an
+explicit path, then ``NEWSLETTER_HOME``, then the current folder and its
+parents. Environment variables (DESIGN.md section 4) override the file. Every
+problem is reported as a :class:`ConfigError` naming the file, the key and
+what is wrong.
+
+The secret key is not kept in ``newsletter.toml`` (a file people commit) but
+in ``.newsletter/secret_key`` beside the database; one key a line, the first
+signs new tokens and all of them verify (key rotation).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from email.utils import formataddr, parseaddr
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from newsletter.errors import ConfigError, WorkspaceNotFound
+
+CONFIG_NAME = "newsletter.toml"
+STATE_DIR = ".newsletter"
+SECRET_FILE = "secret_key"
+TRANSPORTS = ("sendgrid", "smtp", "file", "console", "memory")
+DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+
+# (section, key) -> environment variable that overrides it
+ENV_OVERRIDES = {
+    ("database", "url"): "NEWSLETTER_DATABASE_URL",
+    ("delivery", "transport"): "NEWSLETTER_TRANSPORT",
+    ("newsletter", "from"): "NEWSLETTER_FROM",
+    ("newsletter", "postal_address"): "NEWSLETTER_POSTAL_ADDRESS",
+    ("newsletter", "base_url"): "NEWSLETTER_BASE_URL",
+    ("sendgrid", "host"): "NEWSLETTER_SENDGRID_HOST",
+    ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY",
+    ("smtp", "url"): "NEWSLETTER_SMTP_URL",
+    ("broker", "url"): "NEWSLETTER_BROKER_URL",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one workspace."""
+
+    workspace: Path
+    config_file: Path
+    name: str
+    sender_name: str
+    sender_address: str
+    postal_address: str
+    base_url: str
+    theme: str
+    language: str
+    transport: str
+    database_url: str
+    secret_keys: tuple[str, ...] = field(repr=False)
+    send_rate: float = 0.0
+    batch_size: int = 500
+    smtp_url: str | None = field(default=None, repr=False)
+    sendgrid_api_key: str | None = field(default=None, repr=False)
+    sendgrid_host: str = DEFAULT_SENDGRID_HOST
+    sendgrid_sandbox: bool = False
+    sendgrid_webhook_key: str | None = field(default=None, repr=False)
+    broker_url: str | None = field(default=None, repr=False)
+    misfire_grace_seconds: int = 3600
+
+    @property
+    def sender(self) -> str:
+        """The From header value, ``Name <address>``."""
+        return formataddr((self.sender_name, self.sender_address))
+
+    @property
+    def secret_key(self) -> str:
+        """The key that signs new tokens."""
+        return self.secret_keys[0]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / STATE_DIR
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.workspace / "outbox"
+
+
+def find_workspace(explicit: str | os.PathLike | None = None, cwd: Path | None = None) -> Path:
+    """Return the workspace folder, or raise :class:`WorkspaceNotFound`."""
+    if explicit is None:
+        explicit = os.environ.get("NEWSLETTER_HOME") or None
+    if explicit is not None:
+        folder = Path(explicit).expanduser().resolve()
+        if not (folder / CONFIG_NAME).is_file():
+            raise WorkspaceNotFound(
+                f"no {CONFIG_NAME} in {folder}",
+                hint=f"create one with: newsletter init {folder}",
+            )
+        return folder
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise WorkspaceNotFound(
+        f"no {CONFIG_NAME} found in {here} or any folder above it",
+        hint="run 'newsletter init my-letter && cd my-letter', or pass --workspace DIR",
+    )
+
+
+def load_settings(
+    workspace: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Find the workspace, read its ``newsletter.toml`` and apply the environment."""
+    env = os.environ if environ is None else environ
+    folder = find_workspace(workspace)
+    path = folder / CONFIG_NAME
+    raw = _read_toml(path)
+    reader = _Reader(path, raw, env)
+    sender_name, sender_address = reader.sender()
+    return Settings(
+        workspace=folder,
+        config_file=path,
+        name=reader.text("newsletter", "name", default=sender_name or folder.name),
+        sender_name=sender_name,
+        sender_address=sender_address,
+        postal_address=reader.text("newsletter", "postal_address", default=""),
+        base_url=reader.base_url(),
+        theme=reader.text("newsletter", "theme", default="default"),
+        language=reader.text("newsletter", "language", default="en"),
+        transport=reader.choice("delivery", "transport", TRANSPORTS, default="file"),
+        database_url=reader.text("database", "url", default="")
+        or f"sqlite:///{folder / STATE_DIR / 'newsletter.db'}",
+        secret_keys=_secret_keys(folder, env),
+        send_rate=reader.number("delivery", "rate", default=0.0, minimum=0.0),
+        batch_size=int(reader.number("delivery", "batch_size", default=500, minimum=1)),
+        smtp_url=reader.text("smtp", "url", default="") or None,
+        sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
+        sendgrid_host=reader.text("sendgrid", "host", default=DEFAULT_SENDGRID_HOST).rstrip("/"),
+        sendgrid_sandbox=reader.flag("sendgrid", "sandbox", default=False),
+        sendgrid_webhook_key=reader.text("sendgrid", "webhook_key", default="") or None,
+        broker_url=reader.text("broker", "url", default="") or None,
+        misfire_grace_seconds=int(
+            reader.number("scheduler", "misfire_grace_seconds", default=3600, minimum=1)
+        ),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}", hint="fix the line it names, or re-create it with newsletter init"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _secret_keys(folder: Path, env: Mapping[str, str]) -> tuple[str, ...]:
+    keys: list[str] = []
+    if env.get("NEWSLETTER_SECRET_KEY"):
+        keys.append(env["NEWSLETTER_SECRET_KEY"])
+    secret_file = folder / STATE_DIR / SECRET_FILE
+    if secret_file.is_file():
+        keys += [line.strip() for line in secret_file.read_text().splitlines() if line.strip()]
+    if not keys:
+        raise ConfigError(
+            f"{secret_file}: no secret key",
+            hint="set NEWSLETTER_SECRET_KEY, or run 'newsletter init' again in this folder to generate one",
+        )
+    return tuple(dict.fromkeys(keys))
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for localhost and loopback IP addresses (where plain http is allowed)."""
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reader:
+    """Reads typed values from the TOML tree, the environment winning."""
+
+    def __init__(self, path: Path, raw: dict[str, Any], env: Mapping[str, str]):
+        self.path, self.raw, self.env = path, raw, env
+
+    def _where(self, section: str, key: str) -> str:
+        variable = ENV_OVERRIDES.get((section, key))
+        if variable and self.env.get(variable):
+            return f"environment variable {variable}"
+        return f"{self.path}: [{section}] {key}"
+
+    def get(self, section: str, key: str, default: Any) -> Any:
+        variable = ENV_OVERRIDES.get((section, key))
+        if variable and self.env.get(variable):
+            return self.env[variable]
+        table = self.raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{self.path}: [{section}] must be a table", hint=f"write it as a [{section}] section")
+        return table.get(key, default)
+
+    def fail(self, section: str, key: str, problem: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(f"{self._where(section, key)} {problem}", hint=hint)
+
+    def text(self, section: str, key: str, default: str) -> str:
+        value = self.get(section, key, default)
+        if not isinstance(value, str):
+            raise self.fail(section, key, f"must be a string (got {value!r})", hint='quote it: key = "value"')
+        if "\n" in value or "\r" in value:
+            raise self.fail(section, key, "must be on one line", hint="remove the line break")
+        return value.strip()
+
+    def number(self, section: str, key: str, default: float, minimum: float) -> float:
+        value = self.get(section, key, default)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self.fail(section, key, f"must be a number (got {value!r})") from None
+        if number < minimum:
+            raise self.fail(section, key, f"must be at least {minimum:g} (got {number:g})")
+        return number
+
+    def flag(self, section: str, key: str, default: bool) -> bool:
+        value = self.get(section, key, default)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        raise self.fail(section, key, f"must be true or false (got {value!r})")
+
+    def choice(self, section: str, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(section, key, default).lower()
+        if value not in choices:
+            raise self.fail(section, key, f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def sender(self) -> tuple[str, str]:
+        """The ``from`` key: ``Name <address>``; empty until configured."""
+        value = self.text("newsletter", "from", default="")
+        if not value:
+            return "", ""
+        from newsletter.audience.addresses import normalise_address
+        from newsletter.errors import InvalidAddress
+
+        name, address = parseaddr(value)
+        try:
+            return name, normalise_address(address)
+        except InvalidAddress as exc:
+            raise self.fail(
+                "newsletter", "from", f"is not a valid sender ({exc.message})", hint='write it as "Name <you@example.org>"'
+            ) from None
+
+    def base_url(self) -> str:
+        value = self.text("newsletter", "base_url", default="").rstrip("/")
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and is_loopback_host(parts.hostname):
+            return value
+        raise self.fail(
+            "newsletter",
+            "base_url",
+            f"must be an https:// URL (got {value!r})",
+            hint="use the public https address of 'newsletter serve'; plain http is allowed only for localhost",
+        )
