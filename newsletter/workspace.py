@@ -9,6 +9,7 @@ from pathlib import Path
 
 from newsletter.config import CONFIG_NAME, SECRET_FILE, STATE_DIR, TRANSPORTS
 from newsletter.errors import Conflict, InputError
+from newsletter.fileio import write_atomically
 
 FOLDERS = ("templates", "subscribers", "articles")
 
@@ -108,7 +109,7 @@ def init_workspace(
     article = folder / "articles" / "welcome.md"
     if not article.exists():
         article.write_text(SAMPLE_ARTICLE)
-    _write_atomically(config_path, text)
+    write_atomically(config_path, text)
     return config_path
 
 
@@ -140,9 +141,3 @@ def _write_secret(path: Path) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secrets.token_urlsafe(32) + "\n")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)

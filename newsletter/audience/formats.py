@@ -1,0 +1,177 @@
+"""Reading subscriber exports: plain CSV and the formats people bring with them.
+
+Each format is a function turning one CSV row (a dict of header -> cell) into
+an :class:`ImportRow`; ``detect_format`` picks one from the header row.
+
+Formats and how they are recognised (headers compared case-insensitively):
+
+- ``mailchimp``: an "Email Address" column. "First Name"/"Last Name" make the
+  name, TIMEZONE the time zone, OPTIN_IP the consent IP; the *unsubscribed*
+  export (UNSUB_TIME) imports as unsubscribed, the *cleaned* one (CLEAN_TIME)
+  as bounced; other columns become attributes.
+- ``listmonk``: ``email``, ``name`` and an ``attributes`` column holding JSON
+  (its export adds ``uuid`` and ``status``; "blocklisted" imports as unsubscribed).
+- ``substack``: ``email`` with ``active_subscription``/``email_disabled``;
+  a disabled address imports as unsubscribed.
+- ``buttondown``: ``email`` (or ``email_address``) with ``creation_date`` or a
+  subscriber ``type``; "unsubscribed" imports as unsubscribed, "unactivated"
+  as pending; ``metadata`` JSON becomes attributes.
+- ``csv``: any CSV with an email column (email, e-mail, email address, mail);
+  ``name``, ``first_name``/``last_name`` and ``timezone`` are understood,
+  every other non-empty column becomes an attribute.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+from newsletter.errors import InputError
+
+FORMATS = ("csv", "mailchimp", "substack", "listmonk", "buttondown")
+EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail", "emailaddress")
+
+# ImportRow.status values: how the person arrives
+SUBSCRIBED, PENDING, UNSUBSCRIBED, BOUNCED = "subscribed", "pending", "unsubscribed", "bounced"
+
+
+@dataclass
+class ImportRow:
+    """One person read from a file, before validation of the address."""
+
+    email: str
+    name: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    timezone: str | None = None
+    status: str = SUBSCRIBED
+    ip: str | None = None
+
+
+Row = dict[str, str]
+
+
+def detect_format(headers: list[str]) -> str:
+    """The format a header row belongs to; raises InputError without an email column."""
+    keys = {h.strip().lower() for h in headers}
+    if "email address" in keys:
+        return "mailchimp"
+    if "attributes" in keys and "email" in keys:
+        return "listmonk"
+    if keys & {"active_subscription", "email_disabled"}:
+        return "substack"
+    if keys & {"email", "email_address"} and keys & {"creation_date", "subscriber_type", "secondary_id"}:
+        return "buttondown"
+    if keys & set(EMAIL_HEADERS):
+        return "csv"
+    raise InputError(
+        f"no email column in the header ({', '.join(headers[:8]) or 'empty'})",
+        hint="the first line must name the columns, one of them 'email'",
+    )
+
+
+def row_reader(format_name: str) -> Callable[[Row], ImportRow]:
+    """The function that maps a row (keys lower-cased and stripped) of ``format_name``."""
+    return {
+        "csv": read_csv_row,
+        "mailchimp": read_mailchimp_row,
+        "substack": read_substack_row,
+        "listmonk": read_listmonk_row,
+        "buttondown": read_buttondown_row,
+    }[format_name]
+
+
+def _email(row: Row) -> str:
+    for key in EMAIL_HEADERS:
+        if row.get(key):
+            return row[key]
+    return ""
+
+
+def _extra(row: Row, used: set[str]) -> dict[str, str]:
+    return {key: value for key, value in row.items() if value and key not in used and key}
+
+
+def _joined_name(row: Row, first: str, last: str) -> str:
+    return " ".join(part for part in (row.get(first, ""), row.get(last, "")) if part).strip()
+
+
+def _json_object(text: str, column: str) -> dict[str, str]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{column} is not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{column} must be a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+
+
+_CSV_USED = set(EMAIL_HEADERS) | {"name", "first_name", "last_name", "first name", "last name", "timezone", "time_zone"}
+
+
+def read_csv_row(row: Row) -> ImportRow:
+    name = row.get("name") or _joined_name(row, "first_name", "last_name") or _joined_name(row, "first name", "last name")
+    return ImportRow(
+        email=_email(row),
+        name=name,
+        attributes=_extra(row, _CSV_USED),
+        timezone=row.get("timezone") or row.get("time_zone") or None,
+    )
+
+
+_MAILCHIMP_USED = {"email address", "first name", "last name", "timezone", "optin_ip", "confirm_ip"}
+
+
+def read_mailchimp_row(row: Row) -> ImportRow:
+    status = SUBSCRIBED
+    if row.get("unsub_time"):
+        status = UNSUBSCRIBED
+    elif row.get("clean_time"):
+        status = BOUNCED
+    return ImportRow(
+        email=row.get("email address", ""),
+        name=_joined_name(row, "first name", "last name"),
+        attributes=_extra(row, _MAILCHIMP_USED),
+        timezone=row.get("timezone") or None,
+        status=status,
+        ip=row.get("confirm_ip") or row.get("optin_ip") or None,
+    )
+
+
+def read_substack_row(row: Row) -> ImportRow:
+    disabled = row.get("email_disabled", "").lower() in ("true", "1", "yes")
+    return ImportRow(
+        email=_email(row),
+        name=row.get("name", ""),
+        attributes=_extra(row, set(EMAIL_HEADERS) | {"name", "email_disabled"}),
+        status=UNSUBSCRIBED if disabled else SUBSCRIBED,
+    )
+
+
+def read_listmonk_row(row: Row) -> ImportRow:
+    status = row.get("status", "").lower()
+    return ImportRow(
+        email=row.get("email", ""),
+        name=row.get("name", ""),
+        attributes=_json_object(row.get("attributes", ""), "attributes"),
+        status=UNSUBSCRIBED if status == "blocklisted" else SUBSCRIBED,
+    )
+
+
+_BUTTONDOWN_STATUS = {"unsubscribed": UNSUBSCRIBED, "unactivated": PENDING, "removed": UNSUBSCRIBED}
+
+
+def read_buttondown_row(row: Row) -> ImportRow:
+    kind = (row.get("subscriber_type") or row.get("type") or "").lower()
+    attributes = _json_object(row.get("metadata", ""), "metadata")
+    for key in ("tags", "notes", "source", "referrer_url"):
+        if row.get(key):
+            attributes[key] = row[key]
+    return ImportRow(
+        email=_email(row),
+        name=row.get("name", ""),
+        attributes=attributes,
+        status=_BUTTONDOWN_STATUS.get(kind, SUBSCRIBED),
+    )

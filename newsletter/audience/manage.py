@@ -1,0 +1,197 @@
+"""Managing one subscriber at a time: add, unsubscribe, erase, confirm, show.
+
+The rules:
+- addresses are normalised and unique case-insensitively;
+- an address on the suppression list (unsubscribed everywhere, bounced,
+  complained, erased) is not added again unless ``resubscribe`` is given;
+- on a double opt-in list a new member is ``pending`` until confirmed;
+- every change of consent is recorded (action, source, time, IP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter.audience.addresses import address_hash, address_key, normalise_address
+from newsletter.errors import Conflict, InputError, NotFound
+from newsletter.store import audience as q
+from newsletter.store.models import (
+    ACTIVE,
+    CONFIRMED,
+    ERASED,
+    PENDING,
+    UNSUBSCRIBED,
+    MailingList,
+    Membership,
+    Subscriber,
+    utcnow,
+)
+
+
+@dataclass
+class AddResult:
+    email: str
+    created: bool
+    list_status: str | None
+    subscriber_id: int
+    list_id: int | None
+
+
+def validate_timezone(name: str | None) -> str | None:
+    """An IANA zone name, or InputError."""
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {name!r}", hint="use an IANA name such as Europe/Paris") from None
+    return name
+
+
+def add_subscriber(store, email: str, *, name: str | None = None, list_name: str | None = None,
+                   attributes: dict[str, str] | None = None, timezone: str | None = None,
+                   confirmed: bool = False, resubscribe: bool = False, source: str = "cli",
+                   ip: str | None = None) -> AddResult:
+    """Add or update one subscriber, and put them on ``list_name`` (created if missing)."""
+    address = normalise_address(email)
+    timezone = validate_timezone(timezone)
+    with store.session() as session:
+        reason = q.suppression_reason(session, address_hash(address))
+        if reason and not resubscribe:
+            raise Conflict(f"{address} is on the suppression list ({reason})",
+                           hint="add --resubscribe only if they asked to be subscribed again")
+        if reason:
+            q.unsuppress(session, address_hash(address))
+        subscriber, created = _upsert(session, address, name, attributes, timezone)
+        if resubscribe and subscriber.status != ACTIVE:
+            subscriber.status = ACTIVE
+        status = list_id = None
+        if list_name:
+            mailing_list = q.find_list(session, list_name) or q.create_list(session, list_name)
+            status = _join(session, subscriber, mailing_list, confirmed, resubscribe, source, ip)
+            list_id = mailing_list.id
+        return AddResult(address, created, status, subscriber.id, list_id)
+
+
+def _upsert(session, address, name, attributes, timezone) -> tuple[Subscriber, bool]:
+    subscriber = q.find_subscriber(session, address_key(address))
+    created = subscriber is None
+    if created:
+        subscriber = Subscriber(email=address, email_key=address_key(address), email_hash=address_hash(address),
+                                name=name or "", attributes=dict(attributes or {}), timezone=timezone, status=ACTIVE)
+        session.add(subscriber)
+        session.flush()
+        return subscriber, True
+    if name is not None:
+        subscriber.name = name
+    if attributes:
+        subscriber.attributes = {**subscriber.attributes, **attributes}
+    if timezone:
+        subscriber.timezone = timezone
+    subscriber.updated_at = utcnow()
+    return subscriber, False
+
+
+def _join(session, subscriber: Subscriber, mailing_list: MailingList, confirmed: bool, resubscribe: bool,
+          source: str, ip: str | None) -> str:
+    """Put the subscriber on the list and return their membership status."""
+    membership = q.find_membership(session, subscriber.id, mailing_list.id)
+    wanted = CONFIRMED if confirmed or not mailing_list.double_opt_in else PENDING
+    now = utcnow()
+    if membership is None:
+        membership = Membership(subscriber_id=subscriber.id, list_id=mailing_list.id, status=wanted,
+                                subscribed_at=now, confirmed_at=now if wanted == CONFIRMED else None)
+        session.add(membership)
+        q.record_consent(session, subscriber.id, mailing_list.id, "subscribe", source, ip)
+    elif membership.status == UNSUBSCRIBED:
+        if not resubscribe:
+            raise Conflict(f"{subscriber.email} unsubscribed from {mailing_list.name}",
+                           hint="add --resubscribe only if they asked to be subscribed again")
+        membership.status, membership.subscribed_at, membership.unsubscribed_at = wanted, now, None
+        membership.confirmed_at = now if wanted == CONFIRMED else None
+        q.record_consent(session, subscriber.id, mailing_list.id, "resubscribe", source, ip)
+    elif membership.status == PENDING and wanted == CONFIRMED:
+        membership.status, membership.confirmed_at = CONFIRMED, now
+        q.record_consent(session, subscriber.id, mailing_list.id, "confirm", source, ip)
+    return membership.status
+
+
+def confirm_membership(store, subscriber_id: int, list_id: int, source: str, ip: str | None = None) -> str:
+    """Confirm a pending member (double opt-in); returns the membership status. Idempotent."""
+    with store.session() as session:
+        membership = q.find_membership(session, subscriber_id, list_id)
+        if membership is None:
+            raise NotFound("no such subscription", hint="subscribe again")
+        if membership.status == PENDING:
+            membership.status, membership.confirmed_at = CONFIRMED, utcnow()
+            q.record_consent(session, subscriber_id, list_id, "confirm", source, ip)
+        return membership.status
+
+
+def unsubscribe(store, email: str, list_name: str | None = None, source: str = "cli",
+                ip: str | None = None) -> list[str]:
+    """Unsubscribe from one list, or from everything (which also suppresses the address).
+
+    Returns the names of the lists left. Idempotent.
+    """
+    with store.session() as session:
+        subscriber = _existing(session, email)
+        memberships = subscriber.memberships
+        if list_name is not None:
+            mailing_list = q.get_list(session, list_name)
+            memberships = [m for m in memberships if m.list_id == mailing_list.id]
+            if not memberships:
+                raise NotFound(f"{subscriber.email} is not on list {list_name!r}",
+                               hint=f"see their lists with: newsletter subscribers show {subscriber.email}")
+        left = []
+        for membership in memberships:
+            if membership.status != UNSUBSCRIBED:
+                membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
+                q.record_consent(session, subscriber.id, membership.list_id, "unsubscribe", source, ip)
+                left.append(membership.mailing_list.name)
+        if list_name is None:
+            subscriber.status = UNSUBSCRIBED
+            q.suppress(session, subscriber.email_hash, UNSUBSCRIBED, f"source={source}")
+        return left
+
+
+def erase(store, email: str) -> None:
+    """Remove a subscriber's data for good, keeping only a hash on the suppression list."""
+    with store.session() as session:
+        subscriber = _existing(session, email)
+        q.suppress(session, subscriber.email_hash, ERASED)
+        session.delete(subscriber)
+
+
+def describe(store, email: str, deliveries_of=None) -> dict:
+    """Everything we hold about one subscriber, as plain data (the ``show --json`` shape)."""
+    with store.session() as session:
+        subscriber = _existing(session, email)
+        return {
+            "email": subscriber.email,
+            "name": subscriber.name,
+            "status": subscriber.status,
+            "timezone": subscriber.timezone,
+            "attributes": subscriber.attributes,
+            "created_at": subscriber.created_at,
+            "suppressed": q.suppression_reason(session, subscriber.email_hash),
+            "lists": [
+                {"name": m.mailing_list.name, "status": m.status, "subscribed_at": m.subscribed_at,
+                 "confirmed_at": m.confirmed_at, "unsubscribed_at": m.unsubscribed_at}
+                for m in sorted(subscriber.memberships, key=lambda m: m.mailing_list.name)
+            ],
+            "consent": [
+                {"action": c.action, "source": c.source, "ip": c.ip, "at": c.created_at}
+                for c in q.consents_of(session, subscriber.id)
+            ],
+            "deliveries": deliveries_of(session, subscriber.id) if deliveries_of else [],
+        }
+
+
+def _existing(session, email: str) -> Subscriber:
+    address = normalise_address(email)
+    subscriber = q.find_subscriber(session, address_key(address))
+    if subscriber is None:
+        raise NotFound(f"no subscriber {address}", hint=f"add them with: newsletter subscribers add {address}")
+    return subscriber

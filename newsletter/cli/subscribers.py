@@ -1,0 +1,271 @@
+"""``newsletter subscribers ...``: manage subscribers from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
+
+STATUSES = ["active", "unsubscribed", "bounced", "complained", "pending", "confirmed"]
+TABLE_LIMIT = 500  # beyond this many rows, people get plain streamed lines instead of a table
+
+
+@click.group("subscribers")
+def subscribers():
+    """Add, import, export, list, show, unsubscribe and remove subscribers.
+
+    \b
+    Example:
+      newsletter subscribers import subscribers/export.csv --list readers
+    """
+
+
+def _parse_attributes(values: tuple[str, ...]) -> dict[str, str]:
+    from newsletter.errors import InputError
+
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--attr {item!r} is not key=value", hint="write it as --attr city=Paris")
+        result[key.strip()] = value
+    return result
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default=None, help="The subscriber's name.")
+@click.option("--list", "list_name", default=None, help="Put them on this list (created if missing).")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="An attribute; repeat for more.")
+@click.option("--timezone", default=None, help="Their IANA time zone, e.g. Europe/Paris.")
+@click.option("--confirmed", is_flag=True, help="Mark them confirmed on a double opt-in list.")
+@click.option("--resubscribe", is_flag=True, help="Subscribe again an address that unsubscribed or was erased.")
+@json_option
+@pass_app
+def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as_json):
+    """Add or update one subscriber.
+
+    \b
+    Example:
+      newsletter subscribers add ada@example.org --name "Ada" --list readers --attr city=London
+    """
+    from newsletter.audience.manage import add_subscriber
+    from newsletter.audience.tokens import confirm_url
+
+    result = add_subscriber(app.store, email, name=name, list_name=list_name, attributes=_parse_attributes(attrs),
+                            timezone=timezone, confirmed=confirmed, resubscribe=resubscribe)
+    data = {"email": result.email, "created": result.created, "list": list_name, "list_status": result.list_status}
+    if result.list_status == "pending" and app.settings.base_url:
+        data["confirm_url"] = confirm_url(app.settings, result.subscriber_id, result.list_id)
+    if as_json:
+        print_json(data)
+        return
+    verb = "Added" if result.created else "Updated"
+    where = f" on {list_name} ({result.list_status})" if list_name else ""
+    say(f"{verb} {result.email}{where}")
+    if "confirm_url" in data:
+        say(f"They must confirm: {data['confirm_url']}")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--list", "list_name", default=None, help="Put everyone on this list (created if missing).")
+@click.option("--format", "format_name", default="auto", show_default=True,
+              type=click.Choice(["auto", "csv", "mailchimp", "substack", "listmonk", "buttondown"]),
+              help="The file's format; auto detects it from the header.")
+@click.option("--dry-run", is_flag=True, help="Report what would change, write nothing.")
+@click.option("--resubscribe", is_flag=True, help="Subscribe again addresses on the suppression list.")
+@click.option("--encoding", default="utf-8", show_default=True, help="The file's text encoding.")
+@json_option
+@pass_app
+def import_command(app, file, list_name, format_name, dry_run, resubscribe, encoding, as_json):
+    """Import subscribers from a CSV or an export of Mailchimp, Substack, listmonk or Buttondown.
+
+    Bad rows are reported by line (the header is line 1) and never stop the
+    rest; the import is all or nothing if interrupted.
+
+    \b
+    Example:
+      newsletter subscribers import mailchimp-export.csv --list readers --dry-run
+    """
+    from newsletter.audience.importer import import_subscribers
+    from newsletter.cli._common import progress
+
+    with progress() as bar:
+        task = bar.add_task("Importing", total=max(file.stat().st_size, 1) if file.is_file() else None, rate="")
+        report = import_subscribers(
+            app.store, file, list_name=list_name, format_name=format_name, dry_run=dry_run,
+            resubscribe=resubscribe, encoding=encoding,
+            on_progress=lambda done, total: bar.update(task, completed=done),
+        )
+    if as_json:
+        print_json(report.as_dict())
+        return
+    prefix = "Dry run, nothing written: would have " if dry_run else ""
+    say(f"{prefix}added {report.added}, updated {report.updated}, skipped {report.skipped}, "
+        f"invalid {report.invalid} ({report.format} format)")
+    for error in report.errors[:20]:
+        say(f"  line {error['line']}: {error['reason']}")
+    if len(report.errors) > 20:
+        say(f"  ... and {len(report.errors) - 20} more (use --json to see them all)")
+
+
+@subscribers.command("export")
+@click.option("--list", "list_name", default=None, help="Only this list's members.")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to this file (default: standard output).")
+@click.option("--format", "format_name", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@pass_app
+def export(app, list_name, status, output, format_name):
+    """Export subscribers as CSV (safe to open in a spreadsheet) or JSON.
+
+    \b
+    Example:
+      newsletter subscribers export --list readers --output readers.csv
+    """
+    from newsletter.audience.export import subscriber_records, write_csv, write_json
+
+    _check_list(app, list_name)
+    records = subscriber_records(app.store, list_name, status)
+    write = write_csv if format_name == "csv" else write_json
+    if output is None:
+        write(records, sys.stdout)
+        return
+    from newsletter.fileio import atomic_text_file
+
+    with atomic_text_file(output) as handle:
+        count = write(records, handle)
+    say(f"Wrote {count} subscribers to {output}")
+
+
+def _check_list(app, list_name):
+    if list_name:
+        from newsletter.store.audience import get_list
+
+        with app.store.session() as session:
+            get_list(session, list_name)
+
+
+@subscribers.command("list")
+@click.option("--list", "list_name", default=None, help="Only this list's members.")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
+@json_option
+@pass_app
+def list_command(app, list_name, status, as_json):
+    """List subscribers (streamed, so any size works).
+
+    \b
+    Example:
+      newsletter subscribers list --list readers --status confirmed --json
+    """
+    from itertools import islice
+
+    from newsletter.audience.export import subscriber_records, write_json
+
+    _check_list(app, list_name)
+    records = subscriber_records(app.store, list_name, status)
+    if as_json:
+        write_json(({k: r[k] for k in ("email", "name", "status", "lists", "timezone")} for r in records), sys.stdout)
+        return
+    first = list(islice(records, TABLE_LIMIT + 1))
+    if len(first) <= TABLE_LIMIT:
+        rows = [[r["email"], r["name"], r["status"], ", ".join(r["lists"])] for r in first]
+        stdout_console().print(table(None, ["Email", "Name", "Status", "Lists"], rows))
+        say(f"{len(first)} subscribers")
+        return
+    count = 0
+    for record in (*first, *records):
+        sys.stdout.write(f"{record['email']}\t{record['name']}\t{record['status']}\t{','.join(record['lists'])}\n")
+        count += 1
+    say(f"{count} subscribers")
+
+
+@subscribers.command("show")
+@click.argument("email")
+@json_option
+@pass_app
+def show(app, email, as_json):
+    """Show one subscriber: lists, consent history and deliveries.
+
+    \b
+    Example:
+      newsletter subscribers show ada@example.org --json
+    """
+    from newsletter.audience.manage import describe
+
+    data = describe(app.store, email, deliveries_of=_deliveries_query())
+    if as_json:
+        print_json(data)
+        return
+    console = stdout_console()
+    console.print(f"[bold]{data['email']}[/] {data['name']}  status: {data['status']}"
+                  + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
+    if data["timezone"]:
+        console.print(f"time zone: {data['timezone']}")
+    if data["attributes"]:
+        console.print("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items()))
+    console.print(table("Lists", ["List", "Status", "Subscribed", "Confirmed", "Unsubscribed"],
+                        [[m["name"], m["status"], _when(m["subscribed_at"]), _when(m["confirmed_at"]),
+                          _when(m["unsubscribed_at"])] for m in data["lists"]]))
+    console.print(table("Consent", ["When", "Action", "Source", "IP"],
+                        [[_when(c["at"]), c["action"], c["source"], c["ip"]] for c in data["consent"]]))
+    if data["deliveries"]:
+        console.print(table("Deliveries", ["Campaign", "Status", "Updated"],
+                            [[d["campaign_id"], d["status"], _when(d["updated_at"])] for d in data["deliveries"]]))
+
+
+def _deliveries_query():
+    """The ledger query, when the delivery engine is installed."""
+    try:
+        from newsletter.store.ledger import deliveries_of_subscriber
+    except ImportError:
+        return None
+    return deliveries_of_subscriber
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@click.option("--list", "list_name", default=None, help="Only from this list (default: from everything).")
+@pass_app
+def unsubscribe_command(app, email, list_name):
+    """Unsubscribe someone from one list, or from everything (then they are suppressed).
+
+    \b
+    Example:
+      newsletter subscribers unsubscribe ada@example.org --list readers
+    """
+    from newsletter.audience.manage import unsubscribe
+
+    left = unsubscribe(app.store, email, list_name)
+    if list_name is None:
+        say(f"Unsubscribed {email} from everything" + (f" ({', '.join(left)})" if left else "")
+            + "; the address is suppressed")
+    else:
+        say(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def remove(app, email, yes):
+    """Erase a subscriber's data; only a hash stays, so they are not imported again by mistake.
+
+    \b
+    Example:
+      newsletter subscribers remove ada@example.org --yes
+    """
+    from newsletter.audience.manage import erase
+
+    if not yes:
+        click.confirm(f"Erase everything about {email}?", abort=True, err=True)
+    erase(app.store, email)
+    say(f"Erased {email}; its hash stays on the suppression list")

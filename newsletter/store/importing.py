@@ -1,0 +1,236 @@
+"""Bulk writes for imports: one chunk of validated rows at a time.
+
+The importer (``newsletter.audience.importer``) reads and validates the file;
+this module decides, per chunk, who is new, who changed and who is skipped,
+and writes them with a handful of bulk statements on the caller's
+connection, inside the caller's single transaction (so an interrupted import
+leaves the store as it was).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from newsletter.audience.formats import BOUNCED, PENDING, SUBSCRIBED, UNSUBSCRIBED, ImportRow
+from newsletter.store.models import (
+    ACTIVE,
+    CONFIRMED,
+    Consent,
+    Membership,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
+from newsletter.store.models import BOUNCED as SUB_BOUNCED
+
+subscribers_t = Subscriber.__table__
+memberships_t = Membership.__table__
+consents_t = Consent.__table__
+suppressions_t = Suppression.__table__
+
+# ImportRow.status -> (subscriber status, membership status, suppression reason)
+_ARRIVAL = {
+    SUBSCRIBED: (ACTIVE, CONFIRMED, None),
+    PENDING: (ACTIVE, "pending", None),
+    UNSUBSCRIBED: ("unsubscribed", "unsubscribed", "unsubscribed"),
+    BOUNCED: (SUB_BOUNCED, "unsubscribed", "bounced"),
+}
+
+
+@dataclass
+class ValidRow:
+    """A row that passed validation, with its normalised address, key and hash."""
+
+    line: int
+    row: ImportRow
+    email: str
+    key: str
+    hash: str
+
+
+@dataclass
+class ChunkCounts:
+    added: int = 0
+    updated: int = 0
+    skipped: int = 0
+
+
+class ImportWriter:
+    """Writes chunks of one import to ``list_id`` (or to no list) on ``connection``."""
+
+    def __init__(self, connection: Connection, list_id: int | None, source: str, resubscribe: bool = False):
+        self.connection = connection
+        self.list_id = list_id
+        self.source = source
+        self.resubscribe = resubscribe
+        # Subscribers with a higher id were added by this import: a second line
+        # for them is a duplicate within the file, and the first line wins.
+        self.baseline_id = connection.execute(select(func.coalesce(func.max(subscribers_t.c.id), 0))).scalar()
+
+    def write(self, rows: list[ValidRow]) -> ChunkCounts:
+        counts = ChunkCounts()
+        unique: dict[str, ValidRow] = {}
+        for valid in rows:
+            if valid.key in unique:
+                counts.skipped += 1
+            else:
+                unique[valid.key] = valid
+        existing = self._existing(list(unique))
+        suppressed = self._suppressed([v.hash for v in unique.values()])
+        now = utcnow()
+        plan = _Plan(now)
+        for key, valid in unique.items():
+            if valid.hash in suppressed:
+                if not (self.resubscribe and valid.row.status in (SUBSCRIBED, PENDING)):
+                    counts.skipped += 1
+                    continue
+                plan.unsuppress.append(valid.hash)
+            current = existing.get(key)
+            if current is None:
+                plan.new.append(valid)
+                counts.added += 1
+            elif current["id"] > self.baseline_id:
+                counts.skipped += 1
+            elif self._plan_update(plan, valid, current):
+                counts.updated += 1
+            else:
+                counts.skipped += 1
+        self._apply(plan)
+        return counts
+
+    def _existing(self, keys: list[str]) -> dict[str, dict]:
+        if not keys:
+            return {}
+        columns = [subscribers_t.c.id, subscribers_t.c.email_key, subscribers_t.c.name,
+                   subscribers_t.c.attributes, subscribers_t.c.timezone, subscribers_t.c.status]
+        found = {row.email_key: dict(row._mapping) for row in
+                 self.connection.execute(select(*columns).where(subscribers_t.c.email_key.in_(keys)))}
+        if self.list_id is not None and found:
+            ids = [row["id"] for row in found.values()]
+            member = dict(self.connection.execute(
+                select(memberships_t.c.subscriber_id, memberships_t.c.status)
+                .where(memberships_t.c.list_id == self.list_id, memberships_t.c.subscriber_id.in_(ids))
+            ).all())
+            for row in found.values():
+                row["membership"] = member.get(row["id"])
+        return found
+
+    def _suppressed(self, hashes: list[str]) -> set[str]:
+        if not hashes:
+            return set()
+        query = select(suppressions_t.c.email_hash).where(suppressions_t.c.email_hash.in_(hashes))
+        return set(self.connection.execute(query).scalars())
+
+    def _plan_update(self, plan: "_Plan", valid: ValidRow, current: dict) -> bool:
+        """Queue what changes for an existing subscriber; False when nothing does."""
+        row = valid.row
+        changes = {}
+        if row.name and row.name != current["name"]:
+            changes["name"] = row.name
+        merged = {**(current["attributes"] or {}), **row.attributes}
+        if merged != (current["attributes"] or {}):
+            changes["attributes"] = merged
+        if row.timezone and row.timezone != current["timezone"]:
+            changes["timezone"] = row.timezone
+        subscriber_status, membership_status, reason = _ARRIVAL[row.status]
+        if reason and current["status"] == ACTIVE:
+            changes["status"] = subscriber_status
+            plan.suppress.append((valid.hash, reason))
+        elif self.resubscribe and not reason and current["status"] != ACTIVE:
+            changes["status"] = ACTIVE
+        membership_changed = False
+        if self.list_id is not None:
+            membership = current.get("membership")
+            if membership is None:
+                plan.memberships.append((current["id"], membership_status, row.ip))
+                membership_changed = True
+            elif reason and membership != "unsubscribed":
+                plan.leave.append(current["id"])
+                membership_changed = True
+            elif self.resubscribe and not reason and membership == "unsubscribed":
+                plan.rejoin.append((current["id"], membership_status))
+                membership_changed = True
+        if changes:
+            plan.updates.append({"b_id": current["id"], "name": changes.get("name", current["name"]),
+                                 "attributes": changes.get("attributes", current["attributes"] or {}),
+                                 "timezone": changes.get("timezone", current["timezone"]),
+                                 "status": changes.get("status", current["status"])})
+        return bool(changes) or membership_changed
+
+    def _apply(self, plan: "_Plan") -> None:
+        conn, now = self.connection, plan.now
+        if plan.unsuppress:
+            conn.execute(suppressions_t.delete().where(suppressions_t.c.email_hash.in_(plan.unsuppress)))
+        if plan.new:
+            self._insert_new(plan)
+        if plan.updates:
+            conn.execute(
+                update(subscribers_t).where(subscribers_t.c.id == bindparam("b_id"))
+                .values(name=bindparam("name"), attributes=bindparam("attributes"),
+                        timezone=bindparam("timezone"), status=bindparam("status"), updated_at=now),
+                plan.updates,
+            )
+        self._write_memberships(plan)
+        if plan.suppress:
+            conn.execute(insert(suppressions_t), [
+                {"email_hash": h, "reason": reason, "detail": self.source, "created_at": now}
+                for h, reason in dict(plan.suppress).items()
+            ])
+
+    def _insert_new(self, plan: "_Plan") -> None:
+        now = plan.now
+        rows = []
+        for valid in plan.new:
+            subscriber_status, membership_status, reason = _ARRIVAL[valid.row.status]
+            rows.append({"email": valid.email, "email_key": valid.key, "email_hash": valid.hash,
+                         "name": valid.row.name, "attributes": valid.row.attributes,
+                         "timezone": valid.row.timezone, "status": subscriber_status,
+                         "created_at": now, "updated_at": now})
+            if reason:
+                plan.suppress.append((valid.hash, reason))
+        statement = insert(subscribers_t).returning(subscribers_t.c.id, sort_by_parameter_order=True)
+        ids = self.connection.execute(statement, rows).scalars().all()
+        if self.list_id is not None:
+            for subscriber_id, valid in zip(ids, plan.new):
+                plan.memberships.append((subscriber_id, _ARRIVAL[valid.row.status][1], valid.row.ip))
+
+    def _write_memberships(self, plan: "_Plan") -> None:
+        conn, now, list_id = self.connection, plan.now, self.list_id
+        if plan.memberships:
+            conn.execute(insert(memberships_t), [
+                {"subscriber_id": sid, "list_id": list_id, "status": status, "subscribed_at": now,
+                 "confirmed_at": now if status == CONFIRMED else None,
+                 "unsubscribed_at": now if status == "unsubscribed" else None}
+                for sid, status, _ip in plan.memberships
+            ])
+            conn.execute(insert(consents_t), [
+                {"subscriber_id": sid, "list_id": list_id, "action": "import", "source": self.source,
+                 "ip": ip, "created_at": now}
+                for sid, _status, ip in plan.memberships
+            ])
+        if plan.leave:
+            conn.execute(update(memberships_t)
+                         .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id.in_(plan.leave))
+                         .values(status="unsubscribed", unsubscribed_at=now))
+        for sid, status in plan.rejoin:
+            conn.execute(update(memberships_t)
+                         .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id == sid)
+                         .values(status=status, subscribed_at=now, unsubscribed_at=None,
+                                 confirmed_at=now if status == CONFIRMED else None))
+
+
+class _Plan:
+    """What one chunk will write."""
+
+    def __init__(self, now):
+        self.now = now
+        self.new: list[ValidRow] = []
+        self.updates: list[dict] = []
+        self.memberships: list[tuple[int, str, str | None]] = []
+        self.leave: list[int] = []
+        self.rejoin: list[tuple[int, str]] = []
+        self.suppress: list[tuple[str, str]] = []
+        self.unsuppress: list[str] = []
