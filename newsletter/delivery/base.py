@@ -1,0 +1,115 @@
+"""The transport contract (in the manner of Django's mail backends).
+
+A transport is a small class: ``open()``, ``close()``, usable as a context
+manager, and one method, :meth:`Transport.send_batch`, that sends one
+:class:`Message` to at most ``max_batch`` recipients and answers one
+:class:`SendResult` per recipient, in the same order.
+
+What a result means, and what the engine should do with it:
+
+- ``SENT`` / ``QUEUED``: accepted (by the receiving server, or by an API for
+  later delivery). Record ``provider_id``; never send again.
+- ``REJECTED`` (``retryable=False``): refused for good (SMTP 5xx, HTTP 400,
+  403, 413, an address or merge data the provider cannot take). Record the
+  error; sending again would fail the same way.
+- ``FAILED`` with ``retryable=True``: certainly not accepted (429, a 5xx the
+  provider answered, a refused connection, SMTP 4xx), and the transport's own
+  retries ran out. Safe to send again later.
+- ``UNKNOWN``: the request (or the SMTP DATA) went out in full but no answer
+  came back: a timeout or dropped connection *after* sending, or a gateway
+  5xx (502/504) where the provider behind it may have acted. The message may
+  have been delivered; sending again could deliver it twice. The engine keeps
+  these rows ``unknown`` and resends only on purpose
+  (``campaigns retry ID --unknown``).
+
+A transport never reports ``FAILED``/retryable when a resend could
+duplicate: when in doubt it answers ``UNKNOWN``.
+
+A problem that will fail *every* batch (a 401 for a bad API key, SMTP
+authentication refused) raises :class:`PermanentTransportError` instead: a
+:class:`~newsletter.errors.DeliveryError` whose ``hint`` names the setting
+to fix. Nothing of that batch was accepted; the engine stops the campaign
+and leaves the batch's rows ``pending`` (or ``failed``/retryable).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
+from newsletter.errors import DeliveryError
+
+
+class PermanentTransportError(DeliveryError):
+    """Every send through this transport will fail until the configuration is fixed.
+
+    Raised from ``open()`` or ``send_batch()``; nothing of the batch in hand
+    was accepted. ``hint`` names the setting (``SENDGRID_API_KEY``,
+    ``NEWSLETTER_SMTP_URL``); neither message nor hint ever holds a secret.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class Transport:
+    """Base class: subclasses implement :meth:`_send` (and may extend open/close)."""
+
+    name = "base"
+    #: The most recipients one call of :meth:`send_batch` accepts.
+    max_batch = 100
+
+    def __init__(self) -> None:
+        self.opened = False
+
+    def open(self) -> None:
+        """Acquire what sending needs (connections, folders). Idempotent."""
+        self.opened = True
+
+    def close(self) -> None:
+        """Release it. Idempotent; safe to call after a failed ``open()``."""
+        self.opened = False
+
+    def __enter__(self) -> "Transport":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send_batch(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
+        """Send ``message`` to each recipient; one result per recipient, same order.
+
+        Raises :class:`PermanentTransportError` when nothing can be sent with
+        this configuration, and ``ValueError`` for more than ``max_batch``
+        recipients. Opens the transport if needed.
+        """
+        if len(recipients) > self.max_batch:
+            raise ValueError(f"{self.name}: {len(recipients)} recipients in one batch (at most {self.max_batch})")
+        if not recipients:
+            return []
+        if not self.opened:
+            self.open()
+        results = self._send(message, list(recipients))
+        assert len(results) == len(recipients), "a transport answers once per recipient"
+        return results
+
+    def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        # Subclasses hold credentials: never show attributes here.
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def results_for(
+    recipients: Iterable[Recipient],
+    outcome: Outcome,
+    *,
+    provider_id: str | None = None,
+    retryable: bool = False,
+    error: str | None = None,
+) -> list[SendResult]:
+    """The same result for every recipient (a whole-request answer)."""
+    return [SendResult(r.message_id, outcome, provider_id, retryable, error) for r in recipients]

@@ -1,0 +1,296 @@
+"""SendGrid v3 Mail Send through the official ``sendgrid`` library.
+
+One request carries one edition to up to 1,000 recipients: the HTML and text
+go once, each recipient is a personalization holding their merge values as
+substitutions (both token forms, see ``newsletter.compose.merge``), their
+List-Unsubscribe headers and our ids as ``custom_args`` (so webhook events
+find their ledger row; SendGrid sets its own Message-ID header, ours travels
+in ``custom_args.message_id`` and ``X-Newsletter-Message-ID``).
+
+The body is a plain dict: the library's helper classes cost ~5x more per
+1,000-recipient body, and ``Mail.add_personalization`` inserts at index 0.
+The library sets no timeout and opens a connection per request; we set one.
+
+Answers (DESIGN.md section 5, outcomes as in ``newsletter.delivery.base``):
+
+- 202 (200 in sandbox mode): QUEUED, provider id from ``X-Message-Id``;
+- 429: wait for ``X-RateLimit-Reset`` plus jitter, try again;
+- 500, 503 and other 5xx SendGrid answered itself, or a connection that
+  failed before the request went out: backoff and try again; when attempts
+  run out, FAILED and retryable;
+- 502, 504: a gateway answered; SendGrid behind it may have accepted: UNKNOWN;
+- a timeout or dropped connection after the body went out: UNKNOWN;
+- 400, 403, 413 (other 4xx too): REJECTED, not retryable;
+- 401: :class:`PermanentTransportError` naming SENDGRID_API_KEY.
+
+The API key is never logged: the library logs its request headers at debug
+level, so a filter redacts ``Bearer`` values and drops request payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from email.utils import parseaddr
+
+from newsletter.compose.merge import MergeTemplate, substitutions
+from newsletter.delivery.base import PermanentTransportError, Transport, results_for
+from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
+from newsletter.delivery.retry import RetryPolicy
+from newsletter.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "https://api.sendgrid.com"
+DEFAULT_TIMEOUT = 30.0
+MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000
+MAX_CUSTOM_ARGS_BYTES = 10_000
+MAX_CATEGORIES = 10
+MESSAGE_ID_HEADER = "X-Newsletter-Message-ID"
+KEY_HINT = (
+    "check SENDGRID_API_KEY: it must be a current SendGrid API key with the Mail Send permission "
+    "(Settings > API Keys in the SendGrid console)"
+)
+_UNKNOWN_5XX = (502, 504)  # a gateway answered; SendGrid behind it may have taken the request
+
+
+class SendGridTransport(Transport):
+    """Sends through SendGrid's v3 Mail Send API, up to 1,000 recipients a request.
+
+    ``host`` is the API base URL (``https://api.eu.sendgrid.com`` for EU data
+    residency, a local server in tests); ``sandbox`` asks SendGrid to
+    validate without delivering; ``timeout`` bounds each request (seconds);
+    ``retry`` is the :class:`RetryPolicy` applied inside :meth:`send_batch`.
+    """
+
+    name = "sendgrid"
+    max_batch = MAX_PERSONALIZATIONS
+
+    def __init__(self, api_key: str, *, host: str = DEFAULT_HOST, sandbox: bool = False,
+                 timeout: float = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None):
+        super().__init__()
+        if not api_key:
+            raise ConfigError("SENDGRID_API_KEY is not set", hint=KEY_HINT)
+        self._api_key = api_key
+        self.host = (host or DEFAULT_HOST).rstrip("/")
+        self.sandbox = sandbox
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._client = None
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> "SendGridTransport":
+        """A transport from :class:`~newsletter.config.Settings` (``overrides`` win)."""
+        if not settings.sendgrid_api_key and "api_key" not in overrides:
+            raise ConfigError(
+                "the sendgrid transport needs SENDGRID_API_KEY",
+                hint="export SENDGRID_API_KEY=<a key with Mail Send permission>, or pick another transport "
+                "with NEWSLETTER_TRANSPORT",
+            )
+        options = {"api_key": settings.sendgrid_api_key, "host": settings.sendgrid_host,
+                   "sandbox": settings.sendgrid_sandbox, **overrides}
+        return cls(options.pop("api_key"), **options)
+
+    def open(self) -> None:
+        if self._client is None:
+            import sendgrid
+
+            install_redaction(self._api_key)
+            self._client = sendgrid.SendGridAPIClient(api_key=self._api_key, host=self.host)
+            # The library's default is no timeout at all: a stalled request would hang the send.
+            self._client.client.timeout = self.timeout
+        super().open()
+
+    def close(self) -> None:
+        self._client = None  # the library keeps no connection open between requests
+        super().close()
+
+    def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
+        body, included, results = build_body(message, recipients, sandbox=self.sandbox)
+        if included:
+            answers = self._post_with_retries(body, [recipients[i] for i in included])
+            for index, answer in zip(included, answers):
+                results[index] = answer
+        return results  # type: ignore[return-value]
+
+    def _post_with_retries(self, body: dict, recipients: list[Recipient]) -> list[SendResult]:
+        """Post ``body``; retry where it is safe; one result per recipient."""
+        attempt = 0
+        while True:
+            attempt += 1
+            wait, results = self._attempt(body, recipients, attempt)
+            if wait is None:
+                return results
+            if not self.retry.can_retry(attempt):
+                log.warning("sendgrid: giving up after %d attempts (%s)", attempt, results[0].error)
+                return results
+            log.info("sendgrid: %s; retrying in %.1f s", results[0].error, wait)
+            self.retry.sleep(wait)
+
+    def _attempt(self, body: dict, recipients: list[Recipient], attempt: int):
+        """One request. Returns ``(wait, results)``: ``wait`` is None when final."""
+        from urllib.error import URLError
+
+        from python_http_client.exceptions import HTTPError
+
+        try:
+            response = self._client.client.mail.send.post(request_body=body, timeout=self.timeout)
+        except HTTPError as exc:
+            return self._http_error(exc, recipients, attempt)
+        except URLError as exc:
+            # urllib wraps only errors raised while connecting and sending: the
+            # request never went out in full, so SendGrid cannot have accepted it.
+            error = f"connection failed before sending: {_reason(exc.reason)}"
+            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=error)
+        except OSError as exc:  # timeout, reset, RemoteDisconnected, after the body went out
+            error = f"no answer after the request was sent ({_reason(exc)}): it may have been accepted"
+            return None, results_for(recipients, Outcome.UNKNOWN, error=error)
+        except Exception as exc:  # http.client.HTTPException and kin: a broken answer
+            from http.client import HTTPException
+
+            if not isinstance(exc, HTTPException):
+                raise
+            error = f"unreadable answer after the request was sent ({type(exc).__name__})"
+            return None, results_for(recipients, Outcome.UNKNOWN, error=error)
+        provider_id = response.headers.get("X-Message-Id") if response.headers else None
+        return None, results_for(recipients, Outcome.QUEUED, provider_id=provider_id)
+
+    def _http_error(self, exc, recipients: list[Recipient], attempt: int):
+        status = int(exc.status_code)
+        detail = f"{status} {_error_text(exc.body)}".strip()
+        if status == 401:
+            raise PermanentTransportError(
+                f"SendGrid refused the API key (401 Unauthorized) at {self.host}", hint=KEY_HINT, status=401
+            ) from None
+        if status == 429:
+            reset = exc.headers.get("X-RateLimit-Reset") if exc.headers else None
+            wait = self.retry.rate_limit_wait(reset, attempt)
+            return wait, results_for(recipients, Outcome.FAILED, retryable=True, error=f"rate limited ({detail})")
+        if status in _UNKNOWN_5XX:
+            return None, results_for(recipients, Outcome.UNKNOWN, error=f"gateway error, may have been accepted ({detail})")
+        if status >= 500:
+            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=detail)
+        return None, results_for(recipients, Outcome.REJECTED, error=detail)
+
+    def __repr__(self) -> str:
+        return f"<SendGridTransport host={self.host!r} sandbox={self.sandbox}>"
+
+
+def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool = False):
+    """The v3 request body for ``recipients``, as a plain dict.
+
+    Returns ``(body, included, results)``: ``included`` lists the indexes of
+    recipients in the body; ``results`` has one slot per recipient, None for
+    those included and a REJECTED result for any SendGrid would refuse (merge
+    data over the 10,000-byte substitution limit, ids over the custom_args
+    limit), so that one bad row does not sink its 999 neighbours.
+    """
+    from_name, from_email = parseaddr(message.from_email)
+    # Every field a template uses gets a substitution, empty when the
+    # recipient has no value: SendGrid would otherwise leave the raw token.
+    fields = MergeTemplate(message.html).fields | MergeTemplate(message.text).fields | MergeTemplate(message.subject).fields
+    blanks = substitutions(dict.fromkeys(fields, ""))
+    shared_args = {k: str(v) for k, v in message.metadata.items()}
+    personalizations, included = [], []
+    results: list[SendResult | None] = [None] * len(recipients)
+    for index, recipient in enumerate(recipients):
+        entry = _personalization(recipient, blanks, shared_args)
+        if isinstance(entry, str):
+            results[index] = SendResult(recipient.message_id, Outcome.REJECTED, error=entry)
+            continue
+        personalizations.append(entry)
+        included.append(index)
+    body = {
+        "personalizations": personalizations,
+        "from": _address(from_email, from_name),
+        "subject": message.subject,
+        "content": [{"type": "text/plain", "value": message.text}, {"type": "text/html", "value": message.html}],
+    }
+    if message.reply_to:
+        name, email = parseaddr(message.reply_to)
+        body["reply_to"] = _address(email, name)
+    if message.headers:
+        body["headers"] = {k: str(v) for k, v in message.headers.items()}
+    if message.tags:
+        body["categories"] = list(dict.fromkeys(str(t)[:255] for t in message.tags))[:MAX_CATEGORIES]
+    if sandbox:
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return body, included, results
+
+
+def _personalization(recipient: Recipient, blanks: dict, shared_args: dict) -> dict | str:
+    """One recipient's personalization, or why SendGrid would refuse it."""
+    subs = {**blanks, **substitutions(recipient.merge_data)} if recipient.merge_data else dict(blanks)
+    if _over(subs, MAX_SUBSTITUTION_BYTES):
+        return "merge data over SendGrid's 10,000-byte substitution limit"
+    args = {**shared_args, **{k: str(v) for k, v in recipient.metadata.items()}, "message_id": recipient.message_id}
+    if _over(args, MAX_CUSTOM_ARGS_BYTES - 200):  # room for JSON quoting
+        return "metadata over SendGrid's 10,000-byte custom_args limit"
+    headers = {k: str(v) for k, v in recipient.headers.items()}
+    headers[MESSAGE_ID_HEADER] = recipient.message_id
+    entry = {"to": [_address(recipient.email, recipient.name)], "headers": headers, "custom_args": args}
+    if subs:
+        entry["substitutions"] = subs
+    return entry
+
+
+def _over(mapping: dict, limit: int) -> bool:
+    """Whether the UTF-8 size of keys and values exceeds ``limit`` (cheap when clearly under)."""
+    chars = sum(len(k) + len(v) for k, v in mapping.items())
+    if chars * 4 <= limit:  # a character is at most 4 bytes
+        return False
+    return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items()) > limit
+
+
+def _address(email: str, name: str | None) -> dict:
+    return {"email": email, "name": name} if name else {"email": email}
+
+
+def _error_text(body) -> str:
+    """SendGrid's error messages from a response body, short."""
+    try:
+        errors = json.loads(body)["errors"]
+        text = "; ".join(f"{e.get('field') or ''}: {e.get('message')}".lstrip(": ") for e in errors)
+    except (ValueError, KeyError, TypeError):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    return redact(text)[:500]
+
+
+def _reason(exc) -> str:
+    return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\",}]+", re.IGNORECASE)
+_SG_KEY = re.compile(r"SG\.[\w-]{8,}\.[\w-]{8,}")
+
+
+_SECRETS: set[str] = set()  # the keys of transports opened in this process
+
+
+def redact(text: str) -> str:
+    """``text`` with known keys, bearer tokens and SendGrid-shaped API keys replaced."""
+    for secret in _SECRETS:
+        text = text.replace(secret, "[redacted]")
+    return _SG_KEY.sub("[redacted]", _BEARER.sub(r"\1[redacted]", text))
+
+
+class _RedactFilter(logging.Filter):
+    """Keeps the API key (request headers) and recipients' data (payloads) out of logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("PAYLOAD:"):
+            text = "PAYLOAD: [omitted]"
+        record.msg, record.args = redact(text), None
+        return True
+
+
+def install_redaction(secret: str | None = None) -> None:
+    """Attach the redacting filter to the library's logger (once); remember ``secret``."""
+    if secret:
+        _SECRETS.add(secret)
+    logger = logging.getLogger("python_http_client.client")
+    if not any(isinstance(f, _RedactFilter) for f in logger.filters):
+        logger.addFilter(_RedactFilter())

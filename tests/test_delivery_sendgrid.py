@@ -1,0 +1,215 @@
+"""The SendGrid transport against a local server speaking the v3 Mail Send API."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fake_sendgrid import FakeSendGrid, limit_errors
+from support.delivery import make_message, make_recipient, make_recipients
+
+from newsletter.delivery.base import PermanentTransportError
+from newsletter.delivery.message import Outcome
+from newsletter.delivery.retry import RetryPolicy
+from newsletter.delivery.sendgrid import SendGridTransport, build_body
+from newsletter.errors import ConfigError, DeliveryError
+
+KEY = "SG.abcdefghijkl.mnopqrstuvwxyz0123456789"
+
+
+class FakeClock:
+    """Time that moves only when the transport sleeps."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def server():
+    with FakeSendGrid(api_key=KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def transport(server, clock):
+    policy = RetryPolicy(max_attempts=3, sleep=clock.sleep, clock=clock.time)
+    with SendGridTransport(KEY, host=server.url, timeout=5, retry=policy) as sg:
+        yield sg
+
+
+def test_one_request_carries_a_thousand_recipients_and_passes_the_spec(server, transport):
+    recipients = make_recipients(1000)
+    results = transport.send_batch(make_message(), recipients)
+    assert server.requests == 1
+    assert [r.outcome for r in results] == [Outcome.QUEUED] * 1000
+    assert [r.message_id for r in results] == [r.message_id for r in recipients]
+    assert len({r.provider_id for r in results}) == 1 and results[0].provider_id
+    body = server.bodies[0]
+    assert len(body["personalizations"]) == 1000
+    assert [p["to"][0]["email"] for p in body["personalizations"]] == [r.email for r in recipients]
+    assert server.check(body) == []
+
+
+def test_body_shares_content_and_personalises_each_recipient(server, transport):
+    recipient = make_recipient(3, name='Ann "A" <B> & Co', merge_data={"name": 'Ann <b>&"'})
+    transport.send_batch(make_message(), [recipient])
+    body = server.bodies[0]
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert "%%name%%" in body["content"][1]["value"] and body["subject"] == "News for %%name:raw%%"
+    assert body["categories"] == ["newsletter", "campaign-7"]
+    (p,) = body["personalizations"]
+    assert p["to"] == [{"email": "reader3@example.org", "name": 'Ann "A" <B> & Co'}]
+    assert p["substitutions"]["%%name%%"] == "Ann &lt;b&gt;&amp;&quot;"
+    assert p["substitutions"]["%%name:raw%%"] == 'Ann <b>&"'
+    # The template uses unsubscribe_url, the recipient has none: blank, never the raw token.
+    assert p["substitutions"]["%%unsubscribe_url%%"] == ""
+    assert p["headers"]["List-Unsubscribe"] == "<https://news.clinic.example/unsubscribe/token3>"
+    assert p["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert p["headers"]["X-Newsletter-Message-ID"] == recipient.message_id
+    assert p["custom_args"] == {"campaign_id": "7", "subscriber_id": "3", "message_id": recipient.message_id}
+    assert "mail_settings" not in body
+
+
+def test_custom_args_and_header_values_are_strings():
+    message = make_message(metadata={"campaign_id": 7})
+    recipient = make_recipient(1, metadata={"subscriber_id": 1}, headers={"X-Count": 3})
+    body, included, _ = build_body(message, [recipient])
+    (p,) = body["personalizations"]
+    assert included == [0]
+    assert all(isinstance(v, str) for v in p["custom_args"].values())
+    assert all(isinstance(v, str) for v in p["headers"].values())
+
+
+def test_spec_validation_catches_a_bad_body(server):
+    body, _, _ = build_body(make_message(), [make_recipient(1)])
+    body["custom_args"] = {"n": 1}
+    body["personalizations"][0]["to"][0]["email"] = "not-an-address"
+    fields = {e["field"] for e in server.check(body)}
+    assert "custom_args.n" in fields and "personalizations.0.to.0.email" in fields
+    too_many = {"personalizations": [{"to": [{"email": f"a{i}@x.org"}, {"email": f"b{i}@x.org"}]} for i in range(501)]}
+    assert any("recipients" in e["message"] for e in limit_errors(too_many))
+
+
+def test_oversized_merge_data_rejects_only_that_recipient(server, transport):
+    big = make_recipient(1, merge_data={"name": "x" * 6000})
+    results = transport.send_batch(make_message(), [make_recipient(0), big, make_recipient(2)])
+    assert [r.outcome for r in results] == [Outcome.QUEUED, Outcome.REJECTED, Outcome.QUEUED]
+    assert "10,000-byte" in results[1].error
+    assert len(server.bodies[0]["personalizations"]) == 2
+
+
+def test_sandbox_mode_and_timeout(server, clock):
+    with SendGridTransport(KEY, host=server.url, sandbox=True, timeout=7.5) as sg:
+        assert sg._client.client.timeout == 7.5
+        assert sg._client.client.mail.send.timeout == 7.5
+        results = sg.send_batch(make_message(), [make_recipient(1)])
+    assert server.bodies[0]["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert results[0].outcome is Outcome.QUEUED
+
+
+def test_429_waits_for_the_reset_then_succeeds(server, transport, clock):
+    server.fail_next(429, reset_in=0)
+    # The reset the server sends is real time; the transport reads it against the fake clock.
+    clock.now = __import__("time").time() - 20
+    results = transport.send_batch(make_message(), make_recipients(3))
+    assert [r.outcome for r in results] == [Outcome.QUEUED] * 3
+    assert server.requests == 2
+    assert len(clock.sleeps) == 1 and 19 <= clock.sleeps[0] <= 22.5
+
+
+def test_500_is_retried_with_backoff_then_succeeds(server, transport, clock):
+    server.fail_next(500, times=2)
+    results = transport.send_batch(make_message(), make_recipients(2))
+    assert [r.outcome for r in results] == [Outcome.QUEUED] * 2
+    assert server.requests == 3 and len(clock.sleeps) == 2
+    assert clock.sleeps[1] >= clock.sleeps[0] / 2 > 0
+
+
+def test_500_until_attempts_run_out_is_failed_and_retryable(server, transport, clock):
+    server.fail_next(503, times=5)
+    results = transport.send_batch(make_message(), make_recipients(2))
+    assert server.requests == 3
+    assert all(r.outcome is Outcome.FAILED and r.retryable for r in results)
+
+
+@pytest.mark.parametrize("status", [400, 403, 413])
+def test_client_errors_are_permanent_and_not_retried(server, transport, clock, status):
+    server.fail_next(status)
+    results = transport.send_batch(make_message(), make_recipients(2))
+    assert server.requests == 1 and clock.sleeps == []
+    assert all(r.outcome is Outcome.REJECTED and not r.retryable for r in results)
+    assert results[0].error.startswith(str(status))
+
+
+def test_401_stops_with_a_hint_and_never_shows_the_key(server, clock, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    wrong = "SG.wrongwrongwrong.wrongwrongwrongwrong"
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock.time)
+    with SendGridTransport(wrong, host=server.url, retry=policy) as sg:
+        with pytest.raises(PermanentTransportError) as info:
+            sg.send_batch(make_message(), make_recipients(2))
+        assert wrong not in repr(sg)
+    error = info.value
+    assert isinstance(error, DeliveryError) and error.status == 401
+    assert "SENDGRID_API_KEY" in error.hint
+    assert server.requests == 1
+    captured = capsys.readouterr()
+    for text in (str(error), error.hint, repr(error), caplog.text, captured.out, captured.err):
+        assert wrong not in text
+    assert "Bearer [redacted]" in caplog.text  # the library did log its headers, redacted
+
+
+def test_connection_dropped_after_the_body_is_unknown(server, transport, clock):
+    server.fail_next("drop")
+    results = transport.send_batch(make_message(), make_recipients(2))
+    assert server.requests == 1 and clock.sleeps == []
+    assert all(r.outcome is Outcome.UNKNOWN and not r.retryable for r in results)
+
+
+def test_timeout_after_sending_is_unknown(server, clock):
+    server.fail_next("hang")
+    with SendGridTransport(KEY, host=server.url, timeout=0.2, retry=RetryPolicy(sleep=clock.sleep)) as sg:
+        results = sg.send_batch(make_message(), make_recipients(1))
+    server.release()
+    assert results[0].outcome is Outcome.UNKNOWN
+
+
+def test_gateway_timeout_is_unknown(server, transport):
+    server.fail_next(504)
+    results = transport.send_batch(make_message(), make_recipients(1))
+    assert results[0].outcome is Outcome.UNKNOWN and server.requests == 1
+
+
+def test_refused_connection_is_retried_then_failed(clock):
+    from smtp_server import free_port
+
+    policy = RetryPolicy(max_attempts=2, sleep=clock.sleep, clock=clock.time)
+    with SendGridTransport(KEY, host=f"http://127.0.0.1:{free_port()}", retry=policy) as sg:
+        results = sg.send_batch(make_message(), make_recipients(2))
+    assert len(clock.sleeps) == 1
+    assert all(r.outcome is Outcome.FAILED and r.retryable for r in results)
+    assert "before sending" in results[0].error
+
+
+def test_too_many_recipients_for_one_batch(transport):
+    with pytest.raises(ValueError):
+        transport.send_batch(make_message(), make_recipients(1001))
+
+
+def test_missing_key_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        SendGridTransport("")
+    assert "SENDGRID_API_KEY" in info.value.hint
