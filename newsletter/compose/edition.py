@@ -1,0 +1,191 @@
+"""An Edition: one article composed into an email, compiled once.
+
+``compose_edition`` reads the article, renders the theme to MJML, compiles it
+to HTML and writes the text part from the model. The HTML and text still
+hold merge tokens (``%%name%%``, ``%%unsubscribe_url%%``, ``%%web_url%%``,
+``%%email%%``; the text part their ``:raw`` forms) that each recipient's
+values fill in a cheap second pass (:func:`merge_values` gives them), or
+that SendGrid carries as substitutions. The pre-flight findings are attached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.compose.model import Article, Paragraph, RecentLink, plain
+
+FALLBACK_NAME = "there"  # "Hi there," when a subscriber has no name
+SAMPLE_TOKEN = "sample-token"
+SAMPLE_EMAIL = "reader@example.org"
+SAMPLE_NAME = "Sample Reader"
+
+
+@dataclass
+class Finding:
+    """One pre-flight result: ``level`` is "error" or "warning"."""
+
+    level: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"level": self.level, "code": self.code, "message": self.message}
+
+
+@dataclass
+class Edition:
+    """One article as an email, compiled once, with merge tokens left in."""
+
+    slug: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    article: Article
+    theme: str
+    recent: RecentLink | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_message(self, settings):
+        """The provider-neutral Message of this edition."""
+        return edition_message(self, settings)
+
+
+def compose_edition(
+    article_path,
+    settings,
+    *,
+    recent_title: str | None = None,
+    recent_url: str | None = None,
+    theme: str | None = None,
+    workspace_templates: Path | None = None,
+) -> Edition:
+    """Read, render and compile ``article_path``; run the pre-flight checks.
+
+    ``recent_title``/``recent_url`` override the article's recently-published
+    link (a URL alone keeps the article's title). A link named without a URL
+    is not rendered (never an empty href) and is reported as an error finding
+    (``recent-url-missing``). Template and MJML errors raise TemplateError.
+    """
+    from newsletter.compose.checks import check_edition
+    from newsletter.compose.readers import read_article
+
+    article = read_article(Path(article_path))
+    recent = _recent_link(article, recent_title, recent_url)
+    article.recently_published = recent
+    theme = theme or settings.theme or "default"
+    if workspace_templates is None:
+        workspace_templates = Path(settings.workspace) / "templates"
+    edition = build_edition(article, settings, theme=theme, workspace_templates=workspace_templates)
+    edition.findings = check_edition(edition, settings)
+    return edition
+
+
+def build_edition(article: Article, settings, *, theme: str, workspace_templates: Path | None) -> Edition:
+    """Render ``article`` (already read) with ``theme``; no checks."""
+    from newsletter.compose.render import render_html
+    from newsletter.compose.text import raw_tokens, render_text
+
+    recent = article.recently_published if article.recently_published and article.recently_published.url else None
+    subject = article.subject or article.title
+    preheader = article.preheader or article.subtitle or _excerpt(article)
+    context = {
+        "lang": settings.language or "en",
+        "subject": subject,
+        "preheader": preheader,
+        "article": article,
+        "recent": recent,
+        "newsletter": _footer(settings),
+        "merge": {name: f"%%{name}%%" for name in ("name", "email", "unsubscribe_url", "web_url")},
+    }
+    html = render_html(theme, context, workspace_templates)
+    text = render_text(article, _footer(settings), recent, settings.language or "en")
+    return Edition(
+        slug=article.slug, subject=raw_tokens(subject), preheader=preheader, html=html, text=text,
+        article=article, theme=theme, recent=article.recently_published,
+    )
+
+
+def _recent_link(article: Article, title: str | None, url: str | None) -> RecentLink | None:
+    current = article.recently_published
+    title = (title or "").strip() or (current.title if current else "")
+    url = (url or "").strip() or (current.url if current else None)
+    if not title and url:
+        from newsletter.errors import InputError
+
+        raise InputError("--recent-url was given without a title", hint='add --recent-title "Title of that article"')
+    return RecentLink(title=title, url=url or None) if title else None
+
+
+def _excerpt(article: Article, limit: int = 110) -> str:
+    first = next((plain(b.spans) for b in article.blocks if isinstance(b, Paragraph)), "")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0] + "…"
+
+
+def _footer(settings) -> dict[str, str]:
+    return {
+        "name": settings.name,
+        "sender_name": settings.sender_name,
+        "postal_address": settings.postal_address,
+    }
+
+
+def unsubscribe_url(settings, token: str) -> str:
+    """The recipient's one-click unsubscribe URL (the token is the last path segment)."""
+    return f"{settings.base_url}/unsubscribe/{token}"
+
+
+def web_url(settings, slug: str) -> str:
+    """The edition's web-version URL in the public archive."""
+    return f"{settings.base_url}/archive/{slug}"
+
+
+def merge_values(settings, slug: str, *, email: str, name: str = "", token: str, **attributes: str) -> dict[str, str]:
+    """The merge values of one recipient (a missing name becomes "there")."""
+    return {
+        **attributes,
+        "name": name or FALLBACK_NAME,
+        "email": email,
+        "unsubscribe_url": unsubscribe_url(settings, token),
+        "web_url": web_url(settings, slug),
+    }
+
+
+def edition_message(edition: Edition, settings):
+    """The provider-neutral Message: shared parts, merge tokens left in."""
+    from newsletter.delivery.message import Message
+
+    return Message(
+        subject=edition.subject,
+        from_email=settings.sender,
+        html=edition.html,
+        text=edition.text,
+        tags=[t[:100] for t in edition.article.tags[:8]],
+        metadata={"edition": edition.slug},
+    )
+
+
+def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME, token: str = SAMPLE_TOKEN):
+    """A Recipient as a real subscriber would be addressed, with a fake token."""
+    from newsletter.delivery.message import Recipient
+    from newsletter.delivery.mime import new_message_id, unsubscribe_headers
+
+    values = merge_values(settings, edition.slug, email=email, name=name, token=token)
+    return Recipient(
+        email=email,
+        name=name,
+        message_id=new_message_id(settings.sender_address or "localhost"),
+        merge_data=values,
+        headers=unsubscribe_headers(values["unsubscribe_url"]),
+        metadata={"edition": edition.slug},
+    )
+
+
+def sample_mime(edition: Edition, settings):
+    """The complete MIME message the sample recipient receives."""
+    from newsletter.delivery.mime import build_mime
+
+    return build_mime(edition_message(edition, settings), sample_recipient(edition, settings))
