@@ -1,0 +1,400 @@
+"""SMTP delivery: a few reused connections working in parallel.
+
+``NEWSLETTER_SMTP_URL`` is ``smtp://user:pass@host:port?tls=starttls|ssl|none``
+(``smtps://`` means ``tls=ssl``). Without ``tls``, ``smtp://`` uses STARTTLS,
+except to a loopback host (a development server), where it sends in clear.
+``?connections=N`` sets the pool size (default 4), ``?timeout=S`` the socket
+timeout. User and password are percent-decoded and never shown.
+
+Each recipient gets their own message (one SMTP transaction), rendered by
+:class:`~newsletter.delivery.mime.MimeRenderer`, optionally DKIM-signed.
+Outcomes per recipient:
+
+- 250 after DATA: SENT;
+- a 4xx answer to MAIL, RCPT or DATA: FAILED, retryable (the server said no);
+- a 5xx answer: REJECTED;
+- the connection drops before the message went out in full: reconnect and
+  try once more (nothing can have been accepted); if that fails too, FAILED
+  and retryable;
+- the connection drops or times out after the message went out but before
+  the server's answer: UNKNOWN (it may have been accepted).
+
+Problems that fail every message (authentication refused, the sender
+refused with 5xx, a TLS certificate that does not verify) raise
+:class:`PermanentTransportError`; when some recipients of the batch were
+already handled, the error's ``results`` hold one result per recipient
+(those not attempted are FAILED and retryable).
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import smtplib
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from newsletter.delivery.base import PermanentTransportError, Transport
+from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
+from newsletter.delivery.mime import MimeRenderer
+from newsletter.errors import ConfigError
+
+URL_HINT = "write it as smtp://user:password@host:587?tls=starttls (or smtps://...:465, or ?tls=none)"
+DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
+DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
+                b"content-type", b"list-unsubscribe", b"list-unsubscribe-post"]
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Where and how to connect, as parsed from an SMTP URL."""
+
+    host: str
+    port: int
+    tls: str = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    connections: int = 4
+    timeout: float = 30.0
+
+
+def parse_smtp_url(url: str) -> SmtpConfig:
+    """Parse ``smtp[s]://[user[:pass]@]host[:port][?tls=...&connections=N&timeout=S]``."""
+    parts = urlsplit(url or "")
+    shown = _safe_url(url or "")
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(f"NEWSLETTER_SMTP_URL {shown!r} is not an smtp:// or smtps:// URL", hint=URL_HINT)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    from newsletter.config import is_loopback_host
+
+    default_tls = "ssl" if parts.scheme == "smtps" else ("none" if is_loopback_host(parts.hostname) else "starttls")
+    tls = query.get("tls", default_tls).lower()
+    if tls not in DEFAULT_PORTS or (parts.scheme == "smtps" and tls != "ssl"):
+        raise ConfigError(f"NEWSLETTER_SMTP_URL: tls={tls!r} is not valid here", hint="use tls=starttls, tls=ssl or tls=none")
+    try:
+        port = parts.port or DEFAULT_PORTS[tls]
+        connections = int(query.get("connections", 4))
+        timeout = float(query.get("timeout", 30))
+    except ValueError as exc:
+        raise ConfigError(f"NEWSLETTER_SMTP_URL {shown!r}: {exc}", hint=URL_HINT) from None
+    return SmtpConfig(
+        host=parts.hostname, port=port, tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        connections=max(1, connections), timeout=timeout,
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+class _Stale(Exception):
+    """The connection failed before the message went out in full: safe to try again."""
+
+
+class _ConnectFailed(Exception):
+    """No connection could be made (refused, timed out, DNS): nothing was sent."""
+
+
+class SmtpTransport(Transport):
+    """Sends through an SMTP server over ``connections`` reused connections.
+
+    DKIM signing is on when ``dkim_selector``, ``dkim_domain`` and
+    ``dkim_key`` (PEM bytes, or a path to a PEM file) are all given.
+    ``ssl_context`` replaces the default (verifying) TLS context.
+    """
+
+    name = "smtp"
+    max_batch = 100
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, tls: str = "starttls",
+                 username: str | None = None, password: str | None = None, connections: int = 4,
+                 timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 envelope_from: str | None = None, local_hostname: str | None = None,
+                 dkim_selector: str | None = None, dkim_domain: str | None = None,
+                 dkim_key: bytes | str | Path | None = None):
+        super().__init__()
+        self.config = SmtpConfig(host, port or DEFAULT_PORTS[tls], tls, username, password, max(1, connections), timeout)
+        self.ssl_context = ssl_context
+        self.envelope_from = envelope_from
+        self.local_hostname = local_hostname
+        self._dkim = _dkim_options(dkim_selector, dkim_domain, dkim_key)
+        self._slots: queue.Queue[list] = queue.Queue()
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options) -> "SmtpTransport":
+        config = parse_smtp_url(url)
+        return cls(config.host, config.port, tls=config.tls, username=config.username, password=config.password,
+                   connections=config.connections, timeout=config.timeout, **options)
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> "SmtpTransport":
+        url = overrides.pop("url", None) or settings.smtp_url
+        if not url:
+            raise ConfigError(
+                "the smtp transport needs NEWSLETTER_SMTP_URL",
+                hint="set NEWSLETTER_SMTP_URL=smtp://user:password@host:587?tls=starttls (or [smtp] url in newsletter.toml)",
+            )
+        return cls.from_url(url, **overrides)
+
+    def open(self) -> None:
+        """Start the workers and make one connection now, so bad credentials fail before any send."""
+        with self._lock:
+            if self._executor is not None:
+                return
+            self._executor = ThreadPoolExecutor(self.config.connections, thread_name_prefix="smtp")
+            slots = [[None] for _ in range(self.config.connections)]
+        try:
+            slots[0][0] = self._connect()
+        except _ConnectFailed:
+            pass  # the server may come back; each recipient will report it
+        except BaseException:
+            self.close()
+            raise
+        for slot in slots:
+            self._slots.put(slot)
+        super().open()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        while True:
+            try:
+                slot = self._slots.get_nowait()
+            except queue.Empty:
+                break
+            _quit(slot)
+        super().close()
+
+    @property
+    def connections_open(self) -> int:
+        """Connections held right now (idle ones only: call between batches)."""
+        return sum(1 for slot in list(self._slots.queue) if slot[0] is not None)
+
+    def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
+        renderer = MimeRenderer(message)
+        sender = self.envelope_from or parseaddr(message.from_email)[1]
+        workers = min(self.config.connections, len(recipients))
+        size = -(-len(recipients) // workers)
+        chunks = [recipients[i:i + size] for i in range(0, len(recipients), size)]
+        stop = threading.Event()
+        if len(chunks) == 1:
+            outcomes = [self._send_chunk(renderer, sender, chunks[0], stop)]
+        else:
+            futures = [self._executor.submit(self._send_chunk, renderer, sender, chunk, stop) for chunk in chunks]
+            outcomes = [future.result() for future in futures]
+        results = [result for chunk_results, _ in outcomes for result in chunk_results]
+        errors = [error for _, error in outcomes if error is not None]
+        if errors:
+            errors[0].results = results
+            raise errors[0]
+        return results
+
+    def _send_chunk(self, renderer, sender, chunk, stop):
+        """Send ``chunk`` over one pooled connection: ``(results, permanent error or None)``."""
+        slot = self._slots.get()
+        results: list[SendResult] = []
+        error = None
+        try:
+            for recipient in chunk:
+                if stop.is_set():
+                    break
+                try:
+                    results.append(self._deliver(slot, renderer, sender, recipient))
+                except _ConnectFailed as exc:
+                    results.append(_failed(recipient, f"cannot connect to {self.config.host}:{self.config.port}: {exc}"))
+                    break  # the rest of the chunk would wait for the same timeout
+                except PermanentTransportError as exc:
+                    error = exc
+                    stop.set()
+                    break
+        finally:
+            self._slots.put(slot)
+        for recipient in chunk[len(results):]:
+            results.append(_failed(recipient, "not attempted: " + ("the send stopped" if error or stop.is_set() else "no connection")))
+        return results, error
+
+    def _deliver(self, slot: list, renderer: MimeRenderer, sender: str, recipient: Recipient) -> SendResult:
+        """One message to one recipient; reconnects once when the connection went stale."""
+        try:
+            data = renderer.render(recipient)
+        except ValueError as exc:
+            return SendResult(recipient.message_id, Outcome.REJECTED, error=f"cannot build the message: {exc}")
+        if self._dkim:
+            data = self._sign(data)
+        for attempt in (1, 2):
+            if slot[0] is None:
+                slot[0] = self._connect()
+            try:
+                return self._transaction(slot, sender, recipient, data)
+            except _Stale as exc:
+                _quit(slot)
+                if attempt == 2:
+                    return _failed(recipient, f"connection lost before the message went out: {exc}")
+        raise AssertionError("unreachable")
+
+    def _transaction(self, slot: list, sender: str, recipient: Recipient, data: bytes) -> SendResult:
+        """MAIL, RCPT, DATA on the open connection ``slot[0]``."""
+        conn: smtplib.SMTP = slot[0]
+        if not (sender.isascii() and recipient.email.isascii()):
+            return SendResult(recipient.message_id, Outcome.REJECTED, error="non-ASCII address (SMTPUTF8 is not supported)")
+        stage = "MAIL"
+        try:
+            code, reply = conn.mail(sender)
+            if code == 250:
+                stage = "RCPT"
+                code, reply = conn.rcpt(recipient.email)
+                if code in (250, 251):
+                    stage = "DATA"
+                    conn.putcmd("data")
+                    code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Stale(str(exc) or type(exc).__name__) from None
+        if code != 354:
+            return self._refused(slot, recipient, code, reply, stage)
+        payload = _LEADING_DOT.sub(b"..", data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        try:
+            conn.send(payload + b".\r\n")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The final "." never went out whole: the server cannot have accepted it.
+            raise _Stale(str(exc) or type(exc).__name__) from None
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            _quit(slot)
+            return SendResult(recipient.message_id, Outcome.UNKNOWN,
+                              error=f"no answer after the message was sent ({exc or type(exc).__name__}): it may have been delivered")
+        if code == 250:
+            return SendResult(recipient.message_id, Outcome.SENT, provider_id=_queue_id(reply))
+        return _by_code(recipient, code, reply, "DATA")
+
+    def _refused(self, slot, recipient, code, reply, stage) -> SendResult:
+        """A refusal before DATA: reset the transaction, classify, stop on sender refusals."""
+        try:
+            slot[0].rset()
+        except (smtplib.SMTPException, OSError):
+            _quit(slot)
+        if code == 421:
+            _quit(slot)  # the server is closing this connection
+        text = reply.decode("utf-8", "replace")
+        # Authentication demanded, or the sender refused for good: every message would fail.
+        if code in (530, 535) or (stage == "MAIL" and code >= 500):
+            raise PermanentTransportError(
+                f"the SMTP server refused to send for us: {code} {text}",
+                hint="check the user, password and sender allowed by NEWSLETTER_SMTP_URL's server, and NEWSLETTER_FROM",
+                status=code,
+            )
+        return _by_code(recipient, code, reply, stage)
+
+    def _connect(self) -> smtplib.SMTP:
+        """A new, greeted, secured and authenticated connection."""
+        config = self.config
+        context = self.ssl_context or ssl.create_default_context()
+        try:
+            if config.tls == "ssl":
+                conn = smtplib.SMTP_SSL(config.host, config.port, local_hostname=self.local_hostname,
+                                        timeout=config.timeout, context=context)
+            else:
+                conn = smtplib.SMTP(config.host, config.port, local_hostname=self.local_hostname, timeout=config.timeout)
+        except ssl.SSLError as exc:
+            raise _tls_error(exc, config) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise _ConnectFailed(str(exc) or type(exc).__name__) from None
+        try:
+            conn.ehlo()
+            if config.tls == "starttls":
+                conn.starttls(context=context)
+                conn.ehlo()
+            if config.username:
+                conn.login(config.username, config.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            conn.close()
+            raise PermanentTransportError(
+                f"the SMTP server at {config.host}:{config.port} refused our login ({exc.smtp_code})",
+                hint="check the user and password in NEWSLETTER_SMTP_URL", status=exc.smtp_code) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            conn.close()
+            raise PermanentTransportError(
+                f"the SMTP server at {config.host}:{config.port} does not offer {'STARTTLS' if 'STARTTLS' in str(exc) else 'AUTH'}",
+                hint="change ?tls= (starttls, ssl, none) or the credentials in NEWSLETTER_SMTP_URL") from None
+        except ssl.SSLError as exc:
+            conn.close()
+            raise _tls_error(exc, config) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            conn.close()
+            raise _ConnectFailed(str(exc) or type(exc).__name__) from None
+        return conn
+
+    def _sign(self, data: bytes) -> bytes:
+        import dkim
+
+        selector, domain, key = self._dkim
+        return dkim.sign(data, selector, domain, key, include_headers=DKIM_HEADERS, linesep=b"\r\n") + data
+
+    def __repr__(self) -> str:
+        return f"<SmtpTransport {self.config.host}:{self.config.port} tls={self.config.tls}>"
+
+
+def _dkim_options(selector, domain, key):
+    given = [selector, domain, key]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError("DKIM signing needs a selector, a domain and a private key", hint="give all three, or none")
+    if isinstance(key, (str, Path)) and not str(key).lstrip().startswith("-----BEGIN"):
+        try:
+            key = Path(key).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the DKIM key {key}: {exc.strerror}", hint="check the path and its permissions") from None
+    key = key.encode() if isinstance(key, str) else key
+    return selector.encode(), domain.encode(), key
+
+
+def _tls_error(exc: ssl.SSLError, config: SmtpConfig) -> PermanentTransportError:
+    return PermanentTransportError(
+        f"TLS with {config.host}:{config.port} failed: {exc.reason or exc}",
+        hint="check the server's certificate and name, or the tls= option of NEWSLETTER_SMTP_URL",
+    )
+
+
+def _by_code(recipient: Recipient, code: int, reply: bytes, stage: str) -> SendResult:
+    error = f"{code} {reply.decode('utf-8', 'replace')} ({stage})"
+    if 400 <= code < 500:
+        return SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=error)
+    if code >= 500:
+        return SendResult(recipient.message_id, Outcome.REJECTED, error=error)
+    return SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=f"unexpected answer {error}")
+
+
+def _failed(recipient: Recipient, error: str) -> SendResult:
+    return SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=error)
+
+
+def _queue_id(reply: bytes) -> str | None:
+    """The server's queue id when its 250 answer names one ("queued as ABC123")."""
+    match = re.search(rb"queued as ([\w.-]+)", reply, re.IGNORECASE)
+    return match.group(1).decode() if match else None
+
+
+def _quit(slot: list) -> None:
+    conn, slot[0] = slot[0], None
+    if conn is None:
+        return
+    try:
+        conn.quit()
+    except (smtplib.SMTPException, OSError):
+        conn.close()
