@@ -1,0 +1,149 @@
+"""``newsletter compose`` and ``newsletter check``.
+
+Thin: parse options, call :func:`newsletter.compose.edition.compose_edition`,
+print. The heavy imports (Jinja2, mjml, markdown-it) happen inside the
+commands so ``newsletter --help`` stays fast. :func:`compose_options` and
+:func:`edition_from_options` are shared with ``preview``, ``send`` and
+``schedule``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from newsletter.cli._common import json_option, pass_app, print_json, say
+
+RECENT_URL_HINT = 'pass --recent-url https://... (the address of "{title}")'
+
+
+def compose_options(function: Callable) -> Callable:
+    """Add ``--recent-title``, ``--recent-url`` and ``--theme`` to a command."""
+    options = [
+        click.option("--recent-title", metavar="TITLE", help="Title of the recently published article to point readers to (overrides the article's)."),
+        click.option("--recent-url", metavar="URL", help="Its https:// address (overrides the article's)."),
+        click.option("--theme", metavar="NAME", help="Theme folder under templates/ (default: the workspace's theme, else 'default')."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def edition_from_options(app, article: str, recent_title: str | None, recent_url: str | None, theme: str | None, *, strict: bool = True):
+    """Compose ``article`` with the shared options.
+
+    With ``strict`` a recently-published link without a URL is an InputError
+    (one line and a hint naming ``--recent-url``); ``check`` passes False to
+    report it as a finding instead.
+    """
+    from newsletter.compose.edition import compose_edition
+    from newsletter.errors import InputError
+
+    settings = app.settings
+    edition = compose_edition(
+        Path(article), settings, recent_title=recent_title, recent_url=recent_url, theme=theme,
+        workspace_templates=Path(settings.workspace) / "templates",
+    )
+    if strict and edition.recent and not edition.recent.url:
+        raise InputError(
+            f"the recently-published link {edition.recent.title!r} has no URL",
+            hint=RECENT_URL_HINT.format(title=edition.recent.title),
+        )
+    return edition
+
+
+@click.command("compose")
+@click.argument("article", metavar="ARTICLE")
+@compose_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for <slug>.html, .txt and .eml (default: build/ in the workspace).")
+@json_option
+@pass_app
+def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
+    """Turn ARTICLE (.md, .txt or .html) into <slug>.html, <slug>.txt and <slug>.eml.
+
+    The .eml is the complete message a sample subscriber would receive.
+
+    \b
+    Example:
+      newsletter compose articles/ketamine.md --out build/
+      newsletter compose article.txt --recent-url https://example.org/blog/types
+    """
+    from newsletter.compose.checks import errors, warnings
+    from newsletter.compose.output import write_edition
+
+    edition = edition_from_options(app, article, recent_title, recent_url, theme)
+    out = Path(out_dir) if out_dir else Path(app.settings.workspace) / "build"
+    paths = write_edition(edition, app.settings, out)
+    sizes = {kind: path.stat().st_size for kind, path in paths.items()}
+    if as_json:
+        print_json({
+            "slug": edition.slug, "subject": edition.subject, "preheader": edition.preheader, "theme": edition.theme,
+            "files": {kind: str(path) for kind, path in paths.items()}, "sizes": sizes,
+            "errors": [f.as_dict() for f in errors(edition.findings)],
+            "warnings": [f.as_dict() for f in warnings(edition.findings)],
+        })
+        return
+    say(f"[bold]{_escape(edition.subject)}[/bold]  (theme {edition.theme})")
+    for kind, path in paths.items():
+        say(f"  wrote {_escape(str(path))}  {_kb(sizes[kind])}")
+    _print_findings(edition.findings)
+    if errors(edition.findings):
+        say(f"Fix the errors before sending; 'newsletter check {_escape(article)}' repeats these checks.")
+
+
+@click.command("check")
+@click.argument("article", metavar="ARTICLE")
+@compose_options
+@json_option
+@pass_app
+@click.pass_context
+def check(ctx, app, article, recent_title, recent_url, theme, as_json):
+    """Pre-flight checks of ARTICLE's email; exit 1 when any error is found.
+
+    Errors: no unsubscribe link, no postal address, a recently-published link
+    without URL, unresolved template tags. Warnings: HTML over 102 KB, images
+    without alt text, http:// or relative links, subject length, no preheader,
+    leftover TK/lorem placeholders.
+
+    \b
+    Example:
+      newsletter check articles/ketamine.md --recent-url https://example.org/blog/types --json
+    """
+    from newsletter.compose.checks import errors, warnings
+    from newsletter.errors import NewsletterError
+
+    edition = edition_from_options(app, article, recent_title, recent_url, theme, strict=False)
+    found_errors, found_warnings = errors(edition.findings), warnings(edition.findings)
+    if as_json:
+        print_json({
+            "errors": [f.as_dict() for f in found_errors],
+            "warnings": [f.as_dict() for f in found_warnings],
+        })
+        if found_errors:
+            ctx.exit(1)
+        return
+    _print_findings(edition.findings)
+    if found_errors:
+        raise NewsletterError(
+            f"{len(found_errors)} pre-flight error(s) in {article}",
+            hint="fix them and run 'newsletter check' again",
+        )
+    say(f"[green]OK[/green]: {_escape(edition.subject)} is ready to send ({len(found_warnings)} warning(s))")
+
+
+def _print_findings(findings) -> None:
+    for finding in findings:
+        colour = "red" if finding.level == "error" else "yellow"
+        say(f"  [{colour}]{finding.level}[/{colour}] {finding.code}: {_escape(finding.message)}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.1f} KB"
