@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import string
 
 from newsletter.compose.model import (
     Article,
@@ -131,17 +132,36 @@ def _units(lines: list[str]) -> list[str]:
     """One unit per line, or per paragraph when the text is hard-wrapped."""
     if not _hard_wrapped(lines):
         return [line.strip() for line in lines if line.strip()]
+    width = sorted(len(line) for line in lines if line.strip())[-1]
     units: list[str] = []
-    current: list[str] = []
-    for line in lines + [""]:
+    previous = ""
+    for line in lines:
         stripped = line.strip()
-        starts_new = not stripped or _ITEM.match(line) or (current and _ITEM.match(current[0]) and not line[:1].isspace())
-        if starts_new and current:
-            units.append(" ".join(current))
-            current = []
-        if stripped:
-            current.append(stripped)
+        if stripped and units and previous and _continues(previous, line, units[-1], width):
+            units[-1] += " " + (stripped.lstrip("> ").strip() if units[-1].startswith(">") else stripped)
+        elif stripped:
+            units.append(stripped)
+        previous = line if stripped else ""
     return units
+
+
+def _continues(previous: str, line: str, unit: str, width: int) -> bool:
+    """Whether ``line`` carries on the unit above it in hard-wrapped text.
+
+    An indented line continues a list item; a "> " line continues a quote;
+    otherwise a line continues only a line that was filled to near the wrap
+    width (a short line ended its paragraph, like a title or a byline).
+    """
+    stripped = line.strip()
+    if re.fullmatch(r"[=\-_*]{3,}", stripped) or _ATTRIBUTION.match(stripped):
+        return False
+    if _ITEM.match(unit):
+        return line[:1].isspace() and not _ITEM.match(line)
+    if unit.startswith(">"):
+        return stripped.startswith(">")
+    if _ITEM.match(line) or stripped.startswith(">"):
+        return False
+    return len(previous.rstrip()) >= 0.6 * width
 
 
 def _hard_wrapped(lines: list[str]) -> bool:
@@ -209,6 +229,7 @@ def _header(units: list[str]) -> tuple[str, str, str, dt.date | None, list[str]]
     if not units:
         return "", "", "", None, []
     title = re.sub(r"^(?:#\s+|title:\s*)", "", units[0], flags=re.I).strip()
+    title = string.capwords(title) if title.isupper() else title
     rest = units[1:]
     subtitle, author, date = "", "", None
     for _ in range(4):
@@ -285,7 +306,7 @@ def _add_unit(blocks: list, unit: str, following: str | None) -> None:
     elif _is_heading(unit, following):
         text = unit.lstrip("#").strip()
         level = 3 if unit.startswith("###") else 2
-        blocks.append(Heading(inline(text.title() if text.isupper() else text), level=level))
+        blocks.append(Heading(inline(string.capwords(text) if text.isupper() else text), level=level))
     else:
         blocks.append(Paragraph(inline(unit)))
 
