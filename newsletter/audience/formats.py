@@ -70,6 +70,42 @@ def detect_format(headers: list[str]) -> str:
     )
 
 
+def cells_reader(format_name: str, keys: list[str]) -> Callable[[list[str]], ImportRow]:
+    """A function mapping one row's stripped cells (in ``keys`` order) to an ImportRow.
+
+    Plain CSV, the common case of big files, is read by column position; the
+    other formats through a dict of the row.
+    """
+    if format_name == "csv":
+        return _csv_cells_reader(keys)
+    read = row_reader(format_name)
+    return lambda cells: read(dict(zip(keys, cells)))
+
+
+def _csv_cells_reader(keys: list[str]) -> Callable[[list[str]], ImportRow]:
+    def index(*names: str) -> int | None:
+        return next((keys.index(n) for n in names if n in keys), None)
+
+    email_at = [keys.index(n) for n in EMAIL_HEADERS if n in keys]
+    name_at = index("name")
+    first_at, last_at = index("first_name", "first name"), index("last_name", "last name")
+    zone_at = index("timezone", "time_zone")
+    extra = [(i, key) for i, key in enumerate(keys) if key and key not in _CSV_USED]
+
+    def read(cells: list[str]) -> ImportRow:
+        width = len(cells)
+        email = next((cells[i] for i in email_at if i < width and cells[i]), "")
+        name = cells[name_at] if name_at is not None and name_at < width else ""
+        if not name and (first_at is not None or last_at is not None):
+            parts = [cells[i] for i in (first_at, last_at) if i is not None and i < width and cells[i]]
+            name = " ".join(parts)
+        zone = cells[zone_at] if zone_at is not None and zone_at < width else None
+        attributes = {key: cells[i] for i, key in extra if i < width and cells[i]}
+        return ImportRow(email=email, name=name, attributes=attributes, timezone=zone or None)
+
+    return read
+
+
 def row_reader(format_name: str) -> Callable[[Row], ImportRow]:
     """The function that maps a row (keys lower-cased and stripped) of ``format_name``."""
     return {

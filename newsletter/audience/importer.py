@@ -20,7 +20,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.audience.addresses import address_hash, normalise_address
-from newsletter.audience.formats import FORMATS, detect_format, row_reader
+from newsletter.audience.formats import FORMATS, cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError
 from newsletter.store.importing import ChunkCounts, ImportWriter, ValidRow
 
@@ -79,7 +79,8 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
         try:
             with store.engine.begin() as connection:
                 writer = ImportWriter(connection, _list_id(connection, list_name), f"import:{path.name}", resubscribe)
-                for chunk in _valid_chunks(reader, keys, row_reader(detected), report, path, encoding):
+                chunks = _valid_chunks(reader, keys, cells_reader(detected, keys), report, path, encoding)
+                for chunk in read_ahead(chunks):
                     report.count(writer.write(chunk))
                     if on_progress:
                         on_progress(handle.tell(), total)
@@ -90,6 +91,45 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
         return report
     finally:
         handle.close()
+
+
+def read_ahead(chunks, depth: int = 3):
+    """Iterate ``chunks`` while a thread produces the next ones.
+
+    Parsing and validating is Python work; SQLite's inserts release the GIL,
+    so the two overlap on a second core. Errors in the producer re-raise here.
+    """
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                ready.put(chunk)
+            ready.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            ready.put(exc)
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def _open(path: Path):
@@ -142,7 +182,7 @@ def _valid_chunks(reader, keys, read_row, report: ImportReport, path: Path, enco
     try:
         for cells in reader:
             line, last_line = last_line + 1, reader.line_num
-            if not any(cell.strip() for cell in cells):
+            if not "".join(cells).strip():
                 continue
             try:
                 chunk.append(_validate(cells, keys, read_row, line, zones))
@@ -163,10 +203,10 @@ def _valid_chunks(reader, keys, read_row, report: ImportReport, path: Path, enco
         yield chunk
 
 
-def _validate(cells: list[str], keys: list[str], read_row, line: int, zones: dict[str, bool]) -> ValidRow:
+def _validate(cells: list[str], keys: list[str], read_cells, line: int, zones: dict[str, bool]) -> ValidRow:
     if len(cells) > len(keys):
         raise InputError(f"{len(cells)} cells but the header names {len(keys)} columns")
-    row = read_row({key: cell.strip() for key, cell in zip(keys, cells)})
+    row = read_cells([cell.strip() for cell in cells])
     address = normalise_address(row.email)
     if row.timezone:
         if row.timezone not in zones:

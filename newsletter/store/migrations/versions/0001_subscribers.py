@@ -21,7 +21,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("email_key", sa.String(320), nullable=False, unique=True),
-        sa.Column("email_hash", sa.String(64), nullable=False, index=True),
+        sa.Column("email_hash", sa.String(64), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("attributes", sa.JSON, nullable=False),
         sa.Column("timezone", sa.String(64), nullable=True),
