@@ -135,6 +135,9 @@ class _Parser(HTMLParser):
         elif tag == "blockquote":
             self.flush()
             self.quote_depth = max(0, self.quote_depth - 1)
+            cite, self.cite = self.cite.strip(" —–-"), ""
+            if cite and self.blocks and isinstance(self.blocks[-1], Quote) and not self.blocks[-1].cite:
+                self.blocks[-1].cite = cite
         elif tag == "pre":
             self.flush()
             self.pre_depth = max(0, self.pre_depth - 1)

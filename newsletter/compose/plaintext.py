@@ -333,14 +333,14 @@ def _is_heading(unit: str, following: str | None) -> bool:
     if unit.isupper() and len(words) <= 10:
         return True
     if unit.endswith("?"):
-        return _title_case_ratio(words) >= 0.5
+        return len(words) >= 3 and _title_case_ratio(words) > 0.6
     if _SENTENCE_END.search(unit) or unit.endswith(("!", "?")):
         return False
     return _title_case_ratio(words) >= 0.5 or len(words) <= 8
 
 
 def _title_case_ratio(words: list[str]) -> float:
-    long_words = [w.strip("\"“”‘’()[]") for w in words]
+    long_words = [w.strip("\"“”‘’()[]?!.,:;") for w in words]
     long_words = [w for w in long_words if len(w) >= 4 and w[:1].isalpha()]
     if not long_words:
         return 1.0
