@@ -8,10 +8,16 @@ reported with its file and line instead of rendering as nothing.
 
 Speed: mjml-python parses every element with BeautifulSoup, which costs about
 4 ms per kilobyte of article text. The contents of ``<mj-text>``,
-``<mj-button>`` and ``<mj-raw>`` are raw HTML that MJML copies to its output
-untouched, so they are lifted out before compiling (replaced by slot tokens)
-and put back afterwards: MJML compiles only the layout, once per edition, and
-the article's HTML reaches the output byte for byte.
+``<mj-button>``, ``<mj-raw>``, ``<mj-title>`` and ``<mj-preview>`` are copied
+to the output as they are, so they are lifted out before compiling (replaced
+by slot tokens) and put back afterwards: MJML compiles only the layout, once
+per edition, and the article's HTML reaches the output byte for byte.
+
+Escaping: mjml-python unescapes attribute values and writes them back raw
+(``alt="a &quot;b&quot;"`` comes out as ``alt="a "b""``). Attribute values
+holding an entity in ``href``, ``src``, ``alt`` and ``title`` (where article
+text goes) are therefore lifted the same way, so the value Jinja
+escaped is the value in the output.
 
 Errors: Jinja syntax and runtime errors carry the template file and line. MJML
 structure errors (unknown or unbalanced ``mj-`` tags, which mjml-python would
@@ -31,7 +37,9 @@ from newsletter.errors import TemplateError
 
 TEMPLATE_FILE = "email.mjml.j2"
 # an opening (not self-closing) mj-text/mj-button/mj-raw, its contents, and its end tag
-_LIFTED = re.compile(r"(<(mj-text|mj-button|mj-raw)\b(?:[^>\"'/]|\"[^\"]*\"|'[^']*'|/(?!>))*>)(.*?)(</\2\s*>)", re.S)
+_LIFTED = re.compile(r"(<(mj-text|mj-button|mj-raw|mj-title|mj-preview)\b(?:[^>\"'/]|\"[^\"]*\"|'[^']*'|/(?!>))*>)(.*?)(</\2\s*>)", re.S)
+# an attribute value holding an entity: mjml-python would write it out unescaped
+_ESCAPED_VALUE = re.compile(r"(\s(?:href|src|alt|title)=\")([^\"]*&[^\"]*)(\")")
 _MJ_TAG = re.compile(r"<(/?)(mjml|mj-[a-z-]+)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>")
 _SELF_CLOSING_OK = {"mj-image", "mj-divider", "mj-spacer", "mj-all", "mj-class", "mj-breakpoint", "mj-include", "mj-font", "mj-social-element", "mj-carousel-image"}
 
@@ -134,7 +142,16 @@ def _lift(source: str) -> tuple[str, dict[str, str]]:
         slots[key] = match.group(3)
         return f"{match.group(1)}{key}{match.group(4)}"
 
-    return _LIFTED.sub(replace, source), slots
+    def replace_value(match: re.Match) -> str:
+        key = f"nlslot{len(slots)}x{nonce}"
+        slots[key] = match.group(2)
+        return f"{match.group(1)}{key}{match.group(3)}"
+
+    def replace_attributes(match: re.Match) -> str:
+        return _ESCAPED_VALUE.sub(replace_value, match.group(0))
+
+    layout = _LIFTED.sub(replace, source)
+    return _MJ_TAG.sub(replace_attributes, layout), slots
 
 
 def _put_back(html: str, slots: dict[str, str]) -> str:
@@ -148,7 +165,7 @@ def _put_back(html: str, slots: dict[str, str]) -> str:
         return slots[match.group(0)]
 
     html = pattern.sub(replace, html)
-    if len(seen) != len(slots):
+    if set(seen) != set(slots):
         raise TemplateError("MJML dropped or repeated some content", hint="an mj-text, mj-button or mj-raw is misplaced in the theme")
     return html
 
