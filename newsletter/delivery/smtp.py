@@ -264,7 +264,8 @@ class SmtpTransport(Transport):
             raise _Stale(str(exc) or type(exc).__name__) from None
         if code != 354:
             return self._refused(slot, recipient, code, reply, stage)
-        payload = _LEADING_DOT.sub(b"..", data)
+        # Dot-stuffing; the search is skipped when no line starts with a dot (the usual case).
+        payload = _LEADING_DOT.sub(b"..", data) if b"\n." in data else data
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         try:
