@@ -26,7 +26,7 @@ _HREF = re.compile(r"<(a|img|link)\b[^>]*?\b(href|src)\s*=\s*(\"[^\"]*\"|'[^']*'
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r"\balt\s*=\s*(\"([^\"]*)\"|'([^']*)')", re.I)
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
-_PERCENT_TOKEN = re.compile(r"%%[^%\s<>\"]{1,60}%%")
+_PERCENT_TOKEN = re.compile(r"%%[^%\n<>\"]{1,60}%%")
 _VALID_TOKEN = re.compile(r"%%[A-Za-z_][A-Za-z0-9_]*(:raw)?%%")
 _PLACEHOLDER = re.compile(r"\bTK\b|\blorem ipsum\b|\blorem\b", re.I)
 

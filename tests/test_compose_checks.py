@@ -1,0 +1,127 @@
+"""Each pre-flight rule, on real composed editions."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from newsletter.compose.checks import check_edition, errors, warnings
+from newsletter.compose.edition import compose_edition
+
+ARTICLES = Path(__file__).parent / "articles"
+SEED = ARTICLES / "seed-ketamine.txt"
+RECENT = "https://clinic.example/blog/which-type"
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    from newsletter.config import load_settings
+    from newsletter.workspace import init_workspace
+
+    folder = tmp_path / "letter"
+    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",
+                   base_url="https://news.clinic.example")
+    monkeypatch.chdir(folder)
+    return load_settings(folder)
+
+
+@pytest.fixture
+def seed(settings):
+    return compose_edition(SEED, settings, recent_url=RECENT)
+
+
+def codes(findings, level=None):
+    return [f.code for f in findings if level is None or f.level == level]
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_seed_with_recent_url_is_clean(seed):
+    assert seed.findings == []
+
+
+def test_missing_base_url_and_postal_address_are_errors(settings, seed):
+    bare = dataclasses.replace(settings, base_url="", postal_address="")
+    found = codes(check_edition(seed, bare), "error")
+    assert "base-url-missing" in found and "postal-address-missing" in found
+
+
+def test_theme_without_unsubscribe_link_or_address_is_an_error(settings, seed):
+    html = seed.html.replace('href="%%unsubscribe_url%%"', 'href="https://example.org/prefs"')
+    html = html.replace("1 Main Street, Springfield", "")
+    found = codes(check_edition(dataclasses.replace(seed, html=html), settings), "error")
+    assert found == ["unsubscribe-missing", "postal-address-missing"]
+    text = seed.text.replace("%%unsubscribe_url:raw%%", "")
+    assert codes(check_edition(dataclasses.replace(seed, text=text), settings), "error") == ["unsubscribe-missing"]
+
+
+def test_recent_link_without_url_is_an_error(settings):
+    edition = compose_edition(SEED, settings)
+    (finding,) = errors(edition.findings)
+    assert finding.code == "recent-url-missing" and "--recent-url" in finding.message
+
+
+def test_unresolved_template_tags_are_errors(settings, seed):
+    html = seed.html.replace("</body>", "{{ article.summary }} %%first name%%</body>")
+    found = [f for f in check_edition(dataclasses.replace(seed, html=html), settings) if f.code == "unresolved-tags"]
+    assert found and "{{ article.summary }}" in found[0].message and "%%first name%%" in found[0].message
+
+
+def test_template_syntax_written_in_the_article_is_content(settings, tmp_path):
+    article = write(tmp_path, "jinja.md", "---\ntitle: Writing Jinja templates\npreheader: A short guide\n---\nWrite `{{ name }}` to print a name.\n")
+    assert "unresolved-tags" not in codes(compose_edition(article, settings).findings)
+
+
+def test_html_over_102_kb_is_a_warning(settings, tmp_path):
+    body = "\n\n".join(f"Paragraph {i}: " + "words that fill up the email " * 20 for i in range(250))
+    article = write(tmp_path, "long.md", f"---\ntitle: A very long edition\npreheader: Long\n---\n{body}\n")
+    found = [f for f in compose_edition(article, settings).findings if f.code == "html-size"]
+    assert found and found[0].level == "warning" and "Gmail" in found[0].message
+
+
+def test_images_without_alt_text(settings):
+    edition = compose_edition(ARTICLES / "clinic-update.html", settings)
+    alt = [f.message for f in edition.findings if f.code == "image-alt"]
+    assert alt == ["image without alt text: https://clinic.example.org/img/decor.png"]
+
+
+def test_insecure_relative_and_empty_links(settings, tmp_path):
+    article = write(tmp_path, "links.html", '<h1>Links and more links</h1><p class="dek">x</p><p><a href="http://old.example/a">old</a> '
+                    '<a href="/hours">hours</a> <a href="mailto:a@b.example">mail</a></p>')
+    edition = compose_edition(article, settings)
+    assert codes(edition.findings, "warning") == ["link-insecure", "link-relative"]
+    html = edition.html.replace('href="mailto:a@b.example"', 'href=""')
+    assert "link-empty" in codes(check_edition(dataclasses.replace(edition, html=html), settings))
+
+
+@pytest.mark.parametrize("subject, flagged", [("Hi", True), ("x" * 79, True), ("A good subject line", False)])
+def test_subject_length(settings, tmp_path, subject, flagged):
+    article = write(tmp_path, "s.md", f"---\ntitle: Title of the article\nsubject: {subject}\npreheader: p\n---\nBody.\n")
+    assert ("subject-length" in codes(compose_edition(article, settings).findings)) is flagged
+
+
+def test_missing_preheader(settings, tmp_path):
+    article = write(tmp_path, "p.md", "# Title of the article\n\nFirst paragraph says something.\n")
+    edition = compose_edition(article, settings)
+    assert codes(edition.findings) == ["preheader-missing"]
+    assert edition.preheader == "First paragraph says something."  # inboxes still get a sensible preview
+
+
+@pytest.mark.parametrize("text", ["The figure is TK until we hear back.", "Lorem ipsum dolor sit amet."])
+def test_placeholders(settings, tmp_path, text):
+    article = write(tmp_path, "t.md", f"---\ntitle: Title of the article\npreheader: p\n---\n{text}\n")
+    assert codes(compose_edition(article, settings).findings) == ["placeholder"]
+
+
+def test_errors_come_first(settings, tmp_path):
+    article = write(tmp_path, "e.md", "---\ntitle: TK\nrecently_published: {title: Old}\n---\nBody.\n")
+    findings = compose_edition(article, settings).findings
+    levels = [f.level for f in findings]
+    assert levels == sorted(levels)  # "error" < "warning"
+    assert errors(findings) and warnings(findings)
