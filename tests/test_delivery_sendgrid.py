@@ -105,10 +105,21 @@ def test_spec_validation_catches_a_bad_body(server):
 
 def test_oversized_merge_data_rejects_only_that_recipient(server, transport):
     big = make_recipient(1, merge_data={"name": "x" * 6000})
-    results = transport.send_batch(make_message(), [make_recipient(0), big, make_recipient(2)])
+    near = make_recipient(2, merge_data={"name": "é" * 2400})  # 9,600 bytes raw + escaped: still allowed
+    results = transport.send_batch(make_message(), [make_recipient(0), big, near])
     assert [r.outcome for r in results] == [Outcome.QUEUED, Outcome.REJECTED, Outcome.QUEUED]
     assert "10,000-byte" in results[1].error
-    assert len(server.bodies[0]["personalizations"]) == 2
+    assert len(server.bodies[0]["personalizations"]) == 2  # and the server's own limit check passed
+
+
+def test_substitutions_match_the_merge_module():
+    from newsletter.compose.merge import substitutions
+
+    values = {"name": 'Zoë <b> & "Co" \'x\'', "unsubscribe_url": "https://x.example/u?a=1&b=2", "unused": "z"}
+    body, _, _ = build_body(make_message(), [make_recipient(1, merge_data=values)])
+    sent = body["personalizations"][0]["substitutions"]
+    expected = substitutions(values)
+    assert sent == {k: expected[k] for k in ("%%name%%", "%%name:raw%%", "%%unsubscribe_url%%", "%%unsubscribe_url:raw%%")}
 
 
 def test_sandbox_mode_and_timeout(server, clock):

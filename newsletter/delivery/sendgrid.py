@@ -33,8 +33,9 @@ import json
 import logging
 import re
 from email.utils import parseaddr
+from html import escape
 
-from newsletter.compose.merge import MergeTemplate, substitutions
+from newsletter.compose.merge import TOKEN, token
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.retry import RetryPolicy
@@ -188,15 +189,15 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     limit), so that one bad row does not sink its 999 neighbours.
     """
     from_name, from_email = parseaddr(message.from_email)
-    # Every field a template uses gets a substitution, empty when the
+    # Every token a template uses gets a substitution, empty when the
     # recipient has no value: SendGrid would otherwise leave the raw token.
-    fields = MergeTemplate(message.html).fields | MergeTemplate(message.text).fields | MergeTemplate(message.subject).fields
-    blanks = substitutions(dict.fromkeys(fields, ""))
-    shared_args = {k: str(v) for k, v in message.metadata.items()}
+    plan = _token_plan(message.html, message.text, message.subject)
+    blanks = {t: "" for pair in plan.values() for t in pair if t is not None}
+    shared_args = _strings(message.metadata)
     personalizations, included = [], []
     results: list[SendResult | None] = [None] * len(recipients)
     for index, recipient in enumerate(recipients):
-        entry = _personalization(recipient, blanks, shared_args)
+        entry = _personalization(recipient, plan, blanks, shared_args)
         if isinstance(entry, str):
             results[index] = SendResult(recipient.message_id, Outcome.REJECTED, error=entry)
             continue
@@ -220,25 +221,75 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     return body, included, results
 
 
-def _personalization(recipient: Recipient, blanks: dict, shared_args: dict) -> dict | str:
+def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args: dict) -> dict | str:
     """One recipient's personalization, or why SendGrid would refuse it."""
-    subs = {**blanks, **substitutions(recipient.merge_data)} if recipient.merge_data else dict(blanks)
-    if _over(subs, MAX_SUBSTITUTION_BYTES):
+    subs, size = _substitutions(recipient.merge_data, plan, blanks)
+    # ``size`` counts the characters of the merge values; each becomes at most
+    # 10 bytes (4 raw + 6 escaped), keys are short tokens: the exact UTF-8
+    # count runs only for unusually large merge data.
+    if size * 10 + 2_000 > MAX_SUBSTITUTION_BYTES and _over(subs, MAX_SUBSTITUTION_BYTES):
         return "merge data over SendGrid's 10,000-byte substitution limit"
-    args = {**shared_args, **{k: str(v) for k, v in recipient.metadata.items()}, "message_id": recipient.message_id}
+    metadata = _strings(recipient.metadata)
+    args = {**shared_args, **metadata, "message_id": recipient.message_id}
     if _over(args, MAX_CUSTOM_ARGS_BYTES - 200):  # room for JSON quoting
         return "metadata over SendGrid's 10,000-byte custom_args limit"
-    headers = {k: str(v) for k, v in recipient.headers.items()}
-    headers[MESSAGE_ID_HEADER] = recipient.message_id
+    headers = {**_strings(recipient.headers), MESSAGE_ID_HEADER: recipient.message_id}
     entry = {"to": [_address(recipient.email, recipient.name)], "headers": headers, "custom_args": args}
     if subs:
         entry["substitutions"] = subs
     return entry
 
 
+_NEEDS_ESCAPE = re.compile("[&<>\"']").search
+
+
+def _token_plan(*templates: str) -> dict[str, tuple[str | None, str | None]]:
+    """For each field the templates use: its escaped-form token and raw-form token, None when unused.
+
+    Only tokens that occur get a substitution: a smaller body, and no escaping
+    of values nobody sees (SendGrid substitutes in subject and content only).
+    """
+    used = {(match.group(1), bool(match.group(2))) for text in templates for match in TOKEN.finditer(text)}
+    return {
+        field: (token(field) if (field, False) in used else None, token(field, raw=True) if (field, True) in used else None)
+        for field in {field for field, _ in used}
+    }
+
+
+def _substitutions(values: dict, plan: dict, blanks: dict) -> tuple[dict[str, str], int]:
+    """The substitutions of ``merge.substitutions(values)`` the templates use (``plan``),
+    and the characters of their values.
+
+    Every used token is present (``blanks`` holds them empty); a value is
+    HTML-escaped only for the escaped form, and only when escaping changes it.
+    """
+    subs = dict(blanks)
+    size = 0
+    for field, value in values.items():
+        tokens = plan.get(field)
+        if tokens is None:
+            continue
+        if value.__class__ is not str:
+            value = "" if value is None else str(value)
+        size += len(value)
+        if tokens[0] is not None:
+            subs[tokens[0]] = escape(value, quote=True) if _NEEDS_ESCAPE(value) else value
+        if tokens[1] is not None:
+            subs[tokens[1]] = value
+    return subs, size
+
+
+def _strings(mapping: dict) -> dict[str, str]:
+    """``mapping`` with every value a string (SendGrid refuses other JSON types); may be ``mapping`` itself."""
+    for value in mapping.values():
+        if value.__class__ is not str:
+            return {k: str(v) for k, v in mapping.items()}
+    return mapping
+
+
 def _over(mapping: dict, limit: int) -> bool:
     """Whether the UTF-8 size of keys and values exceeds ``limit`` (cheap when clearly under)."""
-    chars = sum(len(k) + len(v) for k, v in mapping.items())
+    chars = sum(map(len, mapping)) + sum(map(len, mapping.values()))
     if chars * 4 <= limit:  # a character is at most 4 bytes
         return False
     return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items()) > limit
