@@ -9,6 +9,7 @@ first; tokens signed with any of them verify.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from newsletter.errors import InputError
 
@@ -22,16 +23,21 @@ class TokenData:
     list_id: int | None
 
 
-def _serializer(secret_keys: tuple[str, ...] | list[str], purpose: str):
-    from itsdangerous import URLSafeSerializer
+@lru_cache(maxsize=32)
+def _signer(secret_keys: tuple[str, ...], purpose: str):
+    from itsdangerous import Signer
 
     # itsdangerous signs with the last key of the list and verifies with all.
-    return URLSafeSerializer(list(reversed(secret_keys)), salt=f"newsletter.{purpose}")
+    return Signer(list(reversed(secret_keys)), salt=f"newsletter.{purpose}")
 
 
 def make_token(secret_keys, purpose: str, subscriber_id: int, list_id: int | None) -> str:
-    """A URL-safe token for ``purpose`` (UNSUBSCRIBE or CONFIRM)."""
-    return _serializer(secret_keys, purpose).dumps([subscriber_id, list_id])
+    """A URL-safe token for ``purpose`` (UNSUBSCRIBE or CONFIRM): ``SUBSCRIBER.LIST.SIGNATURE``.
+
+    A plain Signer over two numbers: it costs a few microseconds, which
+    matters when a send signs a million of them.
+    """
+    return _signer(tuple(secret_keys), purpose).sign(f"{subscriber_id}.{list_id or 0}").decode("ascii")
 
 
 def read_token(secret_keys, purpose: str, token: str) -> TokenData:
@@ -39,12 +45,10 @@ def read_token(secret_keys, purpose: str, token: str) -> TokenData:
     from itsdangerous import BadSignature
 
     try:
-        subscriber_id, list_id = _serializer(secret_keys, purpose).loads(token)
-    except (BadSignature, ValueError, TypeError):
+        subscriber, list_id = _signer(tuple(secret_keys), purpose).unsign(token).decode("ascii").split(".")
+        return TokenData(int(subscriber), int(list_id) or None)
+    except (BadSignature, ValueError, UnicodeDecodeError):
         raise InputError("this link is not valid", hint="use the link from your most recent email") from None
-    if not isinstance(subscriber_id, int) or not (list_id is None or isinstance(list_id, int)):
-        raise InputError("this link is not valid", hint="use the link from your most recent email")
-    return TokenData(subscriber_id, list_id)
 
 
 def confirm_url(settings, subscriber_id: int, list_id: int) -> str:

@@ -103,3 +103,40 @@ def progress():
 def rate_text(done: int, seconds: float, unit: str = "/s") -> str:
     """A human rate such as ``12,345/s`` for progress bars and summaries."""
     return f"{done / seconds:,.0f}{unit}" if seconds > 0 else ""
+
+
+class graceful_stop:
+    """Turn the first SIGTERM or Ctrl-C into a request to stop after the batch in flight.
+
+    ``with graceful_stop() as stop:`` gives a threading.Event; a second Ctrl-C
+    interrupts at once (KeyboardInterrupt).
+    """
+
+    def __init__(self):
+        import threading
+
+        self.event = threading.Event()
+        self._previous = {}
+
+    def _handle(self, signum, _frame):
+        import signal
+
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
+        say("[yellow]Stopping after the batch in flight (Ctrl-C again to stop at once)...[/]")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self.event
+
+    def __exit__(self, *exc):
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,124 @@
+"""Creating and describing campaigns: an edition times a list's audience.
+
+``create_campaign`` refuses to start without what the law and the mailbox
+providers require (a postal address, an https base URL for one-click
+unsubscribe, a sender) and refuses an empty audience. The audience is
+snapshotted into the ledger when sending starts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from newsletter.errors import Conflict, InputError, NotFound
+from newsletter.store import ledger
+from newsletter.store.audience import get_list
+from newsletter.store.models import (
+    CANCELLED,
+    DRAFT,
+    LEDGER_FAILED,
+    LEDGER_UNKNOWN,
+    MISSED,
+    PAUSED,
+    SCHEDULED,
+    SENDING,
+    SENT,
+    STOPPED,
+    Campaign,
+)
+
+FINAL_STATUSES = (SENT, CANCELLED, MISSED)
+
+
+def require_sendable(settings) -> None:
+    """Raise InputError unless the workspace has what every bulk message needs."""
+    missing = [(key, variable) for key, variable, value in (
+        ("postal_address", "NEWSLETTER_POSTAL_ADDRESS", settings.postal_address),
+        ("base_url", "NEWSLETTER_BASE_URL", settings.base_url),
+        ("from", "NEWSLETTER_FROM", settings.sender_address),
+    ) if not value]
+    if missing:
+        key, variable = missing[0]
+        raise InputError(
+            f"cannot send: [newsletter] {key} is not set in {settings.config_file}",
+            hint=f"set {key} in newsletter.toml or {variable}; every email must carry it",
+        )
+
+
+def create_campaign(store, settings, edition, list_name: str, transport: str, *,
+                    status: str = DRAFT, scheduled_at: datetime | None = None,
+                    timezone: str | None = None, article_path: str = "") -> int:
+    """Store the edition and a campaign for ``list_name``; returns the campaign id."""
+    require_sendable(settings)
+    with store.session() as session:
+        mailing_list = get_list(session, list_name)
+        if ledger.audience_size(session, mailing_list.id) == 0:
+            raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
+                             hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
+        stored = ledger.save_edition(
+            session, slug=edition.slug, subject=edition.subject, preheader=edition.preheader or "",
+            html=edition.html, text=edition.text, theme=edition.theme, article_path=article_path,
+            tags=list(edition.article.tags or []))
+        campaign = Campaign(edition_id=stored.id, list_id=mailing_list.id, list_name=mailing_list.name,
+                            status=status, transport=transport, scheduled_at=scheduled_at,
+                            timezone=timezone, error="")
+        session.add(campaign)
+        session.flush()
+        return campaign.id
+
+
+def get_campaign(session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id}", hint="see them with: newsletter campaigns list")
+    return campaign
+
+
+def describe_campaign(store, campaign_id: int) -> dict:
+    """Status, counts and the rows that need attention (the ``campaigns show --json`` shape)."""
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        counts = ledger.counts(session, campaign_id)
+        return {
+            **campaign_summary(campaign),
+            "counts": counts,
+            "total": sum(counts.values()),
+            "unknown": ledger.rows_with_status(session, campaign_id, LEDGER_UNKNOWN),
+            "failed": ledger.rows_with_status(session, campaign_id, LEDGER_FAILED),
+        }
+
+
+def campaign_summary(campaign: Campaign) -> dict:
+    return {
+        "id": campaign.id,
+        "status": campaign.status,
+        "subject": campaign.edition.subject,
+        "slug": campaign.edition.slug,
+        "article": campaign.edition.article_path,
+        "list": campaign.list_name,
+        "transport": campaign.transport,
+        "scheduled_at": campaign.scheduled_at,
+        "timezone": campaign.timezone,
+        "created_at": campaign.created_at,
+        "started_at": campaign.started_at,
+        "finished_at": campaign.finished_at,
+        "error": campaign.error or None,
+    }
+
+
+def list_campaigns(store, status: str | None = None) -> list[dict]:
+    """Campaigns, newest first, with their ledger counts."""
+    with store.session() as session:
+        return [{**campaign_summary(c), "counts": ledger.counts(session, c.id)}
+                for c in ledger.list_campaigns(session, status)]
+
+
+def ensure_resumable(campaign: Campaign) -> None:
+    if campaign.status in FINAL_STATUSES and campaign.status != SENT:
+        raise Conflict(f"campaign {campaign.id} is {campaign.status}", hint="create a new one with newsletter send")
+    if campaign.status in (DRAFT, SCHEDULED):
+        raise Conflict(f"campaign {campaign.id} has not started ({campaign.status})",
+                       hint="it starts by itself when due, under newsletter run")
+
+
+RESUMABLE = (PAUSED, STOPPED, SENDING, SENT)

@@ -1,0 +1,221 @@
+"""Campaigns and the delivery ledger: every SQL statement the engine runs.
+
+The ledger has one row per (campaign, subscriber), unique in the database.
+A row goes ``pending -> sending -> sent | failed | unknown``, or ``skipped``
+when the person is suppressed or left the list after the snapshot. Each
+change is committed by the caller before the transport is called and after
+it answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.store.models import (
+    ACTIVE,
+    CONFIRMED,
+    LEDGER_PENDING,
+    LEDGER_SENDING,
+    LEDGER_SKIPPED,
+    LEDGER_STATUSES,
+    LEDGER_UNKNOWN,
+    Campaign,
+    Delivery,
+    Edition,
+    Membership,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
+
+deliveries_t = Delivery.__table__
+subscribers_t = Subscriber.__table__
+memberships_t = Membership.__table__
+suppressions_t = Suppression.__table__
+
+
+def _audience_conditions(list_id: int):
+    """Confirmed members of the list, active, and not on the suppression list."""
+    suppressed = select(suppressions_t.c.email_hash).where(
+        suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
+    return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == CONFIRMED,
+                subscribers_t.c.status == ACTIVE, ~suppressed)
+
+
+def audience_size(session: Session, list_id: int) -> int:
+    query = (select(func.count()).select_from(memberships_t)
+             .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
+             .where(_audience_conditions(list_id)))
+    return session.execute(query).scalar() or 0
+
+
+def first_audience_member(session: Session, list_id: int) -> Subscriber | None:
+    query = (select(Subscriber).join(Membership, Membership.subscriber_id == Subscriber.id)
+             .where(_audience_conditions(list_id)).order_by(Subscriber.id).limit(1))
+    return session.scalar(query)
+
+
+def snapshot_audience(session: Session, campaign_id: int, list_id: int) -> int:
+    """Create one pending ledger row per audience member, in one statement; returns how many.
+
+    Subscribers are unique by normalised address, so this is one message per address.
+    Rows that already exist (a snapshot taken twice) are left alone.
+    """
+    already = select(deliveries_t.c.subscriber_id).where(
+        deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.subscriber_id == subscribers_t.c.id).exists()
+    source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LEDGER_PENDING),
+                     literal(0))
+              .select_from(memberships_t)
+              .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
+              .where(_audience_conditions(list_id), ~already)
+              .order_by(subscribers_t.c.id))
+    statement = insert(deliveries_t).from_select(
+        ["campaign_id", "subscriber_id", "email", "status", "attempts"], source)
+    return session.execute(statement).rowcount
+
+
+def save_edition(session: Session, **values) -> Edition:
+    edition = Edition(**values)
+    session.add(edition)
+    session.flush()
+    return edition
+
+
+def counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Ledger rows of a campaign by status (every status present, zeros included)."""
+    rows = session.execute(select(deliveries_t.c.status, func.count())
+                           .where(deliveries_t.c.campaign_id == campaign_id)
+                           .group_by(deliveries_t.c.status))
+    result = {status: 0 for status in LEDGER_STATUSES}
+    result.update({status: int(count) for status, count in rows})
+    return result
+
+
+def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
+                   **values) -> bool:
+    """Move a campaign between statuses only if it is in one of ``from_statuses`` (one winner)."""
+    result = session.execute(update(Campaign.__table__)
+                             .where(Campaign.__table__.c.id == campaign_id,
+                                    Campaign.__table__.c.status.in_(from_statuses))
+                             .values(status=to_status, **values))
+    return result.rowcount == 1
+
+
+def set_campaign(session: Session, campaign_id: int, **values) -> None:
+    session.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id).values(**values))
+
+
+@dataclass
+class Candidate:
+    """A pending ledger row with what sending needs."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    attributes: dict
+    eligible: bool
+
+
+def next_pending(session: Session, campaign_id: int, list_id: int | None, after_id: int,
+                 limit: int) -> list[Candidate]:
+    """The next ``limit`` pending rows after ``after_id``, each checked against the
+    list membership and the suppression list *now* (an unsubscribe during a send counts)."""
+    suppressed = select(suppressions_t.c.email_hash).where(
+        suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
+    query = (
+        select(deliveries_t.c.id, deliveries_t.c.subscriber_id, deliveries_t.c.email, subscribers_t.c.name,
+               subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed)
+        .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
+        .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
+                                       memberships_t.c.list_id == list_id))
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
+               deliveries_t.c.id > after_id)
+        .order_by(deliveries_t.c.id)
+        .limit(limit)
+    )
+    return [
+        Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
+                  row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
+        for row in session.execute(query)
+    ]
+
+
+def mark(session: Session, delivery_ids: list[int], status: str, from_status: str, *,
+         provider_id: str | None = None, error: str | None = None, count_attempt: bool = False) -> int:
+    """Move the given rows from ``from_status`` to ``status``; returns how many moved."""
+    if not delivery_ids:
+        return 0
+    values = {"status": status, "updated_at": utcnow()}
+    if provider_id is not None:
+        values["provider_id"] = provider_id
+    if error is not None:
+        values["error"] = error[:1000]
+    if count_attempt:
+        values["attempts"] = deliveries_t.c.attempts + 1
+    result = session.execute(update(deliveries_t)
+                             .where(deliveries_t.c.id.in_(delivery_ids), deliveries_t.c.status == from_status)
+                             .values(**values))
+    return result.rowcount
+
+
+def mark_each(session: Session, rows: list[dict], from_status: str) -> None:
+    """Per-row outcomes: dicts with ``b_id``, ``status``, ``provider_id``, ``error``."""
+    if rows:
+        session.execute(update(deliveries_t)
+                        .where(deliveries_t.c.id == bindparam("b_id"), deliveries_t.c.status == from_status)
+                        .values(status=bindparam("status"), provider_id=bindparam("provider_id"),
+                                error=bindparam("error"), updated_at=utcnow()),
+                        rows)
+
+
+def requeue(session: Session, campaign_id: int, from_status: str) -> int:
+    """Put every row of one status back to pending (retry on purpose)."""
+    return session.execute(update(deliveries_t)
+                           .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == from_status)
+                           .values(status=LEDGER_PENDING, updated_at=utcnow())).rowcount
+
+
+def orphaned_to_unknown(session: Session, campaign_id: int) -> int:
+    """Rows left ``sending`` by a process that died: the provider may have them."""
+    return session.execute(update(deliveries_t)
+                           .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_SENDING)
+                           .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
+                                   error="the sender stopped while this message was in flight")).rowcount
+
+
+def rows_with_status(session: Session, campaign_id: int, status: str, limit: int = 50) -> list[dict]:
+    query = (select(deliveries_t.c.email, deliveries_t.c.status, deliveries_t.c.error, deliveries_t.c.updated_at)
+             .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == status)
+             .order_by(deliveries_t.c.id).limit(limit))
+    return [dict(row._mapping) for row in session.execute(query)]
+
+
+def list_campaigns(session: Session, status: str | None = None) -> list[Campaign]:
+    query = select(Campaign).order_by(Campaign.id.desc())
+    if status:
+        query = query.where(Campaign.status == status)
+    return list(session.scalars(query))
+
+
+def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict]:
+    """A subscriber's ledger rows, newest first (for ``subscribers show``)."""
+    query = (select(deliveries_t.c.campaign_id, Edition.subject, deliveries_t.c.status, deliveries_t.c.updated_at,
+                    deliveries_t.c.error)
+             .join(Campaign, Campaign.id == deliveries_t.c.campaign_id)
+             .join(Edition, Edition.id == Campaign.edition_id)
+             .where(deliveries_t.c.subscriber_id == subscriber_id)
+             .order_by(deliveries_t.c.campaign_id.desc()))
+    return [dict(row._mapping) for row in session.execute(query)]
+
+
+def skipped_now(session: Session, ids: list[int]) -> int:
+    return mark(session, ids, LEDGER_SKIPPED, LEDGER_PENDING, error="unsubscribed or suppressed before sending")
+
+
+def touch(session: Session, campaign_id: int, now: datetime | None = None) -> None:
+    set_campaign(session, campaign_id, heartbeat_at=now or utcnow())
