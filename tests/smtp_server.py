@@ -5,6 +5,7 @@ in ``sink`` mode only counts them (benchmarks). It counts connections, can
 ask for AUTH and offer STARTTLS or implicit TLS, and injects faults:
 
 - ``rcpt_faults[address] = (code, text)``: RCPT TO for that address answers it;
+- ``mail_faults``: a list of ``(code, text)`` answered to the next MAIL FROM commands;
 - ``data_faults``: a list of ``(code, text)`` answered to the next DATA
   commands, one each, before normal service resumes;
 - ``drop_after_data``: the next N DATA commands are read in full, then the
@@ -56,7 +57,16 @@ class Handler:
     rcpt_faults: dict[str, tuple[int, str]] = field(default_factory=dict)
     data_faults: list[tuple[int, str]] = field(default_factory=list)
     drop_after_data: int = 0
+    mail_faults: list[tuple[int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_faults:
+            code, text = self.mail_faults.pop(0)
+            return f"{code} {text}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         fault = self.rcpt_faults.get(address.lower())

@@ -114,6 +114,25 @@ def test_a_connection_closed_between_batches_is_replaced():
     assert [m.rcpt_tos for m in second.messages] == [["reader5@example.org"]]
 
 
+def test_a_refused_sender_stops_the_send_and_keeps_what_was_sent(server):
+    with plain(server, connections=1) as smtp:
+        smtp.send_batch(make_message(), make_recipients(1))
+        server.handler.mail_faults.append((553, "5.7.1 sender not allowed"))
+        with pytest.raises(PermanentTransportError) as info:
+            smtp.send_batch(make_message(), make_recipients(3, 1))
+    assert "553" in str(info.value) and "NEWSLETTER_FROM" in info.value.hint
+    assert [r.outcome for r in info.value.results] == [Outcome.FAILED] * 3
+    assert all(r.retryable for r in info.value.results)
+
+
+def test_a_temporary_sender_refusal_is_retryable(server):
+    server.handler.mail_faults.append((451, "4.3.0 try again"))
+    with plain(server, connections=1) as smtp:
+        results = smtp.send_batch(make_message(), make_recipients(2))
+    assert results[0].outcome is Outcome.FAILED and results[0].retryable
+    assert results[1].outcome is Outcome.SENT
+
+
 def test_no_server_is_failed_and_retryable():
     with SmtpTransport("127.0.0.1", free_port(), tls="none", connections=2, timeout=2) as smtp:
         results = smtp.send_batch(make_message(), make_recipients(4))

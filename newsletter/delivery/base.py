@@ -51,6 +51,10 @@ class PermanentTransportError(DeliveryError):
     def __init__(self, message: str, hint: str | None = None, status: int | None = None):
         super().__init__(message, hint=hint)
         self.status = status
+        #: Set when part of the batch was already handled (SMTP sends in
+        #: parallel): one result per recipient, in order; record them before
+        #: stopping. Recipients not attempted are FAILED and retryable.
+        self.results: list[SendResult] | None = None
 
 
 class Transport:
