@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import text
 
 from newsletter.store.db import HEAD_REVISION, MIGRATIONS, Store
-from newsletter.store.models import Base
+from newsletter.store.schema import metadata
 
 
 def test_head_revision_constant_matches_scripts():
@@ -23,7 +23,7 @@ def test_migrations_create_the_models_schema(database_url):
     try:
         with store.engine.connect() as connection:
             context = MigrationContext.configure(connection)
-            differences = [d for d in compare_metadata(context, Base.metadata)
+            differences = [d for d in compare_metadata(context, metadata)
                            if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")]
             assert differences == []
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION

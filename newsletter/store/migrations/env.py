@@ -6,12 +6,12 @@
 
 from alembic import context
 
-from newsletter.store.models import Base
+from newsletter.store.schema import metadata as target_metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
-    target_metadata=Base.metadata,
+    target_metadata=target_metadata,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():

@@ -1,0 +1,133 @@
+"""``newsletter campaigns ...``: list, show, resume and retry campaigns."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
+
+STATUSES = ["draft", "scheduled", "sending", "paused", "stopped", "sent", "cancelled", "missed"]
+
+
+@click.group("campaigns")
+def campaigns():
+    """Show campaigns and their progress; resume and retry sends.
+
+    \b
+    Example:
+      newsletter campaigns show 7
+    """
+
+
+@campaigns.command("list")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only campaigns in this state.")
+@json_option
+@pass_app
+def list_command(app, status, as_json):
+    """List campaigns, newest first, scheduled ones included.
+
+    \b
+    Example:
+      newsletter campaigns list --status scheduled --json
+    """
+    from newsletter.engine.campaigns import list_campaigns
+
+    rows = list_campaigns(app.store, status)
+    if as_json:
+        print_json(rows)
+        return
+    stdout_console().print(table(None, ["ID", "Status", "Subject", "List", "Scheduled (UTC)", "Sent", "Failed",
+                                        "Unknown", "Pending"], [
+        [r["id"], r["status"], r["subject"], r["list"], _when(r["scheduled_at"]), r["counts"]["sent"],
+         r["counts"]["failed"], r["counts"]["unknown"], r["counts"]["pending"]] for r in rows]))
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+@campaigns.command("show")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def show(app, campaign_id, as_json):
+    """Show one campaign: status, counts, and who failed or is unknown.
+
+    \b
+    Example:
+      newsletter campaigns show 7 --json
+    """
+    from newsletter.engine.campaigns import describe_campaign
+
+    data = describe_campaign(app.store, campaign_id)
+    if as_json:
+        print_json(data)
+        return
+    console = stdout_console()
+    console.print(f"[bold]Campaign {data['id']}[/] {data['status']}: {data['subject']!r} to {data['list']} "
+                  f"via {data['transport']}")
+    if data["error"]:
+        console.print(f"[red]{data['error']}[/]")
+    console.print(table(None, list(data["counts"]), [list(data["counts"].values())]))
+    for kind, hint in (("unknown", "--unknown"), ("failed", "--failed")):
+        if data[kind]:
+            console.print(table(f"{kind.capitalize()} (first {len(data[kind])})", ["Email", "Error"],
+                                [[r["email"], r["error"]] for r in data[kind]]))
+            say(f"Send them again on purpose with: newsletter campaigns retry {campaign_id} {hint}")
+    if data["counts"]["pending"] and data["status"] in ("paused", "stopped", "sending"):
+        say(f"{data['counts']['pending']} pending; continue with: newsletter campaigns resume {campaign_id}")
+
+
+def _resumed(app, campaign_id, run):
+    from newsletter.cli.send import finish_report, run_with_progress
+    from newsletter.delivery import get_transport
+    from newsletter.engine.campaigns import get_campaign
+
+    with app.store.session() as session:
+        transport_name = get_campaign(session, campaign_id).transport
+    transport = get_transport(app.settings, transport_name)
+    return run_with_progress(lambda **kw: run(transport, **kw), transport, None), finish_report
+
+
+@campaigns.command("resume")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def resume(app, campaign_id, as_json):
+    """Send what a stopped or killed campaign has not sent yet.
+
+    Rows whose outcome is unknown (in flight when the sender died) are listed,
+    not sent again; use `campaigns retry ID --unknown` for those.
+
+    \b
+    Example:
+      newsletter campaigns resume 7
+    """
+    from newsletter.engine.sender import resume_campaign
+
+    report, finish = _resumed(app, campaign_id,
+                              lambda t, **kw: resume_campaign(app.store, app.settings, campaign_id, t, **kw))
+    finish(report, as_json)
+
+
+@campaigns.command("retry")
+@click.argument("campaign_id", type=int)
+@click.option("--failed", "which", flag_value="failed", help="Send again the recipients that failed.")
+@click.option("--unknown", "which", flag_value="unknown", help="Send again those whose outcome is unknown.")
+@json_option
+@pass_app
+def retry(app, campaign_id, which, as_json):
+    """Send again the failed recipients, or those whose outcome is unknown.
+
+    \b
+    Example:
+      newsletter campaigns retry 7 --unknown
+    """
+    from newsletter.errors import InputError
+    from newsletter.engine.sender import retry_campaign
+
+    if which is None:
+        raise InputError("say which recipients to retry", hint=f"newsletter campaigns retry {campaign_id} --failed")
+    report, finish = _resumed(app, campaign_id,
+                              lambda t, **kw: retry_campaign(app.store, app.settings, campaign_id, t, which, **kw))
+    finish(report, as_json)

@@ -1,0 +1,1 @@
+"""Provider events and web endpoint state: models and queries (filled in by the public-endpoints work)."""

@@ -1,0 +1,1 @@
+"""Scheduling state: models and queries (filled in by the scheduling work)."""
