@@ -1,14 +1,14 @@
-"""Scheduling
+"""Scheduling: leases and recurring schedules (filled in by the scheduling work).
 
 Revision ID: 0003
-Revises:  leases and recurring schedules (filled in by the scheduling work).:0002
+Revises: 0002
 """
 
 import sqlalchemy as sa  # noqa: F401
 from alembic import op  # noqa: F401
 
 revision = "0003"
-down_revision = " leases and recurring schedules (filled in by the scheduling work).:0002"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
