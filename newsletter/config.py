@@ -61,7 +61,7 @@ class Settings:
     database_url: str
     secret_keys: tuple[str, ...] = field(repr=False)
     send_rate: float = 0.0
-    batch_size: int = 500
+    batch_size: int = 1000
     smtp_url: str | None = field(default=None, repr=False)
     sendgrid_api_key: str | None = field(default=None, repr=False)
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
@@ -136,7 +136,7 @@ def load_settings(
         or f"sqlite:///{folder / STATE_DIR / 'newsletter.db'}",
         secret_keys=_secret_keys(folder, env),
         send_rate=reader.number("delivery", "rate", default=0.0, minimum=0.0),
-        batch_size=int(reader.number("delivery", "batch_size", default=500, minimum=1)),
+        batch_size=int(reader.number("delivery", "batch_size", default=1000, minimum=1)),
         smtp_url=reader.text("smtp", "url", default="") or None,
         sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
         sendgrid_host=reader.text("sendgrid", "host", default=DEFAULT_SENDGRID_HOST).rstrip("/"),

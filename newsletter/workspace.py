@@ -34,7 +34,8 @@ language = "en"
 transport = {transport}
 # messages per second, 0 for no limit
 rate = 0
-batch_size = 500
+# recipients per provider request (SendGrid takes up to 1,000)
+batch_size = 1000
 
 [smtp]
 # url = "smtp://user:password@smtp.example.org:587?tls=starttls"

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,6 +87,31 @@ class _Pacer:
                 self.sleep(ahead)
 
 
+def this_sender() -> str:
+    """This process, as recorded on the campaign it sends."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sender_alive(sender: str | None, heartbeat) -> bool:
+    """Whether the process recorded as sending may still be at it.
+
+    On this host the process table answers at once (a SIGKILLed sender is
+    dead now); elsewhere, a heartbeat older than HEARTBEAT_STALE_SECONDS is.
+    """
+    host, _, pid = (sender or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return heartbeat is not None and (utcnow() - heartbeat).total_seconds() < HEARTBEAT_STALE_SECONDS
+
+
 def start_campaign(store, settings, campaign_id: int, transport, **options) -> SendReport:
     """Snapshot the audience of a draft or scheduled campaign and send it.
 
@@ -94,7 +121,7 @@ def start_campaign(store, settings, campaign_id: int, transport, **options) -> S
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         if not ledger.claim_campaign(session, campaign_id, (DRAFT, SCHEDULED), SENDING,
-                                     started_at=utcnow(), heartbeat_at=utcnow()):
+                                     started_at=utcnow(), heartbeat_at=utcnow(), sender=this_sender()):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.snapshot_audience(session, campaign_id, campaign.list_id)
@@ -106,16 +133,13 @@ def resume_campaign(store, settings, campaign_id: int, transport, **options) -> 
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         ensure_resumable(campaign)
-        heartbeat = campaign.heartbeat_at
-        alive = (campaign.status == SENDING and heartbeat is not None
-                 and (utcnow() - heartbeat).total_seconds() < HEARTBEAT_STALE_SECONDS)
-        if alive and not options.pop("force", False):
-            raise Conflict(f"campaign {campaign_id} is being sent by another process",
-                           hint="wait for it, or stop that process first; a dead sender is noticed "
-                                f"{HEARTBEAT_STALE_SECONDS} s after its last batch")
-        options.pop("force", None)
+        if campaign.status == SENDING and sender_alive(campaign.sender, campaign.heartbeat_at):
+            raise Conflict(f"campaign {campaign_id} is being sent by another process ({campaign.sender})",
+                           hint="wait for it, or stop that process first; a sender on another machine is "
+                                f"taken for dead {HEARTBEAT_STALE_SECONDS} s after its last batch")
         ledger.orphaned_to_unknown(session, campaign_id)
-        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, SENDING, heartbeat_at=utcnow()):
+        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, SENDING, heartbeat_at=utcnow(),
+                                     sender=this_sender()):
             raise Conflict(f"campaign {campaign_id} changed state; try again")
     return _run(store, settings, campaign_id, transport, **options)
 
@@ -135,13 +159,11 @@ def _run(store, settings, campaign_id: int, transport, *, limit: int | None = No
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         list_id, edition = campaign.list_id, campaign.edition
-        message = Message(subject=edition.subject, from_email=settings.sender, html=edition.html,
-                          text=edition.text, tags=[t[:100] for t in (edition.tags or [])[:8]],
-                          metadata={"campaign_id": str(campaign_id)})
+        message = campaign_message(settings, campaign)
         total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
     report = SendReport(campaign_id, SENDING)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = _RecipientBuilder(settings, edition.slug, campaign_id, list_id)
+    builder = RecipientBuilder(settings, edition.slug, campaign_id, list_id)
     pacer, after_id, done = _Pacer(settings.send_rate, sleep), 0, 0
     interrupted = False
     try:
@@ -150,26 +172,33 @@ def _run(store, settings, campaign_id: int, transport, *, limit: int | None = No
                 interrupted = True
                 break
             want = batch_size if limit is None else min(batch_size, limit - done)
-            batch = _claim_batch(store, campaign_id, list_id, after_id, want, report)
+            batch = claim_batch(store, campaign_id, list_id, after_id, want, report)
             if batch is None:
                 break
             after_id = batch[-1].delivery_id if batch else after_id
             eligible = [c for c in batch if c.eligible]
             if eligible:
-                _send_batch(store, transport, message, builder, eligible, report, campaign_id)
+                send_claimed(store, transport, message, builder, eligible, report, campaign_id)
                 pacer.after(len(eligible))
             done += len(batch)
             if on_progress:
                 on_progress(done, total)
     except PermanentTransportError as exc:
-        _finish(store, campaign_id, STOPPED, report, error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+        finish_campaign(store, campaign_id, STOPPED, report, error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
         raise
-    _finish(store, campaign_id, PAUSED if interrupted else None, report)
+    finish_campaign(store, campaign_id, PAUSED if interrupted else None, report)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _claim_batch(store, campaign_id, list_id, after_id, want, report):
+def campaign_message(settings, campaign) -> Message:
+    """The provider-neutral Message of a stored campaign (its edition as composed)."""
+    edition = campaign.edition
+    return Message(subject=edition.subject, from_email=settings.sender, html=edition.html, text=edition.text,
+                   tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
+
+
+def claim_batch(store, campaign_id, list_id, after_id, want, report):
     """Read the next rows, skip the ineligible, mark the rest ``sending``; commit. None at the end."""
     with store.session() as session:
         batch = ledger.next_pending(session, campaign_id, list_id, after_id, want)
@@ -183,26 +212,35 @@ def _claim_batch(store, campaign_id, list_id, after_id, want, report):
     return batch
 
 
-def _send_batch(store, transport, message, builder, eligible, report, campaign_id) -> None:
+def send_claimed(store, transport, message, builder, eligible, report, campaign_id) -> None:
+    """Send rows already marked ``sending`` and commit each outcome.
+
+    On PermanentTransportError the rows the transport answered for
+    (``exc.results``) are recorded and the rest go back to ``pending``:
+    nothing of them was accepted.
+    """
     recipients = [builder.recipient(c) for c in eligible]
     ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible)}
     try:
         results = transport.send_batch(message, recipients)
-    except PermanentTransportError:
-        with store.session() as session:  # nothing of this batch was accepted
-            ledger.mark(session, list(ids.values()), LEDGER_PENDING, LEDGER_SENDING)
+    except PermanentTransportError as exc:
+        answered = exc.results or []
+        record_results(store, answered, ids, report)
+        untouched = set(ids) - {result.message_id for result in answered}
+        with store.session() as session:
+            ledger.mark(session, [ids[m] for m in untouched], LEDGER_PENDING, LEDGER_SENDING)
         raise
     except BaseException:
         # An unexpected failure mid-call: the provider may have the batch.
         with store.session() as session:
             ledger.mark(session, list(ids.values()), LEDGER_UNKNOWN, LEDGER_SENDING,
                         error="the send was interrupted while this message was in flight")
-        _finish(store, campaign_id, PAUSED, report)
+        finish_campaign(store, campaign_id, PAUSED, report)
         raise
-    _record(store, results, ids, report)
+    record_results(store, results, ids, report)
 
 
-def _record(store, results, ids: dict[str, int], report: SendReport) -> None:
+def record_results(store, results, ids: dict[str, int], report: SendReport) -> None:
     """Commit each recipient's outcome; the common all-accepted case is one statement."""
     accepted: dict[str | None, list[int]] = {}
     others = []
@@ -220,13 +258,13 @@ def _record(store, results, ids: dict[str, int], report: SendReport) -> None:
         ledger.mark_each(session, others, LEDGER_SENDING)
 
 
-def _finish(store, campaign_id: int, status: str | None, report: SendReport, error: str = "") -> None:
+def finish_campaign(store, campaign_id: int, status: str | None, report: SendReport, error: str = "") -> None:
     """Settle the campaign's status: ``sent`` only when nothing is pending or in flight."""
     with store.session() as session:
         counts = ledger.counts(session, campaign_id)
         if status is None:
             status = SENT if counts[LEDGER_PENDING] == 0 and counts[LEDGER_SENDING] == 0 else PAUSED
-        values = {"status": status, "heartbeat_at": None}
+        values = {"status": status, "heartbeat_at": None, "sender": None}
         if status == SENT:
             values["finished_at"] = utcnow()
         if error:
@@ -239,8 +277,12 @@ def _finish(store, campaign_id: int, status: str | None, report: SendReport, err
 _RESERVED = frozenset({"settings", "slug", "email", "name", "token", "unsubscribe_url", "web_url"})
 
 
-class _RecipientBuilder:
-    """Turns ledger candidates into Recipients: merge values, one-click headers, our ids."""
+class RecipientBuilder:
+    """Turns ledger candidates into Recipients: merge values, one-click headers, our ids.
+
+    Our Message-ID is ``nl.<tag>.<campaign>.<delivery>@<sender domain>``: the
+    webhook finds the ledger row from it (also sent as custom_args).
+    """
 
     def __init__(self, settings, slug: str, campaign_id: int, list_id: int | None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id

@@ -192,6 +192,9 @@ class Campaign(Base):
     # Updated by the process sending it after every batch: a recent heartbeat
     # means a sender is alive, so resume must not take over.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # "host:pid" of the process sending it, so a resume on the same host can
+    # tell a dead sender (killed) from a live one without waiting for the heartbeat.
+    sender: Mapped[str | None] = mapped_column(String(300), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
 
     edition: Mapped[Edition] = relationship()

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("started_at", UTCDateTime, nullable=True),
         sa.Column("finished_at", UTCDateTime, nullable=True),
         sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+        sa.Column("sender", sa.String(300), nullable=True),
         sa.Column("error", sa.Text, nullable=False),
     )
     op.create_table(
