@@ -1,0 +1,190 @@
+// The preview page: panels filled from /api/state, the email in a frame from
+// /email.html, live reload from /events (server-sent events). The chosen view,
+// width, colour scheme and subscriber live in the URL hash, so a reload (or a
+// restart of the server) keeps them.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const frame = $("#frame");
+const defaults = { view: "email", width: "desktop", scheme: "auto", as: "sample" };
+const choices = { view: ["email", "text", "source", "checks"], width: ["desktop", "phone"], scheme: ["auto", "light", "dark"] };
+const state = Object.assign({}, defaults, readHash());
+let shown = { version: -1, as: null, scheme: null };
+let pendingTarget = null;
+
+function readHash() {
+  const found = Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
+  for (const [key, allowed] of Object.entries(choices)) {
+    if (found[key] && !allowed.includes(found[key])) delete found[key];
+  }
+  return found;
+}
+
+function writeHash() {
+  history.replaceState(null, "", "#" + new URLSearchParams(state).toString());
+}
+
+function applyControls() {
+  for (const key of ["view", "width", "scheme"]) {
+    document.querySelectorAll(`[data-${key}]`).forEach((button) => {
+      button.setAttribute("aria-pressed", String(button.dataset[key] === state[key]));
+    });
+  }
+  document.body.dataset.width = state.width;
+  document.body.dataset.view = state.view;
+  for (const view of choices.view) $("#panel-" + view).hidden = view !== state.view;
+  $("#as").value = state.as;
+  requestAnimationFrame(fitFrame);
+}
+
+function query() {
+  return "as=" + encodeURIComponent(state.as);
+}
+
+async function refresh() {
+  const response = await fetch("/api/state?" + query(), { cache: "no-store" });
+  const data = await response.json();
+  if (!response.ok) {
+    showError({ message: data.error, hint: data.hint });
+    return;
+  }
+  document.body.dataset.version = data.version;
+  showError(data.error, Boolean(data.slug));
+  $("#subject").textContent = data.subject || data.article;
+  $("#meta").textContent = data.slug ? `From ${data.from} · To ${data.to} · theme ${data.theme} · composed in ${data.compose_ms} ms` : "";
+  $("#text").textContent = data.text || "";
+  $("#source").textContent = data.source || "";
+  showFindings(data.findings || []);
+  loadFrame(data.version);
+}
+
+function loadFrame(version) {
+  if (version === shown.version && state.as === shown.as && state.scheme === shown.scheme) return;
+  shown = { version, as: state.as, scheme: state.scheme };
+  frame.src = `/email.html?${query()}&scheme=${state.scheme}&v=${version}`;
+}
+
+function fitFrame() {
+  const doc = frame.contentDocument;
+  if (!doc || !doc.body) return;
+  const height = Math.max(doc.body.scrollHeight, doc.body.offsetHeight);
+  frame.style.height = Math.max(height + 4, 200) + "px";
+}
+
+frame.addEventListener("load", () => {
+  fitFrame();
+  document.body.dataset.frameVersion = shown.version;
+  if (pendingTarget) highlight(pendingTarget);
+});
+
+function showError(error, stale) {
+  const box = $("#error");
+  box.hidden = !error;
+  document.body.classList.toggle("stale", Boolean(error && stale));
+  if (!error) return;
+  box.textContent = error.message + (error.hint ? "\nHint: " + error.hint : "") +
+    (stale ? "\n(The page shows the last version that composed; save again to update.)" : "");
+}
+
+function showFindings(findings) {
+  const list = $("#findings");
+  list.replaceChildren();
+  const errors = findings.filter((f) => f.level === "error").length;
+  $("#count").textContent = findings.length ? `${errors}/${findings.length - errors}` : "✓";
+  $("#count").title = `${errors} error(s), ${findings.length - errors} warning(s)`;
+  if (!findings.length) list.append(item("none", "No findings: ready to send.", null));
+  for (const finding of findings) {
+    const li = item(finding.level, finding.message, finding.code);
+    const link = document.createElement("a");
+    link.href = "#";
+    link.textContent = finding.target ? "show in the email" : `open ${finding.view}`;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      pendingTarget = finding.target;
+      choose("view", finding.view);
+      if (finding.target) highlight(finding.target);
+    });
+    li.append(link);
+    list.append(li);
+  }
+}
+
+function item(level, message, code) {
+  const li = document.createElement("li");
+  li.className = level;
+  if (code) {
+    const tag = document.createElement("code");
+    tag.textContent = code;
+    li.append(tag);
+  }
+  li.append(document.createTextNode(message));
+  return li;
+}
+
+function highlight(target) {
+  const doc = frame.contentDocument;
+  if (!doc) return;
+  const element = [...doc.querySelectorAll("a[href], img[src]")].find((el) => (el.getAttribute("href") || el.getAttribute("src")) === target);
+  if (!element) return;
+  pendingTarget = null;
+  element.style.outline = "3px solid #d4a11e";
+  element.style.outlineOffset = "2px";
+  element.scrollIntoView({ block: "center" });
+}
+
+function choose(key, value) {
+  state[key] = value;
+  writeHash();
+  applyControls();
+  if (key === "scheme" || key === "as") refresh();
+}
+
+async function loadSubscribers() {
+  const select = $("#as");
+  const response = await fetch("/api/subscribers", { cache: "no-store" });
+  const data = response.ok ? await response.json() : { subscribers: [], error: "unavailable" };
+  for (const person of data.subscribers) {
+    const option = new Option(person.name ? `${person.name} <${person.email}>` : person.email, person.email);
+    select.append(option);
+  }
+  if (data.error) select.append(new Option(`(store: ${data.error})`, "", false, false));
+  if (![...select.options].some((o) => o.value === state.as)) select.append(new Option(state.as, state.as));
+  select.value = state.as;
+}
+
+async function sendTest(event) {
+  event.preventDefault();
+  const notice = $("#notice");
+  const response = await fetch("/send-test", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ to: $("#send-to").value, as: state.as }),
+  });
+  const data = await response.json();
+  notice.hidden = false;
+  notice.classList.toggle("bad", !response.ok);
+  notice.textContent = response.ok
+    ? `Sent "${data.subject}" to ${data.to} (${data.transport}).`
+    : `Not sent: ${data.error}${data.hint ? " (" + data.hint + ")" : ""}`;
+}
+
+function listen() {
+  const status = $("#status");
+  const events = new EventSource("/events");
+  events.onopen = () => { status.classList.add("live"); status.title = "live reload: connected"; };
+  events.onerror = () => { status.classList.remove("live"); status.title = "live reload: reconnecting…"; };
+  events.onmessage = (event) => {
+    const { version } = JSON.parse(event.data);
+    if (String(version) !== document.body.dataset.version) refresh();
+  };
+}
+
+document.querySelectorAll("[data-view], [data-width], [data-scheme]").forEach((button) => {
+  const key = ["view", "width", "scheme"].find((k) => button.dataset[k]);
+  button.addEventListener("click", () => choose(key, button.dataset[key]));
+});
+$("#as").addEventListener("change", (event) => choose("as", event.target.value || "sample"));
+$("#send-form").addEventListener("submit", sendTest);
+window.addEventListener("resize", fitFrame);
+applyControls();
+loadSubscribers().finally(() => { refresh(); listen(); });
