@@ -1,1 +1,215 @@
-"""Provider events and web endpoint state: models and queries (filled in by the public-endpoints work)."""
+"""Provider events and public-endpoint state: models and every query the web app runs.
+
+- ``provider_events``: one row per SendGrid event, unique by the provider's
+  event id (SendGrid delivers at least once and repeats events), with the
+  normalised kind, the ledger row it belongs to when our ``custom_args``
+  name one, and the raw event as received.
+- ``signup_attempts``: when each address asked for a confirmation email (the
+  per-address rate limit of ``POST /subscribe``; a table, so it survives
+  restarts and holds across several server processes).
+
+The archive's queries (sent editions) live here too: all SQL sits in
+``store/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import JSON, Index, Integer, String, Text, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from newsletter.store import audience as q
+from newsletter.store.models import (
+    ACTIVE,
+    BOUNCED,
+    COMPLAINED,
+    SENT,
+    UNSUBSCRIBED,
+    Base,
+    Campaign,
+    Delivery,
+    Edition,
+    MailingList,
+    Subscriber,
+    UTCDateTime,
+    utcnow,
+)
+
+# Normalised event kinds (in the manner of django-anymail).
+PROCESSED, DELIVERED, DEFERRED, BOUNCED_EVENT, DROPPED = "processed", "delivered", "deferred", "bounced", "dropped"
+OPENED, CLICKED, COMPLAINED_EVENT, UNSUBSCRIBED_EVENT, RESUBSCRIBED, OTHER = (
+    "opened", "clicked", "complained", "unsubscribed", "resubscribed", "other")
+EVENT_KINDS = (PROCESSED, DELIVERED, DEFERRED, BOUNCED_EVENT, DROPPED, OPENED, CLICKED, COMPLAINED_EVENT,
+               UNSUBSCRIBED_EVENT, RESUBSCRIBED, OTHER)
+# The kinds ``campaigns show`` reports, counted once per recipient.
+REPORTED_KINDS = (DELIVERED, BOUNCED_EVENT, OPENED, CLICKED, COMPLAINED_EVENT, UNSUBSCRIBED_EVENT)
+
+
+class ProviderEvent(Base):
+    """One event from the email provider, stored once, with the raw event kept."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (Index("ix_provider_events_campaign_kind", "campaign_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # Not foreign keys: an event may name a campaign of another workspace
+    # sharing the provider account, or one deleted since; it is kept anyway.
+    campaign_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    delivery_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    email: Mapped[str] = mapped_column(String(320))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    raw: Mapped[dict] = mapped_column(JSON)
+
+
+class SignupAttempt(Base):
+    """A confirmation email asked for by an address (only its hash is kept)."""
+
+    __tablename__ = "signup_attempts"
+    __table_args__ = (Index("ix_signup_attempts_hash_time", "email_hash", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+events_t = ProviderEvent.__table__
+
+
+# -- events -----------------------------------------------------------------------------------
+
+def known_event_ids(session: Session, event_ids: list[str]) -> set[str]:
+    """Those of ``event_ids`` already stored (one query per 500 ids)."""
+    found: set[str] = set()
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start:start + 500]
+        found.update(session.scalars(select(events_t.c.event_id).where(events_t.c.event_id.in_(chunk))))
+    return found
+
+
+def ledger_rows(session: Session, delivery_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """delivery id -> (campaign id, subscriber id) for the ids that exist."""
+    result: dict[int, tuple[int, int]] = {}
+    table = Delivery.__table__
+    for start in range(0, len(delivery_ids), 500):
+        chunk = delivery_ids[start:start + 500]
+        rows = session.execute(select(table.c.id, table.c.campaign_id, table.c.subscriber_id)
+                               .where(table.c.id.in_(chunk)))
+        result.update({row[0]: (row[1], row[2]) for row in rows})
+    return result
+
+
+def insert_events(session: Session, rows: list[dict]) -> None:
+    """Insert event rows in one statement; an event id stored meanwhile is skipped, not an error.
+
+    Callers drop known ids first (:func:`known_event_ids`); the conflict clause
+    covers two deliveries of one batch handled at the same moment.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(events_t).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+
+
+def find_subscriber_by_address(session: Session, email_key: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email_key == email_key))
+
+
+def mark_bounced_or_complained(session: Session, email_hash: str, subscriber: Subscriber | None,
+                               reason: str, detail: str) -> None:
+    """Suppress the address; the subscriber's status becomes ``bounced`` or ``complained``.
+
+    A complaint outranks a bounce: a complainer who later bounces stays ``complained``.
+    """
+    q.suppress(session, email_hash, reason, detail[:500])
+    if subscriber is not None and not (reason == BOUNCED and subscriber.status == COMPLAINED):
+        subscriber.status, subscriber.updated_at = reason, utcnow()
+
+
+def unsubscribe_everywhere(session: Session, subscriber: Subscriber, source: str) -> None:
+    """Leave every list and suppress the address, in the caller's transaction.
+
+    The same change as ``audience.manage.unsubscribe(store, email)``, which
+    opens a session of its own: webhook events must be applied in the
+    transaction that stores them, so a crash cannot store an event (and so
+    deduplicate its retry) without applying it.
+    """
+    for membership in subscriber.memberships:
+        if membership.status != UNSUBSCRIBED:
+            membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
+            q.record_consent(session, subscriber.id, membership.list_id, "unsubscribe", source)
+    if subscriber.status == ACTIVE:
+        subscriber.status = UNSUBSCRIBED
+    q.suppress(session, subscriber.email_hash, UNSUBSCRIBED, f"source={source}")
+
+
+def campaign_event_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Recipients with at least one event of each reported kind (an address opening twice counts once)."""
+    who = func.coalesce(func.cast(events_t.c.delivery_id, String), events_t.c.email)
+    rows = session.execute(select(events_t.c.kind, func.count(func.distinct(who)))
+                           .where(events_t.c.campaign_id == campaign_id, events_t.c.kind.in_(REPORTED_KINDS))
+                           .group_by(events_t.c.kind))
+    result = {kind: 0 for kind in REPORTED_KINDS}
+    result.update({kind: int(count) for kind, count in rows})
+    return result
+
+
+# -- signups ----------------------------------------------------------------------------------
+
+def signup_attempts_since(session: Session, email_hash: str, since: datetime) -> int:
+    table = SignupAttempt.__table__
+    return session.scalar(select(func.count()).where(table.c.email_hash == email_hash,
+                                                     table.c.created_at >= since)) or 0
+
+
+def record_signup_attempt(session: Session, email_hash: str, now: datetime, keep: timedelta) -> None:
+    """Record an attempt and forget those older than ``keep`` (the table stays small)."""
+    table = SignupAttempt.__table__
+    session.execute(delete(table).where(table.c.created_at < now - keep))
+    session.add(SignupAttempt(email_hash=email_hash, created_at=now))
+
+
+def find_list_by_id(session: Session, list_id: int) -> MailingList | None:
+    return session.get(MailingList, list_id)
+
+
+def list_names(session: Session) -> list[str]:
+    return list(session.scalars(select(MailingList.name).order_by(MailingList.id)))
+
+
+# -- archive ----------------------------------------------------------------------------------
+
+def sent_editions(session: Session, limit: int = 200) -> list[dict]:
+    """Editions of sent campaigns, newest first, one entry per slug (its newest sending)."""
+    sent_at = func.coalesce(Campaign.finished_at, Campaign.started_at, Campaign.created_at)
+    rows = session.execute(select(Edition.id, Edition.slug, Edition.subject, Edition.preheader, sent_at)
+                           .join(Campaign, Campaign.edition_id == Edition.id)
+                           .where(Campaign.status == SENT)
+                           .order_by(sent_at.desc(), Edition.id.desc()))
+    seen: set[str] = set()
+    result = []
+    for edition_id, slug, subject, preheader, when in rows:
+        if slug in seen:
+            continue
+        seen.add(slug)
+        result.append({"id": edition_id, "slug": slug, "subject": subject, "preheader": preheader or "",
+                       "sent_at": when})
+        if len(result) >= limit:
+            break
+    return result
+
+
+def sent_edition(session: Session, slug: str) -> Edition | None:
+    """The newest edition with ``slug`` that a sent campaign carried; None for drafts and unknowns."""
+    return session.scalar(select(Edition).join(Campaign, Campaign.edition_id == Edition.id)
+                          .where(Edition.slug == slug, Campaign.status == SENT)
+                          .order_by(Edition.id.desc()).limit(1))
