@@ -63,6 +63,9 @@ class Settings:
     send_rate: float = 0.0
     batch_size: int = 1000
     smtp_url: str | None = field(default=None, repr=False)
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_key_file: str | None = None
     sendgrid_api_key: str | None = field(default=None, repr=False)
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
     sendgrid_sandbox: bool = False
@@ -138,6 +141,9 @@ def load_settings(
         send_rate=reader.number("delivery", "rate", default=0.0, minimum=0.0),
         batch_size=int(reader.number("delivery", "batch_size", default=1000, minimum=1)),
         smtp_url=reader.text("smtp", "url", default="") or None,
+        dkim_selector=reader.text("smtp", "dkim_selector", default="") or None,
+        dkim_domain=reader.text("smtp", "dkim_domain", default="") or None,
+        dkim_key_file=reader.text("smtp", "dkim_key_file", default="") or None,
         sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
         sendgrid_host=reader.text("sendgrid", "host", default=DEFAULT_SENDGRID_HOST).rstrip("/"),
         sendgrid_sandbox=reader.flag("sendgrid", "sandbox", default=False),

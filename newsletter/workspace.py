@@ -39,6 +39,10 @@ batch_size = 1000
 
 [smtp]
 # url = "smtp://user:password@smtp.example.org:587?tls=starttls"
+# DKIM signing (optional): selector, domain and the private key's file
+# dkim_selector = "news"
+# dkim_domain = "example.org"
+# dkim_key_file = "/etc/newsletter/dkim.pem"
 
 [sendgrid]
 # The API key is read from the SENDGRID_API_KEY environment variable only.

@@ -145,6 +145,12 @@ class SmtpTransport(Transport):
                 "the smtp transport needs NEWSLETTER_SMTP_URL",
                 hint="set NEWSLETTER_SMTP_URL=smtp://user:password@host:587?tls=starttls (or [smtp] url in newsletter.toml)",
             )
+        for option in ("dkim_selector", "dkim_domain"):
+            if getattr(settings, option, None) and option not in overrides:
+                overrides[option] = getattr(settings, option)
+        key_file = getattr(settings, "dkim_key_file", None)
+        if key_file and "dkim_key" not in overrides:
+            overrides["dkim_key"] = _read_dkim_key(key_file)
         return cls.from_url(url, **overrides)
 
     def open(self) -> None:
@@ -348,6 +354,15 @@ class SmtpTransport(Transport):
 
     def __repr__(self) -> str:
         return f"<SmtpTransport {self.config.host}:{self.config.port} tls={self.config.tls}>"
+
+
+def _read_dkim_key(path: str) -> bytes:
+    """The DKIM private key (PEM) named by [smtp] dkim_key_file."""
+    try:
+        return open(path, "rb").read()
+    except OSError as exc:
+        raise ConfigError(f"[smtp] dkim_key_file {path}: cannot read it ({exc.strerror})",
+                          hint="point dkim_key_file at the PEM private key of your DKIM selector") from None
 
 
 def _dkim_options(selector, domain, key):
