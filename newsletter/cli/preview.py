@@ -53,7 +53,11 @@ def preview(app, article, recent_title, recent_url, theme, host, port, no_open):
         say(f"Previewing [bold]{_escape(article)}[/] at {url}  (Ctrl-C to stop)")
         if not no_open:
             open_when_started(server, url)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled; for a preview it is the normal way out
+        say("Preview stopped.")
     finally:
         sock.close()
 

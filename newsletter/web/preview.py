@@ -159,7 +159,7 @@ class _Handlers:
     async def refresh(self, request):
         if (refused := _refuse_cross_site(request)) is not None:
             return refused
-        snapshot = await asyncio.to_thread(self.state.refresh)
+        snapshot = await asyncio.to_thread(self.state.refresh, True)
         self.hub.publish(snapshot.version)
         return _json({"version": snapshot.version, "error": snapshot.error})
 
@@ -216,16 +216,16 @@ async def watch_sources(state: PreviewState, hub: ChangeHub) -> None:
             return True
         return any(target.is_relative_to(f) for f in folders) and not target.is_relative_to(skip)
 
-    async def follow(paths: list[Path], recursive: bool) -> None:
-        async for _changes in awatch(*paths, watch_filter=relevant, recursive=recursive, debounce=400, step=50):
-            snapshot = await asyncio.to_thread(state.refresh)
+    async def follow(paths: list[Path], templates: bool) -> None:
+        async for _changes in awatch(*paths, watch_filter=relevant, recursive=templates, debounce=400, step=50):
+            snapshot = await asyncio.to_thread(state.refresh, templates)
             hub.publish(snapshot.version)
             if snapshot.error:
                 log.warning("preview: %s", snapshot.error["message"])
 
-    watchers = [follow([article.parent], recursive=False)]
+    watchers = [follow([article.parent], templates=False)]
     if folders:
-        watchers.append(follow(folders, recursive=True))
+        watchers.append(follow(folders, templates=True))
     await asyncio.gather(*watchers)
 
 

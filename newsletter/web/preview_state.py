@@ -84,11 +84,19 @@ class PreviewState:
 
     # -- composing ---------------------------------------------------------
 
-    def refresh(self) -> Snapshot:
-        """Compose the article again; on failure keep the last good edition and record the error."""
+    def refresh(self, reload_templates: bool = False) -> Snapshot:
+        """Compose the article again; on failure keep the last good edition and record the error.
+
+        ``reload_templates`` drops the cached Jinja environment first: Jinja
+        notices an edited template by itself, but not a new file in the
+        workspace that now overrides a built-in one.
+        """
         from newsletter.compose.edition import compose_edition
         from newsletter.compose.merge import MergeTemplate
+        from newsletter.compose.render import environment
 
+        if reload_templates:
+            environment.cache_clear()
         started = time.perf_counter()
         edition, error = None, None
         try:
