@@ -26,7 +26,7 @@ function writeHash() {
 
 function applyControls() {
   for (const key of ["view", "width", "scheme"]) {
-    document.querySelectorAll(`[data-${key}]`).forEach((button) => {
+    document.querySelectorAll(`button[data-${key}]`).forEach((button) => {
       button.setAttribute("aria-pressed", String(button.dataset[key] === state[key]));
     });
   }
@@ -179,7 +179,7 @@ function listen() {
   };
 }
 
-document.querySelectorAll("[data-view], [data-width], [data-scheme]").forEach((button) => {
+document.querySelectorAll("button[data-view], button[data-width], button[data-scheme]").forEach((button) => {
   const key = ["view", "width", "scheme"].find((k) => button.dataset[k]);
   button.addEventListener("click", () => choose(key, button.dataset[key]));
 });
