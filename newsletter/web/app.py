@@ -1,0 +1,119 @@
+"""The public app of ``newsletter serve``: the pages every email links to.
+
+Routes (the token is always the last path segment, nothing after it):
+
+    GET  /unsubscribe/{token}   page with buttons; changes nothing
+    POST /unsubscribe/{token}   RFC 8058 one-click, or the page's buttons
+    GET  /unsubscribe           where to find your own unsubscribe link
+    GET  /confirm/{token}       page with a button; changes nothing
+    POST /confirm/{token}       confirm a double opt-in subscription
+    GET  /subscribe             a plain signup form
+    POST /subscribe             the form endpoint websites post to
+    POST /webhooks/sendgrid     SendGrid's signed Event Webhook
+    GET  /archive               past issues
+    GET  /archive/{slug}        one issue's web version
+    GET  /feed.xml              Atom feed
+    GET  /healthz               200 "ok" (load balancers)
+
+See the modules ``subscriptions``, ``signup``, ``webhook`` and ``archive`` for
+each rule. The handlers only wire HTTP to library functions; database and
+transport work runs in the thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from newsletter.web.common import Context
+
+
+class _AppContext(Context):
+    """Adds the lazily built webhook verifier (a bad key fails requests, not startup of other pages)."""
+
+    _verifier = None
+
+    def webhook_verifier(self):
+        """The Verifier for the configured key, or None when no key is set."""
+        from newsletter.web.webhook import Verifier
+
+        key = self.settings.sendgrid_webhook_key
+        if not key:
+            return None
+        if self._verifier is None:
+            self._verifier = Verifier(key)
+        return self._verifier
+
+
+def create_app(settings, store=None, transport_factory: Callable | None = None,
+               clock: Callable[[], float] | None = None):
+    """The Starlette app for ``settings``.
+
+    ``store`` defaults to the workspace's database (opened, and closed on
+    shutdown); ``transport_factory(settings)`` builds the transport for
+    confirmation emails (default ``get_transport``); ``clock()`` gives the
+    time in epoch seconds (default ``time.time``).
+    """
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+
+    from newsletter.web.pages import Pages
+
+    owned = store is None
+    if owned:
+        from newsletter.store.db import open_store
+
+        store = open_store(settings)
+    if transport_factory is None:
+        from newsletter.delivery import get_transport
+
+        transport_factory = get_transport
+    if settings.sendgrid_webhook_key:
+        from newsletter.web.webhook import Verifier
+
+        Verifier(settings.sendgrid_webhook_key)  # a malformed key is a ConfigError now, not at the first event
+    ctx = _AppContext(settings, store, Pages(settings), transport_factory, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if owned:
+            store.close()
+
+    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
+    app.state.ctx = ctx
+    return app
+
+
+def _routes():
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from newsletter.web import archive, signup, subscriptions, webhook
+
+    async def health(_request):
+        return PlainTextResponse("ok")
+
+    return [
+        Route("/unsubscribe/{token}", subscriptions.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", subscriptions.unsubscribe_post, methods=["POST"]),
+        Route("/unsubscribe", archive.unsubscribe_help, methods=["GET"]),
+        Route("/confirm/{token}", subscriptions.confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", subscriptions.confirm_post, methods=["POST"]),
+        Route("/subscribe", signup.subscribe_form, methods=["GET"]),
+        Route("/subscribe", signup.subscribe_post, methods=["POST"]),
+        Route("/webhooks/sendgrid", webhook.sendgrid_webhook, methods=["POST"]),
+        Route("/archive", archive.archive_index, methods=["GET"]),
+        Route("/archive/{slug}", archive.archive_edition, methods=["GET"]),
+        Route("/feed.xml", archive.feed, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+
+
+async def _not_found(request, _exc):
+    return request.app.state.ctx.pages.message("Page not found", "There is nothing at this address.", status=404)
+
+
+async def _not_allowed(request, _exc):
+    return request.app.state.ctx.pages.message("Not allowed", "This address does not take that kind of request.",
+                                               status=405)

@@ -1,0 +1,125 @@
+"""The web archive: past issues as web pages and an Atom feed.
+
+- ``GET /archive``: editions of sent campaigns, newest first (one entry per slug);
+- ``GET /archive/{slug}``: the newest sent edition with that slug, its stored
+  HTML rendered with neutral merge values: no name, no address, and the
+  unsubscribe link pointing at a page that explains where the real one is
+  (every email's "view in browser" link lands here, so this page must hold
+  no personal data); 404 for drafts, scheduled and unknown slugs;
+- ``GET /feed.xml``: an Atom feed (RFC 4287) of the same entries.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+from newsletter.compose.edition import FALLBACK_NAME, web_url
+from newsletter.compose.merge import MergeTemplate
+from newsletter.store import events as ev
+
+ATOM = "http://www.w3.org/2005/Atom"
+FEED_ENTRIES = 50
+# The archived email shows external images the author put in it; scripts never run.
+ARCHIVE_HEADERS = {
+    "Content-Security-Policy": "script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "public, max-age=300",
+}
+
+
+def neutral_values(settings, slug: str) -> dict[str, str]:
+    """Merge values for a reader we do not know: every other field (attributes) renders empty."""
+    return {"name": FALLBACK_NAME, "email": "", "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+            "web_url": web_url(settings, slug)}
+
+
+def archived_html(store, settings, slug: str) -> str | None:
+    """The web version of ``slug``, or None when no sent campaign carried it."""
+    with store.session() as session:
+        edition = ev.sent_edition(session, slug)
+        if edition is None:
+            return None
+        return MergeTemplate(edition.html).render(neutral_values(settings, edition.slug))
+
+
+def archive_entries(store, settings, limit: int = 200) -> list[dict]:
+    with store.session() as session:
+        entries = ev.sent_editions(session, limit)
+    for entry in entries:
+        entry["url"] = web_url(settings, entry["slug"])
+        entry["subject"] = MergeTemplate(entry["subject"]).render({"name": FALLBACK_NAME})
+    return entries
+
+
+def atom_feed(settings, entries: list[dict]) -> bytes:
+    """The Atom document for ``entries`` (newest first)."""
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    archive_url = f"{settings.base_url}/archive"
+    updated = entries[0]["sent_at"] if entries else datetime(2000, 1, 1, tzinfo=timezone.utc)
+    _text(feed, "id", archive_url)
+    _text(feed, "title", settings.name)
+    _text(feed, "updated", _iso(updated))
+    author = ET.SubElement(feed, f"{{{ATOM}}}author")
+    _text(author, "name", settings.sender_name or settings.name)
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=f"{settings.base_url}/feed.xml",
+                  type="application/atom+xml")
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", href=archive_url, type="text/html")
+    for entry in entries:
+        item = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        _text(item, "id", entry["url"])
+        _text(item, "title", entry["subject"])
+        _text(item, "updated", _iso(entry["sent_at"]))
+        ET.SubElement(item, f"{{{ATOM}}}link", rel="alternate", href=entry["url"], type="text/html")
+        if entry["preheader"]:
+            _text(item, "summary", entry["preheader"])
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+def _text(parent, tag: str, value: str) -> None:
+    ET.SubElement(parent, f"{{{ATOM}}}{tag}").text = value
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def archive_index(request):
+    ctx = request.app.state.ctx
+    entries = await ctx.run(archive_entries, ctx.store, ctx.settings)
+    return ctx.pages.page("archive.html", editions=entries, feed_url=f"{ctx.settings.base_url}/feed.xml",
+                          robots="index")
+
+
+async def archive_edition(request):
+    from starlette.responses import HTMLResponse
+
+    ctx = request.app.state.ctx
+    html = await ctx.run(archived_html, ctx.store, ctx.settings, request.path_params["slug"])
+    if html is None:
+        return ctx.pages.message("No such issue", "We have not sent an issue at this address.", status=404,
+                                 link={"href": f"{ctx.settings.base_url}/archive", "text": "See all past issues"})
+    return HTMLResponse(html, headers=ARCHIVE_HEADERS)
+
+
+async def feed(request):
+    from starlette.responses import Response
+
+    ctx = request.app.state.ctx
+    entries = await ctx.run(archive_entries, ctx.store, ctx.settings, FEED_ENTRIES)
+    return Response(atom_feed(ctx.settings, entries), media_type="application/atom+xml; charset=utf-8",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+async def unsubscribe_help(request):
+    """``GET /unsubscribe`` (no token): where the archive's unsubscribe link leads."""
+    ctx = request.app.state.ctx
+    return ctx.pages.message(
+        "Unsubscribing", "Every email we send has an unsubscribe link of its own at the bottom, "
+        "and most mail apps show an Unsubscribe button next to the sender.",
+        "Use the link in one of your emails: it unsubscribes you in one click, no login needed.",
+        link={"href": f"{ctx.settings.base_url}/archive", "text": "Read past issues"})

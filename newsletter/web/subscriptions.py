@@ -1,0 +1,170 @@
+"""Unsubscribe and confirm: the pages behind the links in every email.
+
+Rules (RFC 8058 and the Gmail/Yahoo bulk-sender requirements):
+
+- ``GET /unsubscribe/{token}`` and ``GET /confirm/{token}`` only show a page
+  with a button: mail scanners fetch every link, so a GET changes nothing.
+- ``POST /unsubscribe/{token}`` with the body ``List-Unsubscribe=One-Click``
+  (urlencoded or multipart, as mail clients send it) unsubscribes at once:
+  no cookie, no login, 200 without a redirect, idempotent. The page's own
+  buttons post ``action=list|all|resubscribe``. The change is committed
+  before the answer goes out.
+- A token that does not verify (tampered, made for another purpose, signed
+  with a key no longer listed) or names a subscriber we no longer hold gets
+  a friendly 4xx page and changes nothing.
+- Every change records consent with source ``web`` and the client's IP.
+
+The functions without ``request`` are the library side, callable from Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from newsletter.audience import manage
+from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, read_token
+from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.store.events import find_list_by_id
+from newsletter.store.models import CONFIRMED, UNSUBSCRIBED, Subscriber
+from newsletter.web.common import client_ip, read_form
+from newsletter.web.pages import mask_email
+
+SOURCE = "web"
+ACTIONS = ("list", "all", "resubscribe")
+
+
+@dataclass
+class SubscriptionView:
+    """What a token points at, as a page shows it."""
+
+    subscriber_id: int
+    email: str
+    list_id: int | None
+    list_name: str | None       # None: no list in the token, or the list was deleted
+    list_status: str | None     # the membership's status on that list; None when not a member
+    subscribed_anywhere: bool
+
+
+def load_view(store, data: TokenData) -> SubscriptionView:
+    """The subscriber and list a verified token names; NotFound when the subscriber was erased."""
+    with store.session() as session:
+        subscriber = session.get(Subscriber, data.subscriber_id)
+        if subscriber is None:
+            raise NotFound("we hold no subscription for this link",
+                           hint="the address was removed from our lists; nothing more will be sent to it")
+        mailing_list = find_list_by_id(session, data.list_id) if data.list_id else None
+        status = next((m.status for m in subscriber.memberships if mailing_list and m.list_id == mailing_list.id),
+                      None)
+        anywhere = any(m.status != UNSUBSCRIBED for m in subscriber.memberships)
+        return SubscriptionView(subscriber.id, subscriber.email, data.list_id,
+                                mailing_list.name if mailing_list else None, status, anywhere)
+
+
+def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None) -> str:
+    """Apply ``action`` (``list``, ``all`` or ``resubscribe``) for a verified token; returns a sentence for the page.
+
+    ``list`` with a token that names no list means every list. Idempotent:
+    doing it twice changes nothing the second time and answers the same.
+    """
+    view = load_view(store, data)
+    if action == "resubscribe":
+        if view.list_name is None:
+            raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
+        # The token proves the reader holds the email: no second confirmation needed.
+        manage.add_subscriber(store, view.email, list_name=view.list_name, confirmed=True, resubscribe=True,
+                              source=SOURCE, ip=ip)
+        return f"You are subscribed to {view.list_name} again."
+    if action == "all" or data.list_id is None:
+        manage.unsubscribe(store, view.email, None, source=SOURCE, ip=ip)
+        return "You are unsubscribed from every list. You will get no more email from us."
+    if view.list_name is None or view.list_status is None:
+        return "You are not on this list any more."
+    manage.unsubscribe(store, view.email, view.list_name, source=SOURCE, ip=ip)
+    return f"You are unsubscribed from {view.list_name}."
+
+
+def confirm_by_token(store, data: TokenData, ip: str | None) -> SubscriptionView:
+    """Confirm the pending membership a verified confirmation token names. Idempotent."""
+    if data.list_id is None:
+        raise InputError("this confirmation link names no list", hint="subscribe again")
+    view = load_view(store, data)
+    if view.list_name is None or view.list_status is None:
+        raise NotFound("this subscription no longer exists", hint="subscribe again")
+    if view.list_status == UNSUBSCRIBED:
+        raise NotFound("you unsubscribed from this list since", hint="subscribe again")
+    view.list_status = manage.confirm_membership(store, data.subscriber_id, data.list_id, SOURCE, ip)
+    return view
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+def _token(ctx, request, purpose: str) -> TokenData:
+    return read_token(ctx.settings.secret_keys, purpose, request.path_params["token"])
+
+
+def _view_context(ctx, view: SubscriptionView, request) -> dict:
+    return {"masked_email": mask_email(view.email), "list_name": view.list_name, "list_status": view.list_status,
+            "subscribed_anywhere": view.subscribed_anywhere, "action_url": request.url.path}
+
+
+async def unsubscribe_page(request):
+    ctx = request.app.state.ctx
+    try:
+        view = await ctx.run(load_view, ctx.store, _token(ctx, request, UNSUBSCRIBE))
+    except NewsletterError as exc:
+        return ctx.error_page(exc)
+    heading = "Unsubscribe" if view.list_status != UNSUBSCRIBED else "You are unsubscribed"
+    return ctx.pages.page("unsubscribe.html", heading=heading, done=None, **_view_context(ctx, view, request))
+
+
+async def unsubscribe_post(request):
+    """One-click (RFC 8058) or a button of the page: 200 and a page, never a redirect."""
+    ctx = request.app.state.ctx
+    try:
+        data = _token(ctx, request, UNSUBSCRIBE)
+        action = await _unsubscribe_action(request)
+        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request))
+        view = await ctx.run(load_view, ctx.store, data)
+    except NewsletterError as exc:
+        return ctx.error_page(exc)
+    heading = "You are subscribed" if action == "resubscribe" else "You are unsubscribed"
+    return ctx.pages.page("unsubscribe.html", heading=heading, done=done, **_view_context(ctx, view, request))
+
+
+async def _unsubscribe_action(request) -> str:
+    """``list``, ``all`` or ``resubscribe`` from the form; ``List-Unsubscribe=One-Click`` means ``list``."""
+    form = await read_form(request)
+    action = (form.get("action") or "").strip().lower()
+    if action in ACTIONS:
+        return action
+    if "List-Unsubscribe" in form:
+        # RFC 8058 requires the value One-Click; any client that names the key
+        # means to unsubscribe, and refusing it would keep mailing the reader.
+        return "list"
+    raise InputError("this request did not say what to do", hint="use the buttons on the unsubscribe page")
+
+
+async def confirm_page(request):
+    ctx = request.app.state.ctx
+    try:
+        data = _token(ctx, request, CONFIRM)
+        if data.list_id is None:
+            raise InputError("this confirmation link names no list", hint="subscribe again")
+        view = await ctx.run(load_view, ctx.store, data)
+        if view.list_status is None or view.list_status == UNSUBSCRIBED:
+            raise NotFound("this subscription no longer exists", hint="subscribe again")
+    except NewsletterError as exc:
+        return ctx.error_page(exc)
+    confirmed = view.list_status == CONFIRMED
+    return ctx.pages.page("confirm.html", heading="You are subscribed" if confirmed else "Confirm your subscription",
+                          confirmed=confirmed, **_view_context(ctx, view, request))
+
+
+async def confirm_post(request):
+    ctx = request.app.state.ctx
+    try:
+        view = await ctx.run(confirm_by_token, ctx.store, _token(ctx, request, CONFIRM), client_ip(request))
+    except NewsletterError as exc:
+        return ctx.error_page(exc)
+    return ctx.pages.page("confirm.html", heading="You are subscribed", confirmed=True,
+                          **_view_context(ctx, view, request))
