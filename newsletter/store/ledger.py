@@ -219,3 +219,88 @@ def skipped_now(session: Session, ids: list[int]) -> int:
 
 def touch(session: Session, campaign_id: int, now: datetime | None = None) -> None:
     set_campaign(session, campaign_id, heartbeat_at=now or utcnow())
+
+
+# --- Scale-out sending (newsletter.distributed): ranges of the ledger -----------------
+
+def pending_ranges(session: Session, campaign_id: int, size: int) -> list[tuple[int, int, int]]:
+    """Cut the campaign's pending rows, in id order, into ranges of at most ``size`` rows.
+
+    Returns ``(first_id, last_id, rows)`` per range, in one statement: row
+    numbers over the ids (the same cut as a keyset walk taking ``size`` ids at
+    a time, without a round trip per range).
+    """
+    numbered = (select(deliveries_t.c.id.label("id"),
+                       ((func.row_number().over(order_by=deliveries_t.c.id) - 1) / size).label("part"))
+                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING)
+                .subquery())
+    query = (select(func.min(numbered.c.id), func.max(numbered.c.id), func.count())
+             .group_by(numbered.c.part).order_by(numbered.c.part))
+    return [(int(a), int(b), int(n)) for a, b, n in session.execute(query)]
+
+
+def pending_in_range(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
+    return session.execute(select(func.count()).where(
+        deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.id.between(first_id, last_id),
+        deliveries_t.c.status == LEDGER_PENDING)).scalar() or 0
+
+
+def claim_range(session: Session, campaign_id: int, list_id: int | None, first_id: int, last_id: int,
+                limit: int) -> list[Candidate]:
+    """Claim up to ``limit`` pending rows of ``[first_id, last_id]`` for this transaction's caller.
+
+    The rows are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's
+    BEGIN IMMEDIATE serialises writers instead), checked for eligibility *now*
+    exactly as :func:`next_pending` does; eligible rows move to ``sending``
+    (one attempt counted), ineligible ones to ``skipped``, both conditionally
+    on still being ``pending``. The caller commits before sending: two
+    workers never get the same row.
+    """
+    suppressed = select(suppressions_t.c.email_hash).where(
+        suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
+    query = (
+        select(deliveries_t.c.id, deliveries_t.c.subscriber_id, deliveries_t.c.email, subscribers_t.c.name,
+               subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed)
+        .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
+        .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
+                                       memberships_t.c.list_id == list_id))
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.id.between(first_id, last_id),
+               deliveries_t.c.status == LEDGER_PENDING)
+        .order_by(deliveries_t.c.id)
+        .limit(limit)
+        .with_for_update(of=deliveries_t, skip_locked=True)
+    )
+    batch = [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
+                       row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
+             for row in session.execute(query)]
+    skipped_now(session, [c.delivery_id for c in batch if not c.eligible])
+    eligible = [c for c in batch if c.eligible]
+    moved = mark(session, [c.delivery_id for c in eligible], LEDGER_SENDING, LEDGER_PENDING, count_attempt=True)
+    if moved != len(eligible):  # cannot happen under the lock; refuse rather than risk a double send
+        raise RuntimeError(f"claimed {moved} of {len(eligible)} rows of campaign {campaign_id}")
+    return batch
+
+
+def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
+    """Rows of one range left ``sending`` by a worker that died: the provider may have them."""
+    return session.execute(update(deliveries_t)
+                           .where(deliveries_t.c.campaign_id == campaign_id,
+                                  deliveries_t.c.id.between(first_id, last_id),
+                                  deliveries_t.c.status == LEDGER_SENDING)
+                           .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
+                                   error="the worker stopped while this message was in flight")).rowcount
+
+
+def settle_if_done(session: Session, campaign_id: int, from_status: str, to_status: str) -> bool:
+    """Move the campaign to ``to_status`` if it is ``from_status`` and no row is pending or in
+    flight, in one conditional statement: of several workers finishing together, one wins."""
+    open_rows = select(deliveries_t.c.id).where(
+        deliveries_t.c.campaign_id == campaign_id,
+        deliveries_t.c.status.in_((LEDGER_PENDING, LEDGER_SENDING))).exists()
+    now = utcnow()
+    result = session.execute(update(Campaign.__table__)
+                             .where(Campaign.__table__.c.id == campaign_id,
+                                    Campaign.__table__.c.status == from_status, ~open_rows)
+                             .values(status=to_status, finished_at=now, heartbeat_at=None, sender=None))
+    return result.rowcount == 1
+
