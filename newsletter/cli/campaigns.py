@@ -69,6 +69,7 @@ def show(app, campaign_id, as_json):
     if data["error"]:
         console.print(f"[red]{data['error']}[/]")
     console.print(table(None, list(data["counts"]), [list(data["counts"].values())]))
+    _print_events(console, data)
     for kind, hint in (("unknown", "--unknown"), ("failed", "--failed")):
         if data[kind]:
             console.print(table(f"{kind.capitalize()} (first {len(data[kind])})", ["Email", "Error"],
@@ -76,6 +77,23 @@ def show(app, campaign_id, as_json):
             say(f"Send them again on purpose with: newsletter campaigns retry {campaign_id} {hint}")
     if data["counts"]["pending"] and data["status"] in ("paused", "stopped", "sending"):
         say(f"{data['counts']['pending']} pending; continue with: newsletter campaigns resume {campaign_id}")
+
+
+def _print_events(console, data) -> None:
+    """Provider events (SendGrid webhook) and the complaint and bounce rates against Gmail's thresholds."""
+    events, rates = data.get("events"), data.get("rates")
+    if not events or not any(events.values()):
+        return
+    console.print(table("Events (recipients)", [k.capitalize() for k in events], [list(events.values())]))
+    for label, rate, limit in (("Complaint rate", rates["complaint_rate"], rates["complaint_limit"]),
+                               ("Bounce rate", rates["bounce_rate"], rates["bounce_limit"])):
+        if rate is None:
+            continue
+        verdict = "[green]ok[/]" if rate < limit else "[red]over the limit[/]"
+        console.print(f"{label}: {rate:.2%} (limit {limit:.1%}) {verdict}")
+    if rates["complaint_rate"] is not None and rates["complaint_rate"] >= rates["complaint_target"]:
+        say(f"Gmail asks bulk senders to keep spam complaints under {rates['complaint_target']:.1%}, "
+            f"and never to reach {rates['complaint_limit']:.1%}.")
 
 
 def _resumed(app, campaign_id, run):

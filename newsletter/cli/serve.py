@@ -1,0 +1,67 @@
+"""``newsletter serve``: the public endpoints every email links to, under uvicorn.
+
+Thin: build the app (:func:`newsletter.web.app.create_app`), bind the port
+(a port in use is one line and a hint), run uvicorn. Starlette and uvicorn
+are imported inside the command so ``newsletter --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli._common import pass_app, say
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; put a TLS reverse proxy in front for NEWSLETTER_BASE_URL.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+              help="Proxies trusted for X-Forwarded-For/-Proto (comma-separated, or '*').")
+@pass_app
+def serve(app, host, port, forwarded_allow_ips):
+    """Serve one-click unsubscribe, double opt-in, the SendGrid event webhook and the web archive.
+
+    \b
+    Paths under NEWSLETTER_BASE_URL:
+      GET/POST /unsubscribe/TOKEN   GET/POST /confirm/TOKEN   POST /subscribe
+      POST /webhooks/sendgrid       GET /archive[/SLUG]       GET /feed.xml
+
+    \b
+    Example:
+      newsletter serve --host 127.0.0.1 --port 8000
+    """
+    from newsletter.web.preview_server import bind_socket
+
+    settings = app.settings
+    sock = bind_socket(host, port)
+    try:
+        web_app = _build(settings, app)
+        bound = sock.getsockname()[1]
+        say(f"Serving {settings.base_url} on http://{host}:{bound}  (Ctrl-C to stop)")
+        if not settings.sendgrid_webhook_key:
+            say("[yellow]Note:[/] /webhooks/sendgrid answers 503 until NEWSLETTER_SENDGRID_WEBHOOK_KEY is set.")
+        _run(web_app, sock, host, bound, forwarded_allow_ips)
+        say("Stopped.")
+    finally:
+        sock.close()
+
+
+def _build(settings, app):
+    from newsletter.web.app import create_app
+
+    return create_app(settings, app.store)
+
+
+def _run(web_app, sock, host, port, forwarded_allow_ips) -> None:
+    import uvicorn
+
+    # No access log: request paths carry unsubscribe and confirmation tokens.
+    config = uvicorn.Config(web_app, host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="on", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+                            timeout_graceful_shutdown=5, server_header=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled: stopping is the normal way out
