@@ -38,12 +38,12 @@ class Pages:
         self.common = {"newsletter_name": settings.name, "postal_address": settings.postal_address,
                        "lang": settings.language or "en"}
 
-    def render(self, name: str, **context) -> str:
-        return self.env.get_template(f"web/{name}").render(**self.common, **context)
+    def render(self, template: str, **context) -> str:
+        return self.env.get_template(f"web/{template}").render(**self.common, **context)
 
-    def page(self, name: str, status: int = 200, **context) -> HTMLResponse:
-        """An HTML response of template ``name`` with the protective headers."""
-        return HTMLResponse(self.render(name, **context), status_code=status, headers=PAGE_HEADERS)
+    def page(self, template: str, status: int = 200, **context) -> HTMLResponse:
+        """An HTML response of ``template`` with the protective headers."""
+        return HTMLResponse(self.render(template, **context), status_code=status, headers=PAGE_HEADERS)
 
     def message(self, heading: str, *paragraphs: str, status: int = 200, link: dict | None = None) -> HTMLResponse:
         """A simple page: a heading, some paragraphs and perhaps one link."""

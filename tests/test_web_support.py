@@ -1,0 +1,81 @@
+"""Helpers shared by the public-endpoint tests (not a test module of its own: it holds no tests).
+
+A ``Site`` is the app of ``newsletter serve`` on a test workspace, driven
+through Starlette's TestClient, with a memory transport for confirmation
+emails, a settable clock, and a webhook key pair generated here.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from newsletter.delivery.memory import MemoryTransport
+
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+class KeyPair:
+    """An ECDSA P-256 key pair; ``public`` is base64 DER, the way SendGrid shows its key."""
+
+    def __init__(self):
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        der = self.private.public_key().public_bytes(serialization.Encoding.DER,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.public = base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, timestamp: int) -> dict[str, str]:
+        """The headers SendGrid sends: signature over timestamp + raw body."""
+        signature = self.private.sign(str(timestamp).encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {SIGNATURE: base64.b64encode(signature).decode(), TIMESTAMP: str(timestamp),
+                "Content-Type": "application/json"}
+
+
+@dataclass
+class Clock:
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Site:
+    """The public app on a workspace, with what the tests need to look at."""
+
+    def __init__(self, settings, store, keys: KeyPair | None):
+        from starlette.testclient import TestClient
+
+        from newsletter.web.app import create_app
+
+        self.keys = keys
+        self.settings = dataclasses.replace(settings, sendgrid_webhook_key=keys.public if keys else None)
+        self.store = store
+        self.transport = MemoryTransport()
+        self.clock = Clock()
+        self.app = create_app(self.settings, store, transport_factory=lambda _s: self.transport, clock=self.clock)
+        self.client = TestClient(self.app, follow_redirects=False)
+
+    def post_events(self, events, *, timestamp: int | None = None, keys: KeyPair | None = None, body: bytes | None = None):
+        body = body if body is not None else json.dumps(events).encode()
+        stamp = int(self.clock.now) if timestamp is None else timestamp
+        return self.client.post("/webhooks/sendgrid", content=body, headers=(keys or self.keys).headers(body, stamp))
+
+    def confirm_links(self) -> list[str]:
+        links = []
+        for message in self.transport.outbox:
+            text = message.get_body(("plain",)).get_content()
+            links += re.findall(r"\S+/confirm/\S+", text)
+        return links
+
+
+def path_of(url: str) -> str:
+    """``/unsubscribe/TOKEN`` from a full URL (the test client talks to the app directly)."""
+    return "/" + url.split("/", 3)[3]
