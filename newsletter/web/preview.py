@@ -79,23 +79,51 @@ def create_preview_app(settings, article_path, *, recent_title=None, recent_url=
     ``allowed_hosts``: Host header values accepted (a DNS-rebinding guard).
     """
     from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
 
     state = PreviewState(settings, article_path, recent_title=recent_title, recent_url=recent_url, theme=theme,
                          store=store, store_opener=store_opener)
     state.refresh()
     hub = ChangeHub()
-    if transport_factory is None:
-        def transport_factory():
-            from newsletter.delivery import get_transport
+    handlers = _Handlers(state, hub, transport_factory or _configured_transport(settings))
+    app = Starlette(routes=_routes(handlers), middleware=_middleware(allowed_hosts), lifespan=_lifespan(state, hub, watch))
+    app.state.preview = state
+    app.state.hub = hub
+    return app
 
-            return get_transport(settings)
 
-    handlers = _Handlers(state, hub, transport_factory)
+def _configured_transport(settings) -> Callable[[], Any]:
+    def build():
+        from newsletter.delivery import get_transport
 
+        return get_transport(settings)
+
+    return build
+
+
+def _routes(handlers: "_Handlers") -> list:
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    return [
+        Route("/", handlers.page),
+        Route("/email.html", handlers.email),
+        Route("/api/state", handlers.summary),
+        Route("/api/subscribers", handlers.subscribers),
+        Route("/api/refresh", handlers.refresh, methods=["POST"]),
+        Route("/events", handlers.events),
+        Route("/send-test", handlers.send_test, methods=["POST"]),
+        Mount("/assets", StaticFiles(directory=str(page_dir())), name="assets"),
+    ]
+
+
+def _middleware(allowed_hosts: list[str] | None) -> list:
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    return [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+
+
+def _lifespan(state: PreviewState, hub: ChangeHub, watch: bool):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         task = asyncio.create_task(watch_sources(state, hub)) if watch else None
@@ -107,21 +135,7 @@ def create_preview_app(settings, article_path, *, recent_title=None, recent_url=
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    routes = [
-        Route("/", handlers.page),
-        Route("/email.html", handlers.email),
-        Route("/api/state", handlers.summary),
-        Route("/api/subscribers", handlers.subscribers),
-        Route("/api/refresh", handlers.refresh, methods=["POST"]),
-        Route("/events", handlers.events),
-        Route("/send-test", handlers.send_test, methods=["POST"]),
-        Mount("/assets", StaticFiles(directory=str(page_dir())), name="assets"),
-    ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.preview = state
-    app.state.hub = hub
-    return app
+    return lifespan
 
 
 class _Handlers:
