@@ -90,8 +90,9 @@ function showFindings(findings) {
   const list = $("#findings");
   list.replaceChildren();
   const errors = findings.filter((f) => f.level === "error").length;
-  $("#count").textContent = findings.length ? `${errors}/${findings.length - errors}` : "✓";
-  $("#count").title = `${errors} error(s), ${findings.length - errors} warning(s)`;
+  const warnings = findings.length - errors;
+  const parts = [errors && `${errors} error${errors > 1 ? "s" : ""}`, warnings && `${warnings} warning${warnings > 1 ? "s" : ""}`];
+  $("#count").textContent = findings.length ? "· " + parts.filter(Boolean).join(", ") : "✓";
   if (!findings.length) list.append(item("none", "No findings: ready to send.", null));
   for (const finding of findings) {
     const li = item(finding.level, finding.message, finding.code);
