@@ -223,16 +223,20 @@ def touch(session: Session, campaign_id: int, now: datetime | None = None) -> No
 
 # --- Scale-out sending (newsletter.distributed): ranges of the ledger -----------------
 
-def pending_ranges(session: Session, campaign_id: int, size: int) -> list[tuple[int, int, int]]:
-    """Cut the campaign's pending rows, in id order, into ranges of at most ``size`` rows.
+def pending_ranges(session: Session, campaign_id: int, size: int, *, after_id: int = 0,
+                   limit: int | None = None) -> list[tuple[int, int, int]]:
+    """Cut the campaign's pending rows with ids above ``after_id`` (the first ``limit`` of
+    them when given), in id order, into ranges of at most ``size`` rows.
 
     Returns ``(first_id, last_id, rows)`` per range, in one statement: row
     numbers over the ids (the same cut as a keyset walk taking ``size`` ids at
     a time, without a round trip per range).
     """
     numbered = (select(deliveries_t.c.id.label("id"),
-                       ((func.row_number().over(order_by=deliveries_t.c.id) - 1) / size).label("part"))
-                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING)
+                       ((func.row_number().over(order_by=deliveries_t.c.id) - 1) // size).label("part"))
+                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
+                       deliveries_t.c.id > after_id)
+                .order_by(deliveries_t.c.id).limit(limit)
                 .subquery())
     query = (select(func.min(numbered.c.id), func.max(numbered.c.id), func.count())
              .group_by(numbered.c.part).order_by(numbered.c.part))

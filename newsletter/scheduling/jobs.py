@@ -1,0 +1,207 @@
+"""What the daemon's jobs run. Each job takes ids only; the daemon installs a
+:class:`Runtime` (store, settings, its lease holder name, a stop event) first.
+
+Exactly once: a plain campaign starts through ``engine.sender.start_campaign``,
+whose ``scheduled -> sending`` claim is a conditional update, so a Conflict
+just means another process got there first. A campaign whose time moved
+(reschedule) or passed beyond the misfire grace is not started.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from newsletter.errors import Conflict, NewsletterError
+from newsletter.scheduling import waves as wave_runs
+from newsletter.scheduling.times import show
+from newsletter.store import scheduling as q
+from newsletter.store.models import MISSED, PAUSED, SCHEDULED, Campaign, utcnow
+
+log = logging.getLogger("newsletter.scheduling")
+DUE_TOLERANCE = timedelta(seconds=1)
+
+
+@dataclass
+class Runtime:
+    """The daemon's shared state, reachable from job threads."""
+
+    store: object
+    settings: object
+    holder: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    inflight: set = field(default_factory=set)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    lease_acquired_at: datetime | None = None
+
+    @contextmanager
+    def running(self, key):
+        """Mark ``key`` busy for the block; yields False when it already is (the job runs once at a time)."""
+        with self.lock:
+            if key in self.inflight:
+                yield False
+                return
+            self.inflight.add(key)
+        try:
+            yield True
+        finally:
+            with self.lock:
+                self.inflight.discard(key)
+                self.lock.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self.lock:
+            return self.lock.wait_for(lambda: not self.inflight, timeout)
+
+    @property
+    def grace(self) -> int:
+        return self.settings.misfire_grace_seconds
+
+
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("no scheduler runtime installed (jobs run inside newsletter run)")
+    return _runtime
+
+
+def mark_missed(rt: Runtime, campaign_id: int, due: datetime) -> bool:
+    """``scheduled -> missed`` (conditional) for a campaign whose time passed beyond the grace."""
+    late = (utcnow() - due).total_seconds()
+    with rt.store.session() as session:
+        done = q.claim_scheduled(session, campaign_id, MISSED, (SCHEDULED,), error=(
+            f"missed: it was due at {show(due, 'UTC')}, {late:.0f} s before the scheduler could send it "
+            f"(misfire grace {rt.grace} s)"))
+        if done:
+            q.set_waves(session, campaign_id, q.WAVE_PENDING, q.WAVE_MISSED)
+    if done:
+        log.warning("campaign %s missed: due at %s, more than the grace of %s s ago", campaign_id,
+                    show(due, "UTC"), rt.grace)
+    return done
+
+
+def fire_campaign(campaign_id: int) -> None:
+    """The job of a scheduled campaign: start it (or its due waves) if it is still due."""
+    rt = current()
+    if rt.stop.is_set():
+        return
+    with rt.running(campaign_id) as mine:
+        if not mine:
+            return
+        with rt.store.session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is None or campaign.status != SCHEDULED:
+                log.info("campaign %s is %s; nothing to start", campaign_id,
+                         campaign.status if campaign else "gone")
+                return
+            due, transport = campaign.scheduled_at, campaign.transport
+            has_waves = bool(q.waves_of(session, campaign_id))
+        now = utcnow()
+        if has_waves:
+            _run_waves(rt, campaign_id, transport, now)
+        elif due is None or due > now + DUE_TOLERANCE:
+            log.info("campaign %s now starts at %s (rescheduled); not yet", campaign_id, show(due, "UTC"))
+        elif (now - due).total_seconds() > rt.grace:
+            mark_missed(rt, campaign_id, due)
+        else:
+            from newsletter.engine.sender import start_campaign
+
+            send(rt, campaign_id, transport, "starting",
+                 lambda t: start_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
+
+
+def _run_waves(rt: Runtime, campaign_id: int, transport: str, now: datetime) -> None:
+    from newsletter.engine.sender import resume_campaign
+
+    for wave in wave_runs.due_waves(rt.store, campaign_id, now):
+        if rt.stop.is_set():
+            return
+        if (now - wave.send_at).total_seconds() > rt.grace:
+            if wave_runs.miss_wave(rt.store, wave.id):
+                log.warning("campaign %s: wave %s missed (beyond the grace of %s s)", campaign_id,
+                            wave_runs.wave_label(wave), rt.grace)
+            continue
+        rows = wave_runs.begin_wave(rt.store, campaign_id, wave.id, utcnow())
+        if rows is None:
+            log.info("campaign %s: wave already started elsewhere", campaign_id)
+            return
+        log.info("campaign %s: wave %s, %s recipients", campaign_id, wave_runs.wave_label(wave), rows)
+        # The wave's claim above is ours; force skips the heartbeat check meant for other senders.
+        send(rt, campaign_id, transport, "sending wave",
+             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, force=True, stop=rt.stop))
+    wave_runs.settle(rt.store, campaign_id)
+
+
+def resume_orphan(campaign_id: int, force: bool = False) -> None:
+    """The job that resumes a campaign left ``sending`` (or paused by a stopping daemon)."""
+    from newsletter.engine.sender import resume_campaign
+
+    rt = current()
+    if rt.stop.is_set():
+        return
+    with rt.running(campaign_id) as mine:
+        if not mine:
+            return
+        with rt.store.session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is None:
+                return
+            transport = campaign.transport
+        send(rt, campaign_id, transport, "resuming",
+             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, force=force, stop=rt.stop))
+        with rt.store.session() as session:
+            has_waves = bool(q.waves_of(session, campaign_id))
+        if has_waves:
+            wave_runs.settle(rt.store, campaign_id)
+
+
+def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> None:
+    """Run ``run(transport)`` for a campaign with logging; the daemon never dies of one campaign."""
+    from newsletter.delivery import get_transport
+
+    with rt.store.session() as session:
+        q.record_send(session, campaign_id, rt.holder)
+    handed_over = False
+    try:
+        transport = get_transport(rt.settings, transport_name)
+        log.info("campaign %s: %s via %s", campaign_id, verb, transport_name)
+        with transport:
+            report = run(transport)
+        handed_over = report.status == PAUSED and rt.stop.is_set()
+        log.info("campaign %s: %s (sent %s, failed %s, unknown %s, skipped %s) in %.1f s%s", campaign_id,
+                 report.status, report.sent, report.failed, report.unknown, report.skipped, report.seconds,
+                 "; the next newsletter run continues it" if handed_over else "")
+    except Conflict as exc:
+        log.info("campaign %s: not started here: %s", campaign_id, exc.message)
+    except NewsletterError as exc:
+        log.error("campaign %s: %s%s", campaign_id, exc.message, f" ({exc.hint})" if exc.hint else "")
+    except Exception:  # noqa: BLE001 - a bug in one send must not stop the daemon
+        log.exception("campaign %s: the send failed", campaign_id)
+    finally:
+        if not handed_over:  # kept: tells the next daemon this campaign is its to continue
+            with rt.store.session() as session:
+                q.forget_send(session, campaign_id)
+
+
+def fire_schedule(schedule_id: int) -> None:
+    """The job of a recurring schedule (see :mod:`newsletter.scheduling.recurring`)."""
+    from newsletter.scheduling.recurring import run_schedule
+
+    rt = current()
+    if rt.stop.is_set():
+        return
+    with rt.running(f"schedule-{schedule_id}") as mine:
+        if mine:
+            campaign_id = run_schedule(rt, schedule_id)
+    if mine and campaign_id is not None:
+        fire_campaign(campaign_id)

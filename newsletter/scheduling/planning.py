@@ -1,0 +1,135 @@
+"""Scheduling campaigns from the library (the CLI is a thin layer over these).
+
+Every change of a scheduled campaign is a conditional update on its status,
+so it races safely with the daemon starting it: ``cancel`` and
+``reschedule`` work while the campaign is ``scheduled`` and say clearly when
+the send has already started.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from newsletter.engine.campaigns import create_campaign, get_campaign
+from newsletter.errors import Conflict
+from newsletter.scheduling import waves as wave_plans
+from newsletter.scheduling.jobstore import campaign_job_id, drop_job, put_campaign_job
+from newsletter.scheduling.times import When, parse_naive, parse_when, show
+from newsletter.store import ledger
+from newsletter.store import scheduling as q
+from newsletter.store.models import CANCELLED, DRAFT, MISSED, SCHEDULED, Campaign
+
+
+def schedule_campaign(store, settings, edition, list_name: str, transport: str, when: When, *,
+                      article_path: str = "", local_time: bool = False) -> dict:
+    """Store a ``scheduled`` campaign (with its waves for ``local_time``) and its job; returns its summary."""
+    if not local_time:
+        campaign_id = create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
+                                      scheduled_at=when.utc, timezone=when.zone, article_path=article_path)
+        put_campaign_job(store, settings, campaign_id, when.utc)
+        return {"campaign_id": campaign_id, "scheduled_at": when.utc, "timezone": when.zone, "waves": []}
+    # A draft until its waves exist: the daemon never sees a half-planned campaign.
+    campaign_id = create_campaign(store, settings, edition, list_name, transport, status=DRAFT,
+                                  scheduled_at=when.utc, timezone=when.zone, article_path=article_path)
+    try:
+        with store.session() as session:
+            campaign = get_campaign(session, campaign_id)
+            planned = wave_plans.create_waves(session, campaign, when.local.replace(tzinfo=None))
+            campaign.status = SCHEDULED
+            first = campaign.scheduled_at
+    except Exception:
+        with store.session() as session:  # leave no stray draft behind
+            session.delete(get_campaign(session, campaign_id))
+        raise
+    put_campaign_job(store, settings, campaign_id, first, waves=True)
+    return {"campaign_id": campaign_id, "scheduled_at": first, "timezone": when.zone, "waves": planned}
+
+
+def _refuse(campaign_id: int, status: str, verb: str) -> Conflict:
+    if status == CANCELLED:
+        return Conflict(f"campaign {campaign_id} is cancelled; it can no longer be {verb}",
+                        hint="schedule the article again with: newsletter schedule ARTICLE --list L --at TIME")
+    if status == MISSED and verb == "cancelled":
+        return Conflict(f"campaign {campaign_id} was missed (nothing was sent); there is nothing to cancel",
+                        hint=f"send it later with: newsletter campaigns reschedule {campaign_id} --at TIME")
+    return Conflict(f"campaign {campaign_id} has already started ({status}); it can no longer be {verb}",
+                    hint=f"see its progress with: newsletter campaigns show {campaign_id}")
+
+
+def _status(session, campaign_id: int) -> str:
+    return session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+
+
+def cancel_campaign(store, campaign_id: int) -> dict:
+    """``scheduled``/``draft`` -> ``cancelled``; Conflict once the send has started (or it was missed)."""
+    with store.session() as session:
+        get_campaign(session, campaign_id)
+        if not q.claim_scheduled(session, campaign_id, CANCELLED, (SCHEDULED, DRAFT)):
+            status = _status(session, campaign_id)
+            if status == CANCELLED:
+                return {"campaign_id": campaign_id, "status": CANCELLED, "already": True}
+            raise _refuse(campaign_id, status, "cancelled")
+        q.set_waves(session, campaign_id, q.WAVE_PENDING, q.WAVE_CANCELLED)
+    drop_job(store, campaign_job_id(campaign_id))
+    return {"campaign_id": campaign_id, "status": CANCELLED, "already": False}
+
+
+def reschedule_campaign(store, settings, campaign_id: int, at: str, zone: str | None) -> dict:
+    """Move a campaign that has not started (``scheduled``, ``draft`` or ``missed``) to a new time.
+
+    ``zone`` defaults to the campaign's own. A local-time campaign gets its
+    waves planned again.
+    """
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        from_statuses = (SCHEDULED, DRAFT, MISSED)
+        if campaign.status not in from_statuses:
+            raise _refuse(campaign_id, campaign.status, "rescheduled")
+        has_waves = bool(q.waves_of(session, campaign_id))
+        # Local-time waves check their own first send time against now.
+        when = parse_when(at, zone or campaign.timezone, allow_past=has_waves)
+        scheduled_at = when.utc
+        if has_waves:
+            campaign.timezone = when.zone
+            wave_plans.replace_waves(session, campaign, when.local.replace(tzinfo=None))
+            scheduled_at = campaign.scheduled_at
+            session.expire(campaign)
+        # The conditional update is what settles a race with the daemon starting it.
+        if not q.claim_scheduled(session, campaign_id, SCHEDULED, from_statuses, scheduled_at=scheduled_at,
+                                 timezone=when.zone, error=""):
+            raise _refuse(campaign_id, _status(session, campaign_id), "rescheduled")
+    put_campaign_job(store, settings, campaign_id, scheduled_at, waves=has_waves)
+    return {"campaign_id": campaign_id, "status": SCHEDULED, "scheduled_at": scheduled_at,
+            "timezone": when.zone, "note": when.note}
+
+
+def enrich(store, rows: list[dict]) -> list[dict]:
+    """Add to ``list_campaigns`` rows: the time in its own zone, local-time waves and the audience size.
+
+    The audience of a campaign that has not started is the list's audience
+    now; after the start it is the ledger's size.
+    """
+    with store.session() as session:
+        with_waves = q.campaigns_with_waves(session, [r["id"] for r in rows])
+        sizes: dict[str, int] = {}
+        for row in rows:
+            row["scheduled_local"] = show(row["scheduled_at"], row["timezone"]) if row["scheduled_at"] else None
+            row["local_time"] = row["id"] in with_waves
+            if row["local_time"]:
+                row["waves"] = wave_plans.describe(session, row["id"])
+            total = sum(row["counts"].values())
+            if total or row["status"] not in (SCHEDULED, DRAFT, MISSED):
+                row["audience"] = total
+                continue
+            if row["list"] not in sizes:
+                campaign = session.get(Campaign, row["id"])
+                sizes[row["list"]] = ledger.audience_size(session, campaign.list_id) if campaign.list_id else 0
+            row["audience"] = sizes[row["list"]]
+    return rows
+
+
+def wall_clock(text: str) -> datetime:
+    """The naive wall-clock part of a TIME (for local-time sends, an offset makes no sense)."""
+    return parse_naive(text).replace(tzinfo=None)

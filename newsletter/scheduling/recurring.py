@@ -1,0 +1,131 @@
+"""Recurring sends: on a cron expression, the newest new article of a folder goes to a list.
+
+"New" means newer (by file modification time) than every article of the
+folder already sent to that list, and not itself sent: a run sends the newest
+such article, and a run with none is *skipped* -- recorded in
+``schedule_runs``, not an error. An article counts as sent once a campaign of
+it to the list has been scheduled, started or sent (cancelled and missed
+campaigns do not count). A run whose article fails the pre-flight checks is
+recorded as ``error`` and sends nothing.
+
+Cron expressions have five fields (``0 9 * * MON``) or six, seconds first
+(``*/5 * * * * *``), evaluated in the schedule's time zone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from newsletter.errors import InputError, NewsletterError
+from newsletter.scheduling.times import get_zone
+from newsletter.store import scheduling as q
+from newsletter.store.models import CANCELLED, DRAFT, MISSED, SCHEDULED, utcnow
+
+ARTICLE_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
+COUNTS_AS_SENT = ("scheduled", "sending", "paused", "stopped", "sent")
+assert not {CANCELLED, MISSED, DRAFT} & set(COUNTS_AS_SENT)
+
+
+def cron_trigger(expression: str, zone_name: str):
+    """An APScheduler CronTrigger; InputError for an expression it cannot read."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    zone = get_zone(zone_name)
+    fields = expression.split()
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expression, timezone=zone)
+        if len(fields) == 6:
+            names = ("second", "minute", "hour", "day", "month", "day_of_week")
+            return CronTrigger(**dict(zip(names, fields)), timezone=zone)
+    except ValueError as exc:
+        raise InputError(f"cannot read the cron expression {expression!r}: {exc}",
+                         hint='five fields, e.g. "0 9 * * MON" (09:00 every Monday)') from None
+    raise InputError(f"cannot read the cron expression {expression!r}: it has {len(fields)} fields",
+                     hint='five fields, e.g. "0 9 * * MON" (09:00 every Monday), or six with seconds first')
+
+
+def articles_in(folder: Path) -> list[Path]:
+    """The folder's article files, newest first (modification time, then name)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES
+             and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+
+
+def newest_unsent(session, workspace: Path, folder: Path, list_name: str) -> Path | None:
+    """The article a run would send now, or None when nothing is new."""
+    sent = set()
+    for path in q.sent_article_paths(session, list_name, COUNTS_AS_SENT):
+        candidate = Path(path) if Path(path).is_absolute() else workspace / path
+        sent.add(candidate.resolve())
+    articles = articles_in(folder)
+    sent_times = [a.stat().st_mtime for a in articles if a.resolve() in sent]
+    newest_sent = max(sent_times, default=float("-inf"))
+    for article in articles:
+        if article.resolve() not in sent and article.stat().st_mtime > newest_sent:
+            return article
+    return None
+
+
+def add_schedule(store, settings, folder: str, list_name: str, cron: str, zone: str, transport: str,
+                 options: dict) -> tuple[int, object]:
+    """Store a recurring schedule; returns its id and its cron trigger (for the next fire time)."""
+    trigger = cron_trigger(cron, zone)
+    path = Path(folder).resolve()
+    if not path.is_dir():
+        raise InputError(f"{folder} is not a folder", hint="--cron sends the newest article of a folder")
+    with store.session() as session:
+        from newsletter.store.audience import get_list
+
+        get_list(session, list_name)
+        schedule = q.Schedule(folder=str(path), list_name=list_name, cron=cron, timezone=zone,
+                              transport=transport, options=options, active=True)
+        session.add(schedule)
+        session.flush()
+        return schedule.id, trigger
+
+
+def run_schedule(rt, schedule_id: int) -> int | None:
+    """One firing: create a due campaign of the newest new article; returns its id (None: skipped/error)."""
+    from newsletter.engine.campaigns import create_campaign
+    from newsletter.engine.preflight import preflight
+
+    with rt.store.session() as session:
+        schedule = session.get(q.Schedule, schedule_id)
+        if schedule is None or not schedule.active:
+            return None
+        article = newest_unsent(session, Path(rt.settings.workspace), Path(schedule.folder), schedule.list_name)
+        list_name, transport, zone, options = (schedule.list_name, schedule.transport, schedule.timezone,
+                                               dict(schedule.options or {}))
+    if article is None:
+        _record(rt, schedule_id, q.RUN_SKIPPED, "", None, "nothing new in the folder")
+        q_log().info("recurring schedule %s: nothing new; run skipped", schedule_id)
+        return None
+    try:
+        edition = preflight(SimpleNamespace(settings=rt.settings), str(article), **options)
+        campaign_id = create_campaign(rt.store, rt.settings, edition, list_name, transport, status=SCHEDULED,
+                                      scheduled_at=utcnow(), timezone=zone, article_path=str(article))
+    except NewsletterError as exc:
+        _record(rt, schedule_id, q.RUN_ERROR, str(article), None, exc.message)
+        q_log().error("recurring schedule %s: %s: %s", schedule_id, article.name, exc.message)
+        return None
+    _record(rt, schedule_id, q.RUN_SENT, str(article), campaign_id, "")
+    q_log().info("recurring schedule %s: %s becomes campaign %s", schedule_id, article.name, campaign_id)
+    return campaign_id
+
+
+def _record(rt, schedule_id, outcome, article, campaign_id, detail) -> None:
+    with rt.store.session() as session:
+        session.add(q.ScheduleRun(schedule_id=schedule_id, outcome=outcome, article=article,
+                                  campaign_id=campaign_id, detail=detail, fired_at=utcnow()))
+
+
+def q_log():
+    from newsletter.scheduling.jobs import log
+
+    return log
+
+
+def preflight_options(recent_title, recent_url, theme) -> dict:
+    return {"recent_title": recent_title, "recent_url": recent_url, "theme": theme}

@@ -1,0 +1,78 @@
+"""One round of the daemon's sync: make the job store match the tables.
+
+For every ``scheduled`` campaign there is one job ``campaign-<id>`` at its
+``scheduled_at`` (a local-time campaign's next wave); one past the misfire
+grace becomes ``missed`` here instead. Every active recurring schedule has a
+job ``schedule-<id>`` with its cron trigger. Jobs with no row behind them
+(cancelled, started elsewhere) go. A ``sending`` campaign whose heartbeat is
+stale (its sender died) is resumed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from newsletter.scheduling import jobs
+from newsletter.scheduling.jobstore import (
+    FIRE_SCHEDULE,
+    campaign_job_id,
+    campaign_job_options,
+    schedule_job_id,
+)
+from newsletter.store import scheduling as q
+from newsletter.store.models import SCHEDULED, SENDING, utcnow
+
+STALE_HEARTBEAT = timedelta(seconds=120)  # the engine's HEARTBEAT_STALE_SECONDS
+
+
+def plan_sync(daemon) -> None:
+    rt, scheduler = daemon.runtime, daemon.scheduler
+    now = utcnow()
+    with rt.store.session() as session:
+        scheduled = [(c.id, c.scheduled_at) for c in q.campaigns_in(session, (SCHEDULED,)) if c.scheduled_at]
+        with_waves = q.campaigns_with_waves(session, [cid for cid, _ in scheduled])
+        stale = [c.id for c in q.campaigns_in(session, (SENDING,))
+                 if c.heartbeat_at is None or now - c.heartbeat_at > STALE_HEARTBEAT]
+        schedules = [(s.id, s.cron, s.timezone) for s in q.active_schedules(session)]
+    existing = {job.id: job for job in scheduler.get_jobs(jobstore="default")}
+    wanted = set()
+    for campaign_id, due in scheduled:
+        late = (now - due).total_seconds() > rt.grace
+        if late and campaign_id not in with_waves and campaign_id not in rt.inflight:
+            jobs.mark_missed(rt, campaign_id, due)
+            continue
+        wanted.add(campaign_job_id(campaign_id))
+        if campaign_id in rt.inflight:  # firing now: its job is already out of the store
+            continue
+        _ensure_campaign_job(scheduler, existing.get(campaign_job_id(campaign_id)), campaign_id, due,
+                             None if campaign_id in with_waves else rt.grace)
+    for schedule_id, cron, zone in schedules:
+        wanted.add(schedule_job_id(schedule_id))
+        _ensure_schedule_job(scheduler, existing.get(schedule_job_id(schedule_id)), schedule_id, cron, zone,
+                             rt.grace)
+    for job_id in existing.keys() - wanted:
+        if job_id.startswith(("campaign-", "schedule-")):
+            scheduler.remove_job(job_id, jobstore="default")
+    for campaign_id in stale:
+        if campaign_id not in rt.inflight and scheduler.get_job(f"resume-{campaign_id}") is None:
+            daemon._submit_resume(campaign_id, False)
+
+
+def _ensure_campaign_job(scheduler, job, campaign_id, due, grace) -> None:
+    if job is not None and job.next_run_time == due and job.misfire_grace_time == grace:
+        return
+    if job is None:
+        jobs.log.info("campaign %s: queued for %s", campaign_id, due.isoformat())
+    scheduler.add_job(**campaign_job_options(campaign_id, due, grace))
+
+
+def _ensure_schedule_job(scheduler, job, schedule_id, cron, zone, grace) -> None:
+    from newsletter.scheduling.recurring import cron_trigger
+
+    signature = f"schedule {schedule_id}: {cron} ({zone})"
+    if job is not None and job.name == signature:
+        return
+    scheduler.add_job(FIRE_SCHEDULE, cron_trigger(cron, zone), args=[schedule_id], id=schedule_job_id(schedule_id),
+                      name=signature, misfire_grace_time=grace, coalesce=True, max_instances=1,
+                      replace_existing=True)
+    jobs.log.info("recurring schedule %s: %s (%s)", schedule_id, cron, zone)
