@@ -1,4 +1,4 @@
-"""``newsletter campaigns ...``: list, show, resume and retry campaigns."""
+"""``newsletter campaigns ...``: list, show, cancel, reschedule, resume and retry campaigns; recurring schedules."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ STATUSES = ["draft", "scheduled", "sending", "paused", "stopped", "sent", "cance
 
 @click.group("campaigns")
 def campaigns():
-    """Show campaigns and their progress; resume and retry sends.
+    """Show campaigns and their progress; cancel or move scheduled ones; resume and retry sends.
 
     \b
     Example:
+      newsletter campaigns list --status scheduled
       newsletter campaigns show 7
     """
 
@@ -31,15 +32,29 @@ def list_command(app, status, as_json):
       newsletter campaigns list --status scheduled --json
     """
     from newsletter.engine.campaigns import list_campaigns
+    from newsletter.scheduling.planning import enrich
 
-    rows = list_campaigns(app.store, status)
+    rows = enrich(app.store, list_campaigns(app.store, status))
     if as_json:
         print_json(rows)
         return
-    stdout_console().print(table(None, ["ID", "Status", "Subject", "List", "Scheduled (UTC)", "Sent", "Failed",
-                                        "Unknown", "Pending"], [
-        [r["id"], r["status"], r["subject"], r["list"], _when(r["scheduled_at"]), r["counts"]["sent"],
-         r["counts"]["failed"], r["counts"]["unknown"], r["counts"]["pending"]] for r in rows]))
+    stdout_console().print(table(None, ["ID", "Status", "Article", "List", "Time", "UTC", "Audience",
+                                        "Sent/Failed/Unknown/Pending"], [
+        [r["id"], r["status"], _article(r), r["list"], _local(r), _when(r["scheduled_at"]), r["audience"],
+         "/".join(str(r["counts"][k]) for k in ("sent", "failed", "unknown", "pending"))] for r in rows]))
+
+
+def _article(row) -> str:
+    from pathlib import PurePath
+
+    return PurePath(row["article"]).name if row.get("article") else row["slug"]
+
+
+def _local(row) -> str:
+    if row["local_time"] and row.get("waves"):
+        wall = row["waves"][0]["local_time"].replace("T", " ")
+        return f"{wall[:16] if wall.endswith(':00') else wall} each reader's zone"
+    return row["scheduled_local"] or ""
 
 
 def _when(value) -> str:
@@ -149,3 +164,109 @@ def retry(app, campaign_id, which, as_json):
     report, finish = _resumed(app, campaign_id,
                               lambda t, **kw: retry_campaign(app.store, app.settings, campaign_id, t, which, **kw))
     finish(report, as_json)
+
+
+@campaigns.command("cancel")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def cancel(app, campaign_id, as_json):
+    """Cancel a scheduled campaign before it starts.
+
+    Once the send has started this says so and changes nothing.
+
+    \b
+    Example:
+      newsletter campaigns cancel 7
+    """
+    from newsletter.scheduling.planning import cancel_campaign
+
+    result = cancel_campaign(app.store, campaign_id)
+    if as_json:
+        print_json(result)
+    elif result["already"]:
+        say(f"Campaign {campaign_id} was already cancelled.")
+    else:
+        say(f"Campaign {campaign_id} cancelled; nothing was sent.")
+
+
+@campaigns.command("reschedule")
+@click.argument("campaign_id", type=int)
+@click.option("--at", "at", required=True, metavar="TIME",
+              help='New time: ISO 8601 local time in --tz ("2026-12-01 09:00"), or with an offset.')
+@click.option("--tz", "zone", metavar="ZONE", help="IANA time zone of TIME (default: the campaign's).")
+@json_option
+@pass_app
+def reschedule(app, campaign_id, at, zone, as_json):
+    """Move a scheduled (or missed) campaign to a new time, before it starts.
+
+    \b
+    Example:
+      newsletter campaigns reschedule 7 --at "2026-12-02 09:00" --tz Europe/Paris
+    """
+    from newsletter.scheduling.planning import reschedule_campaign
+    from newsletter.scheduling.times import show as show_time
+
+    result = reschedule_campaign(app.store, app.settings, campaign_id, at, zone)
+    if result["note"]:
+        say(f"[yellow]{result['note']}[/]")
+    if as_json:
+        print_json(result)
+        return
+    say(f"Campaign {campaign_id} now goes out at {show_time(result['scheduled_at'], result['timezone'])} "
+        f"({show_time(result['scheduled_at'], 'UTC')}).")
+
+
+@campaigns.command("recurring")
+@json_option
+@pass_app
+def recurring(app, as_json):
+    """List recurring schedules (newsletter schedule FOLDER --cron ...) and their last runs.
+
+    \b
+    Example:
+      newsletter campaigns recurring --json
+    """
+    from newsletter.store import scheduling as q
+
+    with app.store.session() as session:
+        rows = [{"id": s.id, "folder": s.folder, "list": s.list_name, "cron": s.cron, "timezone": s.timezone,
+                 "active": s.active, "runs": [{"fired_at": r.fired_at, "outcome": r.outcome, "article": r.article,
+                                              "campaign_id": r.campaign_id, "detail": r.detail}
+                                             for r in q.last_runs(session, s.id)]}
+                for s in q.all_schedules(session)]
+    if as_json:
+        print_json(rows)
+        return
+    stdout_console().print(table(None, ["ID", "Folder", "List", "Cron", "Zone", "Active", "Last run"], [
+        [r["id"], r["folder"], r["list"], r["cron"], r["timezone"], "yes" if r["active"] else "no",
+         _last_run(r["runs"])] for r in rows]))
+
+
+def _last_run(runs) -> str:
+    if not runs:
+        return ""
+    run = runs[0]
+    what = f"campaign {run['campaign_id']}" if run["campaign_id"] else run["detail"]
+    return f"{_when(run['fired_at'])} {run['outcome']}: {what}"
+
+
+@campaigns.command("stop-recurring")
+@click.argument("schedule_id", type=int)
+@pass_app
+def stop_recurring(app, schedule_id):
+    """Stop a recurring schedule (campaigns it already created are not touched).
+
+    \b
+    Example:
+      newsletter campaigns stop-recurring 2
+    """
+    from newsletter.errors import NotFound
+    from newsletter.store import scheduling as q
+
+    with app.store.session() as session:
+        schedule = session.get(q.Schedule, schedule_id)
+        if schedule is None:
+            raise NotFound(f"no recurring schedule {schedule_id}", hint="see them with: newsletter campaigns recurring")
+        schedule.active = False
+    say(f"Recurring schedule {schedule_id} stopped.")
