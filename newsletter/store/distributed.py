@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.models import LEDGER_PENDING, SENDING, Base, Campaign, Delivery, UTCDateTime, utcnow
+from newsletter.store.models import LEDGER_PENDING, PAUSED, SENDING, Base, Campaign, Delivery, UTCDateTime, utcnow
 
 CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = "queued", "running", "done"
 
@@ -131,10 +131,12 @@ def restamp(session: Session, chunk_id: int, seen: datetime | None) -> bool:
 
 
 def reopen_chunks(session: Session, campaign_id: int, first_ids: list[int]) -> None:
-    """Put done chunks back to queued (their ranges hold pending rows again: a retry)."""
+    """Put done chunks back to queued (their ranges hold pending rows again: a retry).
+    Running chunks keep their owner, so a take can still tell whether it is alive."""
     if first_ids:
         session.execute(update(chunks_t).where(chunks_t.c.campaign_id == campaign_id,
-                                               chunks_t.c.first_id.in_(first_ids))
+                                               chunks_t.c.first_id.in_(first_ids),
+                                               chunks_t.c.status == CHUNK_DONE)
                         .values(status=CHUNK_QUEUED, owner=None, heartbeat_at=None, finished_at=None))
 
 
@@ -166,3 +168,14 @@ def chunk_progress(session: Session, campaign_id: int) -> dict:
                                                            chunks_t.c.status == CHUNK_RUNNING).distinct())
     result["workers"] = sorted(o for o in owners if o)
     return result
+
+
+def pause_if_drained(session: Session, campaign_id: int) -> bool:
+    """``sending`` -> ``paused`` when no chunk of the campaign is left to run but rows are
+    pending (a send with ``--limit``); conditional, one winner."""
+    unfinished = select(chunks_t.c.id).where(chunks_t.c.campaign_id == campaign_id,
+                                             chunks_t.c.status != CHUNK_DONE).exists()
+    result = session.execute(update(campaigns_t).where(campaigns_t.c.id == campaign_id,
+                                                       campaigns_t.c.status == SENDING, ~unfinished)
+                             .values(status=PAUSED, heartbeat_at=None, sender=None))
+    return result.rowcount == 1

@@ -1,0 +1,260 @@
+"""Sending one chunk: the worker side of a broker message ``(campaign, first_id, last_id)``.
+
+Contract (at-least-once messages, exactly-once rows):
+
+1. Take the chunk: lock its row; if it is done, do nothing (a redelivery).
+   If another worker owns it and is alive, raise :class:`ChunkBusy` (the
+   message is retried later). If its owner is dead, the rows it left
+   ``sending`` become ``unknown`` (the provider may have them; never sent
+   again blindly) and this worker becomes the owner.
+2. Then, batch by batch: wait for the global rate, claim pending rows of the
+   range (``FOR UPDATE SKIP LOCKED``, ineligible rows ``skipped``), commit,
+   send through :func:`newsletter.engine.sender.send_claimed` — the same
+   recipients, transports and recording as the single-machine path.
+3. Mark the chunk done; if no row of the campaign is pending or in flight,
+   the campaign becomes ``sent`` (one conditional update: one winner); if
+   rows are pending but no chunk is left (``send --limit``), ``paused``.
+
+A campaign that is no longer ``sending`` (paused, stopped) makes workers
+give their chunks back after the batch in flight. A 401 from the provider
+stops the campaign, as it does on one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from newsletter.delivery.base import PermanentTransportError
+from newsletter.engine.sender import (
+    HEARTBEAT_STALE_SECONDS,
+    RecipientBuilder,
+    SendReport,
+    campaign_message,
+    finish_campaign,
+    send_claimed,
+    sender_alive,
+    this_sender,
+)
+from newsletter.store import distributed as chunks_db
+from newsletter.store import ledger
+from newsletter.store.models import PAUSED, SENDING, SENT, STOPPED, Campaign, utcnow
+
+log = logging.getLogger("newsletter.worker")
+
+
+class ChunkBusy(Exception):
+    """Another live worker owns the chunk: try the message again later."""
+
+
+@dataclass
+class ChunkReport:
+    """What one run of a chunk did. ``outcome``: done, already-done, released, stopped, not-sending."""
+
+    campaign_id: int
+    first_id: int
+    last_id: int
+    outcome: str
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    orphaned: int = 0
+    seconds: float = 0.0
+    campaign_status: str | None = None
+
+    def line(self) -> str:
+        text = (f"campaign {self.campaign_id} rows {self.first_id}-{self.last_id}: {self.outcome}; sent {self.sent}, "
+                f"failed {self.failed}, unknown {self.unknown}, skipped {self.skipped}")
+        if self.orphaned:
+            text += f"; {self.orphaned} left in flight by a dead worker marked unknown"
+        return text + f" in {self.seconds:.2f} s"
+
+
+class WorkerContext:
+    """What the chunks of one worker process share: store, settings, gates, its identity.
+
+    ``gate_for(name)`` returns the :class:`~newsletter.distributed.limits.SendGate`
+    of a transport (None: no global limit); ``transport_for(name, gate)``
+    builds a transport (the SendGrid one with the shared 429 pause).
+    """
+
+    def __init__(self, store, settings, *, gate_for=None, identity: str | None = None):
+        self.store, self.settings = store, settings
+        self.identity = identity or this_sender()
+        self._gate_for = gate_for or (lambda name: None)
+        self._gates: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.active: set[int] = set()       # chunk ids being sent by this process now
+        self._taking = threading.local()
+        self.last_activity = time.monotonic()
+
+    def gate(self, name: str):
+        with self._lock:
+            if name not in self._gates:
+                self._gates[name] = self._gate_for(name)
+            return self._gates[name]
+
+    def transport(self, name: str):
+        """A fresh transport per chunk: transports are not shared between threads."""
+        from newsletter.delivery import get_transport
+
+        gate = self.gate(name)
+        if name == "sendgrid":
+            from newsletter.distributed.limits import SharedPausePolicy
+
+            return get_transport(self.settings, name, retry=SharedPausePolicy(gate=gate))
+        return get_transport(self.settings, name)
+
+    def owner_alive(self, owner: str, heartbeat, chunk_id: int) -> bool:
+        """Whether the recorded owner of a chunk may still be sending it."""
+        if owner == self.identity:
+            return chunk_id in self.active  # another thread of this process, or a past run of it
+        fresh = heartbeat is not None and (utcnow() - heartbeat).total_seconds() < HEARTBEAT_STALE_SECONDS
+        return fresh and sender_alive(owner, heartbeat)
+
+    def forget_taking(self) -> None:
+        """A take that failed before its commit: this thread owns nothing."""
+        chunk_id = getattr(self._taking, "chunk_id", None)
+        if chunk_id is not None:
+            self.busy(chunk_id, False)
+            self._taking.chunk_id = None
+
+    def busy(self, chunk_id: int, on: bool) -> None:
+        with self._lock:
+            (self.active.add if on else self.active.discard)(chunk_id)
+            self.last_activity = time.monotonic()
+
+
+def run_chunk(ctx: WorkerContext, campaign_id: int, first_id: int, last_id: int) -> ChunkReport:
+    """Send what is still pending in one chunk (see the module docstring). Raises ChunkBusy."""
+    started = time.monotonic()
+    report = ChunkReport(campaign_id, first_id, last_id, "done")
+    try:
+        taken = _take(ctx, report)
+    except BaseException:
+        ctx.forget_taking()
+        raise
+    if taken is None:
+        report.seconds = time.monotonic() - started
+        return report
+    chunk_id, campaign = taken
+    ctx._taking.chunk_id = None
+    try:
+        _send_range(ctx, chunk_id, campaign, report)
+    finally:
+        ctx.busy(chunk_id, False)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _take(ctx: WorkerContext, report: ChunkReport):
+    """Become the owner of the chunk; None (with ``report.outcome`` set) when there is nothing to do."""
+    with ctx.store.session() as session:
+        campaign = session.get(Campaign, report.campaign_id)
+        if campaign is None or campaign.status != SENDING:
+            report.outcome, report.campaign_status = "not-sending", campaign.status if campaign else None
+            return None
+        chunk = chunks_db.lock_chunk(session, report.campaign_id, report.first_id)
+        if chunk is None:  # a message for a range nobody recorded: record it now
+            rows = ledger.pending_in_range(session, report.campaign_id, report.first_id, report.last_id)
+            chunks_db.create_chunks(session, report.campaign_id, [(report.first_id, report.last_id, rows)])
+            chunk = chunks_db.lock_chunk(session, report.campaign_id, report.first_id)
+        report.last_id = chunk.last_id
+        if chunk.status == chunks_db.CHUNK_DONE:
+            report.outcome = "already-done"
+            return None
+        if chunk.owner and chunk.status == chunks_db.CHUNK_RUNNING:
+            if ctx.owner_alive(chunk.owner, chunk.heartbeat_at, chunk.id):
+                raise ChunkBusy(f"rows {chunk.first_id}-{chunk.last_id} are being sent by {chunk.owner}")
+        # No live worker is on this range (we hold its lock): rows still
+        # ``sending`` were left by a dead one and may have reached the provider.
+        report.orphaned = ledger.orphans_in_range_to_unknown(session, report.campaign_id, chunk.first_id,
+                                                              chunk.last_id)
+        chunks_db.take_chunk(session, chunk, ctx.identity)
+        ctx.busy(chunk.id, True)
+        ctx._taking.chunk_id = chunk.id
+        # Read what sending needs while the session is open (the edition is a relationship).
+        campaign.edition.slug
+        return chunk.id, campaign
+
+
+def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: ChunkReport) -> None:
+    settings, store, c = ctx.settings, ctx.store, report.campaign_id
+    message = campaign_message(settings, campaign)
+    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id)
+    gate = ctx.gate(campaign.transport)
+    totals = SendReport(c, SENDING)
+    transport = ctx.transport(campaign.transport)
+    batch_size = max(1, min(settings.batch_size, transport.max_batch))
+    remaining = 0
+    try:
+        with transport:
+            while True:
+                if remaining <= 0:
+                    with store.session() as session:
+                        remaining = ledger.pending_in_range(session, c, report.first_id, report.last_id)
+                    if remaining == 0:
+                        break
+                want = min(batch_size, remaining)
+                if gate is not None:
+                    gate.wait(want)
+                batch = _claim(ctx, chunk_id, campaign.list_id, report, want)
+                if batch is None:
+                    return
+                if not batch:
+                    break
+                remaining -= len(batch)
+                totals.skipped += sum(1 for candidate in batch if not candidate.eligible)
+                eligible = [candidate for candidate in batch if candidate.eligible]
+                if eligible:
+                    send_claimed(store, transport, message, builder, eligible, totals, c)
+    except PermanentTransportError as exc:
+        _copy(totals, report)
+        _stop(ctx, chunk_id, report, exc)
+        return
+    _copy(totals, report)
+    _finish(ctx, chunk_id, report)
+
+
+def _claim(ctx: WorkerContext, chunk_id: int, list_id, report: ChunkReport, want: int):
+    """The next batch of the range (maybe empty), or None when the campaign stopped sending
+    (the chunk is then given back)."""
+    with ctx.store.session() as session:
+        status = session.get(Campaign, report.campaign_id).status
+        if status != SENDING:
+            chunks_db.release_chunk(session, chunk_id, ctx.identity)
+            report.outcome, report.campaign_status = "released", status
+            return None
+        return ledger.claim_range(session, report.campaign_id, list_id, report.first_id, report.last_id, want)
+
+
+def _copy(totals: SendReport, report: ChunkReport) -> None:
+    report.sent, report.failed, report.unknown, report.skipped = (totals.sent, totals.failed, totals.unknown,
+                                                                  totals.skipped)
+
+
+def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
+    """Chunk done; settle the campaign when it is the last (sent, or paused after ``--limit``)."""
+    counts = {"sent": report.sent, "failed": report.failed, "unknown": report.unknown + report.orphaned,
+              "skipped": report.skipped}
+    with ctx.store.session() as session:
+        chunks_db.finish_chunk(session, chunk_id, ctx.identity, counts)
+        if ledger.settle_if_done(session, report.campaign_id, SENDING, SENT):
+            report.campaign_status = SENT
+        elif chunks_db.pause_if_drained(session, report.campaign_id):
+            report.campaign_status = PAUSED
+    if report.campaign_status:
+        log.info("campaign %s is %s", report.campaign_id, report.campaign_status)
+
+
+def _stop(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: PermanentTransportError) -> None:
+    """The provider refuses every send (a bad key): stop the campaign for all workers, give the chunk back."""
+    error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    finish_campaign(ctx.store, report.campaign_id, STOPPED, SendReport(report.campaign_id, STOPPED), error=error)
+    with ctx.store.session() as session:
+        chunks_db.release_chunk(session, chunk_id, ctx.identity)
+    report.outcome, report.campaign_status = "stopped", STOPPED
+    log.error("campaign %s stopped: %s", report.campaign_id, error)

@@ -1,0 +1,148 @@
+"""One send rate across every worker, and a provider's 429 felt by all of them.
+
+Both live in Redis, so that they hold across processes and machines:
+
+- the rate: Dramatiq's :class:`~dramatiq.rate_limits.WindowRateLimiter` over
+  its Redis backend, keyed per transport, taking a batch's worth of slots at
+  a time (``settings.send_rate`` messages a second, all workers together);
+- the pause: when SendGrid answers 429, the worker that got it records
+  "paused until T" (the ``X-RateLimit-Reset`` time) under a shared key;
+  every worker waits for it before its next batch. It is hooked into the
+  SendGrid transport through its :class:`RetryPolicy`, unchanged.
+
+Waiting happens *before* a batch is claimed from the ledger, never while
+rows are ``sending``: a worker killed while it waits leaves nothing unknown.
+If Redis is unreachable (a broker restart) the gate waits for it rather
+than send over the provider's limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from newsletter.delivery.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+_PAUSE_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+
+def _window_limiter(backend, key: str, rate: float):
+    """A WindowRateLimiter for ``rate`` a second that can take several slots at once."""
+    from dramatiq.rate_limits import WindowRateLimiter
+
+    class BatchWindowRateLimiter(WindowRateLimiter):
+        def take(self, amount: int) -> bool:
+            return self.backend.incr_and_sum(self._get_keys()[0], self._get_keys, amount,
+                                             maximum=self.limit, ttl=self.window_millis)
+
+    window = max(1, math.ceil(1 / rate))  # under 1 a second: a wider window holds whole messages
+    return BatchWindowRateLimiter(backend, key, limit=max(1, int(rate * window)), window=window)
+
+
+class SendGate:
+    """Waits, before each batch, for the shared pause and for the global rate.
+
+    ``client`` is a ``redis.Redis``; ``rate`` is messages a second over all
+    workers (0: no limit, the pause still applies); ``name`` keys both per
+    provider.
+    """
+
+    def __init__(self, client, rate: float, name: str = "sendgrid", *, prefix: str = "newsletter",
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        from dramatiq.rate_limits.backends import RedisBackend
+
+        self.client, self.rate, self.sleep, self.clock = client, rate, sleep, clock
+        self.pause_key = f"{prefix}:{name}:paused-until"
+        self.limiter = _window_limiter(RedisBackend(client=client), f"{prefix}:{name}:rate", rate) if rate > 0 else None
+        self._pause = client.register_script(_PAUSE_SCRIPT)
+
+    def wait(self, count: int) -> float:
+        """Block until ``count`` messages may go out; returns the seconds waited."""
+        started = time.monotonic()
+        self._with_redis(self._wait_pause)
+        remaining = count if self.limiter is not None else 0
+        while remaining > 0:
+            piece = min(remaining, self.limiter.limit)
+            if self._with_redis(lambda: self.limiter.take(piece)):
+                remaining -= piece
+            else:  # the window is full: try again at the next second
+                self.sleep(1.0 - self.clock() % 1.0 + 0.01)
+        return time.monotonic() - started
+
+    def pause_for(self, seconds: float) -> None:
+        """Make every worker wait ``seconds`` (from now) before its next batch."""
+        until = self.clock() + seconds
+        try:
+            self._pause(keys=[self.pause_key], args=[f"{until:.3f}", int(seconds * 1000) + 1000])
+            log.warning("provider rate limit: all workers pause for %.1f s", seconds)
+        except Exception as exc:  # noqa: BLE001 - the 429 is still honoured by this worker
+            log.warning("could not share a rate-limit pause (%s)", type(exc).__name__)
+
+    def _wait_pause(self) -> None:
+        while True:
+            until = float(self.client.get(self.pause_key) or 0)
+            left = until - self.clock()
+            if left <= 0:
+                return
+            self.sleep(min(left, 5.0))
+
+    def _with_redis(self, action):
+        """Run ``action``; while Redis is unreachable, wait and try again."""
+        import redis
+
+        delay, warned = 0.5, 0.0
+        while True:
+            try:
+                return action()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() - warned > 30:
+                    log.warning("rate limiter unreachable (%s); waiting for Redis", type(exc).__name__)
+                    warned = time.monotonic()
+                self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+@dataclass
+class SharedPausePolicy(RetryPolicy):
+    """SendGrid's retry policy, also telling every other worker to pause after a 429."""
+
+    gate: SendGate | None = None
+
+    def rate_limit_wait(self, reset: str | None, attempt: int) -> float:
+        wait = super().rate_limit_wait(reset, attempt)
+        if self.gate is not None:
+            self.gate.pause_for(wait)
+        return wait
+
+
+def open_gate(settings, name: str) -> SendGate | None:
+    """The gate for transport ``name``, or None without a Redis to share it through.
+
+    A RabbitMQ deployment with a send rate and no NEWSLETTER_REDIS_URL is a
+    configuration error: a per-worker rate would multiply by the workers.
+    """
+    from newsletter.distributed.broker import redis_url
+    from newsletter.errors import ConfigError
+
+    url = redis_url(settings)
+    if url is None:
+        if settings.send_rate > 0:
+            raise ConfigError("a global send rate needs Redis, and the broker is RabbitMQ",
+                              hint="set NEWSLETTER_REDIS_URL=redis://host:6379/0 for the rate limiter")
+        log.warning("no Redis for the rate limiter: a 429 pauses only the worker that got it")
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+    return SendGate(client, settings.send_rate, name)
