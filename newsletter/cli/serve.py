@@ -61,7 +61,28 @@ def _run(web_app, sock, host, port, forwarded_allow_ips) -> None:
                             lifespan="on", proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
                             timeout_graceful_shutdown=5, server_header=False)
     server = uvicorn.Server(config)
+    previous = _quiet_sigterm()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it handled: stopping is the normal way out
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_sigterm():
+    """Let SIGTERM end the server with exit 0 (a service manager's normal stop).
+
+    uvicorn shuts down gracefully on SIGTERM, then raises the signal again
+    with the handler it found installed; by default that kills the process
+    (exit -15). The handler installed here makes that second delivery a no-op.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda *_: None)
