@@ -182,12 +182,12 @@ class Daemon:
                     continue
                 beat = campaign.heartbeat_at
                 # A heartbeat from after we took the lease is a live sender (a manual resume): not ours.
-                force = beat is None or beat <= self.runtime.lease_acquired_at
-                self._submit_resume(campaign.id, force)
+                orphan = beat is None or beat <= self.runtime.lease_acquired_at
+                self._submit_resume(campaign.id, orphan)
 
-    def _submit_resume(self, campaign_id: int, force: bool) -> None:
+    def _submit_resume(self, campaign_id: int, orphan: bool) -> None:
         log.info("campaign %s: left unfinished by a stopped sender; resuming", campaign_id)
-        self.scheduler.add_job(jobs.resume_orphan, args=[campaign_id, force], id=f"resume-{campaign_id}",
+        self.scheduler.add_job(jobs.resume_orphan, args=[campaign_id, orphan], id=f"resume-{campaign_id}",
                                jobstore="internal", replace_existing=True, misfire_grace_time=None)
 
     def sync(self) -> None:

@@ -136,14 +136,19 @@ def _run_waves(rt: Runtime, campaign_id: int, transport: str, now: datetime) -> 
             log.info("campaign %s: wave already started elsewhere", campaign_id)
             return
         log.info("campaign %s: wave %s, %s recipients", campaign_id, wave_runs.wave_label(wave), rows)
-        # The wave's claim above is ours; force skips the heartbeat check meant for other senders.
+        # The wave's claim left no heartbeat, so the engine's resume sees no live sender and continues.
         send(rt, campaign_id, transport, "sending wave",
-             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, force=True, stop=rt.stop))
+             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
     wave_runs.settle(rt.store, campaign_id)
 
 
-def resume_orphan(campaign_id: int, force: bool = False) -> None:
-    """The job that resumes a campaign left ``sending`` (or paused by a stopping daemon)."""
+def resume_orphan(campaign_id: int, orphan: bool = False) -> None:
+    """The job that resumes a campaign left ``sending`` (or paused by a stopping daemon).
+
+    ``orphan``: a daemon we took the lease from was sending it, so it is dead
+    and its heartbeat means nothing; clearing it lets the engine resume now
+    instead of after its staleness delay.
+    """
     from newsletter.engine.sender import resume_campaign
 
     rt = current()
@@ -157,8 +162,10 @@ def resume_orphan(campaign_id: int, force: bool = False) -> None:
             if campaign is None:
                 return
             transport = campaign.transport
+            if orphan:
+                q.clear_heartbeat(session, campaign_id)
         send(rt, campaign_id, transport, "resuming",
-             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, force=force, stop=rt.stop))
+             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
         with rt.store.session() as session:
             has_waves = bool(q.waves_of(session, campaign_id))
         if has_waves:

@@ -89,7 +89,8 @@ def begin_wave(store, campaign_id: int, wave_id: int, now: datetime) -> int | No
     """Claim the campaign and the wave, add the ledger rows of the zones now due; None if not ours."""
     with store.session() as session:
         table = Campaign.__table__
-        if not q.claim_scheduled(session, campaign_id, SENDING, (SCHEDULED,), heartbeat_at=now,
+        # No heartbeat: the engine's resume (which runs the wave) then sees no other live sender.
+        if not q.claim_scheduled(session, campaign_id, SENDING, (SCHEDULED,), heartbeat_at=None,
                                  started_at=func.coalesce(table.c.started_at, now)):
             return None
         if not q.claim_wave(session, wave_id, q.WAVE_PENDING, q.WAVE_SENDING, started_at=now):

@@ -187,9 +187,23 @@ def claim_scheduled(session: Session, campaign_id: int, to_status: str, from_sta
                            .values(status=to_status, **values)).rowcount == 1
 
 
+def clear_heartbeat(session: Session, campaign_id: int) -> None:
+    """Forget the heartbeat of a campaign whose sender is known to be dead."""
+    table = Campaign.__table__
+    session.execute(update(table).where(table.c.id == campaign_id).values(heartbeat_at=None))
+
+
 def record_send(session: Session, campaign_id: int, holder: str) -> None:
-    session.execute(delete(SchedulerSend.__table__).where(SchedulerSend.__table__.c.campaign_id == campaign_id))
-    session.add(SchedulerSend(campaign_id=campaign_id, holder=holder, started_at=utcnow()))
+    """Note that ``holder`` is sending the campaign (an upsert that tolerates a concurrent writer)."""
+    table = SchedulerSend.__table__
+    values = {"holder": holder, "started_at": utcnow()}
+    if session.execute(update(table).where(table.c.campaign_id == campaign_id).values(**values)).rowcount:
+        return
+    try:
+        with session.begin_nested():
+            session.execute(insert(table).values(campaign_id=campaign_id, **values))
+    except IntegrityError:
+        pass
 
 
 def forget_send(session: Session, campaign_id: int) -> None:
