@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-NEWSLETTER = [sys.executable, "-m", "newsletter"]
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _cli import NEWSLETTER, run_cli  # noqa: E402
+
 DOMAINS = ["example.org", "example.com", "mail.example.net", "clinic.example"]
 CITIES = ["London", "Paris", "Lagos", "Lima", "Osaka", "Denver"]
 
@@ -43,20 +44,7 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def peak_of(args: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Run the CLI; returns (seconds, the child's own peak RSS in MB, a note on its output)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(NEWSLETTER + args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out_chunks = []
-    size = 0
-    for line in process.stdout:  # streamed: never held whole
-        size += len(line)
-        if len(out_chunks) < 3:
-            out_chunks.append(line)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: newsletter {' '.join(args)}\n{process.stderr.read()}")
-    return seconds, usage.ru_maxrss / 1024, f"{size} bytes of output"
+    return run_cli(args, cwd)
 
 
 def main() -> None:

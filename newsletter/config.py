@@ -41,6 +41,7 @@ ENV_OVERRIDES = {
     ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY",
     ("smtp", "url"): "NEWSLETTER_SMTP_URL",
     ("broker", "url"): "NEWSLETTER_BROKER_URL",
+    ("delivery", "processes"): "NEWSLETTER_SEND_PROCESSES",
 }
 
 
@@ -62,6 +63,7 @@ class Settings:
     secret_keys: tuple[str, ...] = field(repr=False)
     send_rate: float = 0.0
     batch_size: int = 1000
+    send_processes: int = 0
     smtp_url: str | None = field(default=None, repr=False)
     dkim_selector: str | None = None
     dkim_domain: str | None = None
@@ -140,6 +142,7 @@ def load_settings(
         secret_keys=_secret_keys(folder, env),
         send_rate=reader.number("delivery", "rate", default=0.0, minimum=0.0),
         batch_size=int(reader.number("delivery", "batch_size", default=1000, minimum=1)),
+        send_processes=int(reader.number("delivery", "processes", default=0, minimum=0)),
         smtp_url=reader.text("smtp", "url", default="") or None,
         dkim_selector=reader.text("smtp", "dkim_selector", default="") or None,
         dkim_domain=reader.text("smtp", "dkim_domain", default="") or None,

@@ -36,6 +36,8 @@ transport = {transport}
 rate = 0
 # recipients per provider request (SendGrid takes up to 1,000)
 batch_size = 1000
+# processes sending one large campaign (0: one per core, at most 4)
+processes = 0
 
 [smtp]
 # url = "smtp://user:password@smtp.example.org:587?tls=starttls"

@@ -259,3 +259,26 @@ def test_a_campaign_starts_only_once(workspace, cli, tmp_path):
     with pytest.raises(Conflict):
         start_campaign(store, settings, campaign_id, MemoryTransport())
     store.close()
+
+
+def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path):
+    emails = populate(cli, tmp_path, 300)
+    settings = dataclasses.replace(load_settings(), batch_size=40)
+    store = open_store(settings)
+    from newsletter.compose.edition import compose_edition
+    from newsletter.delivery import get_transport
+    from newsletter.engine.campaigns import create_campaign
+    from newsletter.engine.sender import start_campaign
+
+    campaign_id = create_campaign(store, settings, compose_edition("articles/welcome.md", settings), "readers",
+                                  "file")
+    seen = []
+    report = start_campaign(store, settings, campaign_id, get_transport(settings, "file"), processes=3,
+                            on_progress=lambda done, total: seen.append(done))
+    store.close()
+    assert report.status == "sent" and report.sent == 300 and report.counts["sent"] == 300
+    assert seen[-1] == 300
+    written = [path.read_text() for path in (workspace / "outbox").glob("*.eml")]
+    recipients = sorted(line.split("<")[-1].rstrip(">") for text in written for line in text.splitlines()
+                        if line.startswith("To: "))
+    assert recipients == sorted(emails)

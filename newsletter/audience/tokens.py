@@ -27,8 +27,18 @@ class TokenData:
 def _signer(secret_keys: tuple[str, ...], purpose: str):
     from itsdangerous import Signer
 
+    class _Signer(Signer):
+        """Derives the signing key once, not per token (a send signs a million)."""
+
+        def derive_key(self, secret_key=None):
+            if secret_key is not None:
+                return super().derive_key(secret_key)
+            if not hasattr(self, "_derived"):
+                self._derived = super().derive_key()
+            return self._derived
+
     # itsdangerous signs with the last key of the list and verifies with all.
-    return Signer(list(reversed(secret_keys)), salt=f"newsletter.{purpose}")
+    return _Signer(list(reversed(secret_keys)), salt=f"newsletter.{purpose}")
 
 
 def make_token(secret_keys, purpose: str, subscriber_id: int, list_id: int | None) -> str:

@@ -152,43 +152,58 @@ def retry_campaign(store, settings, campaign_id: int, transport, which: str, **o
     return resume_campaign(store, settings, campaign_id, transport, **options)
 
 
-def _run(store, settings, campaign_id: int, transport, *, limit: int | None = None,
-         on_progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None,
-         sleep: Callable[[float], None] = time.sleep) -> SendReport:
+def _run(store, settings, campaign_id: int, transport, *, processes: int | None = None, **options) -> SendReport:
+    """Send the campaign's pending rows, in one process or several, then settle its status."""
     started = time.monotonic()
-    with store.session() as session:
-        campaign = get_campaign(session, campaign_id)
-        list_id, edition = campaign.list_id, campaign.edition
-        message = campaign_message(settings, campaign)
-        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
     report = SendReport(campaign_id, SENDING)
-    batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = RecipientBuilder(settings, edition.slug, campaign_id, list_id)
-    pacer, after_id, done = _Pacer(settings.send_rate, sleep), 0, 0
-    interrupted = False
     try:
-        while True:
-            if stop is not None and stop.is_set() or (limit is not None and done >= limit):
-                interrupted = True
-                break
-            want = batch_size if limit is None else min(batch_size, limit - done)
-            batch = claim_batch(store, campaign_id, list_id, after_id, want, report)
-            if batch is None:
-                break
-            after_id = batch[-1].delivery_id if batch else after_id
-            eligible = [c for c in batch if c.eligible]
-            if eligible:
-                send_claimed(store, transport, message, builder, eligible, report, campaign_id)
-                pacer.after(len(eligible))
-            done += len(batch)
-            if on_progress:
-                on_progress(done, total)
+        from newsletter.engine.parallel import processes_for, send_in_processes
+
+        count = processes_for(store, settings, campaign_id, transport, processes, options)
+        if count > 1:
+            interrupted = send_in_processes(store, settings, campaign_id, transport.name, count, report, **options)
+        else:
+            interrupted = send_range(store, settings, campaign_id, transport, report, **options)
     except PermanentTransportError as exc:
-        finish_campaign(store, campaign_id, STOPPED, report, error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+        finish_campaign(store, campaign_id, STOPPED, report,
+                        error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
         raise
     finish_campaign(store, campaign_id, PAUSED if interrupted else None, report)
     report.seconds = time.monotonic() - started
     return report
+
+
+def send_range(store, settings, campaign_id: int, transport, report: SendReport, *, after_id: int = 0,
+               up_to: int | None = None, limit: int | None = None,
+               on_progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> bool:
+    """The loop over pending rows with ids in (after_id, up_to]; True when stopped early.
+
+    Does not settle the campaign's status (the caller does, once every range is done).
+    """
+    with store.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        list_id, slug = campaign.list_id, campaign.edition.slug
+        message = campaign_message(settings, campaign)
+        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+    batch_size = max(1, min(settings.batch_size, transport.max_batch))
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id)
+    pacer, done = _Pacer(settings.send_rate, sleep), 0
+    while True:
+        if stop is not None and stop.is_set() or (limit is not None and done >= limit):
+            return True
+        want = batch_size if limit is None else min(batch_size, limit - done)
+        batch = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to)
+        if batch is None:
+            return False
+        after_id = batch[-1].delivery_id
+        eligible = [c for c in batch if c.eligible]
+        if eligible:
+            send_claimed(store, transport, message, builder, eligible, report, campaign_id)
+            pacer.after(len(eligible))
+        done += len(batch)
+        if on_progress:
+            on_progress(done, total)
 
 
 def campaign_message(settings, campaign) -> Message:
@@ -198,16 +213,16 @@ def campaign_message(settings, campaign) -> Message:
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 
 
-def claim_batch(store, campaign_id, list_id, after_id, want, report):
+def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None):
     """Read the next rows, skip the ineligible, mark the rest ``sending``; commit. None at the end."""
     with store.session() as session:
-        batch = ledger.next_pending(session, campaign_id, list_id, after_id, want)
+        batch = ledger.next_pending(session, campaign_id, list_id, after_id, want, up_to)
         if not batch:
             return None
         skipped = [c.delivery_id for c in batch if not c.eligible]
         report.skipped += ledger.skipped_now(session, skipped)
-        ledger.mark(session, [c.delivery_id for c in batch if c.eligible], LEDGER_SENDING, LEDGER_PENDING,
-                    count_attempt=True)
+        ledger.mark_range(session, campaign_id, batch[0].delivery_id, batch[-1].delivery_id, LEDGER_SENDING,
+                          LEDGER_PENDING, count_attempt=True)
         ledger.touch(session, campaign_id)
     return batch
 
@@ -225,7 +240,7 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
         answered = exc.results or []
-        record_results(store, answered, ids, report)
+        record_results(store, answered, ids, report, campaign_id)
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             ledger.mark(session, [ids[m] for m in untouched], LEDGER_PENDING, LEDGER_SENDING)
@@ -237,10 +252,10 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
                         error="the send was interrupted while this message was in flight")
         finish_campaign(store, campaign_id, PAUSED, report)
         raise
-    record_results(store, results, ids, report)
+    record_results(store, results, ids, report, campaign_id)
 
 
-def record_results(store, results, ids: dict[str, int], report: SendReport) -> None:
+def record_results(store, results, ids: dict[str, int], report: SendReport, campaign_id: int) -> None:
     """Commit each recipient's outcome; the common all-accepted case is one statement."""
     accepted: dict[str | None, list[int]] = {}
     others = []
@@ -253,6 +268,13 @@ def record_results(store, results, ids: dict[str, int], report: SendReport) -> N
                            "provider_id": result.provider_id, "error": (result.error or "")[:1000] or None})
         setattr(report, status if status != LEDGER_SENT else "sent", getattr(report, status) + 1)
     with store.session() as session:
+        if len(accepted) == 1 and not others and len(results) == len(ids):
+            # Everything in flight was accepted in one request: the rows still
+            # ``sending`` in the batch's id range are exactly these.
+            (provider_id, delivery_ids), = accepted.items()
+            ledger.mark_range(session, campaign_id, min(delivery_ids), max(delivery_ids), LEDGER_SENT,
+                              LEDGER_SENDING, provider_id=provider_id)
+            return
         for provider_id, delivery_ids in accepted.items():
             ledger.mark(session, delivery_ids, LEDGER_SENT, LEDGER_SENDING, provider_id=provider_id)
         ledger.mark_each(session, others, LEDGER_SENDING)

@@ -1,0 +1,166 @@
+"""Sending one campaign from several processes on this machine.
+
+One Python process tops out near 25,000 SendGrid recipients a second: the
+request bodies, their JSON and the HTTP around them hold the interpreter
+lock. For a large send the campaign's pending rows are cut into contiguous id
+ranges, one per process; each child runs the same loop
+(:func:`newsletter.engine.sender.send_range`) with its own database
+connection and transport, so the ledger rules hold row by row and a resume
+needs nothing special.
+
+Children die with their parent (``PR_SET_PDEATHSIG``): a SIGKILLed send never
+leaves a sender behind that ``campaigns resume`` could not see. The parent
+forwards a stop request (SIGTERM, Ctrl-C) and every child finishes its batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import signal
+import threading
+
+from newsletter.delivery.base import PermanentTransportError
+from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.store import ledger
+from newsletter.store.models import LEDGER_PENDING
+
+# Below this many pending rows per process, start-up costs more than it saves.
+MIN_ROWS_PER_PROCESS = 20_000
+# Transports whose state lives outside the process (a memory outbox does not).
+PROCESS_SAFE = ("sendgrid", "smtp", "file", "console")
+
+
+def processes_for(store, settings, campaign_id: int, transport, requested: int | None, options: dict) -> int:
+    """How many processes should send this campaign (1 means this one, in-line).
+
+    ``requested`` (or ``[delivery] processes``) is an upper bound; 0 means
+    automatic: one per core, at most 4, each with at least
+    MIN_ROWS_PER_PROCESS rows. A ``limit`` or a transport that lives in
+    memory keeps the send in this process.
+    """
+    wanted = requested if requested is not None else settings.send_processes
+    automatic = wanted == 0
+    if automatic:
+        wanted = min(os.cpu_count() or 1, 4)
+    if wanted <= 1 or options.get("limit") is not None or transport.name not in PROCESS_SAFE:
+        return 1
+    with store.session() as session:
+        pending = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+    floor = MIN_ROWS_PER_PROCESS if automatic else 1
+    return max(1, min(wanted, pending // floor))
+
+
+def send_in_processes(store, settings, campaign_id: int, transport_name: str, count: int, report,
+                      on_progress=None, stop: threading.Event | None = None, **_ignored) -> bool:
+    """Send the pending rows from ``count`` child processes; True when stopped early.
+
+    Adds the children's tallies to ``report``. Re-raises a child's
+    PermanentTransportError (after every child has stopped).
+    """
+    import multiprocessing
+
+    with store.session() as session:
+        ranges = ledger.pending_id_bounds(session, campaign_id, count)
+        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+    context = multiprocessing.get_context("spawn")
+    messages, halt = context.Queue(), context.Event()
+    # The provider's rate is shared: each child paces at its part of it.
+    child_settings = dataclasses.replace(settings, send_rate=settings.send_rate / len(ranges))
+    children = [context.Process(target=_child, name=f"newsletter-send-{index}", daemon=True,
+                                args=(child_settings, campaign_id, transport_name, low, high, messages, halt,
+                                      os.getpid()))
+                for index, (low, high) in enumerate(ranges)]
+    for child in children:
+        child.start()
+    outcome = _follow(children, messages, halt, stop, report, on_progress, total)
+    for child in children:
+        child.join()
+    return outcome
+
+
+def _follow(children, messages, halt, stop, report, on_progress, total) -> bool:
+    """Gather progress and results until every child has answered."""
+    done, answered, interrupted, failure = 0, 0, False, None
+    while answered < len(children):
+        if stop is not None and stop.is_set():
+            halt.set()
+        try:
+            kind, payload = messages.get(timeout=0.2)
+        except queue.Empty:
+            if not any(child.is_alive() for child in children) and messages.empty():
+                failure = failure or ("other", "a sender process died without a word", None)
+                break
+            continue
+        if kind == "progress":
+            done += payload
+            if on_progress:
+                on_progress(done, total)
+            continue
+        answered += 1
+        if kind == "done":
+            for name, value in payload.items():
+                setattr(report, name, getattr(report, name) + value if name != "interrupted" else value)
+            interrupted = interrupted or payload["interrupted"]
+        else:
+            failure = failure or payload
+            halt.set()
+    if failure:
+        kind, message, hint = failure
+        raise PermanentTransportError(message, hint=hint) if kind == "permanent" else DeliveryError(message, hint)
+    return interrupted or (stop is not None and stop.is_set())
+
+
+class _Stop:
+    """Stop when the parent asks (``halt``) or this child got SIGTERM/SIGINT."""
+
+    def __init__(self, halt):
+        self.halt, self.local = halt, threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.local.set())
+
+    def is_set(self) -> bool:
+        return self.local.is_set() or self.halt.is_set()
+
+
+def _child(settings, campaign_id, transport_name, low, high, messages, halt, parent_pid) -> None:
+    """One sending process: its id range through the ordinary loop."""
+    _die_with_parent(parent_pid)
+    from newsletter.delivery import get_transport
+    from newsletter.engine.sender import SendReport, send_range
+    from newsletter.store.db import Store
+
+    store = Store(settings.database_url)
+    report, sent = SendReport(campaign_id, "sending"), [0]
+
+    def progress(done, _total):
+        messages.put(("progress", done - sent[0]))
+        sent[0] = done
+
+    try:
+        with get_transport(settings, transport_name) as transport:
+            interrupted = send_range(store, settings, campaign_id, transport, report, after_id=low, up_to=high,
+                                     on_progress=progress, stop=_Stop(halt))
+        messages.put(("done", {"sent": report.sent, "failed": report.failed, "unknown": report.unknown,
+                               "skipped": report.skipped, "interrupted": interrupted}))
+    except PermanentTransportError as exc:
+        messages.put(("error", ("permanent", exc.message, exc.hint)))
+    except NewsletterError as exc:
+        messages.put(("error", ("other", exc.message, exc.hint)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        messages.put(("error", ("other", f"a sender process failed: {type(exc).__name__}: {exc}", None)))
+    finally:
+        store.close()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's heartbeat check still guards resumes
+    if os.getppid() != parent_pid:
+        os._exit(1)
