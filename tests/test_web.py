@@ -14,7 +14,6 @@ from newsletter.store import audience as q
 from newsletter.store.db import Store, open_store
 
 
-
 @pytest.fixture
 def site(workspace):
     settings = load_settings()
@@ -266,6 +265,3 @@ def _hash(email):
     from newsletter.audience.addresses import address_hash
 
     return address_hash(email)
-
-
-
