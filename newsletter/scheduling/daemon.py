@@ -97,6 +97,7 @@ class Daemon:
         self.runtime = jobs.Runtime(store, settings, holder_name())
         self.scheduler = None
         self.exit_code = 0
+        self.known: dict[int, object] = {}  # campaign id -> the due time last logged
 
     def run(self, wait: bool = False) -> int:
         """Run until stopped; returns the exit code."""

@@ -3,14 +3,13 @@
 Jobs carry ids only (``fire_campaign(campaign_id)``), referenced by dotted
 name, so the pickled job state never holds an object. The campaigns table is
 the truth; the job store is the daemon's working copy, which its sync keeps
-in line with the table. The CLI also writes a campaign's job when it
-schedules it, through a *paused* scheduler that never runs anything, so the
-store shows what is queued even while no daemon runs.
+in line with the table. The CLI also writes a campaign's job row when it
+schedules it (without running a scheduler), so the store shows what is
+queued even while no daemon runs.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from newsletter.store.scheduling import JOBS_TABLE
@@ -41,23 +40,29 @@ def campaign_job_options(campaign_id: int, run_at: datetime, grace_seconds: int 
                 misfire_grace_time=grace_seconds, coalesce=True, max_instances=1, replace_existing=True)
 
 
-@contextmanager
-def _paused_scheduler(store):
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler(jobstores={"default": job_store(store.engine)}, timezone=timezone.utc)
-    scheduler.start(paused=True)  # paused: it writes the store but never runs a job
-    try:
-        yield scheduler
-    finally:
-        scheduler.shutdown(wait=False)
-
-
 def put_campaign_job(store, settings, campaign_id: int, run_at: datetime, *, waves: bool = False) -> None:
-    """Write (or replace) the campaign's job; wave campaigns check each wave's grace themselves."""
-    with _paused_scheduler(store) as scheduler:
-        scheduler.add_job(**campaign_job_options(campaign_id, run_at,
-                                                 None if waves else settings.misfire_grace_seconds))
+    """Write (or replace) the campaign's job row; wave campaigns check each wave's grace themselves.
+
+    The job is built and written without starting a scheduler: a scheduler
+    here, even a paused one, would process due jobs when it shuts down.
+    """
+    from apscheduler.job import Job
+    from apscheduler.jobstores.base import ConflictingIdError
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.date import DateTrigger
+
+    scheduler = BackgroundScheduler(timezone=timezone.utc)  # never started: only what Job needs
+    jobs = job_store(store.engine)
+    jobs.start(scheduler, "default")
+    options = campaign_job_options(campaign_id, run_at, None if waves else settings.misfire_grace_seconds)
+    job = Job(scheduler, id=options["id"], func=options["func"], trigger=DateTrigger(run_at, timezone=timezone.utc),
+              executor="default", args=tuple(options["args"]), kwargs={}, name=options["name"],
+              misfire_grace_time=options["misfire_grace_time"], coalesce=True, max_instances=1,
+              next_run_time=run_at)
+    try:
+        jobs.add_job(job)
+    except ConflictingIdError:
+        jobs.update_job(job)
 
 
 def drop_job(store, job_id: str) -> None:

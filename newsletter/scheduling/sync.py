@@ -44,6 +44,9 @@ def plan_sync(daemon) -> None:
         wanted.add(campaign_job_id(campaign_id))
         if campaign_id in rt.inflight:  # firing now: its job is already out of the store
             continue
+        if daemon.known.get(campaign_id) != due:
+            daemon.known[campaign_id] = due
+            jobs.log.info("campaign %s: queued for %s", campaign_id, due.isoformat())
         _ensure_campaign_job(scheduler, existing.get(campaign_job_id(campaign_id)), campaign_id, due,
                              None if campaign_id in with_waves else rt.grace)
     for schedule_id, cron, zone in schedules:
@@ -61,8 +64,6 @@ def plan_sync(daemon) -> None:
 def _ensure_campaign_job(scheduler, job, campaign_id, due, grace) -> None:
     if job is not None and job.next_run_time == due and job.misfire_grace_time == grace:
         return
-    if job is None:
-        jobs.log.info("campaign %s: queued for %s", campaign_id, due.isoformat())
     scheduler.add_job(**campaign_job_options(campaign_id, due, grace))
 
 
