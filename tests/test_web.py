@@ -191,7 +191,8 @@ def test_confirm_token_is_checked(site, double):
     signup(site)
     [link] = site.confirm_links()
     token = link.rsplit("/", 1)[1]
-    assert site.client.post(f"/confirm/{token[:-1]}x").status_code == 400
+    tampered = token[:-1] + ("x" if token[-1] != "x" else "y")
+    assert site.client.post(f"/confirm/{tampered}").status_code == 400
     assert site.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 400
     assert lists_of(site.store, "new@example.org") == {"letters": "pending"}
 
