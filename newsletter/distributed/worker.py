@@ -62,7 +62,6 @@ def run_worker(settings, *, threads: int = 1, queues: tuple[str, ...] = (), idle
         worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
     finally:
         maintenance.halt()
-        broker.emit_before("process_stop")
         broker.close()
         store.close()
     log.info("worker %s: stopped", context.identity)
