@@ -191,3 +191,19 @@ def test_export_of_unknown_list_fails_without_writing(workspace, cli, tmp_path):
     out = tmp_path / "out.csv"
     result = cli("subscribers", "export", "--list", "ghosts", "--output", str(out))
     assert result.exit_code == 1 and not out.exists()
+
+
+def test_big_files_are_parsed_in_a_child_process_with_the_same_results(workspace, cli, tmp_path, monkeypatch):
+    from newsletter.audience import parsing
+
+    monkeypatch.setattr(parsing, "PROCESS_THRESHOLD", 0)
+    rows = "".join(f"p{i}@example.org,P{i}\n" for i in range(4500)) + "broken,Row\n"
+    data = write(tmp_path / "s.csv", "email,name\n" + rows)
+    report = cli("subscribers", "import", str(data), "--list", "readers", "--json").json()
+    assert (report["added"], report["invalid"]) == (4500, 1)
+    assert report["errors"] == [{"line": 4502, "reason": "'broken' is not a valid address: "
+                                 "An email address must have an @-sign."}]
+    assert len(people(cli, "--list", "readers")) == 4500
+    latin = write(tmp_path / "l.csv", "email,name\n" + rows + "zoe@example.org,Zoé\n", encoding="latin-1")
+    refused = cli("subscribers", "import", str(latin), "--list", "readers")
+    assert refused.exit_code == 1 and "not utf-8 text" in refused.stderr

@@ -101,9 +101,9 @@ def _join(session, subscriber: Subscriber, mailing_list: MailingList, confirmed:
     now = utcnow()
     if membership is None:
         membership = Membership(subscriber_id=subscriber.id, list_id=mailing_list.id, status=wanted,
-                                subscribed_at=now, confirmed_at=now if wanted == CONFIRMED else None)
+                                subscribed_at=now, confirmed_at=now if wanted == CONFIRMED else None,
+                                consent_source=source, consent_ip=ip)
         session.add(membership)
-        q.record_consent(session, subscriber.id, mailing_list.id, "subscribe", source, ip)
     elif membership.status == UNSUBSCRIBED:
         if not resubscribe:
             raise Conflict(f"{subscriber.email} unsubscribed from {mailing_list.name}",
@@ -181,12 +181,20 @@ def describe(store, email: str, deliveries_of=None) -> dict:
                  "confirmed_at": m.confirmed_at, "unsubscribed_at": m.unsubscribed_at}
                 for m in sorted(subscriber.memberships, key=lambda m: m.mailing_list.name)
             ],
-            "consent": [
-                {"action": c.action, "source": c.source, "ip": c.ip, "at": c.created_at}
-                for c in q.consents_of(session, subscriber.id)
-            ],
+            "consent": _consent_history(session, subscriber),
             "deliveries": deliveries_of(session, subscriber.id) if deliveries_of else [],
         }
+
+
+def _consent_history(session, subscriber: Subscriber) -> list[dict]:
+    """How each list was joined (from the membership), then every later change, oldest first."""
+    joined = [{"action": "import" if m.consent_source.startswith("import:") else "subscribe",
+               "list": m.mailing_list.name, "source": m.consent_source, "ip": m.consent_ip, "at": m.subscribed_at}
+              for m in subscriber.memberships]
+    names = {m.list_id: m.mailing_list.name for m in subscriber.memberships}
+    changes = [{"action": c.action, "list": names.get(c.list_id), "source": c.source, "ip": c.ip, "at": c.created_at}
+               for c in q.consents_of(session, subscriber.id)]
+    return sorted(joined + changes, key=lambda entry: entry["at"])
 
 
 def _existing(session, email: str) -> Subscriber:

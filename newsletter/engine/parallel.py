@@ -126,8 +126,10 @@ class _Stop:
 
 def _child(settings, campaign_id, transport_name, low, high, messages, halt, parent_pid) -> None:
     """One sending process: its id range through the ordinary loop."""
-    _die_with_parent(parent_pid)
     from newsletter.delivery import get_transport
+    from newsletter.processes import die_with_parent
+
+    die_with_parent(parent_pid)
     from newsletter.engine.sender import SendReport, send_range
     from newsletter.store.db import Store
 
@@ -152,15 +154,3 @@ def _child(settings, campaign_id, transport_name, low, high, messages, halt, par
         messages.put(("error", ("other", f"a sender process failed: {type(exc).__name__}: {exc}", None)))
     finally:
         store.close()
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent's heartbeat check still guards resumes
-    if os.getppid() != parent_pid:
-        os._exit(1)

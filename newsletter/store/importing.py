@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.audience.formats import BOUNCED, PENDING, SUBSCRIBED, UNSUBSCRIBED, ImportRow
+from newsletter.audience.formats import BOUNCED, PENDING, SUBSCRIBED, UNSUBSCRIBED
 from newsletter.store.models import (
     ACTIVE,
     CONFIRMED,
@@ -30,8 +31,8 @@ from newsletter.store.models import BOUNCED as SUB_BOUNCED
 
 subscribers_t = Subscriber.__table__
 memberships_t = Membership.__table__
-consents_t = Consent.__table__
 suppressions_t = Suppression.__table__
+consents_t = Consent.__table__
 
 # ImportRow.status -> (subscriber status, membership status, suppression reason)
 _ARRIVAL = {
@@ -42,19 +43,26 @@ _ARRIVAL = {
 }
 _SUBSCRIBER_COLUMNS = ("email", "email_key", "email_hash", "name", "attributes", "timezone", "status",
                        "created_at", "updated_at")
-_MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "status", "subscribed_at", "confirmed_at", "unsubscribed_at")
+_MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "status", "subscribed_at", "confirmed_at", "unsubscribed_at",
+                       "consent_source", "consent_ip")
 _CONSENT_COLUMNS = ("subscriber_id", "list_id", "action", "source", "ip", "created_at")
 
 
-@dataclass
-class ValidRow:
-    """A row that passed validation, with its normalised address, key and hash."""
+class ValidRow(NamedTuple):
+    """A row that passed validation: its line, normalised address, key and hash, and what it says.
+
+    A flat tuple, because a million of them cross from the parsing process.
+    """
 
     line: int
-    row: ImportRow
     email: str
     key: str
     hash: str
+    name: str
+    attributes: dict
+    timezone: str | None
+    status: str
+    ip: str | None
 
 
 @dataclass
@@ -91,7 +99,7 @@ class ImportWriter:
         plan = _Plan(now, self.connection.dialect.name)
         for key, valid in unique.items():
             if valid.hash in suppressed:
-                if not (self.resubscribe and valid.row.status in (SUBSCRIBED, PENDING)):
+                if not (self.resubscribe and valid.status in (SUBSCRIBED, PENDING)):
                     counts.skipped += 1
                     continue
                 plan.unsuppress.append(valid.hash)
@@ -133,16 +141,15 @@ class ImportWriter:
 
     def _plan_update(self, plan: "_Plan", valid: ValidRow, current: dict) -> bool:
         """Queue what changes for an existing subscriber; False when nothing does."""
-        row = valid.row
         changes = {}
-        if row.name and row.name != current["name"]:
-            changes["name"] = row.name
-        merged = {**(current["attributes"] or {}), **row.attributes}
+        if valid.name and valid.name != current["name"]:
+            changes["name"] = valid.name
+        merged = {**(current["attributes"] or {}), **valid.attributes}
         if merged != (current["attributes"] or {}):
             changes["attributes"] = merged
-        if row.timezone and row.timezone != current["timezone"]:
-            changes["timezone"] = row.timezone
-        subscriber_status, membership_status, reason = _ARRIVAL[row.status]
+        if valid.timezone and valid.timezone != current["timezone"]:
+            changes["timezone"] = valid.timezone
+        subscriber_status, membership_status, reason = _ARRIVAL[valid.status]
         if reason and current["status"] == ACTIVE:
             changes["status"] = subscriber_status
             plan.suppress.append((valid.hash, reason))
@@ -152,7 +159,7 @@ class ImportWriter:
         if self.list_id is not None:
             membership = current.get("membership")
             if membership is None:
-                plan.memberships.append((current["id"], membership_status, row.ip))
+                plan.memberships.append((current["id"], membership_status, valid.ip))
                 membership_changed = True
             elif reason and membership != "unsubscribed":
                 plan.leave.append(current["id"])
@@ -190,15 +197,15 @@ class ImportWriter:
     def _insert_new(self, plan: "_Plan") -> None:
         stamp, rows = plan.stamp, []
         for valid in plan.new:
-            subscriber_status, _membership_status, reason = _ARRIVAL[valid.row.status]
-            rows.append((valid.email, valid.key, valid.hash, valid.row.name, plan.json(valid.row.attributes),
-                         valid.row.timezone, subscriber_status, stamp, stamp))
+            subscriber_status, _membership_status, reason = _ARRIVAL[valid.status]
+            rows.append((valid.email, valid.key, valid.hash, valid.name, plan.json(valid.attributes),
+                         valid.timezone, subscriber_status, stamp, stamp))
             if reason:
                 plan.suppress.append((valid.hash, reason))
         ids = self._insert_subscribers(rows)
         if self.list_id is not None:
             for subscriber_id, valid in zip(ids, plan.new):
-                plan.memberships.append((subscriber_id, _ARRIVAL[valid.row.status][1], valid.row.ip))
+                plan.memberships.append((subscriber_id, _ARRIVAL[valid.status][1], valid.ip))
 
     def _insert_subscribers(self, rows: list[tuple]) -> list[int]:
         """Insert subscriber rows and return their ids, in order."""
@@ -220,12 +227,12 @@ class ImportWriter:
             stamp = plan.stamp
             bulk_insert(conn, memberships_t, _MEMBERSHIP_COLUMNS, [
                 (sid, list_id, status, stamp, stamp if status == CONFIRMED else None,
-                 stamp if status == "unsubscribed" else None)
-                for sid, status, _ip in plan.memberships
+                 stamp if status == "unsubscribed" else None, self.source, ip)
+                for sid, status, ip in plan.memberships
             ])
-            bulk_insert(conn, consents_t, _CONSENT_COLUMNS, [
-                (sid, list_id, "import", self.source, ip, stamp) for sid, _status, ip in plan.memberships
-            ])
+        changes = [(sid, "unsubscribe") for sid in plan.leave] + [(sid, "resubscribe") for sid, _ in plan.rejoin]
+        bulk_insert(conn, consents_t, _CONSENT_COLUMNS,
+                    [(sid, list_id, action, self.source, None, plan.stamp) for sid, action in changes])
         if plan.leave:
             conn.execute(update(memberships_t)
                          .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id.in_(plan.leave))

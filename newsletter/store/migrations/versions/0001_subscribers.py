@@ -44,6 +44,9 @@ def upgrade() -> None:
         sa.Column("subscribed_at", UTCDateTime, nullable=False),
         sa.Column("confirmed_at", UTCDateTime, nullable=True),
         sa.Column("unsubscribed_at", UTCDateTime, nullable=True),
+        sa.Column("consent_source", sa.String(200), nullable=False),
+        sa.Column("consent_ip", sa.String(64), nullable=True),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_memberships_list_status", "memberships", ["list_id", "status"])
     op.create_table(
