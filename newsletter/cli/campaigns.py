@@ -213,6 +213,10 @@ def reschedule(app, campaign_id, at, zone, as_json):
     if as_json:
         print_json(result)
         return
+    if result["local_time"]:
+        say(f"Campaign {campaign_id} now goes out at {at} in each subscriber's time zone; first wave "
+            f"{show_time(result['scheduled_at'], 'UTC')}.")
+        return
     say(f"Campaign {campaign_id} now goes out at {show_time(result['scheduled_at'], result['timezone'])} "
         f"({show_time(result['scheduled_at'], 'UTC')}).")
 

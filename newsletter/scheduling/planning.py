@@ -102,7 +102,7 @@ def reschedule_campaign(store, settings, campaign_id: int, at: str, zone: str | 
             raise _refuse(campaign_id, _status(session, campaign_id), "rescheduled")
     put_campaign_job(store, settings, campaign_id, scheduled_at, waves=has_waves)
     return {"campaign_id": campaign_id, "status": SCHEDULED, "scheduled_at": scheduled_at,
-            "timezone": when.zone, "note": when.note}
+            "timezone": when.zone, "note": when.note, "local_time": has_waves}
 
 
 def enrich(store, rows: list[dict]) -> list[dict]:
