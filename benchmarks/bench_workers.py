@@ -1,0 +1,124 @@
+"""Scale-out throughput: 1, 2 and 4 `newsletter worker` processes against a local SendGrid v3 server.
+
+Real parts: PostgreSQL (the store), Redis (the Dramatiq broker), the fake
+SendGrid server in its own process with validation and recording off
+(``tests/fake_sendgrid.py --fast``), the real CLI in fresh processes. For
+each worker count a new campaign of ``--recipients`` goes out through
+``newsletter send`` (chunks of 1,000, batches of 1,000); the figure is
+recipients over the campaign's own started_at -> finished_at.
+
+    python benchmarks/bench_workers.py --recipients 100000 --workers 1,2,4
+
+Prints one line per worker count and the speed-up over one worker. Uses a
+schema of its own in the PostgreSQL database and Redis database 14 (flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEWSLETTER = [sys.executable, "-m", "newsletter"]
+API_KEY = "SG.bench-workers.secret"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--postgres", default=os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
+                                                             "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_sendgrid.py"), "--fast", "--api-key", API_KEY],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        with tempfile.TemporaryDirectory() as tmp:
+            env = setup(Path(tmp), args, schema, url)
+            print(f"{args.recipients:,} recipients; {os.cpu_count()} CPUs; PostgreSQL, Redis broker, "
+                  f"local SendGrid v3 server (no validation)")
+            base = None
+            for count in counts:
+                rate = run(Path(tmp), env, count, args.redis)
+                base = base or rate / count
+                print(f"{count} worker process(es): {rate:>9,.0f} recipients/s   x{rate / (base):.2f} of one")
+    finally:
+        server.terminate()
+        drop_schema(args.postgres, schema)
+
+
+def setup(folder: Path, args, schema: str, sendgrid_url: str) -> dict:
+    """A workspace on its own schema with ``args.recipients`` confirmed readers."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    sep = "&" if "?" in args.postgres else "?"
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": f"{args.postgres}{sep}options=-csearch_path%3D{schema}",
+           "SENDGRID_API_KEY": API_KEY, "NEWSLETTER_SENDGRID_HOST": sendgrid_url, "NEWSLETTER_TRANSPORT": "sendgrid",
+           "NEWSLETTER_HOME": str(folder / "letter")}
+    subprocess.run(NEWSLETTER + ["init", str(folder / "letter"), "--from", "News <news@example.org>",
+                                 "--postal-address", "1 Main St", "--base-url", "https://news.example.org"],
+                   env=env, check=True, capture_output=True)
+    people = folder / "people.csv"
+    people.write_text("email,name\n" + "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(args.recipients)))
+    subprocess.run(NEWSLETTER + ["subscribers", "import", str(people), "--list", "readers"], env=env, check=True,
+                   capture_output=True)
+    return env
+
+
+def run(folder: Path, env: dict, count: int, redis_url: str) -> float:
+    """Send one campaign with ``count`` workers; recipients per second of the campaign."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {**env, "NEWSLETTER_BROKER_URL": redis_url}
+    workers = [subprocess.Popen(NEWSLETTER + ["worker"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        time.sleep(2)  # let them start and connect
+        subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json"],
+                       env=env, cwd=folder / "letter", check=True, capture_output=True)
+        return campaign_rate(env)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(60)
+
+
+def campaign_rate(env: dict) -> float:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["NEWSLETTER_DATABASE_URL"])
+    with engine.connect() as connection:
+        started, finished, sent = connection.execute(text(
+            "SELECT c.started_at, c.finished_at, (SELECT count(*) FROM deliveries d WHERE d.campaign_id = c.id "
+            "AND d.status = 'sent') FROM campaigns c ORDER BY c.id DESC LIMIT 1")).one()
+    engine.dispose()
+    return sent / (finished - started).total_seconds()
+
+
+def drop_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
