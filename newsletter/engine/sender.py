@@ -16,8 +16,6 @@ campaign becomes ``sent`` only when nothing is pending.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import socket
 import threading
@@ -29,7 +27,7 @@ from newsletter.audience.tokens import UNSUBSCRIBE, make_token
 from newsletter.compose.edition import merge_values
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
-from newsletter.delivery.mime import unsubscribe_headers
+from newsletter.delivery.mime import message_id_tag, unsubscribe_headers
 from newsletter.errors import Conflict
 from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
 from newsletter.store import ledger
@@ -312,8 +310,7 @@ class RecipientBuilder:
         domain = settings.sender_address.rpartition("@")[2] or "localhost"
         # Stable across resumes (a resent message keeps its Message-ID), unique
         # per workspace: a keyed tag keeps two workspaces on one domain apart.
-        tag = hmac.new(self.keys[-1].encode(), b"message-id", hashlib.sha256).hexdigest()[:10]
-        self.id_format = f"nl.{tag}.{campaign_id}.{{}}@{domain}"
+        self.id_format = f"nl.{message_id_tag(self.keys[-1])}.{campaign_id}.{{}}@{domain}"
 
     def recipient(self, candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id)

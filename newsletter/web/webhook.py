@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -87,12 +86,10 @@ class Verifier:
 
 
 def message_tags(secret_keys) -> frozenset[str]:
-    """The tags our Message-IDs may carry: one per secret key, so rotation keeps old mail matched.
+    """The tags our Message-IDs may carry: one per secret key, so rotation keeps old mail matched."""
+    from newsletter.delivery.mime import message_id_tag
 
-    The engine derives the tag as HMAC-SHA256(key, "message-id")[:10] (see
-    ``newsletter.engine.sender._RecipientBuilder``).
-    """
-    return frozenset(hmac.new(k.encode(), b"message-id", hashlib.sha256).hexdigest()[:10] for k in secret_keys)
+    return frozenset(message_id_tag(key) for key in secret_keys)
 
 
 def parse_batch(body: bytes) -> list[dict]:
