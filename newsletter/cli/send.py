@@ -52,6 +52,11 @@ def send(app, article, list_name, transport, dry_run, limit, yes, recent_title, 
                       abort=True, err=True)
     campaign_id = create_campaign(app.store, settings, edition, list_name, chosen, article_path=article)
     say(f"Campaign {campaign_id}: sending to {audience} subscribers via {chosen}")
+    if settings.broker_url:  # scale-out: `newsletter worker` processes send it
+        from newsletter.cli.worker import send_through_workers
+
+        finish_report(send_through_workers(app.store, settings, campaign_id, limit), as_json)
+        return
     from newsletter.engine.sender import start_campaign
 
     report = run_with_progress(lambda **kw: start_campaign(app.store, settings, campaign_id, sender, **kw),
