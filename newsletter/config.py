@@ -42,6 +42,7 @@ ENV_OVERRIDES = {
     ("smtp", "url"): "NEWSLETTER_SMTP_URL",
     ("broker", "url"): "NEWSLETTER_BROKER_URL",
     ("delivery", "processes"): "NEWSLETTER_SEND_PROCESSES",
+    ("scheduler", "misfire_grace_seconds"): "NEWSLETTER_MISFIRE_GRACE_SECONDS",
 }
 
 

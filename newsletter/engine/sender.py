@@ -282,8 +282,9 @@ def finish_campaign(store, campaign_id: int, status: str | None, report: SendRep
     """Settle the campaign's status: ``sent`` only when nothing is pending or in flight."""
     with store.session() as session:
         counts = ledger.counts(session, campaign_id)
-        if status is None:
-            status = SENT if counts[LEDGER_PENDING] == 0 and counts[LEDGER_SENDING] == 0 else PAUSED
+        nothing_left = counts[LEDGER_PENDING] == 0 and counts[LEDGER_SENDING] == 0
+        if status in (None, PAUSED):  # a stop that came after the last batch still finished the send
+            status = SENT if nothing_left else PAUSED
         values = {"status": status, "heartbeat_at": None, "sender": None}
         if status == SENT:
             values["finished_at"] = utcnow()

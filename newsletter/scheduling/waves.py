@@ -22,6 +22,7 @@ from sqlalchemy import func
 
 from newsletter.errors import InputError
 from newsletter.scheduling.times import UTC, show, zone_or
+from newsletter.store import ledger
 from newsletter.store import scheduling as q
 from newsletter.store.models import MISSED, SCHEDULED, SENDING, SENT, Campaign, utcnow
 
@@ -102,7 +103,7 @@ def begin_wave(store, campaign_id: int, wave_id: int, now: datetime) -> int | No
         wall = datetime.fromisoformat(wave.local_time)
         zones = [name for name in q.audience_zones(session, campaign.list_id)
                  if last or instant(wall, name, campaign.timezone or "UTC") <= wave.send_at]
-        return q.snapshot_zones(session, campaign_id, campaign.list_id, zones)
+        return ledger.snapshot_audience(session, campaign_id, campaign.list_id, zones)
 
 
 def miss_wave(store, wave_id: int) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import (
@@ -38,7 +38,7 @@ memberships_t = Membership.__table__
 suppressions_t = Suppression.__table__
 
 
-def _audience_conditions(list_id: int):
+def audience_conditions(list_id: int):
     """Confirmed members of the list, active, and not on the suppression list."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
@@ -49,33 +49,47 @@ def _audience_conditions(list_id: int):
 def audience_size(session: Session, list_id: int) -> int:
     query = (select(func.count()).select_from(memberships_t)
              .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
-             .where(_audience_conditions(list_id)))
+             .where(audience_conditions(list_id)))
     return session.execute(query).scalar() or 0
 
 
 def first_audience_member(session: Session, list_id: int) -> Subscriber | None:
     query = (select(Subscriber).join(Membership, Membership.subscriber_id == Subscriber.id)
-             .where(_audience_conditions(list_id)).order_by(Subscriber.id).limit(1))
+             .where(audience_conditions(list_id)).order_by(Subscriber.id).limit(1))
     return session.scalar(query)
 
 
-def snapshot_audience(session: Session, campaign_id: int, list_id: int) -> int:
+def snapshot_audience(session: Session, campaign_id: int, list_id: int,
+                      zones: list[str | None] | None = None) -> int:
     """Create one pending ledger row per audience member, in one statement; returns how many.
 
     Subscribers are unique by normalised address, so this is one message per address.
-    Rows that already exist (a snapshot taken twice) are left alone.
+    Rows that already exist (a snapshot taken twice) are left alone. ``zones``
+    restricts it to subscribers in those time zones (None in it: no zone set),
+    for local-time waves.
     """
     already = select(deliveries_t.c.subscriber_id).where(
         deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.subscriber_id == subscribers_t.c.id).exists()
+    conditions = [audience_conditions(list_id), ~already]
+    if zones is not None:
+        conditions.append(_in_zones(zones))
     source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LEDGER_PENDING),
                      literal(0))
               .select_from(memberships_t)
               .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
-              .where(_audience_conditions(list_id), ~already)
+              .where(*conditions)
               .order_by(subscribers_t.c.id))
     statement = insert(deliveries_t).from_select(
         ["campaign_id", "subscriber_id", "email", "status", "attempts"], source)
     return session.execute(statement).rowcount
+
+
+def _in_zones(zones: list[str | None]):
+    names = [zone for zone in zones if zone]
+    wanted = subscribers_t.c.timezone.in_(names) if names else literal(False)
+    if None in zones:
+        wanted = or_(wanted, subscribers_t.c.timezone.is_(None), subscribers_t.c.timezone == "")
+    return wanted
 
 
 def save_edition(session: Session, **values) -> Edition:

@@ -32,10 +32,8 @@ from sqlalchemy import (
     Table,
     Text,
     Unicode,
-    and_,
     delete,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -43,8 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.ledger import _audience_conditions, deliveries_t, memberships_t, subscribers_t
-from newsletter.store.models import LEDGER_PENDING, Base, Campaign, UTCDateTime, utcnow
+from newsletter.store.ledger import audience_conditions, memberships_t, subscribers_t
+from newsletter.store.models import Base, Campaign, UTCDateTime, utcnow
 
 JOBS_TABLE = "apscheduler_jobs"
 
@@ -248,28 +246,8 @@ def audience_zones(session: Session, list_id: int) -> dict[str | None, int]:
 
     query = (select(subscribers_t.c.timezone, func.count()).select_from(memberships_t)
              .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
-             .where(_audience_conditions(list_id)).group_by(subscribers_t.c.timezone))
+             .where(audience_conditions(list_id)).group_by(subscribers_t.c.timezone))
     return {(zone or None): int(count) for zone, count in session.execute(query)}
-
-
-def snapshot_zones(session: Session, campaign_id: int, list_id: int, zones: list[str | None]) -> int:
-    """Like ``ledger.snapshot_audience`` but only for subscribers whose time zone is in ``zones``
-    (None stands for "no zone set"). Rows that already exist are left alone."""
-    names = [z for z in zones if z]
-    wanted = subscribers_t.c.timezone.in_(names) if names else literal(False)
-    if None in zones:
-        wanted = or_(wanted, subscribers_t.c.timezone.is_(None), subscribers_t.c.timezone == "")
-    already = select(deliveries_t.c.subscriber_id).where(
-        deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.subscriber_id == subscribers_t.c.id).exists()
-    source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LEDGER_PENDING),
-                     literal(0))
-              .select_from(memberships_t)
-              .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
-              .where(and_(_audience_conditions(list_id), wanted), ~already)
-              .order_by(subscribers_t.c.id))
-    statement = insert(deliveries_t).from_select(
-        ["campaign_id", "subscriber_id", "email", "status", "attempts"], source)
-    return session.execute(statement).rowcount
 
 
 # --- recurring schedules -----------------------------------------------------
