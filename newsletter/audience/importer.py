@@ -63,6 +63,10 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
         total = path.stat().st_size
         try:
             with store.engine.begin() as connection:
+                if connection.dialect.name == "sqlite":
+                    # 64 MB of page cache (used only as needed): a big import updates random
+                    # places of the address index, and the default 2 MB thrashes.
+                    connection.exec_driver_sql("PRAGMA cache_size=-65536")
                 writer = ImportWriter(connection, _list_id(connection, list_name), f"import:{path.name}", resubscribe)
                 for chunk in parsed.chunks:
                     report.invalid += len(chunk.errors)

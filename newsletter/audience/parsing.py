@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
 import os
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,9 +159,8 @@ def parsed_chunks(path: Path, format_name: str, encoding: str) -> Iterator[Parse
     if path.stat().st_size < PROCESS_THRESHOLD:
         yield parse_file(path, format_name, encoding)
         return
-    import multiprocessing
-
     receiving, sending = multiprocessing.Pipe(duplex=False)
+    _widen(sending)
     child = multiprocessing.get_context("spawn").Process(
         target=_parse_in_child, args=(str(path), format_name, encoding, sending, os.getpid()), daemon=True,
         name="newsletter-import-reader")
@@ -173,9 +174,19 @@ def parsed_chunks(path: Path, format_name: str, encoding: str) -> Iterator[Parse
         receiving.close()
 
 
+def _widen(connection) -> None:
+    """Grow the pipe to 1 MB (Linux), so the reader can run a few chunks ahead of the writer."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(connection.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (ImportError, OSError):
+        pass
+
+
 def _receive(connection):
     try:
-        kind, payload = connection.recv()
+        kind, payload = pickle.loads(connection.recv_bytes())
     except EOFError:
         raise NewsletterError("the file reader stopped unexpectedly", hint="run the import again") from None
     if kind == "error":
@@ -190,17 +201,25 @@ def _received_chunks(connection) -> Iterator[Chunk]:
 
 
 def _parse_in_child(path: str, format_name: str, encoding: str, connection, parent_pid: int) -> None:
-    """The child process: parse and send the format, then each chunk as plain tuples, then None."""
+    """The child process: send the format, then each chunk as plain tuples, then None.
+
+    Pickled here, in the one thread, and written as bytes: a Queue's feeder
+    thread would fight the parser for the interpreter lock.
+    """
     from newsletter.processes import die_with_parent
 
     die_with_parent(parent_pid)
+
+    def send(kind, payload):
+        connection.send_bytes(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL))
+
     try:
         parsed = parse_file(Path(path), format_name, encoding)
-        connection.send(("ok", parsed.format))
+        send("ok", parsed.format)
         for chunk in parsed.chunks:
-            connection.send(("ok", ([tuple(row) for row in chunk.rows], chunk.errors, chunk.position)))
-        connection.send(("ok", None))
+            send("ok", ([tuple(row) for row in chunk.rows], chunk.errors, chunk.position))
+        send("ok", None)
     except NewsletterError as exc:
-        connection.send(("error", (exc.message, exc.hint)))
+        send("error", (exc.message, exc.hint))
     finally:
         connection.close()

@@ -111,8 +111,16 @@ def _print_events(console, data) -> None:
             f"and never to reach {rates['complaint_limit']:.1%}.")
 
 
-def _resumed(app, campaign_id, run):
+def _resumed(app, campaign_id, run, retry=None):
+    """Resume (or retry) here, or on the workers when a broker is configured."""
     from newsletter.cli.send import finish_report, run_with_progress
+
+    if app.settings.broker_url:
+        from newsletter.cli.worker import follow_workers
+        from newsletter.distributed.dispatch import resume_distributed
+
+        queued = resume_distributed(app.store, app.settings, campaign_id, retry=retry)
+        return follow_workers(app.store, campaign_id, queued), finish_report
     from newsletter.delivery import get_transport
     from newsletter.engine.campaigns import get_campaign
 
@@ -162,7 +170,8 @@ def retry(app, campaign_id, which, as_json):
     if which is None:
         raise InputError("say which recipients to retry", hint=f"newsletter campaigns retry {campaign_id} --failed")
     report, finish = _resumed(app, campaign_id,
-                              lambda t, **kw: retry_campaign(app.store, app.settings, campaign_id, t, which, **kw))
+                              lambda t, **kw: retry_campaign(app.store, app.settings, campaign_id, t, which, **kw),
+                              retry=which)
     finish(report, as_json)
 
 

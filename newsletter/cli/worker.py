@@ -37,6 +37,9 @@ def worker(app, processes, threads, queues, idle_requeue, verbose):
 
     settings = app.settings
     require_broker_url(settings)
+    from newsletter.delivery import get_transport
+
+    get_transport(settings)  # a missing API key or SMTP URL is a one-line error now, not at the first chunk
     if processes > 1:
         from newsletter.distributed.worker import run_processes
 
@@ -59,12 +62,18 @@ def _configure_logging(verbose: bool) -> None:
 def send_through_workers(store, settings, campaign_id: int, limit: int | None):
     """``newsletter send`` with a broker: queue the campaign's chunks, then follow the ledger
     until the workers are done. Ctrl-C stops following, not the workers. Returns a SendReport."""
+    from newsletter.distributed.dispatch import enqueue_campaign
+
+    return follow_workers(store, campaign_id, enqueue_campaign(store, settings, campaign_id, limit=limit))
+
+
+def follow_workers(store, campaign_id: int, chunks: int):
+    """Follow a campaign the workers send (``chunks`` just queued) until done or Ctrl-C."""
     import time
 
     from newsletter.cli._common import graceful_stop, progress, rate_text
-    from newsletter.distributed.dispatch import enqueue_campaign, follow_campaign
+    from newsletter.distributed.dispatch import follow_campaign
 
-    chunks = enqueue_campaign(store, settings, campaign_id, limit=limit)
     say(f"Queued {chunks} chunk(s) for the workers ('newsletter worker'); following progress "
         f"(Ctrl-C stops following, not the send)")
     started = time.monotonic()

@@ -62,8 +62,10 @@ def send_in_processes(store, settings, campaign_id: int, transport_name: str, co
     import multiprocessing
 
     with store.session() as session:
-        ranges = ledger.pending_id_bounds(session, campaign_id, count)
         total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        # (after_id, up_to] for each process: contiguous, about equal in rows
+        ranges = [(first - 1, last) for first, last, _rows in
+                  ledger.pending_ranges(session, campaign_id, max(1, -(-total // count)))]
     context = multiprocessing.get_context("spawn")
     messages, halt = context.Queue(), context.Event()
     # The provider's rate is shared: each child paces at its part of it.

@@ -113,11 +113,26 @@ def fire_campaign(campaign_id: int) -> None:
             log.info("campaign %s now starts at %s (rescheduled); not yet", campaign_id, show(due, "UTC"))
         elif (now - due).total_seconds() > rt.grace:
             mark_missed(rt, campaign_id, due)
+        elif rt.settings.broker_url:
+            _start_on_workers(rt, campaign_id)
         else:
             from newsletter.engine.sender import start_campaign
 
             send(rt, campaign_id, transport, "starting",
                  lambda t: start_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
+
+
+def _start_on_workers(rt: Runtime, campaign_id: int) -> None:
+    """Scale-out mode: queue the campaign's chunks for ``newsletter worker`` processes."""
+    from newsletter.distributed.dispatch import enqueue_campaign
+    from newsletter.errors import Conflict
+
+    try:
+        chunks = enqueue_campaign(rt.store, rt.settings, campaign_id)
+    except Conflict:
+        log.info("campaign %s was started by another process", campaign_id)
+        return
+    log.info("campaign %s: queued %s chunk(s) for the workers", campaign_id, chunks)
 
 
 def _run_waves(rt: Runtime, campaign_id: int, transport: str, now: datetime) -> None:

@@ -10,6 +10,7 @@ leaves the store as it was).
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import NamedTuple
 from datetime import datetime
@@ -84,6 +85,8 @@ class ImportWriter:
         # for them is a duplicate within the file, and the first line wins.
         self.baseline_id = connection.execute(select(func.coalesce(func.max(subscribers_t.c.id), 0))).scalar()
         self.next_id = self.baseline_id + 1
+        # Most imports meet an empty suppression list: then no chunk needs to ask it.
+        self.suppressions_exist = connection.execute(select(suppressions_t.c.email_hash).limit(1)).first() is not None
 
     def write(self, rows: list[ValidRow]) -> ChunkCounts:
         counts = ChunkCounts()
@@ -132,6 +135,8 @@ class ImportWriter:
         return found
 
     def _suppressed(self, hashes: list[str]) -> set[str]:
+        if not self.suppressions_exist:
+            return set()
         return {row[0] for row in self._where_in("SELECT email_hash FROM suppressions WHERE email_hash IN ({})",
                                                   hashes)}
 
@@ -196,6 +201,7 @@ class ImportWriter:
             )
         self._write_memberships(plan)
         if plan.suppress:
+            self.suppressions_exist = True
             conn.execute(insert(suppressions_t), [
                 {"email_hash": h, "reason": reason, "detail": self.source, "created_at": now}
                 for h, reason in dict(plan.suppress).items()
@@ -228,15 +234,34 @@ class ImportWriter:
         statement = insert(subscribers_t).returning(subscribers_t.c.id, sort_by_parameter_order=True)
         return list(self.connection.execute(statement, [dict(zip(_SUBSCRIBER_COLUMNS, row)) for row in rows]).scalars())
 
+    def _insert_memberships(self, plan: "_Plan") -> None:
+        """New memberships; on SQLite, one statement per (status, IP) group.
+
+        Almost every column is the same for a whole chunk, so the subscriber
+        ids go in as one JSON array (json_each) instead of a bound row each:
+        a third of the time, foreign-key checks included.
+        """
+        stamp, groups = plan.stamp, {}
+        for sid, status, ip in plan.memberships:
+            groups.setdefault((status, ip), []).append(sid)
+        if plan.sqlite and len(groups) <= 8 and sqlite3.sqlite_version_info >= (3, 38):
+            for (status, ip), ids in groups.items():
+                self.connection.exec_driver_sql(
+                    f"INSERT INTO memberships ({', '.join(_MEMBERSHIP_COLUMNS)}) "
+                    "SELECT value, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
+                    (self.list_id, status, stamp, stamp if status == CONFIRMED else None,
+                     stamp if status == "unsubscribed" else None, self.source, ip, json.dumps(ids)))
+            return
+        bulk_insert(self.connection, memberships_t, _MEMBERSHIP_COLUMNS, [
+            (sid, self.list_id, status, stamp, stamp if status == CONFIRMED else None,
+             stamp if status == "unsubscribed" else None, self.source, ip)
+            for sid, status, ip in plan.memberships
+        ])
+
     def _write_memberships(self, plan: "_Plan") -> None:
         conn, now, list_id = self.connection, plan.now, self.list_id
         if plan.memberships:
-            stamp = plan.stamp
-            bulk_insert(conn, memberships_t, _MEMBERSHIP_COLUMNS, [
-                (sid, list_id, status, stamp, stamp if status == CONFIRMED else None,
-                 stamp if status == "unsubscribed" else None, self.source, ip)
-                for sid, status, ip in plan.memberships
-            ])
+            self._insert_memberships(plan)
         changes = [(sid, "unsubscribe") for sid in plan.leave] + [(sid, "resubscribe") for sid, _ in plan.rejoin]
         bulk_insert(conn, consents_t, _CONSENT_COLUMNS,
                     [(sid, list_id, action, self.source, None, plan.stamp) for sid, action in changes])

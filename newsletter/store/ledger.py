@@ -135,31 +135,37 @@ class Candidate:
     eligible: bool
 
 
-def next_pending(session: Session, campaign_id: int, list_id: int | None, after_id: int,
-                 limit: int, up_to: int | None = None) -> list[Candidate]:
-    """The next ``limit`` pending rows after ``after_id`` (and at most ``up_to``), each
-    checked against the list membership and the suppression list *now* (an
-    unsubscribe during a send counts)."""
+def _candidates(campaign_id: int, list_id: int | None):
+    """Pending rows of a campaign with what sending needs and whether they may still be sent:
+    the subscriber active, still a confirmed member, not on the suppression list."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
-    query = (
+    return (
         select(deliveries_t.c.id, deliveries_t.c.subscriber_id, deliveries_t.c.email, subscribers_t.c.name,
                subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed)
         .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
         .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
                                        memberships_t.c.list_id == list_id))
-        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
-               deliveries_t.c.id > after_id)
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING)
         .order_by(deliveries_t.c.id)
-        .limit(limit)
     )
+
+
+def _as_candidates(rows) -> list[Candidate]:
+    return [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
+                      row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
+            for row in rows]
+
+
+def next_pending(session: Session, campaign_id: int, list_id: int | None, after_id: int,
+                 limit: int, up_to: int | None = None) -> list[Candidate]:
+    """The next ``limit`` pending rows after ``after_id`` (and at most ``up_to``), each
+    checked against the list membership and the suppression list *now* (an
+    unsubscribe during a send counts)."""
+    query = _candidates(campaign_id, list_id).where(deliveries_t.c.id > after_id).limit(limit)
     if up_to is not None:
         query = query.where(deliveries_t.c.id <= up_to)
-    return [
-        Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
-                  row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
-        for row in session.execute(query)
-    ]
+    return _as_candidates(session.execute(query))
 
 
 def mark(session: Session, delivery_ids: list[int], status: str, from_status: str, *,
@@ -249,25 +255,6 @@ def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict]
     return [dict(row._mapping) for row in session.execute(query)]
 
 
-def pending_id_bounds(session: Session, campaign_id: int, parts: int) -> list[tuple[int, int]]:
-    """Cut the campaign's pending rows into ``parts`` id ranges of about equal size."""
-    ids = select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == campaign_id,
-                                         deliveries_t.c.status == LEDGER_PENDING)
-    total = session.execute(select(func.count()).select_from(ids.subquery())).scalar() or 0
-    if total == 0:
-        return []
-    step = -(-total // parts)
-    ranges, low = [], 0
-    for index in range(parts):
-        if index * step >= total:
-            break
-        last = min((index + 1) * step, total) - 1
-        high = session.execute(ids.order_by(deliveries_t.c.id).offset(last).limit(1)).scalar()
-        ranges.append((low, high))
-        low = high
-    return ranges
-
-
 def skipped_now(session: Session, ids: list[int]) -> int:
     return mark(session, ids, LEDGER_SKIPPED, LEDGER_PENDING, error="unsubscribed or suppressed before sending")
 
@@ -315,23 +302,9 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
     on still being ``pending``. The caller commits before sending: two
     workers never get the same row.
     """
-    suppressed = select(suppressions_t.c.email_hash).where(
-        suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
-    query = (
-        select(deliveries_t.c.id, deliveries_t.c.subscriber_id, deliveries_t.c.email, subscribers_t.c.name,
-               subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed)
-        .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
-        .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
-                                       memberships_t.c.list_id == list_id))
-        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.id.between(first_id, last_id),
-               deliveries_t.c.status == LEDGER_PENDING)
-        .order_by(deliveries_t.c.id)
-        .limit(limit)
-        .with_for_update(of=deliveries_t, skip_locked=True)
-    )
-    batch = [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
-                       row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
-             for row in session.execute(query)]
+    query = (_candidates(campaign_id, list_id).where(deliveries_t.c.id.between(first_id, last_id))
+             .limit(limit).with_for_update(of=deliveries_t, skip_locked=True))
+    batch = _as_candidates(session.execute(query))
     skipped_now(session, [c.delivery_id for c in batch if not c.eligible])
     eligible = [c for c in batch if c.eligible]
     moved = mark(session, [c.delivery_id for c in eligible], LEDGER_SENDING, LEDGER_PENDING, count_attempt=True)
