@@ -94,6 +94,38 @@ def workspace(tmp_path, database_url, monkeypatch):
     return folder
 
 
+ARTICLES = TESTS / "articles"
+SEED = ARTICLES / "seed-ketamine.txt"
+RECENT = "https://clinic.example/blog/which-type"  # the seed names its recent article without a URL
+
+
+@pytest.fixture
+def plain_workspace(tmp_path, monkeypatch):
+    """A workspace (cwd) for work that needs no database (composing, previews)."""
+    from newsletter.workspace import init_workspace
+
+    folder = tmp_path / "letter"
+    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",
+                   base_url="https://news.clinic.example")
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
+def settings(plain_workspace):
+    from newsletter.config import load_settings
+
+    return load_settings(plain_workspace)
+
+
+@pytest.fixture
+def seed(settings):
+    """The seed article composed, with the URL its recently-published link lacks."""
+    from newsletter.compose.edition import compose_edition
+
+    return compose_edition(SEED, settings, recent_url=RECENT)
+
+
 @dataclass
 class Result:
     exit_code: int

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
 from newsletter.compose.checks import check_edition, errors, warnings
 from newsletter.compose.edition import compose_edition
 
-ARTICLES = Path(__file__).parent / "articles"
-SEED = ARTICLES / "seed-ketamine.txt"
-RECENT = "https://clinic.example/blog/which-type"
-
-
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    from newsletter.config import load_settings
-    from newsletter.workspace import init_workspace
-
-    folder = tmp_path / "letter"
-    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",
-                   base_url="https://news.clinic.example")
-    monkeypatch.chdir(folder)
-    return load_settings(folder)
-
-
-@pytest.fixture
-def seed(settings):
-    return compose_edition(SEED, settings, recent_url=RECENT)
+from conftest import ARTICLES, SEED
 
 
 def codes(findings, level=None):

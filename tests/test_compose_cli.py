@@ -9,23 +9,17 @@ from pathlib import Path
 
 import pytest
 
-ARTICLES = Path(__file__).parent / "articles"
-RECENT = "https://clinic.example/blog/which-type"
+from conftest import ARTICLES, RECENT
+
 SLUG = "ketamine-therapy-explained-meaning-importance-and-top"
 
 
 @pytest.fixture
-def letter(tmp_path, monkeypatch):
-    """A workspace (cwd) holding the test articles; composing needs no database."""
-    from newsletter.workspace import init_workspace
-
-    folder = tmp_path / "letter"
-    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",
-                   base_url="https://news.clinic.example")
+def letter(plain_workspace):
+    """A workspace (cwd) holding the test articles."""
     for path in ARTICLES.iterdir():
-        shutil.copy(path, folder / "articles" / path.name)
-    monkeypatch.chdir(folder)
-    return folder
+        shutil.copy(path, plain_workspace / "articles" / path.name)
+    return plain_workspace
 
 
 def test_compose_writes_html_text_and_a_complete_eml(cli, letter):

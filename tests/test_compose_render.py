@@ -12,27 +12,7 @@ from newsletter.compose.edition import compose_edition, merge_values
 from newsletter.compose.merge import MergeTemplate
 from newsletter.errors import TemplateError
 
-ARTICLES = Path(__file__).parent / "articles"
-SEED = ARTICLES / "seed-ketamine.txt"
-RECENT = "https://clinic.example/blog/which-type"
-
-
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    """A workspace without a database (composing needs none), as settings."""
-    from newsletter.config import load_settings
-    from newsletter.workspace import init_workspace
-
-    folder = tmp_path / "letter"
-    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",
-                   base_url="https://news.clinic.example")
-    monkeypatch.chdir(folder)
-    return load_settings(folder)
-
-
-@pytest.fixture
-def seed(settings):
-    return compose_edition(SEED, settings, recent_url=RECENT)
+from conftest import ARTICLES, RECENT, SEED
 
 
 def test_default_theme_structure(seed):
@@ -161,7 +141,7 @@ def test_personalisation_fills_every_field(settings, seed):
     text = MergeTemplate(seed.text).render(values)
     assert "%%" not in html and "%%" not in text
     assert "Hi there," in html and "Hi there," in text
-    assert f'href="https://news.clinic.example/unsubscribe/tok123"' in html
+    assert 'href="https://news.clinic.example/unsubscribe/tok123"' in html
     assert f"https://news.clinic.example/archive/{seed.slug}" in text
 
 
