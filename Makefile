@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-NEWSLETTER := $(VENV)/bin/newsletter
+NEWSLETTER := $(abspath $(VENV))/bin/newsletter
 DEMO ?= demo
 
 .PHONY: demo test bench venv clean
@@ -23,12 +23,15 @@ demo: venv
 	$(NEWSLETTER) init $(DEMO) --from "Demo Letter <letter@example.org>" \
 		--postal-address "1 Demo Street, Springfield" --base-url http://127.0.0.1:8000 --transport file
 	cp subscribers/sample.csv $(DEMO)/subscribers/
-	cd $(DEMO) && ../$(NEWSLETTER) subscribers import subscribers/sample.csv --list readers
-	cd $(DEMO) && ../$(NEWSLETTER) subscribers list --list readers
-	cd $(DEMO) && ../$(NEWSLETTER) lists list
-	cd $(DEMO) && ../$(NEWSLETTER) compose articles/welcome.md --out build/
-	cd $(DEMO) && ../$(NEWSLETTER) check articles/welcome.md
-	@echo "Demo workspace ready in ./$(DEMO) (try: cd $(DEMO) && ../$(NEWSLETTER) subscribers show ada@example.org)"
+	cd $(DEMO) && $(NEWSLETTER) subscribers import subscribers/sample.csv --list readers
+	cd $(DEMO) && $(NEWSLETTER) subscribers list --list readers
+	cd $(DEMO) && $(NEWSLETTER) lists list
+	cd $(DEMO) && $(NEWSLETTER) compose articles/welcome.md --out build/
+	cd $(DEMO) && $(NEWSLETTER) check articles/welcome.md
+	cd $(DEMO) && $(NEWSLETTER) send articles/welcome.md --list readers --yes
+	cd $(DEMO) && $(NEWSLETTER) campaigns show 1
+	@echo "Demo workspace ready in $(DEMO): the sent messages are in $(DEMO)/outbox/."
+	@echo "Try: cd $(DEMO) && $(NEWSLETTER) subscribers show ada@example.org"
 
 test: venv
 	$(PY) -m pytest
