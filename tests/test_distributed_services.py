@@ -296,3 +296,37 @@ def test_a_429_pauses_every_worker(redis_url, sendgrid):
     assert waited_b >= 1.0, "B did not wait for A's rate limit"
     assert all(r.outcome.value in ("queued", "sent") for r in results["a"])
     client.close()
+
+
+AMQP_URL = os.environ.get("NEWSLETTER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+@pytest.fixture
+def amqp_url():
+    """RabbitMQ with the project's queues purged before and after."""
+    import pika
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the broker
+        need_service(f"RabbitMQ at {AMQP_URL} is not reachable: {exc}")
+
+    def purge():
+        channel = connection.channel()
+        for queue in ("newsletter", "newsletter.DQ", "newsletter.XQ"):
+            channel.queue_delete(queue=queue)
+        channel.close()
+
+    purge()
+    yield AMQP_URL
+    purge()
+    connection.close()
+
+
+def test_workers_on_rabbitmq_send_each_recipient_once(letter, amqp_url, sendgrid):
+    emails = letter.populate(5_000)
+    letter.workers(2, amqp_url)
+    report = finish(letter.send(amqp_url), letter)
+    assert report["status"] == "sent"
+    statuses = check_exactly_once(sendgrid, emails)
+    assert statuses["sent"] == 5_000

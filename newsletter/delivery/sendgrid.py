@@ -137,7 +137,7 @@ class SendGridTransport(Transport):
         from python_http_client.exceptions import HTTPError
 
         try:
-            response = self._client.client.mail.send.post(request_body=body, timeout=self.timeout)
+            response = self._post(body)
         except HTTPError as exc:
             return self._http_error(exc, recipients, attempt)
         except URLError as exc:
@@ -157,6 +157,27 @@ class SendGridTransport(Transport):
             return None, results_for(recipients, Outcome.UNKNOWN, error=error)
         provider_id = response.headers.get("X-Message-Id") if response.headers else None
         return None, results_for(recipients, Outcome.QUEUED, provider_id=provider_id)
+
+    def _post(self, body: dict):
+        """POST ``body`` to /v3/mail/send through the library's client.
+
+        The request goes through the client's ``_make_request`` (its hook for
+        exactly this: its error handling, HTTPError subclasses and timeout
+        stay the library's). Its ``post`` would also serialise the body with
+        default separators and format the whole payload into a debug message
+        on every request, logging on or off: about 4 ms of a 600 kB body,
+        a tenth of the time of a large send.
+        """
+        import json
+        import urllib.request
+
+        from python_http_client.client import Response
+
+        endpoint = self._client.client.mail.send
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {**endpoint.request_headers, "Content-Type": "application/json"}
+        request = urllib.request.Request(endpoint._build_url(None), data=payload, headers=headers, method="POST")
+        return Response(endpoint._make_request(urllib.request.build_opener(), request, timeout=self.timeout))
 
     def _http_error(self, exc, recipients: list[Recipient], attempt: int):
         status = int(exc.status_code)
