@@ -52,7 +52,7 @@ def create_campaign(store, settings, edition, list_name: str, transport: str, *,
     require_sendable(settings)
     with store.session() as session:
         mailing_list = get_list(session, list_name)
-        if ledger.audience_size(session, mailing_list.id) == 0:
+        if not ledger.has_audience(session, mailing_list.id):
             raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
                              hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
         stored = ledger.save_edition(

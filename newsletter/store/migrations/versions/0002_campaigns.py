@@ -50,15 +50,14 @@ def upgrade() -> None:
         "deliveries",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False,
-                  index=True),
+        sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("provider_id", sa.String(200), nullable=True),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("updated_at", UTCDateTime, nullable=True),
-        sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
+        sa.UniqueConstraint("subscriber_id", "campaign_id", name="uq_deliveries_subscriber_campaign"),
     )
     op.create_index("ix_deliveries_campaign_status", "deliveries", ["campaign_id", "status"])
 
