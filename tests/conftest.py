@@ -159,3 +159,13 @@ def cli(capsys):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+def populate(cli, tmp_path: Path, count: int, list_name: str = "readers") -> list[str]:
+    """Import ``count`` subscribers (reader0@example.org, ...) onto ``list_name``; returns their addresses."""
+    emails = [f"reader{i}@example.org" for i in range(count)]
+    data = tmp_path / f"people-{count}.csv"
+    data.write_text("email,name\n" + "".join(f"{e},Reader {i}\n" for i, e in enumerate(emails)))
+    result = cli("subscribers", "import", str(data), "--list", list_name, "--json")
+    assert result.json()["added"] == count, result.stderr
+    return emails

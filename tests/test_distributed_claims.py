@@ -9,7 +9,7 @@ last chunk settles the campaign once.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
+from conftest import populate
 
 import pytest
 
@@ -19,15 +19,6 @@ from newsletter.delivery.message import Outcome
 from newsletter.store.db import open_store
 
 pytest.importorskip("dramatiq")
-
-
-def populate(cli, tmp_path: Path, count: int, list_name: str = "readers") -> list[str]:
-    emails = [f"reader{i}@example.org" for i in range(count)]
-    data = tmp_path / f"people-{count}.csv"
-    data.write_text("email,name\n" + "".join(f"{e},Reader {i}\n" for i, e in enumerate(emails)))
-    result = cli("subscribers", "import", str(data), "--list", list_name, "--json")
-    assert result.json()["added"] == count, result.stderr
-    return emails
 
 
 class Recording(Transport):

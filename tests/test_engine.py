@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import populate
 from fake_sendgrid import FakeSendGrid
 
 from newsletter.config import load_settings
@@ -18,15 +19,6 @@ from newsletter.delivery.memory import MemoryTransport
 from newsletter.store.db import open_store
 
 API_KEY = "SG.engine-test.secret-value"
-
-
-def populate(cli, tmp_path: Path, count: int, list_name: str = "readers") -> list[str]:
-    emails = [f"reader{i}@example.org" for i in range(count)]
-    data = tmp_path / f"people-{count}.csv"
-    data.write_text("email,name\n" + "".join(f"{e},Reader {i}\n" for i, e in enumerate(emails)))
-    result = cli("subscribers", "import", str(data), "--list", list_name, "--json")
-    assert result.json()["added"] == count, result.stderr
-    return emails
 
 
 def sendgrid_env(monkeypatch, server: FakeSendGrid) -> None:

@@ -12,7 +12,7 @@ import time
 import pytest
 from smtp_server import SmtpServer
 
-from test_engine import populate
+from conftest import populate
 
 
 def _slow(handler, seconds: float) -> None:
