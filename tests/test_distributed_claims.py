@@ -9,9 +9,9 @@ last chunk settles the campaign once.
 from __future__ import annotations
 
 from datetime import timedelta
-from conftest import populate
 
 import pytest
+from conftest import populate
 
 from newsletter.config import load_settings
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
