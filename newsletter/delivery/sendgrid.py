@@ -174,7 +174,7 @@ class SendGridTransport(Transport):
         from python_http_client.client import Response
 
         endpoint = self._client.client.mail.send
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        payload = json.dumps(body, separators=(",", ":")).encode("ascii")  # ASCII escapes: the faster encoder
         headers = {**endpoint.request_headers, "Content-Type": "application/json"}
         request = urllib.request.Request(endpoint._build_url(None), data=payload, headers=headers, method="POST")
         return Response(endpoint._make_request(urllib.request.build_opener(), request, timeout=self.timeout))
