@@ -39,7 +39,9 @@ def send(app, article, list_name, transport, dry_run, limit, yes, recent_title, 
     settings = app.settings
     require_sendable(settings)
     edition = preflight(app, article, recent_title, recent_url, theme)
-    audience = audience_of(app.store, list_name)
+    # Counting a million members takes most of a second: only when someone reads the number
+    # (with --yes, create_campaign still refuses a missing list or an empty audience).
+    audience = None if yes and not dry_run else audience_of(app.store, list_name)
     chosen = transport or settings.transport
     if dry_run:
         _dry_run(app, article, edition, list_name, audience, chosen, as_json)
@@ -51,7 +53,8 @@ def send(app, article, list_name, transport, dry_run, limit, yes, recent_title, 
         click.confirm(f"Send {edition.subject!r} to {audience} subscribers of {list_name} via {chosen}?",
                       abort=True, err=True)
     campaign_id = create_campaign(app.store, settings, edition, list_name, chosen, article_path=article)
-    say(f"Campaign {campaign_id}: sending to {audience} subscribers via {chosen}")
+    say(f"Campaign {campaign_id}: sending to {f'{audience} subscribers of ' if audience else ''}{list_name} "
+        f"via {chosen}")
     if settings.broker_url:  # scale-out: `newsletter worker` processes send it
         from newsletter.cli.worker import send_through_workers
 
