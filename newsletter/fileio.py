@@ -38,6 +38,24 @@ def atomic_binary_file(path: Path) -> Iterator[IO[bytes]]:
         raise
 
 
+def open_input(path: Path, *, missing: str, missing_hint: str, folder: str, folder_hint: str) -> IO[bytes]:
+    """Open a file the user named, in binary; an InputError saying what is wrong otherwise.
+
+    ``missing``/``folder`` are the messages for a path that does not exist or
+    is a folder (``{path}`` is filled in), each with its hint.
+    """
+    from newsletter.errors import InputError
+
+    try:
+        return Path(path).open("rb")
+    except FileNotFoundError:
+        raise InputError(missing.format(path=path), hint=missing_hint) from None
+    except IsADirectoryError:
+        raise InputError(folder.format(path=path), hint=folder_hint) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def write_atomically(path: Path, data: bytes | str) -> None:
     """Replace ``path`` with ``data`` in one step."""
     with atomic_binary_file(path) as handle:

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from newsletter.audience.addresses import address_hash, normalise_address
 from newsletter.audience.formats import cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError
+from newsletter.fileio import open_input
 from newsletter.store.importing import ValidRow
 
 CHUNK_ROWS = 2000
@@ -50,14 +51,8 @@ class Parsed:
 
 def open_for_reading(path: Path):
     """The file opened in binary, or InputError naming what is wrong."""
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}", hint="check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a folder, not a file", hint="give the path of a .csv file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    return open_input(path, missing="no such file: {path}", missing_hint="check the path",
+                      folder="{path} is a folder, not a file", folder_hint="give the path of a .csv file")
 
 
 def parse_file(path: Path, format_name: str, encoding: str) -> Parsed:

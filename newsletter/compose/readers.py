@@ -70,14 +70,13 @@ def article_kind(path: Path, body: str) -> str:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"article not found: {path}", hint="check the path, e.g. newsletter compose articles/welcome.md") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a folder, not an article file", hint="name one .md, .txt or .html file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    from newsletter.fileio import open_input
+
+    with open_input(path, missing="article not found: {path}",
+                    missing_hint="check the path, e.g. newsletter compose articles/welcome.md",
+                    folder="{path} is a folder, not an article file",
+                    folder_hint="name one .md, .txt or .html file") as handle:
+        data = handle.read()
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             return data.decode(encoding)

@@ -90,13 +90,22 @@ def mark_missed(rt: Runtime, campaign_id: int, due: datetime) -> bool:
     return done
 
 
-def fire_campaign(campaign_id: int) -> None:
-    """The job of a scheduled campaign: start it (or its due waves) if it is still due."""
+@contextmanager
+def _job(campaign_id: int):
+    """The daemon's runtime while this process works on the campaign; None when it must not
+    (the daemon is stopping, or another job of this process already has the campaign)."""
     rt = current()
     if rt.stop.is_set():
+        yield None
         return
     with rt.running(campaign_id) as mine:
-        if not mine:
+        yield rt if mine else None
+
+
+def fire_campaign(campaign_id: int) -> None:
+    """The job of a scheduled campaign: start it (or its due waves) if it is still due."""
+    with _job(campaign_id) as rt:
+        if rt is None:
             return
         with rt.store.session() as session:
             campaign = session.get(Campaign, campaign_id)
@@ -166,11 +175,8 @@ def resume_orphan(campaign_id: int, orphan: bool = False) -> None:
     """
     from newsletter.engine.sender import resume_campaign
 
-    rt = current()
-    if rt.stop.is_set():
-        return
-    with rt.running(campaign_id) as mine:
-        if not mine:
+    with _job(campaign_id) as rt:
+        if rt is None:
             return
         with rt.store.session() as session:
             campaign = session.get(Campaign, campaign_id)
