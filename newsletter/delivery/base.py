@@ -25,6 +25,11 @@ What a result means, and what the engine should do with it:
 A transport never reports ``FAILED``/retryable when a resend could
 duplicate: when in doubt it answers ``UNKNOWN``.
 
+One recipient never takes down a batch: an address or name that cannot be
+written (:data:`BUILD_ERRORS`, see ``newsletter.delivery.wire``) is that
+recipient's ``REJECTED`` result with the reason (:func:`unbuildable`), and
+the others go on. Only failures that concern the whole batch raise.
+
 A problem that will fail *every* batch (a 401 for a bad API key, SMTP
 authentication refused) raises :class:`PermanentTransportError` instead: a
 :class:`~newsletter.errors.DeliveryError` whose ``hint`` names the setting
@@ -34,6 +39,7 @@ and leaves the batch's rows ``pending`` (or ``failed``/retryable).
 
 from __future__ import annotations
 
+from email.errors import MessageError
 from typing import Iterable
 
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
@@ -117,3 +123,17 @@ def results_for(
 ) -> list[SendResult]:
     """The same result for every recipient (a whole-request answer)."""
     return [SendResult(r.message_id, outcome, provider_id, retryable, error) for r in recipients]
+
+
+#: What building one recipient's message may raise because of that recipient's
+#: data (UnsendableAddress, a header the email package refuses, a bad encoding).
+BUILD_ERRORS = (ValueError, TypeError, MessageError)
+
+
+def unbuildable(recipient: Recipient, exc: BaseException) -> SendResult:
+    """The REJECTED result for a recipient whose message cannot be written.
+
+    The reason names the problem, never the address (it is stored and shown).
+    """
+    reason = str(exc).strip() or type(exc).__name__
+    return SendResult(recipient.message_id, Outcome.REJECTED, error=f"cannot write this recipient's message: {reason}"[:500])

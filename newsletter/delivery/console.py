@@ -11,7 +11,7 @@ import threading
 from typing import TextIO
 
 from newsletter.compose.merge import MergeTemplate
-from newsletter.delivery.base import Transport
+from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
 
@@ -39,8 +39,21 @@ class ConsoleTransport(Transport):
         results = []
         with self._lock:
             for recipient in recipients:
-                text = as_file_bytes(build_mime(message, recipient, *templates)).decode("utf-8", "replace")
-                stream.write(f"{text.rstrip()}\n{SEPARATOR}\n")
+                try:
+                    text = as_file_bytes(build_mime(message, recipient, *templates)).decode("utf-8", "replace")
+                except BUILD_ERRORS as exc:
+                    results.append(unbuildable(recipient, exc))
+                    continue
+                stream.write(_printable(f"{text.rstrip()}\n{SEPARATOR}\n", stream))
                 results.append(SendResult(recipient.message_id, Outcome.SENT))
             stream.flush()
         return results
+
+
+def _printable(text: str, stream) -> str:
+    """``text`` as ``stream`` can encode it: an internationalised message has raw
+    UTF-8 headers, and a console may be ASCII (LANG=C)."""
+    if text.isascii():
+        return text
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)

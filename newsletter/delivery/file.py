@@ -1,5 +1,10 @@
 """Writes each message as ``<message-id>.eml`` into an outbox folder (development).
 
+Messages are built as for SMTP (``newsletter.delivery.mime``): an address
+with a non-ASCII local part gives an internationalised message (raw UTF-8
+headers, RFC 6532), which reads back with the address as written. A
+recipient whose message cannot be built is REJECTED alone.
+
 A file appears complete or not at all: it is written under a temporary name
 in the same folder, flushed, and renamed. Files use LF line endings (the
 platform's); SMTP would get CRLF.
@@ -13,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from newsletter.compose.merge import MergeTemplate
-from newsletter.delivery.base import PermanentTransportError, Transport
+from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
 
@@ -53,7 +58,11 @@ class FileTransport(Transport):
         templates = MergeTemplate(message.html), MergeTemplate(message.text), MergeTemplate(message.subject)
         results = []
         for recipient in recipients:
-            data = as_file_bytes(build_mime(message, recipient, *templates))
+            try:
+                data = as_file_bytes(build_mime(message, recipient, *templates))
+            except BUILD_ERRORS as exc:
+                results.append(unbuildable(recipient, exc))
+                continue
             path = self.path_for(recipient.message_id)
             try:
                 self._write_atomically(path, data)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from newsletter.compose.merge import MergeTemplate
-from newsletter.delivery.base import Transport
+from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
-from newsletter.delivery.mime import build_mime
+from newsletter.delivery.mime import as_smtp_bytes, build_mime
 
 
 class MemoryTransport(Transport):
@@ -52,7 +52,12 @@ class MemoryTransport(Transport):
             if address in self.fail:
                 results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error="451 try later (memory transport)"))
                 continue
-            mime = build_mime(message, recipient, *templates)
+            try:
+                mime = build_mime(message, recipient, *templates)
+                as_smtp_bytes(mime)  # what SMTP would refuse to write, this refuses too
+            except BUILD_ERRORS as exc:
+                results.append(unbuildable(recipient, exc))
+                continue
             self.outbox.append(mime)
             MemoryTransport.shared_outbox.append(mime)
             results.append(SendResult(recipient.message_id, Outcome.SENT, provider_id=recipient.message_id))

@@ -5,7 +5,12 @@
 - ``List-Unsubscribe`` as plain ASCII ``<https://...>``: the policy allows
   998-byte header lines so Python never RFC 2047-encodes the long URL (mailbox
   providers ignore an encoded one);
-- ``as_file_bytes`` uses the platform's LF line endings, ``as_smtp_bytes`` CRLF.
+- ``as_file_bytes`` uses the platform's LF line endings, ``as_smtp_bytes`` CRLF;
+- addresses go through ``newsletter.delivery.wire`` (IDNA-encoded domains,
+  names without control characters); a message to or from an address with a
+  non-ASCII local part is written as an internationalised message (RFC 6532:
+  raw UTF-8 headers), which needs SMTPUTF8 on the wire. ``needs_smtputf8``
+  tells which messages are.
 
 :class:`MimeRenderer` is the fast path for sending one edition to many
 recipients: it writes the same message straight to bytes, a sixth of the
@@ -25,11 +30,16 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from newsletter.compose.merge import MergeTemplate
 from newsletter.delivery.message import Message, Recipient
+from newsletter.delivery.wire import clean_name, header_address, needs_smtputf8, parse_mailbox, wire_address
 
 # Bodies are encoded under the default policy (quoted-printable lines of 76);
 # headers are written out under these, where a line may be 998 bytes long.
 FILE_POLICY = policy.default.clone(max_line_length=998)
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
+# Internationalised messages (RFC 6532): headers in raw UTF-8, never RFC 2047.
+MESSAGE_POLICY_UTF8 = policy.default.clone(utf8=True)
+FILE_POLICY_UTF8 = FILE_POLICY.clone(utf8=True)
+SMTP_POLICY_UTF8 = SMTP_POLICY.clone(utf8=True)
 
 
 def new_message_id(sender_address: str) -> str:
@@ -68,14 +78,24 @@ def build_mime(
     """The complete message for ``recipient``, merge fields filled in.
 
     Pass pre-split templates when building many messages of one edition.
+    Raises ``ValueError`` (:class:`~newsletter.delivery.wire.UnsendableAddress`
+    among others) when this recipient's message cannot be written: the
+    transports make that recipient's result, not the batch's.
     """
     values = recipient.merge_data
     mime = EmailMessage(policy=policy.default)
     mime["Subject"] = (subject or MergeTemplate(message.subject)).render(values)
-    mime["From"] = message.from_email
-    mime["To"] = to_header_value(recipient)
+    sender = header_address(*parse_mailbox(message.from_email))
+    to = to_header_value(recipient)
+    mime["From"] = sender
+    mime["To"] = to
     if message.reply_to:
-        mime["Reply-To"] = message.reply_to
+        reply_to = header_address(*parse_mailbox(message.reply_to))
+        mime["Reply-To"] = reply_to
+    else:
+        reply_to = None
+    if any(a is not None and not a.username.isascii() for a in (sender, to, reply_to)):
+        mime.policy = MESSAGE_POLICY_UTF8  # as_file_bytes / as_smtp_bytes follow it
     mime["Date"] = format_datetime(_now())
     mime["Message-ID"] = f"<{recipient.message_id}>"
     for name, value in {**message.headers, **recipient.headers}.items():
@@ -85,21 +105,25 @@ def build_mime(
     return mime
 
 
-def to_header_value(recipient: Recipient) -> Address | str:
-    """The To value: an Address when there is a name, so that commas and
-    non-ASCII in it are quoted or encoded (a bare formataddr string is
-    re-parsed by the header registry and a comma would split it in two)."""
-    if not recipient.name:
-        return recipient.email
-    return Address(display_name=recipient.name, addr_spec=recipient.email)
+def to_header_value(recipient: Recipient) -> Address:
+    """The To value: an Address built from its parts, so that commas and
+    non-ASCII in the name are quoted or encoded (a bare formataddr string is
+    re-parsed by the header registry and a comma would split it in two), the
+    domain is IDNA-encoded and the name has no control characters."""
+    return header_address(recipient.name, wire_address(recipient.email))
+
+
+def is_internationalised(mime: EmailMessage) -> bool:
+    """Whether ``mime`` (from :func:`build_mime`) must go out with SMTPUTF8."""
+    return bool(mime.policy.utf8)
 
 
 def as_file_bytes(mime: EmailMessage) -> bytes:
-    return mime.as_bytes(policy=FILE_POLICY)
+    return mime.as_bytes(policy=FILE_POLICY_UTF8 if mime.policy.utf8 else FILE_POLICY)
 
 
 def as_smtp_bytes(mime: EmailMessage) -> bytes:
-    return mime.as_bytes(policy=SMTP_POLICY)
+    return mime.as_bytes(policy=SMTP_POLICY_UTF8 if mime.policy.utf8 else SMTP_POLICY)
 
 
 def _now():
@@ -117,19 +141,28 @@ class MimeRenderer:
     plain ASCII header values within 998 bytes are written as they are, any
     other value is folded (and RFC 2047-encoded where needed) by the same
     email policy ``build_mime`` uses. Header values with CR or LF raise
-    ``ValueError``, as the email package does. Thread-safe.
+    ``ValueError``, as the email package does. Addresses and names go
+    through ``newsletter.delivery.wire`` as in ``build_mime``; an address
+    with a non-ASCII local part is written in raw UTF-8 (RFC 6532: the
+    message then needs SMTPUTF8, see :meth:`needs_smtputf8`). Thread-safe.
     """
 
     def __init__(self, message: Message, linesep: str = "\r\n"):
         self.message = message
         self.linesep = linesep
         self._policy = SMTP_POLICY if linesep == "\r\n" else FILE_POLICY
+        self._utf8_policy = self._policy.clone(utf8=True)
         self._subject = MergeTemplate(message.subject)
         self._html = MergeTemplate(message.html)
         self._text = MergeTemplate(message.text)
         self._boundary = "=" * 15 + f"{random.randrange(10**18, 10**19)}" + "=="
-        self._from = self.header("From", message.from_email)
-        self._reply_to = self.header("Reply-To", message.reply_to) if message.reply_to else b""
+        sender = header_address(*parse_mailbox(message.from_email))
+        #: Every message needs SMTPUTF8 when the sender's own local part is not ASCII.
+        self.sender_utf8 = not sender.username.isascii()
+        self._from = self._address_header("From", sender)
+        reply_to = header_address(*parse_mailbox(message.reply_to)) if message.reply_to else None
+        self._reply_to = self._address_header("Reply-To", reply_to) if reply_to else b""
+        self.sender_utf8 = self.sender_utf8 or bool(reply_to and not reply_to.username.isascii())
         nl, b = linesep, self._boundary
         self._multipart = (
             f"MIME-Version: 1.0{nl}Content-Type: multipart/alternative; boundary=\"{b}\"{nl}{nl}"
@@ -153,13 +186,28 @@ class MimeRenderer:
         folded = self._policy.header_factory(name, value).fold(policy=self._policy)
         return folded.encode("ascii", "surrogateescape")
 
-    def render(self, recipient: Recipient) -> bytes:
-        """The complete message for ``recipient``, merge fields filled in."""
+    def _address_header(self, name: str, address: Address) -> bytes:
+        if address.username.isascii():
+            return self.header(name, address)
+        folded = self._utf8_policy.header_factory(name, address).fold(policy=self._utf8_policy)
+        return folded.encode("utf-8", "surrogateescape")
+
+    def needs_smtputf8(self, address: str) -> bool:
+        """Whether the message to ``address`` (a wire address) needs SMTPUTF8."""
+        return self.sender_utf8 or needs_smtputf8(address)
+
+    def render(self, recipient: Recipient, address: str | None = None) -> bytes:
+        """The complete message for ``recipient``, merge fields filled in.
+
+        ``address`` is the recipient's :func:`~newsletter.delivery.wire.wire_address`
+        when the caller has it already. Raises ``ValueError`` when this
+        recipient's message cannot be written.
+        """
         values = recipient.merge_data
         head = [
             self.header("Subject", self._subject.render(values)),
             self._from,
-            self._to(recipient),
+            self._to(recipient, address or wire_address(recipient.email)),
             self._reply_to,
             self._date_header(),
             self.header("Message-ID", f"<{recipient.message_id}>"),
@@ -176,12 +224,12 @@ class MimeRenderer:
             self._end,
         ))
 
-    def _to(self, recipient: Recipient) -> bytes:
+    def _to(self, recipient: Recipient, address: str) -> bytes:
         name = recipient.name
-        if name and name.isascii():
+        if address.isascii() and (not name or (name.isascii() and name.isprintable())):
             # formataddr quotes an ASCII name exactly as the policy would, at a tenth of the cost.
-            return self.header("To", formataddr((name, recipient.email)))
-        return self.header("To", to_header_value(recipient))
+            return self.header("To", formataddr((clean_name(name), address)) if name else address)
+        return self._address_header("To", header_address(name, address))
 
     def _qp(self, text: str) -> bytes:
         """``text`` quoted-printable encoded, ending with a line break, in our line endings."""
