@@ -105,15 +105,18 @@ class SmtpServer:
 
     ``credentials``: (user, password) turns on AUTH (PLAIN/LOGIN) and requires it.
     ``tls``: None, ``"starttls"`` or ``"ssl"``, with ``certfile``/``keyfile``.
+    ``smtputf8``: whether the server offers SMTPUTF8 (RFC 6531); without it,
+    aiosmtpd refuses non-ASCII addresses, as most servers do.
     """
 
-    def __init__(self, *, sink=False, credentials=None, tls=None, certfile=None, keyfile=None, port=None):
+    def __init__(self, *, sink=False, credentials=None, tls=None, certfile=None, keyfile=None, port=None,
+                 smtputf8=True):
         self.handler = Handler(sink=sink)
         self.port = port or free_port()
         self.connections = 0
         self.credentials = credentials
         self._conn_lock = threading.Lock()
-        kwargs = {"data_size_limit": 0, "enable_SMTPUTF8": True}
+        kwargs = {"data_size_limit": 0, "enable_SMTPUTF8": smtputf8}
         server_context = None
         if tls:
             server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -8,6 +8,9 @@ timeout. User and password are percent-decoded and never shown.
 
 Each recipient gets their own message (one SMTP transaction), rendered by
 :class:`~newsletter.delivery.mime.MimeRenderer`, optionally DKIM-signed.
+Domains go out IDNA-encoded (``newsletter.delivery.wire``); an address with
+a non-ASCII local part goes out with ``SMTPUTF8`` (RFC 6531) when the server
+offers it, and is REJECTED alone, with the reason, when it does not.
 Outcomes per recipient:
 
 - 250 after DATA: SENT;
@@ -35,13 +38,13 @@ import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.delivery.base import PermanentTransportError, Transport
+from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import MimeRenderer
+from newsletter.delivery.wire import UnsendableAddress, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
 
 URL_HINT = "write it as smtp://user:password@host:587?tls=starttls (or smtps://...:465, or ?tls=none)"
@@ -190,8 +193,12 @@ class SmtpTransport(Transport):
         return sum(1 for slot in list(self._slots.queue) if slot[0] is not None)
 
     def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
-        renderer = MimeRenderer(message)
-        sender = self.envelope_from or parseaddr(message.from_email)[1]
+        try:
+            renderer = MimeRenderer(message)
+            sender = wire_address(self.envelope_from) if self.envelope_from else parse_mailbox(message.from_email)[1]
+        except UnsendableAddress as exc:
+            raise PermanentTransportError(f"the sender address cannot be sent: {exc}",
+                                          hint="check NEWSLETTER_FROM (the sender address)") from None
         workers = min(self.config.connections, len(recipients))
         size = -(-len(recipients) // workers)
         chunks = [recipients[i:i + size] for i in range(0, len(recipients), size)]
@@ -235,33 +242,43 @@ class SmtpTransport(Transport):
     def _deliver(self, slot: list, renderer: MimeRenderer, sender: str, recipient: Recipient) -> SendResult:
         """One message to one recipient; reconnects once when the connection went stale."""
         try:
-            data = renderer.render(recipient)
-        except ValueError as exc:
-            return SendResult(recipient.message_id, Outcome.REJECTED, error=f"cannot build the message: {exc}")
-        if self._dkim:
-            data = self._sign(data)
+            address = wire_address(recipient.email)
+            data = renderer.render(recipient, address)
+            if self._dkim:
+                data = self._sign(data)
+        except BUILD_ERRORS as exc:
+            return unbuildable(recipient, exc)
+        utf8 = renderer.needs_smtputf8(address)
         for attempt in (1, 2):
             if slot[0] is None:
                 slot[0] = self._connect()
             try:
-                return self._transaction(slot, sender, recipient, data)
+                return self._transaction(slot, sender, recipient, address, data, utf8)
             except _Stale as exc:
                 _quit(slot)
                 if attempt == 2:
                     return _failed(recipient, f"connection lost before the message went out: {exc}")
         raise AssertionError("unreachable")
 
-    def _transaction(self, slot: list, sender: str, recipient: Recipient, data: bytes) -> SendResult:
-        """MAIL, RCPT, DATA on the open connection ``slot[0]``."""
+    def _transaction(self, slot: list, sender: str, recipient: Recipient, address: str, data: bytes,
+                     utf8: bool) -> SendResult:
+        """MAIL, RCPT, DATA on the open connection ``slot[0]`` (``address``: the wire form)."""
         conn: smtplib.SMTP = slot[0]
-        if not (sender.isascii() and recipient.email.isascii()):
-            return SendResult(recipient.message_id, Outcome.REJECTED, error="non-ASCII address (SMTPUTF8 is not supported)")
+        options: tuple[str, ...] = ()
+        if utf8:
+            if not conn.has_extn("smtputf8"):
+                return SendResult(recipient.message_id, Outcome.REJECTED, error=(
+                    f"the SMTP server {self.config.host} does not offer SMTPUTF8, which an address with "
+                    "non-ASCII characters before the @ needs"))
+            # RFC 6531: SMTPUTF8 on MAIL (smtplib then writes commands in UTF-8); the headers are 8-bit.
+            options = ("SMTPUTF8", "BODY=8BITMIME") if conn.has_extn("8bitmime") else ("SMTPUTF8",)
         stage = "MAIL"
         try:
-            code, reply = conn.mail(sender)
+            code, reply = conn.mail(sender, options)
             if code == 250:
                 stage = "RCPT"
-                code, reply = conn.rcpt(recipient.email)
+                # The address as it is (smtplib's rcpt re-parses it, which can mangle a quoted local part).
+                code, reply = conn.docmd("rcpt", f"TO:<{address}>")
                 if code in (250, 251):
                     stage = "DATA"
                     conn.putcmd("data")
