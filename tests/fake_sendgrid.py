@@ -12,6 +12,23 @@ Faults for the next requests are queued with :meth:`FakeSendGrid.fail_next`:
 an answer) and ``"hang"`` (read the body and answer only after ``release()``
 or a few seconds: the client's timeout fires first).
 
+Recipients are judged as SendGrid judges them:
+
+- an address SendGrid would not take (non-ASCII anywhere: SendGrid offers no
+  SMTPUTF8 and takes IDN domains only in their ``xn--`` form; not of the
+  shape local@domain; or listed in ``refuse``) makes the whole request a 400
+  whose errors name each culprit, ``"field": "personalizations.N.to.M.email"``,
+  ``"message": "Does not contain a valid address."``, as the real API does
+  (its error shape is the spec's ``ErrorResponse``); ``anonymous_errors=True``
+  names only ``"personalizations"`` (to exercise a client's bisection);
+- a ``to.name`` with ``,`` or ``;`` is answered 202 but the recipient is
+  *dropped*: SendGrid documents that such names "cannot include either the
+  ; or , characters" and such messages may vanish silently. They are listed
+  in ``dropped`` and not counted as accepted, so a test can prove none are.
+
+``delivered`` lists every accepted ``to`` address, in order (when recording),
+so a test can prove nobody got a message twice.
+
 ``validate=False`` and ``record=False`` turn the checks and the recording off
 for benchmarks. Run as a script it prints its port and serves until killed.
 """
@@ -19,6 +36,7 @@ for benchmarks. Run as a script it prints its port and serves until killed.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -63,6 +81,39 @@ def _size(mapping: dict) -> int:
     return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in mapping.items())
 
 
+# SendGrid's address check is not published; this is the plain shape it
+# takes (ASCII only: its docs say "Unicode encoding is not supported for the
+# from field", and it offers no SMTPUTF8 for recipients either).
+_ADDRESS = re.compile(r'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+)*|"[\x20-\x7e]*")'
+                      r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
+INVALID_ADDRESS = "Does not contain a valid address."
+HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"
+
+
+def address_errors(body: dict, refuse=frozenset(), anonymous: bool = False) -> list[dict]:
+    """A 400's errors for every address SendGrid would refuse (see the module docstring)."""
+    def bad(address) -> bool:
+        return not isinstance(address, str) or not _ADDRESS.fullmatch(address) or address.lower() in refuse
+
+    errors = []
+    for where in ("from", "reply_to"):
+        if isinstance(body.get(where), dict) and bad(body[where].get("email")):
+            errors.append({"field": f"{where}.email", "message": INVALID_ADDRESS, "help": HELP})
+    for index, p in enumerate(body.get("personalizations", [])):
+        for kind in ("to", "cc", "bcc"):
+            for position, entry in enumerate(p.get(kind, [])):
+                if bad(entry.get("email")):
+                    field = "personalizations" if anonymous else f"personalizations.{index}.{kind}.{position}.email"
+                    errors.append({"field": field, "message": INVALID_ADDRESS, "help": HELP})
+    return errors
+
+
+def is_dropped(entry: dict) -> bool:
+    """Whether SendGrid may silently drop the message to this ``to`` entry (a name with , or ;)."""
+    name = entry.get("name") or ""
+    return "," in name or ";" in name
+
+
 def limit_errors(body: dict) -> list[dict]:
     """Errors for the documented limits the JSON schema does not express."""
     errors = []
@@ -97,11 +148,16 @@ def limit_errors(body: dict) -> list[dict]:
 class FakeSendGrid:
     """The server; ``with FakeSendGrid(api_key=...) as sg: sg.url ...``."""
 
-    def __init__(self, api_key: str = "SG.test-key.secret", *, validate: bool = True, record: bool = True, port: int = 0):
+    def __init__(self, api_key: str = "SG.test-key.secret", *, validate: bool = True, record: bool = True, port: int = 0,
+                 refuse=(), anonymous_errors: bool = False):
         self.api_key = api_key
         self.validate = validate
         self.record = record
+        self.refuse = {a.lower() for a in refuse}
+        self.anonymous_errors = anonymous_errors
         self.bodies: list[dict] = []
+        self.delivered: list[str] = []   # accepted to-addresses, in order
+        self.dropped: list[str] = []     # to-addresses SendGrid would drop silently
         self.requests = 0            # every POST, answered or not
         self.accepted_recipients = 0
         self._faults: list[object] = []
@@ -155,7 +211,16 @@ class FakeSendGrid:
             {"field": ".".join(str(p) for p in error.absolute_path) or None, "message": error.message}
             for error in self._validator.iter_errors(body)
         ]
-        return errors or limit_errors(body)
+        return errors or limit_errors(body) or address_errors(body, self.refuse, self.anonymous_errors)
+
+    def reset(self) -> None:
+        """Forget what was received (a module-wide server reused between examples)."""
+        with self._lock:
+            self.bodies.clear()
+            self.delivered.clear()
+            self.dropped.clear()
+            self.requests = self.accepted_recipients = 0
+            self._faults.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -198,12 +263,16 @@ class _Handler(BaseHTTPRequestHandler):
             errors = owner.check(body) if owner.validate else []
             if errors:
                 return self._answer(400, {"errors": errors})
-            recipients = sum(len(p.get("to", [])) for p in body.get("personalizations", []))
+            entries = [entry for p in body.get("personalizations", []) for entry in p.get("to", [])]
+            dropped = [entry["email"] for entry in entries if is_dropped(entry)]
+            recipients = len(entries) - len(dropped)
             if body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable"):
                 status = 200  # SendGrid answers a sandboxed send with 200, not 202
             if owner.record:
                 with owner._lock:
                     owner.bodies.append(body)
+                    owner.delivered.extend(entry["email"] for entry in entries if not is_dropped(entry))
+                    owner.dropped.extend(dropped)
         else:
             recipients = raw.count(b'"to":')  # cheap: one "to" list per personalization
         with owner._lock:

@@ -23,6 +23,22 @@ Answers (DESIGN.md section 5, outcomes as in ``newsletter.delivery.base``):
 - 400, 403, 413 (other 4xx too): REJECTED, not retryable;
 - 401: :class:`PermanentTransportError` naming SENDGRID_API_KEY.
 
+One invalid recipient makes SendGrid refuse the whole request with a 400
+(nothing of it is sent). When the 400 blames personalizations, the
+transport isolates the culprits (:meth:`SendGridTransport._isolate`): the
+personalizations the errors name are rejected with SendGrid's reason and
+the rest is sent again; when the errors name none, the request is split in
+halves, and so on. The all-good path stays one request; the extra requests
+are bounded (about two per halving: 2 * log2(recipients)).
+
+Addresses and names (``newsletter.delivery.wire``): domains go out
+IDNA-encoded; SendGrid offers no SMTPUTF8, so an address with non-ASCII
+characters before the @ is REJECTED alone, before the request (the API
+would refuse the whole request with "Does not contain a valid address.");
+names lose control characters, and a name with ``,`` or ``;`` is left out
+(see :func:`_recipient`); ``from.name`` is plain UTF-8 JSON, decoded from
+the RFC 2047 word ``formataddr`` makes of a non-ASCII sender name.
+
 The API key is never logged: the library logs its request headers at debug
 level, so a filter redacts ``Bearer`` values and drops request payloads.
 """
@@ -32,13 +48,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from email.utils import parseaddr
 from html import escape
 
 from newsletter.compose.merge import TOKEN, token
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.retry import RetryPolicy
+from newsletter.delivery.wire import UnsendableAddress, clean_name, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -109,29 +125,87 @@ class SendGridTransport(Transport):
         super().close()
 
     def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
-        body, included, results = build_body(message, recipients, sandbox=self.sandbox)
+        try:
+            body, included, results = build_body(message, recipients, sandbox=self.sandbox)
+        except UnsendableAddress as exc:
+            raise PermanentTransportError(f"SendGrid cannot send from this address: {exc}",
+                                          hint="check NEWSLETTER_FROM (and the reply-to address)") from None
         if included:
-            answers = self._post_with_retries(body, [recipients[i] for i in included])
+            chosen = [recipients[i] for i in included]
+            answers, errors = self._post_with_retries(body, chosen)
+            if errors is not None and len(chosen) > 1:
+                answers = self._isolate(body, chosen, answers, errors)
             for index, answer in zip(included, answers):
                 results[index] = answer
         return results  # type: ignore[return-value]
 
-    def _post_with_retries(self, body: dict, recipients: list[Recipient]) -> list[SendResult]:
-        """Post ``body``; retry where it is safe; one result per recipient."""
+    def _post_with_retries(self, body: dict, recipients: list[Recipient]):
+        """Post ``body``; retry where it is safe.
+
+        Returns ``(results, errors)``: one result per recipient, and
+        SendGrid's error list when it refused the request with a 400 that
+        blames personalizations (None otherwise).
+        """
         attempt = 0
         while True:
             attempt += 1
-            wait, results = self._attempt(body, recipients, attempt)
+            wait, results, errors = self._attempt(body, recipients, attempt)
             if wait is None:
-                return results
+                return results, errors
             if not self.retry.can_retry(attempt):
                 log.warning("sendgrid: giving up after %d attempts (%s)", attempt, results[0].error)
-                return results
+                return results, None
             log.info("sendgrid: %s; retrying in %.1f s", results[0].error, wait)
             self.retry.sleep(wait)
 
+    def _isolate(self, body: dict, recipients: list[Recipient], results: list[SendResult],
+                 errors: list[dict]) -> list[SendResult]:
+        """After a 400 that blames personalizations: find the culprits, send everyone else.
+
+        A 400 means SendGrid took none of the request, so sending parts of it
+        again cannot duplicate. The personalizations the errors name are
+        REJECTED with SendGrid's reason and the others go again in one
+        request; a 400 that names none splits the request in halves. At most
+        ``2 * ceil(log2(n)) + 2`` extra requests: beyond that, those not yet
+        isolated keep the 400 as their result.
+        """
+        final: list[SendResult | None] = [None] * len(recipients)
+        budget = 2 * max(1, (len(recipients) - 1).bit_length()) + 2
+        pending = [(list(range(len(recipients))), results, errors)]
+        while pending:
+            part, answers, part_errors = pending.pop()
+            named = _blamed(part_errors, len(part))
+            if len(part) == 1 or (named and len(named) == len(part)):
+                for position, index in enumerate(part):
+                    final[index] = _rejected(recipients[index], part_errors, position, answers[position])
+                continue
+            if budget <= 0:
+                for position, index in enumerate(part):
+                    final[index] = answers[position]
+                continue
+            if named:
+                for position in named:
+                    final[part[position]] = _rejected(recipients[part[position]], part_errors, position, answers[position])
+                pieces = [[index for position, index in enumerate(part) if position not in named]]
+            else:
+                middle = len(part) // 2
+                pieces = [part[:middle], part[middle:]]
+            for piece in pieces:
+                budget -= 1
+                sub_body = {**body, "personalizations": [body["personalizations"][i] for i in piece]}
+                sub_results, sub_errors = self._post_with_retries(sub_body, [recipients[i] for i in piece])
+                if sub_errors is not None:
+                    pending.append((piece, sub_results, sub_errors))
+                else:
+                    for index, result in zip(piece, sub_results):
+                        final[index] = result
+        log.info("sendgrid: a 400 blamed %d of %d recipients; the others went again",
+                 sum(1 for r in final if r is not None and r.outcome is Outcome.REJECTED), len(recipients))
+        return final  # type: ignore[return-value]
+
     def _attempt(self, body: dict, recipients: list[Recipient], attempt: int):
-        """One request. Returns ``(wait, results)``: ``wait`` is None when final."""
+        """One request. Returns ``(wait, results, errors)``: ``wait`` is None when
+        final; ``errors`` as for :meth:`_post_with_retries`."""
         from urllib.error import URLError
 
         from python_http_client.exceptions import HTTPError
@@ -144,19 +218,19 @@ class SendGridTransport(Transport):
             # urllib wraps only errors raised while connecting and sending: the
             # request never went out in full, so SendGrid cannot have accepted it.
             error = f"connection failed before sending: {_reason(exc.reason)}"
-            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=error)
+            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=error), None
         except OSError as exc:  # timeout, reset, RemoteDisconnected, after the body went out
             error = f"no answer after the request was sent ({_reason(exc)}): it may have been accepted"
-            return None, results_for(recipients, Outcome.UNKNOWN, error=error)
+            return None, results_for(recipients, Outcome.UNKNOWN, error=error), None
         except Exception as exc:  # http.client.HTTPException and kin: a broken answer
             from http.client import HTTPException
 
             if not isinstance(exc, HTTPException):
                 raise
             error = f"unreadable answer after the request was sent ({type(exc).__name__})"
-            return None, results_for(recipients, Outcome.UNKNOWN, error=error)
+            return None, results_for(recipients, Outcome.UNKNOWN, error=error), None
         provider_id = response.headers.get("X-Message-Id") if response.headers else None
-        return None, results_for(recipients, Outcome.QUEUED, provider_id=provider_id)
+        return None, results_for(recipients, Outcome.QUEUED, provider_id=provider_id), None
 
     def _post(self, body: dict):
         """POST ``body`` to /v3/mail/send through the library's client.
@@ -181,7 +255,8 @@ class SendGridTransport(Transport):
 
     def _http_error(self, exc, recipients: list[Recipient], attempt: int):
         status = int(exc.status_code)
-        detail = f"{status} {_error_text(exc.body)}".strip()
+        errors = _errors(exc.body)
+        detail = f"{status} {_error_text(exc.body, errors)}".strip()
         if status == 401:
             raise PermanentTransportError(
                 f"SendGrid refused the API key (401 Unauthorized) at {self.host}", hint=KEY_HINT, status=401
@@ -189,12 +264,13 @@ class SendGridTransport(Transport):
         if status == 429:
             reset = exc.headers.get("X-RateLimit-Reset") if exc.headers else None
             wait = self.retry.rate_limit_wait(reset, attempt)
-            return wait, results_for(recipients, Outcome.FAILED, retryable=True, error=f"rate limited ({detail})")
+            return wait, results_for(recipients, Outcome.FAILED, retryable=True, error=f"rate limited ({detail})"), None
         if status in _UNKNOWN_5XX:
-            return None, results_for(recipients, Outcome.UNKNOWN, error=f"gateway error, may have been accepted ({detail})")
+            return None, results_for(recipients, Outcome.UNKNOWN, error=f"gateway error, may have been accepted ({detail})"), None
         if status >= 500:
-            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=detail)
-        return None, results_for(recipients, Outcome.REJECTED, error=detail)
+            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=detail), None
+        blames = status == 400 and any(str(e.get("field") or "").startswith("personalizations") for e in errors)
+        return None, results_for(recipients, Outcome.REJECTED, error=detail), (errors if blames else None)
 
     def __repr__(self) -> str:
         return f"<SendGridTransport host={self.host!r} sandbox={self.sandbox}>"
@@ -209,7 +285,7 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     data over the 10,000-byte substitution limit, ids over the custom_args
     limit), so that one bad row does not sink its 999 neighbours.
     """
-    from_name, from_email = parseaddr(message.from_email)
+    from_name, from_email = _sender(message.from_email)
     # Every token a template uses gets a substitution, empty when the
     # recipient has no value: SendGrid would otherwise leave the raw token.
     plan = _token_plan(message.html, message.text, message.subject)
@@ -231,7 +307,7 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
         "content": [{"type": "text/plain", "value": message.text}, {"type": "text/html", "value": message.html}],
     }
     if message.reply_to:
-        name, email = parseaddr(message.reply_to)
+        name, email = _sender(message.reply_to)
         body["reply_to"] = _address(email, name)
     if message.headers:
         body["headers"] = {k: str(v) for k, v in message.headers.items()}
@@ -254,8 +330,11 @@ def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args
     args = {**shared_args, **metadata, "message_id": recipient.message_id}
     if _over(args, MAX_CUSTOM_ARGS_BYTES - 200):  # room for JSON quoting
         return "metadata over SendGrid's 10,000-byte custom_args limit"
+    to = _recipient(recipient.email, recipient.name)
+    if isinstance(to, str):
+        return to
     headers = {**_strings(recipient.headers), MESSAGE_ID_HEADER: recipient.message_id}
-    entry = {"to": [_address(recipient.email, recipient.name)], "headers": headers, "custom_args": args}
+    entry = {"to": [to], "headers": headers, "custom_args": args}
     if subs:
         entry["substitutions"] = subs
     return entry
@@ -320,12 +399,81 @@ def _address(email: str, name: str | None) -> dict:
     return {"email": email, "name": name} if name else {"email": email}
 
 
-def _error_text(body) -> str:
-    """SendGrid's error messages from a response body, short."""
+def _recipient(email: str, name: str | None) -> dict | str:
+    """The ``to`` entry for one recipient, or why SendGrid cannot take the address.
+
+    SendGrid documents that ``to.name`` "cannot include either the ; or ,
+    characters" and that such messages may be dropped while the API answers
+    202. Quoting the name is not documented to help, so a name with either is
+    left out: the message goes to the bare address (the greeting's merge
+    field still has the full name) rather than being lost.
+    """
+    try:
+        address = wire_address(email)
+    except UnsendableAddress as exc:
+        return str(exc)
+    if not address.isascii():
+        return "SendGrid does not accept non-ASCII characters before the @ (it offers no SMTPUTF8)"
+    if name:
+        name = clean_name(name)
+        if "," in name or ";" in name:
+            name = ""
+    return {"email": address, "name": name} if name else {"email": address}
+
+
+def _sender(value: str) -> tuple[str, str]:
+    """``(name, address)`` of the sender (or reply-to) setting, as SendGrid takes them.
+
+    The name is plain UTF-8 (JSON carries it), never the RFC 2047 word
+    ``formataddr`` writes; SendGrid states "Unicode encoding is not supported
+    for the from field", so a non-ASCII local part raises UnsendableAddress.
+    """
+    name, address = parse_mailbox(value)
+    if not address.isascii():
+        raise UnsendableAddress("SendGrid does not accept non-ASCII characters before the @ of the sender")
+    return name, address
+
+
+_INDEX = re.compile(r"personalizations\.(\d+)(?:\.|$)")
+
+
+def _errors(body) -> list[dict]:
+    """SendGrid's ``errors`` list from a response body ([] when it has none)."""
     try:
         errors = json.loads(body)["errors"]
-        text = "; ".join(f"{e.get('field') or ''}: {e.get('message')}".lstrip(": ") for e in errors)
     except (ValueError, KeyError, TypeError):
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _blamed(errors: list[dict], count: int) -> set[int]:
+    """The personalization indexes (below ``count``) the errors name."""
+    named = set()
+    for error in errors:
+        match = _INDEX.match(str(error.get("field") or ""))
+        if match and int(match.group(1)) < count:
+            named.add(int(match.group(1)))
+    return named
+
+
+def _rejected(recipient: Recipient, errors: list[dict], position: int, fallback: SendResult) -> SendResult:
+    """REJECTED with SendGrid's reason for the personalization at ``position``."""
+    reasons = []
+    for error in errors:
+        match = _INDEX.match(str(error.get("field") or ""))
+        if match and int(match.group(1)) == position:
+            where = str(error["field"])[match.end():]  # "to.0.email", without the request's index
+            reasons.append(f"{error.get('message')} ({where})" if where else str(error.get("message")))
+    error = f"400 {'; '.join(reasons)}" if reasons else fallback.error
+    return SendResult(recipient.message_id, Outcome.REJECTED, error=redact(error or "400")[:500])
+
+
+def _error_text(body, errors: list[dict] | None = None) -> str:
+    """SendGrid's error messages from a response body, short."""
+    errors = _errors(body) if errors is None else errors
+    if errors:
+        text = "; ".join(f"{e.get('field') or ''}: {e.get('message')}".lstrip(": ") for e in errors)
+    else:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
     return redact(text)[:500]
 
