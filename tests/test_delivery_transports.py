@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import random
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from support.delivery import make_message, make_recipient, make_recipients
 
 from newsletter.config import Settings
 from newsletter.delivery import get_transport
+from newsletter.delivery.console import SEPARATOR as ConsoleSeparator
 from newsletter.delivery.console import ConsoleTransport
 from newsletter.delivery.file import FileTransport
 from newsletter.delivery.memory import MemoryTransport
@@ -157,3 +158,99 @@ def test_retry_policy_backoff_and_rate_limit():
 def test_package_data_is_in_tests():
     here = Path(__file__).parent / "data" / "sendgrid"
     assert (here / "tsg_mail_v3.json").is_file() and "MIT" in (here / "LICENSE").read_text()
+
+
+# Real-world addresses and names: every local transport writes them, one bad
+# recipient fails alone (issue 11).
+
+def _send_locally(kind, tmp_path, recipients, message=None):
+    """Send through the file, console or memory transport; ``(results, parsed messages by Message-ID)``.
+
+    Messages are parsed from their text (``message_from_string``): the email
+    package reads raw UTF-8 headers (RFC 6532) back as written that way.
+    """
+    message = message or make_message()
+    if kind == "file":
+        with FileTransport(tmp_path / "outbox") as transport:
+            results = transport.send_batch(message, recipients)
+        texts = [p.read_bytes().decode("utf-8") for p in (tmp_path / "outbox").glob("*.eml")]
+    elif kind == "console":
+        stream = io.StringIO()
+        with ConsoleTransport(stream) as transport:
+            results = transport.send_batch(message, recipients)
+        texts = [t for t in stream.getvalue().split(ConsoleSeparator + "\n") if t.strip()]
+    else:
+        transport = MemoryTransport()
+        results = transport.send_batch(message, recipients)
+        texts = [m.as_string(policy=m.policy) for m in transport.outbox]
+    parsed = [message_from_string(text, policy=policy.default) for text in texts]
+    by_id = {}
+    for mime in parsed:
+        assert mime["Message-ID"][1:-1] not in by_id, "a message written twice"
+        by_id[mime["Message-ID"][1:-1]] = mime
+    return results, by_id
+
+
+LOCAL = ["file", "console", "memory"]
+
+
+@pytest.mark.parametrize("kind", LOCAL)
+def test_idn_domains_go_out_idna_encoded(kind, tmp_path):
+    from email.utils import formataddr
+
+    # As Settings.sender writes it: the name an RFC 2047 word (formataddr itself refuses a Unicode domain).
+    message = make_message(from_email=formataddr(("Clínica Saúde", "news@x")).replace("news@x", "news@clínica.example"))
+    recipient = make_recipient(1, email="ann@Bücher.example", name="Ann Bücher")
+    results, sent = _send_locally(kind, tmp_path, [recipient], message)
+    assert results[0].outcome is Outcome.SENT
+    (mime,) = sent.values()
+    (to,) = mime["To"].addresses
+    assert (to.addr_spec, to.display_name) == ("ann@xn--bcher-kva.example", "Ann Bücher")
+    assert mime["From"].addresses[0].addr_spec == "news@xn--clnica-4va.example"
+    assert mime["From"].addresses[0].display_name == "Clínica Saúde"
+
+
+@pytest.mark.parametrize("kind", LOCAL)
+def test_a_non_ascii_local_part_is_written_readably(kind, tmp_path):
+    recipients = [make_recipient(1, email="renée.dupont@hotmail.com", name="Renée Dupont"), make_recipient(2)]
+    results, sent = _send_locally(kind, tmp_path, recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    to = sent[recipients[0].message_id]["To"].addresses[0]
+    assert (to.addr_spec, to.display_name) == ("renée.dupont@hotmail.com", "Renée Dupont")
+    assert sent[recipients[0].message_id]["Subject"] == "News for Reader 1"
+    # The plain ASCII neighbour stays a classic message (RFC 2047, no raw UTF-8 headers).
+    assert sent[recipients[1].message_id]["To"].addresses[0].addr_spec == "reader2@example.org"
+
+
+def test_a_non_ascii_local_part_reads_back_from_the_eml_bytes(tmp_path):
+    recipient = make_recipient(1, email="renée.dupont@hotmail.com", name="Zoë, Renée")
+    with FileTransport(tmp_path) as transport:
+        (result,) = transport.send_batch(make_message(), [recipient])
+    data = Path(result.provider_id).read_bytes()
+    assert 'To: "Zoë, Renée" <renée.dupont@hotmail.com>\n'.encode() in data
+    assert str(message_from_bytes(data, policy=policy.default)["To"]) == '"Zoë, Renée" <renée.dupont@hotmail.com>'
+
+
+@pytest.mark.parametrize("kind", LOCAL)
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: eve@evil.example", "Eve\nBcc: eve@evil.example", "Eve\x00\u2028Bcc: eve@evil.example"])
+def test_a_name_with_line_breaks_neither_crashes_nor_injects_a_header(kind, tmp_path, name):
+    recipients = [make_recipient(1, name=name), make_recipient(2)]
+    results, sent = _send_locally(kind, tmp_path, recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    mime = sent[recipients[0].message_id]
+    assert mime["Bcc"] is None
+    (to,) = mime["To"].addresses
+    assert (to.addr_spec, to.display_name) == ("reader1@example.org", "Eve Bcc: eve@evil.example")
+
+
+@pytest.mark.parametrize("kind", LOCAL)
+def test_one_unwritable_recipient_fails_alone(kind, tmp_path):
+    bad = [make_recipient(1, email="reader1\r\n@example.org"), make_recipient(2, email="no-at-sign"),
+           make_recipient(3, email="zoe@" + "ü" * 70 + ".example")]
+    recipients = [make_recipient(0), *bad, make_recipient(4)]
+    results, sent = _send_locally(kind, tmp_path, recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.REJECTED, Outcome.REJECTED, Outcome.SENT]
+    assert all(r.error and "cannot write" in r.error for r in results[1:4])
+    assert sorted(sent) == sorted([recipients[0].message_id, recipients[4].message_id])
+    for recipient, result in zip(bad, results[1:4]):  # the reason never quotes the address
+        assert recipient.email.split("@")[0] not in result.error and "ü" not in result.error
