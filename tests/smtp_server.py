@@ -42,6 +42,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters (SMTPUTF8, BODY=8BITMIME)
 
     def parsed(self):
         return message_from_bytes(self.data, policy=policy.default)
@@ -86,7 +87,8 @@ class Handler:
                 return f"{code} {text}"
             self.count += len(envelope.rcpt_tos)
             if not self.sink:
-                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
+                                              list(envelope.mail_options)))
         return "250 Message accepted"
 
 

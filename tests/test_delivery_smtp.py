@@ -213,3 +213,58 @@ def test_parse_smtp_url():
     with pytest.raises(ConfigError) as info:
         parse_smtp_url("smtp://ann:topsecret@h?tls=bogus")
     assert "topsecret" not in str(info.value)
+
+
+# Real-world addresses and names on the wire (issue 11).
+
+def test_idn_domains_go_out_idna_encoded(server):
+    recipients = [make_recipient(1, email="ann@Bücher.example"), make_recipient(2, email="bob@例え.jp")]
+    with plain(server) as smtp:
+        results = smtp.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    by_id = {m.parsed()["Message-ID"][1:-1]: m for m in server.messages}
+    assert by_id[recipients[0].message_id].rcpt_tos == ["ann@xn--bcher-kva.example"]
+    assert by_id[recipients[1].message_id].rcpt_tos == ["bob@xn--r8jz45g.jp"]
+    assert by_id[recipients[0].message_id].parsed()["To"].addresses[0].addr_spec == "ann@xn--bcher-kva.example"
+    assert all("SMTPUTF8" not in m.mail_options for m in server.messages)  # an IDN domain alone needs no SMTPUTF8
+
+
+def test_a_non_ascii_local_part_goes_out_with_smtputf8(server):
+    recipients = [make_recipient(1, email="renée.dupont@hotmail.com", name="Renée Dupont"), make_recipient(2)]
+    with plain(server, connections=1) as smtp:
+        results = smtp.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    first, second = server.messages
+    assert first.rcpt_tos == ["renée.dupont@hotmail.com"] and "SMTPUTF8" in first.mail_options
+    assert 'To: Renée Dupont <renée.dupont@hotmail.com>\r\n'.encode() in first.data
+    assert second.rcpt_tos == ["reader2@example.org"] and "SMTPUTF8" not in second.mail_options
+
+
+def test_without_smtputf8_only_the_non_ascii_local_part_fails_with_the_reason():
+    recipients = [make_recipient(0), make_recipient(1, email="renée.dupont@hotmail.com"),
+                  make_recipient(2, email="ann@bücher.example")]
+    with SmtpServer(smtputf8=False) as server, plain(server, connections=1) as smtp:
+        results = smtp.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.SENT]
+    assert "SMTPUTF8" in results[1].error and "renée" not in results[1].error
+    assert [m.rcpt_tos for m in server.messages] == [["reader0@example.org"], ["ann@xn--bcher-kva.example"]]
+
+
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: eve@evil.example", "Eve\nBcc: eve@evil.example\n", "Eve \x00\x1bBcc: eve@evil.example"])
+def test_a_name_with_line_breaks_neither_crashes_nor_injects_a_header(server, name):
+    with plain(server, connections=1) as smtp:
+        results = smtp.send_batch(make_message(), [make_recipient(1, name=name), make_recipient(2)])
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    parsed = server.messages[0].parsed()
+    assert parsed["Bcc"] is None and server.messages[0].rcpt_tos == ["reader1@example.org"]
+    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [("Eve Bcc: eve@evil.example", "reader1@example.org")]
+
+
+def test_one_unwritable_recipient_fails_alone(server):
+    recipients = [make_recipient(0), make_recipient(1, email="no-at-sign"), make_recipient(2, email="zoe@" + "ü" * 70 + ".example"),
+                  make_recipient(3, email='"john doe"@example.org')]
+    with plain(server, connections=1) as smtp:
+        results = smtp.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.REJECTED, Outcome.SENT]
+    assert "cannot write" in results[1].error and "IDNA" in results[2].error
+    assert [m.rcpt_tos for m in server.messages] == [["reader0@example.org"], ['"john doe"@example.org']]
