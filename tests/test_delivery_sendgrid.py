@@ -226,3 +226,98 @@ def test_missing_key_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         SendGridTransport("")
     assert "SENDGRID_API_KEY" in info.value.hint
+
+
+# Real-world addresses and names, and one bad recipient among many (issue 11).
+
+def test_idn_domains_go_out_idna_encoded(server, transport):
+    results = transport.send_batch(make_message(), [make_recipient(1, email="ann@Bücher.example")])
+    assert results[0].outcome is Outcome.QUEUED
+    assert server.bodies[0]["personalizations"][0]["to"][0]["email"] == "ann@xn--bcher-kva.example"
+    assert server.delivered == ["ann@xn--bcher-kva.example"]
+
+
+def test_a_non_ascii_local_part_fails_alone_before_the_request(server, transport):
+    recipients = [make_recipient(0), make_recipient(1, email="renée.dupont@hotmail.com"), make_recipient(2)]
+    results = transport.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results] == [Outcome.QUEUED, Outcome.REJECTED, Outcome.QUEUED]
+    assert "SMTPUTF8" in results[1].error and "renée" not in results[1].error
+    assert server.requests == 1 and server.delivered == ["reader0@example.org", "reader2@example.org"]
+
+
+def test_the_stand_in_refuses_a_non_ascii_address_like_sendgrid(server):
+    body, _, _ = build_body(make_message(), [make_recipient(0), make_recipient(1)])
+    body["personalizations"][1]["to"][0]["email"] = "renée@bücher.example"
+    assert server.check(body) == [{"field": "personalizations.1.to.0.email", "message": "Does not contain a valid address.",
+                                   "help": "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"}]
+
+
+@pytest.mark.parametrize("name", ["Dupont, Renée", "Renée; Dupont", '"Dupont, Renée"', "A,B;C"])
+def test_names_with_commas_or_semicolons_are_never_dropped(server, transport, name):
+    recipients = [make_recipient(1, name=name), make_recipient(2)]
+    results = transport.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results] == [Outcome.QUEUED] * 2
+    assert server.dropped == []
+    assert server.delivered == ["reader1@example.org", "reader2@example.org"]
+    # The greeting still has the whole name: only SendGrid's to.name leaves it out.
+    assert server.bodies[0]["personalizations"][0]["substitutions"]["%%name%%"] == "Reader 1"
+
+
+def test_a_name_with_line_breaks_goes_out_clean(server, transport):
+    transport.send_batch(make_message(), [make_recipient(1, name="Eve\r\nBcc: eve@evil.example\x00")])
+    assert server.bodies[0]["personalizations"][0]["to"] == [{"email": "reader1@example.org", "name": "Eve Bcc: eve@evil.example"}]
+
+
+def test_a_non_ascii_sender_name_goes_out_as_utf8_json(server, transport):
+    from email.utils import formataddr
+
+    sender = formataddr(("Clínica Saúde", "news@clinic.example"))  # as Settings.sender writes it: an RFC 2047 word
+    transport.send_batch(make_message(from_email=sender, reply_to=formataddr(("Recepção", "desk@clinic.example"))),
+                         [make_recipient(1)])
+    body = server.bodies[0]
+    assert body["from"] == {"email": "news@clinic.example", "name": "Clínica Saúde"}
+    assert body["reply_to"] == {"email": "desk@clinic.example", "name": "Recepção"}
+
+
+def test_a_non_ascii_sender_address_stops_with_a_hint(server, transport):
+    with pytest.raises(PermanentTransportError) as info:
+        transport.send_batch(make_message(from_email="Clinic <équipe@clinic.example>"), [make_recipient(1)])
+    assert "NEWSLETTER_FROM" in info.value.hint and server.requests == 0
+
+
+def test_one_refused_recipient_in_a_thousand_fails_alone_in_two_requests(clock):
+    recipients = make_recipients(1000)
+    with FakeSendGrid(api_key=KEY, refuse={"reader417@example.org"}) as server:
+        with SendGridTransport(KEY, host=server.url, timeout=10, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+            results = sg.send_batch(make_message(), recipients)
+    assert [r.outcome for r in results].count(Outcome.QUEUED) == 999
+    assert results[417].outcome is Outcome.REJECTED and not results[417].retryable
+    assert results[417].error == "400 Does not contain a valid address. (to.0.email)"
+    assert server.requests == 2
+    assert sorted(server.delivered) == sorted(r.email for i, r in enumerate(recipients) if i != 417)
+
+
+@pytest.mark.parametrize("bad", [[417], [0, 999], [3, 500, 501]])
+def test_refused_recipients_are_found_by_halving_when_sendgrid_names_none(clock, bad):
+    recipients = make_recipients(1000)
+    refused = {recipients[i].email for i in bad}
+    with FakeSendGrid(api_key=KEY, refuse=refused, anonymous_errors=True) as server:
+        with SendGridTransport(KEY, host=server.url, timeout=10, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+            results = sg.send_batch(make_message(), recipients)
+    assert [i for i, r in enumerate(results) if r.outcome is Outcome.REJECTED] == bad
+    assert all(r.outcome is Outcome.QUEUED for i, r in enumerate(results) if i not in bad)
+    assert all("Does not contain a valid address." in results[i].error for i in bad)
+    assert len(server.delivered) == len(set(server.delivered)) == 1000 - len(bad)
+    # Two requests per halving of 1,000 (10 halvings) per culprit, plus the first and a little slack.
+    assert server.requests <= 1 + 2 * 10 * len(bad) + 2
+    assert clock.sleeps == []
+
+
+def test_isolation_gives_up_within_its_budget(clock):
+    """Every recipient refused, SendGrid naming none: bounded requests, everyone keeps the 400."""
+    recipients = make_recipients(64)
+    with FakeSendGrid(api_key=KEY, refuse={r.email for r in recipients}, anonymous_errors=True) as server:
+        with SendGridTransport(KEY, host=server.url, timeout=10, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+            results = sg.send_batch(make_message(), recipients)
+    assert all(r.outcome is Outcome.REJECTED and r.error.startswith("400") for r in results)
+    assert server.requests <= 1 + 2 * 6 * 4 + 2 and server.delivered == []
