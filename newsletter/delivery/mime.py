@@ -30,7 +30,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from newsletter.compose.merge import MergeTemplate
 from newsletter.delivery.message import Message, Recipient
-from newsletter.delivery.wire import clean_name, header_address, needs_smtputf8, parse_mailbox, wire_address
+from newsletter.delivery.wire import clean_name, header_address, needs_smtputf8, one_line, parse_mailbox, wire_address
 
 # Bodies are encoded under the default policy (quoted-printable lines of 76);
 # headers are written out under these, where a line may be 998 bytes long.
@@ -84,7 +84,7 @@ def build_mime(
     """
     values = recipient.merge_data
     mime = EmailMessage(policy=policy.default)
-    mime["Subject"] = (subject or MergeTemplate(message.subject)).render(values)
+    mime["Subject"] = one_line((subject or MergeTemplate(message.subject)).render(values))
     sender = header_address(*parse_mailbox(message.from_email))
     to = to_header_value(recipient)
     mime["From"] = sender
@@ -205,7 +205,7 @@ class MimeRenderer:
         """
         values = recipient.merge_data
         head = [
-            self.header("Subject", self._subject.render(values)),
+            self.header("Subject", one_line(self._subject.render(values))),
             self._from,
             self._to(recipient, address or wire_address(recipient.email)),
             self._reply_to,

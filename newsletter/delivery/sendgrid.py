@@ -54,7 +54,7 @@ from newsletter.compose.merge import TOKEN, token
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.delivery.wire import UnsendableAddress, clean_name, parse_mailbox, wire_address
+from newsletter.delivery.wire import UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -289,12 +289,14 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     # Every token a template uses gets a substitution, empty when the
     # recipient has no value: SendGrid would otherwise leave the raw token.
     plan = _token_plan(message.html, message.text, message.subject)
+    subject_fields = {match.group(1) for match in TOKEN.finditer(message.subject)}
+    subject = (message.subject, subject_fields) if subject_fields else None
     blanks = {t: "" for pair in plan.values() for t in pair if t is not None}
     shared_args = _strings(message.metadata)
     personalizations, included = [], []
     results: list[SendResult | None] = [None] * len(recipients)
     for index, recipient in enumerate(recipients):
-        entry = _personalization(recipient, plan, blanks, shared_args)
+        entry = _personalization(recipient, plan, blanks, shared_args, subject)
         if isinstance(entry, str):
             results[index] = SendResult(recipient.message_id, Outcome.REJECTED, error=entry)
             continue
@@ -318,8 +320,15 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     return body, included, results
 
 
-def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args: dict) -> dict | str:
-    """One recipient's personalization, or why SendGrid would refuse it."""
+def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args: dict,
+                     subject: tuple[str, set[str]] | None = None) -> dict | str:
+    """One recipient's personalization, or why SendGrid would refuse it.
+
+    ``subject``: the subject template and the fields it uses, when it uses
+    any. A merge value with a line break or other control character would
+    break the Subject header SendGrid writes: that recipient gets their own
+    subject, merged and on one line.
+    """
     subs, size = _substitutions(recipient.merge_data, plan, blanks)
     # ``size`` counts the characters of the merge values; each becomes at most
     # 10 bytes (4 raw + 6 escaped), keys are short tokens: the exact UTF-8
@@ -337,6 +346,12 @@ def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args
     entry = {"to": [to], "headers": headers, "custom_args": args}
     if subs:
         entry["substitutions"] = subs
+    if subject is not None:
+        values = recipient.merge_data
+        if any(not str(values.get(f) or "").isprintable() for f in subject[1]):
+            from newsletter.compose.merge import MergeTemplate
+
+            entry["subject"] = one_line(MergeTemplate(subject[0]).render(values)) or "-"
     return entry
 
 

@@ -15,6 +15,8 @@ every transport passes them through here:
 - :func:`clean_name`: the display name without control characters (CR, LF,
   NUL, TAB, the Unicode line separators): a name never breaks a header or a
   JSON consumer, whatever the door let in.
+- :func:`one_line`: the same for a merged subject (a name with a line break
+  in it must not end the Subject header);
 - :func:`header_address`: the ``email.headerregistry.Address`` for a header,
   quoting or encoding the name as the email package does.
 
@@ -45,6 +47,8 @@ _ASCII_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 # The common shape (dot-atom @ ASCII labels): accepted without further work.
 _PLAIN = re.compile(rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+)*@{_LABEL}(?:\.{_LABEL})*").fullmatch
+#: The longest display name written (the door allows 200 characters).
+MAX_NAME = 200
 _QUOTED_PAIR = re.compile(r"\\(.)")
 # Characters that become a space in a name (line breaks, tabs, separators); other controls are dropped.
 _SPACES = {"\t", "\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u2028", "\u2029"}
@@ -89,10 +93,12 @@ def needs_smtputf8(wire: str) -> bool:
 
 def clean_name(name: str | None) -> str:
     """``name`` fit for a header: line breaks and tabs become spaces, other control
-    characters and lone surrogates go, runs of spaces shrink to one."""
+    characters and lone surrogates go, runs of spaces shrink to one, and at most
+    :data:`MAX_NAME` characters stay (a longer unbroken name cannot be folded
+    within SMTP's 998-byte line limit)."""
     if not name:
         return ""
-    if name.isascii() and name.isprintable():
+    if name.isascii() and name.isprintable() and len(name) <= MAX_NAME:
         return name.strip()
     kept = []
     for char in name:
@@ -100,7 +106,16 @@ def clean_name(name: str | None) -> str:
             kept.append(" ")
         elif unicodedata.category(char) not in ("Cc", "Cs"):
             kept.append(char)
-    return _squeeze("".join(kept))
+    return _squeeze("".join(kept)[:MAX_NAME])
+
+
+def one_line(text: str) -> str:
+    """A header text (a subject with merge values in it) on one line: as
+    :func:`clean_name`, without the length limit (the email package folds
+    and encodes a long unstructured header)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _squeeze("".join(" " if c in _SPACES else c for c in text if c in _SPACES or unicodedata.category(c) not in ("Cc", "Cs")))
 
 
 def _squeeze(text: str) -> str:
