@@ -54,7 +54,7 @@ from newsletter.compose.merge import TOKEN, token
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.delivery.wire import UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
+from newsletter.delivery.wire import MAX_NAME, UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -348,10 +348,13 @@ def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args
         entry["substitutions"] = subs
     if subject is not None:
         values = recipient.merge_data
-        if any(not str(values.get(f) or "").isprintable() for f in subject[1]):
-            from newsletter.compose.merge import MergeTemplate
+        for field in subject[1]:
+            value = values.get(field)
+            if value and not str(value).isprintable():
+                from newsletter.compose.merge import MergeTemplate
 
-            entry["subject"] = one_line(MergeTemplate(subject[0]).render(values)) or "-"
+                entry["subject"] = one_line(MergeTemplate(subject[0]).render(values)) or "-"
+                break
     return entry
 
 
@@ -423,16 +426,18 @@ def _recipient(email: str, name: str | None) -> dict | str:
     left out: the message goes to the bare address (the greeting's merge
     field still has the full name) rather than being lost.
     """
+    if name and name.isascii() and name.isprintable() and len(name) <= MAX_NAME and "," not in name and ";" not in name:
+        name = name.strip()  # the common case, as clean_name would leave it
+    elif name:
+        name = clean_name(name)
+        if "," in name or ";" in name:
+            name = ""
     try:
         address = wire_address(email)
     except UnsendableAddress as exc:
         return str(exc)
     if not address.isascii():
         return "SendGrid does not accept non-ASCII characters before the @ (it offers no SMTPUTF8)"
-    if name:
-        name = clean_name(name)
-        if "," in name or ";" in name:
-            name = ""
     return {"email": address, "name": name} if name else {"email": address}
 
 
