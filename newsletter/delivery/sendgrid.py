@@ -29,7 +29,7 @@ transport isolates the culprits (:meth:`SendGridTransport._isolate`): the
 personalizations the errors name are rejected with SendGrid's reason and
 the rest is sent again; when the errors name none, the request is split in
 halves, and so on. The all-good path stays one request; the extra requests
-are bounded (about two per halving: 2 * log2(recipients)).
+are bounded (two per halving, 2 * log2(recipients) per culprit, for a few culprits).
 
 Addresses and names (``newsletter.delivery.wire``): domains go out
 IDNA-encoded; SendGrid offers no SMTPUTF8, so an address with non-ASCII
@@ -165,12 +165,15 @@ class SendGridTransport(Transport):
         A 400 means SendGrid took none of the request, so sending parts of it
         again cannot duplicate. The personalizations the errors name are
         REJECTED with SendGrid's reason and the others go again in one
-        request; a 400 that names none splits the request in halves. At most
-        ``2 * ceil(log2(n)) + 2`` extra requests: beyond that, those not yet
-        isolated keep the 400 as their result.
+        request; a 400 that names none splits the request in halves. Finding
+        one culprit by halving costs two requests a level, so at most
+        ``2 * ceil(log2(n)) * k + 2`` extra requests, ``k`` being the number
+        of errors SendGrid listed (one per bad address), 4 at most: beyond
+        that, those not yet isolated keep the 400 as their result.
         """
         final: list[SendResult | None] = [None] * len(recipients)
-        budget = 2 * max(1, (len(recipients) - 1).bit_length()) + 2
+        culprits = min(4, max(1, len(errors)))
+        budget = 2 * max(1, (len(recipients) - 1).bit_length()) * culprits + 2
         pending = [(list(range(len(recipients))), results, errors)]
         while pending:
             part, answers, part_errors = pending.pop()
