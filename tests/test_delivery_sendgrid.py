@@ -321,3 +321,11 @@ def test_isolation_gives_up_within_its_budget(clock):
             results = sg.send_batch(make_message(), recipients)
     assert all(r.outcome is Outcome.REJECTED and r.error.startswith("400") for r in results)
     assert server.requests <= 1 + 2 * 6 * 4 + 2 and server.delivered == []
+
+
+def test_a_line_break_merged_into_the_subject_gets_a_one_line_subject(server, transport):
+    hostile = make_recipient(1, merge_data={"name": "Eve\r\nBcc: eve@evil.example"})
+    transport.send_batch(make_message(), [make_recipient(0), hostile])
+    plain_one, broken = server.bodies[0]["personalizations"]
+    assert "subject" not in plain_one  # the shared subject and its substitution, as always
+    assert broken["subject"] == "News for Eve Bcc: eve@evil.example"

@@ -268,3 +268,12 @@ def test_one_unwritable_recipient_fails_alone(server):
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.REJECTED, Outcome.SENT]
     assert "cannot write" in results[1].error and "IDNA" in results[2].error
     assert [m.rcpt_tos for m in server.messages] == [["reader0@example.org"], ['"john doe"@example.org']]
+
+
+def test_a_line_break_merged_into_the_subject_stays_on_one_line(server):
+    recipient = make_recipient(1, merge_data={"name": "Eve\r\nBcc: eve@evil.example"})
+    with plain(server, connections=1) as smtp:
+        (result,) = smtp.send_batch(make_message(), [recipient])
+    assert result.outcome is Outcome.SENT
+    parsed = server.messages[0].parsed()
+    assert parsed["Subject"] == "News for Eve Bcc: eve@evil.example" and parsed["Bcc"] is None

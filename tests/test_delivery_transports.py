@@ -254,3 +254,12 @@ def test_one_unwritable_recipient_fails_alone(kind, tmp_path):
     assert sorted(sent) == sorted([recipients[0].message_id, recipients[4].message_id])
     for recipient, result in zip(bad, results[1:4]):  # the reason never quotes the address
         assert recipient.email.split("@")[0] not in result.error and "ü" not in result.error
+
+
+@pytest.mark.parametrize("kind", LOCAL)
+def test_a_line_break_merged_into_the_subject_stays_on_one_line(kind, tmp_path):
+    recipient = make_recipient(1, merge_data={"name": "Eve\r\nBcc: eve@evil.example"})
+    results, sent = _send_locally(kind, tmp_path, [recipient])
+    assert results[0].outcome is Outcome.SENT
+    mime = sent[recipient.message_id]
+    assert mime["Subject"] == "News for Eve Bcc: eve@evil.example" and mime["Bcc"] is None
