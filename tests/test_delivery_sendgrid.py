@@ -329,3 +329,18 @@ def test_a_line_break_merged_into_the_subject_gets_a_one_line_subject(server, tr
     plain_one, broken = server.bodies[0]["personalizations"]
     assert "subject" not in plain_one  # the shared subject and its substitution, as always
     assert broken["subject"] == "News for Eve Bcc: eve@evil.example"
+
+
+def test_a_401_during_isolation_reports_what_was_already_accepted(clock):
+    """The engine records ``exc.results``: parts already queued must not go back to pending."""
+    recipients = make_recipients(8)
+    with FakeSendGrid(api_key=KEY, refuse={recipients[7].email}, anonymous_errors=True) as server:
+        with SendGridTransport(KEY, host=server.url, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+            server.fail_next(None)  # the first request is judged normally (a 400)...
+            server.fail_next(None)  # ...and so is the first half (accepted)...
+            server.fail_next(401)   # ...then the key is revoked
+            with pytest.raises(PermanentTransportError) as info:
+                sg.send_batch(make_message(), recipients)
+    outcomes = [r.outcome for r in info.value.results]
+    assert outcomes[:4] == [Outcome.QUEUED] * 4 and server.delivered == [r.email for r in recipients[:4]]
+    assert all(r.outcome is Outcome.FAILED and r.retryable for r in info.value.results[4:])

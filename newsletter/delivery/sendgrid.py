@@ -51,7 +51,7 @@ import re
 from html import escape
 
 from newsletter.compose.merge import TOKEN, token
-from newsletter.delivery.base import PermanentTransportError, Transport, results_for
+from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, results_for, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.wire import MAX_NAME, UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
@@ -134,7 +134,14 @@ class SendGridTransport(Transport):
             chosen = [recipients[i] for i in included]
             answers, errors = self._post_with_retries(body, chosen)
             if errors is not None and len(chosen) > 1:
-                answers = self._isolate(body, chosen, answers, errors)
+                try:
+                    answers = self._isolate(body, chosen, answers, errors)
+                except PermanentTransportError as exc:
+                    # Parts already accepted must be recorded, or a resume would send them twice.
+                    for index, answer in zip(included, exc.results or ()):
+                        results[index] = answer
+                    exc.results = results  # type: ignore[assignment]
+                    raise
             for index, answer in zip(included, answers):
                 results[index] = answer
         return results  # type: ignore[return-value]
@@ -196,7 +203,13 @@ class SendGridTransport(Transport):
             for piece in pieces:
                 budget -= 1
                 sub_body = {**body, "personalizations": [body["personalizations"][i] for i in piece]}
-                sub_results, sub_errors = self._post_with_retries(sub_body, [recipients[i] for i in piece])
+                try:
+                    sub_results, sub_errors = self._post_with_retries(sub_body, [recipients[i] for i in piece])
+                except PermanentTransportError as exc:  # a 401 between two parts: keep what is known
+                    exc.results = [result or SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
+                                                        error="not attempted: the send stopped")
+                                   for recipient, result in zip(recipients, final)]
+                    raise
                 if sub_errors is not None:
                     pending.append((piece, sub_results, sub_errors))
                 else:
@@ -299,7 +312,11 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     personalizations, included = [], []
     results: list[SendResult | None] = [None] * len(recipients)
     for index, recipient in enumerate(recipients):
-        entry = _personalization(recipient, plan, blanks, shared_args, subject)
+        try:
+            entry = _personalization(recipient, plan, blanks, shared_args, subject)
+        except BUILD_ERRORS as exc:  # this recipient's data, not the batch's
+            results[index] = unbuildable(recipient, exc)
+            continue
         if isinstance(entry, str):
             results[index] = SendResult(recipient.message_id, Outcome.REJECTED, error=entry)
             continue
