@@ -277,3 +277,19 @@ def test_a_line_break_merged_into_the_subject_stays_on_one_line(server):
     assert result.outcome is Outcome.SENT
     parsed = server.messages[0].parsed()
     assert parsed["Subject"] == "News for Eve Bcc: eve@evil.example" and parsed["Bcc"] is None
+
+
+def test_a_non_ascii_sender_without_smtputf8_stops_with_a_hint():
+    message = make_message(from_email="Clinic <équipe@clinic.example>")
+    with SmtpServer(smtputf8=False) as server, plain(server, connections=1) as smtp:
+        with pytest.raises(PermanentTransportError) as info:
+            smtp.send_batch(message, make_recipients(3))
+    assert "NEWSLETTER_FROM" in info.value.hint and server.messages == []
+    assert all(r.outcome is Outcome.FAILED and r.retryable for r in info.value.results)
+
+
+def test_a_non_ascii_sender_goes_out_with_smtputf8(server):
+    with plain(server, connections=1) as smtp:
+        (result,) = smtp.send_batch(make_message(from_email="Clinic <équipe@clínica.example>"), make_recipients(1))
+    assert result.outcome is Outcome.SENT
+    assert server.messages[0].mail_from == "équipe@xn--clnica-4va.example" and "SMTPUTF8" in server.messages[0].mail_options

@@ -267,6 +267,10 @@ class SmtpTransport(Transport):
         options: tuple[str, ...] = ()
         if utf8:
             if not conn.has_extn("smtputf8"):
+                if not sender.isascii():  # every message would fail the same way
+                    raise PermanentTransportError(
+                        f"the SMTP server {self.config.host} does not offer SMTPUTF8, which the sender address needs",
+                        hint="use an ASCII sender address in NEWSLETTER_FROM, or a server that offers SMTPUTF8")
                 return SendResult(recipient.message_id, Outcome.REJECTED, error=(
                     f"the SMTP server {self.config.host} does not offer SMTPUTF8, which an address with "
                     "non-ASCII characters before the @ needs"))
