@@ -24,6 +24,7 @@ from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.audience.addresses import address_hash, normalise_address
+from newsletter.audience.fields import clean_attributes, clean_ip, clean_list_name, clean_name, clean_timezone_length
 from newsletter.audience.formats import cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError
 from newsletter.fileio import open_input
@@ -128,15 +129,20 @@ def _chunks(handle, reader, keys, read_cells, path: Path, encoding: str) -> Iter
 def _validate(cells: list[str], keys: list[str], read_cells, line: int, zones: dict[str, bool]) -> ValidRow:
     if len(cells) > len(keys):
         raise InputError(f"{len(cells)} cells but the header names {len(keys)} columns")
+    """One row checked at the door: every value fits its column, or InputError says which does not."""
     row = read_cells([cell.strip() for cell in cells])
     address = normalise_address(row.email)
     if row.timezone:
+        clean_timezone_length(row.timezone)
         if row.timezone not in zones:
             zones[row.timezone] = _is_zone(row.timezone)
         if not zones[row.timezone]:
             raise InputError(f"unknown time zone {row.timezone!r}")
-    return ValidRow(line, address, address.lower(), address_hash(address), row.name, row.attributes,
-                    row.timezone, row.status, row.ip)
+    lists = None
+    if row.lists is not None:
+        lists = tuple((clean_list_name(name), status) for name, status in row.lists.items())
+    return ValidRow(line, address, address.lower(), address_hash(address), clean_name(row.name),
+                    clean_attributes(row.attributes), row.timezone, row.status, clean_ip(row.ip), lists)
 
 
 def _is_zone(name: str) -> bool:

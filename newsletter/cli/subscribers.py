@@ -11,6 +11,7 @@ from newsletter.cli._common import json_option, pass_app, print_json, say, stdou
 
 STATUSES = ["active", "unsubscribed", "bounced", "complained", "pending", "confirmed"]
 TABLE_LIMIT = 500  # beyond this many rows, people get plain streamed lines instead of a table
+REPORT_LIMIT = 20  # rows shown per kind (invalid, skipped) after an import; --json has them all
 
 
 @click.group("subscribers")
@@ -74,7 +75,7 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", default=None, help="Put everyone on this list (created if missing).")
 @click.option("--format", "format_name", default="auto", show_default=True,
-              type=click.Choice(["auto", "csv", "mailchimp", "substack", "listmonk", "buttondown"]),
+              type=click.Choice(["auto", "csv", "newsletter", "mailchimp", "substack", "listmonk", "buttondown"]),
               help="The file's format; auto detects it from the header.")
 @click.option("--dry-run", is_flag=True, help="Report what would change, write nothing.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again addresses on the suppression list.")
@@ -82,10 +83,12 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
 @json_option
 @pass_app
 def import_command(app, file, list_name, format_name, dry_run, resubscribe, encoding, as_json):
-    """Import subscribers from a CSV or an export of Mailchimp, Substack, listmonk or Buttondown.
+    """Import subscribers from a CSV, our own export, or an export of Mailchimp, Substack, listmonk or Buttondown.
 
-    Bad rows are reported by line (the header is line 1) and never stop the
-    rest; the import is all or nothing if interrupted.
+    Bad and skipped rows are reported by line (the header is line 1) with the
+    reason, and never stop the rest; the import is all or nothing if
+    interrupted. Our own export restores each list's status: nobody who had
+    left is subscribed again.
 
     \b
     Example:
@@ -107,10 +110,23 @@ def import_command(app, file, list_name, format_name, dry_run, resubscribe, enco
     prefix = "Dry run, nothing written: would have " if dry_run else ""
     say(f"{prefix}added {report.added}, updated {report.updated}, skipped {report.skipped}, "
         f"invalid {report.invalid} ({report.format} format)")
-    for error in report.errors[:20]:
-        say(f"  line {error['line']}: {error['reason']}")
-    if len(report.errors) > 20:
-        say(f"  ... and {len(report.errors) - 20} more (use --json to see them all)")
+    _report_rows("Invalid rows (not imported)", report.errors, report.invalid)
+    _report_rows("Skipped rows", report.skipped_rows, report.skipped)
+
+
+def _report_rows(title: str, rows: list[dict], total: int) -> None:
+    """A table of ``{line, reason}`` rows on stderr, the first REPORT_LIMIT of ``total``."""
+    from rich.markup import escape
+
+    from newsletter.cli._common import stderr_console
+
+    if not total:
+        return
+    stderr_console().print(table(title, ["Line", "Reason"],
+                                 [[row["line"], escape(row["reason"])] for row in rows[:REPORT_LIMIT]]))
+    shown = min(len(rows), REPORT_LIMIT)
+    if total > shown:
+        say(f"  ... and {total - shown} more (--json lists them)")
 
 
 @subscribers.command("export")
@@ -144,10 +160,11 @@ def export(app, list_name, status, output, format_name):
 
 def _check_list(app, list_name):
     if list_name:
+        from newsletter.audience.fields import clean_list_name
         from newsletter.store.audience import get_list
 
         with app.store.session() as session:
-            get_list(session, list_name)
+            get_list(session, clean_list_name(list_name))
 
 
 @subscribers.command("list")
@@ -157,6 +174,9 @@ def _check_list(app, list_name):
 @pass_app
 def list_command(app, list_name, status, as_json):
     """List subscribers (streamed, so any size works).
+
+    With --list, "List status" is each one's status on that list (confirmed,
+    pending or unsubscribed); "Status" is the address's own.
 
     \b
     Example:
@@ -168,20 +188,32 @@ def list_command(app, list_name, status, as_json):
 
     _check_list(app, list_name)
     records = subscriber_records(app.store, list_name, status)
+    keys = ("email", "name", "status") + (("list_status",) if list_name else ()) + ("lists", "timezone")
     if as_json:
-        write_json(({k: r[k] for k in ("email", "name", "status", "lists", "timezone")} for r in records), sys.stdout)
+        write_json(({k: r[k] for k in keys} for r in records), sys.stdout)
         return
+    columns = [k for k in keys if k != "timezone"]
     first = list(islice(records, TABLE_LIMIT + 1))
     if len(first) <= TABLE_LIMIT:
-        rows = [[r["email"], r["name"], r["status"], ", ".join(r["lists"])] for r in first]
-        stdout_console().print(table(None, ["Email", "Name", "Status", "Lists"], rows))
+        from rich.markup import escape
+
+        rows = [[escape(_cell(r[k])) for k in columns] for r in first]
+        headers = {"email": "Email", "name": "Name", "status": "Status", "list_status": "List status",
+                   "lists": "Lists"}
+        stdout_console().print(table(None, [headers[k] for k in columns], rows))
         say(f"{len(first)} subscribers")
         return
     count = 0
     for record in (*first, *records):
-        sys.stdout.write(f"{record['email']}\t{record['name']}\t{record['status']}\t{','.join(record['lists'])}\n")
+        sys.stdout.write("\t".join(_cell(record[k]) for k in columns) + "\n")
         count += 1
     say(f"{count} subscribers")
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return ",".join(value)
+    return "" if value is None else str(value)
 
 
 @subscribers.command("show")
