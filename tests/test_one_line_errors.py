@@ -96,7 +96,7 @@ def test_the_sqlite_database_locked_longer_than_the_busy_timeout(plain_workspace
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
-def test_a_full_disk_behind_stdout_is_one_line(workspace, cli):
+def test_a_full_disk_behind_stdout_is_one_line(plain_workspace, cli):
     for i in range(50):
         cli("subscribers", "add", f"reader{i}@example.org", "--name", "Reader " * 20)
     with open("/dev/full", "w") as full:  # every write to it fails with ENOSPC
@@ -107,7 +107,7 @@ def test_a_full_disk_behind_stdout_is_one_line(workspace, cli):
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
-def test_a_full_disk_while_writing_a_file_keeps_the_old_one(workspace, cli, monkeypatch, tmp_path):
+def test_a_full_disk_while_writing_a_file_keeps_the_old_one(plain_workspace, cli, monkeypatch, tmp_path):
     import errno
 
     out = tmp_path / "export.csv"

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.audience.addresses import address_hash, address_key, normalise_address
 from newsletter.audience.fields import (
+    IP_MAX,
     SOURCE_MAX,
     clean_attributes,
-    clean_ip,
     clean_list_name,
     clean_name,
     clean_timezone_length,
@@ -74,7 +74,8 @@ def add_subscriber(store, email: str, *, name: str | None = None, list_name: str
     name = clean_name(name)
     attributes = clean_attributes(attributes)
     list_name = clean_list_name(list_name) if list_name is not None else None
-    source, ip = one_line(source)[:SOURCE_MAX], clean_ip(ip)
+    # the caller's own values (web: the request's client); made to fit, never refused
+    source, ip = one_line(source)[:SOURCE_MAX], (one_line(ip)[:IP_MAX] or None) if ip else None
     with store.session() as session:
         reason = q.suppression_reason(session, address_hash(address))
         if reason and not resubscribe:
