@@ -9,6 +9,13 @@ import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
 
+
+def escape(text: str) -> str:
+    """``text`` safe inside Rich markup: names and list names may hold ``[`` and ``]``."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 STATUSES = ["active", "unsubscribed", "bounced", "complained", "pending", "confirmed"]
 TABLE_LIMIT = 500  # beyond this many rows, people get plain streamed lines instead of a table
 REPORT_LIMIT = 20  # rows shown per kind (invalid, skipped) after an import; --json has them all
@@ -66,9 +73,9 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
         return
     verb = "Added" if result.created else "Updated"
     where = f" on {list_name} ({result.list_status})" if list_name else ""
-    say(f"{verb} {result.email}{where}")
+    say(escape(f"{verb} {result.email}{where}"))
     if "confirm_url" in data:
-        say(f"They must confirm: {data['confirm_url']}")
+        say(escape(f"They must confirm: {data['confirm_url']}"))
 
 
 @subscribers.command("import")
@@ -116,14 +123,11 @@ def import_command(app, file, list_name, format_name, dry_run, resubscribe, enco
 
 def _report_rows(title: str, rows: list[dict], total: int) -> None:
     """A table of ``{line, reason}`` rows on stderr, the first REPORT_LIMIT of ``total``."""
-    from rich.markup import escape
-
     from newsletter.cli._common import stderr_console
 
     if not total:
         return
-    stderr_console().print(table(title, ["Line", "Reason"],
-                                 [[row["line"], escape(row["reason"])] for row in rows[:REPORT_LIMIT]]))
+    stderr_console().print(table(title, ["Line", "Reason"], [[row["line"], row["reason"]] for row in rows[:REPORT_LIMIT]]))
     shown = min(len(rows), REPORT_LIMIT)
     if total > shown:
         say(f"  ... and {total - shown} more (--json lists them)")
@@ -155,7 +159,7 @@ def export(app, list_name, status, output, format_name):
 
     with atomic_text_file(output) as handle:
         count = write(records, handle)
-    say(f"Wrote {count} subscribers to {output}")
+    say(escape(f"Wrote {count} subscribers to {output}"))
 
 
 def _check_list(app, list_name):
@@ -195,9 +199,7 @@ def list_command(app, list_name, status, as_json):
     columns = [k for k in keys if k != "timezone"]
     first = list(islice(records, TABLE_LIMIT + 1))
     if len(first) <= TABLE_LIMIT:
-        from rich.markup import escape
-
-        rows = [[escape(_cell(r[k])) for k in columns] for r in first]
+        rows = [[_cell(r[k]) for k in columns] for r in first]
         headers = {"email": "Email", "name": "Name", "status": "Status", "list_status": "List status",
                    "lists": "Lists"}
         stdout_console().print(table(None, [headers[k] for k in columns], rows))
@@ -234,12 +236,12 @@ def show(app, email, as_json):
         print_json(data)
         return
     console = stdout_console()
-    console.print(f"[bold]{data['email']}[/] {data['name']}  status: {data['status']}"
+    console.print(f"[bold]{escape(data['email'])}[/] {escape(data['name'])}  status: {data['status']}"
                   + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
     if data["timezone"]:
         console.print(f"time zone: {data['timezone']}")
     if data["attributes"]:
-        console.print("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items()))
+        console.print(escape("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items())))
     console.print(table("Lists", ["List", "Status", "Subscribed", "Confirmed", "Unsubscribed"],
                         [[m["name"], m["status"], _when(m["subscribed_at"]), _when(m["confirmed_at"]),
                           _when(m["unsubscribed_at"])] for m in data["lists"]]))
@@ -278,10 +280,10 @@ def unsubscribe_command(app, email, list_name):
 
     left = unsubscribe(app.store, email, list_name)
     if list_name is None:
-        say(f"Unsubscribed {email} from everything" + (f" ({', '.join(left)})" if left else "")
-            + "; the address is suppressed")
+        say(escape(f"Unsubscribed {email} from everything" + (f" ({', '.join(left)})" if left else "")
+                   + "; the address is suppressed"))
     else:
-        say(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}")
+        say(escape(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}"))
 
 
 @subscribers.command("remove")
@@ -300,4 +302,4 @@ def remove(app, email, yes):
     if not yes:
         click.confirm(f"Erase everything about {email}?", abort=True, err=True)
     erase(app.store, email)
-    say(f"Erased {email}; its hash stays on the suppression list")
+    say(escape(f"Erased {email}; its hash stays on the suppression list"))
