@@ -34,6 +34,7 @@ CHUNK_ROWS = 2000
 SAMPLE_BYTES = 64 * 1024
 # Files at least this big are parsed in a child process (start-up costs ~0.2 s).
 PROCESS_THRESHOLD = 4 * 1024 * 1024
+FIELD_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -56,8 +57,23 @@ def open_for_reading(path: Path):
                       folder="{path} is a folder, not a file", folder_hint="give the path of a .csv file")
 
 
+def check_encoding(encoding: str) -> None:
+    """InputError for an encoding name Python does not know."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding[:40]!r}",
+                         hint="use utf-8 (the default), latin-1, cp1252 or another Python codec name") from None
+
+
 def parse_file(path: Path, format_name: str, encoding: str) -> Parsed:
     """Open ``path``, read its header and detect the format; the chunks come lazily."""
+    check_encoding(encoding)
+    # A cell over the csv module's 128 KB default would stop the whole import;
+    # up to FIELD_LIMIT it reaches validation and only its row is refused.
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
     handle = open_for_reading(path)
     try:
         wrapper_encoding = "utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding
@@ -156,6 +172,7 @@ def _is_zone(name: str) -> bool:
 @contextmanager
 def parsed_chunks(path: Path, format_name: str, encoding: str) -> Iterator[Parsed]:
     """Parse ``path`` here (small files) or in a child process (big ones); same results."""
+    check_encoding(encoding)
     open_for_reading(path).close()  # a missing file is reported before any process starts
     if path.stat().st_size < PROCESS_THRESHOLD:
         yield parse_file(path, format_name, encoding)
