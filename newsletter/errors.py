@@ -57,7 +57,3 @@ class DeliveryError(NewsletterError):
 
 class DiskFull(NewsletterError):
     """A write failed for lack of space (ENOSPC, EDQUOT); nothing was half-written."""
-
-
-class StoreBusy(NewsletterError):
-    """The database stayed locked by another process for longer than the busy timeout."""

@@ -5,6 +5,11 @@ this module decides, per chunk, who is new, who changed and who is skipped,
 and writes them with a handful of bulk statements on the caller's
 connection, inside the caller's single transaction (so an interrupted import
 leaves the store as it was).
+
+Rows of our own export carry a status per list (``ValidRow.lists``): those
+memberships are restored as given, and leaving always wins over an existing
+membership, while joining again needs ``resubscribe``. Every skipped row is
+returned with its line and the reason (:attr:`ChunkCounts.skipped_rows`).
 """
 
 from __future__ import annotations
