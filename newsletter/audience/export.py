@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import IO, Iterator
-
 from itertools import islice
+from typing import IO, Iterator
 
 from sqlalchemy import select
 
