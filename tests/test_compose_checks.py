@@ -140,3 +140,12 @@ def test_check_accepts_a_long_postal_address(cli, plain_workspace, monkeypatch):
     result = cli("check", SEED, "--recent-url", RECENT)
     assert result.exit_code == 0, result.stderr
     assert "ready to send" in result.stderr
+
+
+def test_check_accepts_an_article_quoting_jinja(cli, plain_workspace, tmp_path):
+    quoted = "Write {% if reader.plan == 'pro' and reader.city == 'Lyon' %} around a block, {{ reader.name | title }}"
+    article = write(tmp_path, "jinja.md", "---\ntitle: Writing Jinja templates\npreheader: A short guide\n---\n"
+                    + " ".join(f"Step {i}: {quoted}." for i in range(5)) + "\n")
+    result = cli("check", str(article), "--json")
+    assert result.exit_code == 0, result.stdout
+    assert result.json()["errors"] == []
