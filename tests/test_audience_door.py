@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.support.stores import another_database
+from support.stores import another_database
 
 LONG_NAME = "É" * 201
 LONG_LIST = "l" * 101

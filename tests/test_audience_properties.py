@@ -18,7 +18,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.stores import another_database
+from support.stores import another_database
 
 HOSTILE = "\r\n\x00\t\x0b\x1b\x7f\x85\u2028\u2029\ufeff,;\"'<>=+-@ "
 LOCALS = st.one_of(
