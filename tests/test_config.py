@@ -182,3 +182,10 @@ def test_base_url_problem_only_when_mail_leaves_this_machine(tmp_path, transport
         assert found is None
     else:
         assert problem in found.message and "base_url" in found.hint and "NEWSLETTER_BASE_URL" in found.hint
+
+
+def test_init_for_a_real_transport_warns_about_the_default_base_url(tmp_path, cli):
+    real = cli("init", str(tmp_path / "real"), "--transport", "sendgrid", "--postal-address", "1 Main St")
+    assert real.exit_code == 0 and "readers could not unsubscribe" in real.stderr and "base_url" in real.stderr
+    local = cli("init", str(tmp_path / "local"), "--postal-address", "1 Main St")
+    assert local.exit_code == 0 and "base_url" not in local.stderr
