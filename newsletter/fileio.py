@@ -30,11 +30,15 @@ def atomic_text_file(path: Path, encoding: str = "utf-8", newline: str | None = 
 def atomic_binary_file(path: Path) -> Iterator[IO[bytes]]:
     """Binary flavour of :func:`atomic_text_file`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _disk_full(exc, path) or exc
+    except OSError as exc:  # nothing written yet: say why in one line
+        from newsletter.errors import InputError
+
+        raise _disk_full(exc, path) or InputError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="choose a folder you may write to") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             yield handle

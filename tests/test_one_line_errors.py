@@ -125,3 +125,10 @@ def test_a_full_disk_while_writing_a_file_keeps_the_old_one(plain_workspace, cli
     one_line(cli("subscribers", "export", "--output", str(out)), "no space left", str(out))
     assert out.read_text() == "the previous export\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == []
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(plain_workspace, cli, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be\n")
+    one_line(cli("subscribers", "export", "--output", str(blocker / "export.csv")), "cannot write")
+    one_line(cli("compose", SEED, "--recent-url", RECENT, "--out", str(blocker / "build")), "cannot create")
