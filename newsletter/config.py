@@ -9,11 +9,17 @@ what is wrong.
 The secret key is not kept in ``newsletter.toml`` (a file people commit) but
 in ``.newsletter/secret_key`` beside the database; one key a line, the first
 signs new tokens and all of them verify (key rotation).
+
+Numbers must be finite (``nan`` would silently disable a limit). The base
+URL may carry no query or fragment; when mail leaves this machine
+(:func:`mail_leaves_machine`), it must also be a public https:// address
+(:func:`base_url_problem`), checked by ``check``, ``send`` and ``schedule``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -186,6 +192,67 @@ def _secret_keys(folder: Path, env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
+# Host names that never resolve on the public internet
+_PRIVATE_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa", ".localdomain")
+
+
+def is_private_host(host: str | None) -> bool:
+    """True for loopback, private, link-local and other non-public addresses, and local-only names."""
+    if not host or is_loopback_host(host):
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        name = host.rstrip(".").lower()
+        return "." not in name or name.endswith(_PRIVATE_SUFFIXES)
+
+
+def mail_host(settings: Settings, transport: str | None = None) -> str | None:
+    """The host the chosen transport hands mail to, or None when mail stays here (file, console, memory)."""
+    transport = transport or settings.transport
+    if transport == "smtp":
+        return urlsplit(settings.smtp_url or "").hostname or "(no SMTP URL)"
+    if transport == "sendgrid":
+        return urlsplit(settings.sendgrid_host or DEFAULT_SENDGRID_HOST).hostname or "(no SendGrid host)"
+    return None
+
+
+def mail_leaves_machine(settings: Settings, transport: str | None = None) -> bool:
+    """Whether mail leaves this machine: an SMTP or provider host that is not loopback.
+
+    Local set-ups (file, console, memory; a Mailpit or stand-in on
+    127.0.0.1) keep mail here, and may use any base URL.
+    """
+    host = mail_host(settings, transport)
+    return host is not None and not is_loopback_host(host)
+
+
+def base_url_problem(settings: Settings, transport: str | None = None) -> ConfigError | None:
+    """Why readers could not follow the links of mail sent now, or None.
+
+    When mail leaves this machine, unsubscribe and web-version links must
+    point to a public https:// address: a loopback (the default
+    ``http://127.0.0.1:8000``), private or plain-http base URL is a problem.
+    """
+    if not settings.base_url or not mail_leaves_machine(settings, transport):
+        return None
+    parts = urlsplit(settings.base_url)
+    if parts.scheme != "https":
+        why = "not an https:// address"
+    elif is_loopback_host(parts.hostname):
+        why = "a loopback address"
+    elif is_private_host(parts.hostname):
+        why = "a private address"
+    else:
+        return None
+    return ConfigError(
+        f"base_url {settings.base_url!r} is {why}, but mail leaves this machine through "
+        f"{mail_host(settings, transport)}: readers could not unsubscribe",
+        hint="set base_url in newsletter.toml (or NEWSLETTER_BASE_URL) to the public https:// address "
+             "of 'newsletter serve'",
+    )
+
+
 def is_loopback_host(host: str | None) -> bool:
     """True for localhost and loopback IP addresses (where plain http is allowed)."""
     if not host:
@@ -236,6 +303,9 @@ class _Reader:
             number = float(value)
         except (TypeError, ValueError):
             raise self.fail(section, key, f"must be a number (got {value!r})") from None
+        if not math.isfinite(number):  # nan compares false with everything: it would disable the check below
+            raise self.fail(section, key, f"must be a finite number (got {value!r})",
+                            hint="write a plain number such as 100")
         if number < minimum:
             raise self.fail(section, key, f"must be at least {minimum:g} (got {number:g})")
         return number
@@ -274,7 +344,16 @@ class _Reader:
         value = self.text("newsletter", "base_url", default="").rstrip("/")
         if not value:
             return ""
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise self.fail("newsletter", "base_url", f"is not a URL (got {value!r})",
+                            hint="write it as https://news.example.org") from None
+        if "?" in value or "#" in value:
+            raise self.fail("newsletter", "base_url", f"must not have a query or fragment (got {value!r})",
+                            hint="links are built by appending paths such as /unsubscribe/...: "
+                                 "give the address alone, e.g. https://news.example.org")
         if parts.scheme == "https" and parts.hostname:
             return value
         if parts.scheme == "http" and is_loopback_host(parts.hostname):

@@ -53,3 +53,7 @@ class TemplateError(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """A send cannot go on (for example the provider rejected our credentials)."""
+
+
+class DiskFull(NewsletterError):
+    """A write failed for lack of space (ENOSPC, EDQUOT); nothing was half-written."""

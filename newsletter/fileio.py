@@ -1,7 +1,12 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Atomic file writes: a reader (or a crash, or a full disk) never sees half a file.
+
+A full disk (ENOSPC, or a quota: EDQUOT) is reported as one line
+(:class:`~newsletter.errors.DiskFull`), and the file keeps its old content.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -25,17 +30,42 @@ def atomic_text_file(path: Path, encoding: str = "utf-8", newline: str | None = 
 def atomic_binary_file(path: Path) -> Iterator[IO[bytes]]:
     """Binary flavour of :func:`atomic_text_file`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # nothing written yet: say why in one line
+        from newsletter.errors import InputError
+
+        raise _disk_full(exc, path) or InputError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="choose a folder you may write to") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
+        full = _disk_full(exc, path) if isinstance(exc, OSError) else None
+        if full is not None:
+            raise full from None
         raise
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors of a full disk or an exhausted quota."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(exc: OSError, path: Path):
+    """A one-line DiskFull for a full disk, else None (other errors stay as they are)."""
+    from newsletter.errors import DiskFull
+
+    if not is_disk_full(exc):
+        return None
+    return DiskFull(f"no space left on the device to write {path}",
+                    hint=f"free some disk space and run the command again; {path.name} was left as it was")
 
 
 def open_input(path: Path, *, missing: str, missing_hint: str, folder: str, folder_hint: str) -> IO[bytes]:

@@ -13,7 +13,7 @@ from newsletter.errors import InvalidAddress
 
 def _validator(address):
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        return validate_email(address, check_deliverability=False, strict=True).normalized
     except EmailNotValidError:
         return None
 
@@ -61,3 +61,23 @@ def test_rejects_invalid_and_header_breaking(bad):
 
 def test_key_is_case_insensitive():
     assert address_key(normalise_address("ADA@example.org")) == address_key(normalise_address("ada@EXAMPLE.org"))
+
+
+@pytest.mark.parametrize("local", ["a" * 65, "é" * 65, "renée." + "x" * 59])
+def test_local_parts_over_64_characters_are_refused_on_both_paths(local):
+    address = f"{local}@example.org"
+    assert _fast_normalise(address) is None
+    with pytest.raises(InvalidAddress) as info:
+        normalise_address(address)
+    assert "too long" in info.value.message
+
+
+@pytest.mark.parametrize("breaker", ["\x85", "\u2028", "\u2029", "\x9b", "\x00"])
+def test_unicode_line_separators_and_c1_controls_are_refused(breaker):
+    with pytest.raises(InvalidAddress):
+        normalise_address(f"ren{breaker}ee@example.org")
+
+
+def test_a_64_character_non_ascii_local_part_is_kept():
+    local = "é" * 64
+    assert normalise_address(f"{local}@Example.org") == f"{local}@example.org"

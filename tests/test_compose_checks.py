@@ -105,3 +105,47 @@ def test_errors_come_first(settings, tmp_path):
     levels = [f.level for f in findings]
     assert levels == sorted(levels)  # "error" < "warning"
     assert errors(findings) and warnings(findings)
+
+
+LONG_ADDRESS = "Clinique Saint-Étienne, 1500 Market Street, Suite 200, Philadelphia, PA 19102, USA"
+
+
+def test_a_long_postal_address_wrapped_in_the_text_part_is_found(settings):
+    from conftest import RECENT
+
+    edition = compose_edition(SEED, dataclasses.replace(settings, postal_address=LONG_ADDRESS), recent_url=RECENT)
+    assert LONG_ADDRESS not in edition.text  # the text part wrapped the footer line...
+    assert " ".join(LONG_ADDRESS.split()) in " ".join(edition.text.split())
+    assert edition.findings == []  # ...and the check still sees it
+
+
+def test_an_article_quoting_jinja_in_wrapped_text_is_content(settings, tmp_path):
+    quoted = 'Write {% if reader.plan == "pro" and reader.city == "Lyon" %} then {{ reader.first_name | title }}'
+    paragraph = " ".join(f"Step {i}: {quoted}." for i in range(6))
+    article = write(tmp_path, "jinja.md", "---\ntitle: Writing Jinja templates\npreheader: A short guide\n---\n"
+                    f"{paragraph}\n\nAnd in a list:\n\n- `{{{{ name }}}}` prints the\n  name, `{{% if %}}` tests\n")
+    edition = compose_edition(article, settings)
+    split = [line for line in edition.text.splitlines() if ("{%" in line and "%}" not in line.split("{%")[-1])
+             or ("{{" in line and "}}" not in line.split("{{")[-1])]
+    assert split, "the text part should wrap inside a quoted tag"
+    assert "unresolved-tags" not in codes(edition.findings)
+    leftover = dataclasses.replace(edition, html=edition.html.replace("</body>", "{{ article.summary }}</body>"))
+    assert codes(check_edition(leftover, settings), "error") == ["unresolved-tags"]  # a real leftover still is
+
+
+def test_check_accepts_a_long_postal_address(cli, plain_workspace, monkeypatch):
+    from conftest import RECENT
+
+    monkeypatch.setenv("NEWSLETTER_POSTAL_ADDRESS", LONG_ADDRESS)
+    result = cli("check", SEED, "--recent-url", RECENT)
+    assert result.exit_code == 0, result.stderr
+    assert "ready to send" in result.stderr
+
+
+def test_check_accepts_an_article_quoting_jinja(cli, plain_workspace, tmp_path):
+    quoted = "Write {% if reader.plan == 'pro' and reader.city == 'Lyon' %} around a block, {{ reader.name | title }}"
+    article = write(tmp_path, "jinja.md", "---\ntitle: Writing Jinja templates\npreheader: A short guide\n---\n"
+                    + " ".join(f"Step {i}: {quoted}." for i in range(5)) + "\n")
+    result = cli("check", str(article), "--json")
+    assert result.exit_code == 0, result.stdout
+    assert result.json()["errors"] == []

@@ -127,3 +127,65 @@ def test_help_has_example_on_every_command(cli):
             assert "Example" in (each.help or ""), f"{name} {each.name} --help has no example"
             checked += 1
     assert checked >= 10
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_in_the_file_are_one_line_errors(tmp_path, cli, monkeypatch, value):
+    folder = init_workspace(tmp_path / "letter").parent
+    config = folder / "newsletter.toml"
+    assert "\nrate = 0\n" in config.read_text()
+    config.write_text(config.read_text().replace("\nrate = 0\n", f"\nrate = {value}\n", 1))
+    with pytest.raises(ConfigError) as info:
+        load_settings(folder, environ={})
+    assert "[delivery] rate must be a finite number" in info.value.message and info.value.hint
+    monkeypatch.chdir(folder)
+    result = cli("subscribers", "list")
+    assert result.exit_code == 1 and "finite number" in result.stderr and "Hint:" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "Infinity", "1e999"])
+def test_non_finite_numbers_in_the_environment_are_one_line_errors(tmp_path, value):
+    folder = init_workspace(tmp_path / "letter").parent
+    with pytest.raises(ConfigError) as info:
+        load_settings(folder, environ={"NEWSLETTER_SEND_PROCESSES": value})
+    assert "NEWSLETTER_SEND_PROCESSES must be a finite number" in info.value.message
+
+
+@pytest.mark.parametrize("url", ["https://news.example.org/?utm=1", "https://news.example.org/#top",
+                                 "https://news.example.org/letters?", "https://news.example.org:http/"])
+def test_base_url_with_a_query_or_fragment_is_refused_when_loading(tmp_path, url):
+    folder = init_workspace(tmp_path / "letter").parent
+    with pytest.raises(ConfigError) as info:
+        load_settings(folder, environ={"NEWSLETTER_BASE_URL": url})
+    assert "NEWSLETTER_BASE_URL" in info.value.message and info.value.hint
+
+
+@pytest.mark.parametrize("transport, env, base_url, problem", [
+    ("smtp", {"NEWSLETTER_SMTP_URL": "smtp://smtp.mailhost.example:587"}, "http://127.0.0.1:8000", "https://"),
+    ("smtp", {"NEWSLETTER_SMTP_URL": "smtp://smtp.mailhost.example:587"}, "https://localhost:8443", "loopback"),
+    ("sendgrid", {}, "https://10.1.2.3", "private"),
+    ("sendgrid", {}, "https://newsletter.internal", "private"),
+    ("sendgrid", {"NEWSLETTER_SENDGRID_HOST": "https://sendgrid.proxy.example"}, "https://[fd00::1]", "private"),
+    ("smtp", {"NEWSLETTER_SMTP_URL": "smtp://127.0.0.1:1025"}, "http://127.0.0.1:8000", None),
+    ("sendgrid", {"NEWSLETTER_SENDGRID_HOST": "http://127.0.0.1:3000"}, "http://127.0.0.1:8000", None),
+    ("file", {}, "http://127.0.0.1:8000", None),
+    ("console", {}, "http://localhost:8000", None),
+    ("sendgrid", {}, "https://news.clinic.example", None),
+])
+def test_base_url_problem_only_when_mail_leaves_this_machine(tmp_path, transport, env, base_url, problem):
+    from newsletter.config import base_url_problem
+
+    folder = init_workspace(tmp_path / "letter", base_url=base_url, transport=transport).parent
+    settings = load_settings(folder, environ=env)
+    found = base_url_problem(settings)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found.message and "base_url" in found.hint and "NEWSLETTER_BASE_URL" in found.hint
+
+
+def test_init_for_a_real_transport_warns_about_the_default_base_url(tmp_path, cli):
+    real = cli("init", str(tmp_path / "real"), "--transport", "sendgrid", "--postal-address", "1 Main St")
+    assert real.exit_code == 0 and "readers could not unsubscribe" in real.stderr and "base_url" in real.stderr
+    local = cli("init", str(tmp_path / "local"), "--postal-address", "1 Main St")
+    assert local.exit_code == 0 and "base_url" not in local.stderr

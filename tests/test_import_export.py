@@ -38,7 +38,8 @@ def test_plain_csv_with_bad_rows_reports_lines_and_keeps_the_rest(workspace, cli
     assert "cells" in lines[8]
     stored = people(cli, "--list", "readers")
     assert set(stored) == {"ada@example.org", "bob@example.org"}
-    assert stored["bob@example.org"]["name"] == "Bob\nSmith"
+    assert stored["bob@example.org"]["name"] == "Bob Smith"  # a line break never reaches a header
+    assert report["skipped_rows"] == [{"line": 9, "reason": "the same address as line 2"}]
     shown = cli("subscribers", "show", "ada@example.org", "--json").json()
     assert shown["attributes"] == {"city": "London"} and shown["name"] == "Ada"
     assert shown["consent"][0]["source"] == "import:s.csv"
@@ -207,3 +208,19 @@ def test_big_files_are_parsed_in_a_child_process_with_the_same_results(workspace
     latin = write(tmp_path / "l.csv", "email,name\n" + rows + "zoe@example.org,Zoé\n", encoding="latin-1")
     refused = cli("subscribers", "import", str(latin), "--list", "readers")
     assert refused.exit_code == 1 and "not utf-8 text" in refused.stderr
+
+
+def test_a_huge_cell_refuses_its_row_only(workspace, cli, tmp_path):
+    data = write(tmp_path / "s.csv", "email,name,notes\n" f"big@example.org,{'x' * 200_000},\n"
+                 f"note@example.org,Note,{'n' * 300_000}\nok@example.org,Ok,fine\n")
+    report = cli("subscribers", "import", str(data), "--json").json()
+    assert report["added"] == 1
+    assert [(e["line"], e["reason"]) for e in report["errors"]] == [
+        (2, "the name has 200000 characters, more than 200"),
+        (3, "the attribute 'notes' has 300000 characters, more than 10000")]
+
+
+def test_an_unknown_encoding_is_one_line(workspace, cli, tmp_path):
+    data = write(tmp_path / "s.csv", "email\nada@example.org\n")
+    result = cli("subscribers", "import", str(data), "--encoding", "klingon")
+    assert result.exit_code == 1 and "unknown encoding 'klingon'" in result.stderr and "Hint:" in result.stderr

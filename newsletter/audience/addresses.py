@@ -24,7 +24,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FAST = re.compile(rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
 # Top-level names email-validator refuses (special-use, RFC 6761 and others).
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
-_HEADER_BREAKERS = re.compile(r"[\r\n\x00-\x1f\x7f,;<>]")
+_HEADER_BREAKERS = re.compile(r"[\r\n\x00-\x1f\x7f-\x9f\u2028\u2029,;<>]")
 
 
 def normalise_address(raw: str) -> str:
@@ -69,6 +69,8 @@ def _validator_normalise(address: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        # strict: RFC 5321 limits too (a local part over 64 characters is refused,
+        # as the fast path refuses it).
+        return validate_email(address, check_deliverability=False, strict=True).normalized
     except EmailNotValidError as exc:
         raise InvalidAddress(f"{address!r} is not a valid address: {exc}", hint="check it for typos") from None

@@ -2,19 +2,31 @@
 
 CSV cells that a spreadsheet would run as a formula (starting with ``=``,
 ``+``, ``-``, ``@``, tab or carriage return) are prefixed with a single quote,
-the OWASP advice against CSV injection.
+the OWASP advice against CSV injection (and so are cells starting with a
+quote, so that ``subscribers import`` can take exactly one off again).
+
+Consent travels with the data: ``list_statuses`` holds each list's
+membership status (JSON) and ``suppressed`` the suppression reason, so
+importing an export restores who left what (``formats.read_newsletter_row``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from itertools import islice
 from typing import IO, Iterator
 
-from newsletter.store.audience import iter_subscribers
+from sqlalchemy import select
 
-CSV_COLUMNS = ["email", "name", "status", "timezone", "lists", "attributes", "created_at"]
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+from newsletter.audience.addresses import address_hash
+from newsletter.store.audience import iter_subscribers
+from newsletter.store.models import Suppression
+
+CSV_COLUMNS = ["email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
+               "created_at"]
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+_BATCH = 1000
 
 
 def neutralise(cell: str) -> str:
@@ -23,19 +35,33 @@ def neutralise(cell: str) -> str:
 
 
 def subscriber_records(store, list_name: str | None = None, status: str | None = None) -> Iterator[dict]:
-    """Every matching subscriber as a plain dict (the ``subscribers list --json`` shape)."""
+    """Every matching subscriber as a plain dict (the ``subscribers list --json`` shape).
+
+    ``suppressed`` is the suppression reason of the address, or None; with
+    ``list_name``, ``list_status`` is the membership status on that list.
+    """
     with store.session() as session:
-        for subscriber, memberships in iter_subscribers(session, list_name, status):
-            yield {
-                "email": subscriber.email,
-                "name": subscriber.name,
-                "status": subscriber.status,
-                "lists": [name for name, _ in memberships],
-                "list_statuses": {name: s for name, s in memberships},
-                "timezone": subscriber.timezone,
-                "attributes": subscriber.attributes,
-                "created_at": subscriber.created_at.isoformat(),
-            }
+        rows = iter_subscribers(session, list_name, status)
+        while batch := list(islice(rows, _BATCH)):
+            hashes = {address_hash(subscriber.email): subscriber.id for subscriber, _ in batch}
+            reasons = {hashes[h]: reason for h, reason in session.execute(
+                select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes))))}
+            for subscriber, memberships in batch:
+                statuses = {name: s for name, s in memberships}
+                record = {
+                    "email": subscriber.email,
+                    "name": subscriber.name,
+                    "status": subscriber.status,
+                    "lists": [name for name, _ in memberships],
+                    "list_statuses": statuses,
+                    "suppressed": reasons.get(subscriber.id),
+                    "timezone": subscriber.timezone,
+                    "attributes": subscriber.attributes,
+                    "created_at": subscriber.created_at.isoformat(),
+                }
+                if list_name is not None:
+                    record["list_status"] = statuses.get(list_name)
+                yield record
 
 
 def write_csv(records: Iterator[dict], out: IO[str]) -> int:
@@ -44,6 +70,7 @@ def write_csv(records: Iterator[dict], out: IO[str]) -> int:
     count = 0
     for record in records:
         row = dict(record, lists=";".join(record["lists"]),
+                   list_statuses=json.dumps(record["list_statuses"], ensure_ascii=False),
                    attributes=json.dumps(record["attributes"], ensure_ascii=False) if record["attributes"] else "")
         writer.writerow([neutralise("" if row[c] is None else str(row[c])) for c in CSV_COLUMNS])
         count += 1

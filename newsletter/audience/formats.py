@@ -5,6 +5,13 @@ an :class:`ImportRow`; ``detect_format`` picks one from the header row.
 
 Formats and how they are recognised (headers compared case-insensitively):
 
+- ``newsletter``: our own export (``subscribers export``): ``email``,
+  ``status``, ``lists``, ``attributes`` and ``created_at``, and since
+  consent round-trips, ``list_statuses`` (JSON: list name -> confirmed,
+  pending or unsubscribed) and ``suppressed`` (the suppression reason). The
+  status of each list and of the address is restored as it was: nobody who
+  had left is subscribed again. Cells the export neutralised against
+  spreadsheet formulas get their leading quote back off.
 - ``mailchimp``: an "Email Address" column. "First Name"/"Last Name" make the
   name, TIMEZONE the time zone, OPTIN_IP the consent IP; the *unsubscribed*
   export (UNSUB_TIME) imports as unsubscribed, the *cleaned* one (CLEAN_TIME)
@@ -29,11 +36,13 @@ from typing import Callable
 
 from newsletter.errors import InputError
 
-FORMATS = ("csv", "mailchimp", "substack", "listmonk", "buttondown")
+FORMATS = ("csv", "newsletter", "mailchimp", "substack", "listmonk", "buttondown")
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail", "emailaddress")
 
 # ImportRow.status values: how the person arrives
-SUBSCRIBED, PENDING, UNSUBSCRIBED, BOUNCED = "subscribed", "pending", "unsubscribed", "bounced"
+SUBSCRIBED, PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED = "subscribed", "pending", "unsubscribed", "bounced", "complained"
+# Membership statuses a row of our own export can restore, per list
+LIST_STATUSES = ("confirmed", "pending", "unsubscribed")
 
 
 @dataclass
@@ -46,6 +55,8 @@ class ImportRow:
     timezone: str | None = None
     status: str = SUBSCRIBED
     ip: str | None = None
+    # our own export: list name -> membership status to restore (None: not given)
+    lists: dict[str, str] | None = None
 
 
 Row = dict[str, str]
@@ -54,6 +65,8 @@ Row = dict[str, str]
 def detect_format(headers: list[str]) -> str:
     """The format a header row belongs to; raises InputError without an email column."""
     keys = {h.strip().lower() for h in headers}
+    if "email" in keys and ("list_statuses" in keys or {"status", "lists", "attributes", "created_at"} <= keys):
+        return "newsletter"
     if "email address" in keys:
         return "mailchimp"
     if "attributes" in keys and "email" in keys:
@@ -110,6 +123,7 @@ def row_reader(format_name: str) -> Callable[[Row], ImportRow]:
     """The function that maps a row (keys lower-cased and stripped) of ``format_name``."""
     return {
         "csv": read_csv_row,
+        "newsletter": read_newsletter_row,
         "mailchimp": read_mailchimp_row,
         "substack": read_substack_row,
         "listmonk": read_listmonk_row,
@@ -211,3 +225,42 @@ def read_buttondown_row(row: Row) -> ImportRow:
         attributes=attributes,
         status=_BUTTONDOWN_STATUS.get(kind, SUBSCRIBED),
     )
+
+
+# our export's subscriber status (or suppression reason) -> how the person arrives
+_OWN_STATUS = {"active": SUBSCRIBED, "unsubscribed": UNSUBSCRIBED, "bounced": BOUNCED, "complained": COMPLAINED}
+_OWN_COLUMNS = {"email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
+                "created_at"}
+_NEUTRALISED = ("'=", "'+", "'-", "'@", "'\t", "'\r", "''")
+
+
+def unneutralise(cell: str) -> str:
+    """Undo the export's protection against spreadsheet formulas (a leading quote)."""
+    return cell[1:] if cell.startswith(_NEUTRALISED) else cell
+
+
+def read_newsletter_row(row: Row) -> ImportRow:
+    """A row of ``subscribers export`` (CSV); older exports without list_statuses too."""
+    row = {key: unneutralise(value) for key, value in row.items()}
+    status_text = row.get("status", "").lower() or "active"
+    if status_text not in _OWN_STATUS:
+        raise InputError(f"unknown status {status_text!r}", hint=f"use one of {', '.join(_OWN_STATUS)}")
+    status = _OWN_STATUS[status_text]
+    suppressed = row.get("suppressed", "").lower()
+    if status == SUBSCRIBED and suppressed:  # suppressed everywhere: the address stays off every list
+        status = _OWN_STATUS.get(suppressed, UNSUBSCRIBED)
+    if row.get("list_statuses"):
+        lists = _json_object(row["list_statuses"], "list_statuses")
+    else:  # an export from before list_statuses: every list shares the address's status
+        each = "confirmed" if status == SUBSCRIBED else "unsubscribed"
+        lists = {name.strip(): each for name in row.get("lists", "").split(";") if name.strip()}
+    for name, list_status in lists.items():
+        if list_status not in LIST_STATUSES:
+            raise InputError(f"list {name[:40]!r} has unknown status {list_status!r}",
+                             hint=f"use one of {', '.join(LIST_STATUSES)}")
+    if status != SUBSCRIBED:  # whoever left everything has left each list too
+        lists = {name: "unsubscribed" for name in lists}
+    attributes = _json_object(row.get("attributes", ""), "attributes")
+    attributes.update(_extra(row, _OWN_COLUMNS))
+    return ImportRow(email=row.get("email", ""), name=row.get("name", ""), attributes=attributes,
+                     timezone=row.get("timezone") or None, status=status, lists=lists)

@@ -6,7 +6,10 @@
 - A BOM, ``,`` ``;`` or tab delimiters and quoted newlines are handled; a
   file that is not UTF-8 stops with a clear message (pass ``encoding``).
 - Bad rows are reported with the line they start on (the header is line 1)
-  and the reason, and never abort the rest.
+  and the reason, and never abort the rest; every value is checked at the
+  door (:mod:`newsletter.audience.fields`) before the database sees it.
+- Skipped rows are reported the same way (a duplicate line, a suppressed
+  address, nothing to change), so every line is accounted for.
 - Re-importing the same file changes nothing (everything counts as skipped).
 """
 
@@ -16,10 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from newsletter.audience.fields import clean_list_name, import_source
 from newsletter.audience.formats import FORMATS
 from newsletter.audience.parsing import parsed_chunks
 from newsletter.errors import InputError
-from newsletter.store.importing import ChunkCounts, ImportWriter
+from newsletter.store.importing import ChunkCounts, ImportWriter, ensure_list
+
+# Skipped rows kept for the report; beyond this only the count grows (a
+# re-import of a million-row file skips a million rows).
+SKIPPED_ROWS_KEPT = 10_000
 
 
 @dataclass
@@ -32,17 +40,22 @@ class ImportReport:
     skipped: int = 0
     invalid: int = 0
     errors: list[dict] = field(default_factory=list)
+    skipped_rows: list[dict] = field(default_factory=list)
     dry_run: bool = False
 
     def count(self, chunk: ChunkCounts) -> None:
         self.added += chunk.added
         self.updated += chunk.updated
         self.skipped += chunk.skipped
+        room = SKIPPED_ROWS_KEPT - len(self.skipped_rows)
+        self.skipped_rows += [{"line": line, "reason": reason} for line, reason in sorted(chunk.skipped_rows)[:room]]
 
     def as_dict(self) -> dict:
+        """The ``--json`` shape: ``errors`` and ``skipped_rows`` are ``{line, reason}`` in line order."""
         return {"added": self.added, "updated": self.updated, "skipped": self.skipped,
-                "invalid": self.invalid, "errors": self.errors, "format": self.format,
-                "dry_run": self.dry_run}
+                "invalid": self.invalid, "errors": self.errors, "skipped_rows": self.skipped_rows,
+                "skipped_rows_left_off": self.skipped - len(self.skipped_rows),
+                "format": self.format, "dry_run": self.dry_run}
 
 
 class _DryRunRollback(Exception):
@@ -58,6 +71,8 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
     """
     if format_name != "auto" and format_name not in FORMATS:
         raise InputError(f"unknown format {format_name!r}", hint=f"choose auto or one of {', '.join(FORMATS)}")
+    if list_name is not None:
+        list_name = clean_list_name(list_name)
     with parsed_chunks(path, format_name, encoding) as parsed:
         report = ImportReport(format=parsed.format, dry_run=dry_run)
         total = path.stat().st_size
@@ -67,7 +82,8 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
                     # 64 MB of page cache (used only as needed): a big import updates random
                     # places of the address index, and the default 2 MB thrashes.
                     connection.exec_driver_sql("PRAGMA cache_size=-65536")
-                writer = ImportWriter(connection, _list_id(connection, list_name), f"import:{path.name}", resubscribe)
+                list_id = ensure_list(connection, list_name) if list_name else None
+                writer = ImportWriter(connection, list_id, import_source(path.name), resubscribe, list_name)
                 for chunk in parsed.chunks:
                     report.invalid += len(chunk.errors)
                     report.errors.extend(chunk.errors)
@@ -80,18 +96,3 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
             pass
     return report
 
-
-def _list_id(connection, list_name: str | None) -> int | None:
-    if not list_name:
-        return None
-    from sqlalchemy import insert, select
-
-    from newsletter.store.models import MailingList, utcnow
-
-    table = MailingList.__table__
-    found = connection.execute(select(table.c.id).where(table.c.name == list_name)).scalar()
-    if found is not None:
-        return found
-    return connection.execute(
-        insert(table).values(name=list_name, double_opt_in=False, created_at=utcnow()).returning(table.c.id)
-    ).scalar()

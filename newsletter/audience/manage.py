@@ -5,7 +5,9 @@ The rules:
 - an address on the suppression list (unsubscribed everywhere, bounced,
   complained, erased) is not added again unless ``resubscribe`` is given;
 - on a double opt-in list a new member is ``pending`` until confirmed;
-- every change of consent is recorded (action, source, time, IP).
+- every change of consent is recorded (action, source, time, IP);
+- names, attributes and list names pass the door (:mod:`newsletter.audience.fields`):
+  control characters become spaces, lengths fit the columns, before any query.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.audience.addresses import address_hash, address_key, normalise_address
+from newsletter.audience.fields import (
+    IP_MAX,
+    SOURCE_MAX,
+    clean_attributes,
+    clean_list_name,
+    clean_name,
+    clean_timezone_length,
+    one_line,
+)
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import audience as q
 from newsletter.store.models import (
@@ -53,9 +64,18 @@ def add_subscriber(store, email: str, *, name: str | None = None, list_name: str
                    attributes: dict[str, str] | None = None, timezone: str | None = None,
                    confirmed: bool = False, resubscribe: bool = False, source: str = "cli",
                    ip: str | None = None) -> AddResult:
-    """Add or update one subscriber, and put them on ``list_name`` (created if missing)."""
+    """Add or update one subscriber, and put them on ``list_name`` (created if missing).
+
+    Everything is validated before the database is touched: InputError names
+    the first bad value (the web signup routes through here too).
+    """
     address = normalise_address(email)
-    timezone = validate_timezone(timezone)
+    timezone = validate_timezone(clean_timezone_length(timezone))
+    name = clean_name(name)
+    attributes = clean_attributes(attributes)
+    list_name = clean_list_name(list_name) if list_name is not None else None
+    # the caller's own values (web: the request's client); made to fit, never refused
+    source, ip = one_line(source)[:SOURCE_MAX], (one_line(ip)[:IP_MAX] or None) if ip else None
     with store.session() as session:
         reason = q.suppression_reason(session, address_hash(address))
         if reason and not resubscribe:
@@ -139,7 +159,7 @@ def unsubscribe(store, email: str, list_name: str | None = None, source: str = "
         subscriber = _existing(session, email)
         memberships = subscriber.memberships
         if list_name is not None:
-            mailing_list = q.get_list(session, list_name)
+            mailing_list = q.get_list(session, clean_list_name(list_name))
             memberships = [m for m in memberships if m.list_id == mailing_list.id]
             if not memberships:
                 raise NotFound(f"{subscriber.email} is not on list {list_name!r}",

@@ -24,6 +24,7 @@ from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.audience.addresses import address_hash, normalise_address
+from newsletter.audience.fields import clean_attributes, clean_ip, clean_list_name, clean_name, clean_timezone_length
 from newsletter.audience.formats import cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError
 from newsletter.fileio import open_input
@@ -33,6 +34,7 @@ CHUNK_ROWS = 2000
 SAMPLE_BYTES = 64 * 1024
 # Files at least this big are parsed in a child process (start-up costs ~0.2 s).
 PROCESS_THRESHOLD = 4 * 1024 * 1024
+FIELD_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -55,8 +57,23 @@ def open_for_reading(path: Path):
                       folder="{path} is a folder, not a file", folder_hint="give the path of a .csv file")
 
 
+def check_encoding(encoding: str) -> None:
+    """InputError for an encoding name Python does not know."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding[:40]!r}",
+                         hint="use utf-8 (the default), latin-1, cp1252 or another Python codec name") from None
+
+
 def parse_file(path: Path, format_name: str, encoding: str) -> Parsed:
     """Open ``path``, read its header and detect the format; the chunks come lazily."""
+    check_encoding(encoding)
+    # A cell over the csv module's 128 KB default would stop the whole import;
+    # up to FIELD_LIMIT it reaches validation and only its row is refused.
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
     handle = open_for_reading(path)
     try:
         wrapper_encoding = "utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding
@@ -128,15 +145,20 @@ def _chunks(handle, reader, keys, read_cells, path: Path, encoding: str) -> Iter
 def _validate(cells: list[str], keys: list[str], read_cells, line: int, zones: dict[str, bool]) -> ValidRow:
     if len(cells) > len(keys):
         raise InputError(f"{len(cells)} cells but the header names {len(keys)} columns")
+    """One row checked at the door: every value fits its column, or InputError says which does not."""
     row = read_cells([cell.strip() for cell in cells])
     address = normalise_address(row.email)
     if row.timezone:
+        clean_timezone_length(row.timezone)
         if row.timezone not in zones:
             zones[row.timezone] = _is_zone(row.timezone)
         if not zones[row.timezone]:
             raise InputError(f"unknown time zone {row.timezone!r}")
-    return ValidRow(line, address, address.lower(), address_hash(address), row.name, row.attributes,
-                    row.timezone, row.status, row.ip)
+    lists = None
+    if row.lists is not None:
+        lists = tuple((clean_list_name(name), status) for name, status in row.lists.items())
+    return ValidRow(line, address, address.lower(), address_hash(address), clean_name(row.name),
+                    clean_attributes(row.attributes), row.timezone, row.status, clean_ip(row.ip), lists)
 
 
 def _is_zone(name: str) -> bool:
@@ -150,6 +172,7 @@ def _is_zone(name: str) -> bool:
 @contextmanager
 def parsed_chunks(path: Path, format_name: str, encoding: str) -> Iterator[Parsed]:
     """Parse ``path`` here (small files) or in a child process (big ones); same results."""
+    check_encoding(encoding)
     open_for_reading(path).close()  # a missing file is reported before any process starts
     if path.stat().st_size < PROCESS_THRESHOLD:
         yield parse_file(path, format_name, encoding)

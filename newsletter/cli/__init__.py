@@ -83,11 +83,16 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the command and turns expected errors into one line and exit 1."""
+    """Entry point: runs the command and turns expected errors into one line and exit 1.
+
+    Expected errors are NewsletterErrors, click's usage errors, and the
+    machine's own failures (a full disk, a database locked too long).
+    """
     from newsletter.errors import NewsletterError
 
     try:
         code = cli.main(args=argv, prog_name="newsletter", standalone_mode=False)
+        sys.stdout.flush()  # a full disk behind stdout is reported here, not at exit
     except NewsletterError as exc:
         _print_error(exc.message, exc.hint)
         code = exc.exit_code
@@ -106,7 +111,54 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except BrokenPipeError:
         code = 0
+    except Exception as exc:  # noqa: BLE001 - only the known environmental failures become one line
+        known = _environment_failure(exc)
+        if known is None:
+            raise
+        _print_error(*known)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _environment_failure(exc: BaseException) -> tuple[str, str] | None:
+    """``(message, hint)`` for failures of the machine rather than of the program, else None.
+
+    A full disk (ENOSPC/EDQUOT, from a file, stdout or SQLite's "database or
+    disk is full") and a SQLite database locked for longer than its busy
+    timeout by another process. The message never carries the SQL or its
+    parameters (they may hold addresses).
+    """
+    from newsletter.fileio import is_disk_full
+
+    if is_disk_full(exc):
+        if exc.filename is None:
+            _silence_stdout()
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (f"no space left on the device{where}",
+                "free some disk space and run the command again; files are written whole or not at all")
+    original = getattr(exc, "orig", exc)  # SQLAlchemy wraps the driver's error
+    if type(original).__name__ == "OperationalError" and type(original).__module__ == "sqlite3":
+        text = str(original).lower()
+        if "database is locked" in text or "database is busy" in text:
+            from newsletter.store.db import BUSY_TIMEOUT_SECONDS
+
+            return (f"the database is locked by another process (waited {BUSY_TIMEOUT_SECONDS:g} s)",
+                    "wait for the send, import or scheduler holding it to finish, then run this again")
+        if "disk is full" in text:
+            return ("no space left on the device for the database",
+                    "free some disk space and run the command again; the last change was rolled back")
+    return None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation when stdout is no file (tests)
+        pass
 
 
 def _print_error(message: str, hint: str | None) -> None:

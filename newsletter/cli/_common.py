@@ -69,14 +69,19 @@ def say(message: str) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]):
-    """A Rich table with the given columns and rows (values shown with str())."""
+    """A Rich table with the given columns and rows (values shown with str()).
+
+    Cells are literal text, never Rich markup: they hold names, list names
+    and file names people chose, and ``[/]`` in a name must not crash a listing.
+    """
     from rich.table import Table
+    from rich.text import Text
 
     result = Table(title=title, show_lines=False)
     for column in columns:
         result.add_column(column)
     for row in rows:
-        result.add_row(*("" if value is None else str(value) for value in row))
+        result.add_row(*(Text("" if value is None else str(value)) for value in row))
     return result
 
 

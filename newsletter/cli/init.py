@@ -31,7 +31,24 @@ def init_command(directory, sender, postal_address, base_url, transport, name):
 
     path = init_workspace(Path(directory), sender=sender, postal_address=postal_address,
                           base_url=base_url, transport=transport, name=name)
-    say(f"Created {path}")
+    say(escape(f"Created {path}"))
     if not postal_address:
         say("[yellow]Set postal_address in newsletter.toml before sending (it goes in every footer).[/]")
-    say(f"Next: cd {path.parent} && newsletter subscribers add you@example.org --list readers --confirmed")
+    _warn_about_base_url(path.parent)
+    say(escape(f"Next: cd {path.parent} && newsletter subscribers add you@example.org --list readers --confirmed"))
+
+
+def _warn_about_base_url(folder: Path) -> None:
+    """Say now, not at the first send, that real mail needs a public base URL."""
+    from newsletter.config import base_url_problem, load_settings
+
+    problem = base_url_problem(load_settings(folder))
+    if problem is not None:
+        say(f"[yellow]{escape(problem.message)}[/]")
+        say(escape(f"Hint: {problem.hint}"))
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

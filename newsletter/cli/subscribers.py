@@ -9,8 +9,16 @@ import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
 
+
+def escape(text: str) -> str:
+    """``text`` safe inside Rich markup: names and list names may hold ``[`` and ``]``."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 STATUSES = ["active", "unsubscribed", "bounced", "complained", "pending", "confirmed"]
 TABLE_LIMIT = 500  # beyond this many rows, people get plain streamed lines instead of a table
+REPORT_LIMIT = 20  # rows shown per kind (invalid, skipped) after an import; --json has them all
 
 
 @click.group("subscribers")
@@ -65,16 +73,16 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
         return
     verb = "Added" if result.created else "Updated"
     where = f" on {list_name} ({result.list_status})" if list_name else ""
-    say(f"{verb} {result.email}{where}")
+    say(escape(f"{verb} {result.email}{where}"))
     if "confirm_url" in data:
-        say(f"They must confirm: {data['confirm_url']}")
+        say(escape(f"They must confirm: {data['confirm_url']}"))
 
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", default=None, help="Put everyone on this list (created if missing).")
 @click.option("--format", "format_name", default="auto", show_default=True,
-              type=click.Choice(["auto", "csv", "mailchimp", "substack", "listmonk", "buttondown"]),
+              type=click.Choice(["auto", "csv", "newsletter", "mailchimp", "substack", "listmonk", "buttondown"]),
               help="The file's format; auto detects it from the header.")
 @click.option("--dry-run", is_flag=True, help="Report what would change, write nothing.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again addresses on the suppression list.")
@@ -82,10 +90,12 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
 @json_option
 @pass_app
 def import_command(app, file, list_name, format_name, dry_run, resubscribe, encoding, as_json):
-    """Import subscribers from a CSV or an export of Mailchimp, Substack, listmonk or Buttondown.
+    """Import subscribers from a CSV, our own export, or an export of Mailchimp, Substack, listmonk or Buttondown.
 
-    Bad rows are reported by line (the header is line 1) and never stop the
-    rest; the import is all or nothing if interrupted.
+    Bad and skipped rows are reported by line (the header is line 1) with the
+    reason, and never stop the rest; the import is all or nothing if
+    interrupted. Our own export restores each list's status: nobody who had
+    left is subscribed again.
 
     \b
     Example:
@@ -107,10 +117,20 @@ def import_command(app, file, list_name, format_name, dry_run, resubscribe, enco
     prefix = "Dry run, nothing written: would have " if dry_run else ""
     say(f"{prefix}added {report.added}, updated {report.updated}, skipped {report.skipped}, "
         f"invalid {report.invalid} ({report.format} format)")
-    for error in report.errors[:20]:
-        say(f"  line {error['line']}: {error['reason']}")
-    if len(report.errors) > 20:
-        say(f"  ... and {len(report.errors) - 20} more (use --json to see them all)")
+    _report_rows("Invalid rows (not imported)", report.errors, report.invalid)
+    _report_rows("Skipped rows", report.skipped_rows, report.skipped)
+
+
+def _report_rows(title: str, rows: list[dict], total: int) -> None:
+    """A table of ``{line, reason}`` rows on stderr, the first REPORT_LIMIT of ``total``."""
+    from newsletter.cli._common import stderr_console
+
+    if not total:
+        return
+    stderr_console().print(table(title, ["Line", "Reason"], [[row["line"], row["reason"]] for row in rows[:REPORT_LIMIT]]))
+    shown = min(len(rows), REPORT_LIMIT)
+    if total > shown:
+        say(f"  ... and {total - shown} more (--json lists them)")
 
 
 @subscribers.command("export")
@@ -139,15 +159,16 @@ def export(app, list_name, status, output, format_name):
 
     with atomic_text_file(output) as handle:
         count = write(records, handle)
-    say(f"Wrote {count} subscribers to {output}")
+    say(escape(f"Wrote {count} subscribers to {output}"))
 
 
 def _check_list(app, list_name):
     if list_name:
+        from newsletter.audience.fields import clean_list_name
         from newsletter.store.audience import get_list
 
         with app.store.session() as session:
-            get_list(session, list_name)
+            get_list(session, clean_list_name(list_name))
 
 
 @subscribers.command("list")
@@ -157,6 +178,9 @@ def _check_list(app, list_name):
 @pass_app
 def list_command(app, list_name, status, as_json):
     """List subscribers (streamed, so any size works).
+
+    With --list, "List status" is each one's status on that list (confirmed,
+    pending or unsubscribed); "Status" is the address's own.
 
     \b
     Example:
@@ -168,20 +192,30 @@ def list_command(app, list_name, status, as_json):
 
     _check_list(app, list_name)
     records = subscriber_records(app.store, list_name, status)
+    keys = ("email", "name", "status") + (("list_status",) if list_name else ()) + ("lists", "timezone")
     if as_json:
-        write_json(({k: r[k] for k in ("email", "name", "status", "lists", "timezone")} for r in records), sys.stdout)
+        write_json(({k: r[k] for k in keys} for r in records), sys.stdout)
         return
+    columns = [k for k in keys if k != "timezone"]
     first = list(islice(records, TABLE_LIMIT + 1))
     if len(first) <= TABLE_LIMIT:
-        rows = [[r["email"], r["name"], r["status"], ", ".join(r["lists"])] for r in first]
-        stdout_console().print(table(None, ["Email", "Name", "Status", "Lists"], rows))
+        rows = [[_cell(r[k]) for k in columns] for r in first]
+        headers = {"email": "Email", "name": "Name", "status": "Status", "list_status": "List status",
+                   "lists": "Lists"}
+        stdout_console().print(table(None, [headers[k] for k in columns], rows))
         say(f"{len(first)} subscribers")
         return
     count = 0
     for record in (*first, *records):
-        sys.stdout.write(f"{record['email']}\t{record['name']}\t{record['status']}\t{','.join(record['lists'])}\n")
+        sys.stdout.write("\t".join(_cell(record[k]) for k in columns) + "\n")
         count += 1
     say(f"{count} subscribers")
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return ",".join(value)
+    return "" if value is None else str(value)
 
 
 @subscribers.command("show")
@@ -202,12 +236,12 @@ def show(app, email, as_json):
         print_json(data)
         return
     console = stdout_console()
-    console.print(f"[bold]{data['email']}[/] {data['name']}  status: {data['status']}"
+    console.print(f"[bold]{escape(data['email'])}[/] {escape(data['name'])}  status: {data['status']}"
                   + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
     if data["timezone"]:
         console.print(f"time zone: {data['timezone']}")
     if data["attributes"]:
-        console.print("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items()))
+        console.print(escape("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items())))
     console.print(table("Lists", ["List", "Status", "Subscribed", "Confirmed", "Unsubscribed"],
                         [[m["name"], m["status"], _when(m["subscribed_at"]), _when(m["confirmed_at"]),
                           _when(m["unsubscribed_at"])] for m in data["lists"]]))
@@ -246,10 +280,10 @@ def unsubscribe_command(app, email, list_name):
 
     left = unsubscribe(app.store, email, list_name)
     if list_name is None:
-        say(f"Unsubscribed {email} from everything" + (f" ({', '.join(left)})" if left else "")
-            + "; the address is suppressed")
+        say(escape(f"Unsubscribed {email} from everything" + (f" ({', '.join(left)})" if left else "")
+                   + "; the address is suppressed"))
     else:
-        say(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}")
+        say(escape(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}"))
 
 
 @subscribers.command("remove")
@@ -268,4 +302,4 @@ def remove(app, email, yes):
     if not yes:
         click.confirm(f"Erase everything about {email}?", abort=True, err=True)
     erase(app.store, email)
-    say(f"Erased {email}; its hash stays on the suppression list")
+    say(escape(f"Erased {email}; its hash stays on the suppression list"))

@@ -4,7 +4,14 @@ Errors (a send must not start):
   ``base-url-missing``, ``unsubscribe-missing``, ``postal-address-missing``,
   ``recent-url-missing`` (a recently-published link named without a URL),
   ``unresolved-tags`` (Jinja tags or malformed merge tokens in the output that
-  are not in the article itself).
+  are not in the article itself),
+  ``base-url-unsafe`` (mail leaves this machine but unsubscribe links would
+  point to a loopback, private or plain-http address:
+  :func:`newsletter.config.base_url_problem`).
+
+Texts are compared with whitespace normalised: the text part wraps long
+lines (a long postal address, an article quoting ``{{ name }}``), and a
+wrapped line is still the same words.
 Warnings:
   ``html-size`` (over 102 KB: Gmail clips the message and hides the footer),
   ``image-alt``, ``link-insecure`` (http://), ``link-relative``,
@@ -55,15 +62,24 @@ def _warning(code: str, message: str) -> Finding:
     return Finding("warning", code, message)
 
 
+def _squeeze(text: str) -> str:
+    """``text`` with every run of whitespace as one space (wrapping-proof comparisons)."""
+    return " ".join(text.split())
+
+
 def _compliance(edition: Edition, settings):
+    from newsletter.config import base_url_problem
+
     if not settings.base_url:
         yield _error("base-url-missing", "no base_url: unsubscribe and web-version links have nowhere to point (set base_url in newsletter.toml or NEWSLETTER_BASE_URL)")
+    elif problem := base_url_problem(settings):
+        yield _error("base-url-unsafe", f"{problem.message} ({problem.hint})")
     if not re.search(r"href=[\"']%%unsubscribe_url%%[\"']", edition.html) or "%%unsubscribe_url:raw%%" not in edition.text:
         yield _error("unsubscribe-missing", f"theme {edition.theme!r} has no unsubscribe link (href=\"%%unsubscribe_url%%\" in HTML, %%unsubscribe_url:raw%% in text)")
-    address = settings.postal_address.strip()
+    address = _squeeze(settings.postal_address)
     if not address:
         yield _error("postal-address-missing", "no postal address for the footer (set postal_address in newsletter.toml or NEWSLETTER_POSTAL_ADDRESS)")
-    elif address not in unescape(edition.html) or address not in edition.text:
+    elif address not in _squeeze(unescape(edition.html)) or address not in _squeeze(edition.text):
         yield _error("postal-address-missing", f"theme {edition.theme!r} does not show the postal address ({{{{ newsletter.postal_address }}}})")
 
 
@@ -76,10 +92,13 @@ def _recent(edition: Edition, settings):
 
 
 def _unresolved(edition: Edition, settings):
-    source = edition.article.source
+    """Template leftovers: tags in the output that the article itself does not say."""
+    recent = edition.article.recently_published
+    said = [unescape(edition.article.source), *map(str, _article_texts(edition.article)), recent.title if recent else ""]
+    article_says = _squeeze(" ".join(said))
     found = [m.group(0) for part in (edition.html, edition.text) for m in _JINJA.finditer(part)]
     found += [m.group(0) for part in (edition.html, edition.text) for m in _PERCENT_TOKEN.finditer(part) if not _VALID_TOKEN.fullmatch(m.group(0))]
-    found = [tag for tag in dict.fromkeys(found) if unescape(tag) not in source and tag not in source]
+    found = [tag for tag in dict.fromkeys(found) if _squeeze(unescape(tag)) not in article_says]
     if found:
         shown = ", ".join(tag[:40] for tag in found[:3])
         yield _error("unresolved-tags", f"unresolved template tags in the output: {shown}")

@@ -10,6 +10,7 @@ that SendGrid carries as substitutions. The pre-flight findings are attached.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +116,23 @@ def _recent_link(article: Article, title: str | None, url: str | None) -> Recent
         from newsletter.errors import InputError
 
         raise InputError("--recent-url was given without a title", hint='add --recent-title "Title of that article"')
+    if url:
+        _require_web_address(url)
     return RecentLink(title=title, url=url or None) if title else None
+
+
+_WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+[^\s]*", re.I)
+
+
+def _require_web_address(url: str) -> None:
+    """InputError unless ``url`` is an http(s) address: ``javascript:``, ``data:``,
+    ``vbscript:`` (and anything else a reader's click should not run) are refused,
+    as every unsafe link in an article is."""
+    from newsletter.errors import InputError
+
+    if not _WEB_ADDRESS.fullmatch(url) or any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in url):
+        raise InputError(f"the recently-published URL {url[:80]!r} is not a web address",
+                         hint="give its https:// address, e.g. --recent-url https://example.org/blog/post")
 
 
 def _excerpt(article: Article, limit: int = 110) -> str:

@@ -99,6 +99,9 @@ def split_front_matter(text: str, path: Path | None = None) -> tuple[dict[str, A
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 2})" if line is not None else ""
         raise InputError(f"{path or 'article'}: front matter is not valid YAML{where}", hint="fix the YAML between the --- lines") from None
+    except (ValueError, OverflowError) as exc:  # a date-shaped value that is no date: date: 2026-02-30
+        raise InputError(f"{path or 'article'}: front matter holds an impossible date ({exc})",
+                         hint="fix the date between the --- lines, e.g. date: 2026-02-28") from None
     if not isinstance(meta, dict):
         raise InputError(f"{path or 'article'}: front matter must be 'key: value' lines", hint="e.g. title: My article")
     return meta, text[match.end() :]
@@ -113,7 +116,11 @@ def apply_front_matter(article: Article, meta: dict[str, Any], path: Path) -> Ar
     if bio:
         article.author_bio = " ".join(str(bio).split())
     if meta.get("date") is not None:
-        article.date = parse_date(meta["date"]) or article.date
+        date = parse_date(meta["date"])
+        if date is None:
+            raise InputError(f"{path}: front matter date {str(meta['date'])[:40]!r} is not a date",
+                             hint="write it as date: 2026-12-01")
+        article.date = date
     if meta.get("tags"):
         tags = meta["tags"]
         article.tags = [t.strip() for t in (tags.split(",") if isinstance(tags, str) else tags) if str(t).strip()]

@@ -19,7 +19,9 @@ holding an entity in ``href``, ``src``, ``alt`` and ``title`` (where article
 text goes) are therefore lifted the same way, so the value Jinja
 escaped is the value in the output.
 
-Errors: Jinja syntax and runtime errors carry the template file and line. MJML
+Errors: Jinja syntax and runtime errors (an undefined name, but also any
+exception a theme's expression raises, such as ``{{ 1/0 }}``) carry the
+template file and line. MJML
 structure errors (unknown or unbalanced ``mj-`` tags, which mjml-python would
 silently pass or mangle) are found by a strict scan of the rendered layout
 before compiling, and mapped back to the template line holding that tag.
@@ -33,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from newsletter.errors import TemplateError
+from newsletter.errors import NewsletterError, TemplateError
 
 TEMPLATE_FILE = "email.mjml.j2"
 # an opening (not self-closing) mj-text/mj-button/mj-raw, its contents, and its end tag
@@ -104,9 +106,12 @@ def render_mjml(env, name: str, context: dict[str, Any], workspace_templates: Pa
         raise TemplateError(f"{exc.filename or exc.name}:{exc.lineno}: {exc.message}", hint="fix the template at that line") from None
     try:
         return template.render(context)
-    except jinja2.TemplateError as exc:
+    except NewsletterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error a theme's expressions raise ({{ 1/0 }}, a bad filter call)
         where = _template_frame(exc) or template.filename
-        raise TemplateError(f"{where}: {exc}", hint="fix the template at that line") from None
+        problem = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+        raise TemplateError(f"{where}: {problem}", hint="fix the template at that line") from None
 
 
 def _template_frame(exc: BaseException) -> str | None:

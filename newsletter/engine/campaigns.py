@@ -30,8 +30,15 @@ from newsletter.store.models import (
 FINAL_STATUSES = (SENT, CANCELLED, MISSED)
 
 
-def require_sendable(settings) -> None:
-    """Raise InputError unless the workspace has what every bulk message needs."""
+def require_sendable(settings, transport: str | None = None) -> None:
+    """Raise InputError unless the workspace has what every bulk message needs.
+
+    ``transport`` (default: the workspace's) decides whether mail leaves this
+    machine; then links to a loopback, private or plain-http base URL are
+    refused too (:func:`newsletter.config.base_url_problem`).
+    """
+    from newsletter.config import base_url_problem
+
     missing = [(key, variable) for key, variable, value in (
         ("postal_address", "NEWSLETTER_POSTAL_ADDRESS", settings.postal_address),
         ("base_url", "NEWSLETTER_BASE_URL", settings.base_url),
@@ -43,13 +50,16 @@ def require_sendable(settings) -> None:
             f"cannot send: [newsletter] {key} is not set in {settings.config_file}",
             hint=f"set {key} in newsletter.toml or {variable}; every email must carry it",
         )
+    problem = base_url_problem(settings, transport)
+    if problem is not None:
+        raise InputError(f"cannot send: {problem.message}", hint=problem.hint)
 
 
 def create_campaign(store, settings, edition, list_name: str, transport: str, *,
                     status: str = DRAFT, scheduled_at: datetime | None = None,
                     timezone: str | None = None, article_path: str = "") -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id."""
-    require_sendable(settings)
+    require_sendable(settings, transport)
     with store.session() as session:
         mailing_list = get_list(session, list_name)
         if not ledger.has_audience(session, mailing_list.id):

@@ -10,7 +10,9 @@ Contract:
   by an hour is worse than asking;
 - a local time that happens twice (the DST fold) means the first occurrence
   (fold=0); the returned note says so;
-- times in the past are an InputError.
+- times in the past are an InputError, and so are times more than ten
+  years ahead (a mistyped year; near year 9999 the zone arithmetic of
+  waves and reminders would overflow).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from newsletter.errors import InputError
 UTC = timezone.utc
 _OFFSET_ZONE = re.compile(r"^UTC([+-])(\d{2}):(\d{2})$")
 ZONE_HINT = "use an IANA time zone name such as Europe/Paris, America/New_York or UTC"
+MAX_AHEAD = timedelta(days=3653)  # ten years
+TIME_HINT = 'write it as ISO 8601 local time, e.g. "2026-12-01 09:00" or 2026-12-01T09:00:30'
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,7 @@ def parse_naive(text: str) -> datetime:
     except ValueError:
         value = None
     if value is None or len(cleaned) <= 10:  # a date alone has no time of day to send at
-        raise InputError(f"cannot read the time {text!r}",
-                         hint='write it as ISO 8601 local time, e.g. "2026-12-01 09:00" or 2026-12-01T09:00:30')
+        raise InputError(f"cannot read the time {text!r}", hint=TIME_HINT)
     return value
 
 
@@ -117,18 +120,24 @@ def parse_when(text: str, zone_name: str | None, *, now: datetime | None = None,
     """Parse ``text`` in zone ``zone_name`` (default UTC, or the time's own offset)."""
     value = parse_naive(text)
     note = ""
-    if value.tzinfo is not None:
-        if zone_name:
-            get_zone(zone_name)
-        shown_in = zone_name or offset_name(value)
-        if shown_in in ("UTC+00:00",):
-            shown_in = "UTC"
-        aware = value
-    else:
-        shown_in = zone_name or "UTC"
-        aware, note = localize(value, get_zone(shown_in), shown_in)
-    utc = aware.astimezone(UTC)
+    try:
+        if value.tzinfo is not None:
+            if zone_name:
+                get_zone(zone_name)
+            shown_in = zone_name or offset_name(value)
+            if shown_in in ("UTC+00:00",):
+                shown_in = "UTC"
+            aware = value
+        else:
+            shown_in = zone_name or "UTC"
+            aware, note = localize(value, get_zone(shown_in), shown_in)
+        utc = aware.astimezone(UTC)
+    except OverflowError:  # a zone offset pushed the time past year 9999 or before year 1
+        raise InputError(f"{text.strip()} is out of the range of dates", hint="check the year") from None
     now = now or datetime.now(UTC)
+    if utc - now > MAX_AHEAD:
+        raise InputError(f"{text.strip()} ({shown_in}) is more than ten years ahead",
+                         hint="check the year; a send can be scheduled at most ten years ahead")
     if not allow_past and utc <= now:
         raise InputError(f"{text.strip()} ({shown_in}) is in the past: it was {utc:%Y-%m-%d %H:%M:%S} UTC, "
                          f"now is {now:%Y-%m-%d %H:%M:%S} UTC",

@@ -22,6 +22,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; when the database is at it, Alembic is not even imported
 # (tests/test_store.py checks this matches the migration scripts).
 HEAD_REVISION = "0005"
+# How long SQLite waits for another process's write lock before "database is locked".
+BUSY_TIMEOUT_SECONDS = 30
 
 
 def normalise_url(url: str) -> str:
@@ -50,7 +52,7 @@ def _sqlite_engine(url: str) -> Engine:
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -60,7 +62,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
         # 32 MB of page cache (used only as needed; the default is 2 MB): a send
         # of a million rows joins the ledger with subscribers and memberships.
         cursor.execute("PRAGMA cache_size=-32768")
@@ -88,6 +90,8 @@ def migrate(engine: Engine) -> None:
             if current_revision(connection) == HEAD_REVISION:
                 return
     except OperationalError as exc:
+        if "database is locked" in str(exc.orig):
+            raise  # busy, not misconfigured: the CLI reports it as such (newsletter.cli.main)
         raise ConfigError(
             f"cannot open the database: {exc.orig}",
             hint="check NEWSLETTER_DATABASE_URL (or [database] url) and that the server is running",

@@ -5,24 +5,30 @@ this module decides, per chunk, who is new, who changed and who is skipped,
 and writes them with a handful of bulk statements on the caller's
 connection, inside the caller's single transaction (so an interrupted import
 leaves the store as it was).
+
+Rows of our own export carry a status per list (``ValidRow.lists``): those
+memberships are restored as given, and leaving always wins over an existing
+membership, while joining again needs ``resubscribe``. Every skipped row is
+returned with its line and the reason (:attr:`ChunkCounts.skipped_rows`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.audience.formats import BOUNCED, PENDING, SUBSCRIBED, UNSUBSCRIBED
+from newsletter.audience.formats import BOUNCED, COMPLAINED, PENDING, SUBSCRIBED, UNSUBSCRIBED
 from newsletter.store.models import (
     ACTIVE,
     CONFIRMED,
     Consent,
+    MailingList,
     Membership,
     Subscriber,
     Suppression,
@@ -41,6 +47,7 @@ _ARRIVAL = {
     PENDING: (ACTIVE, "pending", None),
     UNSUBSCRIBED: ("unsubscribed", "unsubscribed", "unsubscribed"),
     BOUNCED: (SUB_BOUNCED, "unsubscribed", "bounced"),
+    COMPLAINED: ("complained", "unsubscribed", "complained"),
 }
 _SUBSCRIBER_COLUMNS = ("email", "email_key", "email_hash", "name", "attributes", "timezone", "status",
                        "created_at", "updated_at")
@@ -64,21 +71,44 @@ class ValidRow(NamedTuple):
     timezone: str | None
     status: str
     ip: str | None
+    # our own export: ((list name, membership status), ...) to restore, or None
+    lists: tuple | None = None
 
 
 @dataclass
 class ChunkCounts:
+    """What a chunk did; ``skipped_rows`` says which lines were skipped and why."""
+
     added: int = 0
     updated: int = 0
     skipped: int = 0
+    skipped_rows: list[tuple[int, str]] = field(default_factory=list)
+
+    def skip(self, line: int, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_rows.append((line, reason))
+
+
+def ensure_list(connection: Connection, name: str) -> int:
+    """The id of the list ``name`` (already validated), created (single opt-in) if missing."""
+    table = MailingList.__table__
+    found = connection.execute(select(table.c.id).where(table.c.name == name)).scalar()
+    if found is not None:
+        return found
+    return connection.execute(
+        insert(table).values(name=name, double_opt_in=False, created_at=utcnow()).returning(table.c.id)
+    ).scalar()
 
 
 class ImportWriter:
     """Writes chunks of one import to ``list_id`` (or to no list) on ``connection``."""
 
-    def __init__(self, connection: Connection, list_id: int | None, source: str, resubscribe: bool = False):
+    def __init__(self, connection: Connection, list_id: int | None, source: str, resubscribe: bool = False,
+                 list_name: str | None = None):
         self.connection = connection
         self.list_id = list_id
+        self.list_name = list_name
+        self._list_ids: dict[str, int] = {list_name: list_id} if list_name and list_id is not None else {}
         self.source = source
         self.resubscribe = resubscribe
         # Subscribers with a higher id were added by this import: a second line
@@ -93,17 +123,18 @@ class ImportWriter:
         unique: dict[str, ValidRow] = {}
         for valid in rows:
             if valid.key in unique:
-                counts.skipped += 1
+                counts.skip(valid.line, f"the same address as line {unique[valid.key].line}")
             else:
                 unique[valid.key] = valid
-        existing = self._existing(list(unique))
+        existing = self._existing(list(unique), any(v.lists is not None for v in unique.values()))
         suppressed = self._suppressed([v.hash for v in unique.values()])
         now = utcnow()
         plan = _Plan(now, self.connection.dialect.name)
         for key, valid in unique.items():
             if valid.hash in suppressed:
                 if not (self.resubscribe and valid.status in (SUBSCRIBED, PENDING)):
-                    counts.skipped += 1
+                    counts.skip(valid.line, f"on the suppression list ({suppressed[valid.hash]}); "
+                                            "--resubscribe adds it again if they asked")
                     continue
                 plan.unsuppress.append(valid.hash)
             current = existing.get(key)
@@ -111,16 +142,34 @@ class ImportWriter:
                 plan.new.append(valid)
                 counts.added += 1
             elif current["id"] > self.baseline_id:
-                counts.skipped += 1
+                counts.skip(valid.line, "the same address as an earlier line")
             elif self._plan_update(plan, valid, current):
                 counts.updated += 1
+            elif self.list_id is not None and current.get("membership") == "unsubscribed" and valid.lists is None:
+                counts.skip(valid.line, f"unsubscribed from {self.list_name}; --resubscribe adds them again "
+                                        "if they asked")
             else:
-                counts.skipped += 1
+                counts.skip(valid.line, "already there, nothing to change")
         self._apply(plan)
         return counts
 
-    def _existing(self, keys: list[str]) -> dict[str, dict]:
-        """The subscribers of this chunk already stored, by key, with their membership of the list."""
+    def _list_id_of(self, name: str) -> int:
+        if name not in self._list_ids:
+            self._list_ids[name] = ensure_list(self.connection, name)
+        return self._list_ids[name]
+
+    def _wanted_lists(self, valid: ValidRow) -> dict[int, str]:
+        """list id -> membership status for a row of our own export (``--list`` joins rows that lack it)."""
+        wanted = {self._list_id_of(name): status for name, status in valid.lists}
+        if self.list_id is not None and self.list_id not in wanted:
+            wanted[self.list_id] = _ARRIVAL[valid.status][1]
+        return wanted
+
+    def _existing(self, keys: list[str], all_lists: bool = False) -> dict[str, dict]:
+        """The subscribers of this chunk already stored, by key, with their membership of the list.
+
+        With ``all_lists``, ``memberships`` holds every membership (list id -> status) too.
+        """
         rows = self._where_in("SELECT id, email_key, name, attributes, timezone, status FROM subscribers "
                               "WHERE email_key IN ({})", keys)
         found = {key: {"id": id_, "name": name, "attributes": _as_dict(attributes), "timezone": zone,
@@ -132,13 +181,20 @@ class ImportWriter:
                 "AND subscriber_id IN ({})", [row["id"] for row in found.values()]))
             for row in found.values():
                 row["membership"] = member.get(row["id"])
+        if all_lists and found:
+            by_id = {row["id"]: row for row in found.values()}
+            for row in by_id.values():
+                row["memberships"] = {}
+            for sid, list_id, status in self._where_in(
+                    "SELECT subscriber_id, list_id, status FROM memberships WHERE subscriber_id IN ({})", list(by_id)):
+                by_id[sid]["memberships"][list_id] = status
         return found
 
-    def _suppressed(self, hashes: list[str]) -> set[str]:
+    def _suppressed(self, hashes: list[str]) -> dict[str, str]:
+        """Suppressed hashes of this chunk -> reason."""
         if not self.suppressions_exist:
-            return set()
-        return {row[0] for row in self._where_in("SELECT email_hash FROM suppressions WHERE email_hash IN ({})",
-                                                  hashes)}
+            return {}
+        return dict(self._where_in("SELECT email_hash, reason FROM suppressions WHERE email_hash IN ({})", hashes))
 
     def _where_in(self, sql: str, values: list) -> list[tuple]:
         """Run ``sql`` with its ``{}`` filled by one placeholder per value, at the driver.
@@ -168,23 +224,32 @@ class ImportWriter:
         elif self.resubscribe and not reason and current["status"] != ACTIVE:
             changes["status"] = ACTIVE
         membership_changed = False
-        if self.list_id is not None:
-            membership = current.get("membership")
-            if membership is None:
-                plan.memberships.append((current["id"], membership_status, valid.ip))
-                membership_changed = True
-            elif reason and membership != "unsubscribed":
-                plan.leave.append(current["id"])
-                membership_changed = True
-            elif self.resubscribe and not reason and membership == "unsubscribed":
-                plan.rejoin.append((current["id"], membership_status))
-                membership_changed = True
+        if valid.lists is not None:
+            for list_id, status in self._wanted_lists(valid).items():
+                membership_changed |= self._plan_membership(plan, current["id"], list_id, status,
+                                                            current["memberships"].get(list_id), valid.ip)
+        elif self.list_id is not None:
+            membership_changed = self._plan_membership(plan, current["id"], self.list_id, membership_status,
+                                                       current.get("membership"), valid.ip)
         if changes:
             plan.updates.append({"b_id": current["id"], "name": changes.get("name", current["name"]),
                                  "attributes": changes.get("attributes", current["attributes"] or {}),
                                  "timezone": changes.get("timezone", current["timezone"]),
                                  "status": changes.get("status", current["status"])})
         return bool(changes) or membership_changed
+
+    def _plan_membership(self, plan: "_Plan", sid: int, list_id: int, wanted: str, membership: str | None,
+                         ip: str | None) -> bool:
+        """Queue the change of one membership; leaving always wins, rejoining needs ``resubscribe``."""
+        if membership is None:
+            plan.memberships.append((sid, list_id, wanted, ip))
+        elif wanted == "unsubscribed" and membership != "unsubscribed":
+            plan.leave.append((sid, list_id))
+        elif self.resubscribe and wanted != "unsubscribed" and membership == "unsubscribed":
+            plan.rejoin.append((sid, list_id, wanted))
+        else:
+            return False
+        return True
 
     def _apply(self, plan: "_Plan") -> None:
         conn, now = self.connection, plan.now
@@ -216,9 +281,12 @@ class ImportWriter:
             if reason:
                 plan.suppress.append((valid.hash, reason))
         ids = self._insert_subscribers(rows)
-        if self.list_id is not None:
-            for subscriber_id, valid in zip(ids, plan.new):
-                plan.memberships.append((subscriber_id, _ARRIVAL[valid.status][1], valid.ip))
+        for subscriber_id, valid in zip(ids, plan.new):
+            if valid.lists is not None:
+                plan.memberships += [(subscriber_id, list_id, status, valid.ip)
+                                     for list_id, status in self._wanted_lists(valid).items()]
+            elif self.list_id is not None:
+                plan.memberships.append((subscriber_id, self.list_id, _ARRIVAL[valid.status][1], valid.ip))
 
     def _insert_subscribers(self, rows: list[tuple]) -> list[int]:
         """Insert subscriber rows and return their ids, in order."""
@@ -242,34 +310,38 @@ class ImportWriter:
         a third of the time, foreign-key checks included.
         """
         stamp, groups = plan.stamp, {}
-        for sid, status, ip in plan.memberships:
-            groups.setdefault((status, ip), []).append(sid)
+        for sid, list_id, status, ip in plan.memberships:
+            groups.setdefault((list_id, status, ip), []).append(sid)
         if plan.sqlite and len(groups) <= 8 and sqlite3.sqlite_version_info >= (3, 38):
-            for (status, ip), ids in groups.items():
+            for (list_id, status, ip), ids in groups.items():
                 self.connection.exec_driver_sql(
                     f"INSERT INTO memberships ({', '.join(_MEMBERSHIP_COLUMNS)}) "
                     "SELECT value, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
-                    (self.list_id, status, stamp, stamp if status == CONFIRMED else None,
+                    (list_id, status, stamp, stamp if status == CONFIRMED else None,
                      stamp if status == "unsubscribed" else None, self.source, ip, json.dumps(ids)))
             return
         bulk_insert(self.connection, memberships_t, _MEMBERSHIP_COLUMNS, [
-            (sid, self.list_id, status, stamp, stamp if status == CONFIRMED else None,
+            (sid, list_id, status, stamp, stamp if status == CONFIRMED else None,
              stamp if status == "unsubscribed" else None, self.source, ip)
-            for sid, status, ip in plan.memberships
+            for sid, list_id, status, ip in plan.memberships
         ])
 
     def _write_memberships(self, plan: "_Plan") -> None:
-        conn, now, list_id = self.connection, plan.now, self.list_id
+        conn, now = self.connection, plan.now
         if plan.memberships:
             self._insert_memberships(plan)
-        changes = [(sid, "unsubscribe") for sid in plan.leave] + [(sid, "resubscribe") for sid, _ in plan.rejoin]
+        changes = ([(sid, list_id, "unsubscribe") for sid, list_id in plan.leave]
+                   + [(sid, list_id, "resubscribe") for sid, list_id, _ in plan.rejoin])
         bulk_insert(conn, consents_t, _CONSENT_COLUMNS,
-                    [(sid, list_id, action, self.source, None, plan.stamp) for sid, action in changes])
-        if plan.leave:
+                    [(sid, list_id, action, self.source, None, plan.stamp) for sid, list_id, action in changes])
+        leaving: dict[int, list[int]] = {}
+        for sid, list_id in plan.leave:
+            leaving.setdefault(list_id, []).append(sid)
+        for list_id, sids in leaving.items():
             conn.execute(update(memberships_t)
-                         .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id.in_(plan.leave))
+                         .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id.in_(sids))
                          .values(status="unsubscribed", unsubscribed_at=now))
-        for sid, status in plan.rejoin:
+        for sid, list_id, status in plan.rejoin:
             conn.execute(update(memberships_t)
                          .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id == sid)
                          .values(status=status, subscribed_at=now, unsubscribed_at=None,
@@ -313,9 +385,9 @@ class _Plan:
         self.stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else now
         self.new: list[ValidRow] = []
         self.updates: list[dict] = []
-        self.memberships: list[tuple[int, str, str | None]] = []
-        self.leave: list[int] = []
-        self.rejoin: list[tuple[int, str]] = []
+        self.memberships: list[tuple[int, int, str, str | None]] = []  # subscriber, list, status, IP
+        self.leave: list[tuple[int, int]] = []  # subscriber, list
+        self.rejoin: list[tuple[int, int, str]] = []  # subscriber, list, status
         self.suppress: list[tuple[str, str]] = []
         self.unsuppress: list[str] = []
 
