@@ -27,8 +27,8 @@ def _display_name(value: str | None) -> str | None:
 
     if value is None:
         return None
-    cleaned = " ".join(value.split())
-    if len(cleaned) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+    cleaned = " ".join(part for part in value.split(" ") if part)  # runs of spaces; a line break is refused below
+    if len(cleaned) > 200 or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in cleaned):
         raise InputError("a display name must be one line of at most 200 characters",
                          hint='e.g. --display-name "Clinic News"')
     return cleaned

@@ -6,8 +6,9 @@ tables, keeping every row; ``newsletter.store.db.migrate`` runs migrations
 with foreign keys off, so dropping the old table cascades nothing (SQLite's
 documented procedure for rebuilding a table). The sequence starts after the
 largest id any row still names, so an id freed before this upgrade is not
-handed out again either. PostgreSQL sequences never go back: only the new
-columns there.
+handed out again either. PostgreSQL sequences never go back; there they
+only move forward past any id a row names (a restored dump, rows inserted
+with explicit ids).
 
 Existing lists become private (never offered or joinable on the web) until
 ``newsletter lists update NAME --public``.
@@ -42,21 +43,28 @@ def upgrade() -> None:
     with op.batch_alter_table("signup_attempts") as batch:
         batch.add_column(sa.Column("ip_hash", sa.String(64), nullable=True))
     op.create_index("ix_signup_attempts_ip_time", "signup_attempts", ["ip_hash", "created_at"])
-    if sqlite:
-        for table, references in REBUILT.items():
+    for table, references in REBUILT.items():
+        if sqlite:
             with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": True}):
                 pass
-            _start_sequence_after(table, references)
+        _start_sequence_after(table, references, sqlite)
 
 
-def _start_sequence_after(table: str, references: list[tuple[str, str]]) -> None:
-    """Set ``table``'s AUTOINCREMENT counter past every id its rows or other tables' rows name."""
+def _start_sequence_after(table: str, references: list[tuple[str, str]], sqlite: bool) -> None:
+    """Move ``table``'s id counter past every id its rows or other tables' rows name (never back)."""
     bind = op.get_bind()
     highest = [f"(SELECT COALESCE(MAX(id), 0) FROM {table})"]
     highest += [f"(SELECT COALESCE(MAX({column}), 0) FROM {other})" for other, column in references]
-    top = bind.exec_driver_sql(f"SELECT MAX({', '.join(highest)})").scalar() or 0
-    bind.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
-    bind.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, int(top)))
+    greatest = "MAX" if sqlite else "GREATEST"
+    top = int(bind.exec_driver_sql(f"SELECT {greatest}({', '.join(highest)})").scalar() or 0)
+    if sqlite:
+        bind.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+        bind.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, top))
+    else:
+        # Rows restored or inserted with explicit ids leave a sequence behind them.
+        sequence = bind.execute(sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar()
+        if sequence and top > bind.exec_driver_sql(f"SELECT last_value FROM {sequence}").scalar():
+            bind.execute(sa.text("SELECT setval(:s, :top)"), {"s": sequence, "top": top})
 
 
 def downgrade() -> None:
