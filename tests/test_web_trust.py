@@ -333,10 +333,8 @@ def test_a_huge_form_post_is_refused_without_reading_it(site, lists, declared):
 
 
 @pytest.mark.parametrize("message_id", [
-    "nl.{tag}.1.{big}@news.clinic.example",
-    "nl.{tag}.{big}.1@news.clinic.example",
-    "nl.{tag}.1.2147483648@news.clinic.example",
-    "nl.{tag}.0.0@news.clinic.example",
+    "nl.{tag}.1.{big}@news.clinic.example",        # delivery id far beyond any integer column
+    "nl.{tag}.1.2147483648@news.clinic.example",   # one past PostgreSQL's integer
 ])
 def test_impossible_ids_in_a_signed_event_are_ignored_not_a_500(site, message_id):
     from newsletter.delivery.mime import message_id_tag
