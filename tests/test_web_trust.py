@@ -395,3 +395,54 @@ def test_the_archived_copy_greets_an_anonymous_reader_without_artefacts(site):
     for artefact in ("Hi there,", "with .", "Hi ,", "%%", "Zoë", "nobody@example.org"):
         assert artefact not in text
     assert "Hello," in text and "with your email address." in text
+
+
+# -- unsubscribe links mailed before this version ------------------------------------------------------
+
+def _old_style_token(keys, subscriber_id: int, list_id: int) -> str:
+    """An unsubscribe token as the previous version signed it: the two ids only."""
+    from itsdangerous import Signer
+
+    return Signer(list(reversed(keys)), salt="newsletter.unsubscribe").sign(f"{subscriber_id}.{list_id}").decode()
+
+
+def test_old_unsubscribe_links_work_only_for_subscribers_from_before_the_upgrade(tmp_path, monkeypatch):
+    from test_store import _upgrade_to
+
+    from newsletter.workspace import init_workspace
+
+    folder = tmp_path / "letter"
+    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",
+                   base_url="https://news.clinic.example", transport="file")
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+    monkeypatch.chdir(folder)
+    _upgrade_to(url, "0005")  # a database of the previous version with one subscriber
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO subscribers (id, email, email_key, email_hash, name, attributes, status,"
+                                " created_at, updated_at) VALUES (1, 'old@example.org', 'old@example.org', :h, '',"
+                                " '{}', 'active', '2026-01-01', '2026-01-01')"), {"h": "1" * 64})
+        connection.execute(text("INSERT INTO lists (id, name, double_opt_in, created_at) VALUES (1, 'readers', 0,"
+                                " '2026-01-01')"))
+        connection.execute(text("INSERT INTO memberships (subscriber_id, list_id, status, subscribed_at, "
+                                "consent_source) VALUES (1, 1, 'confirmed', '2026-01-01', 'cli')"))
+    engine.dispose()
+    settings = load_settings()
+    store = open_store(settings)  # upgrades
+    try:
+        site = Site(settings, store, keys=None)
+        newer = manage.add_subscriber(store, "new@example.org", list_name="readers", confirmed=True)
+        keys = settings.secret_keys
+        response = site.client.post(f"/unsubscribe/{_old_style_token(keys, 1, 1)}",
+                                    data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200
+        assert lists_of(store, "old@example.org") == {"readers": "unsubscribed"}
+        refused = site.client.post(f"/unsubscribe/{_old_style_token(keys, newer.subscriber_id, 1)}",
+                                   data={"List-Unsubscribe": "One-Click"})
+        assert refused.status_code == 400
+        assert lists_of(store, "new@example.org") == {"readers": "confirmed"}
+    finally:
+        store.close()

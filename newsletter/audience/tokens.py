@@ -15,7 +15,8 @@ and the other way round.
 
 Verifying is two steps: :func:`read_token` checks the form and age and
 returns the ids; :func:`check_address` checks the signature against the
-address of the subscriber found under that id. Key rotation:
+address of the subscriber found under that id (:func:`check_legacy`: an
+unsubscribe link from before addresses were signed). Key rotation:
 ``secret_keys`` lists the current key first; tokens signed with any of
 them verify.
 """
@@ -127,6 +128,19 @@ def check_address(data: TokenData, email: str) -> bool:
                                        data.signature.encode("ascii"))
     except UnicodeEncodeError:
         return False
+
+
+def check_legacy(data: TokenData) -> bool:
+    """True for an UNSUBSCRIBE token made before tokens covered the address (signature over the ids only).
+
+    Mail sent before that change must keep a working unsubscribe link; the
+    caller accepts such a token only for ids that were never handed out
+    again (``newsletter.store.events.legacy_link_limit``).
+    """
+    if data.purpose != UNSUBSCRIBE:
+        return False
+    return _signer(data.secret_keys, data.purpose).verify_signature(data.signed.encode("ascii"),
+                                                                   data.signature.encode("ascii"))
 
 
 def confirm_url(settings, subscriber_id: int, list_id: int, email: str, issued: float | None = None) -> str:

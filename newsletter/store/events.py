@@ -85,6 +85,21 @@ class SignupAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LegacyLinks(Base):
+    """Up to which subscriber id links signed before tokens covered the address may still unsubscribe.
+
+    One row, written by migration 0006 with the highest id at upgrade time:
+    such links name only an id, and ids at or below it are never handed
+    out again, so they still name their own person. Newer subscribers never
+    had such a link.
+    """
+
+    __tablename__ = "legacy_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    max_subscriber_id: Mapped[int] = mapped_column(Integer)
+
+
 events_t = ProviderEvent.__table__
 
 
@@ -247,6 +262,11 @@ def record_signup_attempt(session: Session, email_hash: str, now: datetime, keep
     session.execute(delete(table).where(table.c.created_at < now - keep))
     session.add(SignupAttempt(email_hash=email_hash, ip_hash=ip_hash, created_at=now))
     session.flush()
+
+
+def legacy_link_limit(session: Session) -> int:
+    """The highest subscriber id an id-only (pre-0006) unsubscribe link may name; 0 when none may."""
+    return session.scalar(select(func.max(LegacyLinks.max_subscriber_id))) or 0
 
 
 def find_list_by_id(session: Session, list_id: int) -> MailingList | None:

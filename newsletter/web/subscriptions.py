@@ -16,7 +16,9 @@ Rules (RFC 8058 and the Gmail/Yahoo bulk-sender requirements):
   reused, and a token's signature covers the subscriber's address, so an
   erased reader's old link can never act on someone else.
 - Confirmation links expire after ``confirm_token_days`` (default 7);
-  unsubscribe links never expire.
+  unsubscribe links never expire. An unsubscribe link mailed before links
+  were bound to addresses still works for the ids that existed then
+  (``events.legacy_link_limit``): those ids are never handed out again.
 - Each change runs in one transaction with the subscriber's row locked:
   the same link posted many times at once records one change.
 - Pages show the list's display name, never its internal name.
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from newsletter.audience import manage
-from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_address, read_token
+from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_address, check_legacy, read_token
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.store import events as ev
 from newsletter.store.models import CONFIRMED, UNSUBSCRIBED, Subscriber
@@ -61,9 +63,14 @@ def _subscriber(session, data: TokenData, lock: bool = False) -> Subscriber:
     if subscriber is None:
         raise NotFound("we hold no subscription for this link",
                        hint="the address was removed from our lists; nothing more will be sent to it")
-    if not check_address(data, subscriber.email):
+    if not (check_address(data, subscriber.email) or _legacy_link(session, data)):
         raise InputError("this link is not valid", hint="use the link from your most recent email")
     return subscriber
+
+
+def _legacy_link(session, data: TokenData) -> bool:
+    """An unsubscribe link mailed before links were bound to addresses, naming an id never reused since."""
+    return check_legacy(data) and data.subscriber_id <= ev.legacy_link_limit(session)
 
 
 def _view(session, subscriber: Subscriber, data: TokenData, newsletter_name: str) -> SubscriptionView:

@@ -10,6 +10,10 @@ handed out again either. PostgreSQL sequences never go back; there they
 only move forward past any id a row names (a restored dump, rows inserted
 with explicit ids).
 
+Unsubscribe links already sent name only an id (no address in their
+signature): ``legacy_links`` records the highest subscriber id now, and
+only ids up to it (never handed out again) may use such a link.
+
 Existing lists become private (never offered or joinable on the web) until
 ``newsletter lists update NAME --public``.
 
@@ -43,6 +47,12 @@ def upgrade() -> None:
     with op.batch_alter_table("signup_attempts") as batch:
         batch.add_column(sa.Column("ip_hash", sa.String(64), nullable=True))
     op.create_index("ix_signup_attempts_ip_time", "signup_attempts", ["ip_hash", "created_at"])
+    op.create_table(
+        "legacy_links",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("max_subscriber_id", sa.Integer, nullable=False),
+    )
+    op.execute("INSERT INTO legacy_links (id, max_subscriber_id) SELECT 1, COALESCE(MAX(id), 0) FROM subscribers")
     for table, references in REBUILT.items():
         if sqlite:
             with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": True}):
@@ -68,6 +78,7 @@ def _start_sequence_after(table: str, references: list[tuple[str, str]], sqlite:
 
 
 def downgrade() -> None:
+    op.drop_table("legacy_links")
     op.drop_index("ix_signup_attempts_ip_time", table_name="signup_attempts")
     with op.batch_alter_table("signup_attempts") as batch:
         batch.drop_column("ip_hash")
