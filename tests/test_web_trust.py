@@ -446,3 +446,35 @@ def test_old_unsubscribe_links_work_only_for_subscribers_from_before_the_upgrade
         assert lists_of(store, "new@example.org") == {"readers": "confirmed"}
     finally:
         store.close()
+
+
+# -- hostile form input ----------------------------------------------------------------------------
+
+HOSTILE_NAMES = st.one_of(
+    st.text(max_size=300),
+    st.sampled_from(["Zoë O'Brien, MD; \"Ann\"", "Ann\r\nBcc: victim@example.org", "nul\x00byte", "x" * 5000,
+                     "%%email%% {{ 1/0 }}", "", "\u202eevil", "Renée Dupont-Éluard"]),
+)
+HOSTILE_ADDRESSES = st.one_of(
+    st.emails(),
+    st.sampled_from(["renée.dupont@hotmail.com", "user@bücher.example", '"quoted name"@example.org',
+                     "a" * 65 + "@example.org", "x@" + "d" * 300 + ".org", "a@b\r\nBcc: c@d.org", "nul\x00@x.org",
+                     "", "no-at-sign", "a@" + "é" * 20 + ".example"]),
+)
+
+
+@hsettings(max_examples=30, deadline=None,
+           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(email=HOSTILE_ADDRESSES, name=HOSTILE_NAMES)
+def test_hostile_signups_never_break_the_form(site, lists, email, name):
+    site.clock.now += 3601  # a fresh hour: the limits do not mask what the form does
+    response = signup(site, email=email, name=name, list="open-list", headers={"Accept": "application/json"})
+    assert response.status_code in (200, 400), response.text
+    body = response.json()
+    if response.status_code == 400:
+        assert body["ok"] is False and body["error"] and "Traceback" not in response.text
+        return
+    with site.store.session() as session:
+        stored = session.scalars(select(Subscriber).order_by(Subscriber.id.desc()).limit(1)).one()
+    assert len(stored.name) <= 200 and not any(ord(c) < 32 or ord(c) == 127 for c in stored.name)
+    assert "\r" not in stored.email and "\n" not in stored.email

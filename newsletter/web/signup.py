@@ -32,6 +32,7 @@ Contract of :func:`subscribe` (:func:`subscribe_post` adds the HTTP rules):
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,7 +78,8 @@ class Signup:
 def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str) -> Signup:
     """Record a signup and send the confirmation email when one is due (see the module docstring)."""
     address = normalise_address(email[:320])
-    name = " ".join(name.split())[:200]
+    # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
+    name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
     now = ctx.now()
     with ctx.store.session() as session:
         mailing_list = _public_list(session, list_name)
