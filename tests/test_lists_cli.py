@@ -39,7 +39,9 @@ def test_list_errors_are_one_line_with_a_hint(workspace, cli):
     for args in (("lists", "update", "readers"),
                  ("lists", "update", "nope", "--public"),
                  ("lists", "create", "x", "--display-name", "a\nb"),
-                 ("lists", "create", "y", "--display-name", "n" * 201)):
+                 ("lists", "create", "y", "--display-name", "n" * 201),
+                 ("lists", "create", "two\nlines"),
+                 ("lists", "create", "n" * 101)):
         result = cli(*args)
         assert result.exit_code != 0 and "Hint:" in result.stderr and "Traceback" not in result.stderr, args
     assert set(rows(cli)) == {"readers"}

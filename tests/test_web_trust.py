@@ -478,3 +478,17 @@ def test_hostile_signups_never_break_the_form(site, lists, email, name):
         stored = session.scalars(select(Subscriber).order_by(Subscriber.id.desc()).limit(1)).one()
     assert len(stored.name) <= 200 and not any(ord(c) < 32 or ord(c) == 127 for c in stored.name)
     assert "\r" not in stored.email and "\n" not in stored.email
+
+
+def test_an_unexpected_error_is_a_500_whose_log_holds_no_personal_data(site, lists, caplog):
+    who = "secret.person@example.org (Zoë Secret)"
+
+    def broken_transport(_settings):
+        raise RuntimeError(f"cannot reach smtp for {who}")  # the kind of message a library writes
+
+    site.app.state.ctx.transport_factory = broken_transport
+    response = signup(site, email="secret.person@example.org", name="Zoë Secret")
+    assert response.status_code == 500 and "secret.person" not in response.text
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "internal error on POST" in logged and "RuntimeError" in logged and "broken_transport" in logged
+    assert "secret.person" not in logged and "Zoë" not in logged

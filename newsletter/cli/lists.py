@@ -53,8 +53,9 @@ def create(app, name, public, display_name, double_opt_in):
     from newsletter.errors import InputError
     from newsletter.store.audience import create_list
 
-    if not name.strip() or len(name) > 100:
-        raise InputError("a list name must have 1 to 100 characters", hint="e.g. newsletter lists create readers")
+    if not name.strip() or len(name) > 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InputError("a list name must be one line of 1 to 100 characters",
+                         hint="e.g. newsletter lists create readers")
     double_opt_in = public if double_opt_in is None else double_opt_in
     with app.store.session() as session:
         create_list(session, name.strip(), double_opt_in, public=public,

@@ -113,9 +113,9 @@ class PrivateErrors:
             await self.app(scope, receive, watched_send)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: log safely, answer 500
             where = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-6:]))
-            route = scope.get("route")
-            path = getattr(route, "path", None) or scope["path"].split("/", 2)[1][:40]
-            log.error("internal error on %s %s: %s\n%s", scope.get("method"), path, type(exc).__name__, where)
+            first_segment = "/" + scope["path"].split("/", 2)[1][:40]  # never the token after it
+            log.error("internal error on %s %s: %s\n%s", scope.get("method"), first_segment, type(exc).__name__,
+                      where)
             if not started:
                 body = b"Internal Server Error"
                 await send({"type": "http.response.start", "status": 500,
