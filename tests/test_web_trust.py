@@ -492,3 +492,13 @@ def test_an_unexpected_error_is_a_500_whose_log_holds_no_personal_data(site, lis
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "internal error on POST" in logged and "RuntimeError" in logged and "broken_transport" in logged
     assert "secret.person" not in logged and "Zoë" not in logged
+
+
+def test_a_signed_event_with_nul_and_huge_fields_is_stored_not_a_500(site):
+    events = [{"email": "a\x00b@example.org", "event": "bounce", "timestamp": "not-a-time", "sg_event_id": "ev\x00-1",
+               "type": "bounce", "reason": "550 \x00" + "r" * 10_000, "extra": {"nested": ["\x00", 10**40]}}]
+    response = site.post_events(events)
+    assert response.status_code == 200 and response.json()["new"] == 1
+    with site.store.session() as session:
+        [row] = session.scalars(select(ProviderEvent)).all()
+    assert row.event_id == "ev-1" and row.email == "ab@example.org" and len(row.detail) <= 2000

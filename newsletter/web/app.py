@@ -20,8 +20,8 @@ each rule, and ``guards`` for what protects them all: request bodies are
 capped before they are read (413), an unexpected error is logged without
 personal data, and no redirect is built from the request's Host header
 (Starlette's ``redirect_slashes`` is off: ``/archive/`` is a 404, not a
-redirect to wherever the Host header points). The handlers only wire HTTP to library functions; database and
-transport work runs in the thread pool.
+redirect to wherever the Host header points). The handlers only wire HTTP
+to library functions; database and transport work runs in the thread pool.
 """
 
 from __future__ import annotations

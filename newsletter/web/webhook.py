@@ -109,7 +109,7 @@ def parse_batch(body: bytes) -> list[dict]:
 def normalise(event: dict, tags: frozenset[str], now: datetime) -> dict:
     """A ``provider_events`` row (plus ``_delivery`` and ``_campaign`` claims to check against the ledger)."""
     raw_kind = str(event.get("event", ""))
-    event_id = str(event.get("sg_event_id") or "")[:200] or _fingerprint(event)
+    event_id = _text(event.get("sg_event_id") or "")[:200] or _fingerprint(event)
     match = MESSAGE_ID.match(str(event.get("message_id", "")))
     ours = bool(match) and match.group(1) in tags and all(0 < int(match.group(i)) <= MAX_ID for i in (2, 3))
     detail = " ".join(str(event[k]) for k in ("type", "reason", "response", "bounce_classification", "url")
@@ -117,10 +117,15 @@ def normalise(event: dict, tags: frozenset[str], now: datetime) -> dict:
     return {
         "provider": PROVIDER, "event_id": event_id, "kind": KINDS.get(raw_kind, ev.OTHER),
         "campaign_id": None, "delivery_id": None, "subscriber_id": None,
-        "email": str(event.get("email", "")).strip()[:320], "detail": detail[:2000],
+        "email": _text(event.get("email", "")).strip()[:320], "detail": _text(detail)[:2000],
         "occurred_at": _when(event.get("timestamp"), now), "received_at": now, "raw": event,
         "_delivery": int(match.group(3)) if ours else None, "_campaign": int(match.group(2)) if ours else None,
     }
+
+
+def _text(value) -> str:
+    """A string column's value: PostgreSQL text cannot hold NUL, and an event must never fail to store."""
+    return str(value).replace("\x00", "")
 
 
 def _fingerprint(event: dict) -> str:
