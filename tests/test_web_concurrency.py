@@ -90,6 +90,24 @@ def test_parallel_one_click_unsubscribes(site, logs):
     assert_private(logs, ADDRESS)
 
 
+def test_parallel_resubscribes(site, logs):
+    readers = [manage.add_subscriber(site.store, f"round{i}.{ADDRESS}", list_name="weekly", confirmed=True)
+               for i in range(ROUNDS[site.store.dialect])]
+    for reader in readers:
+        manage.unsubscribe(site.store, reader.email)  # from everything: suppressed
+    with running(site.app) as base:
+        for reader in readers:
+            token = make_token(site.settings.secret_keys, UNSUBSCRIBE, reader.subscriber_id, reader.list_id,
+                               reader.email)
+            answers = in_parallel(PARALLEL, lambda client, _i: client.post(
+                f"{base}/unsubscribe/{token}", data={"action": "resubscribe"}))
+            assert {a.status_code for a in answers} == {200}
+            assert count(site.store, Consent.action == "resubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
+            shown = manage.describe(site.store, reader.email)
+            assert (shown["status"], shown["suppressed"], shown["lists"][0]["status"]) == ("active", None, "confirmed")
+    assert_private(logs, ADDRESS)
+
+
 def test_parallel_unsubscribes_from_everything(site, logs):
     reader = manage.add_subscriber(site.store, ADDRESS, list_name="weekly", confirmed=True)
     manage.add_subscriber(site.store, ADDRESS, list_name="monthly", confirmed=True)

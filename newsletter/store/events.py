@@ -35,6 +35,7 @@ from newsletter.store.models import (
     Delivery,
     Edition,
     MailingList,
+    Membership,
     Subscriber,
     UTCDateTime,
     utcnow,
@@ -179,6 +180,29 @@ def leave_list(session: Session, subscriber: Subscriber, list_id: int, source: s
             q.record_consent(session, subscriber.id, list_id, "unsubscribe", source, ip)
             return True
     return False
+
+
+def rejoin(session: Session, subscriber: Subscriber, list_id: int, source: str, ip: str | None = None) -> bool:
+    """Subscribe again, confirmed, in the caller's transaction (the reader holds a link sent to them).
+
+    Lifts the suppression and an ``unsubscribed`` status; True when it
+    changed something (a second, parallel request changes nothing more).
+    """
+    q.unsuppress(session, subscriber.email_hash)
+    if subscriber.status == UNSUBSCRIBED:
+        subscriber.status, subscriber.updated_at = ACTIVE, utcnow()
+    now = utcnow()
+    for membership in subscriber.memberships:
+        if membership.list_id == list_id:
+            if membership.status == CONFIRMED:
+                return False
+            membership.status, membership.subscribed_at, membership.confirmed_at = CONFIRMED, now, now
+            membership.unsubscribed_at = None
+            q.record_consent(session, subscriber.id, list_id, "resubscribe", source, ip)
+            return True
+    session.add(Membership(subscriber_id=subscriber.id, list_id=list_id, status=CONFIRMED, subscribed_at=now,
+                           confirmed_at=now, consent_source=source, consent_ip=ip))
+    return True
 
 
 def confirm_pending(session: Session, subscriber: Subscriber, list_id: int, source: str,

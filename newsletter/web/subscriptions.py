@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_address, check_legacy, read_token
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.store import events as ev
@@ -53,7 +52,6 @@ class SubscriptionView:
     list_name: str | None       # the name readers see; None: no list in the token, or the list was deleted
     list_status: str | None     # the membership's status on that list; None when not a member
     subscribed_anywhere: bool
-    internal_list_name: str | None = None
 
 
 def _subscriber(session, data: TokenData, lock: bool = False) -> Subscriber:
@@ -79,8 +77,7 @@ def _view(session, subscriber: Subscriber, data: TokenData, newsletter_name: str
                   None)
     anywhere = any(m.status != UNSUBSCRIBED for m in subscriber.memberships)
     return SubscriptionView(subscriber.id, subscriber.email, data.list_id,
-                            mailing_list.reader_name(newsletter_name) if mailing_list else None, status, anywhere,
-                            mailing_list.name if mailing_list else None)
+                            mailing_list.reader_name(newsletter_name) if mailing_list else None, status, anywhere)
 
 
 def load_view(store, data: TokenData, newsletter_name: str = "our newsletter") -> SubscriptionView:
@@ -97,17 +94,15 @@ def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
     doing it twice (or twice at once) changes nothing the second time and
     answers the same.
     """
-    if action == "resubscribe":
-        view = load_view(store, data, newsletter_name)
-        if view.internal_list_name is None:
-            raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
-        # The token proves the reader holds the email: no second confirmation needed.
-        manage.add_subscriber(store, view.email, list_name=view.internal_list_name, confirmed=True,
-                              resubscribe=True, source=SOURCE, ip=ip)
-        return f"You are subscribed to {view.list_name} again."
     with store.session() as session:
         subscriber = _subscriber(session, data, lock=True)
         view = _view(session, subscriber, data, newsletter_name)
+        if action == "resubscribe":
+            if view.list_name is None:
+                raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
+            # The token proves the reader holds the email: no second confirmation needed.
+            ev.rejoin(session, subscriber, data.list_id, SOURCE, ip)
+            return f"You are subscribed to {view.list_name} again."
         if action == "all" or data.list_id is None:
             ev.unsubscribe_everywhere(session, subscriber, source=SOURCE, ip=ip)
             return "You are unsubscribed from every list. You will get no more email from us."
