@@ -94,7 +94,7 @@ def test_parallel_resubscribes(site, logs):
     readers = [manage.add_subscriber(site.store, f"round{i}.{ADDRESS}", list_name="weekly", confirmed=True)
                for i in range(ROUNDS[site.store.dialect])]
     for reader in readers:
-        manage.unsubscribe(site.store, reader.email)  # from everything: suppressed
+        manage.unsubscribe(site.store, reader.email, "weekly")
     with running(site.app) as base:
         for reader in readers:
             token = make_token(site.settings.secret_keys, UNSUBSCRIBE, reader.subscriber_id, reader.list_id,
