@@ -502,3 +502,11 @@ def test_a_signed_event_with_nul_and_huge_fields_is_stored_not_a_500(site):
     with site.store.session() as session:
         [row] = session.scalars(select(ProviderEvent)).all()
     assert row.event_id == "ev-1" and row.email == "ab@example.org" and len(row.detail) <= 2000
+
+
+@pytest.mark.parametrize("token", ["99999999999999999999.1.c2ln", "1.99999999999999999999.c2ln", "2147483648.0.c2ln",
+                                   "١.١.c2ln", "1.1.sïg", "1.1.", "1..c2ln", "-1.1.c2ln", "1.1.1.1.1", "9" * 5000])
+def test_malformed_tokens_are_400_never_500(site, token):
+    for path in (f"/unsubscribe/{token}", f"/confirm/{token}"):
+        assert site.client.get(path).status_code == 400
+        assert site.client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 400

@@ -50,7 +50,6 @@ from newsletter.web.guards import cross_site_refusal, origin_of
 
 MAX_PER_ADDRESS = 3   # signups (and so confirmation emails) per address an hour
 MAX_PER_IP = 20       # signups per client IP an hour, any address, any list
-MAX_EMAILS_PER_HOUR = MAX_PER_ADDRESS
 HONEYPOT = "website"
 
 
