@@ -510,3 +510,17 @@ def test_malformed_tokens_are_400_never_500(site, token):
     for path in (f"/unsubscribe/{token}", f"/confirm/{token}"):
         assert site.client.get(path).status_code == 400
         assert site.client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 400
+
+
+@pytest.mark.parametrize("fields", [{"list": "week\x00ly"}, {"email": "a\x00@example.org"}, {"name": "A\x00"},
+                                    {"list": "l" * 5000}, {"list": "x\r\nBcc: y"}])
+def test_control_characters_and_huge_values_in_the_form_are_400(site, lists, fields):
+    response = signup(site, **fields)
+    assert response.status_code == 400
+    with site.store.session() as session:
+        assert session.scalars(select(Subscriber)).all() == []
+
+
+@pytest.mark.parametrize("slug", ["%00", "a%0Ab", "x" * 300, "%C3%A9t%C3%A9"])
+def test_odd_archive_slugs_are_404(site, slug):
+    assert site.client.get(f"/archive/{slug}").status_code == 404

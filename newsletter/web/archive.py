@@ -54,6 +54,8 @@ def for_anyone(template: str, settings, slug: str) -> str:
 
 def archived_html(store, settings, slug: str) -> str | None:
     """The web version of ``slug``, or None when no delivered campaign carried it."""
+    if len(slug) > 200 or not slug.isprintable():
+        return None  # no slug is like that (and PostgreSQL refuses a NUL in a query)
     with store.session() as session:
         edition = ev.sent_edition(session, slug)
         if edition is None:

@@ -55,7 +55,7 @@ class Context:
 
 
 async def read_form(request) -> dict[str, str]:
-    """The posted form (urlencoded or multipart) as plain strings; InputError when unreadable."""
+    """The posted form (urlencoded or multipart) as plain strings; InputError when unreadable or holding NUL."""
     from newsletter.web.guards import BodyTooLarge
 
     try:
@@ -64,7 +64,11 @@ async def read_form(request) -> dict[str, str]:
         raise  # answered 413 by guards.BodyLimit
     except Exception:  # noqa: BLE001 - python-multipart raises several types for broken bodies
         raise InputError("the form could not be read", hint="post it as application/x-www-form-urlencoded") from None
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    if any("\x00" in key or "\x00" in value for key, value in fields.items()):
+        # No field of ours may hold a NUL (and PostgreSQL text cannot store one).
+        raise InputError("the form holds a character that is not allowed", hint="remove control characters")
+    return fields
 
 
 def client_ip(request) -> str | None:
