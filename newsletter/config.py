@@ -49,6 +49,8 @@ ENV_OVERRIDES = {
     ("broker", "url"): "NEWSLETTER_BROKER_URL",
     ("delivery", "processes"): "NEWSLETTER_SEND_PROCESSES",
     ("scheduler", "misfire_grace_seconds"): "NEWSLETTER_MISFIRE_GRACE_SECONDS",
+    ("web", "confirm_token_days"): "NEWSLETTER_CONFIRM_TOKEN_DAYS",
+    ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
 }
 
 
@@ -81,6 +83,9 @@ class Settings:
     sendgrid_webhook_key: str | None = field(default=None, repr=False)
     broker_url: str | None = field(default=None, repr=False)
     misfire_grace_seconds: int = 3600
+    confirm_token_days: float = 7.0
+    # Sites (besides base_url) whose forms may post to /subscribe: "https://host[:port]" each.
+    signup_origins: tuple[str, ...] = ()
 
     @property
     def sender(self) -> str:
@@ -162,6 +167,8 @@ def load_settings(
         misfire_grace_seconds=int(
             reader.number("scheduler", "misfire_grace_seconds", default=3600, minimum=1)
         ),
+        confirm_token_days=reader.number("web", "confirm_token_days", default=7.0, minimum=0.01),
+        signup_origins=reader.origins("web", "signup_origins"),
     )
 
 
@@ -339,6 +346,17 @@ class _Reader:
             raise self.fail(
                 "newsletter", "from", f"is not a valid sender ({exc.message})", hint='write it as "Name <you@example.org>"'
             ) from None
+
+    def origins(self, section: str, key: str) -> tuple[str, ...]:
+        """Web origins (``scheme://host[:port]``), separated by commas or spaces."""
+        result = []
+        for item in self.text(section, key, default="").replace(",", " ").split():
+            parts = urlsplit(item.rstrip("/"))
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+                raise self.fail(section, key, f"must list origins such as https://www.example.org (got {item!r})",
+                                hint="give the scheme and host of each site whose form posts to /subscribe")
+            result.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return tuple(result)
 
     def base_url(self) -> str:
         value = self.text("newsletter", "base_url", default="").rstrip("/")

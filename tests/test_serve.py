@@ -101,11 +101,13 @@ def test_serve_help_names_the_paths(cli):
 
 
 def test_chromium_clicks_unsubscribe(workspace, server, browser, store):
+    with store.session() as session:
+        q.create_list(session, "readers", public=True)
     added = manage.add_subscriber(store, "reader@example.org", list_name="readers", confirmed=True)
     settings = load_settings()
     page = browser.new_page()
     refused = local_only(page, server)
-    page.goto(local(unsubscribe_url(settings, added.subscriber_id, added.list_id), server))
+    page.goto(local(unsubscribe_url(settings, added.subscriber_id, added.list_id, added.email), server))
     assert lists_of(store, "reader@example.org") == {"readers": "confirmed"}  # looking changes nothing
     page.get_by_role("button", name="Unsubscribe from readers").click()
     page.get_by_role("heading", name="You are unsubscribed").wait_for()
@@ -121,7 +123,7 @@ def test_chromium_clicks_unsubscribe(workspace, server, browser, store):
 
 def test_chromium_signs_up_and_confirms_by_email(workspace, server, browser, store):
     with store.session() as session:
-        q.create_list(session, "letters", double_opt_in=True)
+        q.create_list(session, "letters", double_opt_in=True, public=True)
     page = browser.new_page()
     refused = local_only(page, server)
     page.goto(f"{server}/subscribe")
@@ -141,3 +143,32 @@ def test_chromium_signs_up_and_confirms_by_email(workspace, server, browser, sto
     assert actions == [("subscribe", "127.0.0.1"), ("confirm", "127.0.0.1")]
     assert refused == []
     page.close()
+
+
+def _raw_request(base: str, head: str) -> bytes:
+    """Send only a request head over a plain socket; the server's whole answer (it closes after)."""
+    host, port = base.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode("ascii"))
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_sent(server):
+    """600 MB announced, nothing sent: the answer comes at once (the server does not wait to read it)."""
+    for path in ("/webhooks/sendgrid", "/subscribe", "/unsubscribe/x"):
+        answer = _raw_request(server, f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      f"Content-Type: application/json\r\nContent-Length: 600000000\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert httpx.get(f"{server}/healthz").status_code == 200
+
+
+def test_a_forged_host_never_steers_a_redirect(server):
+    for path in ("/archive/", "/subscribe/", "/healthz/"):
+        response = httpx.get(f"{server}{path}", headers={"Host": "evil.example"}, follow_redirects=False)
+        assert "evil.example" not in response.headers.get("location", "") and not response.is_redirect

@@ -67,7 +67,7 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
                             timezone=timezone, confirmed=confirmed, resubscribe=resubscribe)
     data = {"email": result.email, "created": result.created, "list": list_name, "list_status": result.list_status}
     if result.list_status == "pending" and app.settings.base_url:
-        data["confirm_url"] = confirm_url(app.settings, result.subscriber_id, result.list_id)
+        data["confirm_url"] = confirm_url(app.settings, result.subscriber_id, result.list_id, result.email)
     if as_json:
         print_json(data)
         return

@@ -44,7 +44,7 @@ def sample_for_list(app, edition, list_name: str) -> tuple[Path, str]:
     with app.store.session() as session:
         mailing_list = get_list(session, list_name)
         first = ledger.first_audience_member(session, mailing_list.id)
-        token = make_token(settings.secret_keys, UNSUBSCRIBE, first.id, mailing_list.id)
+        token = make_token(settings.secret_keys, UNSUBSCRIBE, first.id, mailing_list.id, first.email)
         recipient = sample_recipient(edition, settings, email=first.email, name=first.name, token=token)
     path = Path(settings.workspace) / "build" / f"{edition.slug}.sample.eml"
     write_atomically(path, as_file_bytes(build_mime(edition_message(edition, settings), recipient)))

@@ -314,7 +314,7 @@ class RecipientBuilder:
         self.id_format = f"nl.{message_id_tag(self.keys[-1])}.{campaign_id}.{{}}@{domain}"
 
     def recipient(self, candidate) -> Recipient:
-        token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id)
+        token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         attributes = {k: v for k, v in candidate.attributes.items() if k not in _RESERVED}
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, **attributes)

@@ -21,6 +21,7 @@ from newsletter.store.models import (
     Membership,
     Subscriber,
     Suppression,
+    utcnow,
 )
 
 
@@ -35,13 +36,29 @@ def get_list(session: Session, name: str) -> MailingList:
     return found
 
 
-def create_list(session: Session, name: str, double_opt_in: bool = False) -> MailingList:
+def create_list(session: Session, name: str, double_opt_in: bool = False, *, public: bool = False,
+                display_name: str = "") -> MailingList:
+    """A new list; private (never offered or joinable on the web) unless ``public``."""
     if find_list(session, name) is not None:
         raise Conflict(f"list {name!r} already exists", hint="choose another name, or use it as it is")
-    mailing_list = MailingList(name=name, double_opt_in=double_opt_in)
+    mailing_list = MailingList(name=name, double_opt_in=double_opt_in, public=public, display_name=display_name)
     session.add(mailing_list)
     session.flush()
     return mailing_list
+
+
+def update_list(session: Session, name: str, **changes) -> MailingList:
+    """Change a list's ``public``, ``double_opt_in`` or ``display_name`` (None leaves one as it is)."""
+    mailing_list = get_list(session, name)
+    for key in ("public", "double_opt_in", "display_name"):
+        if changes.get(key) is not None:
+            setattr(mailing_list, key, changes[key])
+    return mailing_list
+
+
+def public_lists(session: Session) -> list[MailingList]:
+    """The lists the signup form offers, oldest first."""
+    return list(session.scalars(select(MailingList).where(MailingList.public.is_(True)).order_by(MailingList.id)))
 
 
 def delete_list(session: Session, name: str) -> int:
@@ -66,7 +83,8 @@ def list_counts(session: Session) -> list[dict]:
         .order_by(MailingList.id)
     )
     return [
-        {"name": ml.name, "double_opt_in": ml.double_opt_in, "created_at": ml.created_at,
+        {"name": ml.name, "display_name": ml.display_name, "public": ml.public,
+         "double_opt_in": ml.double_opt_in, "created_at": ml.created_at,
          "confirmed": int(c), "pending": int(p), "unsubscribed": int(u)}
         for ml, c, p, u in session.execute(query)
     ]
@@ -89,12 +107,19 @@ def suppression_reason(session: Session, email_hash: str) -> str | None:
 
 
 def suppress(session: Session, email_hash: str, reason: str, detail: str = "") -> None:
-    """Put an address hash on the suppression list (the newest reason wins)."""
-    existing = session.get(Suppression, email_hash)
-    if existing is None:
-        session.add(Suppression(email_hash=email_hash, reason=reason, detail=detail))
+    """Put an address hash on the suppression list (the newest reason wins).
+
+    One upsert statement: two requests suppressing the same address at the
+    same moment (a webhook batch and a one-click unsubscribe) both succeed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
     else:
-        existing.reason, existing.detail = reason, detail
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(Suppression.__table__).values(email_hash=email_hash, reason=reason, detail=detail,
+                                                     created_at=utcnow())
+    session.execute(statement.on_conflict_do_update(index_elements=["email_hash"],
+                                                    set_={"reason": reason, "detail": detail}))
 
 
 def unsuppress(session: Session, email_hash: str) -> None:

@@ -3,6 +3,9 @@
 SQLite runs in WAL mode with foreign keys on and a busy timeout, so the
 scheduler, the web app and the CLI can share one file. PostgreSQL is used
 through ``postgresql+psycopg://`` URLs.
+
+Engines hide statement parameters from error messages and logs: they hold
+addresses and names, and an exception's text ends up in tracebacks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from newsletter.errors import ConfigError
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; when the database is at it, Alembic is not even imported
 # (tests/test_store.py checks this matches the migration scripts).
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 # How long SQLite waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -40,7 +43,7 @@ def create_db_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
             return _sqlite_engine(url)
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(
             f"database URL is not usable: {exc}",
@@ -52,7 +55,7 @@ def _sqlite_engine(url: str) -> Engine:
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -101,9 +104,24 @@ def migrate(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite rebuilds a table to change it; with foreign keys on, dropping
+            # the old table would cascade-delete every row that refers to it.
+            # The pragma only takes effect outside a transaction.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise ConfigError("the database upgrade left broken references; nothing was changed",
+                                      hint="restore a backup, or report this with the output of "
+                                           "sqlite3 newsletter.db 'PRAGMA foreign_key_check'")
+        finally:
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 class Store:

@@ -14,6 +14,7 @@ The archive's queries (sent editions) live here too: all SQL sits in
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Index, Integer, String, Text, delete, func, select
@@ -24,6 +25,9 @@ from newsletter.store.models import (
     ACTIVE,
     BOUNCED,
     COMPLAINED,
+    CONFIRMED,
+    LEDGER_SENT,
+    PENDING,
     SENT,
     UNSUBSCRIBED,
     Base,
@@ -31,6 +35,7 @@ from newsletter.store.models import (
     Delivery,
     Edition,
     MailingList,
+    Membership,
     Subscriber,
     UTCDateTime,
     utcnow,
@@ -69,14 +74,31 @@ class ProviderEvent(Base):
 
 
 class SignupAttempt(Base):
-    """A confirmation email asked for by an address (only its hash is kept)."""
+    """A signup asked for by an address from a client IP (only hashes of both are kept)."""
 
     __tablename__ = "signup_attempts"
-    __table_args__ = (Index("ix_signup_attempts_hash_time", "email_hash", "created_at"),)
+    __table_args__ = (Index("ix_signup_attempts_hash_time", "email_hash", "created_at"),
+                      Index("ix_signup_attempts_ip_time", "ip_hash", "created_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64))
+    ip_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LegacyLinks(Base):
+    """Up to which subscriber id links signed before tokens covered the address may still unsubscribe.
+
+    One row, written by migration 0006 with the highest id at upgrade time:
+    such links name only an id, and ids at or below it are never handed
+    out again, so they still name their own person. Newer subscribers never
+    had such a link.
+    """
+
+    __tablename__ = "legacy_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    max_subscriber_id: Mapped[int] = mapped_column(Integer)
 
 
 events_t = ProviderEvent.__table__
@@ -105,19 +127,23 @@ def ledger_rows(session: Session, delivery_ids: list[int]) -> dict[int, tuple[in
     return result
 
 
-def insert_events(session: Session, rows: list[dict]) -> None:
-    """Insert event rows in one statement; an event id stored meanwhile is skipped, not an error.
+def insert_events(session: Session, rows: list[dict]) -> set[str]:
+    """Insert event rows; returns the event ids this call stored.
 
-    Callers drop known ids first (:func:`known_event_ids`); the conflict clause
-    covers two deliveries of one batch handled at the same moment.
+    An event id stored meanwhile (another delivery of the same batch, handled
+    at the same moment) is skipped, not an error, and not returned: on
+    PostgreSQL the insert waits for the other transaction and then skips
+    its rows, so each event is stored (and applied) by exactly one caller.
+    Callers drop known ids first (:func:`known_event_ids`).
     """
     if not rows:
-        return
+        return set()
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(events_t).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+    statement = insert(events_t).on_conflict_do_nothing(index_elements=["event_id"]).returning(events_t.c.event_id)
+    return set(session.scalars(statement, rows))
 
 
 def find_subscriber_by_address(session: Session, email_key: str) -> Subscriber | None:
@@ -135,7 +161,63 @@ def mark_bounced_or_complained(session: Session, email_hash: str, subscriber: Su
         subscriber.status, subscriber.updated_at = reason, utcnow()
 
 
-def unsubscribe_everywhere(session: Session, subscriber: Subscriber, source: str) -> None:
+def locked_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
+    """The subscriber, its row locked until the transaction ends.
+
+    Two requests changing one subscriber's consent at the same moment (a
+    one-click unsubscribe posted twice, a confirm link opened twice) then
+    run one after the other: the second sees the first's change and
+    records nothing more. SQLite transactions here are serial already.
+    """
+    return session.scalar(select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update())
+
+
+def leave_list(session: Session, subscriber: Subscriber, list_id: int, source: str, ip: str | None = None) -> bool:
+    """Unsubscribe from one list in the caller's transaction; True when it changed something."""
+    for membership in subscriber.memberships:
+        if membership.list_id == list_id and membership.status != UNSUBSCRIBED:
+            membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
+            q.record_consent(session, subscriber.id, list_id, "unsubscribe", source, ip)
+            return True
+    return False
+
+
+def rejoin(session: Session, subscriber: Subscriber, list_id: int, source: str, ip: str | None = None) -> bool:
+    """Subscribe again, confirmed, in the caller's transaction (the reader holds a link sent to them).
+
+    Lifts the suppression and an ``unsubscribed`` status; True when it
+    changed something (a second, parallel request changes nothing more).
+    """
+    q.unsuppress(session, subscriber.email_hash)
+    if subscriber.status == UNSUBSCRIBED:
+        subscriber.status, subscriber.updated_at = ACTIVE, utcnow()
+    now = utcnow()
+    for membership in subscriber.memberships:
+        if membership.list_id == list_id:
+            if membership.status == CONFIRMED:
+                return False
+            membership.status, membership.subscribed_at, membership.confirmed_at = CONFIRMED, now, now
+            membership.unsubscribed_at = None
+            q.record_consent(session, subscriber.id, list_id, "resubscribe", source, ip)
+            return True
+    session.add(Membership(subscriber_id=subscriber.id, list_id=list_id, status=CONFIRMED, subscribed_at=now,
+                           confirmed_at=now, consent_source=source, consent_ip=ip))
+    return True
+
+
+def confirm_pending(session: Session, subscriber: Subscriber, list_id: int, source: str,
+                    ip: str | None = None) -> str | None:
+    """Confirm a pending membership in the caller's transaction; returns the status (None: not a member)."""
+    for membership in subscriber.memberships:
+        if membership.list_id == list_id:
+            if membership.status == PENDING:
+                membership.status, membership.confirmed_at = CONFIRMED, utcnow()
+                q.record_consent(session, subscriber.id, list_id, "confirm", source, ip)
+            return membership.status
+    return None
+
+
+def unsubscribe_everywhere(session: Session, subscriber: Subscriber, source: str, ip: str | None = None) -> None:
     """Leave every list and suppress the address, in the caller's transaction.
 
     The same change as ``audience.manage.unsubscribe(store, email)``, which
@@ -146,7 +228,7 @@ def unsubscribe_everywhere(session: Session, subscriber: Subscriber, source: str
     for membership in subscriber.memberships:
         if membership.status != UNSUBSCRIBED:
             membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
-            q.record_consent(session, subscriber.id, membership.list_id, "unsubscribe", source)
+            q.record_consent(session, subscriber.id, membership.list_id, "unsubscribe", source, ip)
     if subscriber.status == ACTIVE:
         subscriber.status = UNSUBSCRIBED
     q.suppress(session, subscriber.email_hash, UNSUBSCRIBED, f"source={source}")
@@ -165,17 +247,50 @@ def campaign_event_counts(session: Session, campaign_id: int) -> dict[str, int]:
 
 # -- signups ----------------------------------------------------------------------------------
 
+SIGNUP_LOCK = 0x6E6C5375  # "nlSu": the PostgreSQL advisory lock of the signup limits
+
+
+def lock_signups(session: Session) -> None:
+    """Serialise signup-limit checks until the transaction ends.
+
+    Counting attempts and recording one must not interleave, or parallel
+    requests all see the count below the limit. SQLite transactions here
+    begin IMMEDIATE and are serial already; PostgreSQL takes a transaction
+    advisory lock (held a few milliseconds per signup).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(SIGNUP_LOCK)))
+
+
+def ip_hash(ip: str) -> str:
+    """What the signup table keeps of a client IP (SHA-256; it is only ever compared)."""
+    return hashlib.sha256(f"ip:{ip}".encode("utf-8", "replace")).hexdigest()
+
+
 def signup_attempts_since(session: Session, email_hash: str, since: datetime) -> int:
     table = SignupAttempt.__table__
     return session.scalar(select(func.count()).where(table.c.email_hash == email_hash,
                                                      table.c.created_at >= since)) or 0
 
 
-def record_signup_attempt(session: Session, email_hash: str, now: datetime, keep: timedelta) -> None:
+def signup_attempts_from_since(session: Session, ip_hash_value: str, since: datetime) -> int:
+    table = SignupAttempt.__table__
+    return session.scalar(select(func.count()).where(table.c.ip_hash == ip_hash_value,
+                                                     table.c.created_at >= since)) or 0
+
+
+def record_signup_attempt(session: Session, email_hash: str, now: datetime, keep: timedelta,
+                          ip_hash: str | None = None) -> None:
     """Record an attempt and forget those older than ``keep`` (the table stays small)."""
     table = SignupAttempt.__table__
     session.execute(delete(table).where(table.c.created_at < now - keep))
-    session.add(SignupAttempt(email_hash=email_hash, created_at=now))
+    session.add(SignupAttempt(email_hash=email_hash, ip_hash=ip_hash, created_at=now))
+    session.flush()
+
+
+def legacy_link_limit(session: Session) -> int:
+    """The highest subscriber id an id-only (pre-0006) unsubscribe link may name; 0 when none may."""
+    return session.scalar(select(func.max(LegacyLinks.max_subscriber_id))) or 0
 
 
 def find_list_by_id(session: Session, list_id: int) -> MailingList | None:
@@ -188,12 +303,24 @@ def list_names(session: Session) -> list[str]:
 
 # -- archive ----------------------------------------------------------------------------------
 
+def _delivered_campaigns():
+    """Campaigns that reached someone: status ``sent`` and at least one ``sent`` ledger row.
+
+    A campaign nobody received (every row failed or unknown) is not
+    published, whatever its status says.
+    """
+    deliveries = Delivery.__table__
+    reached = (select(deliveries.c.id)
+               .where(deliveries.c.campaign_id == Campaign.id, deliveries.c.status == LEDGER_SENT).exists())
+    return (Campaign.status == SENT) & reached
+
+
 def sent_editions(session: Session, limit: int = 200) -> list[dict]:
-    """Editions of sent campaigns, newest first, one entry per slug (its newest sending)."""
+    """Editions of delivered campaigns, newest first, one entry per slug (its newest sending)."""
     sent_at = func.coalesce(Campaign.finished_at, Campaign.started_at, Campaign.created_at)
     rows = session.execute(select(Edition.id, Edition.slug, Edition.subject, Edition.preheader, sent_at)
                            .join(Campaign, Campaign.edition_id == Edition.id)
-                           .where(Campaign.status == SENT)
+                           .where(_delivered_campaigns())
                            .order_by(sent_at.desc(), Edition.id.desc()))
     seen: set[str] = set()
     result = []
@@ -209,7 +336,7 @@ def sent_editions(session: Session, limit: int = 200) -> list[dict]:
 
 
 def sent_edition(session: Session, slug: str) -> Edition | None:
-    """The newest edition with ``slug`` that a sent campaign carried; None for drafts and unknowns."""
+    """The newest edition with ``slug`` that a delivered campaign carried; None for drafts, failures, unknowns."""
     return session.scalar(select(Edition).join(Campaign, Campaign.edition_id == Edition.id)
-                          .where(Edition.slug == slug, Campaign.status == SENT)
+                          .where(Edition.slug == slug, _delivered_campaigns())
                           .order_by(Edition.id.desc()).limit(1))

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -66,10 +67,18 @@ ERASED = "erased"
 SUPPRESSION_REASONS = (UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
 
 
+# Ids that appear in links, tokens and Message-IDs are never reused: on SQLite
+# that takes AUTOINCREMENT (without it a deleted row's id goes to the next
+# insert, and an erased reader's old link would act on a stranger).
+# PostgreSQL sequences never go back.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Subscriber(Base):
     """One person, identified by their address (unique case-insensitively)."""
 
     __tablename__ = "subscribers"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -91,13 +100,25 @@ class Subscriber(Base):
 
 
 class MailingList(Base):
-    """A list people subscribe to; double opt-in lists hold new members as pending."""
+    """A list people subscribe to; double opt-in lists hold new members as pending.
+
+    ``public`` lists are offered on the signup form and joinable from the
+    web; private ones (the default) never are. Readers see ``display_name``
+    (or, when it is empty, the internal ``name``) on pages and in mail.
+    """
 
     __tablename__ = "lists"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    display_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+    def reader_name(self, newsletter_name: str) -> str:
+        """The name readers see: the display name; else a public list's own name; else the newsletter's."""
+        return self.display_name or (self.name if self.public else newsletter_name)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -186,6 +207,7 @@ class Campaign(Base):
     """One edition sent (or scheduled) to one list; its ledger rows are its recipients."""
 
     __tablename__ = "campaigns"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id"))
@@ -218,6 +240,7 @@ class Delivery(Base):
         # subscriber" and the cascade when one is erased (one index fewer to fill).
         UniqueConstraint("subscriber_id", "campaign_id", name="uq_deliveries_subscriber_campaign"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -16,8 +16,12 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /healthz               200 "ok" (load balancers)
 
 See the modules ``subscriptions``, ``signup``, ``webhook`` and ``archive`` for
-each rule. The handlers only wire HTTP to library functions; database and
-transport work runs in the thread pool.
+each rule, and ``guards`` for what protects them all: request bodies are
+capped before they are read (413), an unexpected error is logged without
+personal data, and no redirect is built from the request's Host header
+(Starlette's ``redirect_slashes`` is off: ``/archive/`` is a 404, not a
+redirect to wherever the Host header points). The handlers only wire HTTP
+to library functions; database and transport work runs in the thread pool.
 """
 
 from __future__ import annotations
@@ -56,8 +60,11 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
 
+    from newsletter.web.guards import BodyLimit, PrivateErrors
     from newsletter.web.pages import Pages
+    from newsletter.web.webhook import MAX_BODY_BYTES
 
     owned = store is None
     if owned:
@@ -80,7 +87,10 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
         if owned:
             store.close()
 
-    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
+    middleware = [Middleware(PrivateErrors), Middleware(BodyLimit, limits={"/webhooks/": MAX_BODY_BYTES})]
+    app = Starlette(routes=_routes(), lifespan=lifespan, middleware=middleware,
+                    exception_handlers={404: _not_found, 405: _not_allowed})
+    app.router.redirect_slashes = False  # it would build the Location from the Host header
     app.state.ctx = ctx
     return app
 

@@ -1,20 +1,26 @@
 """The web archive: past issues as web pages and an Atom feed.
 
-- ``GET /archive``: editions of sent campaigns, newest first (one entry per slug);
-- ``GET /archive/{slug}``: the newest sent edition with that slug, its stored
-  HTML rendered with neutral merge values: no name, no address, and the
-  unsubscribe link pointing at a page that explains where the real one is
+Only what was actually delivered is published: editions of campaigns whose
+status is ``sent`` and that have at least one ``sent`` ledger row (a
+campaign nobody received, failed or stopped, never shows).
+
+- ``GET /archive``: those editions, newest first (one entry per slug);
+- ``GET /archive/{slug}``: the newest delivered edition with that slug, its
+  stored HTML rendered for an anonymous reader: the greeting becomes
+  "Hello,", the name "reader", the address "your email address", and the
+  unsubscribe link points at a page that explains where the real one is
   (every email's "view in browser" link lands here, so this page must hold
-  no personal data); 404 for drafts, scheduled and unknown slugs;
+  no personal data); 404 for drafts, scheduled, failed and unknown slugs;
 - ``GET /feed.xml``: an Atom feed (RFC 4287) of the same entries.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 
-from newsletter.compose.edition import FALLBACK_NAME, web_url
+from newsletter.compose.edition import web_url
 from newsletter.compose.merge import MergeTemplate
 from newsletter.store import events as ev
 
@@ -29,19 +35,32 @@ ARCHIVE_HEADERS = {
 }
 
 
+# The themes greet one recipient by name ("Hi %%name%%,"); the web copy greets everyone.
+GREETING = re.compile(r"\bHi %%name(?::raw)?%%,")
+ANONYMOUS_NAME = "reader"
+ANONYMOUS_EMAIL = "your email address"
+
+
 def neutral_values(settings, slug: str) -> dict[str, str]:
     """Merge values for a reader we do not know: every other field (attributes) renders empty."""
-    return {"name": FALLBACK_NAME, "email": "", "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+    return {"name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL, "unsubscribe_url": f"{settings.base_url}/unsubscribe",
             "web_url": web_url(settings, slug)}
 
 
+def for_anyone(template: str, settings, slug: str) -> str:
+    """``template`` (an edition's HTML or subject) filled in for an anonymous reader."""
+    return MergeTemplate(GREETING.sub("Hello,", template)).render(neutral_values(settings, slug))
+
+
 def archived_html(store, settings, slug: str) -> str | None:
-    """The web version of ``slug``, or None when no sent campaign carried it."""
+    """The web version of ``slug``, or None when no delivered campaign carried it."""
+    if len(slug) > 200 or not slug.isprintable():
+        return None  # no slug is like that (and PostgreSQL refuses a NUL in a query)
     with store.session() as session:
         edition = ev.sent_edition(session, slug)
         if edition is None:
             return None
-        return MergeTemplate(edition.html).render(neutral_values(settings, edition.slug))
+        return for_anyone(edition.html, settings, edition.slug)
 
 
 def archive_entries(store, settings, limit: int = 200) -> list[dict]:
@@ -49,7 +68,7 @@ def archive_entries(store, settings, limit: int = 200) -> list[dict]:
         entries = ev.sent_editions(session, limit)
     for entry in entries:
         entry["url"] = web_url(settings, entry["slug"])
-        entry["subject"] = MergeTemplate(entry["subject"]).render({"name": FALLBACK_NAME})
+        entry["subject"] = for_anyone(entry["subject"], settings, entry["slug"])
     return entries
 
 

@@ -49,18 +49,26 @@ class Context:
         paragraphs = [exc.message[:1].upper() + exc.message[1:] + "."]
         if exc.hint:
             paragraphs.append(exc.hint[:1].upper() + exc.hint[1:] + ".")
-        heading = {400: "This did not work", 404: "This link does not work", 429: "Please wait a little"}.get(
-            status, "Something is not right")
+        heading = {400: "This did not work", 403: "This did not work", 404: "This link does not work",
+                   410: "This link has expired", 429: "Please wait a little"}.get(status, "Something is not right")
         return self.pages.message(heading, *paragraphs, status=status)
 
 
 async def read_form(request) -> dict[str, str]:
-    """The posted form (urlencoded or multipart) as plain strings; InputError when unreadable."""
+    """The posted form (urlencoded or multipart) as plain strings; InputError when unreadable or holding NUL."""
+    from newsletter.web.guards import BodyTooLarge
+
     try:
         form = await request.form()
+    except BodyTooLarge:
+        raise  # answered 413 by guards.BodyLimit
     except Exception:  # noqa: BLE001 - python-multipart raises several types for broken bodies
         raise InputError("the form could not be read", hint="post it as application/x-www-form-urlencoded") from None
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    if any("\x00" in key or "\x00" in value for key, value in fields.items()):
+        # No field of ours may hold a NUL (and PostgreSQL text cannot store one).
+        raise InputError("the form holds a character that is not allowed", hint="remove control characters")
+    return fields
 
 
 def client_ip(request) -> str | None:

@@ -1,28 +1,42 @@
-"""Double opt-in signup: ``POST /subscribe`` from any website's form.
+"""Signup: ``POST /subscribe`` from our own form or the publisher's website.
 
-Contract of :func:`subscribe`:
+Contract of :func:`subscribe` (:func:`subscribe_post` adds the HTTP rules):
 
 - a filled honeypot field (``website``) answers like a success and stores nothing;
-- the address is validated; the list must exist (a public form never creates
-  lists); with no ``list`` field, the workspace's only list is meant;
+- a browser post from another website is refused (403): ``Sec-Fetch-Site``
+  and ``Origin``/``Referer`` must say it came from ``base_url``'s origin or
+  one of ``signup_origins`` (see ``newsletter.web.guards.cross_site_refusal``);
+- only **public** lists can be joined (the form offers only them); a private
+  list answers exactly like a list that does not exist; with no ``list``
+  field, the workspace's only public list is meant; a public form never
+  creates lists;
+- the address and name go through ``audience.manage.add_subscriber``, the
+  same validation as the CLI;
+- every signup that gets this far counts against two limits, whatever the
+  list: :data:`MAX_PER_ADDRESS` an hour per address and :data:`MAX_PER_IP`
+  an hour per client IP (429 past either). The check and the count are one
+  transaction under a lock, so parallel requests cannot slip past; the
+  table keeps only hashes, and survives restarts and several processes;
 - on a double opt-in list the member is ``pending`` and a confirmation email
-  with ``{base_url}/confirm/{token}`` goes out through the configured
-  transport; on other lists the member is confirmed at once;
-- at most :data:`MAX_EMAILS_PER_HOUR` confirmation emails per address an
-  hour (a table, so the limit holds across restarts and processes);
+  with ``{base_url}/confirm/{token}`` goes out; on other lists the member is
+  confirmed at once;
 - the answer never tells whether an address was already subscribed,
   unsubscribed or suppressed: a suppressed address, or one that left a
   single opt-in list, is answered like the others and nothing is changed
   or sent (coming back after that goes through a confirmation, or the
   unsubscribe page's "subscribe again" button);
 - an existing subscriber's name is not changed by a public form;
+- readers see the list's display name, never its internal name;
 - consent is recorded (action, time, IP, source ``web`` plus the form's origin).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience import manage
 from newsletter.audience.addresses import address_hash, address_key, normalise_address
@@ -32,22 +46,30 @@ from newsletter.store import audience as q
 from newsletter.store import events as ev
 from newsletter.store.models import PENDING, UNSUBSCRIBED
 from newsletter.web.common import client_ip, read_form
+from newsletter.web.guards import cross_site_refusal, origin_of
 
-MAX_EMAILS_PER_HOUR = 3
+MAX_PER_ADDRESS = 3   # signups (and so confirmation emails) per address an hour
+MAX_PER_IP = 20       # signups per client IP an hour, any address, any list
 HONEYPOT = "website"
 
 
 class RateLimited(NewsletterError):
-    """Too many confirmation emails asked for one address."""
+    """Too many signups for one address, or from one client."""
 
     http_status = 429
+
+
+class CrossSite(NewsletterError):
+    """A browser posted the form from a website that is not ours."""
+
+    http_status = 403
 
 
 @dataclass
 class Signup:
     """What a signup did: ``double_opt_in`` decides the page; ``emailed`` whether a confirmation went out."""
 
-    list_name: str
+    list_name: str            # the list's display name (what readers see)
     double_opt_in: bool
     emailed: bool = False
 
@@ -55,11 +77,14 @@ class Signup:
 def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str) -> Signup:
     """Record a signup and send the confirmation email when one is due (see the module docstring)."""
     address = normalise_address(email[:320])
-    name = " ".join(name.split())[:200]
+    # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
+    name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
     now = ctx.now()
     with ctx.store.session() as session:
         mailing_list = _public_list(session, list_name)
-        result = Signup(mailing_list.name, mailing_list.double_opt_in)
+        internal_name = mailing_list.name
+        result = Signup(mailing_list.reader_name(ctx.settings.name), mailing_list.double_opt_in)
+        _count_attempt(session, address, ip, now)
         if q.suppression_reason(session, address_hash(address)):
             return result
         subscriber = q.find_subscriber(session, address_key(address))
@@ -68,39 +93,55 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
             return result
         if membership and membership.status != UNSUBSCRIBED and membership.status != PENDING:
             return result
-        if mailing_list.double_opt_in:
-            _check_rate(session, address, now)
-            ev.record_signup_attempt(session, address_hash(address), now, keep=timedelta(days=1))
         known = subscriber is not None
-    added = manage.add_subscriber(ctx.store, address, name=None if known else (name or None),
-                                  list_name=result.list_name, resubscribe=True, source=source, ip=ip)
+    added = _add(ctx.store, address, name=None if known else (name or None), list_name=internal_name,
+                 source=source, ip=ip)
     if added.list_status == PENDING:
-        send_confirmation(ctx, address, added.subscriber_id, added.list_id, result.list_name)
+        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name)
         result.emailed = True
     return result
 
 
+def _add(store, address: str, **kwargs):
+    """``manage.add_subscriber``, once more if a parallel signup of the same new address won the insert."""
+    try:
+        return manage.add_subscriber(store, address, resubscribe=True, **kwargs)
+    except IntegrityError:
+        # PostgreSQL: two transactions inserted the same new subscriber or
+        # membership; the loser's retry finds the winner's row.
+        return manage.add_subscriber(store, address, resubscribe=True, **kwargs)
+
+
 def _public_list(session, list_name: str):
+    """The public list named (a private or unknown one is the same InputError)."""
     list_name = list_name.strip()
     if not list_name:
-        names = ev.list_names(session)
-        if len(names) != 1:
+        public = q.public_lists(session)
+        if len(public) != 1:
             raise InputError("say which list to subscribe to", hint="add a field named list to the form")
-        list_name = names[0]
-    mailing_list = q.find_list(session, list_name)
-    if mailing_list is None:
-        raise InputError(f"there is no list named {list_name!r}", hint="check the form's list field")
+        return public[0]
+    mailing_list = q.find_list(session, list_name[:100])
+    if mailing_list is None or not mailing_list.public:
+        raise InputError(f"there is no list named {list_name[:100]!r} to subscribe to",
+                         hint="check the form's list field")
     return mailing_list
 
 
-def _check_rate(session, address: str, now: datetime) -> None:
-    if ev.signup_attempts_since(session, address_hash(address), now - timedelta(hours=1)) >= MAX_EMAILS_PER_HOUR:
+def _count_attempt(session, address: str, ip: str | None, now: datetime) -> None:
+    """Refuse past either hourly limit, else record the attempt (atomic: see ``events.lock_signups``)."""
+    ev.lock_signups(session)
+    since = now - timedelta(hours=1)
+    email_hash, ip_hash = address_hash(address), (ev.ip_hash(ip) if ip else None)
+    if ev.signup_attempts_since(session, email_hash, since) >= MAX_PER_ADDRESS:
         raise RateLimited("we already sent several confirmation emails to this address",
                           hint="look for them in your inbox (and spam folder), or try again in an hour")
+    if ip_hash and ev.signup_attempts_from_since(session, ip_hash, since) >= MAX_PER_IP:
+        raise RateLimited("too many signups from your network", hint="try again in an hour")
+    ev.record_signup_attempt(session, email_hash, now, keep=timedelta(days=1), ip_hash=ip_hash)
 
 
 def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_name: str) -> None:
-    """Send the confirmation email; DeliveryError when the transport refuses it."""
+    """Send the confirmation email (``list_name``: the name readers see); DeliveryError when refused."""
     from newsletter.delivery.message import Message, Outcome, Recipient
     from newsletter.delivery.mime import new_message_id
 
@@ -114,7 +155,8 @@ def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_
     # address holding "%%...%%" cannot inject anything.
     recipient = Recipient(email=address, message_id=new_message_id(settings.sender_address),
                           merge_data={"email": address, "list": list_name, "newsletter": settings.name,
-                                      "confirm_url": confirm_url(settings, subscriber_id, list_id)})
+                                      "confirm_url": confirm_url(settings, subscriber_id, list_id, address,
+                                                                 issued=ctx.clock())})
     with ctx.transport_factory(settings) as transport:
         [result] = transport.send_batch(message, [recipient])
     if result.outcome in (Outcome.REJECTED, Outcome.FAILED):
@@ -127,6 +169,11 @@ def _source(request) -> str:
     return f"web {origin}"[:200].strip()
 
 
+def allowed_origins(settings) -> set[str]:
+    """The origins whose pages may post the form: ``base_url``'s and ``signup_origins``."""
+    return {origin for origin in (origin_of(settings.base_url), *settings.signup_origins) if origin}
+
+
 def _wants_json(request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
@@ -137,6 +184,9 @@ async def subscribe_post(request):
 
     ctx = request.app.state.ctx
     try:
+        refusal = cross_site_refusal(request.headers, allowed_origins(ctx.settings))
+        if refusal:
+            raise CrossSite(refusal, hint=f"subscribe on {ctx.settings.base_url}/subscribe")
         form = await read_form(request)
         if form.get(HONEYPOT, "").strip():
             # A bot filled the hidden field: answer as if all went well.
@@ -164,12 +214,15 @@ def _thanks(ctx, request, result: Signup):
 
 
 async def subscribe_form(request):
-    """A plain signup page (``GET /subscribe``) for publishers without a website form."""
+    """A plain signup page (``GET /subscribe``) offering the public lists, by the names readers see."""
     ctx = request.app.state.ctx
 
-    def names():
+    def offered():
         with ctx.store.session() as session:
-            return ev.list_names(session)
+            return [{"value": ml.name, "label": ml.reader_name(ctx.settings.name)} for ml in q.public_lists(session)]
 
-    return ctx.pages.page("subscribe.html", error=None, email="", name="", lists=await ctx.run(names),
-                          action_url=request.url.path, robots="index")
+    response = ctx.pages.page("subscribe.html", error=None, email="", name="", lists=await ctx.run(offered),
+                              action_url=request.url.path, robots="index")
+    # No token on this page: let the browser send our Origin with the form (the same-origin check).
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response

@@ -9,9 +9,19 @@ Rules (RFC 8058 and the Gmail/Yahoo bulk-sender requirements):
   no cookie, no login, 200 without a redirect, idempotent. The page's own
   buttons post ``action=list|all|resubscribe``. The change is committed
   before the answer goes out.
-- A token that does not verify (tampered, made for another purpose, signed
-  with a key no longer listed) or names a subscriber we no longer hold gets
-  a friendly 4xx page and changes nothing.
+- A token that does not verify (tampered, made for another purpose or for
+  another address, signed with a key no longer listed) gets a 400 page, a
+  token naming a subscriber we no longer hold a 404, an expired
+  confirmation link a 410; none changes anything. Subscriber ids are never
+  reused, and a token's signature covers the subscriber's address, so an
+  erased reader's old link can never act on someone else.
+- Confirmation links expire after ``confirm_token_days`` (default 7);
+  unsubscribe links never expire. An unsubscribe link mailed before links
+  were bound to addresses still works for the ids that existed then
+  (``events.legacy_link_limit``): those ids are never handed out again.
+- Each change runs in one transaction with the subscriber's row locked:
+  the same link posted many times at once records one change.
+- Pages show the list's display name, never its internal name.
 - Every change records consent with source ``web`` and the client's IP.
 
 The functions without ``request`` are the library side, callable from Python.
@@ -21,10 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from newsletter.audience import manage
-from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, read_token
+from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_address, check_legacy, read_token
 from newsletter.errors import InputError, NewsletterError, NotFound
-from newsletter.store.events import find_list_by_id
+from newsletter.store import events as ev
 from newsletter.store.models import CONFIRMED, UNSUBSCRIBED, Subscriber
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.pages import mask_email
@@ -40,66 +49,91 @@ class SubscriptionView:
     subscriber_id: int
     email: str
     list_id: int | None
-    list_name: str | None       # None: no list in the token, or the list was deleted
+    list_name: str | None       # the name readers see; None: no list in the token, or the list was deleted
     list_status: str | None     # the membership's status on that list; None when not a member
     subscribed_anywhere: bool
 
 
-def load_view(store, data: TokenData) -> SubscriptionView:
-    """The subscriber and list a verified token names; NotFound when the subscriber was erased."""
+def _subscriber(session, data: TokenData, lock: bool = False) -> Subscriber:
+    """The subscriber a token names, once its signature verifies for their address."""
+    subscriber = ev.locked_subscriber(session, data.subscriber_id) if lock else session.get(Subscriber,
+                                                                                             data.subscriber_id)
+    if subscriber is None:
+        raise NotFound("we hold no subscription for this link",
+                       hint="the address was removed from our lists; nothing more will be sent to it")
+    if not (check_address(data, subscriber.email) or _legacy_link(session, data)):
+        raise InputError("this link is not valid", hint="use the link from your most recent email")
+    return subscriber
+
+
+def _legacy_link(session, data: TokenData) -> bool:
+    """An unsubscribe link mailed before links were bound to addresses, naming an id never reused since."""
+    return check_legacy(data) and data.subscriber_id <= ev.legacy_link_limit(session)
+
+
+def _view(session, subscriber: Subscriber, data: TokenData, newsletter_name: str) -> SubscriptionView:
+    mailing_list = ev.find_list_by_id(session, data.list_id) if data.list_id else None
+    status = next((m.status for m in subscriber.memberships if mailing_list and m.list_id == mailing_list.id),
+                  None)
+    anywhere = any(m.status != UNSUBSCRIBED for m in subscriber.memberships)
+    return SubscriptionView(subscriber.id, subscriber.email, data.list_id,
+                            mailing_list.reader_name(newsletter_name) if mailing_list else None, status, anywhere)
+
+
+def load_view(store, data: TokenData, newsletter_name: str = "our newsletter") -> SubscriptionView:
+    """The subscriber and list a token names; NotFound when erased, InputError when it does not verify."""
     with store.session() as session:
-        subscriber = session.get(Subscriber, data.subscriber_id)
-        if subscriber is None:
-            raise NotFound("we hold no subscription for this link",
-                           hint="the address was removed from our lists; nothing more will be sent to it")
-        mailing_list = find_list_by_id(session, data.list_id) if data.list_id else None
-        status = next((m.status for m in subscriber.memberships if mailing_list and m.list_id == mailing_list.id),
-                      None)
-        anywhere = any(m.status != UNSUBSCRIBED for m in subscriber.memberships)
-        return SubscriptionView(subscriber.id, subscriber.email, data.list_id,
-                                mailing_list.name if mailing_list else None, status, anywhere)
+        return _view(session, _subscriber(session, data), data, newsletter_name)
 
 
-def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None) -> str:
-    """Apply ``action`` (``list``, ``all`` or ``resubscribe``) for a verified token; returns a sentence for the page.
+def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
+                         newsletter_name: str = "our newsletter") -> str:
+    """Apply ``action`` (``list``, ``all`` or ``resubscribe``) for a token; returns a sentence for the page.
 
     ``list`` with a token that names no list means every list. Idempotent:
-    doing it twice changes nothing the second time and answers the same.
+    doing it twice (or twice at once) changes nothing the second time and
+    answers the same.
     """
-    view = load_view(store, data)
-    if action == "resubscribe":
-        if view.list_name is None:
-            raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
-        # The token proves the reader holds the email: no second confirmation needed.
-        manage.add_subscriber(store, view.email, list_name=view.list_name, confirmed=True, resubscribe=True,
-                              source=SOURCE, ip=ip)
-        return f"You are subscribed to {view.list_name} again."
-    if action == "all" or data.list_id is None:
-        manage.unsubscribe(store, view.email, None, source=SOURCE, ip=ip)
-        return "You are unsubscribed from every list. You will get no more email from us."
-    if view.list_name is None or view.list_status is None:
-        return "You are not on this list any more."
-    manage.unsubscribe(store, view.email, view.list_name, source=SOURCE, ip=ip)
-    return f"You are unsubscribed from {view.list_name}."
+    with store.session() as session:
+        subscriber = _subscriber(session, data, lock=True)
+        view = _view(session, subscriber, data, newsletter_name)
+        if action == "resubscribe":
+            if view.list_name is None:
+                raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
+            # The token proves the reader holds the email: no second confirmation needed.
+            ev.rejoin(session, subscriber, data.list_id, SOURCE, ip)
+            return f"You are subscribed to {view.list_name} again."
+        if action == "all" or data.list_id is None:
+            ev.unsubscribe_everywhere(session, subscriber, source=SOURCE, ip=ip)
+            return "You are unsubscribed from every list. You will get no more email from us."
+        if view.list_name is None or view.list_status is None:
+            return "You are not on this list any more."
+        ev.leave_list(session, subscriber, data.list_id, SOURCE, ip)
+        return f"You are unsubscribed from {view.list_name}."
 
 
-def confirm_by_token(store, data: TokenData, ip: str | None) -> SubscriptionView:
-    """Confirm the pending membership a verified confirmation token names. Idempotent."""
+def confirm_by_token(store, data: TokenData, ip: str | None,
+                     newsletter_name: str = "our newsletter") -> SubscriptionView:
+    """Confirm the pending membership a confirmation token names. Idempotent, also when posted in parallel."""
     if data.list_id is None:
         raise InputError("this confirmation link names no list", hint="subscribe again")
-    view = load_view(store, data)
-    if view.list_name is None or view.list_status is None:
-        raise NotFound("this subscription no longer exists", hint="subscribe again")
-    if view.list_status == UNSUBSCRIBED:
-        raise NotFound("you unsubscribed from this list since", hint="subscribe again")
-    view.list_status = manage.confirm_membership(store, data.subscriber_id, data.list_id, SOURCE, ip)
-    return view
+    with store.session() as session:
+        subscriber = _subscriber(session, data, lock=True)
+        view = _view(session, subscriber, data, newsletter_name)
+        if view.list_name is None or view.list_status is None:
+            raise NotFound("this subscription no longer exists", hint="subscribe again")
+        if view.list_status == UNSUBSCRIBED:
+            raise NotFound("you unsubscribed from this list since", hint="subscribe again")
+        view.list_status = ev.confirm_pending(session, subscriber, data.list_id, SOURCE, ip)
+        return view
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
 def _token(ctx, request, purpose: str) -> TokenData:
-    return read_token(ctx.settings.secret_keys, purpose, request.path_params["token"])
+    max_age = ctx.settings.confirm_token_days * 86400 if purpose == CONFIRM else None
+    return read_token(ctx.settings.secret_keys, purpose, request.path_params["token"], now=ctx.clock(),
+                      max_age=max_age)
 
 
 def _view_context(ctx, view: SubscriptionView, request) -> dict:
@@ -110,7 +144,7 @@ def _view_context(ctx, view: SubscriptionView, request) -> dict:
 async def unsubscribe_page(request):
     ctx = request.app.state.ctx
     try:
-        view = await ctx.run(load_view, ctx.store, _token(ctx, request, UNSUBSCRIBE))
+        view = await ctx.run(load_view, ctx.store, _token(ctx, request, UNSUBSCRIBE), ctx.settings.name)
     except NewsletterError as exc:
         return ctx.error_page(exc)
     heading = "Unsubscribe" if view.list_status != UNSUBSCRIBED else "You are unsubscribed"
@@ -123,8 +157,8 @@ async def unsubscribe_post(request):
     try:
         data = _token(ctx, request, UNSUBSCRIBE)
         action = await _unsubscribe_action(request)
-        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request))
-        view = await ctx.run(load_view, ctx.store, data)
+        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request), ctx.settings.name)
+        view = await ctx.run(load_view, ctx.store, data, ctx.settings.name)
     except NewsletterError as exc:
         return ctx.error_page(exc)
     heading = "You are subscribed" if action == "resubscribe" else "You are unsubscribed"
@@ -150,7 +184,7 @@ async def confirm_page(request):
         data = _token(ctx, request, CONFIRM)
         if data.list_id is None:
             raise InputError("this confirmation link names no list", hint="subscribe again")
-        view = await ctx.run(load_view, ctx.store, data)
+        view = await ctx.run(load_view, ctx.store, data, ctx.settings.name)
         if view.list_status is None or view.list_status == UNSUBSCRIBED:
             raise NotFound("this subscription no longer exists", hint="subscribe again")
     except NewsletterError as exc:
@@ -163,7 +197,8 @@ async def confirm_page(request):
 async def confirm_post(request):
     ctx = request.app.state.ctx
     try:
-        view = await ctx.run(confirm_by_token, ctx.store, _token(ctx, request, CONFIRM), client_ip(request))
+        view = await ctx.run(confirm_by_token, ctx.store, _token(ctx, request, CONFIRM), client_ip(request),
+                             ctx.settings.name)
     except NewsletterError as exc:
         return ctx.error_page(exc)
     return ctx.pages.page("confirm.html", heading="You are subscribed", confirmed=True,

@@ -16,7 +16,12 @@
 - hard bounces and spam reports (and drops for those reasons) put the address
   on the suppression list; unsubscribe events for our messages unsubscribe
   from everything. All of it in one transaction, so a replayed batch is
-  applied exactly once.
+  applied exactly once: only the events this transaction itself inserted
+  (``INSERT ... ON CONFLICT DO NOTHING RETURNING``) have effects, so copies
+  of one batch delivered in parallel apply it once between them;
+- the body is capped at :data:`MAX_BODY_BYTES` while it is read (413, see
+  ``newsletter.web.guards.BodyLimit``); ids in a Message-ID that no row can
+  have (beyond the database's integer range) are ignored, not an error.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ KINDS = {
 }
 # Reasons SendGrid gives for dropping a message to an address on its own suppression lists.
 DROP_REASONS = {"bounced address": BOUNCED, "spam reporting address": COMPLAINED}
-MESSAGE_ID = re.compile(r"^nl\.([0-9a-f]+)\.(\d+)\.(\d+)@")
+MESSAGE_ID = re.compile(r"^nl\.([0-9a-f]+)\.(\d{1,12})\.(\d{1,12})@")
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL; a larger one cannot be ours
 
 
 class Verifier:
@@ -103,18 +109,23 @@ def parse_batch(body: bytes) -> list[dict]:
 def normalise(event: dict, tags: frozenset[str], now: datetime) -> dict:
     """A ``provider_events`` row (plus ``_delivery`` and ``_campaign`` claims to check against the ledger)."""
     raw_kind = str(event.get("event", ""))
-    event_id = str(event.get("sg_event_id") or "")[:200] or _fingerprint(event)
+    event_id = _text(event.get("sg_event_id") or "")[:200] or _fingerprint(event)
     match = MESSAGE_ID.match(str(event.get("message_id", "")))
-    ours = bool(match) and match.group(1) in tags
+    ours = bool(match) and match.group(1) in tags and all(0 < int(match.group(i)) <= MAX_ID for i in (2, 3))
     detail = " ".join(str(event[k]) for k in ("type", "reason", "response", "bounce_classification", "url")
                       if event.get(k))
     return {
         "provider": PROVIDER, "event_id": event_id, "kind": KINDS.get(raw_kind, ev.OTHER),
         "campaign_id": None, "delivery_id": None, "subscriber_id": None,
-        "email": str(event.get("email", "")).strip()[:320], "detail": detail[:2000],
+        "email": _text(event.get("email", "")).strip()[:320], "detail": _text(detail)[:2000],
         "occurred_at": _when(event.get("timestamp"), now), "received_at": now, "raw": event,
         "_delivery": int(match.group(3)) if ours else None, "_campaign": int(match.group(2)) if ours else None,
     }
+
+
+def _text(value) -> str:
+    """A string column's value: PostgreSQL text cannot hold NUL, and an event must never fail to store."""
+    return str(value).replace("\x00", "")
 
 
 def _fingerprint(event: dict) -> str:
@@ -139,9 +150,11 @@ def handle_batch(store, events: list[dict], secret_keys, now: datetime) -> dict[
     with store.session() as session:
         for known in ev.known_event_ids(session, list(rows)):
             del rows[known]
-        fresh = list(rows.values())
-        _match(session, fresh)
-        ev.insert_events(session, [{k: v for k, v in row.items() if not k.startswith("_")} for row in fresh])
+        _match(session, list(rows.values()))
+        inserted = ev.insert_events(session, [{k: v for k, v in row.items() if not k.startswith("_")}
+                                              for row in rows.values()])
+        # Another copy of this batch may have stored some of these events meanwhile: apply only ours.
+        fresh = [row for event_id, row in rows.items() if event_id in inserted]
         applied = sum(_apply(session, row) for row in fresh)
     matched = sum(1 for row in fresh if row["delivery_id"] is not None)
     return {"received": len(events), "new": len(fresh), "matched": matched, "applied": applied}
@@ -198,9 +211,7 @@ async def sendgrid_webhook(request):
     if verifier is None:
         log.warning("SendGrid webhook refused: NEWSLETTER_SENDGRID_WEBHOOK_KEY is not set")
         return JSONResponse({"error": "webhook verification key not configured"}, status_code=503)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return JSONResponse({"error": "body too large"}, status_code=413)
+    body = await request.body()  # capped by guards.BodyLimit (413 past MAX_BODY_BYTES)
     problem = verifier.check(body, request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER),
                              ctx.clock())
     if problem:
