@@ -139,11 +139,21 @@ def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: st
                     **options) -> SendReport:
     """Send what is still pending. Rows a dead sender left in flight become ``unknown``.
 
+    ``requeue`` (``failed`` or ``unknown``): put those rows back to pending
+    first, once the campaign is ours (see :func:`take_over`).
+    """
+    sender = take_over(store, settings, campaign_id, requeue=requeue)
+    return _run(store, settings, campaign_id, transport, sender, **options)
+
+
+def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) -> str:
+    """Make a new run the campaign's sender; returns its identity.
+
     Refuses (Conflict) while another sender is alive. Otherwise, in one
     transaction and in this order: take the campaign (a conditional update on
-    the sender seen, which fences the previous one out), turn its rows in
-    flight to ``unknown``, and only then, for a retry, put the ``requeue``
-    rows (``failed`` or ``unknown``) back to pending.
+    the sender seen, which fences the previous one out and serialises with
+    its writes), turn its rows in flight to ``unknown``, and only then put
+    the ``requeue`` rows back to pending.
     """
     sender, stale = new_sender_id(), stale_seconds(settings)
     with store.session() as session:
@@ -160,7 +170,7 @@ def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: st
         ledger.orphaned_to_unknown(session, campaign_id)
         if requeue:
             ledger.requeue(session, campaign_id, requeue)
-    return _run(store, settings, campaign_id, transport, sender, **options)
+    return sender
 
 
 def retry_campaign(store, settings, campaign_id: int, transport, which: str, **options) -> SendReport:
