@@ -40,8 +40,11 @@ def send(app, article, list_name, transport, dry_run, limit, yes, again, recent_
     from newsletter.engine.campaigns import check_duplicate, create_campaign, require_sendable
     from newsletter.engine.preflight import audience_of, preflight
 
+    from newsletter.engine.fencing import stale_seconds
+
     settings = app.settings
     require_sendable(settings)
+    stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
     edition = preflight(app, article, recent_title, recent_url, theme)
     # Counting a million members takes most of a second: only when someone reads the number
     # (with --yes, create_campaign still refuses a missing list or an empty audience).

@@ -125,6 +125,7 @@ def start_campaign(store, settings, campaign_id: int, transport, **options) -> S
     one wins and the other gets Conflict.
     """
     sender = new_sender_id()
+    stale_seconds(settings)  # a bad setting is an error now, before the campaign is claimed
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         if not ledger.claim_campaign(session, campaign_id, (DRAFT, SCHEDULED), SENDING,

@@ -101,6 +101,9 @@ class Daemon:
 
     def run(self, wait: bool = False) -> int:
         """Run until stopped; returns the exit code."""
+        from newsletter.engine.fencing import stale_seconds
+
+        stale_seconds(self.settings)  # a bad staleness limit is a one-line error at start, not every sync
         acquire(self.store, self.runtime.holder, self.lease_seconds, wait, poll=min(1.0, self.lease_seconds / 3))
         self.runtime.lease_acquired_at = utcnow()
         jobs.install(self.runtime)
