@@ -12,6 +12,9 @@ import threading
 
 import pytest
 from conftest import populate
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from support.senders import Blocking, Scripted, campaign_row, ledger_counts, ready_campaign, wait_until
 
 from newsletter.config import load_settings
@@ -289,3 +292,22 @@ def test_the_pacer_keeps_the_rate_when_sending_takes_time():
         starts.append(clock.now - 1000.0)
         clock.now += 0.4  # the request itself
     assert starts == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
+
+
+@hypothesis_settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rate=st.sampled_from([0.5, 1, 7, 100, 2500]),
+       batches=st.lists(st.tuples(st.integers(1, 1000), st.floats(0, 300, allow_nan=False)), min_size=1, max_size=30))
+def test_the_pacer_never_sends_faster_than_its_rate_whatever_the_idle_gaps(rate, batches):
+    """Between the starts of any two batches, at most ``rate`` messages a second went out before."""
+    from newsletter.engine.sender import _Pacer
+
+    clock = _Clock()
+    pacer, starts = _Pacer(rate, clock.sleep, clock), []
+    for count, idle in batches:
+        clock.now += idle  # a 429 wait, a slow request, an unsubscribe storm
+        pacer.turn(count)
+        starts.append(clock.now)
+    for i in range(len(batches)):
+        for j in range(i + 1, len(batches)):
+            sent_before_j = sum(count for count, _ in batches[i:j])
+            assert sent_before_j / rate <= starts[j] - starts[i] + 1e-6

@@ -29,7 +29,6 @@ from newsletter.store.models import (
 
 FAILED = ledger.FAILED  # finished, and nobody received it: retry it, or send it again
 FINAL_STATUSES = (SENT, CANCELLED, MISSED)
-STATUSES = (DRAFT, SCHEDULED, SENDING, PAUSED, STOPPED, SENT, FAILED, CANCELLED, MISSED)
 
 
 def require_sendable(settings) -> None:

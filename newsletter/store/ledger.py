@@ -195,17 +195,6 @@ def _as_candidates(rows) -> list[Candidate]:
             for row in rows]
 
 
-def next_pending(session: Session, campaign_id: int, list_id: int | None, after_id: int,
-                 limit: int, up_to: int | None = None) -> list[Candidate]:
-    """The next ``limit`` pending rows after ``after_id`` (and at most ``up_to``), each
-    checked against the list membership and the suppression list *now* (an
-    unsubscribe during a send counts)."""
-    query = _candidates(campaign_id, list_id).where(deliveries_t.c.id > after_id).limit(limit)
-    if up_to is not None:
-        query = query.where(deliveries_t.c.id <= up_to)
-    return _as_candidates(session.execute(query))
-
-
 @dataclass
 class Claim:
     """What one :func:`claim_pending` call got: the rows it moved to ``sending``, how many it
@@ -345,10 +334,6 @@ def skipped_now(session: Session, ids: list[int]) -> int:
     return mark(session, ids, LEDGER_SKIPPED, LEDGER_PENDING, error="unsubscribed or suppressed before sending")
 
 
-def touch(session: Session, campaign_id: int, now: datetime | None = None) -> None:
-    set_campaign(session, campaign_id, heartbeat_at=now or utcnow())
-
-
 # --- Scale-out sending (newsletter.distributed): ranges of the ledger -----------------
 
 def pending_ranges(session: Session, campaign_id: int, size: int, *, after_id: int = 0,
@@ -396,7 +381,7 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
 
     The rows are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's
     BEGIN IMMEDIATE serialises writers instead), checked for eligibility *now*
-    exactly as :func:`next_pending` does; eligible rows move to ``sending``
+    exactly as :func:`claim_pending` does; eligible rows move to ``sending``
     (one attempt counted), ineligible ones to ``skipped``, both conditionally
     on still being ``pending``. The caller commits before sending: two
     workers never get the same row.
