@@ -145,3 +145,22 @@ def test_a_campaign_whose_every_request_was_dropped_ends_failed(workspace, cli, 
         assert retried.exit_code == 0 and retried.json()["status"] == "sent"
         assert sorted(to["email"] for b in server.bodies for p in b["personalizations"] for to in p["to"]) == \
             sorted(emails)
+
+
+def test_the_guard_with_a_hostile_title_and_list_name(workspace, cli, tmp_path):
+    """Accents, quotes, an emoji and a very long title: the same edition is still recognised, in one line."""
+    title = "Café « naïve » — Renée's \"special\" édition 🚀 " + "très longue " * 12
+    article = tmp_path / "hostile.md"
+    article.write_text(f"---\ntitle: '{title.replace(chr(39), chr(39) * 2)}'\n---\n\nBonjour à tous, ça va ?\n",
+                       encoding="utf-8")
+    people = tmp_path / "people.csv"
+    people.write_text("email,name\nrenee@example.org,\"Dupont, Renée\"\nzoe@example.org,Zoë\n", encoding="utf-8")
+    list_name = "Patients-Crème"
+    assert cli("subscribers", "import", str(people), "--list", list_name).exit_code == 0
+    MemoryTransport.clear_shared()
+    first = cli("send", str(article), "--list", list_name, "--yes", "--transport", "memory", "--json")
+    assert first.exit_code == 0, first.stderr
+    again = cli("send", str(article), "--list", list_name, "--yes", "--transport", "memory")
+    assert again.exit_code == 1 and "Traceback" not in again.stderr
+    assert f"already sent to {list_name} (campaign 1" in again.stderr and "--again" in again.stderr
+    assert len(MemoryTransport.shared_outbox) == 2

@@ -198,7 +198,7 @@ def _as_candidates(rows) -> list[Candidate]:
 @dataclass
 class Claim:
     """What one :func:`claim_pending` call got: the rows it moved to ``sending``, how many it
-    marked ``skipped``, how many rows it looked at, and the highest id it looked at."""
+    marked ``skipped``, how many rows it looked at, and where the next claim goes on (an id)."""
 
     rows: list[Candidate]
     skipped: int
@@ -237,9 +237,11 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
                                 .returning(deliveries_t.c.id)))
     rows = [c for c in read if c.eligible and c.delivery_id in moved]
     unvetted = moved.difference(c.delivery_id for c in rows)
-    if unvetted:  # pending rows the read did not return (another claimer held them then): not checked, put back
+    last_id = read[-1].delivery_id
+    if unvetted:  # pending rows the read skipped (another claimer held them, then let go): not checked
         mark(session, sorted(unvetted), LEDGER_PENDING, LEDGER_SENDING)
-    return Claim(rows, skipped, len(read), read[-1].delivery_id)
+        last_id = min(unvetted) - 1  # the next claim reads them again
+    return Claim(rows, skipped, len(read), last_id)
 
 
 def mark(session: Session, delivery_ids: list[int], status: str, from_status: str, *,
