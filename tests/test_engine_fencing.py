@@ -310,3 +310,71 @@ def test_the_pacer_never_sends_faster_than_its_rate_whatever_the_idle_gaps(rate,
         for j in range(i + 1, len(batches)):
             sent_before_j = sum(count for count, _ in batches[i:j])
             assert sent_before_j / rate <= starts[j] - starts[i] + 1e-6
+
+
+class _RollBack(Exception):
+    pass
+
+
+def test_a_row_another_claim_held_and_let_go_is_read_again_not_sent_unchecked(store_settings, workspace,
+                                                                            database_url):
+    """PostgreSQL: a claim's range update moves a row its read skipped (held by a claim that then rolled
+    back): that row was never checked against the list, so it goes back to pending and the next claim
+    reads it."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from newsletter.engine.sender import SendReport, claim_batch
+    from newsletter.store import ledger
+    from newsletter.store.db import Store
+
+    store, _ = store_settings
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite serialises writers: no claim can hold rows while another reads")
+    settings, campaign_id = ready_campaign(store_settings, workspace)
+    _snapshot(store, campaign_id)
+    list_id = _list_id(store, campaign_id)
+    with store.session() as session:
+        ids = sorted(session.scalars(text("SELECT id FROM deliveries WHERE campaign_id = :c"), {"c": campaign_id}))
+    held = ids[4]
+    name = f"claim-{uuid.uuid4().hex[:8]}"
+    second_store = Store(f"{database_url}&application_name={name}")
+    holding, go = threading.Event(), threading.Event()
+
+    def hold_then_roll_back():
+        try:
+            with store.session() as session:
+                assert ledger.claim_range(session, campaign_id, list_id, held, held, 1)
+                holding.set()
+                go.wait(30)
+                raise _RollBack
+        except _RollBack:
+            pass
+
+    holder = threading.Thread(target=hold_then_roll_back)
+    holder.start()
+    assert holding.wait(30)
+    result: list = []
+    claimer = threading.Thread(target=lambda: result.append(
+        claim_batch(second_store, campaign_id, list_id, 0, 20, SendReport(campaign_id, "sending"))))
+    claimer.start()
+    try:
+        def waiting_on_the_held_row():
+            with store.session() as session:
+                return session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n "
+                                            "AND wait_event_type = 'Lock'"), {"n": name}).scalar() == 1
+        wait_until(waiting_on_the_held_row, what="the second claim to wait for the held row")
+    finally:
+        go.set()
+        holder.join(30)
+        claimer.join(30)
+        second_store.close()
+    claim = result[0]
+    claimed = [c.delivery_id for c in claim.rows]
+    assert held not in claimed and claimed == ids[:4] + ids[5:21]  # the 20 rows its read returned
+    assert claim.last_id == held - 1
+    counts = ledger_counts(store, campaign_id)
+    assert counts["sending"] == 20 and counts["pending"] == 40
+    again = claim_batch(store, campaign_id, list_id, claim.last_id, 20, SendReport(campaign_id, "sending"))
+    assert again.rows[0].delivery_id == held
