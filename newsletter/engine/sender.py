@@ -22,7 +22,6 @@ the run still owns the campaign. A run that was taken over stops at once.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
