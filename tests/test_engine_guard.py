@@ -164,3 +164,10 @@ def test_the_guard_with_a_hostile_title_and_list_name(workspace, cli, tmp_path):
     assert again.exit_code == 1 and "Traceback" not in again.stderr
     assert f"already sent to {list_name} (campaign 1" in again.stderr and "--again" in again.stderr
     assert len(MemoryTransport.shared_outbox) == 2
+
+
+def test_again_makes_no_sense_with_a_recurring_schedule(workspace, cli, tmp_path):
+    populate(cli, tmp_path, 1)
+    result = cli("schedule", "articles", "--list", "readers", "--cron", "0 9 * * MON", "--again")
+    assert result.exit_code == 1 and "--again" in result.stderr and "Traceback" not in result.stderr
+    assert cli("campaigns", "recurring", "--json").json() == []

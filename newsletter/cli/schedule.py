@@ -51,9 +51,10 @@ def schedule(app, article, list_name, at, zone, local_time, cron, transport, aga
     settings = app.settings
     require_sendable(settings)
     if cron:
-        if at or local_time:
-            raise InputError("--cron cannot be combined with --at or --local-time",
-                             hint='use --cron "0 9 * * MON" with a folder, or --at TIME with one article')
+        if at or local_time or again:
+            raise InputError("--cron cannot be combined with --at, --local-time or --again",
+                             hint='use --cron "0 9 * * MON" with a folder (each run sends an article new to the '
+                                  'list), or --at TIME with one article')
         return _recurring(app, article, list_name, cron, zone, transport, recent_title, recent_url, theme, as_json)
     if not at:
         raise InputError("say when to send", hint=f'newsletter schedule {article} --list {list_name} '
