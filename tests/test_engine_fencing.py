@@ -376,5 +376,8 @@ def test_a_row_another_claim_held_and_let_go_is_read_again_not_sent_unchecked(st
     assert claim.last_id == held - 1
     counts = ledger_counts(store, campaign_id)
     assert counts["sending"] == 20 and counts["pending"] == 40
+    with store.session() as session:  # put back as it was: no attempt counted
+        assert session.execute(text("SELECT status, attempts FROM deliveries WHERE id = :i"),
+                               {"i": held}).one() == ("pending", 0)
     again = claim_batch(store, campaign_id, list_id, claim.last_id, 20, SendReport(campaign_id, "sending"))
     assert again.rows[0].delivery_id == held

@@ -239,7 +239,9 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     unvetted = moved.difference(c.delivery_id for c in rows)
     last_id = read[-1].delivery_id
     if unvetted:  # pending rows the read skipped (another claimer held them, then let go): not checked
-        mark(session, sorted(unvetted), LEDGER_PENDING, LEDGER_SENDING)
+        session.execute(update(deliveries_t)
+                        .where(deliveries_t.c.id.in_(sorted(unvetted)), deliveries_t.c.status == LEDGER_SENDING)
+                        .values(status=LEDGER_PENDING, attempts=deliveries_t.c.attempts - 1))
         last_id = min(unvetted) - 1  # the next claim reads them again
     return Claim(rows, skipped, len(read), last_id)
 
