@@ -381,3 +381,26 @@ def test_a_row_another_claim_held_and_let_go_is_read_again_not_sent_unchecked(st
                                {"i": held}).one() == ("pending", 0)
     again = claim_batch(store, campaign_id, list_id, claim.last_id, 20, SendReport(campaign_id, "sending"))
     assert again.rows[0].delivery_id == held
+
+
+def test_rows_claimed_before_a_takeover_are_not_sent_by_the_old_sender(store_settings, workspace, monkeypatch):
+    """The takeover lands right after the old sender's claim committed (it froze there): it sends nothing."""
+    from newsletter.engine import sender as engine
+    from newsletter.engine.fencing import Fenced
+
+    store, _ = store_settings
+    settings, campaign_id = ready_campaign(store_settings, workspace, batch_size=10)
+    original = engine.claim_batch
+
+    def claim_then_lose_it(*args, **kwargs):
+        claim = original(*args, **kwargs)
+        engine.take_over(store, settings, campaign_id)
+        return claim
+
+    monkeypatch.setattr(engine, "claim_batch", claim_then_lose_it)
+    transport = Scripted()
+    with pytest.raises(Fenced):
+        engine.start_campaign(store, settings, campaign_id, transport)
+    assert transport.batches == 0 and transport.sent == []
+    counts = ledger_counts(store, campaign_id)
+    assert counts["unknown"] == 10 and counts["pending"] == 50 and counts["sent"] == 0

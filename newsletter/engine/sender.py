@@ -296,12 +296,16 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
 
     On PermanentTransportError the rows the transport answered for
     (``exc.results``) are recorded and the rest go back to ``pending``:
-    nothing of them was accepted. Every write is fenced (``fence(session)``
-    in the same transaction): a sender that lost the campaign writes nothing
-    and raises Fenced; its rows in flight stay as the new owner set them.
+    nothing of them was accepted. The fence (``fence(session)``) is checked
+    just before the provider is called and in the transaction of every
+    write: a sender that lost the campaign sends and writes nothing more and
+    raises Fenced; its rows stay as the new owner set them (``unknown``).
     """
     recipients = [builder.recipient(c) for c in eligible]
     ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible)}
+    if fence is not None:  # taken over since the claim (a pause, a freeze)? then these rows are not ours to send
+        with store.session() as session:
+            _check(fence, session, campaign_id)
     try:
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
