@@ -160,8 +160,8 @@ def test_a_sender_taken_over_stops_and_sends_nothing_more(store_settings, worksp
     assert row.status == "sending" and row.sender == taken[0]  # the old sender did not settle it
 
 
-def test_a_sender_fenced_by_its_heartbeat_claims_nothing_more(store_settings, workspace, monkeypatch):
-    """Taken over while waiting (no write of its own in between): the heartbeat notices, the loop stops."""
+def test_a_sender_taken_over_during_a_long_wait_claims_nothing_more(store_settings, workspace, monkeypatch):
+    """Taken over while its transport waits (a 429): its heartbeat or its next write notices; it stops."""
     from newsletter.engine.fencing import Fenced
     from newsletter.engine.sender import start_campaign, take_over
 
