@@ -206,6 +206,11 @@ def test_sender_identities_are_unique_and_liveness_reads_them():
     assert not sender_alive("db-host-2:77:abcdef", None, 20)
     assert sender_alive(f"{socket.gethostname()}:{os.getppid()}:abc", old, 20)  # a live local process
     assert not sender_alive(f"{socket.gethostname()}:{os.getpid()}:abc", fresh, 20)  # this one is not sending it
+    from newsletter.engine.fencing import same_process
+
+    assert same_process("db-host-2:77:abcdef", "db-host-2:77:0a1b2c3d")  # a send of the daemon db-host-2:77
+    assert not same_process("db-host-2:77:abcdef", "db-host-3:77:0a1b2c3d")
+    assert not same_process("db-host-2:77:abcdef", "db-host-2:78:0a1b2c3d") and not same_process(None, "a:1:b")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5", "soon"])

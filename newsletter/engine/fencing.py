@@ -110,6 +110,12 @@ def sender_alive(sender: str | None, heartbeat: datetime | None, stale: float = 
     return heartbeat is not None and (utcnow() - heartbeat).total_seconds() < stale
 
 
+def same_process(one: str | None, other: str | None) -> bool:
+    """Whether two identities (``host:pid:random`` senders, daemon holders) name the same process."""
+    host, pid = _host_pid(one)
+    return pid is not None and (host, pid) == _host_pid(other)
+
+
 def _host_pid(sender: str | None) -> tuple[str, int | None]:
     parts = (sender or "").split(":")
     if len(parts) >= 3 and parts[-2].isdigit():
