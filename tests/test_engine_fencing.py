@@ -409,3 +409,56 @@ def test_rows_claimed_before_a_takeover_are_not_sent_by_the_old_sender(store_set
     assert transport.batches == 0 and transport.sent == []
     counts = ledger_counts(store, campaign_id)
     assert counts["unknown"] == 10 and counts["pending"] == 50 and counts["sent"] == 0
+
+
+def test_a_takeover_waits_for_a_claim_in_progress_and_then_sees_its_rows(store_settings, workspace, database_url):
+    """PostgreSQL: the fence locks the campaign row, so a takeover racing a claim serialises after it, and the
+    rows that claim took are then the new owner's ``unknown``, never left ``sending`` for nobody."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from newsletter.engine.sender import take_over
+    from newsletter.store import ledger
+    from newsletter.store.db import Store
+
+    store, _ = store_settings
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite serialises writers: a takeover cannot start while a claim is open")
+    settings, campaign_id = ready_campaign(store_settings, workspace)
+    _snapshot(store, campaign_id)
+    list_id = _list_id(store, campaign_id)
+    name = f"takeover-{uuid.uuid4().hex[:8]}"
+    other = Store(f"{database_url}&application_name={name}")
+    claiming, go = threading.Event(), threading.Event()
+    claimed: list[int] = []
+
+    def claim_and_hold():
+        with store.session() as session:
+            assert ledger.fence(session, campaign_id, "test:1:x")
+            claimed.extend(c.delivery_id for c in ledger.claim_pending(session, campaign_id, list_id, 0, 10).rows)
+            claiming.set()
+            go.wait(30)
+
+    holder = threading.Thread(target=claim_and_hold)
+    holder.start()
+    assert claiming.wait(30)
+    new_owner: list[str] = []
+    taker = threading.Thread(target=lambda: new_owner.append(take_over(other, settings, campaign_id)))
+    taker.start()
+    try:
+        def takeover_waits():
+            with store.session() as session:
+                return session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n "
+                                            "AND wait_event_type = 'Lock'"), {"n": name}).scalar() == 1
+        wait_until(takeover_waits, what="the takeover to wait for the claim's transaction")
+    finally:
+        go.set()
+        holder.join(30)
+        taker.join(30)
+        other.close()
+    assert len(claimed) == 10 and new_owner
+    counts = ledger_counts(store, campaign_id)
+    assert counts["unknown"] == 10 and counts["sending"] == 0 and counts["pending"] == 50
+    with store.session() as session:
+        assert not ledger.fence(session, campaign_id, "test:1:x")  # the old sender is fenced out
