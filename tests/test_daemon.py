@@ -86,7 +86,8 @@ def at(seconds: float) -> str:
 
 
 def schedule(cli, seconds: float) -> int:
-    result = cli("schedule", "articles/budget.md", "--list", "readers", "--at", at(seconds), "--json")
+    # --again: these tests schedule one article several times on purpose (the duplicate-send guard's override)
+    result = cli("schedule", "articles/budget.md", "--list", "readers", "--at", at(seconds), "--again", "--json")
     assert result.exit_code == 0, result.stderr
     return result.json()["campaign_id"]
 

@@ -94,7 +94,7 @@ def test_schedule_creates_a_scheduled_campaign_and_its_job(letter, cli):
     campaign_id = data["campaign_id"]
     assert data["scheduled_at"] == "2027-01-05T14:00:00+00:00" and data["timezone"] == "America/New_York"
     assert data["audience"] == 3
-    human = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon())
+    human = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(), "--again")
     assert human.exit_code == 0 and human.stdout.strip().isdigit()  # prints its id
     from sqlalchemy import select
 

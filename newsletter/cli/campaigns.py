@@ -6,7 +6,7 @@ import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
 
-STATUSES = ["draft", "scheduled", "sending", "paused", "stopped", "sent", "cancelled", "missed"]
+STATUSES = ["draft", "scheduled", "sending", "paused", "stopped", "sent", "failed", "cancelled", "missed"]
 
 
 @click.group("campaigns")
@@ -81,6 +81,9 @@ def show(app, campaign_id, as_json):
     console = stdout_console()
     console.print(f"[bold]Campaign {data['id']}[/] {data['status']}: {data['subject']!r} to {data['list']} "
                   f"via {data['transport']}")
+    if data["status"] == "failed":
+        console.print(f"[red bold]Nobody received this campaign[/]: {data['counts']['failed']} failed, "
+                      f"{data['counts']['unknown']} unknown.")
     if data["error"]:
         console.print(f"[red]{data['error']}[/]")
     console.print(table(None, list(data["counts"]), [list(data["counts"].values())]))

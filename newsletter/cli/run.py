@@ -32,7 +32,10 @@ def run(app, sync_interval, lease_seconds, wait):
     start). Campaigns scheduled while it runs are picked up within the sync
     interval. A send whose time passed while it was down still goes out within
     [scheduler] misfire_grace_seconds (default 3600); later ones become
-    `missed`. On start it resumes sends a stopped daemon left unfinished.
+    `missed`. On start it resumes sends a stopped daemon left unfinished, and
+    it resumes a send whose sender died: a process gone from this machine, or
+    one on another machine silent for NEWSLETTER_SENDER_STALE_SECONDS
+    (default 120); a sender that still beats is left alone.
     SIGTERM or Ctrl-C: finish the batch in flight, then exit.
 
     \b

@@ -20,10 +20,13 @@ from newsletter.cli.compose import compose_options
               'this cron schedule, e.g. "0 9 * * MON".')
 @click.option("--transport", default=None, type=click.Choice(["sendgrid", "smtp", "file", "console", "memory"]),
               help="Override the workspace's transport.")
+@click.option("--again", is_flag=True,
+              help="Schedule it even though this list already received this edition (same slug or same content). "
+                   "Never while it is being sent.")
 @compose_options
 @json_option
 @pass_app
-def schedule(app, article, list_name, at, zone, local_time, cron, transport, recent_title, recent_url, theme,
+def schedule(app, article, list_name, at, zone, local_time, cron, transport, again, recent_title, recent_url, theme,
              as_json):
     """Schedule ARTICLE for a list at a time; `newsletter run` sends it when due.
 
@@ -33,6 +36,8 @@ def schedule(app, article, list_name, at, zone, local_time, cron, transport, rec
     back) means the first. With --local-time each subscriber gets it at TIME
     in their own zone (no zone set: --tz). With --cron, ARTICLE is a folder
     and each run sends its newest article not yet sent to the list, or skips.
+    An edition the list already received (or has scheduled) is refused unless
+    --again.
 
     \b
     Example:
@@ -46,17 +51,20 @@ def schedule(app, article, list_name, at, zone, local_time, cron, transport, rec
     settings = app.settings
     require_sendable(settings)
     if cron:
-        if at or local_time:
-            raise InputError("--cron cannot be combined with --at or --local-time",
-                             hint='use --cron "0 9 * * MON" with a folder, or --at TIME with one article')
+        if at or local_time or again:
+            raise InputError("--cron cannot be combined with --at, --local-time or --again",
+                             hint='use --cron "0 9 * * MON" with a folder (each run sends an article new to the '
+                                  'list), or --at TIME with one article')
         return _recurring(app, article, list_name, cron, zone, transport, recent_title, recent_url, theme, as_json)
     if not at:
         raise InputError("say when to send", hint=f'newsletter schedule {article} --list {list_name} '
                                                   '--at "2026-12-01 09:00" --tz Europe/Paris')
-    _one_shot(app, article, list_name, at, zone, local_time, transport, recent_title, recent_url, theme, as_json)
+    _one_shot(app, article, list_name, at, zone, local_time, transport, recent_title, recent_url, theme, as_json,
+              again)
 
 
-def _one_shot(app, article, list_name, at, zone, local_time, transport, recent_title, recent_url, theme, as_json):
+def _one_shot(app, article, list_name, at, zone, local_time, transport, recent_title, recent_url, theme, as_json,
+              again=False):
     from newsletter.delivery import get_transport
     from newsletter.engine.preflight import audience_of, preflight
     from newsletter.errors import InputError
@@ -75,7 +83,7 @@ def _one_shot(app, article, list_name, at, zone, local_time, transport, recent_t
     if when.note:
         say(f"[yellow]{when.note}[/]")
     result = schedule_campaign(app.store, settings, edition, list_name, chosen, when, article_path=article,
-                               local_time=local_time)
+                               local_time=local_time, again=again)
     if as_json:
         print_json({**result, "list": list_name, "audience": audience, "subject": edition.subject,
                     "scheduled_local": show(result["scheduled_at"], when.zone), "local_time": local_time})

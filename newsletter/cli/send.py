@@ -18,31 +18,40 @@ from newsletter.cli.compose import compose_options
 @click.option("--dry-run", is_flag=True, help="Show the audience size and one rendered sample; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Send to at most N recipients, then pause.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--again", is_flag=True,
+              help="Send it even though this list already received this edition (same slug or same content). "
+                   "Never while it is being sent.")
 @compose_options
 @json_option
 @pass_app
-def send(app, article, list_name, transport, dry_run, limit, yes, recent_title, recent_url, theme, as_json):
+def send(app, article, list_name, transport, dry_run, limit, yes, again, recent_title, recent_url, theme, as_json):
     """Send ARTICLE to every confirmed subscriber of a list, now.
 
     The pre-flight checks run first (errors stop the send). Each recipient has
     a ledger row, committed before and after the provider is called, so a
-    killed send resumes with `newsletter campaigns resume ID`.
+    killed send resumes with `newsletter campaigns resume ID`. An edition the
+    list already received (or is receiving) is refused unless --again.
 
     \b
     Example:
       newsletter send articles/welcome.md --list readers --dry-run
       newsletter send articles/welcome.md --list readers --yes
     """
-    from newsletter.engine.campaigns import create_campaign, require_sendable
+    from newsletter.engine.campaigns import check_duplicate, create_campaign, require_sendable
     from newsletter.engine.preflight import audience_of, preflight
+
+    from newsletter.engine.fencing import stale_seconds
 
     settings = app.settings
     require_sendable(settings)
+    stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
     edition = preflight(app, article, recent_title, recent_url, theme)
     # Counting a million members takes most of a second: only when someone reads the number
     # (with --yes, create_campaign still refuses a missing list or an empty audience).
     audience = None if yes and not dry_run else audience_of(app.store, list_name)
     chosen = transport or settings.transport
+    if not dry_run:
+        check_duplicate(app.store, edition, list_name, again)
     if dry_run:
         _dry_run(app, article, edition, list_name, audience, chosen, as_json)
         return
@@ -52,7 +61,7 @@ def send(app, article, list_name, transport, dry_run, limit, yes, recent_title, 
     if not yes:
         click.confirm(f"Send {edition.subject!r} to {audience} subscribers of {list_name} via {chosen}?",
                       abort=True, err=True)
-    campaign_id = create_campaign(app.store, settings, edition, list_name, chosen, article_path=article)
+    campaign_id = create_campaign(app.store, settings, edition, list_name, chosen, article_path=article, again=again)
     say(f"Campaign {campaign_id}: sending to {f'{audience} subscribers of ' if audience else ''}{list_name} "
         f"via {chosen}")
     if settings.broker_url:  # scale-out: `newsletter worker` processes send it
@@ -95,6 +104,11 @@ def finish_report(report, as_json: bool) -> None:
         say(f"[yellow]{unknown} recipients have an unknown outcome (the provider may have them). "
             f"Check with: newsletter campaigns show {report.campaign_id}; send them on purpose with: "
             f"newsletter campaigns retry {report.campaign_id} --unknown[/]")
+    if report.status == "failed":
+        say(f"[red]Nobody received campaign {report.campaign_id}. See why with: newsletter campaigns show "
+            f"{report.campaign_id}; send again with: newsletter campaigns retry {report.campaign_id} --failed "
+            f"(or --unknown)[/]")
+        sys.exit(2)
     if report.status == "paused" and report.counts.get("pending"):
         say(f"{report.counts['pending']} still pending; continue with: newsletter campaigns resume {report.campaign_id}")
     if report.failed:

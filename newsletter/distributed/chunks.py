@@ -11,6 +11,11 @@ Contract (at-least-once messages, exactly-once rows):
    range (``FOR UPDATE SKIP LOCKED``, ineligible rows ``skipped``), commit,
    send through :func:`newsletter.engine.sender.send_claimed` — the same
    recipients, transports and recording as the single-machine path.
+   Fencing: every claim and every write of results first checks, in its
+   transaction, that this worker still owns the chunk
+   (:func:`~newsletter.store.distributed.hold_chunk`). A worker taken for
+   dead (say, frozen through a long shared 429 pause) and overtaken stops at
+   its next write: it never marks the new owner's rows, nor sends more.
 3. Mark the chunk done; if no row of the campaign is pending or in flight,
    the campaign becomes ``sent`` (one conditional update: one winner); if
    rows are pending but no chunk is left (``send --limit``), ``paused``.
@@ -28,15 +33,13 @@ import time
 from dataclasses import dataclass
 
 from newsletter.delivery.base import PermanentTransportError
+from newsletter.engine.fencing import Fenced, new_sender_id, sender_alive, stale_seconds
 from newsletter.engine.sender import (
-    HEARTBEAT_STALE_SECONDS,
     RecipientBuilder,
     SendReport,
     campaign_message,
     finish_campaign,
     send_claimed,
-    sender_alive,
-    this_sender,
 )
 from newsletter.store import distributed as chunks_db
 from newsletter.store import ledger
@@ -51,7 +54,8 @@ class ChunkBusy(Exception):
 
 @dataclass
 class ChunkReport:
-    """What one run of a chunk did. ``outcome``: done, already-done, released, stopped, not-sending."""
+    """What one run of a chunk did. ``outcome``: done, already-done, released, stopped, not-sending,
+    taken-over."""
 
     campaign_id: int
     first_id: int
@@ -83,7 +87,8 @@ class WorkerContext:
 
     def __init__(self, store, settings, *, gate_for=None, identity: str | None = None):
         self.store, self.settings = store, settings
-        self.identity = identity or this_sender()
+        self.identity = identity or new_sender_id()
+        self.stale = stale_seconds(settings)
         self._gate_for = gate_for or (lambda name: None)
         self._gates: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -112,8 +117,8 @@ class WorkerContext:
         """Whether the recorded owner of a chunk may still be sending it."""
         if owner == self.identity:
             return chunk_id in self.active  # another thread of this process, or a past run of it
-        fresh = heartbeat is not None and (utcnow() - heartbeat).total_seconds() < HEARTBEAT_STALE_SECONDS
-        return fresh and sender_alive(owner, heartbeat)
+        fresh = heartbeat is not None and (utcnow() - heartbeat).total_seconds() < self.stale
+        return fresh and sender_alive(owner, heartbeat, self.stale)
 
     def forget_taking(self) -> None:
         """A take that failed before its commit: this thread owns nothing."""
@@ -190,6 +195,10 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     transport = ctx.transport(campaign.transport)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     remaining = 0
+
+    def fence(session) -> bool:  # this worker still owns the chunk (checked with every write)
+        return chunks_db.hold_chunk(session, chunk_id, ctx.identity)
+
     try:
         with transport:
             while True:
@@ -201,7 +210,7 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
                 want = min(batch_size, remaining)
                 if gate is not None:
                     gate.wait(want)
-                batch = _claim(ctx, chunk_id, campaign.list_id, report, want)
+                batch = _claim(ctx, chunk_id, campaign.list_id, report, want, fence)
                 if batch is None:
                     return
                 if not batch:
@@ -210,7 +219,15 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
                 totals.skipped += sum(1 for candidate in batch if not candidate.eligible)
                 eligible = [candidate for candidate in batch if candidate.eligible]
                 if eligible:
-                    send_claimed(store, transport, message, builder, eligible, totals, c)
+                    send_claimed(store, transport, message, builder, eligible, totals, c, fence=fence)
+    except Fenced:
+        # Another worker took the chunk over (we were taken for dead, e.g. during a long shared
+        # pause): it owns the rows now; ours in flight are ``unknown`` in its ledger. Stop here.
+        _copy(totals, report)
+        report.outcome = "taken-over"
+        log.warning("campaign %s rows %s-%s: taken over by another worker; stopped without sending more",
+                    c, report.first_id, report.last_id)
+        return
     except PermanentTransportError as exc:
         _copy(totals, report)
         _stop(ctx, chunk_id, report, exc)
@@ -219,10 +236,12 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     _finish(ctx, chunk_id, report)
 
 
-def _claim(ctx: WorkerContext, chunk_id: int, list_id, report: ChunkReport, want: int):
+def _claim(ctx: WorkerContext, chunk_id: int, list_id, report: ChunkReport, want: int, fence):
     """The next batch of the range (maybe empty), or None when the campaign stopped sending
-    (the chunk is then given back)."""
+    (the chunk is then given back). Fenced when another worker owns the chunk now."""
     with ctx.store.session() as session:
+        if not fence(session):
+            raise Fenced(report.campaign_id)
         status = session.get(Campaign, report.campaign_id).status
         if status != SENDING:
             chunks_db.release_chunk(session, chunk_id, ctx.identity)
@@ -241,9 +260,10 @@ def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
     counts = {"sent": report.sent, "failed": report.failed, "unknown": report.unknown + report.orphaned,
               "skipped": report.skipped}
     with ctx.store.session() as session:
-        chunks_db.finish_chunk(session, chunk_id, ctx.identity, counts)
+        if not chunks_db.finish_chunk(session, chunk_id, ctx.identity, counts):
+            report.outcome = "taken-over"
         if ledger.settle_if_done(session, report.campaign_id, SENDING, SENT):
-            report.campaign_status = SENT
+            report.campaign_status = session.get(Campaign, report.campaign_id).status
         elif chunks_db.pause_if_drained(session, report.campaign_id):
             report.campaign_status = PAUSED
     if report.campaign_status:

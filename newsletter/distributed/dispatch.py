@@ -86,11 +86,12 @@ def resume_distributed(store, settings, campaign_id: int, *, broker=None, retry:
         if campaign.status == SENDING:
             raise Conflict(f"campaign {campaign_id} is being sent by the workers",
                            hint=f"follow it with: newsletter campaigns show {campaign_id}")
-        if retry:
-            ledger.requeue(session, campaign_id, LEDGER_FAILED if retry == "failed" else LEDGER_UNKNOWN)
-        if not ledger.claim_campaign(session, campaign_id, (PAUSED, STOPPED, SENT), SENDING,
+        # Take the campaign first (one winner), and only then touch the ledger.
+        if not ledger.claim_campaign(session, campaign_id, (PAUSED, STOPPED, SENT, ledger.FAILED), SENDING,
                                      heartbeat_at=utcnow(), sender=None, error=""):
             raise Conflict(f"campaign {campaign_id} changed state; try again")
+        if retry:
+            ledger.requeue(session, campaign_id, LEDGER_FAILED if retry == "failed" else LEDGER_UNKNOWN)
         existing = chunks_db.campaign_chunks(session, campaign_id)
         reopen = {c.first_id for c in chunks_db.chunks_with_pending(session, campaign_id)}
         chunks_db.reopen_chunks(session, campaign_id, sorted(reopen))

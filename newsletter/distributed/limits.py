@@ -4,7 +4,10 @@ Both live in Redis, so that they hold across processes and machines:
 
 - the rate: Dramatiq's :class:`~dramatiq.rate_limits.WindowRateLimiter` over
   its Redis backend, keyed per transport, taking a batch's worth of slots at
-  a time (``settings.send_rate`` messages a second, all workers together);
+  a time (``settings.send_rate`` messages a second, all workers together).
+  It counts what went out in the current window only, so time spent idle
+  (a shared 429 pause) is never saved up: after a pause the workers get one
+  window's worth again, not a burst;
 - the pause: when SendGrid answers 429, the worker that got it records
   "paused until T" (the ``X-RateLimit-Reset`` time) under a shared key;
   every worker waits for it before its next batch. It is hooked into the

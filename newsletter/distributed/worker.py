@@ -97,7 +97,10 @@ class _Maintenance(threading.Thread):
         self.join(5)
 
     def run(self) -> None:
-        tick = min(HEARTBEAT_SECONDS, max(0.5, self.idle / 2))
+        from newsletter.engine.fencing import beat_interval
+
+        # Several beats within the staleness limit, so a chunk in a long wait never looks abandoned.
+        tick = min(HEARTBEAT_SECONDS, beat_interval(self.context.stale), max(0.5, self.idle / 2))
         while not self._halt.wait(tick):
             try:
                 self._beat()

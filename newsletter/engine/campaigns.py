@@ -27,6 +27,7 @@ from newsletter.store.models import (
     Campaign,
 )
 
+FAILED = ledger.FAILED  # finished, and nobody received it: retry it, or send it again
 FINAL_STATUSES = (SENT, CANCELLED, MISSED)
 
 
@@ -57,11 +58,17 @@ def require_sendable(settings, transport: str | None = None) -> None:
 
 def create_campaign(store, settings, edition, list_name: str, transport: str, *,
                     status: str = DRAFT, scheduled_at: datetime | None = None,
-                    timezone: str | None = None, article_path: str = "") -> int:
-    """Store the edition and a campaign for ``list_name``; returns the campaign id."""
+                    timezone: str | None = None, article_path: str = "", again: bool = False) -> int:
+    """Store the edition and a campaign for ``list_name``; returns the campaign id.
+
+    The duplicate-send guard (:func:`refuse_duplicate`) runs in the same
+    transaction, with the list's row locked, so two sends of one edition
+    cannot both pass it. ``again`` is the user's explicit override.
+    """
     require_sendable(settings, transport)
     with store.session() as session:
         mailing_list = get_list(session, list_name)
+        refuse_duplicate(session, edition, mailing_list, again)
         if not ledger.has_audience(session, mailing_list.id):
             raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
                              hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
@@ -75,6 +82,57 @@ def create_campaign(store, settings, edition, list_name: str, transport: str, *,
         session.add(campaign)
         session.flush()
         return campaign.id
+
+
+# A campaign of the same edition in one of these states means the list has it, or is about to.
+_UNDER_WAY = (SCHEDULED, SENDING, PAUSED, STOPPED)
+
+
+def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
+    """Conflict when the list already received this edition, or is getting it.
+
+    "This edition" is one with the same slug, or the same subject and text.
+    "Received" is a campaign of it to this list with sent rows, or one still
+    scheduled, sending, paused or stopped. ``again`` lets a finished one be
+    sent again on purpose; one being sent now is refused regardless.
+    """
+    from sqlalchemy import and_, or_, select
+
+    from newsletter.store.models import Delivery, Edition, MailingList
+
+    # Lock the list's row: two creations for one list serialise here (SQLite: BEGIN IMMEDIATE already does).
+    session.execute(select(MailingList.id).where(MailingList.id == mailing_list.id).with_for_update())
+    sent_rows = select(Delivery.id).where(Delivery.campaign_id == Campaign.id, Delivery.status == "sent").exists()
+    same = or_(Edition.slug == edition.slug, and_(Edition.subject == edition.subject, Edition.text == edition.text))
+    earlier = session.execute(
+        select(Campaign.id, Campaign.status).join(Edition, Edition.id == Campaign.edition_id)
+        .where(Campaign.list_id == mailing_list.id, same, or_(Campaign.status.in_(_UNDER_WAY), sent_rows))
+        .order_by(Campaign.status != SENDING, Campaign.id.desc()).limit(1)).first()
+    if earlier is None:
+        return
+    campaign_id, status = earlier
+    name = mailing_list.name
+    if status == SENDING:
+        raise Conflict(f"campaign {campaign_id} is sending {edition.slug!r} to {name} right now",
+                       hint=f"wait for it to finish (newsletter campaigns show {campaign_id}); if its sender died, "
+                            f"continue it with: newsletter campaigns resume {campaign_id}; --again cannot "
+                            "override a send in progress")
+    if again:
+        return
+    if status == SCHEDULED:
+        raise Conflict(f"{edition.slug!r} is already scheduled for {name} (campaign {campaign_id})",
+                       hint=f"see it with: newsletter campaigns show {campaign_id} (cancel {campaign_id} to drop "
+                            "it; newsletter campaigns resume works once it has started); to send it twice on "
+                            "purpose, add --again")
+    raise Conflict(f"{edition.slug!r} was already sent to {name} (campaign {campaign_id}, {status})",
+                   hint=f"to finish that send, use: newsletter campaigns resume {campaign_id}; to send it to "
+                        "everyone again on purpose, add --again")
+
+
+def check_duplicate(store, edition, list_name: str, again: bool) -> None:
+    """:func:`refuse_duplicate` on its own, before asking the user anything (create_campaign checks again)."""
+    with store.session() as session:
+        refuse_duplicate(session, edition, get_list(session, list_name), again)
 
 
 def get_campaign(session, campaign_id: int) -> Campaign:
@@ -166,4 +224,4 @@ def ensure_resumable(campaign: Campaign) -> None:
                        hint="it starts by itself when due, under newsletter run")
 
 
-RESUMABLE = (PAUSED, STOPPED, SENDING, SENT)
+RESUMABLE = (PAUSED, STOPPED, SENDING, SENT, FAILED)

@@ -22,6 +22,7 @@ import signal
 import threading
 
 from newsletter.delivery.base import PermanentTransportError
+from newsletter.engine.fencing import Fenced
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.store import ledger
 from newsletter.store.models import LEDGER_PENDING
@@ -53,11 +54,12 @@ def processes_for(store, settings, campaign_id: int, transport, requested: int |
 
 
 def send_in_processes(store, settings, campaign_id: int, transport_name: str, count: int, report,
-                      on_progress=None, stop: threading.Event | None = None, **_ignored) -> bool:
+                      on_progress=None, stop=None, *, sender: str, **_ignored) -> bool:
     """Send the pending rows from ``count`` child processes; True when stopped early.
 
-    Adds the children's tallies to ``report``. Re-raises a child's
-    PermanentTransportError (after every child has stopped).
+    The children send as ``sender`` (this run's identity: they are fenced with
+    it). Adds the children's tallies to ``report``. Re-raises a child's
+    PermanentTransportError or Fenced (after every child has stopped).
     """
     import multiprocessing
 
@@ -72,7 +74,7 @@ def send_in_processes(store, settings, campaign_id: int, transport_name: str, co
     child_settings = dataclasses.replace(settings, send_rate=settings.send_rate / len(ranges))
     children = [context.Process(target=_child, name=f"newsletter-send-{index}", daemon=True,
                                 args=(child_settings, campaign_id, transport_name, low, high, messages, halt,
-                                      os.getpid()))
+                                      os.getpid(), sender))
                 for index, (low, high) in enumerate(ranges)]
     for child in children:
         child.start()
@@ -110,6 +112,8 @@ def _follow(children, messages, halt, stop, report, on_progress, total) -> bool:
             halt.set()
     if failure:
         kind, message, hint = failure
+        if kind == "fenced":
+            raise Fenced(int(message))
         raise PermanentTransportError(message, hint=hint) if kind == "permanent" else DeliveryError(message, hint)
     return interrupted or (stop is not None and stop.is_set())
 
@@ -126,7 +130,7 @@ class _Stop:
         return self.local.is_set() or self.halt.is_set()
 
 
-def _child(settings, campaign_id, transport_name, low, high, messages, halt, parent_pid) -> None:
+def _child(settings, campaign_id, transport_name, low, high, messages, halt, parent_pid, sender) -> None:
     """One sending process: its id range through the ordinary loop."""
     from newsletter.delivery import get_transport
     from newsletter.processes import die_with_parent
@@ -144,12 +148,14 @@ def _child(settings, campaign_id, transport_name, low, high, messages, halt, par
 
     try:
         with get_transport(settings, transport_name) as transport:
-            interrupted = send_range(store, settings, campaign_id, transport, report, after_id=low, up_to=high,
-                                     on_progress=progress, stop=_Stop(halt))
+            interrupted = send_range(store, settings, campaign_id, transport, report, sender=sender, after_id=low,
+                                     up_to=high, on_progress=progress, stop=_Stop(halt))
         messages.put(("done", {"sent": report.sent, "failed": report.failed, "unknown": report.unknown,
                                "skipped": report.skipped, "interrupted": interrupted}))
     except PermanentTransportError as exc:
         messages.put(("error", ("permanent", exc.message, exc.hint)))
+    except Fenced as exc:
+        messages.put(("error", ("fenced", str(exc.campaign_id), None)))
     except NewsletterError as exc:
         messages.put(("error", ("other", exc.message, exc.hint)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides

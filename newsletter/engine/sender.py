@@ -11,14 +11,17 @@ For each batch (never the whole list in memory):
 A crash between 2 and 3 leaves ``sending`` rows; :func:`resume_campaign`
 turns them into ``unknown`` (the provider may have them) and never sends
 them blindly; ``retry_campaign(..., "unknown")`` does, on purpose. A
-campaign becomes ``sent`` only when nothing is pending.
+campaign becomes ``sent`` only when nothing is pending (``failed`` when it
+reached nobody).
+
+One sender at a time (:mod:`newsletter.engine.fencing`): each run has its own
+identity recorded on the campaign, a heartbeat thread beats while it runs,
+and every claim and every write of results checks, in its transaction, that
+the run still owns the campaign. A run that was taken over stops at once.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,7 +32,17 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.mime import message_id_tag, unsubscribe_headers
 from newsletter.errors import Conflict
+from newsletter.engine import fencing
 from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
+from newsletter.engine.fencing import (
+    DEFAULT_STALE_SECONDS,
+    AnyStop,
+    Fenced,
+    Heartbeat,
+    beat_interval,
+    new_sender_id,
+    stale_seconds,
+)
 from newsletter.store import ledger
 from newsletter.store.models import (
     DRAFT,
@@ -46,10 +59,10 @@ from newsletter.store.models import (
     utcnow,
 )
 
-# A sender that has not written a heartbeat for this long is taken for dead.
-HEARTBEAT_STALE_SECONDS = 120
 _LEDGER_OF = {Outcome.SENT: LEDGER_SENT, Outcome.QUEUED: LEDGER_SENT, Outcome.REJECTED: LEDGER_FAILED,
               Outcome.FAILED: LEDGER_FAILED, Outcome.UNKNOWN: LEDGER_UNKNOWN}
+# The default staleness limit (see newsletter.engine.fencing.stale_seconds for the setting).
+HEARTBEAT_STALE_SECONDS = DEFAULT_STALE_SECONDS
 
 
 @dataclass
@@ -72,42 +85,36 @@ class SendReport:
 
 
 class _Pacer:
-    """Keeps the send rate at or under ``rate`` messages a second (0: no limit)."""
+    """Keeps the send rate at or under ``rate`` messages a second (0: no limit).
 
-    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep):
-        self.rate, self.sleep, self.start, self.sent = rate, sleep, time.monotonic(), 0
+    Before each batch, :meth:`turn` waits until the previous bookings are
+    used up, then books this batch's messages from *now*: time spent idle
+    (a 25 s 429 wait, a slow provider) is never saved up for a burst after.
+    """
 
-    def after(self, count: int) -> None:
-        self.sent += count
-        if self.rate > 0:
-            ahead = self.sent / self.rate - (time.monotonic() - self.start)
-            if ahead > 0:
-                self.sleep(ahead)
+    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rate, self.sleep, self.clock = rate, sleep, clock
+        self.free_at: float | None = None
+
+    def turn(self, count: int) -> None:
+        if self.rate <= 0 or count <= 0:
+            return
+        now = self.clock()
+        if self.free_at is not None and self.free_at > now:
+            self.sleep(self.free_at - now)
+            now = max(self.clock(), self.free_at)
+        self.free_at = now + count / self.rate
 
 
 def this_sender() -> str:
-    """This process, as recorded on the campaign it sends."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """A new identity for a sender (``host:pid:random``), as recorded on the campaign it sends."""
+    return new_sender_id()
 
 
-def sender_alive(sender: str | None, heartbeat) -> bool:
-    """Whether the process recorded as sending may still be at it.
-
-    On this host the process table answers at once (a SIGKILLed sender is
-    dead now); elsewhere, a heartbeat older than HEARTBEAT_STALE_SECONDS is.
-    """
-    host, _, pid = (sender or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return heartbeat is not None and (utcnow() - heartbeat).total_seconds() < HEARTBEAT_STALE_SECONDS
+def sender_alive(sender: str | None, heartbeat, stale: float | None = None) -> bool:
+    """Whether the sender recorded on a campaign may still be at it (see :mod:`newsletter.engine.fencing`)."""
+    return fencing.sender_alive(sender, heartbeat, stale_seconds() if stale is None else stale)
 
 
 def start_campaign(store, settings, campaign_id: int, transport, **options) -> SendReport:
@@ -116,68 +123,118 @@ def start_campaign(store, settings, campaign_id: int, transport, **options) -> S
     The move to ``sending`` is a conditional update: of two processes trying,
     one wins and the other gets Conflict.
     """
+    sender = new_sender_id()
+    stale_seconds(settings)  # a bad setting is an error now, before the campaign is claimed
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         if not ledger.claim_campaign(session, campaign_id, (DRAFT, SCHEDULED), SENDING,
-                                     started_at=utcnow(), heartbeat_at=utcnow(), sender=this_sender()):
+                                     started_at=utcnow(), heartbeat_at=utcnow(), sender=sender):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.snapshot_audience(session, campaign_id, campaign.list_id)
-    return _run(store, settings, campaign_id, transport, **options)
+    return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def resume_campaign(store, settings, campaign_id: int, transport, **options) -> SendReport:
-    """Send what is still pending. Rows a dead sender left in flight become ``unknown``."""
+def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: str | None = None,
+                    **options) -> SendReport:
+    """Send what is still pending. Rows a dead sender left in flight become ``unknown``.
+
+    ``requeue`` (``failed`` or ``unknown``): put those rows back to pending
+    first, once the campaign is ours (see :func:`take_over`).
+    """
+    sender = take_over(store, settings, campaign_id, requeue=requeue)
+    return _run(store, settings, campaign_id, transport, sender, **options)
+
+
+def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) -> str:
+    """Make a new run the campaign's sender; returns its identity.
+
+    Refuses (Conflict) while another sender is alive. Otherwise, in one
+    transaction and in this order: take the campaign (a conditional update on
+    the sender seen, which fences the previous one out and serialises with
+    its writes), turn its rows in flight to ``unknown``, and only then put
+    the ``requeue`` rows back to pending.
+    """
+    sender, stale = new_sender_id(), stale_seconds(settings)
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         ensure_resumable(campaign)
-        if campaign.status == SENDING and sender_alive(campaign.sender, campaign.heartbeat_at):
+        if campaign.status == SENDING and fencing.sender_alive(campaign.sender, campaign.heartbeat_at, stale):
             raise Conflict(f"campaign {campaign_id} is being sent by another process ({campaign.sender})",
-                           hint="wait for it, or stop that process first; a sender on another machine is "
-                                f"taken for dead {HEARTBEAT_STALE_SECONDS} s after its last batch")
+                           hint=f"wait for it, or stop that process first; a sender on another machine is "
+                                f"taken for dead {stale:g} s after its last heartbeat")
+        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, SENDING, expected_sender=campaign.sender,
+                                     heartbeat_at=utcnow(), sender=sender):
+            raise Conflict(f"campaign {campaign_id} changed state; try again",
+                           hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.orphaned_to_unknown(session, campaign_id)
-        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, SENDING, heartbeat_at=utcnow(),
-                                     sender=this_sender()):
-            raise Conflict(f"campaign {campaign_id} changed state; try again")
-    return _run(store, settings, campaign_id, transport, **options)
+        if requeue:
+            ledger.requeue(session, campaign_id, requeue)
+    return sender
 
 
 def retry_campaign(store, settings, campaign_id: int, transport, which: str, **options) -> SendReport:
-    """Send again the ``failed`` or ``unknown`` rows, on purpose."""
-    with store.session() as session:
-        ensure_resumable(get_campaign(session, campaign_id))
-        ledger.requeue(session, campaign_id, LEDGER_FAILED if which == "failed" else LEDGER_UNKNOWN)
-    return resume_campaign(store, settings, campaign_id, transport, **options)
+    """Send again the ``failed`` or ``unknown`` rows, on purpose (never while another sender is at it)."""
+    return resume_campaign(store, settings, campaign_id, transport,
+                           requeue=LEDGER_FAILED if which == "failed" else LEDGER_UNKNOWN, **options)
 
 
-def _run(store, settings, campaign_id: int, transport, *, processes: int | None = None, **options) -> SendReport:
-    """Send the campaign's pending rows, in one process or several, then settle its status."""
+def _run(store, settings, campaign_id: int, transport, sender: str, *, processes: int | None = None,
+         stop=None, **options) -> SendReport:
+    """Send the campaign's pending rows, in one process or several, then settle its status.
+
+    A heartbeat thread beats for the whole run (through 429 waits and
+    backoffs too). Raises Fenced, leaving the campaign to its new sender,
+    when another process took it over.
+    """
     started = time.monotonic()
     report = SendReport(campaign_id, SENDING)
+    heartbeat = Heartbeat(lambda: _beat(store, campaign_id, sender), beat_interval(stale_seconds(settings)))
     try:
-        from newsletter.engine.parallel import processes_for, send_in_processes
+        with heartbeat:
+            halt = AnyStop(stop, heartbeat.lost)
+            from newsletter.engine.parallel import processes_for, send_in_processes
 
-        count = processes_for(store, settings, campaign_id, transport, processes, options)
-        if count > 1:
-            interrupted = send_in_processes(store, settings, campaign_id, transport.name, count, report, **options)
-        else:
-            interrupted = send_range(store, settings, campaign_id, transport, report, **options)
+            count = processes_for(store, settings, campaign_id, transport, processes, options)
+            if count > 1:
+                interrupted = send_in_processes(store, settings, campaign_id, transport.name, count, report,
+                                                sender=sender, stop=halt, **options)
+            else:
+                interrupted = send_range(store, settings, campaign_id, transport, report, sender=sender, stop=halt,
+                                         **options)
+        if heartbeat.lost.is_set():
+            raise Fenced(campaign_id)
     except PermanentTransportError as exc:
         finish_campaign(store, campaign_id, STOPPED, report,
-                        error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+                        error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message, sender=sender)
         raise
-    finish_campaign(store, campaign_id, PAUSED if interrupted else None, report)
+    finish_campaign(store, campaign_id, PAUSED if interrupted else None, report, sender=sender)
     report.seconds = time.monotonic() - started
     return report
 
 
-def send_range(store, settings, campaign_id: int, transport, report: SendReport, *, after_id: int = 0,
-               up_to: int | None = None, limit: int | None = None,
-               on_progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None,
+def _beat(store, campaign_id: int, sender: str) -> bool:
+    with store.session() as session:
+        return ledger.fence(session, campaign_id, sender)
+
+
+def campaign_fence(campaign_id: int, sender: str | None):
+    """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign."""
+    if sender is None:
+        return None
+    return lambda session: ledger.fence(session, campaign_id, sender)
+
+
+def send_range(store, settings, campaign_id: int, transport, report: SendReport, *, sender: str | None,
+               after_id: int = 0, up_to: int | None = None, limit: int | None = None,
+               on_progress: Callable[[int, int], None] | None = None, stop=None,
                sleep: Callable[[float], None] = time.sleep) -> bool:
     """The loop over pending rows with ids in (after_id, up_to]; True when stopped early.
 
-    Does not settle the campaign's status (the caller does, once every range is done).
+    ``sender`` is this run's identity: every claim and every write of results
+    is fenced on it (Fenced is raised once another process owns the
+    campaign). Does not settle the campaign's status (the caller does, once
+    every range is done).
     """
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -186,20 +243,22 @@ def send_range(store, settings, campaign_id: int, transport, report: SendReport,
         total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
+    fence = campaign_fence(campaign_id, sender)
     pacer, done = _Pacer(settings.send_rate, sleep), 0
     while True:
         if stop is not None and stop.is_set() or (limit is not None and done >= limit):
             return True
         want = batch_size if limit is None else min(batch_size, limit - done)
-        batch = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to)
-        if batch is None:
+        pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
+        if stop is not None and stop.is_set():
+            return True
+        claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence)
+        if claim is None:
             return False
-        after_id = batch[-1].delivery_id
-        eligible = [c for c in batch if c.eligible]
-        if eligible:
-            send_claimed(store, transport, message, builder, eligible, report, campaign_id)
-            pacer.after(len(eligible))
-        done += len(batch)
+        after_id = claim.last_id
+        if claim.rows:
+            send_claimed(store, transport, message, builder, claim.rows, report, campaign_id, fence=fence)
+        done += claim.seen
         if on_progress:
             on_progress(done, total)
 
@@ -211,52 +270,74 @@ def campaign_message(settings, campaign) -> Message:
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 
 
-def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None):
-    """Read the next rows, skip the ineligible, mark the rest ``sending``; commit. None at the end."""
+def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None, *, fence=None):
+    """Claim the next rows (the eligible ones ``sending``, the others ``skipped``) and commit.
+
+    Returns the :class:`~newsletter.store.ledger.Claim` (only rows this claim
+    itself moved), or None at the end. ``fence(session)`` runs first in the
+    same transaction; Fenced when it fails.
+    """
     with store.session() as session:
-        batch = ledger.next_pending(session, campaign_id, list_id, after_id, want, up_to)
-        if not batch:
+        _check(fence, session, campaign_id)
+        claim = ledger.claim_pending(session, campaign_id, list_id, after_id, want, up_to)
+        if claim is None:
             return None
-        skipped = [c.delivery_id for c in batch if not c.eligible]
-        report.skipped += ledger.skipped_now(session, skipped)
-        ledger.mark_range(session, campaign_id, batch[0].delivery_id, batch[-1].delivery_id, LEDGER_SENDING,
-                          LEDGER_PENDING, count_attempt=True)
-        ledger.touch(session, campaign_id)
-    return batch
+        report.skipped += claim.skipped
+    return claim
 
 
-def send_claimed(store, transport, message, builder, eligible, report, campaign_id) -> None:
+def _check(fence, session, campaign_id: int) -> None:
+    if fence is not None and not fence(session):
+        raise Fenced(campaign_id)
+
+
+def send_claimed(store, transport, message, builder, eligible, report, campaign_id, *, fence=None) -> None:
     """Send rows already marked ``sending`` and commit each outcome.
 
     On PermanentTransportError the rows the transport answered for
     (``exc.results``) are recorded and the rest go back to ``pending``:
-    nothing of them was accepted.
+    nothing of them was accepted. The fence (``fence(session)``) is checked
+    just before the provider is called and in the transaction of every
+    write: a sender that lost the campaign sends and writes nothing more and
+    raises Fenced; its rows stay as the new owner set them (``unknown``).
     """
     recipients = [builder.recipient(c) for c in eligible]
     ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible)}
+    if fence is not None:  # taken over since the claim (a pause, a freeze)? then these rows are not ours to send
+        with store.session() as session:
+            _check(fence, session, campaign_id)
     try:
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
         answered = exc.results or []
-        record_results(store, answered, ids, report, campaign_id)
+        record_results(store, answered, ids, report, campaign_id, fence=fence)
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
+            _check(fence, session, campaign_id)
             ledger.mark(session, [ids[m] for m in untouched], LEDGER_PENDING, LEDGER_SENDING)
         raise
     except BaseException:
         # An unexpected failure mid-call: the provider may have the batch.
         with store.session() as session:
+            if fence is not None and not fence(session):
+                raise
             ledger.mark(session, list(ids.values()), LEDGER_UNKNOWN, LEDGER_SENDING,
                         error="the send was interrupted while this message was in flight")
-        finish_campaign(store, campaign_id, PAUSED, report)
+        finish_campaign(store, campaign_id, PAUSED, report, fence=fence)
         raise
-    record_results(store, results, ids, report, campaign_id)
+    record_results(store, results, ids, report, campaign_id, fence=fence)
 
 
-def record_results(store, results, ids: dict[str, int], report: SendReport, campaign_id: int) -> None:
-    """Commit each recipient's outcome; the common all-accepted case is one statement."""
+def record_results(store, results, ids: dict[str, int], report: SendReport, campaign_id: int, *,
+                   fence=None) -> None:
+    """Commit each recipient's outcome; the common all-accepted case is one statement.
+
+    ``fence(session)`` runs first in the same transaction: when it fails
+    nothing is written (nor counted) and Fenced is raised.
+    """
     accepted: dict[str | None, list[int]] = {}
     others = []
+    tally = {"sent": 0, LEDGER_FAILED: 0, LEDGER_UNKNOWN: 0}
     for result in results:
         status = _LEDGER_OF[result.outcome]
         if status == LEDGER_SENT and not result.error:
@@ -264,34 +345,55 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
         else:
             others.append({"b_id": ids[result.message_id], "status": status,
                            "provider_id": result.provider_id, "error": (result.error or "")[:1000] or None})
-        setattr(report, status if status != LEDGER_SENT else "sent", getattr(report, status) + 1)
+        tally["sent" if status == LEDGER_SENT else status] += 1
     with store.session() as session:
+        _check(fence, session, campaign_id)
         if len(accepted) == 1 and not others and len(results) == len(ids):
             # Everything in flight was accepted in one request: the rows still
-            # ``sending`` in the batch's id range are exactly these.
+            # ``sending`` in the batch's id range are exactly these (the fence
+            # keeps any other sender of this campaign out of the range).
             (provider_id, delivery_ids), = accepted.items()
             ledger.mark_range(session, campaign_id, min(delivery_ids), max(delivery_ids), LEDGER_SENT,
                               LEDGER_SENDING, provider_id=provider_id)
-            return
-        for provider_id, delivery_ids in accepted.items():
-            ledger.mark(session, delivery_ids, LEDGER_SENT, LEDGER_SENDING, provider_id=provider_id)
-        ledger.mark_each(session, others, LEDGER_SENDING)
+        else:
+            for provider_id, delivery_ids in accepted.items():
+                ledger.mark(session, delivery_ids, LEDGER_SENT, LEDGER_SENDING, provider_id=provider_id)
+            ledger.mark_each(session, others, LEDGER_SENDING)
+    for name, value in tally.items():
+        setattr(report, name, getattr(report, name) + value)
 
 
-def finish_campaign(store, campaign_id: int, status: str | None, report: SendReport, error: str = "") -> None:
-    """Settle the campaign's status: ``sent`` only when nothing is pending or in flight."""
+def finish_campaign(store, campaign_id: int, status: str | None, report: SendReport, error: str = "", *,
+                    sender: str | None = None, fence=None) -> None:
+    """Settle the campaign's status: ``sent`` only when nothing is pending or in flight, and
+    ``failed`` (:data:`~newsletter.store.ledger.FAILED`) when it reached nobody.
+
+    With ``sender`` (or ``fence``) only while this run still owns the
+    campaign: Fenced otherwise, and nothing is written.
+    """
+    fence = fence or campaign_fence(campaign_id, sender)
     with store.session() as session:
+        _check(fence, session, campaign_id)
         counts = ledger.counts(session, campaign_id)
         nothing_left = counts[LEDGER_PENDING] == 0 and counts[LEDGER_SENDING] == 0
         if status in (None, PAUSED):  # a stop that came after the last batch still finished the send
             status = SENT if nothing_left else PAUSED
+        if status == SENT and ledger.nobody_received(counts):
+            status = ledger.FAILED
         values = {"status": status, "heartbeat_at": None, "sender": None}
-        if status == SENT:
+        if status in (SENT, ledger.FAILED):
             values["finished_at"] = utcnow()
         if error:
             values["error"] = error
+        elif status == ledger.FAILED:
+            values["error"] = _nobody_error(counts)
         ledger.set_campaign(session, campaign_id, **values)
     report.status, report.counts = status, counts
+
+
+def _nobody_error(counts: dict[str, int]) -> str:
+    return (f"nobody received it: {counts[LEDGER_FAILED]} failed, {counts[LEDGER_UNKNOWN]} unknown "
+            "(see the reasons with campaigns show; send them again with campaigns retry --failed or --unknown)")
 
 
 # merge_values' own parameters: attributes of these names cannot override them

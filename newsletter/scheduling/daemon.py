@@ -101,6 +101,9 @@ class Daemon:
 
     def run(self, wait: bool = False) -> int:
         """Run until stopped; returns the exit code."""
+        from newsletter.engine.fencing import stale_seconds
+
+        stale_seconds(self.settings)  # a bad staleness limit is a one-line error at start, not every sync
         acquire(self.store, self.runtime.holder, self.lease_seconds, wait, poll=min(1.0, self.lease_seconds / 3))
         self.runtime.lease_acquired_at = utcnow()
         jobs.install(self.runtime)
@@ -176,14 +179,18 @@ class Daemon:
 
     def _resume_orphans(self) -> None:
         """Campaigns a dead daemon left ``sending`` (or paused when it stopped) resume at once."""
+        from newsletter.engine.fencing import same_process
+
         with self.store.session() as session:
             orphans = q.sends_of_others(session, self.runtime.holder)
             for campaign in q.campaigns_in(session, (SENDING, PAUSED)):
                 if campaign.id not in orphans:
                     continue
                 beat = campaign.heartbeat_at
-                # A heartbeat from after we took the lease is a live sender (a manual resume): not ours.
-                orphan = beat is None or beat <= self.runtime.lease_acquired_at
+                # Its heartbeat means nothing only if the daemon we took the lease from was the sender,
+                # and it has not beaten since. Anyone else (a manual resume elsewhere) is judged as usual.
+                by_that_daemon = campaign.sender is None or same_process(campaign.sender, orphans[campaign.id])
+                orphan = beat is None or (by_that_daemon and beat <= self.runtime.lease_acquired_at)
                 self._submit_resume(campaign.id, orphan)
 
     def _submit_resume(self, campaign_id: int, orphan: bool) -> None:

@@ -23,16 +23,20 @@ from newsletter.store.models import CANCELLED, DRAFT, MISSED, SCHEDULED, Campaig
 
 
 def schedule_campaign(store, settings, edition, list_name: str, transport: str, when: When, *,
-                      article_path: str = "", local_time: bool = False) -> dict:
-    """Store a ``scheduled`` campaign (with its waves for ``local_time``) and its job; returns its summary."""
+                      article_path: str = "", local_time: bool = False, again: bool = False) -> dict:
+    """Store a ``scheduled`` campaign (with its waves for ``local_time``) and its job; returns its summary.
+
+    ``again``: the duplicate-send guard's override (see ``create_campaign``).
+    """
     if not local_time:
         campaign_id = create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
-                                      scheduled_at=when.utc, timezone=when.zone, article_path=article_path)
+                                      scheduled_at=when.utc, timezone=when.zone, article_path=article_path,
+                                      again=again)
         put_campaign_job(store, settings, campaign_id, when.utc)
         return {"campaign_id": campaign_id, "scheduled_at": when.utc, "timezone": when.zone, "waves": []}
     # A draft until its waves exist: the daemon never sees a half-planned campaign.
     campaign_id = create_campaign(store, settings, edition, list_name, transport, status=DRAFT,
-                                  scheduled_at=when.utc, timezone=when.zone, article_path=article_path)
+                                  scheduled_at=when.utc, timezone=when.zone, article_path=article_path, again=again)
     try:
         with store.session() as session:
             campaign = get_campaign(session, campaign_id)

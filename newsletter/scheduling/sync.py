@@ -4,13 +4,14 @@ For every ``scheduled`` campaign there is one job ``campaign-<id>`` at its
 ``scheduled_at`` (a local-time campaign's next wave); one past the misfire
 grace becomes ``missed`` here instead. Every active recurring schedule has a
 job ``schedule-<id>`` with its cron trigger. Jobs with no row behind them
-(cancelled, started elsewhere) go. A ``sending`` campaign whose heartbeat is
-stale (its sender died) is resumed.
+(cancelled, started elsewhere) go. A ``sending`` campaign whose sender is
+dead is resumed: a process on this host that no longer exists, or one on
+another host whose heartbeat is older than the staleness limit
+(``NEWSLETTER_SENDER_STALE_SECONDS``). A sender on another machine with a
+fresh heartbeat is alive, however long its campaign has been sending.
 """
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from newsletter.scheduling import jobs
 from newsletter.scheduling.jobstore import (
@@ -20,19 +21,18 @@ from newsletter.scheduling.jobstore import (
     schedule_job_id,
 )
 from newsletter.store import scheduling as q
+from newsletter.engine.fencing import sender_alive, stale_seconds
 from newsletter.store.models import SCHEDULED, SENDING, utcnow
-
-STALE_HEARTBEAT = timedelta(seconds=120)  # the engine's HEARTBEAT_STALE_SECONDS
 
 
 def plan_sync(daemon) -> None:
     rt, scheduler = daemon.runtime, daemon.scheduler
-    now = utcnow()
+    now, limit = utcnow(), stale_seconds(rt.settings)
     with rt.store.session() as session:
         scheduled = [(c.id, c.scheduled_at) for c in q.campaigns_in(session, (SCHEDULED,)) if c.scheduled_at]
         with_waves = q.campaigns_with_waves(session, [cid for cid, _ in scheduled])
         stale = [c.id for c in q.campaigns_in(session, (SENDING,))
-                 if c.heartbeat_at is None or now - c.heartbeat_at > STALE_HEARTBEAT]
+                 if not sender_alive(c.sender, c.heartbeat_at, limit)]
         schedules = [(s.id, s.cron, s.timezone) for s in q.active_schedules(session)]
     existing = {job.id: job for job in scheduler.get_jobs(jobstore="default")}
     wanted = set()

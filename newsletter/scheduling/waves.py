@@ -24,6 +24,7 @@ from newsletter.errors import InputError
 from newsletter.scheduling.times import UTC, show, zone_or
 from newsletter.store import ledger
 from newsletter.store import scheduling as q
+from newsletter.store.ledger import FAILED
 from newsletter.store.models import MISSED, SCHEDULED, SENDING, SENT, Campaign, utcnow
 
 DUE_TOLERANCE = timedelta(seconds=1)
@@ -119,14 +120,15 @@ def settle(store, campaign_id: int) -> str:
     now = utcnow()
     with store.session() as session:
         campaign = session.get(Campaign, campaign_id)
-        if campaign.status == SENT:
+        finished = (SENT, FAILED)  # a wave that reached nobody is over too
+        if campaign.status in finished:
             q.set_waves(session, campaign_id, q.WAVE_SENDING, q.WAVE_SENT, finished_at=now)
         waves = q.waves_of(session, campaign_id)
         pending = [w for w in waves if w.status == q.WAVE_PENDING]
         status = campaign.status
-        if status == SENT and pending:
-            q.claim_scheduled(session, campaign_id, SCHEDULED, (SENT,), scheduled_at=pending[0].send_at,
-                              finished_at=None)
+        if status in finished and pending:
+            q.claim_scheduled(session, campaign_id, SCHEDULED, finished, scheduled_at=pending[0].send_at,
+                              finished_at=None, error="")
             return SCHEDULED
         if status == SCHEDULED and pending:
             q.claim_scheduled(session, campaign_id, SCHEDULED, (SCHEDULED,), scheduled_at=pending[0].send_at)

@@ -2,8 +2,8 @@
 
 A chunk is a range of ledger ids (at most 1,000 rows) sent by one Dramatiq
 message. The ledger stays the truth about each recipient; a chunk row only
-records who is working on the range (``owner`` = ``host:pid`` of a worker,
-with a heartbeat), so that a redelivered message can tell a dead owner (its
+records who is working on the range (``owner`` = ``host:pid:random`` of a
+worker process, with a heartbeat), so that a redelivered message can tell a dead owner (its
 in-flight rows become ``unknown``) from a live one (wait), and so that lost
 messages (a broker restarted without persistence) can be sent again.
 
@@ -78,11 +78,27 @@ def take_chunk(session: Session, chunk: SendChunk, owner: str) -> None:
     session.flush()
 
 
-def finish_chunk(session: Session, chunk_id: int, owner: str, counts: dict[str, int]) -> None:
-    """Mark the chunk done and add this run's counts (a chunk taken twice sums both runs)."""
+def hold_chunk(session: Session, chunk_id: int, owner: str) -> bool:
+    """True while ``owner`` still runs the chunk; beats its heartbeat. The fence of the distributed path.
+
+    Run first in every transaction that claims rows of the chunk or records
+    their results: the update locks the chunk's row on PostgreSQL, so a
+    takeover (``lock_chunk`` ... ``take_chunk``) either committed before
+    (this returns False: write nothing) or waits until this transaction
+    commits.
+    """
+    return session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
+                                                  chunks_t.c.status == CHUNK_RUNNING)
+                           .values(heartbeat_at=utcnow())).rowcount == 1
+
+
+def finish_chunk(session: Session, chunk_id: int, owner: str, counts: dict[str, int]) -> bool:
+    """Mark the chunk done and add this run's counts (a chunk taken twice sums both runs).
+    False when ``owner`` no longer runs it (taken over): nothing is written."""
     values = {key: getattr(chunks_t.c, key) + counts.get(key, 0) for key in ("sent", "failed", "unknown", "skipped")}
-    session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner)
-                    .values(status=CHUNK_DONE, finished_at=utcnow(), heartbeat_at=None, **values))
+    return session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
+                                                  chunks_t.c.status == CHUNK_RUNNING)
+                           .values(status=CHUNK_DONE, finished_at=utcnow(), heartbeat_at=None, **values)).rowcount == 1
 
 
 def release_chunk(session: Session, chunk_id: int, owner: str) -> None:

@@ -12,17 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.store.models import (
     ACTIVE,
     CONFIRMED,
+    LEDGER_FAILED,
     LEDGER_PENDING,
     LEDGER_SENDING,
+    LEDGER_SENT,
     LEDGER_SKIPPED,
     LEDGER_STATUSES,
     LEDGER_UNKNOWN,
+    SENDING,
     Campaign,
     Delivery,
     Edition,
@@ -31,6 +34,10 @@ from newsletter.store.models import (
     Suppression,
     utcnow,
 )
+
+# Campaign.status of a finished campaign that nobody received (every row failed or unknown);
+# the other statuses are in models.py, which this change does not touch.
+FAILED = "failed"
 
 deliveries_t = Delivery.__table__
 subscribers_t = Subscriber.__table__
@@ -118,14 +125,36 @@ def counts(session: Session, campaign_id: int) -> dict[str, int]:
     return result
 
 
+_UNSET = object()
+
+
 def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
-                   **values) -> bool:
-    """Move a campaign between statuses only if it is in one of ``from_statuses`` (one winner)."""
-    result = session.execute(update(Campaign.__table__)
-                             .where(Campaign.__table__.c.id == campaign_id,
-                                    Campaign.__table__.c.status.in_(from_statuses))
-                             .values(status=to_status, **values))
-    return result.rowcount == 1
+                   *, expected_sender=_UNSET, **values) -> bool:
+    """Move a campaign between statuses only if it is in one of ``from_statuses`` (one winner).
+
+    ``expected_sender``: only if its recorded sender is still that one (None:
+    none recorded), so that of two processes taking over the same dead
+    sender, one wins.
+    """
+    table = Campaign.__table__
+    conditions = [table.c.id == campaign_id, table.c.status.in_(from_statuses)]
+    if expected_sender is not _UNSET:
+        conditions.append(table.c.sender.is_(None) if expected_sender is None else table.c.sender == expected_sender)
+    return session.execute(update(table).where(*conditions).values(status=to_status, **values)).rowcount == 1
+
+
+def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None) -> bool:
+    """True when ``sender`` is still the campaign's sender (and it is ``sending``); beats its heartbeat.
+
+    Run first in every transaction that claims rows or records results: the
+    update locks the campaign row on PostgreSQL, so a takeover (which updates
+    the same row) either committed before (this returns False) or waits until
+    this transaction commits.
+    """
+    table = Campaign.__table__
+    return session.execute(update(table)
+                           .where(table.c.id == campaign_id, table.c.sender == sender, table.c.status == SENDING)
+                           .values(heartbeat_at=now or utcnow())).rowcount == 1
 
 
 def set_campaign(session: Session, campaign_id: int, **values) -> None:
@@ -166,15 +195,55 @@ def _as_candidates(rows) -> list[Candidate]:
             for row in rows]
 
 
-def next_pending(session: Session, campaign_id: int, list_id: int | None, after_id: int,
-                 limit: int, up_to: int | None = None) -> list[Candidate]:
-    """The next ``limit`` pending rows after ``after_id`` (and at most ``up_to``), each
-    checked against the list membership and the suppression list *now* (an
-    unsubscribe during a send counts)."""
-    query = _candidates(campaign_id, list_id).where(deliveries_t.c.id > after_id).limit(limit)
+@dataclass
+class Claim:
+    """What one :func:`claim_pending` call got: the rows it moved to ``sending``, how many it
+    marked ``skipped``, how many rows it looked at, and where the next claim goes on (an id)."""
+
+    rows: list[Candidate]
+    skipped: int
+    seen: int
+    last_id: int
+
+
+def claim_pending(session: Session, campaign_id: int, list_id: int | None, after_id: int, limit: int,
+                  up_to: int | None = None) -> Claim | None:
+    """Claim the next ``limit`` pending rows after ``after_id`` (at most ``up_to``) for this transaction.
+
+    Eligible rows move ``pending -> sending`` (one attempt counted);
+    ineligible ones (left the list, suppressed: checked *now*) ``skipped``.
+    None when no pending row is left.
+
+    Only rows this call's own update moved are returned (``UPDATE ...
+    RETURNING``): of two claimers that read the same rows, each row goes to
+    exactly one. On PostgreSQL the read also skips rows another claimer holds
+    (``FOR UPDATE SKIP LOCKED``); SQLite's BEGIN IMMEDIATE serialises writers.
+    """
+    query = (_candidates(campaign_id, list_id).where(deliveries_t.c.id > after_id).limit(limit)
+             .with_for_update(of=deliveries_t, skip_locked=True))
     if up_to is not None:
         query = query.where(deliveries_t.c.id <= up_to)
-    return _as_candidates(session.execute(query))
+    read = _as_candidates(session.execute(query))
+    if not read:
+        return None
+    skipped = skipped_now(session, [c.delivery_id for c in read if not c.eligible])
+    # One range statement (no thousand-item IN list to bind); RETURNING names the rows it moved.
+    moved = set(session.scalars(update(deliveries_t)
+                                .where(deliveries_t.c.campaign_id == campaign_id,
+                                       deliveries_t.c.id.between(read[0].delivery_id, read[-1].delivery_id),
+                                       deliveries_t.c.status == LEDGER_PENDING)
+                                .values(status=LEDGER_SENDING, updated_at=utcnow(),
+                                        attempts=deliveries_t.c.attempts + 1)
+                                .returning(deliveries_t.c.id)))
+    rows = [c for c in read if c.eligible and c.delivery_id in moved]
+    unvetted = moved.difference(c.delivery_id for c in rows)
+    last_id = read[-1].delivery_id
+    if unvetted:  # pending rows the read skipped (another claimer held them, then let go): not checked
+        session.execute(update(deliveries_t)
+                        .where(deliveries_t.c.id.in_(sorted(unvetted)), deliveries_t.c.status == LEDGER_SENDING)
+                        .values(status=LEDGER_PENDING, attempts=deliveries_t.c.attempts - 1))
+        last_id = min(unvetted) - 1  # the next claim reads them again
+    return Claim(rows, skipped, len(read), last_id)
 
 
 def mark(session: Session, delivery_ids: list[int], status: str, from_status: str, *,
@@ -265,11 +334,8 @@ def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict]
 
 
 def skipped_now(session: Session, ids: list[int]) -> int:
+    """Pending rows whose person left the list or is suppressed: ``skipped``; returns how many moved."""
     return mark(session, ids, LEDGER_SKIPPED, LEDGER_PENDING, error="unsubscribed or suppressed before sending")
-
-
-def touch(session: Session, campaign_id: int, now: datetime | None = None) -> None:
-    set_campaign(session, campaign_id, heartbeat_at=now or utcnow())
 
 
 # --- Scale-out sending (newsletter.distributed): ranges of the ledger -----------------
@@ -319,7 +385,7 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
 
     The rows are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's
     BEGIN IMMEDIATE serialises writers instead), checked for eligibility *now*
-    exactly as :func:`next_pending` does; eligible rows move to ``sending``
+    exactly as :func:`claim_pending` does; eligible rows move to ``sending``
     (one attempt counted), ineligible ones to ``skipped``, both conditionally
     on still being ``pending``. The caller commits before sending: two
     workers never get the same row.
@@ -347,7 +413,11 @@ def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: in
 
 def settle_if_done(session: Session, campaign_id: int, from_status: str, to_status: str) -> bool:
     """Move the campaign to ``to_status`` if it is ``from_status`` and no row is pending or in
-    flight, in one conditional statement: of several workers finishing together, one wins."""
+    flight, in one conditional statement: of several workers finishing together, one wins.
+
+    A campaign that nobody received (no row sent, some failed or unknown)
+    becomes :data:`FAILED` instead of ``sent``.
+    """
     open_rows = select(deliveries_t.c.id).where(
         deliveries_t.c.campaign_id == campaign_id,
         deliveries_t.c.status.in_((LEDGER_PENDING, LEDGER_SENDING))).exists()
@@ -355,6 +425,20 @@ def settle_if_done(session: Session, campaign_id: int, from_status: str, to_stat
     result = session.execute(update(Campaign.__table__)
                              .where(Campaign.__table__.c.id == campaign_id,
                                     Campaign.__table__.c.status == from_status, ~open_rows)
-                             .values(status=to_status, finished_at=now, heartbeat_at=None, sender=None))
+                             .values(status=settled_status(campaign_id, to_status), finished_at=now,
+                                     heartbeat_at=None, sender=None))
     return result.rowcount == 1
 
+
+def settled_status(campaign_id: int, done_status: str):
+    """SQL for the status a finished campaign takes: ``done_status``, or FAILED when nobody got it."""
+    def any_row(*statuses):
+        return select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == campaign_id,
+                                              deliveries_t.c.status.in_(statuses)).exists()
+    return case((and_(~any_row(LEDGER_SENT), any_row(LEDGER_FAILED, LEDGER_UNKNOWN)), literal(FAILED)),
+                else_=literal(done_status))
+
+
+def nobody_received(counts: dict[str, int]) -> bool:
+    """The ledger counts of a finished campaign that reached nobody: no row sent, some failed or unknown."""
+    return counts.get(LEDGER_SENT, 0) == 0 and counts.get(LEDGER_FAILED, 0) + counts.get(LEDGER_UNKNOWN, 0) > 0

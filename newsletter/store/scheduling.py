@@ -208,10 +208,10 @@ def forget_send(session: Session, campaign_id: int) -> None:
     session.execute(delete(SchedulerSend.__table__).where(SchedulerSend.__table__.c.campaign_id == campaign_id))
 
 
-def sends_of_others(session: Session, holder: str) -> set[int]:
-    """Campaigns another (gone) daemon started and never finished."""
+def sends_of_others(session: Session, holder: str) -> dict[int, str]:
+    """Campaigns another (gone) daemon started and never finished, with that daemon's holder name."""
     table = SchedulerSend.__table__
-    return set(session.scalars(select(table.c.campaign_id).where(table.c.holder != holder)))
+    return dict(session.execute(select(table.c.campaign_id, table.c.holder).where(table.c.holder != holder)).all())
 
 
 # --- waves -------------------------------------------------------------------
