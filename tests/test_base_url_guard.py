@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from conftest import RECENT, SEED
 
 REAL_SMTP = "smtp://user:secret@smtp.mailhost.example:587"
@@ -23,7 +25,7 @@ def test_check_send_and_schedule_refuse_a_localhost_base_url_for_a_real_smtp_hos
     assert finding["code"] == "base-url-unsafe" and "base_url" in finding["message"]
     assert "secret" not in check.stdout  # the SMTP password never shows
     for args in (("send", SEED, "--list", "readers", "--yes"),
-                 ("schedule", SEED, "--list", "readers", "--at", "2099-01-01 09:00")):
+                 ("schedule", SEED, "--list", "readers", "--at", f"{date.today().year + 1}-01-01 09:00")):
         result = cli(*args, "--recent-url", RECENT)
         assert result.exit_code == 1, result.stderr
         assert "base_url" in result.stderr and "Hint:" in result.stderr and "Traceback" not in result.stderr
