@@ -51,14 +51,25 @@ def validate_timezone(name: str | None) -> str | None:
     return name
 
 
-def add_subscriber(store, email: str, *, name: str | None = None, list_name: str | None = None,
-                   attributes: dict[str, str] | None = None, timezone: str | None = None,
-                   confirmed: bool = False, resubscribe: bool = False, source: str = "cli",
-                   ip: str | None = None) -> AddResult:
-    """Add or update one subscriber, and put them on ``list_name`` (created if missing).
+def add_subscriber(store, email: str, **options) -> AddResult:
+    """Add or update one subscriber, and put them on ``list_name`` (created if missing), in a transaction of its own.
 
-    Everything is validated before the database is touched: InputError names
-    the first bad value (the web signup routes through here too).
+    The options are :func:`add_subscriber_in`'s.
+    """
+    with store.session() as session:
+        return add_subscriber_in(session, email, **options)
+
+
+def add_subscriber_in(session, email: str, *, name: str | None = None, list_name: str | None = None,
+                      attributes: dict[str, str] | None = None, timezone: str | None = None,
+                      confirmed: bool = False, resubscribe: bool = False, source: str = "cli",
+                      ip: str | None = None) -> AddResult:
+    """Add or update one subscriber in the caller's transaction, and put them on ``list_name`` (created if missing).
+
+    Everything is validated before the first query: InputError names the
+    first bad value (the web signup routes through here too). An address on
+    the suppression list is a Conflict unless ``resubscribe``; joining goes
+    by :func:`newsletter.audience.rules.join`.
     """
     address = normalise_address(email)
     timezone = validate_timezone(clean_timezone_length(timezone))
@@ -67,14 +78,6 @@ def add_subscriber(store, email: str, *, name: str | None = None, list_name: str
     list_name = clean_list_name(list_name) if list_name is not None else None
     # the caller's own values (web: the request's client); made to fit, never refused
     source, ip = one_line(source)[:SOURCE_MAX], (one_line(ip)[:IP_MAX] or None) if ip else None
-    with store.session() as session:
-        return add_in(session, address, name=name, list_name=list_name, attributes=attributes, timezone=timezone,
-                      confirmed=confirmed, resubscribe=resubscribe, source=source, ip=ip)
-
-
-def add_in(session, address: str, *, name: str | None, list_name: str | None, attributes: dict[str, str],
-           timezone: str | None, confirmed: bool, resubscribe: bool, source: str, ip: str | None) -> AddResult:
-    """:func:`add_subscriber` in the caller's transaction, for values already through the door."""
     reason = q.suppression_reason(session, address_hash(address))
     if reason and not resubscribe:
         raise Conflict(f"{address} is on the suppression list ({reason})",
