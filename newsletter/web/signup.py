@@ -10,13 +10,13 @@ Contract of :func:`subscribe` (:func:`subscribe_post` adds the HTTP rules):
   list answers exactly like a list that does not exist; with no ``list``
   field, the workspace's only public list is meant; a public form never
   creates lists;
-- the address and name go through ``audience.manage.add_subscriber``, the
-  same validation as the CLI;
+- the address and name go through ``audience.manage.add_subscriber_in``, the
+  same validation as the CLI, and joining follows ``audience.rules.join``;
 - every signup that gets this far counts against two limits, whatever the
   list: :data:`MAX_PER_ADDRESS` an hour per address and :data:`MAX_PER_IP`
-  an hour per client IP (429 past either). The check and the count are one
-  transaction under a lock, so parallel requests cannot slip past; the
-  table keeps only hashes, and survives restarts and several processes;
+  an hour per client IP (429 past either). The count, the checks and the
+  join are one transaction under a lock, so parallel requests cannot slip
+  past; the table keeps only hashes, and survives restarts and several processes;
 - on a double opt-in list the member is ``pending`` and a confirmation email
   with ``{base_url}/confirm/{token}`` goes out; on other lists the member is
   confirmed at once;
