@@ -336,7 +336,7 @@ class _Reader:
         value = self.text("newsletter", "from", default="")
         if not value:
             return "", ""
-        from newsletter.audience.addresses import normalise_address
+        from newsletter.vocabulary.addresses import normalise_address
         from newsletter.errors import InvalidAddress
 
         name, address = parseaddr(value)

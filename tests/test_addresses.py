@@ -7,7 +7,7 @@ import random
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.audience.addresses import _fast_normalise, address_key, normalise_address
+from newsletter.vocabulary.addresses import _fast_normalise, address_key, normalise_address
 from newsletter.errors import InvalidAddress
 
 

@@ -267,6 +267,6 @@ def test_signup_form_page(site, double):
 
 
 def _hash(email):
-    from newsletter.audience.addresses import address_hash
+    from newsletter.vocabulary.addresses import address_hash
 
     return address_hash(email)

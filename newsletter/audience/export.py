@@ -19,7 +19,7 @@ from typing import IO, Iterator
 
 from sqlalchemy import select
 
-from newsletter.audience.addresses import address_hash
+from newsletter.vocabulary.addresses import address_hash
 from newsletter.store.audience import iter_subscribers
 from newsletter.store.models import Suppression
 

@@ -35,14 +35,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from newsletter.errors import InputError
+from newsletter.vocabulary import ArrivalStatus as Arrival
+from newsletter.vocabulary import MembershipStatus, SubscriberStatus
 
 FORMATS = ("csv", "newsletter", "mailchimp", "substack", "listmonk", "buttondown")
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail", "emailaddress")
 
-# ImportRow.status values: how the person arrives
-SUBSCRIBED, PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED = "subscribed", "pending", "unsubscribed", "bounced", "complained"
-# Membership statuses a row of our own export can restore, per list
-LIST_STATUSES = ("confirmed", "pending", "unsubscribed")
 
 
 @dataclass
@@ -53,7 +51,7 @@ class ImportRow:
     name: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     timezone: str | None = None
-    status: str = SUBSCRIBED
+    status: str = Arrival.SUBSCRIBED
     ip: str | None = None
     # our own export: list name -> membership status to restore (None: not given)
     lists: dict[str, str] | None = None
@@ -175,11 +173,11 @@ _MAILCHIMP_USED = {"email address", "first name", "last name", "timezone", "opti
 
 
 def read_mailchimp_row(row: Row) -> ImportRow:
-    status = SUBSCRIBED
+    status = Arrival.SUBSCRIBED
     if row.get("unsub_time"):
-        status = UNSUBSCRIBED
+        status = Arrival.UNSUBSCRIBED
     elif row.get("clean_time"):
-        status = BOUNCED
+        status = Arrival.BOUNCED
     return ImportRow(
         email=row.get("email address", ""),
         name=_joined_name(row, "first name", "last name"),
@@ -196,7 +194,7 @@ def read_substack_row(row: Row) -> ImportRow:
         email=_email(row),
         name=row.get("name", ""),
         attributes=_extra(row, set(EMAIL_HEADERS) | {"name", "email_disabled"}),
-        status=UNSUBSCRIBED if disabled else SUBSCRIBED,
+        status=Arrival.UNSUBSCRIBED if disabled else Arrival.SUBSCRIBED,
     )
 
 
@@ -206,11 +204,12 @@ def read_listmonk_row(row: Row) -> ImportRow:
         email=row.get("email", ""),
         name=row.get("name", ""),
         attributes=_json_object(row.get("attributes", ""), "attributes"),
-        status=UNSUBSCRIBED if status == "blocklisted" else SUBSCRIBED,
+        status=Arrival.UNSUBSCRIBED if status == "blocklisted" else Arrival.SUBSCRIBED,
     )
 
 
-_BUTTONDOWN_STATUS = {"unsubscribed": UNSUBSCRIBED, "unactivated": PENDING, "removed": UNSUBSCRIBED}
+_BUTTONDOWN_STATUS = {"unsubscribed": Arrival.UNSUBSCRIBED, "unactivated": Arrival.PENDING,
+                      "removed": Arrival.UNSUBSCRIBED}
 
 
 def read_buttondown_row(row: Row) -> ImportRow:
@@ -223,12 +222,13 @@ def read_buttondown_row(row: Row) -> ImportRow:
         email=_email(row),
         name=row.get("name", ""),
         attributes=attributes,
-        status=_BUTTONDOWN_STATUS.get(kind, SUBSCRIBED),
+        status=_BUTTONDOWN_STATUS.get(kind, Arrival.SUBSCRIBED),
     )
 
 
 # our export's subscriber status (or suppression reason) -> how the person arrives
-_OWN_STATUS = {"active": SUBSCRIBED, "unsubscribed": UNSUBSCRIBED, "bounced": BOUNCED, "complained": COMPLAINED}
+_OWN_STATUS = {SubscriberStatus.ACTIVE: Arrival.SUBSCRIBED, SubscriberStatus.UNSUBSCRIBED: Arrival.UNSUBSCRIBED,
+               SubscriberStatus.BOUNCED: Arrival.BOUNCED, SubscriberStatus.COMPLAINED: Arrival.COMPLAINED}
 _OWN_COLUMNS = {"email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
                 "created_at"}
 _NEUTRALISED = ("'=", "'+", "'-", "'@", "'\t", "'\r", "''")
@@ -242,24 +242,24 @@ def unneutralise(cell: str) -> str:
 def read_newsletter_row(row: Row) -> ImportRow:
     """A row of ``subscribers export`` (CSV); older exports without list_statuses too."""
     row = {key: unneutralise(value) for key, value in row.items()}
-    status_text = row.get("status", "").lower() or "active"
+    status_text = row.get("status", "").lower() or SubscriberStatus.ACTIVE
     if status_text not in _OWN_STATUS:
         raise InputError(f"unknown status {status_text!r}", hint=f"use one of {', '.join(_OWN_STATUS)}")
     status = _OWN_STATUS[status_text]
     suppressed = row.get("suppressed", "").lower()
-    if status == SUBSCRIBED and suppressed:  # suppressed everywhere: the address stays off every list
-        status = _OWN_STATUS.get(suppressed, UNSUBSCRIBED)
+    if status == Arrival.SUBSCRIBED and suppressed:  # suppressed everywhere: the address stays off every list
+        status = _OWN_STATUS.get(suppressed, Arrival.UNSUBSCRIBED)
     if row.get("list_statuses"):
         lists = _json_object(row["list_statuses"], "list_statuses")
     else:  # an export from before list_statuses: every list shares the address's status
-        each = "confirmed" if status == SUBSCRIBED else "unsubscribed"
+        each = MembershipStatus.CONFIRMED if status == Arrival.SUBSCRIBED else MembershipStatus.UNSUBSCRIBED
         lists = {name.strip(): each for name in row.get("lists", "").split(";") if name.strip()}
     for name, list_status in lists.items():
-        if list_status not in LIST_STATUSES:
+        if list_status not in tuple(MembershipStatus):
             raise InputError(f"list {name[:40]!r} has unknown status {list_status!r}",
-                             hint=f"use one of {', '.join(LIST_STATUSES)}")
-    if status != SUBSCRIBED:  # whoever left everything has left each list too
-        lists = {name: "unsubscribed" for name in lists}
+                             hint=f"use one of {', '.join(MembershipStatus)}")
+    if status != Arrival.SUBSCRIBED:  # whoever left everything has left each list too
+        lists = {name: MembershipStatus.UNSUBSCRIBED for name in lists}
     attributes = _json_object(row.get("attributes", ""), "attributes")
     attributes.update(_extra(row, _OWN_COLUMNS))
     return ImportRow(email=row.get("email", ""), name=row.get("name", ""), attributes=attributes,

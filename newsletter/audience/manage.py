@@ -1,11 +1,11 @@
 """Managing one subscriber at a time: add, unsubscribe, erase, confirm, show.
 
-The rules:
+Each opens its own transaction and applies the rules of
+:mod:`newsletter.audience.rules`; here only what comes before them:
+
 - addresses are normalised and unique case-insensitively;
 - an address on the suppression list (unsubscribed everywhere, bounced,
   complained, erased) is not added again unless ``resubscribe`` is given;
-- on a double opt-in list a new member is ``pending`` until confirmed;
-- every change of consent is recorded (action, source, time, IP);
 - names, attributes and list names pass the door (:mod:`newsletter.audience.fields`):
   control characters become spaces, lengths fit the columns, before any query.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.audience.addresses import address_hash, address_key, normalise_address
+from newsletter.audience import rules
 from newsletter.audience.fields import (
     IP_MAX,
     SOURCE_MAX,
@@ -27,17 +27,8 @@ from newsletter.audience.fields import (
 )
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import audience as q
-from newsletter.store.models import (
-    ACTIVE,
-    CONFIRMED,
-    ERASED,
-    PENDING,
-    UNSUBSCRIBED,
-    MailingList,
-    Membership,
-    Subscriber,
-    utcnow,
-)
+from newsletter.store.models import Subscriber, utcnow
+from newsletter.vocabulary import SubscriberStatus, address_hash, address_key, normalise_address
 
 
 @dataclass
@@ -60,14 +51,25 @@ def validate_timezone(name: str | None) -> str | None:
     return name
 
 
-def add_subscriber(store, email: str, *, name: str | None = None, list_name: str | None = None,
-                   attributes: dict[str, str] | None = None, timezone: str | None = None,
-                   confirmed: bool = False, resubscribe: bool = False, source: str = "cli",
-                   ip: str | None = None) -> AddResult:
-    """Add or update one subscriber, and put them on ``list_name`` (created if missing).
+def add_subscriber(store, email: str, **options) -> AddResult:
+    """Add or update one subscriber, and put them on ``list_name`` (created if missing), in a transaction of its own.
 
-    Everything is validated before the database is touched: InputError names
-    the first bad value (the web signup routes through here too).
+    The options are :func:`add_subscriber_in`'s.
+    """
+    with store.session() as session:
+        return add_subscriber_in(session, email, **options)
+
+
+def add_subscriber_in(session, email: str, *, name: str | None = None, list_name: str | None = None,
+                      attributes: dict[str, str] | None = None, timezone: str | None = None,
+                      confirmed: bool = False, resubscribe: bool = False, source: str = "cli",
+                      ip: str | None = None) -> AddResult:
+    """Add or update one subscriber in the caller's transaction, and put them on ``list_name`` (created if missing).
+
+    Everything is validated before the first query: InputError names the
+    first bad value (the web signup routes through here too). An address on
+    the suppression list is a Conflict unless ``resubscribe``; joining goes
+    by :func:`newsletter.audience.rules.join`.
     """
     address = normalise_address(email)
     timezone = validate_timezone(clean_timezone_length(timezone))
@@ -76,22 +78,20 @@ def add_subscriber(store, email: str, *, name: str | None = None, list_name: str
     list_name = clean_list_name(list_name) if list_name is not None else None
     # the caller's own values (web: the request's client); made to fit, never refused
     source, ip = one_line(source)[:SOURCE_MAX], (one_line(ip)[:IP_MAX] or None) if ip else None
-    with store.session() as session:
-        reason = q.suppression_reason(session, address_hash(address))
-        if reason and not resubscribe:
-            raise Conflict(f"{address} is on the suppression list ({reason})",
-                           hint="add --resubscribe only if they asked to be subscribed again")
-        if reason:
-            q.unsuppress(session, address_hash(address))
-        subscriber, created = _upsert(session, address, name, attributes, timezone)
-        if resubscribe and subscriber.status != ACTIVE:
-            subscriber.status = ACTIVE
-        status = list_id = None
-        if list_name:
-            mailing_list = q.find_list(session, list_name) or q.create_list(session, list_name)
-            status = _join(session, subscriber, mailing_list, confirmed, resubscribe, source, ip)
-            list_id = mailing_list.id
-        return AddResult(address, created, status, subscriber.id, list_id)
+    reason = q.suppression_reason(session, address_hash(address))
+    if reason and not resubscribe:
+        raise Conflict(f"{address} is on the suppression list ({reason})",
+                       hint="add --resubscribe only if they asked to be subscribed again")
+    subscriber, created = _upsert(session, address, name, attributes, timezone)
+    if resubscribe:
+        rules.lift_suppression(session, subscriber)
+    status = list_id = None
+    if list_name:
+        mailing_list = q.find_list(session, list_name) or q.create_list(session, list_name)
+        status = rules.join(session, subscriber, mailing_list, confirmed=confirmed, resubscribe=resubscribe,
+                            source=source, ip=ip)
+        list_id = mailing_list.id
+    return AddResult(address, created, status, subscriber.id, list_id)
 
 
 def _upsert(session, address, name, attributes, timezone) -> tuple[Subscriber, bool]:
@@ -99,7 +99,8 @@ def _upsert(session, address, name, attributes, timezone) -> tuple[Subscriber, b
     created = subscriber is None
     if created:
         subscriber = Subscriber(email=address, email_key=address_key(address), email_hash=address_hash(address),
-                                name=name or "", attributes=dict(attributes or {}), timezone=timezone, status=ACTIVE)
+                                name=name or "", attributes=dict(attributes or {}), timezone=timezone,
+                                status=SubscriberStatus.ACTIVE)
         session.add(subscriber)
         session.flush()
         return subscriber, True
@@ -113,40 +114,14 @@ def _upsert(session, address, name, attributes, timezone) -> tuple[Subscriber, b
     return subscriber, False
 
 
-def _join(session, subscriber: Subscriber, mailing_list: MailingList, confirmed: bool, resubscribe: bool,
-          source: str, ip: str | None) -> str:
-    """Put the subscriber on the list and return their membership status."""
-    membership = q.find_membership(session, subscriber.id, mailing_list.id)
-    wanted = CONFIRMED if confirmed or not mailing_list.double_opt_in else PENDING
-    now = utcnow()
-    if membership is None:
-        membership = Membership(subscriber_id=subscriber.id, list_id=mailing_list.id, status=wanted,
-                                subscribed_at=now, confirmed_at=now if wanted == CONFIRMED else None,
-                                consent_source=source, consent_ip=ip)
-        session.add(membership)
-    elif membership.status == UNSUBSCRIBED:
-        if not resubscribe:
-            raise Conflict(f"{subscriber.email} unsubscribed from {mailing_list.name}",
-                           hint="add --resubscribe only if they asked to be subscribed again")
-        membership.status, membership.subscribed_at, membership.unsubscribed_at = wanted, now, None
-        membership.confirmed_at = now if wanted == CONFIRMED else None
-        q.record_consent(session, subscriber.id, mailing_list.id, "resubscribe", source, ip)
-    elif membership.status == PENDING and wanted == CONFIRMED:
-        membership.status, membership.confirmed_at = CONFIRMED, now
-        q.record_consent(session, subscriber.id, mailing_list.id, "confirm", source, ip)
-    return membership.status
-
-
 def confirm_membership(store, subscriber_id: int, list_id: int, source: str, ip: str | None = None) -> str:
     """Confirm a pending member (double opt-in); returns the membership status. Idempotent."""
     with store.session() as session:
-        membership = q.find_membership(session, subscriber_id, list_id)
-        if membership is None:
+        subscriber = session.get(Subscriber, subscriber_id)
+        status = rules.confirm(session, subscriber, list_id, source, ip) if subscriber else None
+        if status is None:
             raise NotFound("no such subscription", hint="subscribe again")
-        if membership.status == PENDING:
-            membership.status, membership.confirmed_at = CONFIRMED, utcnow()
-            q.record_consent(session, subscriber_id, list_id, "confirm", source, ip)
-        return membership.status
+        return status
 
 
 def unsubscribe(store, email: str, list_name: str | None = None, source: str = "cli",
@@ -157,31 +132,19 @@ def unsubscribe(store, email: str, list_name: str | None = None, source: str = "
     """
     with store.session() as session:
         subscriber = _existing(session, email)
-        memberships = subscriber.memberships
+        list_id = None
         if list_name is not None:
-            mailing_list = q.get_list(session, clean_list_name(list_name))
-            memberships = [m for m in memberships if m.list_id == mailing_list.id]
-            if not memberships:
+            list_id = q.get_list(session, clean_list_name(list_name)).id
+            if not any(m.list_id == list_id for m in subscriber.memberships):
                 raise NotFound(f"{subscriber.email} is not on list {list_name!r}",
                                hint=f"see their lists with: newsletter subscribers show {subscriber.email}")
-        left = []
-        for membership in memberships:
-            if membership.status != UNSUBSCRIBED:
-                membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
-                q.record_consent(session, subscriber.id, membership.list_id, "unsubscribe", source, ip)
-                left.append(membership.mailing_list.name)
-        if list_name is None:
-            subscriber.status = UNSUBSCRIBED
-            q.suppress(session, subscriber.email_hash, UNSUBSCRIBED, f"source={source}")
-        return left
+        return [m.mailing_list.name for m in rules.unsubscribe(session, subscriber, list_id, source, ip)]
 
 
 def erase(store, email: str) -> None:
     """Remove a subscriber's data for good, keeping only a hash on the suppression list."""
     with store.session() as session:
-        subscriber = _existing(session, email)
-        q.suppress(session, subscriber.email_hash, ERASED)
-        session.delete(subscriber)
+        rules.erase(session, _existing(session, email))
 
 
 def describe(store, email: str, deliveries_of=None) -> dict:

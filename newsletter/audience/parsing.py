@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.audience.addresses import address_hash, normalise_address
+from newsletter.vocabulary.addresses import address_hash, normalise_address
 from newsletter.audience.fields import clean_attributes, clean_ip, clean_list_name, clean_name, clean_timezone_length
 from newsletter.audience.formats import cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError

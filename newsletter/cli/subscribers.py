@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from newsletter.audience.formats import FORMATS
 from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
+from newsletter.vocabulary import MembershipStatus, SubscriberStatus
 
 
 def escape(text: str) -> str:
@@ -16,7 +18,8 @@ def escape(text: str) -> str:
 
     return rich_escape(text)
 
-STATUSES = ["active", "unsubscribed", "bounced", "complained", "pending", "confirmed"]
+# plain strings: click.Choice would match enum members by their names
+STATUSES = [str(status) for status in (*SubscriberStatus, MembershipStatus.PENDING, MembershipStatus.CONFIRMED)]
 TABLE_LIMIT = 500  # beyond this many rows, people get plain streamed lines instead of a table
 REPORT_LIMIT = 20  # rows shown per kind (invalid, skipped) after an import; --json has them all
 
@@ -66,7 +69,7 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
     result = add_subscriber(app.store, email, name=name, list_name=list_name, attributes=_parse_attributes(attrs),
                             timezone=timezone, confirmed=confirmed, resubscribe=resubscribe)
     data = {"email": result.email, "created": result.created, "list": list_name, "list_status": result.list_status}
-    if result.list_status == "pending" and app.settings.base_url:
+    if result.list_status == MembershipStatus.PENDING and app.settings.base_url:
         data["confirm_url"] = confirm_url(app.settings, result.subscriber_id, result.list_id, result.email)
     if as_json:
         print_json(data)
@@ -82,7 +85,7 @@ def add(app, email, name, list_name, attrs, timezone, confirmed, resubscribe, as
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", default=None, help="Put everyone on this list (created if missing).")
 @click.option("--format", "format_name", default="auto", show_default=True,
-              type=click.Choice(["auto", "csv", "newsletter", "mailchimp", "substack", "listmonk", "buttondown"]),
+              type=click.Choice(["auto", *FORMATS]),
               help="The file's format; auto detects it from the header.")
 @click.option("--dry-run", is_flag=True, help="Report what would change, write nothing.")
 @click.option("--resubscribe", is_flag=True, help="Subscribe again addresses on the suppression list.")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
+from newsletter.compose.merge import STANDARD_FIELDS
 from newsletter.compose.model import Article, Paragraph, RecentLink, plain
 
 FALLBACK_NAME = "there"  # "Hi there," when a subscriber has no name
@@ -160,10 +162,18 @@ def web_url(settings, slug: str) -> str:
     return f"{settings.base_url}/archive/{slug}"
 
 
-def merge_values(settings, slug: str, *, email: str, name: str = "", token: str, **attributes: str) -> dict[str, str]:
-    """The merge values of one recipient (a missing name becomes "there")."""
+def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: str,
+                 attributes: Mapping[str, object] | None = None, **more: object) -> dict[str, str]:
+    """The merge values of one recipient (a missing name becomes "there").
+
+    A subscriber's attributes (``attributes``, or keyword arguments) are
+    merge values too, but never override a standard field: an attribute
+    named ``name``, ``email``, ``slug`` or ``web_url`` is ignored. None
+    becomes "".
+    """
+    given = {**(attributes or {}), **more}
     return {
-        **attributes,
+        **{key: "" if value is None else str(value) for key, value in given.items() if key not in STANDARD_FIELDS},
         "name": name or FALLBACK_NAME,
         "email": email,
         "unsubscribe_url": unsubscribe_url(settings, token),

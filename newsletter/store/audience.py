@@ -1,7 +1,7 @@
 """Queries about subscribers, lists, memberships and the suppression list.
 
 Plain functions over a SQLAlchemy session; the rules (who may be added, what
-an unsubscribe changes) live in ``newsletter.audience.manage``.
+an unsubscribe changes) live in ``newsletter.audience.rules``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import Conflict, NotFound
 from newsletter.store.models import (
-    CONFIRMED,
-    PENDING,
-    UNSUBSCRIBED,
     Consent,
     MailingList,
     Membership,
@@ -23,6 +20,7 @@ from newsletter.store.models import (
     Suppression,
     utcnow,
 )
+from newsletter.vocabulary import MembershipStatus
 
 
 def find_list(session: Session, name: str) -> MailingList | None:
@@ -74,7 +72,7 @@ def list_counts(session: Session) -> list[dict]:
     """Every list with its member counts by status, oldest first."""
     counts = {
         status: func.coalesce(func.sum(case((Membership.status == status, 1), else_=0)), 0)
-        for status in (CONFIRMED, PENDING, UNSUBSCRIBED)
+        for status in MembershipStatus
     }
     query = (
         select(MailingList, *counts.values())
@@ -96,6 +94,17 @@ def find_subscriber(session: Session, email_key: str) -> Subscriber | None:
         .where(Subscriber.email_key == email_key)
         .options(selectinload(Subscriber.memberships).selectinload(Membership.mailing_list))
     )
+
+
+def locked_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
+    """The subscriber, its row locked until the transaction ends.
+
+    Two requests changing one subscriber's consent at the same moment (a
+    one-click unsubscribe posted twice, a confirm link opened twice) then
+    run one after the other: the second sees the first's change and
+    records nothing more. SQLite transactions here are serial already.
+    """
+    return session.scalar(select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update())
 
 
 def find_membership(session: Session, subscriber_id: int, list_id: int) -> Membership | None:
@@ -154,7 +163,7 @@ def iter_subscribers(session: Session, list_name: str | None = None, status: str
         query = select(*_LISTED).where(Subscriber.id > last_id).order_by(Subscriber.id).limit(chunk)
         if list_name is not None:
             query = query.join(Membership).join(MailingList).where(MailingList.name == list_name)
-            if status in (PENDING, CONFIRMED, UNSUBSCRIBED):
+            if status in tuple(MembershipStatus):
                 query = query.where(Membership.status == status)
             elif status:
                 query = query.where(Subscriber.status == status)

@@ -23,18 +23,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.audience.formats import BOUNCED, COMPLAINED, PENDING, SUBSCRIBED, UNSUBSCRIBED
-from newsletter.store.models import (
-    ACTIVE,
-    CONFIRMED,
-    Consent,
-    MailingList,
-    Membership,
-    Subscriber,
-    Suppression,
-    utcnow,
-)
-from newsletter.store.models import BOUNCED as SUB_BOUNCED
+from newsletter.store.models import Consent, MailingList, Membership, Subscriber, Suppression, utcnow
+from newsletter.vocabulary import ArrivalStatus as Arrival
+from newsletter.vocabulary import ConsentAction, MembershipStatus, SubscriberStatus, SuppressionReason
 
 subscribers_t = Subscriber.__table__
 memberships_t = Membership.__table__
@@ -43,11 +34,12 @@ consents_t = Consent.__table__
 
 # ImportRow.status -> (subscriber status, membership status, suppression reason)
 _ARRIVAL = {
-    SUBSCRIBED: (ACTIVE, CONFIRMED, None),
-    PENDING: (ACTIVE, "pending", None),
-    UNSUBSCRIBED: ("unsubscribed", "unsubscribed", "unsubscribed"),
-    BOUNCED: (SUB_BOUNCED, "unsubscribed", "bounced"),
-    COMPLAINED: ("complained", "unsubscribed", "complained"),
+    Arrival.SUBSCRIBED: (SubscriberStatus.ACTIVE, MembershipStatus.CONFIRMED, None),
+    Arrival.PENDING: (SubscriberStatus.ACTIVE, MembershipStatus.PENDING, None),
+    Arrival.UNSUBSCRIBED: (SubscriberStatus.UNSUBSCRIBED, MembershipStatus.UNSUBSCRIBED,
+                           SuppressionReason.UNSUBSCRIBED),
+    Arrival.BOUNCED: (SubscriberStatus.BOUNCED, MembershipStatus.UNSUBSCRIBED, SuppressionReason.BOUNCED),
+    Arrival.COMPLAINED: (SubscriberStatus.COMPLAINED, MembershipStatus.UNSUBSCRIBED, SuppressionReason.COMPLAINED),
 }
 _SUBSCRIBER_COLUMNS = ("email", "email_key", "email_hash", "name", "attributes", "timezone", "status",
                        "created_at", "updated_at")
@@ -132,7 +124,7 @@ class ImportWriter:
         plan = _Plan(now, self.connection.dialect.name)
         for key, valid in unique.items():
             if valid.hash in suppressed:
-                if not (self.resubscribe and valid.status in (SUBSCRIBED, PENDING)):
+                if not (self.resubscribe and valid.status in (Arrival.SUBSCRIBED, Arrival.PENDING)):
                     counts.skip(valid.line, f"on the suppression list ({suppressed[valid.hash]}); "
                                             "--resubscribe adds it again if they asked")
                     continue
@@ -145,7 +137,7 @@ class ImportWriter:
                 counts.skip(valid.line, "the same address as an earlier line")
             elif self._plan_update(plan, valid, current):
                 counts.updated += 1
-            elif self.list_id is not None and current.get("membership") == "unsubscribed" and valid.lists is None:
+            elif self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED and valid.lists is None:
                 counts.skip(valid.line, f"unsubscribed from {self.list_name}; --resubscribe adds them again "
                                         "if they asked")
             else:
@@ -218,11 +210,11 @@ class ImportWriter:
         if valid.timezone and valid.timezone != current["timezone"]:
             changes["timezone"] = valid.timezone
         subscriber_status, membership_status, reason = _ARRIVAL[valid.status]
-        if reason and current["status"] == ACTIVE:
+        if reason and current["status"] == SubscriberStatus.ACTIVE:
             changes["status"] = subscriber_status
             plan.suppress.append((valid.hash, reason))
-        elif self.resubscribe and not reason and current["status"] != ACTIVE:
-            changes["status"] = ACTIVE
+        elif self.resubscribe and not reason and current["status"] != SubscriberStatus.ACTIVE:
+            changes["status"] = SubscriberStatus.ACTIVE
         membership_changed = False
         if valid.lists is not None:
             for list_id, status in self._wanted_lists(valid).items():
@@ -243,9 +235,9 @@ class ImportWriter:
         """Queue the change of one membership; leaving always wins, rejoining needs ``resubscribe``."""
         if membership is None:
             plan.memberships.append((sid, list_id, wanted, ip))
-        elif wanted == "unsubscribed" and membership != "unsubscribed":
+        elif wanted == MembershipStatus.UNSUBSCRIBED and membership != MembershipStatus.UNSUBSCRIBED:
             plan.leave.append((sid, list_id))
-        elif self.resubscribe and wanted != "unsubscribed" and membership == "unsubscribed":
+        elif self.resubscribe and wanted != MembershipStatus.UNSUBSCRIBED and membership == MembershipStatus.UNSUBSCRIBED:
             plan.rejoin.append((sid, list_id, wanted))
         else:
             return False
@@ -317,12 +309,12 @@ class ImportWriter:
                 self.connection.exec_driver_sql(
                     f"INSERT INTO memberships ({', '.join(_MEMBERSHIP_COLUMNS)}) "
                     "SELECT value, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
-                    (list_id, status, stamp, stamp if status == CONFIRMED else None,
-                     stamp if status == "unsubscribed" else None, self.source, ip, json.dumps(ids)))
+                    (list_id, status, stamp, stamp if status == MembershipStatus.CONFIRMED else None,
+                     stamp if status == MembershipStatus.UNSUBSCRIBED else None, self.source, ip, json.dumps(ids)))
             return
         bulk_insert(self.connection, memberships_t, _MEMBERSHIP_COLUMNS, [
-            (sid, list_id, status, stamp, stamp if status == CONFIRMED else None,
-             stamp if status == "unsubscribed" else None, self.source, ip)
+            (sid, list_id, status, stamp, stamp if status == MembershipStatus.CONFIRMED else None,
+             stamp if status == MembershipStatus.UNSUBSCRIBED else None, self.source, ip)
             for sid, list_id, status, ip in plan.memberships
         ])
 
@@ -330,8 +322,8 @@ class ImportWriter:
         conn, now = self.connection, plan.now
         if plan.memberships:
             self._insert_memberships(plan)
-        changes = ([(sid, list_id, "unsubscribe") for sid, list_id in plan.leave]
-                   + [(sid, list_id, "resubscribe") for sid, list_id, _ in plan.rejoin])
+        changes = ([(sid, list_id, ConsentAction.UNSUBSCRIBE) for sid, list_id in plan.leave]
+                   + [(sid, list_id, ConsentAction.RESUBSCRIBE) for sid, list_id, _ in plan.rejoin])
         bulk_insert(conn, consents_t, _CONSENT_COLUMNS,
                     [(sid, list_id, action, self.source, None, plan.stamp) for sid, list_id, action in changes])
         leaving: dict[int, list[int]] = {}
@@ -340,12 +332,12 @@ class ImportWriter:
         for list_id, sids in leaving.items():
             conn.execute(update(memberships_t)
                          .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id.in_(sids))
-                         .values(status="unsubscribed", unsubscribed_at=now))
+                         .values(status=MembershipStatus.UNSUBSCRIBED, unsubscribed_at=now))
         for sid, list_id, status in plan.rejoin:
             conn.execute(update(memberships_t)
                          .where(memberships_t.c.list_id == list_id, memberships_t.c.subscriber_id == sid)
                          .values(status=status, subscribed_at=now, unsubscribed_at=None,
-                                 confirmed_at=now if status == CONFIRMED else None))
+                                 confirmed_at=now if status == MembershipStatus.CONFIRMED else None))
 
 
 def bulk_insert(connection: Connection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:

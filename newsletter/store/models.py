@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -56,15 +58,10 @@ class Base(DeclarativeBase):
     pass
 
 
-# Subscriber.status values
-ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = "active", "unsubscribed", "bounced", "complained"
-SUBSCRIBER_STATUSES = (ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
-# Membership.status values
-PENDING, CONFIRMED = "pending", "confirmed"
-MEMBERSHIP_STATUSES = (PENDING, CONFIRMED, UNSUBSCRIBED)
-# Suppression.reason values
-ERASED = "erased"
-SUPPRESSION_REASONS = (UNSUBSCRIBED, BOUNCED, COMPLAINED, ERASED)
+# The statuses are enums in newsletter.vocabulary (issue 12). The names below
+# stay for the modules that still import them from here.
+ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = SubscriberStatus  # moved to newsletter.vocabulary (issue 12)
+PENDING, CONFIRMED = MembershipStatus.PENDING, MembershipStatus.CONFIRMED  # moved to newsletter.vocabulary (issue 12)
 
 
 # Ids that appear in links, tokens and Message-IDs are never reused: on SQLite
@@ -90,7 +87,7 @@ class Subscriber(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.ACTIVE)  # a SubscriberStatus
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -139,7 +136,7 @@ class Membership(Base):
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
     )
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # a MembershipStatus
     subscribed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -160,7 +157,7 @@ class Consent(Base):
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"), nullable=True)
-    action: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))  # a ConsentAction
     source: Mapped[str] = mapped_column(String(200))
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -172,18 +169,16 @@ class Suppression(Base):
     __tablename__ = "suppressions"
 
     email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))  # a SuppressionReason
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# Campaign.status values
-DRAFT, SCHEDULED, SENDING, PAUSED, STOPPED, SENT, CANCELLED, MISSED = (
-    "draft", "scheduled", "sending", "paused", "stopped", "sent", "cancelled", "missed")
-# Delivery.status values (the ledger): pending -> sending -> sent | failed | unknown; or skipped
-LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED = (
-    "pending", "sending", "sent", "failed", "unknown", "skipped")
-LEDGER_STATUSES = (LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED)
+DRAFT, SCHEDULED, SENDING, PAUSED, STOPPED, SENT, CANCELLED, MISSED = (  # moved to newsletter.vocabulary (issue 12)
+    CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
+    CampaignStatus.STOPPED, CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
+LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED = LedgerStatus  # moved to newsletter.vocabulary (issue 12)
+LEDGER_STATUSES = tuple(LedgerStatus)  # moved to newsletter.vocabulary (issue 12)
 
 
 class Edition(Base):
@@ -213,7 +208,7 @@ class Campaign(Base):
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id"))
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"), nullable=True)
     list_name: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # a CampaignStatus
     transport: Mapped[str] = mapped_column(String(32))
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -247,7 +242,7 @@ class Delivery(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # a LedgerStatus
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

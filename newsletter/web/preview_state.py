@@ -143,9 +143,8 @@ class PreviewState:
             email, name, attributes = SAMPLE_EMAIL, SAMPLE_NAME, {}
         else:
             email, name, attributes = self._subscriber(who)
-        reserved = {"email", "name", "token"}
-        extra = {k: "" if v is None else str(v) for k, v in attributes.items() if k not in reserved}
-        return email, name, merge_values(self.settings, slug, email=email, name=name, token=PREVIEW_TOKEN, **extra)
+        return email, name, merge_values(self.settings, slug, email=email, name=name, token=PREVIEW_TOKEN,
+                                         attributes=attributes)
 
     def html(self, who: str | None = None, scheme: str = "auto") -> str:
         """The email's HTML as ``who`` receives it; ``scheme`` "dark"/"light" forces that colour scheme."""
@@ -201,7 +200,7 @@ class PreviewState:
         return {"subscribers": rows, "error": None}
 
     def _subscriber(self, address: str) -> tuple[str, str, dict]:
-        from newsletter.audience.addresses import address_key
+        from newsletter.vocabulary.addresses import address_key
         from newsletter.store.audience import find_subscriber
 
         store = self._open_store()
@@ -231,7 +230,7 @@ class PreviewState:
         does not compose, DeliveryError when the transport refuses it. Writes
         nothing to the store: a test is never a campaign send.
         """
-        from newsletter.audience.addresses import normalise_address
+        from newsletter.vocabulary.addresses import normalise_address
         from newsletter.compose.edition import edition_message
         from newsletter.delivery.message import Outcome, Recipient
         from newsletter.delivery.mime import new_message_id, unsubscribe_headers

@@ -10,13 +10,13 @@ Contract of :func:`subscribe` (:func:`subscribe_post` adds the HTTP rules):
   list answers exactly like a list that does not exist; with no ``list``
   field, the workspace's only public list is meant; a public form never
   creates lists;
-- the address and name go through ``audience.manage.add_subscriber``, the
-  same validation as the CLI;
+- the address and name go through ``audience.manage.add_subscriber_in``, the
+  same validation as the CLI, and joining follows ``audience.rules.join``;
 - every signup that gets this far counts against two limits, whatever the
   list: :data:`MAX_PER_ADDRESS` an hour per address and :data:`MAX_PER_IP`
-  an hour per client IP (429 past either). The check and the count are one
-  transaction under a lock, so parallel requests cannot slip past; the
-  table keeps only hashes, and survives restarts and several processes;
+  an hour per client IP (429 past either). The count, the checks and the
+  join are one transaction under a lock, so parallel requests cannot slip
+  past; the table keeps only hashes, and survives restarts and several processes;
 - on a double opt-in list the member is ``pending`` and a confirmation email
   with ``{base_url}/confirm/{token}`` goes out; on other lists the member is
   confirmed at once;
@@ -39,12 +39,11 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience import manage
-from newsletter.audience.addresses import address_hash, address_key, normalise_address
 from newsletter.audience.tokens import confirm_url
 from newsletter.errors import ConfigError, DeliveryError, InputError, NewsletterError
 from newsletter.store import audience as q
 from newsletter.store import events as ev
-from newsletter.store.models import PENDING, UNSUBSCRIBED
+from newsletter.vocabulary import MembershipStatus, address_hash, address_key, normalise_address
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.guards import cross_site_refusal, origin_of
 
@@ -79,37 +78,47 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     address = normalise_address(email[:320])
     # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
     name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
-    now = ctx.now()
-    with ctx.store.session() as session:
-        mailing_list = _public_list(session, list_name)
-        internal_name = mailing_list.name
-        result = Signup(mailing_list.reader_name(ctx.settings.name), mailing_list.double_opt_in)
-        _count_attempt(session, address, ip, now)
-        if q.suppression_reason(session, address_hash(address)):
-            return result
-        subscriber = q.find_subscriber(session, address_key(address))
-        membership = subscriber and q.find_membership(session, subscriber.id, mailing_list.id)
-        if membership and membership.status == UNSUBSCRIBED and not mailing_list.double_opt_in:
-            return result
-        if membership and membership.status != UNSUBSCRIBED and membership.status != PENDING:
-            return result
-        known = subscriber is not None
-    added = _add(ctx.store, address, name=None if known else (name or None), list_name=internal_name,
-                 source=source, ip=ip)
-    if added.list_status == PENDING:
+    try:
+        result, added = _signup(ctx, address, list_name, name, ip, source)
+    except IntegrityError:
+        # A parallel insert of the same new subscriber or membership that did
+        # not take the signup lock (an import, the CLI) won; the retry, a new
+        # transaction (its attempt was rolled back too), finds its row.
+        result, added = _signup(ctx, address, list_name, name, ip, source)
+    if added is not None and added.list_status == MembershipStatus.PENDING:
         send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name)
         result.emailed = True
     return result
 
 
-def _add(store, address: str, **kwargs):
-    """``manage.add_subscriber``, once more if a parallel signup of the same new address won the insert."""
-    try:
-        return manage.add_subscriber(store, address, resubscribe=True, **kwargs)
-    except IntegrityError:
-        # PostgreSQL: two transactions inserted the same new subscriber or
-        # membership; the loser's retry finds the winner's row.
-        return manage.add_subscriber(store, address, resubscribe=True, **kwargs)
+def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
+            source: str) -> tuple[Signup, manage.AddResult | None]:
+    """One transaction: count the attempt, then join when nothing forbids it (None: nothing changed).
+
+    On PostgreSQL the signup lock taken by the count is held to the end, so
+    parallel signups of one address run one after the other.
+    """
+    with ctx.store.session() as session:
+        mailing_list = _public_list(session, list_name)
+        result = Signup(mailing_list.reader_name(ctx.settings.name), mailing_list.double_opt_in)
+        _count_attempt(session, address, ip, ctx.now())
+        if q.suppression_reason(session, address_hash(address)):
+            return result, None
+        subscriber = q.find_subscriber(session, address_key(address))
+        membership = subscriber and q.find_membership(session, subscriber.id, mailing_list.id)
+        if membership and not _may_come_back(membership.status, mailing_list):
+            return result, None
+        added = manage.add_subscriber_in(session, address, name=None if subscriber else (name or None),
+                                         list_name=mailing_list.name, resubscribe=True, source=source, ip=ip)
+        return result, added
+
+
+def _may_come_back(status: str, mailing_list) -> bool:
+    """Whether a public form may act for an existing member: a pending one (the mail again), or one who
+    left a double opt-in list (through a new confirmation)."""
+    if status == MembershipStatus.PENDING:
+        return True
+    return status == MembershipStatus.UNSUBSCRIBED and mailing_list.double_opt_in
 
 
 def _public_list(session, list_name: str):

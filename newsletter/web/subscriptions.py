@@ -33,8 +33,11 @@ from dataclasses import dataclass
 
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_address, check_legacy, read_token
 from newsletter.errors import InputError, NewsletterError, NotFound
+from newsletter.audience import rules
+from newsletter.store import audience as q
 from newsletter.store import events as ev
-from newsletter.store.models import CONFIRMED, UNSUBSCRIBED, Subscriber
+from newsletter.store.models import Subscriber
+from newsletter.vocabulary import MembershipStatus
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.pages import mask_email
 
@@ -56,7 +59,7 @@ class SubscriptionView:
 
 def _subscriber(session, data: TokenData, lock: bool = False) -> Subscriber:
     """The subscriber a token names, once its signature verifies for their address."""
-    subscriber = ev.locked_subscriber(session, data.subscriber_id) if lock else session.get(Subscriber,
+    subscriber = q.locked_subscriber(session, data.subscriber_id) if lock else session.get(Subscriber,
                                                                                              data.subscriber_id)
     if subscriber is None:
         raise NotFound("we hold no subscription for this link",
@@ -75,7 +78,7 @@ def _view(session, subscriber: Subscriber, data: TokenData, newsletter_name: str
     mailing_list = ev.find_list_by_id(session, data.list_id) if data.list_id else None
     status = next((m.status for m in subscriber.memberships if mailing_list and m.list_id == mailing_list.id),
                   None)
-    anywhere = any(m.status != UNSUBSCRIBED for m in subscriber.memberships)
+    anywhere = any(m.status != MembershipStatus.UNSUBSCRIBED for m in subscriber.memberships)
     return SubscriptionView(subscriber.id, subscriber.email, data.list_id,
                             mailing_list.reader_name(newsletter_name) if mailing_list else None, status, anywhere)
 
@@ -101,14 +104,14 @@ def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
             if view.list_name is None:
                 raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
             # The token proves the reader holds the email: no second confirmation needed.
-            ev.rejoin(session, subscriber, data.list_id, SOURCE, ip)
+            rules.rejoin(session, subscriber, data.list_id, SOURCE, ip)
             return f"You are subscribed to {view.list_name} again."
         if action == "all" or data.list_id is None:
-            ev.unsubscribe_everywhere(session, subscriber, source=SOURCE, ip=ip)
+            rules.unsubscribe(session, subscriber, None, SOURCE, ip)
             return "You are unsubscribed from every list. You will get no more email from us."
         if view.list_name is None or view.list_status is None:
             return "You are not on this list any more."
-        ev.leave_list(session, subscriber, data.list_id, SOURCE, ip)
+        rules.unsubscribe(session, subscriber, data.list_id, SOURCE, ip)
         return f"You are unsubscribed from {view.list_name}."
 
 
@@ -122,9 +125,9 @@ def confirm_by_token(store, data: TokenData, ip: str | None,
         view = _view(session, subscriber, data, newsletter_name)
         if view.list_name is None or view.list_status is None:
             raise NotFound("this subscription no longer exists", hint="subscribe again")
-        if view.list_status == UNSUBSCRIBED:
+        if view.list_status == MembershipStatus.UNSUBSCRIBED:
             raise NotFound("you unsubscribed from this list since", hint="subscribe again")
-        view.list_status = ev.confirm_pending(session, subscriber, data.list_id, SOURCE, ip)
+        view.list_status = rules.confirm(session, subscriber, data.list_id, SOURCE, ip)
         return view
 
 
@@ -147,7 +150,7 @@ async def unsubscribe_page(request):
         view = await ctx.run(load_view, ctx.store, _token(ctx, request, UNSUBSCRIBE), ctx.settings.name)
     except NewsletterError as exc:
         return ctx.error_page(exc)
-    heading = "Unsubscribe" if view.list_status != UNSUBSCRIBED else "You are unsubscribed"
+    heading = "Unsubscribe" if view.list_status != MembershipStatus.UNSUBSCRIBED else "You are unsubscribed"
     return ctx.pages.page("unsubscribe.html", heading=heading, done=None, **_view_context(ctx, view, request))
 
 
@@ -185,11 +188,11 @@ async def confirm_page(request):
         if data.list_id is None:
             raise InputError("this confirmation link names no list", hint="subscribe again")
         view = await ctx.run(load_view, ctx.store, data, ctx.settings.name)
-        if view.list_status is None or view.list_status == UNSUBSCRIBED:
+        if view.list_status is None or view.list_status == MembershipStatus.UNSUBSCRIBED:
             raise NotFound("this subscription no longer exists", hint="subscribe again")
     except NewsletterError as exc:
         return ctx.error_page(exc)
-    confirmed = view.list_status == CONFIRMED
+    confirmed = view.list_status == MembershipStatus.CONFIRMED
     return ctx.pages.page("confirm.html", heading="You are subscribed" if confirmed else "Confirm your subscription",
                           confirmed=confirmed, **_view_context(ctx, view, request))
 

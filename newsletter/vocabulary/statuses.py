@@ -1,0 +1,80 @@
+"""The statuses and reasons the store keeps, as enums.
+
+Each is a :class:`enum.StrEnum`: a member *is* its string value, so the
+database columns, JSON output and CSV exports hold the same words as before
+(``SubscriberStatus.ACTIVE == "active"``), and a value read back from the
+database compares equal to the member.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SubscriberStatus(StrEnum):
+    """``Subscriber.status``: whether the person may be mailed at all."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class MembershipStatus(StrEnum):
+    """``Membership.status``: a subscriber on one list."""
+
+    CONFIRMED = "confirmed"
+    PENDING = "pending"          # double opt-in: waiting for the confirmation link
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class SuppressionReason(StrEnum):
+    """``Suppression.reason``: why an address must never be mailed again."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    ERASED = "erased"
+
+
+class ConsentAction(StrEnum):
+    """``Consent.action``: a change of consent after joining."""
+
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
+
+
+class ArrivalStatus(StrEnum):
+    """How a person read from an import file arrives (``ImportRow.status``)."""
+
+    SUBSCRIBED = "subscribed"
+    PENDING = "pending"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class CampaignStatus(StrEnum):
+    """``Campaign.status``."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    SENT = "sent"
+    FAILED = "failed"            # finished, and nobody received it
+    CANCELLED = "cancelled"
+    MISSED = "missed"
+
+
+class LedgerStatus(StrEnum):
+    """``Delivery.status``: pending -> sending -> sent | failed | unknown; or skipped."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"          # the provider may have it: never resent blindly
+    SKIPPED = "skipped"
