@@ -27,7 +27,7 @@ from support.delivery import make_message, make_recipients, realistic_html  # no
 
 from newsletter.delivery.message import Outcome  # noqa: E402
 from newsletter.delivery.retry import RetryPolicy  # noqa: E402
-from newsletter.delivery.sendgrid import SendGridTransport, build_body  # noqa: E402
+from newsletter.providers.sendgrid.transport import SendGridTransport, build_body  # noqa: E402
 
 KEY = "SG.bench-key.bench-secret"
 BATCH = 1000

@@ -11,7 +11,7 @@ from support.delivery import make_message, make_recipient, make_recipients
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.delivery.sendgrid import SendGridTransport, build_body
+from newsletter.providers.sendgrid.transport import SendGridTransport, build_body
 from newsletter.errors import ConfigError, DeliveryError
 
 KEY = "SG.abcdefghijkl.mnopqrstuvwxyz0123456789"
