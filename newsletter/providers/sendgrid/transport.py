@@ -12,7 +12,7 @@ The body is a plain dict: the library's helper classes cost ~5x more per
 Requests go through :class:`~newsletter.providers.sendgrid.client.MailSendClient`
 (public parts of the library only, with a timeout: the library sets none).
 
-Answers (DESIGN.md section 5, outcomes as in ``newsletter.delivery.base``):
+Answers (outcomes as in ``newsletter.delivery.base``):
 
 - 202 (200 in sandbox mode): QUEUED, provider id from ``X-Message-Id``;
 - 429: wait for ``X-RateLimit-Reset`` plus jitter, try again;
