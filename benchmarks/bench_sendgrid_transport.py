@@ -29,7 +29,8 @@ from support.delivery import make_message, make_recipients, realistic_html  # no
 
 from newsletter.delivery.message import Outcome  # noqa: E402
 from newsletter.delivery.retry import RetryPolicy  # noqa: E402
-from newsletter.providers.sendgrid.transport import SendGridTransport, build_body  # noqa: E402
+from newsletter.providers.sendgrid.body import build_body  # noqa: E402
+from newsletter.providers.sendgrid.transport import SendGridTransport  # noqa: E402
 
 KEY = "SG.bench-key.bench-secret"
 BATCH = 1000

@@ -12,7 +12,8 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.errors import ConfigError, DeliveryError
-from newsletter.providers.sendgrid.transport import SendGridTransport, build_body
+from newsletter.providers.sendgrid.body import build_body
+from newsletter.providers.sendgrid.transport import SendGridTransport
 
 KEY = "SG.abcdefghijkl.mnopqrstuvwxyz0123456789"
 
