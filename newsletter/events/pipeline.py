@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
+from sqlalchemy.orm import Session
+
 from newsletter.audience.addresses import address_hash
 from newsletter.delivery import message_id
 from newsletter.store import events as ev
+from newsletter.store.db import Store
 from newsletter.store.models import BOUNCED, COMPLAINED, Subscriber
 from newsletter.tracking import EventKind, RejectReason, TrackingEvent
 
@@ -48,7 +51,7 @@ class _Row:
     subscriber_id: int | None = None
 
 
-def record_events(store, events: list[TrackingEvent], secret_keys: Iterable[str], now: datetime) -> dict[str, int]:
+def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterable[str], now: datetime) -> dict[str, int]:
     """Store the batch's new events and apply their effects, in one transaction.
 
     Returns counts: ``received`` (events in the batch), ``new`` (stored by
@@ -71,7 +74,7 @@ def record_events(store, events: list[TrackingEvent], secret_keys: Iterable[str]
     return {"received": len(events), "new": len(fresh), "matched": matched, "applied": applied}
 
 
-def _match(session, rows: list[_Row]) -> None:
+def _match(session: Session, rows: list[_Row]) -> None:
     """Fill campaign, delivery and subscriber ids from the ledger rows the events claim."""
     claimed = sorted({row.claim.delivery_id for row in rows if row.claim is not None})
     ledger = ev.ledger_rows(session, claimed)
@@ -82,7 +85,7 @@ def _match(session, rows: list[_Row]) -> None:
             row.delivery_id = row.claim.delivery_id
 
 
-def _stored(row: _Row, now: datetime) -> dict:
+def _stored(row: _Row, now: datetime) -> dict[str, object]:
     """The ``provider_events`` row of an event."""
     event = row.event
     return {
@@ -104,7 +107,7 @@ def suppression_reason(event: TrackingEvent) -> str | None:
     return None
 
 
-def _apply(session, row: _Row) -> int:
+def _apply(session: Session, row: _Row) -> int:
     """The event's effect on the audience; 1 when it changed something."""
     event = row.event
     reason = suppression_reason(event)
@@ -123,7 +126,7 @@ def _apply(session, row: _Row) -> int:
     return 0
 
 
-def _subscriber(session, row: _Row) -> Subscriber | None:
+def _subscriber(session: Session, row: _Row) -> Subscriber | None:
     if row.subscriber_id is not None:
         return session.get(Subscriber, row.subscriber_id)
     email = row.event.recipient

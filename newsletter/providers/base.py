@@ -17,9 +17,12 @@ and :class:`~newsletter.errors.ConfigError` when it is malformed.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 from newsletter.tracking import TrackingEvent
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 
 class Refused(Exception):
@@ -36,7 +39,7 @@ class EventSource(Protocol):
     name: str
 
     @classmethod
-    def from_settings(cls, settings, clock: Callable[[], float]) -> EventSource: ...
+    def from_settings(cls, settings: Settings, clock: Callable[[], float]) -> EventSource: ...
 
     def verify(self, headers: Mapping[str, str], raw_body: bytes) -> None: ...
 

@@ -32,7 +32,7 @@ from newsletter.web.common import Context
 
 
 class _AppContext(Context):
-    """Adds the providers' event sources, built once each (a bad key fails their requests, not other pages)."""
+    """Adds the providers' event sources, each built once (``create_app`` builds them all to check their keys)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -19,11 +19,14 @@ from __future__ import annotations
 import binascii
 import json
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from newsletter.errors import ConfigError
 from newsletter.providers.base import NotConfigured, Refused
 from newsletter.tracking import EventKind, RejectReason, TrackingEvent, clean_text, fingerprint
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 NAME = "sendgrid"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -61,7 +64,7 @@ class SendGridEvents:
         self.clock, self.max_age = clock, max_age
 
     @classmethod
-    def from_settings(cls, settings, clock: Callable[[], float]) -> SendGridEvents:
+    def from_settings(cls, settings: Settings, clock: Callable[[], float]) -> SendGridEvents:
         """NotConfigured without a key; ConfigError for a malformed one."""
         if not settings.sendgrid_webhook_key:
             raise NotConfigured("NEWSLETTER_SENDGRID_WEBHOOK_KEY is not set")
