@@ -33,6 +33,6 @@ Adding a provider:
 
 Everything that lists transports derives the list from the registry:
 configuration validation, ``newsletter init/send/schedule --transport``,
-``get_transport``, the webhook route and the engine's choice of
-process-safe transports.
+``get_transport``, the webhook route, and the engine's choice of
+transports several sender processes may share (``process_safe_names()``).
 """
