@@ -29,28 +29,27 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError, WorkspaceNotFound
+from newsletter.providers import registry
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
 SECRET_FILE = "secret_key"
-TRANSPORTS = ("sendgrid", "smtp", "file", "console", "memory")
+TRANSPORTS = registry.names()  # every registered transport (newsletter.providers.registry)
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 
-# (section, key) -> environment variable that overrides it
+# (section, key) -> environment variable that overrides it; each provider's section from the registry
 ENV_OVERRIDES = {
     ("database", "url"): "NEWSLETTER_DATABASE_URL",
     ("delivery", "transport"): "NEWSLETTER_TRANSPORT",
     ("newsletter", "from"): "NEWSLETTER_FROM",
     ("newsletter", "postal_address"): "NEWSLETTER_POSTAL_ADDRESS",
     ("newsletter", "base_url"): "NEWSLETTER_BASE_URL",
-    ("sendgrid", "host"): "NEWSLETTER_SENDGRID_HOST",
-    ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY",
-    ("smtp", "url"): "NEWSLETTER_SMTP_URL",
     ("broker", "url"): "NEWSLETTER_BROKER_URL",
     ("delivery", "processes"): "NEWSLETTER_SEND_PROCESSES",
     ("scheduler", "misfire_grace_seconds"): "NEWSLETTER_MISFIRE_GRACE_SECONDS",
     ("web", "confirm_token_days"): "NEWSLETTER_CONFIRM_TOKEN_DAYS",
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
+    **registry.env_overrides(),
 }
 
 

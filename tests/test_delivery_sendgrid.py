@@ -11,8 +11,9 @@ from support.delivery import make_message, make_recipient, make_recipients
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.delivery.sendgrid import SendGridTransport, build_body
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.providers.sendgrid.body import build_body
+from newsletter.providers.sendgrid.transport import SendGridTransport
 
 KEY = "SG.abcdefghijkl.mnopqrstuvwxyz0123456789"
 
@@ -124,8 +125,7 @@ def test_substitutions_match_the_merge_module():
 
 def test_sandbox_mode_and_timeout(server, clock):
     with SendGridTransport(KEY, host=server.url, sandbox=True, timeout=7.5) as sg:
-        assert sg._client.client.timeout == 7.5
-        assert sg._client.client.mail.send.timeout == 7.5
+        assert sg._client.timeout == 7.5
         results = sg.send_batch(make_message(), [make_recipient(1)])
     assert server.bodies[0]["mail_settings"] == {"sandbox_mode": {"enable": True}}
     assert results[0].outcome is Outcome.QUEUED
@@ -344,3 +344,38 @@ def test_a_401_during_isolation_reports_what_was_already_accepted(clock):
     outcomes = [r.outcome for r in info.value.results]
     assert outcomes[:4] == [Outcome.QUEUED] * 4 and server.delivered == [r.email for r in recipients[:4]]
     assert all(r.outcome is Outcome.FAILED and r.retryable for r in info.value.results[4:])
+
+
+# -- what the Mail Send client takes from the sendgrid library (fails loudly when the library changes) --
+
+def test_the_sendgrid_library_still_provides_what_the_mail_send_client_uses():
+    import io
+    import urllib.error
+    from email.message import Message as Headers
+
+    import sendgrid
+    from python_http_client.client import Response
+    from python_http_client.exceptions import BadRequestsError, HTTPError, UnauthorizedError, handle_error
+
+    assert sendgrid.__version__.split(".")[0] == "6", "the client is written for sendgrid 6.x: check its pieces again"
+    library = sendgrid.SendGridAPIClient(api_key=KEY, host="https://api.example")
+    headers = library.client.request_headers
+    assert headers["Authorization"] == f"Bearer {KEY}" and headers["User-Agent"].startswith("sendgrid/")
+    for status, kind in ((400, BadRequestsError), (401, UnauthorizedError)):
+        answer = Headers()
+        answer["X-RateLimit-Reset"] = "123"
+        error = handle_error(urllib.error.HTTPError("https://api.example/v3/mail/send", status, "no", answer,
+                                                    io.BytesIO(b'{"errors": []}')))
+        assert isinstance(error, kind) and isinstance(error, HTTPError)
+        assert (error.status_code, error.body, error.headers["X-RateLimit-Reset"]) == (status, b'{"errors": []}', "123")
+    assert {"status_code", "body", "headers"} <= set(dir(Response))
+
+
+def test_mail_send_client_posts_the_body_with_the_key_to_v3_mail_send(server):
+    from newsletter.providers.sendgrid.client import MailSendClient
+
+    client = MailSendClient(KEY, server.url + "/", timeout=5)
+    body, _, _ = build_body(make_message(), [make_recipient(1)])
+    response = client.post(body)
+    assert response.status_code == 202 and client.url == server.url + "/v3/mail/send"
+    assert server.bodies == [body]

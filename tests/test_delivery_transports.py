@@ -19,7 +19,7 @@ from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.mime import MimeRenderer, as_file_bytes, as_smtp_bytes, build_mime
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.delivery.sendgrid import SendGridTransport
+from newsletter.providers.sendgrid.transport import SendGridTransport
 from newsletter.delivery.smtp import SmtpTransport
 from newsletter.errors import ConfigError
 

@@ -276,7 +276,7 @@ def test_a_429_pauses_every_worker(redis_url, sendgrid):
 
     import redis
 
-    from newsletter.delivery.sendgrid import SendGridTransport
+    from newsletter.providers.sendgrid.transport import SendGridTransport
     from newsletter.distributed.limits import SendGate, SharedPausePolicy
     from support.delivery import make_message, make_recipients
 

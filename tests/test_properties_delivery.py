@@ -42,7 +42,7 @@ from newsletter.delivery.file import FileTransport
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.delivery.sendgrid import SendGridTransport
+from newsletter.providers.sendgrid.transport import SendGridTransport
 from newsletter.delivery.smtp import SmtpTransport
 
 KEY = "SG.propertytests.secretsecretsecret"

@@ -337,7 +337,7 @@ def test_a_huge_form_post_is_refused_without_reading_it(site, lists, declared):
     "nl.{tag}.1.2147483648@news.clinic.example",   # one past PostgreSQL's integer
 ])
 def test_impossible_ids_in_a_signed_event_are_ignored_not_a_500(site, message_id):
-    from newsletter.delivery.mime import message_id_tag
+    from newsletter.delivery.message_id import tag as message_id_tag
 
     manage.add_subscriber(site.store, "a@example.org", list_name="readers", confirmed=True)
     mid = message_id.format(tag=message_id_tag(site.settings.secret_keys[0]), big=10**30)

@@ -21,6 +21,7 @@ from newsletter.store import audience as q
 from newsletter.store.db import open_store
 from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Delivery
+from newsletter.tracking import EventKind, TrackingEvent
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -200,6 +201,65 @@ def test_a_thousand_events_in_one_batch(site, campaign):
     assert response.json() == {"received": 1000, "new": 1000, "matched": 1, "applied": 4}
     assert len(stored(site)) == 1000
     assert site.post_events(events).json()["new"] == 0
+
+
+# -- one route for every provider ------------------------------------------------------------------
+
+@pytest.mark.parametrize("provider", ["nosuch", "smtp", "SendGrid"])
+def test_a_provider_that_posts_no_events_is_404(site, provider):
+    body = json.dumps([event("delivered", "a@example.org")]).encode()
+    response = site.client.post(f"/webhooks/{provider}", content=body, headers=site.keys.headers(body, int(site.clock.now)))
+    assert response.status_code == 404 and stored(site) == []
+
+
+class FakeEvents:
+    """A second provider, registered by the test below: signs with a shared word, posts {id, kind, email, mid}."""
+
+    name = "fakepost"
+
+    def __init__(self, settings):
+        self.word = settings.secret_keys[0]
+
+    @classmethod
+    def from_settings(cls, settings, clock):
+        return cls(settings)
+
+    def verify(self, headers, raw_body):
+        from newsletter.providers.base import Refused
+
+        if headers.get("X-Fake-Word") != self.word:
+            raise Refused("bad word")
+
+    def parse(self, raw_body):
+        return [TrackingEvent(provider=self.name, kind=EventKind(e["kind"]), event_id=e["id"], recipient=e["email"],
+                              occurred_at=None, raw=e, message_id=e.get("mid"), hard=True)
+                for e in json.loads(raw_body)]
+
+
+def test_a_registered_provider_gets_its_route_and_the_same_pipeline(site, campaign, monkeypatch):
+    from newsletter.providers import registry
+
+    monkeypatch.setitem(registry.PROVIDERS, "fakepost", registry.Provider(
+        "fakepost", "newsletter.delivery.memory:MemoryTransport", events=f"{__name__}:FakeEvents"))
+    campaign_id, messages = campaign
+    mid = messages["reader0@example.org"]["Message-ID"].strip("<>")
+    body = json.dumps([{"id": "f1", "kind": "bounced", "email": "reader0@example.org", "mid": mid},
+                       {"id": "f2", "kind": "opened", "email": "reader1@example.org"}]).encode()
+    refused = site.client.post("/webhooks/fakepost", content=body, headers={"X-Fake-Word": "guess"})
+    assert refused.status_code == 403 and stored(site) == []
+    word = {"X-Fake-Word": site.settings.secret_keys[0]}
+    response = site.client.post("/webhooks/fakepost", content=body, headers=word)
+    assert response.json() == {"received": 2, "new": 2, "matched": 1, "applied": 1}
+    rows = stored(site)
+    assert [(r.provider, r.kind, r.campaign_id) for r in rows] == [("fakepost", "bounced", campaign_id),
+                                                                   ("fakepost", "opened", None)]
+    assert status_of(site, "reader0@example.org") == ("bounced", "bounced")
+    assert site.client.post("/webhooks/fakepost", content=body, headers=word).json()["new"] == 0
+
+
+def test_sendgrid_processed_and_dropped_are_stored_as_queued_and_rejected(site):
+    site.post_events([event("processed", "a@example.org"), event("dropped", "b@example.org", reason="Invalid")])
+    assert [r.kind for r in stored(site)] == ["queued", "rejected"]
 
 
 # -- the campaign report -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli._common import say
+from newsletter.providers import registry
 
 
 @click.command("init")
@@ -17,7 +18,7 @@ from newsletter.cli._common import say
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
               help="Public https URL of 'newsletter serve' (http only for localhost).")
 @click.option("--transport", default="file", show_default=True,
-              type=click.Choice(["sendgrid", "smtp", "file", "console"]), help="How mail is sent.")
+              type=click.Choice(registry.names(offered_by_init=True)), help="How mail is sent.")
 @click.option("--name", default=None, help="The newsletter's name (default: the folder's name).")
 def init_command(directory, sender, postal_address, base_url, transport, name):
     """Create a workspace: newsletter.toml, templates/, subscribers/, articles/ and a secret key.

@@ -6,6 +6,7 @@ import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
+from newsletter.providers import registry
 
 
 @click.command("schedule")
@@ -18,7 +19,7 @@ from newsletter.cli.compose import compose_options
               help="Deliver at TIME's wall-clock time in each subscriber's own zone, in waves.")
 @click.option("--cron", metavar="EXPR", help='Recurring: ARTICLE is a folder; send its newest new article on '
               'this cron schedule, e.g. "0 9 * * MON".')
-@click.option("--transport", default=None, type=click.Choice(["sendgrid", "smtp", "file", "console", "memory"]),
+@click.option("--transport", default=None, type=click.Choice(registry.names()),
               help="Override the workspace's transport.")
 @click.option("--again", is_flag=True,
               help="Schedule it even though this list already received this edition (same slug or same content). "

@@ -8,12 +8,13 @@ import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
+from newsletter.providers import registry
 
 
 @click.command("send")
 @click.argument("article")
 @click.option("--list", "list_name", required=True, help="The list to send to.")
-@click.option("--transport", default=None, type=click.Choice(["sendgrid", "smtp", "file", "console", "memory"]),
+@click.option("--transport", default=None, type=click.Choice(registry.names()),
               help="Override the workspace's transport.")
 @click.option("--dry-run", is_flag=True, help="Show the audience size and one rendered sample; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Send to at most N recipients, then pause.")

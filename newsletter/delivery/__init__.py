@@ -1,36 +1,28 @@
-"""Delivery: the message model, the transports and their retry policy.
+"""Delivery: the message model, the simple transports and their retry policy.
 
 ``get_transport(settings, name=None)`` returns the configured transport
-(``sendgrid``, ``smtp``, ``file``, ``console`` or ``memory``), not yet
-opened; use it as a context manager. See ``newsletter.delivery.base`` for the
-contract and what each outcome means to the engine.
+(any name of ``newsletter.providers.registry``: ``sendgrid``, ``smtp``,
+``file``, ``console`` or ``memory``), not yet opened; use it as a context
+manager. See ``newsletter.delivery.base`` for the contract and what each
+outcome means to the engine. Transports of providers that also report
+events (SendGrid) live in ``newsletter.providers``.
 """
 
 from __future__ import annotations
 
 from newsletter.errors import ConfigError
-
-TRANSPORTS = {
-    "sendgrid": ("newsletter.delivery.sendgrid", "SendGridTransport"),
-    "smtp": ("newsletter.delivery.smtp", "SmtpTransport"),
-    "file": ("newsletter.delivery.file", "FileTransport"),
-    "console": ("newsletter.delivery.console", "ConsoleTransport"),
-    "memory": ("newsletter.delivery.memory", "MemoryTransport"),
-}
+from newsletter.providers import registry
 
 
 def transport_class(name: str):
     """The class registered under ``name``; ConfigError for an unknown name."""
     try:
-        module_name, class_name = TRANSPORTS[name.lower()]
+        return registry.transport_class(name.lower())
     except KeyError:
         raise ConfigError(
             f"unknown transport {name!r}",
-            hint=f"set NEWSLETTER_TRANSPORT (or --transport) to one of: {', '.join(TRANSPORTS)}",
+            hint=f"set NEWSLETTER_TRANSPORT (or --transport) to one of: {', '.join(registry.names())}",
         ) from None
-    import importlib
-
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 def get_transport(settings, name: str | None = None, **overrides):

@@ -48,18 +48,6 @@ def new_message_id(sender_address: str) -> str:
     return make_msgid(domain=domain)[1:-1]
 
 
-def message_id_tag(secret_key: str) -> str:
-    """The workspace tag in our campaign Message-IDs (``nl.<tag>.<campaign>.<delivery>@domain``).
-
-    Keyed, so two workspaces sending from one domain never share ids, and the
-    webhook can tell our messages from others'.
-    """
-    import hashlib
-    import hmac
-
-    return hmac.new(secret_key.encode(), b"message-id", hashlib.sha256).hexdigest()[:10]
-
-
 def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
     """The RFC 8058 one-click headers for a recipient's HTTPS unsubscribe URL."""
     return {

@@ -30,7 +30,8 @@ from newsletter.audience.tokens import UNSUBSCRIBE, make_token
 from newsletter.compose.edition import merge_values
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
-from newsletter.delivery.mime import message_id_tag, unsubscribe_headers
+from newsletter.delivery.message_id import id_template
+from newsletter.delivery.mime import unsubscribe_headers
 from newsletter.errors import Conflict
 from newsletter.engine import fencing
 from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
@@ -403,17 +404,15 @@ _RESERVED = frozenset({"settings", "slug", "email", "name", "token", "unsubscrib
 class RecipientBuilder:
     """Turns ledger candidates into Recipients: merge values, one-click headers, our ids.
 
-    Our Message-ID is ``nl.<tag>.<campaign>.<delivery>@<sender domain>``: the
-    webhook finds the ledger row from it (also sent as custom_args).
+    Our Message-ID (``newsletter.delivery.message_id``): provider events
+    find the ledger row from it (also sent as custom_args).
     """
 
     def __init__(self, settings, slug: str, campaign_id: int, list_id: int | None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
         self.keys = tuple(settings.secret_keys)
-        domain = settings.sender_address.rpartition("@")[2] or "localhost"
-        # Stable across resumes (a resent message keeps its Message-ID), unique
-        # per workspace: a keyed tag keeps two workspaces on one domain apart.
-        self.id_format = f"nl.{message_id_tag(self.keys[-1])}.{campaign_id}.{{}}@{domain}"
+        # Stable across resumes (a resent message keeps its Message-ID), unique per workspace.
+        self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address)
 
     def recipient(self, candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)

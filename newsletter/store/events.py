@@ -1,9 +1,9 @@
 """Provider events and public-endpoint state: models and every query the web app runs.
 
-- ``provider_events``: one row per SendGrid event, unique by the provider's
-  event id (SendGrid delivers at least once and repeats events), with the
-  normalised kind, the ledger row it belongs to when our ``custom_args``
-  name one, and the raw event as received.
+- ``provider_events``: one row per provider event, unique by the provider's
+  event id (providers deliver at least once and repeat events), with the
+  normalised kind (``newsletter.tracking.EventKind``), the ledger row it
+  belongs to when our Message-ID names one, and the raw event as received.
 - ``signup_attempts``: when each address asked for a confirmation email (the
   per-address rate limit of ``POST /subscribe``; a table, so it survives
   restarts and holds across several server processes).
@@ -40,15 +40,8 @@ from newsletter.store.models import (
     UTCDateTime,
     utcnow,
 )
+from newsletter.tracking import REPORTED_KINDS
 
-# Normalised event kinds (in the manner of django-anymail).
-PROCESSED, DELIVERED, DEFERRED, BOUNCED_EVENT, DROPPED = "processed", "delivered", "deferred", "bounced", "dropped"
-OPENED, CLICKED, COMPLAINED_EVENT, UNSUBSCRIBED_EVENT, RESUBSCRIBED, OTHER = (
-    "opened", "clicked", "complained", "unsubscribed", "resubscribed", "other")
-EVENT_KINDS = (PROCESSED, DELIVERED, DEFERRED, BOUNCED_EVENT, DROPPED, OPENED, CLICKED, COMPLAINED_EVENT,
-               UNSUBSCRIBED_EVENT, RESUBSCRIBED, OTHER)
-# The kinds ``campaigns show`` reports, counted once per recipient.
-REPORTED_KINDS = (DELIVERED, BOUNCED_EVENT, OPENED, CLICKED, COMPLAINED_EVENT, UNSUBSCRIBED_EVENT)
 
 
 class ProviderEvent(Base):

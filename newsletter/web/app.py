@@ -9,7 +9,7 @@ Routes (the token is always the last path segment, nothing after it):
     POST /confirm/{token}       confirm a double opt-in subscription
     GET  /subscribe             a plain signup form
     POST /subscribe             the form endpoint websites post to
-    POST /webhooks/sendgrid     SendGrid's signed Event Webhook
+    POST /webhooks/{provider}   a provider's signed event webhook (/webhooks/sendgrid)
     GET  /archive               past issues
     GET  /archive/{slug}        one issue's web version
     GET  /feed.xml              Atom feed
@@ -32,20 +32,23 @@ from newsletter.web.common import Context
 
 
 class _AppContext(Context):
-    """Adds the lazily built webhook verifier (a bad key fails requests, not startup of other pages)."""
+    """Adds the providers' event sources, each built once (``create_app`` builds them all to check their keys)."""
 
-    _verifier = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._event_sources: dict = {}
 
-    def webhook_verifier(self):
-        """The Verifier for the configured key, or None when no key is set."""
-        from newsletter.web.webhook import Verifier
+    def event_source(self, provider: str):
+        """The event source of ``provider``; None when no registered provider of that name posts events.
 
-        key = self.settings.sendgrid_webhook_key
-        if not key:
-            return None
-        if self._verifier is None:
-            self._verifier = Verifier(key)
-        return self._verifier
+        Raises NotConfigured when its verification key is not set.
+        """
+        from newsletter.providers.registry import event_source_class
+
+        if provider not in self._event_sources:
+            source_class = event_source_class(provider)
+            self._event_sources[provider] = source_class and source_class.from_settings(self.settings, self.clock)
+        return self._event_sources[provider]
 
 
 def create_app(settings, store=None, transport_factory: Callable | None = None,
@@ -75,11 +78,8 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
         from newsletter.delivery import get_transport
 
         transport_factory = get_transport
-    if settings.sendgrid_webhook_key:
-        from newsletter.web.webhook import Verifier
-
-        Verifier(settings.sendgrid_webhook_key)  # a malformed key is a ConfigError now, not at the first event
     ctx = _AppContext(settings, store, Pages(settings), transport_factory, clock)
+    _check_webhook_keys(ctx)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -93,6 +93,18 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
     app.router.redirect_slashes = False  # it would build the Location from the Host header
     app.state.ctx = ctx
     return app
+
+
+def _check_webhook_keys(ctx) -> None:
+    """A malformed verification key is a ConfigError now, not at the first event; a missing one is fine."""
+    from newsletter.providers.base import NotConfigured
+    from newsletter.providers.registry import event_provider_names
+
+    for provider in event_provider_names():
+        try:
+            ctx.event_source(provider)
+        except NotConfigured:
+            pass
 
 
 def _routes():
@@ -112,7 +124,7 @@ def _routes():
         Route("/confirm/{token}", subscriptions.confirm_post, methods=["POST"]),
         Route("/subscribe", signup.subscribe_form, methods=["GET"]),
         Route("/subscribe", signup.subscribe_post, methods=["POST"]),
-        Route("/webhooks/sendgrid", webhook.sendgrid_webhook, methods=["POST"]),
+        Route("/webhooks/{provider}", webhook.provider_webhook, methods=["POST"]),
         Route("/archive", archive.archive_index, methods=["GET"]),
         Route("/archive/{slug}", archive.archive_edition, methods=["GET"]),
         Route("/feed.xml", archive.feed, methods=["GET"]),

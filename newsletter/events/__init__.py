@@ -1,0 +1,1 @@
+"""Provider events after they are parsed: the provider-neutral pipeline (``pipeline``)."""
