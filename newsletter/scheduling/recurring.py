@@ -15,7 +15,6 @@ Cron expressions have five fields (``0 9 * * MON``) or six, seconds first
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 from newsletter.errors import InputError, NewsletterError
 from newsletter.scheduling.times import get_zone
@@ -88,8 +87,7 @@ def add_schedule(store, settings, folder: str, list_name: str, cron: str, zone: 
 
 def run_schedule(rt, schedule_id: int) -> int | None:
     """One firing: create a due campaign of the newest new article; returns its id (None: skipped/error)."""
-    from newsletter.engine.campaigns import create_campaign
-    from newsletter.engine.preflight import preflight
+    from newsletter.usecases.campaigns import create_due_campaign
 
     with rt.store.session() as session:
         schedule = session.get(q.Schedule, schedule_id)
@@ -103,9 +101,7 @@ def run_schedule(rt, schedule_id: int) -> int | None:
         q_log().info("recurring schedule %s: nothing new; run skipped", schedule_id)
         return None
     try:
-        edition = preflight(SimpleNamespace(settings=rt.settings), str(article), **options)
-        campaign_id = create_campaign(rt.store, rt.settings, edition, list_name, transport, status=SCHEDULED,
-                                      scheduled_at=utcnow(), timezone=zone, article_path=str(article))
+        campaign_id = create_due_campaign(rt.store, rt.settings, str(article), list_name, transport, zone, options)
     except NewsletterError as exc:
         _record(rt, schedule_id, q.RUN_ERROR, str(article), None, exc.message)
         q_log().error("recurring schedule %s: %s: %s", schedule_id, article.name, exc.message)
@@ -126,6 +122,3 @@ def q_log():
 
     return log
 
-
-def preflight_options(recent_title, recent_url, theme) -> dict:
-    return {"recent_title": recent_title, "recent_url": recent_url, "theme": theme}
