@@ -32,7 +32,7 @@ def list_command(app, status, as_json):
       newsletter campaigns list --status scheduled --json
     """
     from newsletter.engine.campaigns import list_campaigns
-    from newsletter.scheduling.planning import enrich
+    from newsletter.usecases.planning import enrich
 
     rows = enrich(app.store, list_campaigns(app.store, status))
     if as_json:

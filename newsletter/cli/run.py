@@ -43,7 +43,7 @@ def run(app, sync_interval, lease_seconds, wait):
       newsletter run
       newsletter run --wait          # stand by until the running daemon's lease expires
     """
-    from newsletter.scheduling.daemon import LEASE_SECONDS, SYNC_SECONDS, run_daemon
+    from newsletter.scheduler.daemon import LEASE_SECONDS, SYNC_SECONDS, run_daemon
 
     sync = sync_interval or _env_float("NEWSLETTER_SCHEDULER_SYNC_SECONDS", SYNC_SECONDS)
     lease = lease_seconds or _env_float("NEWSLETTER_SCHEDULER_LEASE_SECONDS", LEASE_SECONDS)

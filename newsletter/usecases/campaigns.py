@@ -100,13 +100,13 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
                 again: bool = False) -> dict:
     """Store a campaign the daemon sends at ``at`` (``local_time``: in each subscriber's zone, in waves).
 
-    Returns the summary of :func:`newsletter.scheduling.planning.schedule_campaign` plus ``audience``,
+    Returns the summary of :func:`newsletter.usecases.planning.schedule_campaign` plus ``audience``,
     ``subject``, ``when`` (the parsed time) and ``list``.
     """
     from newsletter.delivery import get_transport
     from newsletter.engine.campaigns import require_sendable
     from newsletter.errors import InputError
-    from newsletter.scheduling.planning import schedule_campaign
+    from newsletter.usecases.planning import schedule_campaign
     from newsletter.scheduling.times import parse_naive, parse_when
 
     require_sendable(settings)
@@ -146,15 +146,15 @@ def schedule_recurring(store, settings, folder: str, list_name: str, cron: str, 
 
 
 def cancel(store, campaign_id: int) -> dict:
-    """Cancel a campaign that has not started (see :func:`newsletter.scheduling.planning.cancel_campaign`)."""
-    from newsletter.scheduling.planning import cancel_campaign
+    """Cancel a campaign that has not started (see :func:`newsletter.usecases.planning.cancel_campaign`)."""
+    from newsletter.usecases.planning import cancel_campaign
 
     return cancel_campaign(store, campaign_id)
 
 
 def reschedule(store, settings, campaign_id: int, at: str, zone: str | None = None) -> dict:
     """Move a campaign that has not started to ``at`` (see ``planning.reschedule_campaign``)."""
-    from newsletter.scheduling.planning import reschedule_campaign
+    from newsletter.usecases.planning import reschedule_campaign
 
     return reschedule_campaign(store, settings, campaign_id, at, zone)
 

@@ -14,6 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from newsletter.errors import Conflict, NewsletterError
 from newsletter.scheduling import waves as wave_runs
@@ -217,8 +218,6 @@ def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> 
 
 def fire_schedule(schedule_id: int) -> None:
     """The job of a recurring schedule (see :mod:`newsletter.scheduling.recurring`)."""
-    from newsletter.scheduling.recurring import run_schedule
-
     rt = current()
     if rt.stop.is_set():
         return
@@ -227,3 +226,38 @@ def fire_schedule(schedule_id: int) -> None:
             campaign_id = run_schedule(rt, schedule_id)
     if mine and campaign_id is not None:
         fire_campaign(campaign_id)
+
+
+def run_schedule(rt: Runtime, schedule_id: int) -> int | None:
+    """One firing of a recurring schedule: create a due campaign of the folder's newest new
+    article; returns its id (None: skipped, or an error recorded on the run)."""
+    from newsletter.scheduling.recurring import newest_unsent
+    from newsletter.usecases.campaigns import create_due_campaign
+
+    with rt.store.session() as session:
+        schedule = session.get(q.Schedule, schedule_id)
+        if schedule is None or not schedule.active:
+            return None
+        article = newest_unsent(session, Path(rt.settings.workspace), Path(schedule.folder), schedule.list_name)
+        list_name, transport, zone, options = (schedule.list_name, schedule.transport, schedule.timezone,
+                                               dict(schedule.options or {}))
+    if article is None:
+        _record_run(rt, schedule_id, q.RUN_SKIPPED, "", None, "nothing new in the folder")
+        log.info("recurring schedule %s: nothing new; run skipped", schedule_id)
+        return None
+    try:
+        campaign_id = create_due_campaign(rt.store, rt.settings, str(article), list_name, transport, zone, options)
+    except NewsletterError as exc:
+        _record_run(rt, schedule_id, q.RUN_ERROR, str(article), None, exc.message)
+        log.error("recurring schedule %s: %s: %s", schedule_id, article.name, exc.message)
+        return None
+    _record_run(rt, schedule_id, q.RUN_SENT, str(article), campaign_id, "")
+    log.info("recurring schedule %s: %s becomes campaign %s", schedule_id, article.name, campaign_id)
+    return campaign_id
+
+
+def _record_run(rt: Runtime, schedule_id: int, outcome: str, article: str, campaign_id: int | None,
+                detail: str) -> None:
+    with rt.store.session() as session:
+        session.add(q.ScheduleRun(schedule_id=schedule_id, outcome=outcome, article=article,
+                                  campaign_id=campaign_id, detail=detail, fired_at=utcnow()))

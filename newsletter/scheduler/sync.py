@@ -21,13 +21,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from newsletter.engine.fencing import sender_alive, stale_seconds
-from newsletter.scheduling import jobs
+from newsletter.scheduler import jobs
 from newsletter.store import scheduling as q
 from newsletter.store.models import SCHEDULED, SENDING, utcnow
 
 # Jobs carry ids only and name their function, so a job never holds an object.
-FIRE_CAMPAIGN = "newsletter.scheduling.jobs:fire_campaign"
-FIRE_SCHEDULE = "newsletter.scheduling.jobs:fire_schedule"
+FIRE_CAMPAIGN = "newsletter.scheduler.jobs:fire_campaign"
+FIRE_SCHEDULE = "newsletter.scheduler.jobs:fire_schedule"
 
 
 def campaign_job_id(campaign_id: int) -> str:

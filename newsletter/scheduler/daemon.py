@@ -27,7 +27,7 @@ from datetime import timezone
 
 from newsletter.engine.fencing import dead_on_this_host, new_sender_id
 from newsletter.errors import Conflict
-from newsletter.scheduling import jobs
+from newsletter.scheduler import jobs
 from newsletter.scheduling.times import show
 from newsletter.store import scheduling as q
 from newsletter.store.models import PAUSED, SENDING, utcnow
@@ -181,7 +181,7 @@ class Daemon:
         """Reconcile the jobs with the campaigns and schedules tables (see the module docstring)."""
         if self.runtime.stop.is_set():
             return
-        from newsletter.scheduling.sync import plan_sync
+        from newsletter.scheduler.sync import plan_sync
 
         try:
             plan_sync(self)
