@@ -198,7 +198,7 @@ def reschedule(app, campaign_id, at, zone, as_json):
     from newsletter.scheduling.times import show as show_time
     from newsletter.usecases.campaigns import reschedule as reschedule_campaign
 
-    result = reschedule_campaign(app.store, app.settings, campaign_id, at, zone)
+    result = reschedule_campaign(app.store, campaign_id, at, zone)
     if result["note"]:
         say(f"[yellow]{result['note']}[/]")
     if as_json:

@@ -1,8 +1,8 @@
 """Campaign use cases: send now, schedule, resume, retry, cancel, reschedule.
 
-Each takes the store, the Settings and plain values, and returns what the
-caller prints (a SendReport or a dict); none prints or asks anything. Who
-sends is :func:`newsletter.usecases.dispatch.dispatcher_for`'s choice.
+Each takes the store (and the Settings when it needs them) and plain
+values, and returns what the caller prints (a SendReport or a dict); none
+prints or asks anything. Who sends is :func:`newsletter.usecases.dispatch.dispatcher_for`'s choice.
 """
 
 from __future__ import annotations
@@ -152,11 +152,11 @@ def cancel(store, campaign_id: int) -> dict:
     return cancel_campaign(store, campaign_id)
 
 
-def reschedule(store, settings, campaign_id: int, at: str, zone: str | None = None) -> dict:
+def reschedule(store, campaign_id: int, at: str, zone: str | None = None) -> dict:
     """Move a campaign that has not started to ``at`` (see ``planning.reschedule_campaign``)."""
     from newsletter.usecases.planning import reschedule_campaign
 
-    return reschedule_campaign(store, settings, campaign_id, at, zone)
+    return reschedule_campaign(store, campaign_id, at, zone)
 
 
 def create_due_campaign(store, settings, article: str, list_name: str, transport: str, zone: str,

@@ -79,7 +79,7 @@ def cancel_campaign(store, campaign_id: int) -> dict:
     return {"campaign_id": campaign_id, "status": CANCELLED, "already": False}
 
 
-def reschedule_campaign(store, settings, campaign_id: int, at: str, zone: str | None) -> dict:
+def reschedule_campaign(store, campaign_id: int, at: str, zone: str | None) -> dict:
     """Move a campaign that has not started (``scheduled``, ``draft`` or ``missed``) to a new time.
 
     ``zone`` defaults to the campaign's own. A local-time campaign gets its
