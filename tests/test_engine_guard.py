@@ -8,7 +8,7 @@ a word; a campaign nobody received must not look ``sent``.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import datetime, timezone
 
 import pytest
 from conftest import populate
@@ -18,10 +18,8 @@ from smtp_server import SmtpServer
 from newsletter.delivery.memory import MemoryTransport
 
 API_KEY = "SG.guard-test.secret-value"
-
-
-# A time in the schedulable future (at most ten years ahead).
-NEXT_YEAR = f"{date.today().year + 1}-01-01 09:00"
+# A time well ahead, but within the ten years a send may be scheduled ahead (2099 stopped being that).
+LATER = f"{datetime.now(timezone.utc).year + 1}-06-01 09:00"
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +91,7 @@ def test_a_send_in_progress_is_refused_even_with_again(workspace, cli, tmp_path)
         refused = _send(cli, *extra)
         assert refused.exit_code == 1 and "sending" in refused.stderr and "right now" in refused.stderr
         assert "campaigns resume 1" in refused.stderr and "Traceback" not in refused.stderr
-    later = cli("schedule", "articles/welcome.md", "--list", "readers", "--at", NEXT_YEAR, "--again")
+    later = cli("schedule", "articles/welcome.md", "--list", "readers", "--at", LATER, "--again")
     assert later.exit_code == 1 and "right now" in later.stderr
     assert len(MemoryTransport.shared_outbox) == 1
 
@@ -102,7 +100,7 @@ def test_schedule_refuses_an_edition_already_sent_or_scheduled(workspace, cli, t
     populate(cli, tmp_path, 2)
     MemoryTransport.clear_shared()
     assert _send(cli).exit_code == 0
-    args = ("schedule", "articles/welcome.md", "--list", "readers", "--at", NEXT_YEAR, "--json")
+    args = ("schedule", "articles/welcome.md", "--list", "readers", "--at", LATER, "--json")
     refused = cli(*args)
     assert refused.exit_code == 1 and "--again" in refused.stderr and "campaigns resume 1" in refused.stderr
     scheduled = cli(*args, "--again")

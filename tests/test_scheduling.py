@@ -86,7 +86,7 @@ def test_schedule_errors_are_one_line_and_store_nothing(letter, cli):
     assert cli("campaigns", "list", "--json").json() == []
 
 
-def test_schedule_creates_a_scheduled_campaign_and_its_job(letter, cli):
+def test_schedule_creates_a_scheduled_campaign_and_writes_no_job(letter, cli):
     result = cli("schedule", "articles/budget.md", "--list", "readers", "--at", "2027-01-05 09:00",
                  "--tz", "America/New_York", "--json")
     assert result.exit_code == 0, result.stderr
@@ -103,7 +103,7 @@ def test_schedule_creates_a_scheduled_campaign_and_its_job(letter, cli):
     store, _ = store_and_settings()
     with store.session() as session:
         job_ids = set(session.scalars(select(apscheduler_jobs.c.id)))
-    assert f"campaign-{campaign_id}" in job_ids
+    assert job_ids == set()  # the campaigns table is the scheduler's only input; only the daemon makes jobs
     rows = {r["id"]: r for r in cli("campaigns", "list", "--json").json()}
     row = rows[campaign_id]
     assert row["status"] == "scheduled" and row["scheduled_local"] == "2027-01-05 09:00 EST"
@@ -141,7 +141,7 @@ def test_cancel_and_reschedule_until_the_send_starts(letter, cli):
 
 def test_a_campaign_starts_once_when_two_fire_at_the_same_time(letter, cli):
     """The exactly-once guarantee under two daemons is the conditional claim: race two job runs."""
-    from newsletter.scheduling import jobs
+    from newsletter.scheduler import jobs
 
     campaign_id = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(1),
                       "--json").json()["campaign_id"]
@@ -168,15 +168,15 @@ def test_a_campaign_starts_once_when_two_fire_at_the_same_time(letter, cli):
 
 def _fire_with(rt, campaign_id):
     """fire_campaign's body for an explicit runtime (two daemons in one test process)."""
-    from newsletter.engine.sender import start_campaign
-    from newsletter.scheduling import jobs
+    from newsletter.scheduler import jobs
+    from newsletter.usecases.dispatch import ThisMachine, Watch
 
     jobs.send(rt, campaign_id, "file", "starting",
-              lambda t: start_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
+              lambda: ThisMachine(rt.store, rt.settings).start(campaign_id, Watch(stop=rt.stop)))
 
 
 def test_lease_one_holder_at_a_time_and_takeover_after_expiry(letter):
-    from newsletter.scheduling.daemon import LEASE_NAME, take_lease
+    from newsletter.scheduler.daemon import LEASE_NAME, take_lease
     from newsletter.store import scheduling as q
 
     store, _ = store_and_settings()
@@ -199,7 +199,7 @@ def test_lease_of_a_dead_local_process_is_taken_at_once(letter):
     import subprocess
     import sys
 
-    from newsletter.scheduling.daemon import take_lease
+    from newsletter.scheduler.daemon import take_lease
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -236,7 +236,7 @@ def test_local_time_refuses_a_time_already_past_somewhere(letter, cli):
 
 def test_waves_send_each_zone_at_its_time(letter, cli):
     """Drive the wave job by hand: only the zones whose time has come get a ledger row."""
-    from newsletter.scheduling import jobs
+    from newsletter.scheduler import jobs
     from newsletter.scheduling import waves as wave_runs
     from newsletter.store import scheduling as q
     from newsletter.store.models import Campaign
@@ -277,8 +277,8 @@ def test_waves_send_each_zone_at_its_time(letter, cli):
 def test_recurring_sends_the_newest_new_article_then_skips(letter, cli):
     import os
 
-    from newsletter.scheduling import jobs
-    from newsletter.scheduling.recurring import run_schedule
+    from newsletter.scheduler import jobs
+    from newsletter.scheduler.jobs import run_schedule
 
     folder = letter / "weekly"
     folder.mkdir()

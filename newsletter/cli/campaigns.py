@@ -32,7 +32,7 @@ def list_command(app, status, as_json):
       newsletter campaigns list --status scheduled --json
     """
     from newsletter.engine.campaigns import list_campaigns
-    from newsletter.scheduling.planning import enrich
+    from newsletter.usecases.planning import enrich
 
     rows = enrich(app.store, list_campaigns(app.store, status))
     if as_json:
@@ -114,25 +114,6 @@ def _print_events(console, data) -> None:
             f"and never to reach {rates['complaint_limit']:.1%}.")
 
 
-def _resumed(app, campaign_id, run, retry=None):
-    """Resume (or retry) here, or on the workers when a broker is configured."""
-    from newsletter.cli.send import finish_report, run_with_progress
-
-    if app.settings.broker_url:
-        from newsletter.cli.worker import follow_workers
-        from newsletter.distributed.dispatch import resume_distributed
-
-        queued = resume_distributed(app.store, app.settings, campaign_id, retry=retry)
-        return follow_workers(app.store, campaign_id, queued), finish_report
-    from newsletter.delivery import get_transport
-    from newsletter.engine.campaigns import get_campaign
-
-    with app.store.session() as session:
-        transport_name = get_campaign(session, campaign_id).transport
-    transport = get_transport(app.settings, transport_name)
-    return run_with_progress(lambda **kw: run(transport, **kw), transport, None), finish_report
-
-
 @campaigns.command("resume")
 @click.argument("campaign_id", type=int)
 @json_option
@@ -147,11 +128,12 @@ def resume(app, campaign_id, as_json):
     Example:
       newsletter campaigns resume 7
     """
-    from newsletter.engine.sender import resume_campaign
+    from newsletter.cli.send import finish_report, watching
+    from newsletter.usecases.campaigns import resume as resume_send
 
-    report, finish = _resumed(app, campaign_id,
-                              lambda t, **kw: resume_campaign(app.store, app.settings, campaign_id, t, **kw))
-    finish(report, as_json)
+    with watching() as watch:
+        report = resume_send(app.store, app.settings, campaign_id, watch)
+    finish_report(report, as_json)
 
 
 @campaigns.command("retry")
@@ -167,15 +149,12 @@ def retry(app, campaign_id, which, as_json):
     Example:
       newsletter campaigns retry 7 --unknown
     """
-    from newsletter.errors import InputError
-    from newsletter.engine.sender import retry_campaign
+    from newsletter.cli.send import finish_report, watching
+    from newsletter.usecases.campaigns import retry as retry_send
 
-    if which is None:
-        raise InputError("say which recipients to retry", hint=f"newsletter campaigns retry {campaign_id} --failed")
-    report, finish = _resumed(app, campaign_id,
-                              lambda t, **kw: retry_campaign(app.store, app.settings, campaign_id, t, which, **kw),
-                              retry=which)
-    finish(report, as_json)
+    with watching() as watch:
+        report = retry_send(app.store, app.settings, campaign_id, which, watch)
+    finish_report(report, as_json)
 
 
 @campaigns.command("cancel")
@@ -191,7 +170,7 @@ def cancel(app, campaign_id, as_json):
     Example:
       newsletter campaigns cancel 7
     """
-    from newsletter.scheduling.planning import cancel_campaign
+    from newsletter.usecases.campaigns import cancel as cancel_campaign
 
     result = cancel_campaign(app.store, campaign_id)
     if as_json:
@@ -216,10 +195,10 @@ def reschedule(app, campaign_id, at, zone, as_json):
     Example:
       newsletter campaigns reschedule 7 --at "2026-12-02 09:00" --tz Europe/Paris
     """
-    from newsletter.scheduling.planning import reschedule_campaign
     from newsletter.scheduling.times import show as show_time
+    from newsletter.usecases.campaigns import reschedule as reschedule_campaign
 
-    result = reschedule_campaign(app.store, app.settings, campaign_id, at, zone)
+    result = reschedule_campaign(app.store, campaign_id, at, zone)
     if result["note"]:
         say(f"[yellow]{result['note']}[/]")
     if as_json:

@@ -2,9 +2,9 @@
 
 Thin: parse options, call :func:`newsletter.compose.edition.compose_edition`,
 print. The heavy imports (Jinja2, mjml, markdown-it) happen inside the
-commands so ``newsletter --help`` stays fast. :func:`compose_options` and
-:func:`edition_from_options` are shared with ``preview``, ``send`` and
-``schedule``.
+commands so ``newsletter --help`` stays fast. :func:`compose_options` is
+shared with ``preview``, ``send`` and ``schedule``; composing with those
+options is :func:`newsletter.usecases.editions.edition_from_options`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Callable
 import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say
-
-RECENT_URL_HINT = 'pass --recent-url https://... (the address of "{title}")'
+from newsletter.usecases.editions import edition_from_options
 
 
 def compose_options(function: Callable) -> Callable:
@@ -29,29 +28,6 @@ def compose_options(function: Callable) -> Callable:
     for option in reversed(options):
         function = option(function)
     return function
-
-
-def edition_from_options(app, article: str, recent_title: str | None, recent_url: str | None, theme: str | None, *, strict: bool = True):
-    """Compose ``article`` with the shared options.
-
-    With ``strict`` a recently-published link without a URL is an InputError
-    (one line and a hint naming ``--recent-url``); ``check`` passes False to
-    report it as a finding instead.
-    """
-    from newsletter.compose.edition import compose_edition
-    from newsletter.errors import InputError
-
-    settings = app.settings
-    edition = compose_edition(
-        Path(article), settings, recent_title=recent_title, recent_url=recent_url, theme=theme,
-        workspace_templates=Path(settings.workspace) / "templates",
-    )
-    if strict and edition.recent and not edition.recent.url:
-        raise InputError(
-            f"the recently-published link {edition.recent.title!r} has no URL",
-            hint=RECENT_URL_HINT.format(title=edition.recent.title),
-        )
-    return edition
 
 
 @click.command("compose")
@@ -73,7 +49,7 @@ def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
     from newsletter.compose.checks import errors, warnings
     from newsletter.compose.output import write_edition
 
-    edition = edition_from_options(app, article, recent_title, recent_url, theme)
+    edition = edition_from_options(app.settings, article, recent_title, recent_url, theme)
     out = Path(out_dir) if out_dir else Path(app.settings.workspace) / "build"
     paths = write_edition(edition, app.settings, out)
     sizes = {kind: path.stat().st_size for kind, path in paths.items()}
@@ -114,7 +90,7 @@ def check(ctx, app, article, recent_title, recent_url, theme, as_json):
     from newsletter.compose.checks import errors, warnings
     from newsletter.errors import NewsletterError
 
-    edition = edition_from_options(app, article, recent_title, recent_url, theme, strict=False)
+    edition = edition_from_options(app.settings, article, recent_title, recent_url, theme, strict=False)
     found_errors, found_warnings = errors(edition.findings), warnings(edition.findings)
     if as_json:
         print_json({

@@ -43,9 +43,9 @@ def run(app, sync_interval, lease_seconds, wait):
       newsletter run
       newsletter run --wait          # stand by until the running daemon's lease expires
     """
-    from newsletter.scheduling.daemon import run_daemon
+    from newsletter.scheduler.daemon import LEASE_SECONDS, SYNC_SECONDS, run_daemon
 
-    sync = sync_interval or _env_float("NEWSLETTER_SCHEDULER_SYNC_SECONDS", 2.0)
-    lease = lease_seconds or _env_float("NEWSLETTER_SCHEDULER_LEASE_SECONDS", 30.0)
+    sync = sync_interval or _env_float("NEWSLETTER_SCHEDULER_SYNC_SECONDS", SYNC_SECONDS)
+    lease = lease_seconds or _env_float("NEWSLETTER_SCHEDULER_LEASE_SECONDS", LEASE_SECONDS)
     code = run_daemon(app.store, app.settings, sync_seconds=max(sync, 0.05), lease_seconds=max(lease, 0.5), wait=wait)
     raise SystemExit(code)

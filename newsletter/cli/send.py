@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -38,59 +39,36 @@ def send(app, article, list_name, transport, dry_run, limit, yes, again, recent_
       newsletter send articles/welcome.md --list readers --dry-run
       newsletter send articles/welcome.md --list readers --yes
     """
-    from newsletter.engine.campaigns import check_duplicate, create_campaign, require_sendable
-    from newsletter.engine.preflight import audience_of, preflight
+    from newsletter.usecases import campaigns as use
 
-    from newsletter.engine.fencing import stale_seconds
-
-    settings = app.settings
-    require_sendable(settings)
-    stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
-    edition = preflight(app, article, recent_title, recent_url, theme)
-    # Counting a million members takes most of a second: only when someone reads the number
-    # (with --yes, create_campaign still refuses a missing list or an empty audience).
-    audience = None if yes and not dry_run else audience_of(app.store, list_name)
-    chosen = transport or settings.transport
-    if not dry_run:
-        check_duplicate(app.store, edition, list_name, again)
+    plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,
+                         compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes)
     if dry_run:
-        _dry_run(app, article, edition, list_name, audience, chosen, as_json)
-        return
-    from newsletter.delivery import get_transport
-
-    sender = get_transport(settings, chosen)  # a missing API key or SMTP URL fails here, before anything is stored
+        return _print_dry_run(use.dry_run(app.store, app.settings, plan), article, as_json)
     if not yes:
-        click.confirm(f"Send {edition.subject!r} to {audience} subscribers of {list_name} via {chosen}?",
-                      abort=True, err=True)
-    campaign_id = create_campaign(app.store, settings, edition, list_name, chosen, article_path=article, again=again)
-    say(f"Campaign {campaign_id}: sending to {f'{audience} subscribers of ' if audience else ''}{list_name} "
-        f"via {chosen}")
-    if settings.broker_url:  # scale-out: `newsletter worker` processes send it
-        from newsletter.cli.worker import send_through_workers
-
-        finish_report(send_through_workers(app.store, settings, campaign_id, limit), as_json)
-        return
-    from newsletter.engine.sender import start_campaign
-
-    report = run_with_progress(lambda **kw: start_campaign(app.store, settings, campaign_id, sender, **kw),
-                               sender, limit)
+        click.confirm(f"Send {plan.edition.subject!r} to {plan.audience} subscribers of {list_name} via "
+                      f"{plan.transport}?", abort=True, err=True)
+    with watching() as watch:
+        report = use.send_now(app.store, app.settings, plan, watch, limit=limit)
     finish_report(report, as_json)
 
 
-def run_with_progress(run, transport, limit):
-    """Run a send with a progress bar and SIGTERM/Ctrl-C handling; returns its report."""
+@contextmanager
+def watching():
+    """A Watch with a progress bar and SIGTERM/Ctrl-C handling (the first one stops after the batch)."""
     import time
 
     from newsletter.cli._common import graceful_stop, progress, rate_text
+    from newsletter.usecases.dispatch import Watch
 
     started = time.monotonic()
-    with graceful_stop() as stop, transport, progress() as bar:
+    with graceful_stop() as stop, progress() as bar:
         task = bar.add_task("Sending", total=None, rate="")
 
         def on_progress(done, total):
             bar.update(task, completed=done, total=total, rate=rate_text(done, time.monotonic() - started))
 
-        return run(limit=limit, on_progress=on_progress, stop=stop)
+        yield Watch(stop=stop, on_progress=on_progress, note=say)
 
 
 def finish_report(report, as_json: bool) -> None:
@@ -118,16 +96,11 @@ def finish_report(report, as_json: bool) -> None:
         sys.exit(2)
 
 
-def _dry_run(app, article, edition, list_name, audience, transport, as_json):
-    from newsletter.engine.preflight import sample_for_list
-
-    sample_path, recipient = sample_for_list(app, edition, list_name)
-    data = {"campaign_id": None, "dry_run": True, "audience": audience, "list": list_name,
-            "transport": transport, "subject": edition.subject, "sample": str(sample_path),
-            "sample_recipient": recipient}
+def _print_dry_run(data: dict, article: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    say(f"Dry run: {edition.subject!r} would go to {audience} subscribers of {list_name} via {transport}.")
-    say(f"Sample for {recipient}: {sample_path}")
-    say(f"Send it with: newsletter send {article} --list {list_name} --yes")
+    say(f"Dry run: {data['subject']!r} would go to {data['audience']} subscribers of {data['list']} via "
+        f"{data['transport']}.")
+    say(f"Sample for {data['sample_recipient']}: {data['sample']}")
+    say(f"Send it with: newsletter send {article} --list {data['list']} --yes")

@@ -1,4 +1,4 @@
-"""``newsletter worker``: a scale-out worker; and the scale-out side of ``newsletter send``."""
+"""``newsletter worker``: a scale-out worker (sending on the workers: :mod:`newsletter.usecases.dispatch`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from newsletter.cli._common import pass_app, say
+from newsletter.cli._common import pass_app
 
 
 @click.command("worker")
@@ -57,36 +57,3 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("dramatiq").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("pika").setLevel(logging.WARNING)
-
-
-def send_through_workers(store, settings, campaign_id: int, limit: int | None):
-    """``newsletter send`` with a broker: queue the campaign's chunks, then follow the ledger
-    until the workers are done. Ctrl-C stops following, not the workers. Returns a SendReport."""
-    from newsletter.distributed.dispatch import enqueue_campaign
-
-    return follow_workers(store, campaign_id, enqueue_campaign(store, settings, campaign_id, limit=limit))
-
-
-def follow_workers(store, campaign_id: int, chunks: int):
-    """Follow a campaign the workers send (``chunks`` just queued) until done or Ctrl-C."""
-    import time
-
-    from newsletter.cli._common import graceful_stop, progress, rate_text
-    from newsletter.distributed.dispatch import follow_campaign
-
-    say(f"Queued {chunks} chunk(s) for the workers ('newsletter worker'); following progress "
-        f"(Ctrl-C stops following, not the send)")
-    started = time.monotonic()
-    with graceful_stop() as stop, progress() as bar:
-        task = bar.add_task("Sending", total=None, rate="")
-
-        def on_progress(state):
-            counts = state["counts"]
-            done = sum(counts.values()) - counts["pending"] - counts["sending"]
-            bar.update(task, completed=done, total=sum(counts.values()),
-                       rate=rate_text(done, time.monotonic() - started))
-
-        report = follow_campaign(store, campaign_id, stop=stop, on_progress=on_progress)
-    if report.status == "sending":
-        say(f"Stopped following; the workers carry on. Follow with: newsletter campaigns show {campaign_id}")
-    return report

@@ -75,6 +75,31 @@ def get_broker(settings):
         return broker
 
 
+def broker_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions by which Dramatiq and its broker clients say a message could not be handed over.
+
+    Named by class (Dramatiq's base error, redis-py's, pika's), for the
+    clients that are installed; ``tests/test_distributed_limits.py`` fails if an
+    unreachable broker stops raising one of them.
+    """
+    import dramatiq.errors
+
+    errors: list[type[BaseException]] = [dramatiq.errors.DramatiqError]
+    try:
+        import redis.exceptions
+
+        errors.append(redis.exceptions.RedisError)
+    except ImportError:
+        pass
+    try:
+        import pika.exceptions
+
+        errors += [pika.exceptions.AMQPError, pika.exceptions.ChannelError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def redis_url(settings) -> str | None:
     """Where the rate limiter and the shared pause live: NEWSLETTER_REDIS_URL, else a Redis broker.
 

@@ -119,7 +119,9 @@ def _send_messages(store, settings, campaign_id: int, ranges: list[tuple[int, in
         for first_id, last_id in ranges:
             actor.send_with_options(args=(campaign_id, first_id, last_id), time_limit=limit)
     except Exception as exc:
-        if type(exc).__module__.split(".")[0] not in ("dramatiq", "redis", "pika"):
+        from newsletter.distributed.broker import broker_errors
+
+        if not isinstance(exc, broker_errors()):
             raise
         raise DeliveryError(
             f"campaign {campaign_id} is recorded but the broker could not be reached ({type(exc).__name__})",

@@ -27,7 +27,6 @@ import time
 
 log = logging.getLogger("newsletter.worker")
 
-HEARTBEAT_SECONDS = 10.0
 SHUTDOWN_TIMEOUT_MS = 24 * 3600 * 1000  # "after its chunk": as long as the chunk takes
 
 
@@ -100,7 +99,7 @@ class _Maintenance(threading.Thread):
         from newsletter.engine.fencing import beat_interval
 
         # Several beats within the staleness limit, so a chunk in a long wait never looks abandoned.
-        tick = min(HEARTBEAT_SECONDS, beat_interval(self.context.stale), max(0.5, self.idle / 2))
+        tick = min(beat_interval(self.context.stale), max(0.5, self.idle / 2))
         while not self._halt.wait(tick):
             try:
                 self._beat()

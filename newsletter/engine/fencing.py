@@ -110,6 +110,20 @@ def sender_alive(sender: str | None, heartbeat: datetime | None, stale: float = 
     return heartbeat is not None and (utcnow() - heartbeat).total_seconds() < stale
 
 
+def dead_on_this_host(identity: str | None) -> bool:
+    """True when ``identity`` (a sender, a daemon's lease holder) names a process on this host that is gone."""
+    host, pid = _host_pid(identity)
+    if host != socket.gethostname() or pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def same_process(one: str | None, other: str | None) -> bool:
     """Whether two identities (``host:pid:random`` senders, daemon holders) name the same process."""
     host, pid = _host_pid(one)

@@ -6,7 +6,8 @@ such article, and a run with none is *skipped* -- recorded in
 ``schedule_runs``, not an error. An article counts as sent once a campaign of
 it to the list has been scheduled, started or sent (cancelled and missed
 campaigns do not count). A run whose article fails the pre-flight checks is
-recorded as ``error`` and sends nothing.
+recorded as ``error`` and sends nothing. (A firing is the daemon's job:
+:func:`newsletter.scheduler.jobs.run_schedule`.)
 
 Cron expressions have five fields (``0 9 * * MON``) or six, seconds first
 (``*/5 * * * * *``), evaluated in the schedule's time zone.
@@ -15,12 +16,11 @@ Cron expressions have five fields (``0 9 * * MON``) or six, seconds first
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
-from newsletter.errors import InputError, NewsletterError
+from newsletter.errors import InputError
 from newsletter.scheduling.times import get_zone
 from newsletter.store import scheduling as q
-from newsletter.store.models import CANCELLED, DRAFT, MISSED, SCHEDULED, utcnow
+from newsletter.store.models import CANCELLED, DRAFT, MISSED
 
 ARTICLE_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 COUNTS_AS_SENT = ("scheduled", "sending", "paused", "stopped", "sent")
@@ -84,48 +84,3 @@ def add_schedule(store, settings, folder: str, list_name: str, cron: str, zone: 
         session.add(schedule)
         session.flush()
         return schedule.id, trigger
-
-
-def run_schedule(rt, schedule_id: int) -> int | None:
-    """One firing: create a due campaign of the newest new article; returns its id (None: skipped/error)."""
-    from newsletter.engine.campaigns import create_campaign
-    from newsletter.engine.preflight import preflight
-
-    with rt.store.session() as session:
-        schedule = session.get(q.Schedule, schedule_id)
-        if schedule is None or not schedule.active:
-            return None
-        article = newest_unsent(session, Path(rt.settings.workspace), Path(schedule.folder), schedule.list_name)
-        list_name, transport, zone, options = (schedule.list_name, schedule.transport, schedule.timezone,
-                                               dict(schedule.options or {}))
-    if article is None:
-        _record(rt, schedule_id, q.RUN_SKIPPED, "", None, "nothing new in the folder")
-        q_log().info("recurring schedule %s: nothing new; run skipped", schedule_id)
-        return None
-    try:
-        edition = preflight(SimpleNamespace(settings=rt.settings), str(article), **options)
-        campaign_id = create_campaign(rt.store, rt.settings, edition, list_name, transport, status=SCHEDULED,
-                                      scheduled_at=utcnow(), timezone=zone, article_path=str(article))
-    except NewsletterError as exc:
-        _record(rt, schedule_id, q.RUN_ERROR, str(article), None, exc.message)
-        q_log().error("recurring schedule %s: %s: %s", schedule_id, article.name, exc.message)
-        return None
-    _record(rt, schedule_id, q.RUN_SENT, str(article), campaign_id, "")
-    q_log().info("recurring schedule %s: %s becomes campaign %s", schedule_id, article.name, campaign_id)
-    return campaign_id
-
-
-def _record(rt, schedule_id, outcome, article, campaign_id, detail) -> None:
-    with rt.store.session() as session:
-        session.add(q.ScheduleRun(schedule_id=schedule_id, outcome=outcome, article=article,
-                                  campaign_id=campaign_id, detail=detail, fired_at=utcnow()))
-
-
-def q_log():
-    from newsletter.scheduling.jobs import log
-
-    return log
-
-
-def preflight_options(recent_title, recent_url, theme) -> dict:
-    return {"recent_title": recent_title, "recent_url": recent_url, "theme": theme}

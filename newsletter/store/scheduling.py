@@ -11,9 +11,9 @@ hold what scheduling adds to it:
   articles, and what each run did (sent, skipped, error).
 - ``campaign_waves``: per-subscriber local-time sends, one row per distinct
   UTC send time.
-- ``apscheduler_jobs``: APScheduler's own SQLAlchemyJobStore table, declared
-  here with APScheduler's exact columns so the migration creates it and the
-  model/migration comparison covers it.
+- ``apscheduler_jobs``: APScheduler's SQLAlchemyJobStore table, unused since
+  the daemon keeps its jobs in memory (issue 12); declared until a migration
+  drops it, so the model/migration comparison still covers it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from newsletter.errors import Conflict, NewsletterError
 from newsletter.scheduling import waves as wave_runs
@@ -122,31 +123,33 @@ def fire_campaign(campaign_id: int) -> None:
             log.info("campaign %s now starts at %s (rescheduled); not yet", campaign_id, show(due, "UTC"))
         elif (now - due).total_seconds() > rt.grace:
             mark_missed(rt, campaign_id, due)
-        elif rt.settings.broker_url:
-            _start_on_workers(rt, campaign_id)
         else:
-            from newsletter.engine.sender import start_campaign
-
-            send(rt, campaign_id, transport, "starting",
-                 lambda t: start_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
+            _start(rt, campaign_id, transport)
 
 
-def _start_on_workers(rt: Runtime, campaign_id: int) -> None:
-    """Scale-out mode: queue the campaign's chunks for ``newsletter worker`` processes."""
-    from newsletter.distributed.dispatch import enqueue_campaign
-    from newsletter.errors import Conflict
+def _start(rt: Runtime, campaign_id: int, transport: str) -> None:
+    """Start a due campaign through the dispatcher the settings call for (here, or queued for the workers)."""
+    from newsletter.usecases.dispatch import Watch, dispatcher_for
 
+    dispatcher = dispatcher_for(rt.store, rt.settings)
+    if not dispatcher.on_workers:
+        send(rt, campaign_id, transport, "starting", lambda: dispatcher.start(campaign_id, Watch(stop=rt.stop)))
+        return
     try:
-        chunks = enqueue_campaign(rt.store, rt.settings, campaign_id)
+        dispatcher.start(campaign_id, Watch(stop=rt.stop, follow=False,
+                                            note=lambda text: log.info("campaign %s: %s", campaign_id, text)))
     except Conflict:
         log.info("campaign %s was started by another process", campaign_id)
-        return
-    log.info("campaign %s: queued %s chunk(s) for the workers", campaign_id, chunks)
+
+
+def _resume_here(rt: Runtime, campaign_id: int):
+    """Resume on this machine: the daemon continues sends it (or a dead local sender) began, even with a broker."""
+    from newsletter.usecases.dispatch import ThisMachine, Watch
+
+    return ThisMachine(rt.store, rt.settings).resume(campaign_id, Watch(stop=rt.stop))
 
 
 def _run_waves(rt: Runtime, campaign_id: int, transport: str, now: datetime) -> None:
-    from newsletter.engine.sender import resume_campaign
-
     for wave in wave_runs.due_waves(rt.store, campaign_id, now):
         if rt.stop.is_set():
             return
@@ -161,8 +164,7 @@ def _run_waves(rt: Runtime, campaign_id: int, transport: str, now: datetime) -> 
             return
         log.info("campaign %s: wave %s, %s recipients", campaign_id, wave_runs.wave_label(wave), rows)
         # The wave's claim left no heartbeat, so the engine's resume sees no live sender and continues.
-        send(rt, campaign_id, transport, "sending wave",
-             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
+        send(rt, campaign_id, transport, "sending wave", lambda: _resume_here(rt, campaign_id))
     wave_runs.settle(rt.store, campaign_id)
 
 
@@ -173,8 +175,6 @@ def resume_orphan(campaign_id: int, orphan: bool = False) -> None:
     and its heartbeat means nothing; clearing it lets the engine resume now
     instead of after its staleness delay.
     """
-    from newsletter.engine.sender import resume_campaign
-
     with _job(campaign_id) as rt:
         if rt is None:
             return
@@ -185,8 +185,7 @@ def resume_orphan(campaign_id: int, orphan: bool = False) -> None:
             transport = campaign.transport
             if orphan:
                 q.clear_heartbeat(session, campaign_id)
-        send(rt, campaign_id, transport, "resuming",
-             lambda t: resume_campaign(rt.store, rt.settings, campaign_id, t, stop=rt.stop))
+        send(rt, campaign_id, transport, "resuming", lambda: _resume_here(rt, campaign_id))
         with rt.store.session() as session:
             has_waves = bool(q.waves_of(session, campaign_id))
         if has_waves:
@@ -194,17 +193,13 @@ def resume_orphan(campaign_id: int, orphan: bool = False) -> None:
 
 
 def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> None:
-    """Run ``run(transport)`` for a campaign with logging; the daemon never dies of one campaign."""
-    from newsletter.delivery import get_transport
-
+    """Run ``run()`` (a send through ``transport_name``) with logging; the daemon never dies of one campaign."""
     with rt.store.session() as session:
         q.record_send(session, campaign_id, rt.holder)
     handed_over = False
     try:
-        transport = get_transport(rt.settings, transport_name)
         log.info("campaign %s: %s via %s", campaign_id, verb, transport_name)
-        with transport:
-            report = run(transport)
+        report = run()
         handed_over = report.status == PAUSED and rt.stop.is_set()
         log.info("campaign %s: %s (sent %s, failed %s, unknown %s, skipped %s) in %.1f s%s", campaign_id,
                  report.status, report.sent, report.failed, report.unknown, report.skipped, report.seconds,
@@ -223,8 +218,6 @@ def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> 
 
 def fire_schedule(schedule_id: int) -> None:
     """The job of a recurring schedule (see :mod:`newsletter.scheduling.recurring`)."""
-    from newsletter.scheduling.recurring import run_schedule
-
     rt = current()
     if rt.stop.is_set():
         return
@@ -233,3 +226,38 @@ def fire_schedule(schedule_id: int) -> None:
             campaign_id = run_schedule(rt, schedule_id)
     if mine and campaign_id is not None:
         fire_campaign(campaign_id)
+
+
+def run_schedule(rt: Runtime, schedule_id: int) -> int | None:
+    """One firing of a recurring schedule: create a due campaign of the folder's newest new
+    article; returns its id (None: skipped, or an error recorded on the run)."""
+    from newsletter.scheduling.recurring import newest_unsent
+    from newsletter.usecases.campaigns import create_due_campaign
+
+    with rt.store.session() as session:
+        schedule = session.get(q.Schedule, schedule_id)
+        if schedule is None or not schedule.active:
+            return None
+        article = newest_unsent(session, Path(rt.settings.workspace), Path(schedule.folder), schedule.list_name)
+        list_name, transport, zone, options = (schedule.list_name, schedule.transport, schedule.timezone,
+                                               dict(schedule.options or {}))
+    if article is None:
+        _record_run(rt, schedule_id, q.RUN_SKIPPED, "", None, "nothing new in the folder")
+        log.info("recurring schedule %s: nothing new; run skipped", schedule_id)
+        return None
+    try:
+        campaign_id = create_due_campaign(rt.store, rt.settings, str(article), list_name, transport, zone, options)
+    except NewsletterError as exc:
+        _record_run(rt, schedule_id, q.RUN_ERROR, str(article), None, exc.message)
+        log.error("recurring schedule %s: %s: %s", schedule_id, article.name, exc.message)
+        return None
+    _record_run(rt, schedule_id, q.RUN_SENT, str(article), campaign_id, "")
+    log.info("recurring schedule %s: %s becomes campaign %s", schedule_id, article.name, campaign_id)
+    return campaign_id
+
+
+def _record_run(rt: Runtime, schedule_id: int, outcome: str, article: str, campaign_id: int | None,
+                detail: str) -> None:
+    with rt.store.session() as session:
+        session.add(q.ScheduleRun(schedule_id=schedule_id, outcome=outcome, article=article,
+                                  campaign_id=campaign_id, detail=detail, fired_at=utcnow()))

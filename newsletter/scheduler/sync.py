@@ -1,4 +1,9 @@
-"""One round of the daemon's sync: make the job store match the tables.
+"""One round of the daemon's sync: make the daemon's jobs match the tables.
+
+The campaigns and schedules tables are the scheduler's only input: no other
+process writes jobs, and the daemon keeps them in memory (APScheduler's job
+stores are not to be shared between processes), so a daemon that starts
+rebuilds them all at its first sync.
 
 For every ``scheduled`` campaign there is one job ``campaign-<id>`` at its
 ``scheduled_at`` (a local-time campaign's next wave); one past the misfire
@@ -13,16 +18,31 @@ fresh heartbeat is alive, however long its campaign has been sending.
 
 from __future__ import annotations
 
-from newsletter.scheduling import jobs
-from newsletter.scheduling.jobstore import (
-    FIRE_SCHEDULE,
-    campaign_job_id,
-    campaign_job_options,
-    schedule_job_id,
-)
-from newsletter.store import scheduling as q
+from datetime import datetime
+
 from newsletter.engine.fencing import sender_alive, stale_seconds
+from newsletter.scheduler import jobs
+from newsletter.store import scheduling as q
 from newsletter.store.models import SCHEDULED, SENDING, utcnow
+
+# Jobs carry ids only and name their function, so a job never holds an object.
+FIRE_CAMPAIGN = "newsletter.scheduler.jobs:fire_campaign"
+FIRE_SCHEDULE = "newsletter.scheduler.jobs:fire_schedule"
+
+
+def campaign_job_id(campaign_id: int) -> str:
+    return f"campaign-{campaign_id}"
+
+
+def schedule_job_id(schedule_id: int) -> str:
+    return f"schedule-{schedule_id}"
+
+
+def campaign_job_options(campaign_id: int, run_at: datetime, grace_seconds: int | None) -> dict:
+    """``add_job`` arguments for a campaign's one-shot job (never APScheduler's 1 s misfire default)."""
+    return dict(func=FIRE_CAMPAIGN, trigger="date", run_date=run_at, args=[campaign_id],
+                id=campaign_job_id(campaign_id), name=f"campaign {campaign_id}",
+                misfire_grace_time=grace_seconds, coalesce=True, max_instances=1, replace_existing=True)
 
 
 def plan_sync(daemon) -> None:
@@ -42,7 +62,7 @@ def plan_sync(daemon) -> None:
             jobs.mark_missed(rt, campaign_id, due)
             continue
         wanted.add(campaign_job_id(campaign_id))
-        if campaign_id in rt.inflight:  # firing now: its job is already out of the store
+        if campaign_id in rt.inflight:  # firing now: its job is already gone from the scheduler
             continue
         if daemon.known.get(campaign_id) != due:
             daemon.known[campaign_id] = due

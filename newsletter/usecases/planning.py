@@ -15,7 +15,6 @@ from sqlalchemy import select
 from newsletter.engine.campaigns import create_campaign, get_campaign
 from newsletter.errors import Conflict
 from newsletter.scheduling import waves as wave_plans
-from newsletter.scheduling.jobstore import campaign_job_id, drop_job, put_campaign_job
 from newsletter.scheduling.times import When, parse_naive, parse_when, show
 from newsletter.store import ledger
 from newsletter.store import scheduling as q
@@ -24,7 +23,10 @@ from newsletter.store.models import CANCELLED, DRAFT, MISSED, SCHEDULED, Campaig
 
 def schedule_campaign(store, settings, edition, list_name: str, transport: str, when: When, *,
                       article_path: str = "", local_time: bool = False, again: bool = False) -> dict:
-    """Store a ``scheduled`` campaign (with its waves for ``local_time``) and its job; returns its summary.
+    """Store a ``scheduled`` campaign (with its waves for ``local_time``); returns its summary.
+
+    The daemon (``newsletter run``) picks it up from the campaigns table at
+    its next sync: no process but the daemon touches APScheduler.
 
     ``again``: the duplicate-send guard's override (see ``create_campaign``).
     """
@@ -32,7 +34,6 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
         campaign_id = create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
                                       scheduled_at=when.utc, timezone=when.zone, article_path=article_path,
                                       again=again)
-        put_campaign_job(store, settings, campaign_id, when.utc)
         return {"campaign_id": campaign_id, "scheduled_at": when.utc, "timezone": when.zone, "waves": []}
     # A draft until its waves exist: the daemon never sees a half-planned campaign.
     campaign_id = create_campaign(store, settings, edition, list_name, transport, status=DRAFT,
@@ -47,7 +48,6 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
         with store.session() as session:  # leave no stray draft behind
             session.delete(get_campaign(session, campaign_id))
         raise
-    put_campaign_job(store, settings, campaign_id, first, waves=True)
     return {"campaign_id": campaign_id, "scheduled_at": first, "timezone": when.zone, "waves": planned}
 
 
@@ -76,11 +76,10 @@ def cancel_campaign(store, campaign_id: int) -> dict:
                 return {"campaign_id": campaign_id, "status": CANCELLED, "already": True}
             raise _refuse(campaign_id, status, "cancelled")
         q.set_waves(session, campaign_id, q.WAVE_PENDING, q.WAVE_CANCELLED)
-    drop_job(store, campaign_job_id(campaign_id))
     return {"campaign_id": campaign_id, "status": CANCELLED, "already": False}
 
 
-def reschedule_campaign(store, settings, campaign_id: int, at: str, zone: str | None) -> dict:
+def reschedule_campaign(store, campaign_id: int, at: str, zone: str | None) -> dict:
     """Move a campaign that has not started (``scheduled``, ``draft`` or ``missed``) to a new time.
 
     ``zone`` defaults to the campaign's own. A local-time campaign gets its
@@ -104,7 +103,6 @@ def reschedule_campaign(store, settings, campaign_id: int, at: str, zone: str | 
         if not q.claim_scheduled(session, campaign_id, SCHEDULED, from_statuses, scheduled_at=scheduled_at,
                                  timezone=when.zone, error=""):
             raise _refuse(campaign_id, _status(session, campaign_id), "rescheduled")
-    put_campaign_job(store, settings, campaign_id, scheduled_at, waves=has_waves)
     return {"campaign_id": campaign_id, "status": SCHEDULED, "scheduled_at": scheduled_at,
             "timezone": when.zone, "note": when.note, "local_time": has_waves}
 

@@ -4,11 +4,12 @@
   every third of its length. A second daemon refuses to start while it is
   held (or, with ``wait``, waits); it takes over an expired lease, or at once
   one whose holder is a dead process on this host.
-- The sync: APScheduler 3 does not see jobs other processes add to its store,
-  so every ``sync_seconds`` the daemon reconciles its SQLAlchemyJobStore with
-  the campaigns and schedules tables (the truth): it adds, moves and removes
-  jobs, marks ``missed`` what is past the grace, and resumes sends whose
-  sender died.
+- The sync: the campaigns and schedules tables are the scheduler's only
+  input. Its jobs live in memory (no other process writes them; APScheduler's
+  job stores must not be shared between processes): at start and every
+  ``sync_seconds`` the daemon reconciles them with the tables, adding, moving
+  and removing jobs, marking ``missed`` what is past the grace, and resuming
+  sends whose sender died.
 - Misfires: campaign jobs carry ``misfire_grace_time`` =
   ``settings.misfire_grace_seconds`` (never APScheduler's 1 s) and
   ``coalesce=True``; an APScheduler "missed" event also marks the campaign.
@@ -20,48 +21,28 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import sys
-import uuid
 from datetime import timezone
 
+from newsletter.engine.fencing import dead_on_this_host, new_sender_id
 from newsletter.errors import Conflict
-from newsletter.scheduling import jobs
-from newsletter.scheduling.jobstore import job_store
+from newsletter.scheduler import jobs
 from newsletter.scheduling.times import show
 from newsletter.store import scheduling as q
 from newsletter.store.models import PAUSED, SENDING, utcnow
 
 LEASE_NAME = "scheduler"
+SYNC_SECONDS = 2.0  # how often the daemon syncs its jobs from the tables (NEWSLETTER_SCHEDULER_SYNC_SECONDS)
+LEASE_SECONDS = 30.0  # how long its lease lasts unless renewed (NEWSLETTER_SCHEDULER_LEASE_SECONDS)
 log = jobs.log
-
-
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _dead_local_holder(holder: str) -> bool:
-    """True when ``holder`` names a process on this host that no longer exists."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def take_lease(store, holder: str, seconds: float) -> tuple[bool, object]:
     """Try once to hold the lease; returns (ours, the lease row as it stands)."""
     with store.session() as session:
         current = q.lease_of(session, LEASE_NAME)
-        dead = current.holder if current is not None and _dead_local_holder(current.holder) else None
+        dead = current.holder if current is not None and dead_on_this_host(current.holder) else None
         ours = q.acquire_lease(session, LEASE_NAME, holder, seconds, take_from=dead)
     with store.session() as session:
         return ours, q.lease_of(session, LEASE_NAME)
@@ -91,10 +72,10 @@ def acquire(store, holder: str, seconds: float, wait: bool, poll: float) -> None
 class Daemon:
     """A BlockingScheduler owned by the lease holder, synced from the campaigns table."""
 
-    def __init__(self, store, settings, *, sync_seconds: float = 2.0, lease_seconds: float = 30.0):
+    def __init__(self, store, settings, *, sync_seconds: float = SYNC_SECONDS, lease_seconds: float = LEASE_SECONDS):
         self.store, self.settings = store, settings
         self.sync_seconds, self.lease_seconds = sync_seconds, lease_seconds
-        self.runtime = jobs.Runtime(store, settings, holder_name())
+        self.runtime = jobs.Runtime(store, settings, new_sender_id())  # host:pid:random, like a sender
         self.scheduler = None
         self.exit_code = 0
         self.known: dict[int, object] = {}  # campaign id -> the due time last logged
@@ -135,12 +116,10 @@ class Daemon:
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        from newsletter.store.db import create_db_engine
-
         scheduler = BlockingScheduler(
             timezone=timezone.utc,
-            # Its own engine: the job store disposes of it on shutdown, while sends may still be using ours.
-            jobstores={"default": job_store(create_db_engine(self.store.url)), "internal": MemoryJobStore()},
+            # "default": the campaigns' and schedules' jobs (rebuilt by sync); "internal": the daemon's own.
+            jobstores={"default": MemoryJobStore(), "internal": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(8)},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": self.settings.misfire_grace_seconds})
@@ -199,10 +178,10 @@ class Daemon:
                                jobstore="internal", replace_existing=True, misfire_grace_time=None)
 
     def sync(self) -> None:
-        """Reconcile the job store with the campaigns and schedules tables (see the module docstring)."""
+        """Reconcile the jobs with the campaigns and schedules tables (see the module docstring)."""
         if self.runtime.stop.is_set():
             return
-        from newsletter.scheduling.sync import plan_sync
+        from newsletter.scheduler.sync import plan_sync
 
         try:
             plan_sync(self)

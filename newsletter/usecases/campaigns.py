@@ -1,0 +1,170 @@
+"""Campaign use cases: send now, schedule, resume, retry, cancel, reschedule.
+
+Each takes the store (and the Settings when it needs them) and plain
+values, and returns what the caller prints (a SendReport or a dict); none
+prints or asks anything. Who sends is :func:`newsletter.usecases.dispatch.dispatcher_for`'s choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from newsletter.usecases.dispatch import Watch, dispatcher_for
+from newsletter.usecases.editions import audience_of, prepare_edition, sample_for_list
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    """The options every send, schedule and preview composes with."""
+
+    recent_title: str | None = None
+    recent_url: str | None = None
+    theme: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"recent_title": self.recent_title, "recent_url": self.recent_url, "theme": self.theme}
+
+
+@dataclass
+class SendPlan:
+    """A checked send, before its campaign exists: what :func:`send_now` stores and sends."""
+
+    article: str
+    list_name: str
+    transport: str
+    edition: object
+    audience: int | None
+    again: bool = False
+
+
+def plan_send(store, settings, article: str, list_name: str, *, transport: str | None = None,
+              compose: ComposeOptions = ComposeOptions(), again: bool = False, dry_run: bool = False,
+              count: bool = True) -> SendPlan:
+    """Compose and check ``article`` for ``list_name``; raise on anything that would stop the send.
+
+    ``count``: size the audience (most of a second for a million members;
+    without it, :func:`send_now` still refuses a missing list or an empty
+    audience). A dry run skips the duplicate-send guard and the transport.
+    """
+    from newsletter.engine.campaigns import check_duplicate, require_sendable
+    from newsletter.engine.fencing import stale_seconds
+
+    require_sendable(settings)
+    stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
+    edition = prepare_edition(settings, article, **compose.as_dict())
+    audience = audience_of(store, list_name) if count or dry_run else None
+    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again)
+    if not dry_run:
+        from newsletter.delivery import get_transport
+
+        check_duplicate(store, edition, list_name, again)
+        get_transport(settings, plan.transport)  # a missing API key or SMTP URL fails here, before anything is stored
+    return plan
+
+
+def dry_run(store, settings, plan: SendPlan) -> dict:
+    """What a send would do: its audience and one rendered sample (written to build/)."""
+    sample_path, recipient = sample_for_list(store, settings, plan.edition, plan.list_name)
+    return {"campaign_id": None, "dry_run": True, "audience": plan.audience, "list": plan.list_name,
+            "transport": plan.transport, "subject": plan.edition.subject, "sample": str(sample_path),
+            "sample_recipient": recipient}
+
+
+def send_now(store, settings, plan: SendPlan, watch: Watch, *, limit: int | None = None):
+    """Store the campaign and send it (here or on the workers); returns the SendReport."""
+    from newsletter.engine.campaigns import create_campaign
+
+    campaign_id = create_campaign(store, settings, plan.edition, plan.list_name, plan.transport,
+                                  article_path=plan.article, again=plan.again)
+    size = f"{plan.audience} subscribers of " if plan.audience else ""
+    watch.note(f"Campaign {campaign_id}: sending to {size}{plan.list_name} via {plan.transport}")
+    return dispatcher_for(store, settings).start(campaign_id, watch, limit=limit)
+
+
+def resume(store, settings, campaign_id: int, watch: Watch):
+    """Send what a stopped or killed campaign has not sent yet; returns the SendReport."""
+    return dispatcher_for(store, settings).resume(campaign_id, watch)
+
+
+def retry(store, settings, campaign_id: int, which: str | None, watch: Watch):
+    """Send again the ``failed`` (or ``unknown``) recipients; returns the SendReport."""
+    from newsletter.errors import InputError
+
+    if which is None:
+        raise InputError("say which recipients to retry", hint=f"newsletter campaigns retry {campaign_id} --failed")
+    return dispatcher_for(store, settings).resume(campaign_id, watch, retry=which)
+
+
+def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone: str | None = None,
+                local_time: bool = False, transport: str | None = None, compose: ComposeOptions = ComposeOptions(),
+                again: bool = False) -> dict:
+    """Store a campaign the daemon sends at ``at`` (``local_time``: in each subscriber's zone, in waves).
+
+    Returns the summary of :func:`newsletter.usecases.planning.schedule_campaign` plus ``audience``,
+    ``subject``, ``when`` (the parsed time) and ``list``.
+    """
+    from newsletter.delivery import get_transport
+    from newsletter.engine.campaigns import require_sendable
+    from newsletter.errors import InputError
+    from newsletter.usecases.planning import schedule_campaign
+    from newsletter.scheduling.times import parse_naive, parse_when
+
+    require_sendable(settings)
+    if not at:
+        raise InputError("say when to send", hint=f'newsletter schedule {article} --list {list_name} '
+                                                  '--at "2026-12-01 09:00" --tz Europe/Paris')
+    if local_time and parse_naive(at).tzinfo is not None:
+        raise InputError("--local-time takes a wall-clock time without an offset",
+                         hint='e.g. --at "2026-12-01 09:00" --local-time')
+    when = parse_when(at, zone, allow_past=local_time)  # waves check their own first time
+    chosen = transport or settings.transport
+    get_transport(settings, chosen)  # a missing API key or SMTP URL fails now, not at send time
+    edition = prepare_edition(settings, article, **compose.as_dict())
+    audience = audience_of(store, list_name)
+    result = schedule_campaign(store, settings, edition, list_name, chosen, when, article_path=article,
+                               local_time=local_time, again=again)
+    return {**result, "list": list_name, "audience": audience, "subject": edition.subject, "when": when}
+
+
+def schedule_recurring(store, settings, folder: str, list_name: str, cron: str, *, zone: str | None = None,
+                       transport: str | None = None, compose: ComposeOptions = ComposeOptions()) -> dict:
+    """Store a recurring schedule: the newest new article of ``folder`` to ``list_name`` on ``cron``."""
+    from datetime import datetime, timezone
+
+    from newsletter.delivery import get_transport
+    from newsletter.engine.campaigns import require_sendable
+    from newsletter.scheduling.recurring import add_schedule
+
+    require_sendable(settings)
+    chosen = transport or settings.transport
+    get_transport(settings, chosen)
+    audience_of(store, list_name)
+    zone = zone or "UTC"
+    schedule_id, trigger = add_schedule(store, settings, folder, list_name, cron, zone, chosen, compose.as_dict())
+    return {"campaign_id": None, "schedule_id": schedule_id, "cron": cron, "timezone": zone, "list": list_name,
+            "next_run": trigger.get_next_fire_time(None, datetime.now(timezone.utc))}
+
+
+def cancel(store, campaign_id: int) -> dict:
+    """Cancel a campaign that has not started (see :func:`newsletter.usecases.planning.cancel_campaign`)."""
+    from newsletter.usecases.planning import cancel_campaign
+
+    return cancel_campaign(store, campaign_id)
+
+
+def reschedule(store, campaign_id: int, at: str, zone: str | None = None) -> dict:
+    """Move a campaign that has not started to ``at`` (see ``planning.reschedule_campaign``)."""
+    from newsletter.usecases.planning import reschedule_campaign
+
+    return reschedule_campaign(store, campaign_id, at, zone)
+
+
+def create_due_campaign(store, settings, article: str, list_name: str, transport: str, zone: str,
+                        compose: dict) -> int:
+    """A recurring schedule's firing: a campaign of ``article``, scheduled now; returns its id."""
+    from newsletter.engine.campaigns import create_campaign
+    from newsletter.store.models import SCHEDULED, utcnow
+
+    edition = prepare_edition(settings, article, **compose)
+    return create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
+                           scheduled_at=utcnow(), timezone=zone, article_path=article)
