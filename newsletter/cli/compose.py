@@ -57,13 +57,15 @@ def edition_from_options(app, article: str, recent_title: str | None, recent_url
 @click.command("compose")
 @click.argument("article", metavar="ARTICLE")
 @compose_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for <slug>.html, .txt and .eml (default: build/ in the workspace).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for <slug>.html, .txt, .sample.html and .eml (default: build/ in the workspace).")
 @json_option
 @pass_app
 def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
-    """Turn ARTICLE (.md, .txt or .html) into <slug>.html, <slug>.txt and <slug>.eml.
+    """Turn ARTICLE (.md, .txt or .html) into <slug>.html, .txt, .sample.html and .eml.
 
-    The .eml is the complete message a sample subscriber would receive.
+    The .html and .txt keep the merge fields (%%name%%...); .sample.html is
+    the HTML with them filled for a sample subscriber (open it in a browser);
+    the .eml is the complete message that subscriber would receive.
 
     \b
     Example:

@@ -85,11 +85,12 @@ def compose_edition(
 
 def build_edition(article: Article, settings, *, theme: str, workspace_templates: Path | None) -> Edition:
     """Render ``article`` (already read) with ``theme``; no checks."""
+    from newsletter.compose.filters import CONTROL
     from newsletter.compose.render import render_html
     from newsletter.compose.text import raw_tokens, render_text
 
     recent = article.recently_published if article.recently_published and article.recently_published.url else None
-    subject = article.subject or article.title
+    subject = CONTROL.sub("", article.subject or article.title)
     preheader = article.preheader or article.subtitle or _excerpt(article)
     context = {
         "lang": settings.language or "en",
@@ -98,7 +99,7 @@ def build_edition(article: Article, settings, *, theme: str, workspace_templates
         "article": article,
         "recent": recent,
         "newsletter": _footer(settings),
-        "merge": {name: f"%%{name}%%" for name in ("name", "email", "unsubscribe_url", "web_url")},
+        "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url")},
     }
     html = render_html(theme, context, workspace_templates)
     text = render_text(article, _footer(settings), recent, settings.language or "en")
@@ -161,14 +162,36 @@ def web_url(settings, slug: str) -> str:
 
 
 def merge_values(settings, slug: str, *, email: str, name: str = "", token: str, **attributes: str) -> dict[str, str]:
-    """The merge values of one recipient (a missing name becomes "there")."""
+    """The merge values of one recipient (a missing name becomes "there").
+
+    ``first_name`` (the greeting's) is the subscriber's ``first_name``
+    attribute, else the first word of the name, else "there".
+    """
     return {
         **attributes,
         "name": name or FALLBACK_NAME,
+        "first_name": first_name(name, attributes.get("first_name")),
         "email": email,
         "unsubscribe_url": unsubscribe_url(settings, token),
         "web_url": web_url(settings, slug),
     }
+
+
+def first_name(name: str | None, attribute: str | None = None) -> str:
+    """The name a greeting uses: ``attribute`` if set, else the first word of ``name``, else "there"."""
+    chosen = (attribute or "").strip() or next(iter((name or "").split()), "")
+    return chosen or FALLBACK_NAME
+
+
+# The themes wrap their greeting line in these comments (MRML keeps comments):
+# the anonymous archive copy has no one to greet and drops the whole line.
+GREETING_START, GREETING_END = "<!--nl:greeting-->", "<!--/nl:greeting-->"
+_GREETING = re.compile(re.escape(GREETING_START) + ".*?" + re.escape(GREETING_END), re.S)
+
+
+def without_greeting(html: str) -> str:
+    """``html`` without the greeting line (for the web archive's copy, where no reader is known)."""
+    return _GREETING.sub("", html)
 
 
 def edition_message(edition: Edition, settings):

@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import lru_cache
+import unicodedata
 from html import escape
 
 from newsletter.compose.model import Span
 
 _RAW_TOKEN = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*):raw%%")
+# C0/C1 control characters but tab, CR and LF: no text needs them, MRML refuses
+# the MJML that holds one (NUL, VT...), and mail clients show them as boxes
+# (and the noncharacters U+FFFE/U+FFFF, which MRML refuses even in text)
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+# MRML writes attribute values with Rust's escape_debug: a backslash doubles and
+# combining marks, format characters (ZWJ in emoji, soft hyphens), no-break and
+# other non-ASCII spaces become "\u{301}", a newline "\n". It keeps character references as
+# written, so those characters travel as references (browsers read them back).
+_MRML_MANGLED = frozenset("\\\t\n\r\u115f\u1160\u3164\uff9e\uff9f\uffa0")
+_ASCII_MANGLED = re.compile(r"[\\\t\n\r]")
 _SAFE_SCHEMES = ("http://", "https://", "mailto:", "tel:", "%%")
 
 
@@ -31,9 +41,40 @@ def safe_href(url: str | None) -> str:
     return url
 
 
+def clean_text(text: str) -> str:
+    """``text`` without control characters, merge tokens limited to their escaped form."""
+    return _RAW_TOKEN.sub(r"%%\1%%", CONTROL.sub("", text))
+
+
+def _needs_reference(char: str) -> bool:
+    return char in _MRML_MANGLED or (char > "\x7f" and unicodedata.category(char)[0] in "MCZ")
+
+
+def mrml_safe(html: str) -> str:
+    """``html`` (already escaped) with every character MRML would mangle as ``&#x..;``."""
+    if html.isascii() and not _ASCII_MANGLED.search(html):
+        return html
+    return "".join(f"&#x{ord(c):x};" if _needs_reference(c) else c for c in html)
+
+
 def html_text(text: str) -> str:
     """Escaped ``text`` for HTML, merge tokens limited to their escaped form."""
-    return escape(_RAW_TOKEN.sub(r"%%\1%%", text), quote=True)
+    return mrml_safe(escape(clean_text(text), quote=True))
+
+
+def finalize(value):
+    """Jinja's ``finalize``: every ``{{ value }}`` in a theme goes through :func:`clean_text`.
+
+    Markup (from the ``inline`` filter) is already clean; any other string
+    (a title, an author, the subject) is escaped here by :func:`html_text`:
+    a raw merge token in article text never puts a subscriber's value
+    unescaped into the HTML, and MRML cannot mangle it in an attribute.
+    """
+    from markupsafe import Markup
+
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return Markup(html_text(value))
+    return value
 
 
 def inline_html(spans: list[Span], link_style: str = "") -> str:
@@ -73,11 +114,3 @@ def block_kind(block) -> str:
 
 FILTERS = {"inline": inline_html, "long_date": long_date, "kind": block_kind, "safe_href": safe_href}
 
-
-@lru_cache(maxsize=1)
-def known_mjml_tags() -> frozenset[str]:
-    """Every tag mjml-python understands (it silently passes any other)."""
-    from mjml.core.registry import components, register_core_components
-
-    register_core_components()
-    return frozenset(components) | {"mjml", "mj-all", "mj-class", "mj-include", "mj-selector", "mj-html-attribute"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+from newsletter.compose.filters import CONTROL
 from newsletter.compose.model import Article, Code, Heading, Image, ListBlock, Paragraph, Quote, RecentLink, Span
 
 WIDTH = 72
@@ -47,7 +48,7 @@ def render_text(article: Article, footer: dict[str, str], recent: RecentLink | N
     from newsletter.compose.filters import long_date
 
     notes = _Footnotes()
-    out: list[str] = ["Hi %%name:raw%%,", ""]
+    out: list[str] = ["Hi %%first_name:raw%%,", ""]
     out += _underlined(raw_tokens(article.title), "=")
     if article.subtitle:
         out += _wrap(raw_tokens(article.subtitle)) + [""]
@@ -64,7 +65,7 @@ def render_text(article: Article, footer: dict[str, str], recent: RecentLink | N
     if notes.urls:
         out += ["Links:"] + [f"[{n}] {url}" for n, url in enumerate(notes.urls, start=1)] + [""]
     out += _footer(footer)
-    return "\n".join(out).rstrip() + "\n"
+    return CONTROL.sub("", "\n".join(out)).rstrip() + "\n"
 
 
 def _block(block, notes: _Footnotes) -> list[str]:
