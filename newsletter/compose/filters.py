@@ -26,7 +26,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 # other non-ASCII spaces become "\u{301}", a newline "\n". It keeps character references as
 # written, so those characters travel as references (browsers read them back).
 _MRML_MANGLED = frozenset("\\\t\n\r\u115f\u1160\u3164\uff9e\uff9f\uffa0")
-_ASCII_MANGLED = re.compile(r"[\\\t\n\r]")
+_CANDIDATE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # anything but printable ASCII less the backslash
 _SAFE_SCHEMES = ("http://", "https://", "mailto:", "tel:", "%%")
 
 
@@ -46,15 +46,16 @@ def clean_text(text: str) -> str:
     return _RAW_TOKEN.sub(r"%%\1%%", CONTROL.sub("", text))
 
 
-def _needs_reference(char: str) -> bool:
-    return char in _MRML_MANGLED or (char > "\x7f" and unicodedata.category(char)[0] in "MCZ")
+def _reference(match: re.Match) -> str:
+    char = match.group(0)
+    if char in _MRML_MANGLED or unicodedata.category(char)[0] in "MCZ":
+        return f"&#x{ord(char):x};"
+    return char
 
 
 def mrml_safe(html: str) -> str:
     """``html`` (already escaped) with every character MRML would mangle as ``&#x..;``."""
-    if html.isascii() and not _ASCII_MANGLED.search(html):
-        return html
-    return "".join(f"&#x{ord(c):x};" if _needs_reference(c) else c for c in html)
+    return _CANDIDATE.sub(_reference, html)
 
 
 def html_text(text: str) -> str:

@@ -189,7 +189,10 @@ def validate_layout(layout: str, *, every_tag: bool = False) -> tuple[int, str, 
     """
     # blank out CSS, keeping its length and newlines so offsets stay true
     layout = _STYLE.sub(lambda m: m.group(1) + re.sub(r"[^\n]", " ", m.group(2)) + m.group(3), layout)
-    stack: list[tuple[str, int, str]] = []
+    def line(offset: int) -> int:  # counted only for the problem reported
+        return layout.count("\n", 0, offset) + 1
+
+    stack: list[tuple[str, int, str]] = []  # (name, offset, tag text) of each open element
     for match in _TAG.finditer(layout):
         closing, name, _attrs, self_closing = match.groups()
         if name is None:  # a comment
@@ -197,24 +200,23 @@ def validate_layout(layout: str, *, every_tag: bool = False) -> tuple[int, str, 
         is_mjml = name == "mjml" or name.startswith("mj-")
         if not is_mjml and (not every_tag or name.lower() in _VOID):
             continue
-        line = layout.count("\n", 0, match.start()) + 1
         if is_mjml and name not in MJML_TAGS:
-            return line, f"unknown MJML tag <{name}>", f"<{closing}{name}"
+            return line(match.start()), f"unknown MJML tag <{name}>", f"<{closing}{name}"
         if self_closing:
             continue
         if not closing:
-            stack.append((name, line, match.group(0)))
+            stack.append((name, match.start(), match.group(0)))
         elif stack and stack[-1][0] != name and not stack[-1][0].startswith("mj"):
-            opener, opened_line, opener_tag = stack[-1]  # an HTML element left open: point at it
-            return opened_line, f"<{opener}> is never closed (</{name}> comes first)", opener_tag
+            opener, offset, opener_tag = stack[-1]  # an HTML element left open: point at it
+            return line(offset), f"<{opener}> is never closed (</{name}> comes first)", opener_tag
         elif not stack or stack[-1][0] != name:
             expected = f"</{stack[-1][0]}>" if stack else "no closing tag"
-            return line, f"</{name}> where {expected} was expected", f"</{name}"
+            return line(match.start()), f"</{name}> where {expected} was expected", f"</{name}"
         else:
             stack.pop()
     if stack:
-        name, line, tag = stack[-1]
-        return line, f"<{name}> is never closed", tag
+        name, offset, tag = stack[-1]
+        return line(offset), f"<{name}> is never closed", tag
     return None
 
 
