@@ -13,6 +13,7 @@ Texts are compared with whitespace normalised: the text part wraps long
 lines (a long postal address, an article quoting ``{{ name }}``), and a
 wrapped line is still the same words.
 Warnings:
+  ``spam-score`` (with ``check --spam``: SpamAssassin scores the content above 0),
   ``html-size`` (over 102 KB: Gmail clips the message and hides the footer),
   ``image-alt``, ``link-insecure`` (http://), ``link-relative``,
   ``link-empty``, ``subject-length`` (over 78 or under 10 characters),
@@ -65,6 +66,14 @@ def _warning(code: str, message: str) -> Finding:
 def _squeeze(text: str) -> str:
     """``text`` with every run of whitespace as one space (wrapping-proof comparisons)."""
     return " ".join(text.split())
+
+
+def spam_findings(report) -> list[Finding]:
+    """A ``spam-score`` warning when SpamAssassin's content score is above 0 (see :mod:`newsletter.compose.spam`)."""
+    if not report.available or report.content_score <= 0:
+        return []
+    rules = ", ".join(f"{r.name} ({r.points:+g})" for r in report.rules if r.points > 0)
+    return [_warning("spam-score", f"SpamAssassin scores the content {report.content_score:g} points: {rules}")]
 
 
 def _compliance(edition: Edition, settings):
