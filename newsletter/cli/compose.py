@@ -108,8 +108,10 @@ def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
     Errors: no unsubscribe link, no postal address, a recently-published link
     without URL, unresolved template tags. Warnings: HTML over 102 KB, images
     without alt text, http:// or relative links, subject length, no preheader,
-    leftover TK/lorem placeholders. With --spam, SpamAssassin's score of the
-    message's content (a warning when above 0) and each rule it matched.
+    leftover TK/lorem placeholders, and each HTML or CSS feature that a major
+    mail client does not support (caniemail.com's data, shipped with
+    newsletter). With --spam, SpamAssassin's score of the message's content (a
+    warning when above 0) and each rule it matched.
 
     \b
     Example:
@@ -117,9 +119,14 @@ def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
       newsletter check articles/ketamine.md --spam
     """
     from newsletter.compose.checks import errors, spam_findings, warnings
+    from newsletter.compose.edition import Finding
     from newsletter.errors import NewsletterError
 
+    from newsletter.compose.caniemail import client_issues
+
     edition = edition_from_options(app, article, recent_title, recent_url, theme, strict=False)
+    issues = client_issues(edition.html)
+    edition.findings += [Finding("warning", "client-support", issue.message()) for issue in issues]
     report = None
     if spam:
         from newsletter.compose.edition import sample_mime
@@ -133,6 +140,7 @@ def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
         data = {
             "errors": [f.as_dict() for f in found_errors],
             "warnings": [f.as_dict() for f in found_warnings],
+            "clients": [issue.as_dict() for issue in issues],
         }
         if report is not None:
             data["spam"] = report.as_dict()
