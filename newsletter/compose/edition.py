@@ -85,28 +85,33 @@ def compose_edition(
 
 def build_edition(article: Article, settings, *, theme: str, workspace_templates: Path | None) -> Edition:
     """Render ``article`` (already read) with ``theme``; no checks."""
-    from newsletter.compose.filters import CONTROL
     from newsletter.compose.render import render_html
     from newsletter.compose.text import raw_tokens, render_text
 
-    recent = article.recently_published if article.recently_published and article.recently_published.url else None
-    subject = CONTROL.sub("", article.subject or article.title)
-    preheader = article.preheader or article.subtitle or _excerpt(article)
-    context = {
-        "lang": settings.language or "en",
-        "subject": subject,
-        "preheader": preheader,
-        "article": article,
-        "recent": recent,
-        "newsletter": _footer(settings),
-        "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url")},
-    }
+    context = theme_context(article, settings)
+    subject, preheader, recent = context["subject"], context["preheader"], context["recent"]
     html = render_html(theme, context, workspace_templates)
     text = render_text(article, _footer(settings), recent, settings.language or "en")
     return Edition(
         slug=article.slug, subject=raw_tokens(subject), preheader=preheader, html=html, text=text,
         article=article, theme=theme, recent=article.recently_published,
     )
+
+
+def theme_context(article: Article, settings) -> dict:
+    """What a theme is rendered with: lang, subject, preheader, article, recent, newsletter, merge."""
+    from newsletter.compose.filters import CONTROL
+
+    recent = article.recently_published if article.recently_published and article.recently_published.url else None
+    return {
+        "lang": settings.language or "en",
+        "subject": CONTROL.sub("", article.subject or article.title),
+        "preheader": article.preheader or article.subtitle or _excerpt(article),
+        "article": article,
+        "recent": recent,
+        "newsletter": _footer(settings),
+        "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url")},
+    }
 
 
 def _recent_link(article: Article, title: str | None, url: str | None) -> RecentLink | None:
