@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -193,6 +194,28 @@ def test_the_old_mjml_package_is_refused_with_the_fix(tmp_path):
     message, hint = done.stdout.splitlines()
     assert "not mjml-python" in message
     assert hint == "pip uninstall -y mjml && pip install --force-reinstall mjml-python"
+
+
+def test_both_mjml_packages_installed_is_refused_with_the_fix(tmp_path):
+    """mjml-python's module next to the old package's metadata: a silent mix, refused."""
+    import mjml
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(mjml.__file__).parent, site / "mjml")
+    (site / "mjml-0.12.0.dist-info").mkdir()
+    (site / "mjml-0.12.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: mjml\nVersion: 0.12.0\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from newsletter.compose.render import compile_mjml\n"
+        "from newsletter.errors import NewsletterError\n"
+        "try:\n    compile_mjml('<mjml><mj-body></mj-body></mjml>')\n"
+        "except NewsletterError as exc:\n    print(exc.message); print(exc.hint)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    message, hint = done.stdout.splitlines()
+    assert "both the pure-Python 'mjml' package and mjml-python are installed" in message
+    assert hint.startswith("pip uninstall -y mjml")
 
 
 @pytest.mark.parametrize("name, attribute, expected", [

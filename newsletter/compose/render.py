@@ -78,6 +78,15 @@ def mjml_compiler() -> Callable[..., str]:
             "the installed 'mjml' module is the pure-Python 'mjml' package, not mjml-python (MRML)",
             hint=WRONG_PACKAGE_HINT,
         )
+    # Both installed: whichever came last won the shared files, and removing
+    # either later breaks the other. (A folder listing: importlib.metadata
+    # would cost a cold start 80 ms.)
+    site = Path(mjml.__file__).resolve().parent.parent
+    if any(site.glob("mjml-[0-9]*.dist-info")):
+        raise NewsletterError(
+            "both the pure-Python 'mjml' package and mjml-python are installed; they share the module 'mjml'",
+            hint=WRONG_PACKAGE_HINT,
+        )
     return compiler
 
 
