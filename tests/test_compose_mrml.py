@@ -242,3 +242,10 @@ def test_greeting_per_reader_and_none_in_the_archive_copy(settings, seed, theme)
     archive = without_greeting(edition.html)
     assert "Hi " not in archive and "%%first_name%%" not in archive
     assert archive.count("<p") == edition.html.count("<p") - 1  # only the greeting line is gone
+
+
+def test_values_without_a_first_name_greet_by_the_first_word_of_the_name(settings, seed):
+    """The archive's neutral values ({"name": "there"}) predate first_name: still "Hi there,", never "Hi ,"."""
+    html = MergeTemplate(seed.html).render({"name": "there", "email": ""})
+    assert "Hi there,</p>" in html
+    assert "Hi Ann,</p>" in MergeTemplate(seed.html).render({"name": "Ann Lee"})
