@@ -10,6 +10,7 @@ same size, and almost every pixel the same (anti-aliasing aside).
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from browser import artefact_path, launch_chromium
@@ -52,13 +53,14 @@ def browser():
         yield chromium
 
 
-def _both(settings, theme: str) -> tuple[str, str]:
-    """The seed's HTML from MRML and from JavaScript MJML, filled for the sample reader."""
+def _both(settings, theme: str, reference: bool = True) -> tuple[str, str | None]:
+    """The seed's HTML from MRML and (with ``reference``) from JavaScript MJML, filled for the sample reader."""
     article = read_article(SEED)
     article.recently_published.url = RECENT
     source = render_mjml(environment(None), f"{theme}/email.mjml.j2", theme_context(article, settings))
     values = merge_values(settings, article.slug, email="reader@example.org", name="Sample Reader", token="sample-token")
-    return (MergeTemplate(compile_mjml(source)).render(values), MergeTemplate(compile_js(source)).render(values))
+    ours = MergeTemplate(compile_mjml(source)).render(values)
+    return ours, MergeTemplate(compile_js(source)).render(values) if reference else None
 
 
 def _screenshot(browser, html: str, width: int, scheme: str, name: str) -> bytes:
@@ -111,3 +113,25 @@ def test_cards_keep_rounded_corners_in_dark_mode(settings, browser):
         context.close()
     assert len(painted) >= 3  # the article card and the recent card
     assert all(top == bottom == "10px" for _colour, top, bottom in painted), painted
+
+
+AXE = Path(__file__).parent / "data" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("theme", ["default", "plain"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_axe_core_finds_no_wcag_a_or_aa_violation(settings, browser, theme, scheme):
+    """axe-core (vendored in tests/data) on the seed as the sample reader gets it: no WCAG 2 A/AA violation."""
+    mrml, _reference = _both(settings, theme, reference=False)
+    context = browser.new_context(viewport={"width": 1200, "height": 800}, color_scheme=scheme)
+    try:
+        context.route("**/*", lambda route: route.abort())
+        page = context.new_page()
+        page.set_content(mrml, wait_until="load")
+        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+        violations = page.evaluate("""async () => (await axe.run(document, {
+            runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"] } }))
+            .violations.map((v) => `${v.id}: ${v.help} (${v.nodes.length}) ${v.nodes.slice(0, 2).map((n) => n.html.slice(0, 120)).join(" | ")}`)""")
+    finally:
+        context.close()
+    assert violations == []
