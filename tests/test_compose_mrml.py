@@ -104,6 +104,8 @@ def test_any_title_is_escaped_once(settings, value):
     h1 = re.search(r"<h1\b[^>]*>(.*?)</h1>", html, re.S).group(1)
     assert "".join(_parse(h1).text) == expected
     assert "".join(_parse(re.search(r"<title>(.*?)</title>", html, re.S).group(1)).text) == expected
+    labels = [value for _tag, name, value in _parse(html).attributes if name == "aria-label"]
+    assert labels == [expected]  # an attribute MRML writes itself, from <mj-title>
 
 
 @pytest.mark.parametrize("theme", ["default", "plain"])
