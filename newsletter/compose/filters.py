@@ -23,10 +23,11 @@ _RAW_TOKEN = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*):raw%%")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 # MRML writes attribute values with Rust's escape_debug: a backslash doubles and
 # combining marks, format characters (ZWJ in emoji, soft hyphens), no-break and
-# other non-ASCII spaces become "\u{301}", a newline "\n". It keeps character references as
-# written, so those characters travel as references (browsers read them back).
+# other non-ASCII spaces become "\u{301}", a newline "\n" (text content is
+# kept as written). It keeps character references, so in attribute values
+# those characters travel as references (browsers read them back).
 _MRML_MANGLED = frozenset("\\\t\n\r\u115f\u1160\u3164\uff9e\uff9f\uffa0")
-_CANDIDATE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # anything but printable ASCII less the backslash
+_CANDIDATE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # the backslash, and all but printable ASCII
 _SAFE_SCHEMES = ("http://", "https://", "mailto:", "tel:", "%%")
 
 
@@ -59,22 +60,28 @@ def mrml_safe(html: str) -> str:
 
 
 def html_text(text: str) -> str:
-    """Escaped ``text`` for HTML, merge tokens limited to their escaped form."""
-    return mrml_safe(escape(clean_text(text), quote=True))
+    """Escaped ``text`` for HTML text content, merge tokens limited to their escaped form."""
+    return escape(clean_text(text), quote=True)
+
+
+def html_attribute(text: str) -> str:
+    """:func:`html_text` safe in an attribute value too (MRML's escapes avoided, see ``_MRML_MANGLED``)."""
+    return mrml_safe(html_text(text))
 
 
 def finalize(value):
-    """Jinja's ``finalize``: every ``{{ value }}`` in a theme goes through :func:`clean_text`.
+    """Jinja's ``finalize``: every ``{{ value }}`` in a theme is escaped by :func:`html_attribute`.
 
-    Markup (from the ``inline`` filter) is already clean; any other string
-    (a title, an author, the subject) is escaped here by :func:`html_text`:
-    a raw merge token in article text never puts a subscriber's value
-    unescaped into the HTML, and MRML cannot mangle it in an attribute.
+    Markup (from the ``inline`` filter) is already escaped; any other string
+    (a title, an author, an alt text, the subject) is escaped here, where it
+    may land in text or in an attribute: a raw merge token in article text
+    never puts a subscriber's value unescaped into the HTML, and MRML cannot
+    mangle it in an attribute.
     """
     from markupsafe import Markup
 
     if isinstance(value, str) and not isinstance(value, Markup):
-        return Markup(html_text(value))
+        return Markup(html_attribute(value))
     return value
 
 
@@ -94,7 +101,7 @@ def inline_html(spans: list[Span], link_style: str = "") -> str:
         href = safe_href(span.href)
         if href:
             style = f' style="{escape(link_style)}"' if link_style else ""
-            piece = f'<a href="{html_text(href)}"{style}>{piece}</a>'
+            piece = f'<a href="{html_attribute(href)}"{style}>{piece}</a>'
         out.append(piece)
     return Markup("".join(out))
 
