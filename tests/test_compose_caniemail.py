@@ -81,3 +81,13 @@ def test_the_data_ships_with_its_licence():
 @pytest.mark.parametrize("html", ["", "<", "<p", "<style>", "<style>@media {</style>", "<p style=\"::;;\">", "<a href>x</a>" * 1000])
 def test_broken_or_empty_html_does_not_crash(html):
     assert isinstance(client_issues(html), list)
+
+
+def test_features_are_found_in_style_sheets_and_style_attributes():
+    html = ('<style>.a{color:rgb(1,2,3);--gap:1px;width:calc(1px + 2%) !important} [data-x] .b:hover{display:flex}'
+            "@media (prefers-reduced-motion: reduce){.c{opacity:.5}}</style>"
+            '<p style="background:linear-gradient(red,blue);margin-top:2px">x</p><img src="https://i.example/a.webp?v=1" alt="">')
+    assert {"css-rgb", "css-variables", "css-unit-calc", "css-important", "css-selector-attribute", "css-selector-class",
+            "css-selector-descendant", "css-pseudo-class-hover", "css-display-flex", "css-at-media",
+            "css-at-media-prefers-reduced-motion", "css-opacity", "css-linear-gradient", "css-margin", "html-img",
+            "image-webp", "html-style", "html-p"} <= used_features(html)

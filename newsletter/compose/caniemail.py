@@ -43,7 +43,13 @@ _TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
 _ATTRIBUTE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:.-]*)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+))?")
 _RULE = re.compile(r"([^{}]*)\{([^{}]*)\}")
 _AT_RULE = re.compile(r"@([a-z-]+)([^{;]*)", re.I)
-_FUNCTION = re.compile(r"\b(rgba?|linear-gradient|radial-gradient|conic-gradient|calc|var|clamp|min|max|light-dark)\(", re.I)
+_FUNCTION_FEATURE = {
+    "rgb": "css-rgb", "rgba": "css-rgba", "linear-gradient": "css-linear-gradient",
+    "radial-gradient": "css-radial-gradient", "conic-gradient": "css-conic-gradient", "calc": "css-unit-calc",
+    "var": "css-variables", "clamp": "css-function-clamp", "min": "css-function-min", "max": "css-function-max",
+    "light-dark": "css-function-light-dark",
+}
+_FUNCTION = re.compile(r"(?<![\w-])(" + "|".join(_FUNCTION_FEATURE) + r")\(", re.I)
 
 _ELEMENTS = {
     "abbr": "html-abbr", "acronym": "html-acronym", "address": "html-address", "audio": "html-audio", "base": "html-base",
@@ -157,6 +163,7 @@ def _image_feature(src: str) -> str:
 
 
 def _declaration_features(declarations: str, known: dict) -> set[str]:
+    """Features of ``prop: value; ...``: the property, a property-value pair, !important, functions."""
     found: set[str] = set()
     for declaration in declarations.split(";"):
         prop, _, value = declaration.partition(":")
@@ -166,16 +173,13 @@ def _declaration_features(declarations: str, known: dict) -> set[str]:
         if "!important" in value:
             found.add("css-important")
             value = value.replace("!important", "").strip()
-        feature = _PROPERTY_FEATURE.get(prop, f"css-{prop}")
-        found.add(feature)
-        found.add(f"css-{prop}-{value}" if f"css-{prop}-{value}" in known else "")
-        found |= {f"css-{name.lower()}" if not name.lower().endswith("gradient") else f"css-{name.lower()}"
-                  for name in _FUNCTION.findall(value)}
-    found.discard("css-var")
-    if any(s.startswith("css-var") for s in found):
-        found.add("css-variables")
-    return {"css-function-" + s[4:] if s in ("css-clamp", "css-min", "css-max", "css-light-dark") else "css-unit-calc" if s == "css-calc" else s
-            for s in found}
+        if prop.startswith("--"):
+            found.add("css-variables")
+            continue
+        found.add(_PROPERTY_FEATURE.get(prop, f"css-{prop}"))
+        found.add(f"css-{prop}-{value}")  # css-display-none, css-display-flex...
+        found |= {_FUNCTION_FEATURE[name.lower()] for name in _FUNCTION.findall(value)}
+    return found
 
 
 def _stylesheet_features(css: str, known: dict) -> set[str]:
@@ -198,7 +202,10 @@ def _selector_features(selectors: str) -> set[str]:
     if "," in selectors:
         found.add("css-selector-grouping")
     for selector in selectors.split(","):
-        selector = re.sub(r"\[[^\]]*\]", lambda m: found.add("css-selector-attribute") or "[]", selector.strip())
+        selector = selector.strip()
+        if "[" in selector:
+            found.add("css-selector-attribute")
+            selector = re.sub(r"\[[^\]]*\]", "[]", selector)
         if re.search(r"\s*>\s*", selector):
             found.add("css-selector-child")
         if re.search(r"[^\s>+~,]\s+[^\s>+~,]", selector):
