@@ -178,7 +178,8 @@ def compile_mjml(source: str, env=None, theme: str = "") -> str:
             start, end = int(position.group(1)), int(position.group(2))
             near = data[start:end].decode("utf-8", "replace")
             line = data.count(b"\n", 0, start) + 1
-            line_text = source.splitlines()[line - 1].strip() if line <= len(source.splitlines()) else ""
+            lines = source.split("\n")
+            line_text = lines[line - 1].strip() if line <= len(lines) else ""
             where = _locate(env, theme, line_text, line) if line_text else f"{_theme_file(env, theme)} (rendered MJML line {line})"
             raise TemplateError(f"{where}: MJML failed to compile near {near[:40]!r}: {exc}", hint="fix the MJML at that line") from None
         raise TemplateError(f"{_theme_file(env, theme)}: MJML failed to compile: {exc}", hint="check the theme's MJML structure") from None
