@@ -33,6 +33,8 @@ def test_the_default_theme_reports_dark_mode_media_queries_and_rounded_corners(c
     assert len(messages) == len(issues)
     radius = next(m for m in messages if "(css-border-radius)" in m)
     assert "not supported in Outlook for Windows" in radius and "% of tested clients support it" in radius
+    dark_message = next(m for m in messages if "(css-at-media-prefers-color-scheme)" in m)
+    assert "not supported in Gmail (web and apps), Outlook for Windows, Yahoo (web and apps);" in dark_message
 
 
 def test_the_plain_theme_has_no_rounded_corners_to_report(cli, plain_workspace):

@@ -107,8 +107,8 @@ class ClientIssue:
 
     def message(self) -> str:
         partly = f", {self.partial_share:.0%} partly" if self.partial_share else ""
-        return (f"{self.title} ({self.slug}) is not supported in {', '.join(self.unsupported)}; "
-                f"{self.supported_share:.0%} of tested clients support it{partly}: {self.url}")
+        return (f"{self.title} ({self.slug}) is not supported in {_grouped(self.unsupported)}; "
+                f"{self.supported_share:.0%} of tested clients support it{partly}")
 
     def as_dict(self) -> dict:
         return {"feature": self.slug, "title": self.title, "unsupported": list(self.unsupported),
@@ -227,6 +227,15 @@ def _selector_features(selectors: str) -> set[str]:
         found |= {f"css-pseudo-element-{name}" for name in re.findall(r"::([\w-]+)", selector)}
         found |= {f"css-pseudo-class-{name}" for name in re.findall(r"(?<!:):([\w-]+)", selector)}
     return found
+
+
+def _grouped(clients: tuple[str, ...]) -> str:
+    """``Gmail (web), Gmail (iOS app), Gmail (Android app)`` said as ``Gmail (web and apps)``."""
+    for family in ("Gmail", "Yahoo"):
+        members = [c for c in MAJOR_CLIENTS.values() if c.startswith(family + " (")]
+        if all(c in clients for c in members):
+            clients = tuple(f"{family} (web and apps)" if c == members[0] else c for c in clients if c not in members[1:])
+    return ", ".join(clients)
 
 
 def _latest(versions: dict[str, str]) -> str:
