@@ -48,6 +48,7 @@ MJML_TAGS = frozenset({
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"})
 # a comment (skipped), or a start/end tag: (end slash, name, attributes, self-closing slash)
 _TAG = re.compile(r"<!--.*?-->|<(/?)([A-Za-z][A-Za-z0-9:-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>", re.S)
+_MJ_TAG = re.compile(r"<!--.*?-->|<(/?)(mjml|mj-[A-Za-z0-9-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>", re.S)  # mj- tags only
 # the contents of <mj-style> (CSS: "a > b" is no tag)
 _STYLE = re.compile(r"(<mj-style\b[^>]*>)(.*?)(</mj-style\s*>)", re.S)
 _POSITION = re.compile(r"at position (\d+):(\d+)")
@@ -203,7 +204,7 @@ def validate_layout(layout: str, *, every_tag: bool = False) -> tuple[int, str, 
         return layout.count("\n", 0, offset) + 1
 
     stack: list[tuple[str, int, str]] = []  # (name, offset, tag text) of each open element
-    for match in _TAG.finditer(layout):
+    for match in (_TAG if every_tag else _MJ_TAG).finditer(layout):
         closing, name, _attrs, self_closing = match.groups()
         if name is None:  # a comment
             continue
