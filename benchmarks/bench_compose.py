@@ -54,12 +54,24 @@ def median_ms(function, runs: int) -> float:
     return statistics.median(times)
 
 
+def median_cpu_ms(function, runs: int) -> float:
+    """Median CPU time of this process: what a run costs, whatever else the machine is doing."""
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        function()
+        times.append((time.process_time() - start) * 1000)
+    return statistics.median(times)
+
+
 def bench_in_process(settings, runs: int):
     from newsletter.compose.edition import compose_edition
 
     edition = compose_edition(SEED, settings, recent_url=RECENT)  # warm imports and the template cache
     ms = median_ms(lambda: compose_edition(SEED, settings, recent_url=RECENT), runs)
-    print(f"compose in-process (read, render, compile, text, checks), median of {runs}: {ms:.2f} ms  (target <= 3 ms)")
+    cpu = median_cpu_ms(lambda: compose_edition(SEED, settings, recent_url=RECENT), runs)
+    print(f"compose in-process (read, render, compile, text, checks), median of {runs}: {ms:.2f} ms, "
+          f"CPU {cpu:.2f} ms  (target <= 3 ms)")
     return edition
 
 
