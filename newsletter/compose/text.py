@@ -99,24 +99,23 @@ _ASCII_SPACE = re.compile(r"[\t\n\x0b\x0c\r ]+")  # what textwrap splits on (nev
 
 def _wrap(text: str, initial: str = "", subsequent: str = "") -> list[str]:
     """``textwrap.wrap(text, WIDTH, ..., break_long_words=False, break_on_hyphens=False)``,
-    five times faster: greedy filling of whitespace-separated words (a word longer
-    than a line gets a line of its own)."""
+    many times faster: runs of spaces become one, then each line is cut at the
+    last space that fits (a word longer than a line gets a line of its own)."""
+    words = " ".join(word for word in _ASCII_SPACE.split(text) if word)
+    if not words:
+        return [initial.rstrip()]
     lines: list[str] = []
-    line, width = initial, len(initial)
-    started = False
-    for word in _ASCII_SPACE.split(text):
-        if not word:
-            continue
-        if started and width + 1 + len(word) > WIDTH:
-            lines.append(line)
-            line, width = subsequent + word, len(subsequent) + len(word)
-        elif started:
-            line, width = f"{line} {word}", width + 1 + len(word)
-        else:
-            line, width, started = line + word, width + len(word), True
-    if started:
-        lines.append(line)
-    return lines or [initial.rstrip()]
+    prefix = initial
+    while len(prefix) + len(words) > WIDTH:
+        cut = words.rfind(" ", 0, WIDTH - len(prefix) + 1)
+        if cut < 0:  # the first word alone is too long: it takes the line
+            cut = words.find(" ")
+            if cut < 0:
+                break
+        lines.append(prefix + words[:cut])
+        words, prefix = words[cut + 1 :], subsequent
+    lines.append(prefix + words)
+    return lines
 
 
 def _footer(footer: dict[str, str]) -> list[str]:
