@@ -28,7 +28,7 @@ def test_compose_writes_html_text_and_a_complete_eml(cli, letter):
     assert result.stdout == ""
     assert "Ketamine Therapy Explained" in result.stderr and "KB" in result.stderr
     files = sorted(p.name for p in (letter / "build").iterdir())
-    assert files == [f"{SLUG}.eml", f"{SLUG}.html", f"{SLUG}.txt"]
+    assert files == [f"{SLUG}.eml", f"{SLUG}.html", f"{SLUG}.sample.html", f"{SLUG}.txt"]
     raw = (letter / "build" / f"{SLUG}.eml").read_bytes()
     assert max(len(line) for line in raw.split(b"\n")) <= 998
     message = email.message_from_bytes(raw, policy=policy.default)
@@ -39,8 +39,29 @@ def test_compose_writes_html_text_and_a_complete_eml(cli, letter):
     text, html = [part.get_content() for part in message.iter_parts()]
     assert "%%" not in html and "%%" not in text
     assert f"https://news.clinic.example/archive/{SLUG}" in html
-    assert "Hi Sample Reader," in text
+    assert "Hi Sample," in text
     assert "%%unsubscribe_url%%" in (letter / "build" / f"{SLUG}.html").read_text()
+
+
+def test_compose_writes_the_html_as_the_sample_reader_sees_it(cli, letter):
+    """Opening <slug>.html shows "Hi %%first_name%%,"; <slug>.sample.html is what a reader gets."""
+    result = cli("compose", "articles/seed-ketamine.txt", "--recent-url", RECENT, "--out", "build", "--json")
+    assert result.exit_code == 0, result.stderr
+    sample = Path(result.json()["files"]["sample.html"])
+    assert sample.name == f"{SLUG}.sample.html"
+    html = (letter / "build" / sample.name).read_text()
+    assert "%%" not in html and "Hi Sample,</p>" in html
+    assert 'href="https://news.clinic.example/unsubscribe/sample-token"' in html
+    assert "with reader@example.org." in html
+
+
+@pytest.mark.parametrize("url", ["clinic.example/blog/x", "www.clinic.example", "//clinic.example/x", "javascript:alert(1)"])
+def test_a_recent_url_without_a_web_scheme_is_refused_with_a_hint(cli, letter, url):
+    result = cli("compose", "articles/seed-ketamine.txt", "--recent-url", url, "--out", "build")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 2 and "is not a web address" in result.stderr and "https://" in result.stderr
+    assert not (letter / "build").exists()
+    assert "Its https:// address" in cli("compose", "--help").stdout
 
 
 def test_compose_json(cli, letter):
@@ -71,10 +92,11 @@ def test_check_json_exit_codes(cli, letter):
     assert bad.exit_code == 1
     assert [e["code"] for e in bad.json()["errors"]] == ["recent-url-missing"]
     good = cli("check", "articles/seed-ketamine.txt", "--recent-url", RECENT, "--json")
-    assert good.exit_code == 0 and good.json() == {"errors": [], "warnings": []}
+    assert good.exit_code == 0 and good.json()["errors"] == []
+    assert {w["code"] for w in good.json()["warnings"]} == {"client-support"}  # caniemail's, see test_compose_caniemail
     warned = cli("check", "articles/clinic-update.html", "--json")
     assert warned.exit_code == 0
-    assert {w["code"] for w in warned.json()["warnings"]} == {"image-alt", "link-relative"}
+    assert {w["code"] for w in warned.json()["warnings"]} == {"image-alt", "link-relative", "client-support"}
 
 
 def test_check_human_output(cli, letter):

@@ -60,7 +60,8 @@ def test_send_through_sendgrid_one_request_per_thousand(workspace, cli, tmp_path
     assert first["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert set(first["custom_args"]) >= {"campaign_id", "subscriber_id", "message_id"}
     assert all(isinstance(v, str) for v in first["custom_args"].values())
-    assert first["substitutions"]["%%name:raw%%"] == "Reader 0"
+    assert first["substitutions"]["%%first_name:raw%%"] == "Reader"  # the greeting (text part)
+    assert first["substitutions"]["%%email%%"] == "reader0@example.org"
     shown = cli("campaigns", "show", str(report["campaign_id"]), "--json").json()
     assert shown["status"] == "sent"
     assert shown["counts"] == {"pending": 0, "sending": 0, "sent": 2500, "failed": 0, "unknown": 0, "skipped": 0}

@@ -106,16 +106,29 @@ def test_views_switch_and_survive_a_reload(preview):
     page = preview("")
     page.click("button[data-view=text]")
     assert page.locator("#text").is_visible() and not page.locator("#frame").is_visible()
-    assert page.locator("#text").inner_text().startswith("Hi Sample Reader,")
+    assert page.locator("#text").inner_text().startswith("Hi Sample,")
     page.click("button[data-view=source]")
     assert "List-Unsubscribe: <https://news.clinic.example/unsubscribe/preview-token>" in page.locator("#source").inner_text()
     page.click("button[data-view=checks]")
-    assert "No findings" in page.locator("#findings").inner_text()
+    assert "client-support" in page.locator("#findings").inner_text()  # caniemail's findings
     page.click("button[data-width=phone]")
     page.reload()
     wait_for_frame(page)
     assert page.locator("#findings").is_visible()
     assert page.locator("button[data-width=phone]").get_attribute("aria-pressed") == "true"
+
+
+def test_the_checks_tab_shows_spamassassin_rules(preview):
+    if not shutil.which("spamassassin"):
+        from conftest import need_service
+
+        need_service("SpamAssassin is not installed (apt-get install spamassassin)")
+    page = preview("view=checks")
+    spam = page.locator("#spam")
+    spam.locator("li").first.wait_for(timeout=60_000)  # SpamAssassin takes a second or two
+    assert spam.locator("h2").inner_text().startswith("SpamAssassin: content score 0.0 (total")
+    assert "HTML_MESSAGE BODY: HTML included in message" in " ".join(spam.inner_text().split())
+    assert "(css-border-radius) is not supported in Outlook for Windows" in page.locator("#findings").inner_text()
 
 
 def test_every_link_in_the_email_has_an_href(preview):

@@ -33,13 +33,15 @@ def compose_options(function: Callable) -> Callable:
 @click.command("compose")
 @click.argument("article", metavar="ARTICLE")
 @compose_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for <slug>.html, .txt and .eml (default: build/ in the workspace).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for <slug>.html, .txt, .sample.html and .eml (default: build/ in the workspace).")
 @json_option
 @pass_app
 def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
-    """Turn ARTICLE (.md, .txt or .html) into <slug>.html, <slug>.txt and <slug>.eml.
+    """Turn ARTICLE (.md, .txt or .html) into <slug>.html, .txt, .sample.html and .eml.
 
-    The .eml is the complete message a sample subscriber would receive.
+    The .html and .txt keep the merge fields (%%name%%...); .sample.html is
+    the HTML with them filled for a sample subscriber (open it in a browser);
+    the .eml is the complete message that subscriber would receive.
 
     \b
     Example:
@@ -72,35 +74,59 @@ def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
 @click.command("check")
 @click.argument("article", metavar="ARTICLE")
 @compose_options
+@click.option("--spam", is_flag=True, help="Also run SpamAssassin on this machine (local rules, no network) and report its score and rules.")
 @json_option
 @pass_app
 @click.pass_context
-def check(ctx, app, article, recent_title, recent_url, theme, as_json):
+def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
     """Pre-flight checks of ARTICLE's email; exit 1 when any error is found.
 
     Errors: no unsubscribe link, no postal address, a recently-published link
     without URL, unresolved template tags. Warnings: HTML over 102 KB, images
     without alt text, http:// or relative links, subject length, no preheader,
-    leftover TK/lorem placeholders.
+    leftover TK/lorem placeholders, and each HTML or CSS feature that a major
+    mail client does not support (caniemail.com's data, shipped with
+    newsletter). With --spam, SpamAssassin's score of the message's content (a
+    warning when above 0) and each rule it matched.
 
     \b
     Example:
       newsletter check articles/ketamine.md --recent-url https://example.org/blog/types --json
+      newsletter check articles/ketamine.md --spam
     """
-    from newsletter.compose.checks import errors, warnings
+    from newsletter.compose.checks import errors, spam_findings, warnings
+    from newsletter.compose.edition import Finding
     from newsletter.errors import NewsletterError
 
+    from newsletter.compose.caniemail import client_issues
+
     edition = edition_from_options(app.settings, article, recent_title, recent_url, theme, strict=False)
+    issues = client_issues(edition.html)
+    edition.findings += [Finding("warning", "client-support", issue.message()) for issue in issues]
+    report = None
+    if spam:
+        from newsletter.compose.edition import sample_mime
+        from newsletter.compose.spam import spam_check
+        from newsletter.delivery.mime import as_file_bytes
+
+        report = spam_check(as_file_bytes(sample_mime(edition, app.settings)))
+        edition.findings += spam_findings(report)
     found_errors, found_warnings = errors(edition.findings), warnings(edition.findings)
     if as_json:
-        print_json({
+        data = {
             "errors": [f.as_dict() for f in found_errors],
             "warnings": [f.as_dict() for f in found_warnings],
-        })
+            "clients": [issue.as_dict() for issue in issues],
+        }
+        if report is not None:
+            data["spam"] = report.as_dict()
+        print_json(data)
         if found_errors:
             ctx.exit(1)
         return
     _print_findings(edition.findings)
+    if report is not None:
+        _print_spam(report)
     if found_errors:
         raise NewsletterError(
             f"{len(found_errors)} pre-flight error(s) in {article}",
@@ -113,6 +139,15 @@ def _print_findings(findings) -> None:
     for finding in findings:
         colour = "red" if finding.level == "error" else "yellow"
         say(f"  [{colour}]{finding.level}[/{colour}] {finding.code}: {_escape(finding.message)}")
+
+
+def _print_spam(report) -> None:
+    if not report.available:
+        say(f"  SpamAssassin: not run: {_escape(report.reason)}; {_escape(report.hint)}")
+        return
+    say(f"  SpamAssassin: content score {report.content_score + 0:.1f} (total {report.score + 0:.1f}, {report.required:.1f} required)")
+    for rule in report.rules:
+        say(f"    {rule.points + 0:+.1f} {rule.name}  {_escape(rule.description)}")
 
 
 def _escape(text: str) -> str:

@@ -4,7 +4,9 @@ Modules: ``readers`` (dispatch, front matter) with ``plaintext``,
 ``markdown_reader`` and ``html_reader``; ``model`` (the Article); ``render``
 (Jinja2 -> MJML -> HTML) and ``filters``; ``text`` (the plain-text part);
 ``edition`` (compose_edition, merge values, the Message); ``checks`` (the
-pre-flight); ``output`` (the .html/.txt/.eml files); ``merge`` (tokens).
+pre-flight); ``caniemail`` (client support, from caniemail.com's data);
+``spam`` (SpamAssassin, run locally); ``output`` (the .html/.txt/.sample.html/.eml
+files); ``merge`` (tokens).
 """
 
 from newsletter.compose.edition import (  # noqa: F401 - the package's public names

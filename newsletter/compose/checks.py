@@ -13,6 +13,7 @@ Texts are compared with whitespace normalised: the text part wraps long
 lines (a long postal address, an article quoting ``{{ name }}``), and a
 wrapped line is still the same words.
 Warnings:
+  ``spam-score`` (with ``check --spam``: SpamAssassin scores the content above 0),
   ``html-size`` (over 102 KB: Gmail clips the message and hides the footer),
   ``image-alt``, ``link-insecure`` (http://), ``link-relative``,
   ``link-empty``, ``subject-length`` (over 78 or under 10 characters),
@@ -35,7 +36,7 @@ _ALT = re.compile(r"\balt\s*=\s*(\"([^\"]*)\"|'([^']*)')", re.I)
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _PERCENT_TOKEN = re.compile(r"%%[^%\n<>\"]{1,60}%%")
 _VALID_TOKEN = re.compile(r"%%[A-Za-z_][A-Za-z0-9_]*(:raw)?%%")
-_PLACEHOLDER = re.compile(r"\bTK\b|\blorem ipsum\b|\blorem\b", re.I)
+_PLACEHOLDER = re.compile(r"\b(?:TK|lorem(?: ipsum)?)\b", re.I)
 
 
 def errors(findings: list[Finding]) -> list[Finding]:
@@ -67,6 +68,14 @@ def _squeeze(text: str) -> str:
     return " ".join(text.split())
 
 
+def spam_findings(report) -> list[Finding]:
+    """A ``spam-score`` warning when SpamAssassin's content score is above 0 (see :mod:`newsletter.compose.spam`)."""
+    if not report.available or report.content_score <= 0:
+        return []
+    rules = ", ".join(f"{r.name} ({r.points:+g})" for r in report.rules if r.points > 0)
+    return [_warning("spam-score", f"SpamAssassin scores the content {report.content_score:g} points: {rules}")]
+
+
 def _compliance(edition: Edition, settings):
     from newsletter.config import base_url_problem
 
@@ -79,8 +88,13 @@ def _compliance(edition: Edition, settings):
     address = _squeeze(settings.postal_address)
     if not address:
         yield _error("postal-address-missing", "no postal address for the footer (set postal_address in newsletter.toml or NEWSLETTER_POSTAL_ADDRESS)")
-    elif address not in _squeeze(unescape(edition.html)) or address not in _squeeze(edition.text):
+    elif not _contains(edition.html, address, html=True) or not _contains(edition.text, address):
         yield _error("postal-address-missing", f"theme {edition.theme!r} does not show the postal address ({{{{ newsletter.postal_address }}}})")
+
+
+def _contains(text: str, words: str, *, html: bool = False) -> bool:
+    """``words`` (whitespace squeezed) appear in ``text``: found as written, else after unescaping and squeezing."""
+    return words in text or words in _squeeze(unescape(text) if html else text)
 
 
 def _recent(edition: Edition, settings):
@@ -93,11 +107,13 @@ def _recent(edition: Edition, settings):
 
 def _unresolved(edition: Edition, settings):
     """Template leftovers: tags in the output that the article itself does not say."""
+    found = [m.group(0) for part in (edition.html, edition.text) for m in _JINJA.finditer(part)]
+    found += [m.group(0) for part in (edition.html, edition.text) for m in _PERCENT_TOKEN.finditer(part) if not _VALID_TOKEN.fullmatch(m.group(0))]
+    if not found:
+        return
     recent = edition.article.recently_published
     said = [unescape(edition.article.source), *map(str, _article_texts(edition.article)), recent.title if recent else ""]
     article_says = _squeeze(" ".join(said))
-    found = [m.group(0) for part in (edition.html, edition.text) for m in _JINJA.finditer(part)]
-    found += [m.group(0) for part in (edition.html, edition.text) for m in _PERCENT_TOKEN.finditer(part) if not _VALID_TOKEN.fullmatch(m.group(0))]
     found = [tag for tag in dict.fromkeys(found) if _squeeze(unescape(tag)) not in article_says]
     if found:
         shown = ", ".join(tag[:40] for tag in found[:3])
@@ -153,6 +169,11 @@ def _preheader(edition: Edition, settings):
 
 
 def _placeholders(edition: Edition, settings):
+    # the text part holds every article text but the preheader: one search in the common case
+    # (a case-insensitive regex with \b is slow: look for the letters first)
+    lowered = f"{edition.text}\n{edition.article.preheader or ''}".lower()
+    if ("tk" not in lowered and "lorem" not in lowered) or not _PLACEHOLDER.search(lowered):
+        return
     for text in _article_texts(edition.article):
         match = _PLACEHOLDER.search(text)
         if match:

@@ -90,24 +90,30 @@ def build_edition(article: Article, settings, *, theme: str, workspace_templates
     from newsletter.compose.render import render_html
     from newsletter.compose.text import raw_tokens, render_text
 
-    recent = article.recently_published if article.recently_published and article.recently_published.url else None
-    subject = article.subject or article.title
-    preheader = article.preheader or article.subtitle or _excerpt(article)
-    context = {
-        "lang": settings.language or "en",
-        "subject": subject,
-        "preheader": preheader,
-        "article": article,
-        "recent": recent,
-        "newsletter": _footer(settings),
-        "merge": {name: f"%%{name}%%" for name in ("name", "email", "unsubscribe_url", "web_url")},
-    }
+    context = theme_context(article, settings)
+    subject, preheader, recent = context["subject"], context["preheader"], context["recent"]
     html = render_html(theme, context, workspace_templates)
     text = render_text(article, _footer(settings), recent, settings.language or "en")
     return Edition(
         slug=article.slug, subject=raw_tokens(subject), preheader=preheader, html=html, text=text,
         article=article, theme=theme, recent=article.recently_published,
     )
+
+
+def theme_context(article: Article, settings) -> dict:
+    """What a theme is rendered with: lang, subject, preheader, article, recent, newsletter, merge."""
+    from newsletter.compose.filters import CONTROL
+
+    recent = article.recently_published if article.recently_published and article.recently_published.url else None
+    return {
+        "lang": settings.language or "en",
+        "subject": CONTROL.sub("", article.subject or article.title),
+        "preheader": article.preheader or article.subtitle or _excerpt(article),
+        "article": article,
+        "recent": recent,
+        "newsletter": _footer(settings),
+        "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url")},
+    }
 
 
 def _recent_link(article: Article, title: str | None, url: str | None) -> RecentLink | None:
@@ -169,16 +175,35 @@ def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: s
     A subscriber's attributes (``attributes``, or keyword arguments) are
     merge values too, but never override a standard field: an attribute
     named ``name``, ``email``, ``slug`` or ``web_url`` is ignored. None
-    becomes "".
+    becomes "". ``first_name`` (the greeting's) is the subscriber's
+    ``first_name`` attribute, else the first word of the name, else "there".
     """
     given = {**(attributes or {}), **more}
     return {
         **{key: "" if value is None else str(value) for key, value in given.items() if key not in STANDARD_FIELDS},
         "name": name or FALLBACK_NAME,
+        "first_name": first_name(name, given.get("first_name")),
         "email": email,
         "unsubscribe_url": unsubscribe_url(settings, token),
         "web_url": web_url(settings, slug),
     }
+
+
+def first_name(name: str | None, attribute: str | None = None) -> str:
+    """The name a greeting uses: ``attribute`` if set, else the first word of ``name``, else "there"."""
+    chosen = (attribute or "").strip() or next(iter((name or "").split()), "")
+    return chosen or FALLBACK_NAME
+
+
+# The themes wrap their greeting line in these comments (MRML keeps comments):
+# the anonymous archive copy has no one to greet and drops the whole line.
+GREETING_START, GREETING_END = "<!--nl:greeting-->", "<!--/nl:greeting-->"
+_GREETING = re.compile(re.escape(GREETING_START) + ".*?" + re.escape(GREETING_END), re.S)
+
+
+def without_greeting(html: str) -> str:
+    """``html`` without the greeting line (for the web archive's copy, where no reader is known)."""
+    return _GREETING.sub("", html)
 
 
 def edition_message(edition: Edition, settings):

@@ -9,8 +9,10 @@ values are filled in by a cheap second pass (or by SendGrid substitutions).
 Both forms exist because one SendGrid substitution applies to every part of
 a message: each form is its own substitution key.
 
-Standard fields: ``name``, ``email``, ``unsubscribe_url``, ``web_url``;
-a subscriber's attributes are available under their own names.
+Standard fields: ``name``, ``first_name`` (the greeting's: see
+:func:`newsletter.compose.edition.merge_values`; values without it use the
+first word of ``name``), ``email``, ``unsubscribe_url``, ``web_url``; a
+subscriber's attributes are available under their own names.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from html import escape
 from typing import Mapping
 
-STANDARD_FIELDS = ("name", "email", "unsubscribe_url", "web_url")
+STANDARD_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "web_url")
 TOKEN = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*)(:raw)?%%")
 
 
@@ -60,6 +62,8 @@ class MergeTemplate:
         out = [literals[0]]
         for index, (field, raw) in enumerate(self._slots, start=1):
             value = values.get(field)
+            if value is None and field == "first_name":  # values made before the field existed
+                value = next(iter(str(values.get("name") or "").split()), "")
             value = "" if value is None else str(value)
             out.append(value if raw else escape(value, quote=True))
             out.append(literals[index])

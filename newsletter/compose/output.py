@@ -1,8 +1,9 @@
-"""Writing an edition to disk: ``<slug>.html``, ``<slug>.txt`` and ``<slug>.eml``.
+"""Writing an edition to disk: ``<slug>.html``, ``<slug>.txt``, ``<slug>.sample.html`` and ``<slug>.eml``.
 
 The .html and .txt files keep the merge tokens (they are the edition's
-templates); the .eml is the complete message a sample subscriber would
-receive (tokens filled, compliance headers, quoted-printable bodies so no
+templates); ``.sample.html`` is the HTML as the sample subscriber sees it
+(merge fields filled, for opening in a browser); the .eml is the complete
+message that subscriber would receive (tokens filled, compliance headers, quoted-printable bodies so no
 line is over SMTP's 998-byte limit). Every file is written to a temporary
 file in the same folder and moved into place, so a reader never sees half a
 file.
@@ -30,8 +31,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_edition(edition, settings, out_dir: Path) -> dict[str, Path]:
-    """Write the three files into ``out_dir`` (created if needed); return their paths by kind."""
-    from newsletter.compose.edition import sample_mime
+    """Write the four files into ``out_dir`` (created if needed); return their paths by kind."""
+    from newsletter.compose.edition import sample_mime, sample_recipient
+    from newsletter.compose.merge import personalise
     from newsletter.delivery.mime import as_file_bytes
 
     try:
@@ -41,6 +43,7 @@ def write_edition(edition, settings, out_dir: Path) -> dict[str, Path]:
     contents = {
         "html": edition.html.encode("utf-8"),
         "txt": edition.text.encode("utf-8"),
+        "sample.html": personalise(edition.html, sample_recipient(edition, settings).merge_data).encode("utf-8"),
         "eml": as_file_bytes(sample_mime(edition, settings)),
     }
     paths: dict[str, Path] = {}

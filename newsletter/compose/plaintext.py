@@ -98,6 +98,8 @@ _RECENT = re.compile(
     re.I,
 )
 _SENTENCE_END = re.compile(r"[.!,;:…\"”’)]$")
+_RULE_LINE = re.compile(r"[=\-_*]{3,}")  # a line of ===, ---, ___ or *** under a heading or between parts
+_INLINE = re.compile(r"\[(?P<text>[^\]]+)\]\((?P<url>[^)\s]+)\)|\*\*(?P<bold>[^*]+)\*\*")  # [text](url), **bold**
 _DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y", "%Y-%m-%d", "%B %d %Y", "%b. %d, %Y")
 _DROP_CAP = {"t’s": "It’s", "t's": "It's", "t": "It", "n": "In", "f": "If", "s": "Is", "’m": "I’m", "'m": "I'm"}
 
@@ -260,6 +262,8 @@ def _is_subtitle(unit: str, after: list[str]) -> bool:
 
 def _parse_date(text: str) -> dt.date | None:
     text = text.strip().rstrip(".")
+    if not re.search(r"\d{4}", text):  # every format has a year (strptime is slow to say no)
+        return None
     for fmt in _DATE_FORMATS:
         try:
             return dt.datetime.strptime(text, fmt).date()
@@ -272,7 +276,7 @@ def _blocks(units: list[str]) -> list:
     blocks: list = []
     for index, unit in enumerate(units):
         following = units[index + 1] if index + 1 < len(units) else None
-        if re.fullmatch(r"[=\-_*]{3,}", unit):
+        if _RULE_LINE.fullmatch(unit):
             if blocks and isinstance(blocks[-1], Paragraph) and unit[0] in "=-":
                 blocks[-1] = Heading(blocks[-1].spans, level=2)
             continue
@@ -362,7 +366,7 @@ def inline(text: str) -> list[Span]:
     """Spans of one unit: ``[text](url)`` links, bare URLs, and ``**bold**``."""
     spans: list[Span] = []
     position = 0
-    for match in re.finditer(r"\[(?P<text>[^\]]+)\]\((?P<url>[^)\s]+)\)|\*\*(?P<bold>[^*]+)\*\*", text):
+    for match in _INLINE.finditer(text):
         spans.extend(text_spans(text[position : match.start()]))
         if match.group("bold"):
             spans.append(Span(match.group("bold"), strong=True))

@@ -109,6 +109,7 @@ def _routes(handlers: "_Handlers") -> list:
         Route("/email.html", handlers.email),
         Route("/api/state", handlers.summary),
         Route("/api/subscribers", handlers.subscribers),
+        Route("/api/spam", handlers.spam),
         Route("/api/refresh", handlers.refresh, methods=["POST"]),
         Route("/events", handlers.events),
         Route("/send-test", handlers.send_test, methods=["POST"]),
@@ -169,6 +170,11 @@ class _Handlers:
         from starlette.concurrency import run_in_threadpool
 
         return await _json_call(run_in_threadpool, self.state.subscribers)
+
+    async def spam(self, request):
+        from starlette.concurrency import run_in_threadpool
+
+        return await _json_call(run_in_threadpool, self.state.spam)
 
     async def refresh(self, request):
         if (refused := _refuse_cross_site(request)) is not None:

@@ -12,6 +12,9 @@ merge values come from :func:`~newsletter.compose.edition.merge_values` with
 the fake token ``preview-token``, so an unsubscribe link clicked in a preview
 or a test email matches no one.
 
+The Checks tab lists the pre-flight findings with caniemail's client
+support, and SpamAssassin's report (:meth:`PreviewState.spam`, on request).
+
 "Send test" sends through the configured transport with the subject prefixed
 ``[TEST] `` and never touches the store: no campaign, no ledger row.
 """
@@ -49,6 +52,7 @@ _FINDING_VIEW = {
     "subject-length": "source",
     "preheader-missing": "source",
     "placeholder": "text",
+    "client-support": "source",
 }
 _TARGETED = {"image-alt", "link-insecure", "link-relative"}
 
@@ -81,6 +85,7 @@ class PreviewState:
         self._store_error: str | None = None
         self._lock = threading.Lock()
         self.snapshot = Snapshot()
+        self._spam: dict[str, Any] | None = None
 
     # -- composing ---------------------------------------------------------
 
@@ -91,6 +96,7 @@ class PreviewState:
         notices an edited template by itself, but not a new file in the
         workspace that now overrides a built-in one.
         """
+        from newsletter.compose.caniemail import client_findings
         from newsletter.compose.edition import compose_edition
         from newsletter.compose.merge import MergeTemplate
         from newsletter.compose.render import environment
@@ -104,6 +110,7 @@ class PreviewState:
                 self.article_path, self.settings, **self.options,
                 workspace_templates=Path(self.settings.workspace) / "templates",
             )
+            edition.findings += client_findings(edition)  # the Checks tab shows what `check` does
         except NewsletterError as exc:
             error = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
         except Exception as exc:  # noqa: BLE001 - a live preview must survive any bad edit
@@ -122,6 +129,24 @@ class PreviewState:
                 error=error, seconds=time.perf_counter() - started, templates=templates,
             )
             return self.snapshot
+
+    def spam(self) -> dict[str, Any]:
+        """SpamAssassin's report on the sample message of the current edition (see ``check --spam``).
+
+        SpamAssassin takes about a second, so it runs when the page asks
+        (the Checks tab) and its answer is kept for that version.
+        """
+        from newsletter.compose.edition import sample_mime
+        from newsletter.compose.spam import spam_check
+        from newsletter.delivery.mime import as_file_bytes
+
+        snapshot = self.ready()
+        cached = self._spam
+        if cached is not None and cached["version"] == snapshot.version:
+            return cached
+        report = spam_check(as_file_bytes(sample_mime(snapshot.edition, self.settings)))
+        self._spam = {"version": snapshot.version, "spam": report.as_dict()}
+        return self._spam
 
     def ready(self) -> Snapshot:
         """The snapshot, which must hold an edition (Conflict otherwise, with the error as hint)."""

@@ -56,6 +56,52 @@ async function refresh() {
   $("#source").textContent = data.source || "";
   showFindings(data.findings || []);
   loadFrame(data.version);
+  if (state.view === "checks") loadSpam(data.version);
+}
+
+// SpamAssassin takes a second: asked for only while the Checks tab is open, once per version.
+let spamVersion = -1;
+async function loadSpam(version) {
+  if (version === spamVersion) return;
+  spamVersion = version;
+  const box = $("#spam");
+  box.replaceChildren(heading("SpamAssassin: checking…"));
+  const response = await fetch("/api/spam", { cache: "no-store" });
+  const data = await response.json();
+  if (version !== spamVersion) return;
+  if (!response.ok) {
+    box.replaceChildren(heading("SpamAssassin: " + data.error));
+    return;
+  }
+  const spam = data.spam;
+  if (!spam.available) {
+    box.replaceChildren(heading(`SpamAssassin: not run: ${spam.reason}`), paragraph(spam.hint));
+    return;
+  }
+  const list = document.createElement("ul");
+  for (const rule of spam.rules) {
+    const li = document.createElement("li");
+    const points = document.createElement("span");
+    points.className = "points";
+    points.textContent = (rule.points > 0 ? "+" : "") + rule.points.toFixed(1);
+    const name = document.createElement("code");
+    name.textContent = rule.name;
+    li.append(points, name, document.createTextNode(" " + rule.description));
+    list.append(li);
+  }
+  box.replaceChildren(heading(`SpamAssassin: content score ${spam.content_score.toFixed(1)} (total ${(spam.score + 0).toFixed(1)}, ${spam.required.toFixed(1)} required)`), list);
+}
+
+function heading(text) {
+  const h = document.createElement("h2");
+  h.textContent = text;
+  return h;
+}
+
+function paragraph(text) {
+  const p = document.createElement("p");
+  p.textContent = text;
+  return p;
 }
 
 function loadFrame(version) {
@@ -138,6 +184,7 @@ function choose(key, value) {
   writeHash();
   applyControls();
   if (key === "scheme" || key === "as") refresh();
+  if (key === "view" && value === "checks") loadSpam(Number(document.body.dataset.version));
 }
 
 async function loadSubscribers() {
