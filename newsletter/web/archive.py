@@ -20,7 +20,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 
-from newsletter.compose.edition import web_url
+from newsletter.compose.edition import web_url, without_greeting
 from newsletter.compose.merge import MergeTemplate
 from newsletter.store import events as ev
 
@@ -35,21 +35,23 @@ ARCHIVE_HEADERS = {
 }
 
 
-# The themes greet one recipient by name ("Hi %%name%%,"); the web copy greets everyone.
-GREETING = re.compile(r"\bHi %%name(?::raw)?%%,")
+# The built-in themes mark their greeting line, which the web copy leaves out
+# (compose.edition.without_greeting); a workspace theme that greets without the
+# marks ("Hi %%name%%,") is greeted as everyone.
+GREETING = re.compile(r"\bHi %%(?:first_)?name(?::raw)?%%,")
 ANONYMOUS_NAME = "reader"
 ANONYMOUS_EMAIL = "your email address"
 
 
 def neutral_values(settings, slug: str) -> dict[str, str]:
     """Merge values for a reader we do not know: every other field (attributes) renders empty."""
-    return {"name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL, "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+    return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL, "unsubscribe_url": f"{settings.base_url}/unsubscribe",
             "web_url": web_url(settings, slug)}
 
 
 def for_anyone(template: str, settings, slug: str) -> str:
     """``template`` (an edition's HTML or subject) filled in for an anonymous reader."""
-    return MergeTemplate(GREETING.sub("Hello,", template)).render(neutral_values(settings, slug))
+    return MergeTemplate(GREETING.sub("Hello,", without_greeting(template))).render(neutral_values(settings, slug))
 
 
 def archived_html(store, settings, slug: str) -> str | None:
