@@ -238,7 +238,7 @@ def test_greeting_per_reader_and_none_in_the_archive_copy(settings, seed, theme)
     html = MergeTemplate(edition.html).render(values)
     text = MergeTemplate(edition.text).render(values)
     assert "Hi Maria,</p>" in html and text.startswith("Hi Maria,\n")
-    attribute = merge_values(settings, edition.slug, email="m@example.org", name="Maria Gonzalez-Ruiz", token="t", first_name="Mari")
+    attribute = merge_values(settings, edition.slug, email="m@example.org", name="Maria Gonzalez-Ruiz", token="t", attributes={"first_name": "Mari"})
     assert "Hi Mari,</p>" in MergeTemplate(edition.html).render(attribute)
     archive = without_greeting(edition.html)
     assert "Hi " not in archive and "%%first_name%%" not in archive

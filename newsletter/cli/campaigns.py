@@ -6,7 +6,10 @@ import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
 
-STATUSES = ["draft", "scheduled", "sending", "paused", "stopped", "sent", "failed", "cancelled", "missed"]
+from newsletter.vocabulary import CampaignStatus
+
+# Plain strings: click.Choice matches enum members by name, not value.
+STATUSES = [str(status) for status in CampaignStatus]
 
 
 @click.group("campaigns")

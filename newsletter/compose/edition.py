@@ -169,16 +169,15 @@ def web_url(settings, slug: str) -> str:
 
 
 def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: str,
-                 attributes: Mapping[str, object] | None = None, **more: object) -> dict[str, str]:
+                 attributes: Mapping[str, object] | None = None) -> dict[str, str]:
     """The merge values of one recipient (a missing name becomes "there").
 
-    A subscriber's attributes (``attributes``, or keyword arguments) are
-    merge values too, but never override a standard field: an attribute
-    named ``name``, ``email``, ``slug`` or ``web_url`` is ignored. None
-    becomes "". ``first_name`` (the greeting's) is the subscriber's
-    ``first_name`` attribute, else the first word of the name, else "there".
+    A subscriber's ``attributes`` are merge values too, but never override a
+    standard field (:data:`STANDARD_FIELDS`); None becomes "". ``first_name``
+    (the greeting's) is the subscriber's ``first_name`` attribute, else the
+    first word of the name, else "there".
     """
-    given = {**(attributes or {}), **more}
+    given = attributes or {}
     return {
         **{key: "" if value is None else str(value) for key, value in given.items() if key not in STANDARD_FIELDS},
         "name": name or FALLBACK_NAME,

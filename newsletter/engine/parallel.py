@@ -25,12 +25,13 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.engine.fencing import Fenced
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.store import ledger
+from newsletter.providers import registry
 from newsletter.store.models import LEDGER_PENDING
 
 # Below this many pending rows per process, start-up costs more than it saves.
 MIN_ROWS_PER_PROCESS = 20_000
 # Transports whose state lives outside the process (a memory outbox does not).
-PROCESS_SAFE = ("sendgrid", "smtp", "file", "console")
+PROCESS_SAFE = registry.process_safe_names()
 
 
 def processes_for(store, settings, campaign_id: int, transport, requested: int | None, options: dict) -> int:

@@ -397,10 +397,6 @@ def _nobody_error(counts: dict[str, int]) -> str:
             "(see the reasons with campaigns show; send them again with campaigns retry --failed or --unknown)")
 
 
-# merge_values' own parameters: attributes of these names cannot override them
-_RESERVED = frozenset({"settings", "slug", "email", "name", "token", "unsubscribe_url", "web_url"})
-
-
 class RecipientBuilder:
     """Turns ledger candidates into Recipients: merge values, one-click headers, our ids.
 
@@ -416,9 +412,8 @@ class RecipientBuilder:
 
     def recipient(self, candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
-        attributes = {k: v for k, v in candidate.attributes.items() if k not in _RESERVED}
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
-                              token=token, **attributes)
+                              token=token, attributes=candidate.attributes)
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(
             email=candidate.email, message_id=message_id, name=candidate.name, merge_data=values,

@@ -29,11 +29,13 @@ from typing import Iterable
 
 from sqlalchemy.orm import Session
 
-from newsletter.audience.addresses import address_hash
+from newsletter.audience import rules
 from newsletter.delivery import message_id
 from newsletter.store import events as ev
+from newsletter.store.audience import find_subscriber
 from newsletter.store.db import Store
 from newsletter.store.models import BOUNCED, COMPLAINED, Subscriber
+from newsletter.vocabulary import address_key
 from newsletter.tracking import EventKind, RejectReason, TrackingEvent
 
 # Rejections that mean the address itself must not be mailed again.
@@ -115,13 +117,13 @@ def _apply(session: Session, row: _Row) -> int:
         return 0
     subscriber = _subscriber(session, row)
     if reason is not None:
-        email_hash = subscriber.email_hash if subscriber else (address_hash(event.recipient) if event.recipient else None)
-        if email_hash is None:
+        target = subscriber if subscriber is not None else event.recipient
+        if not target:
             return 0
-        ev.mark_bounced_or_complained(session, email_hash, subscriber, reason, f"{event.provider} {event.detail}")
+        rules.suppress(session, target, reason, event.provider, detail=f"{event.provider} {event.detail}")
         return 1
     if subscriber is not None:
-        ev.unsubscribe_everywhere(session, subscriber, source=event.provider)
+        rules.unsubscribe(session, subscriber, None, event.provider)
         return 1
     return 0
 
@@ -130,4 +132,4 @@ def _subscriber(session: Session, row: _Row) -> Subscriber | None:
     if row.subscriber_id is not None:
         return session.get(Subscriber, row.subscriber_id)
     email = row.event.recipient
-    return ev.find_subscriber_by_address(session, email.lower()) if email else None
+    return find_subscriber(session, address_key(email)) if email else None

@@ -20,11 +20,12 @@ from pathlib import Path
 from newsletter.errors import InputError
 from newsletter.scheduling.times import get_zone
 from newsletter.store import scheduling as q
-from newsletter.store.models import CANCELLED, DRAFT, MISSED
+from newsletter.vocabulary import CampaignStatus
 
 ARTICLE_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
-COUNTS_AS_SENT = ("scheduled", "sending", "paused", "stopped", "sent")
-assert not {CANCELLED, MISSED, DRAFT} & set(COUNTS_AS_SENT)
+# A campaign of these statuses carries its edition (a draft, a cancelled or missed one does not).
+COUNTS_AS_SENT = tuple(str(s) for s in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
+                                        CampaignStatus.STOPPED, CampaignStatus.SENT))
 
 
 def cron_trigger(expression: str, zone_name: str):

@@ -20,23 +20,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import JSON, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store import audience as q
 from newsletter.store.models import (
-    ACTIVE,
-    BOUNCED,
-    COMPLAINED,
-    CONFIRMED,
     LEDGER_SENT,
-    PENDING,
     SENT,
-    UNSUBSCRIBED,
     Base,
     Campaign,
     Delivery,
     Edition,
     MailingList,
-    Membership,
-    Subscriber,
     UTCDateTime,
     utcnow,
 )
@@ -137,94 +128,6 @@ def insert_events(session: Session, rows: list[dict]) -> set[str]:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(events_t).on_conflict_do_nothing(index_elements=["event_id"]).returning(events_t.c.event_id)
     return set(session.scalars(statement, rows))
-
-
-def find_subscriber_by_address(session: Session, email_key: str) -> Subscriber | None:
-    return session.scalar(select(Subscriber).where(Subscriber.email_key == email_key))
-
-
-def mark_bounced_or_complained(session: Session, email_hash: str, subscriber: Subscriber | None,
-                               reason: str, detail: str) -> None:
-    """Suppress the address; the subscriber's status becomes ``bounced`` or ``complained``.
-
-    A complaint outranks a bounce: a complainer who later bounces stays ``complained``.
-    """
-    q.suppress(session, email_hash, reason, detail[:500])
-    if subscriber is not None and not (reason == BOUNCED and subscriber.status == COMPLAINED):
-        subscriber.status, subscriber.updated_at = reason, utcnow()
-
-
-def locked_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
-    """The subscriber, its row locked until the transaction ends.
-
-    Two requests changing one subscriber's consent at the same moment (a
-    one-click unsubscribe posted twice, a confirm link opened twice) then
-    run one after the other: the second sees the first's change and
-    records nothing more. SQLite transactions here are serial already.
-    """
-    return session.scalar(select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update())
-
-
-def leave_list(session: Session, subscriber: Subscriber, list_id: int, source: str, ip: str | None = None) -> bool:
-    """Unsubscribe from one list in the caller's transaction; True when it changed something."""
-    for membership in subscriber.memberships:
-        if membership.list_id == list_id and membership.status != UNSUBSCRIBED:
-            membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
-            q.record_consent(session, subscriber.id, list_id, "unsubscribe", source, ip)
-            return True
-    return False
-
-
-def rejoin(session: Session, subscriber: Subscriber, list_id: int, source: str, ip: str | None = None) -> bool:
-    """Subscribe again, confirmed, in the caller's transaction (the reader holds a link sent to them).
-
-    Lifts the suppression and an ``unsubscribed`` status; True when it
-    changed something (a second, parallel request changes nothing more).
-    """
-    q.unsuppress(session, subscriber.email_hash)
-    if subscriber.status == UNSUBSCRIBED:
-        subscriber.status, subscriber.updated_at = ACTIVE, utcnow()
-    now = utcnow()
-    for membership in subscriber.memberships:
-        if membership.list_id == list_id:
-            if membership.status == CONFIRMED:
-                return False
-            membership.status, membership.subscribed_at, membership.confirmed_at = CONFIRMED, now, now
-            membership.unsubscribed_at = None
-            q.record_consent(session, subscriber.id, list_id, "resubscribe", source, ip)
-            return True
-    session.add(Membership(subscriber_id=subscriber.id, list_id=list_id, status=CONFIRMED, subscribed_at=now,
-                           confirmed_at=now, consent_source=source, consent_ip=ip))
-    return True
-
-
-def confirm_pending(session: Session, subscriber: Subscriber, list_id: int, source: str,
-                    ip: str | None = None) -> str | None:
-    """Confirm a pending membership in the caller's transaction; returns the status (None: not a member)."""
-    for membership in subscriber.memberships:
-        if membership.list_id == list_id:
-            if membership.status == PENDING:
-                membership.status, membership.confirmed_at = CONFIRMED, utcnow()
-                q.record_consent(session, subscriber.id, list_id, "confirm", source, ip)
-            return membership.status
-    return None
-
-
-def unsubscribe_everywhere(session: Session, subscriber: Subscriber, source: str, ip: str | None = None) -> None:
-    """Leave every list and suppress the address, in the caller's transaction.
-
-    The same change as ``audience.manage.unsubscribe(store, email)``, which
-    opens a session of its own: webhook events must be applied in the
-    transaction that stores them, so a crash cannot store an event (and so
-    deduplicate its retry) without applying it.
-    """
-    for membership in subscriber.memberships:
-        if membership.status != UNSUBSCRIBED:
-            membership.status, membership.unsubscribed_at = UNSUBSCRIBED, utcnow()
-            q.record_consent(session, subscriber.id, membership.list_id, "unsubscribe", source, ip)
-    if subscriber.status == ACTIVE:
-        subscriber.status = UNSUBSCRIBED
-    q.suppress(session, subscriber.email_hash, UNSUBSCRIBED, f"source={source}")
 
 
 def campaign_event_counts(session: Session, campaign_id: int) -> dict[str, int]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.vocabulary import CampaignStatus
 from newsletter.store.models import (
     ACTIVE,
     CONFIRMED,
@@ -37,7 +38,7 @@ from newsletter.store.models import (
 
 # Campaign.status of a finished campaign that nobody received (every row failed or unknown);
 # the other statuses are in models.py, which this change does not touch.
-FAILED = "failed"
+FAILED = CampaignStatus.FAILED
 
 deliveries_t = Delivery.__table__
 subscribers_t = Subscriber.__table__
