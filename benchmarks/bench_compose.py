@@ -88,7 +88,7 @@ def bench_cold_start(folder: Path, runs: int) -> None:
 
 def bench_personalise(edition, settings, seconds: float = 2.0) -> None:
     from newsletter.compose.edition import merge_values
-    from newsletter.compose.merge import MergeTemplate
+    from newsletter.delivery.merge import MergeTemplate
 
     html, text = MergeTemplate(edition.html), MergeTemplate(edition.text)
     values = [merge_values(settings, edition.slug, email=f"r{i}@example.org", name=f"Reader {i}", token=f"tok{i:08d}") for i in range(1000)]

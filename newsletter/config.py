@@ -29,12 +29,12 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from newsletter.errors import ConfigError, WorkspaceNotFound
-from newsletter.providers import registry
+from newsletter import transports as registry
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
 SECRET_FILE = "secret_key"
-TRANSPORTS = registry.names()  # every registered transport (newsletter.providers.registry)
+TRANSPORTS = registry.names()  # every registered transport (newsletter.transports)
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 
 # (section, key) -> environment variable that overrides it; each provider's section from the registry

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from newsletter.compose.filters import CONTROL
 from newsletter.compose.edition import compose_edition, first_name, merge_values, without_greeting
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.compose.render import compile_mjml
 from newsletter.errors import TemplateError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.compose.edition import compose_edition, merge_values
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.errors import TemplateError
 
 from conftest import ARTICLES, RECENT, SEED

@@ -17,7 +17,7 @@ from browser import artefact_path, launch_chromium
 from support.mjml_js import compile_js
 
 from newsletter.compose.edition import merge_values, theme_context
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.compose.readers import read_article
 from newsletter.compose.render import compile_mjml, environment, render_mjml
 

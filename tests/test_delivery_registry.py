@@ -9,7 +9,7 @@ import pytest
 from newsletter.delivery import get_transport, message_id, transport_class
 from newsletter.errors import ConfigError
 from newsletter.events.pipeline import suppression_reason
-from newsletter.providers import registry
+from newsletter import transports as registry
 from newsletter.providers.sendgrid.events import tracking_event
 from newsletter.tracking import EventKind, RejectReason
 

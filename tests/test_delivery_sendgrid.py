@@ -114,7 +114,7 @@ def test_oversized_merge_data_rejects_only_that_recipient(server, transport):
 
 
 def test_substitutions_match_the_merge_module():
-    from newsletter.compose.merge import substitutions
+    from newsletter.delivery.merge import substitutions
 
     values = {"name": 'Zoë <b> & "Co" \'x\'', "unsubscribe_url": "https://x.example/u?a=1&b=2", "unused": "z"}
     body, _, _ = build_body(make_message(), [make_recipient(1, merge_data=values)])

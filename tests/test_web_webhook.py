@@ -237,7 +237,7 @@ class FakeEvents:
 
 
 def test_a_registered_provider_gets_its_route_and_the_same_pipeline(site, campaign, monkeypatch):
-    from newsletter.providers import registry
+    from newsletter import transports as registry
 
     monkeypatch.setitem(registry.PROVIDERS, "fakepost", registry.Provider(
         "fakepost", "newsletter.delivery.memory:MemoryTransport", events=f"{__name__}:FakeEvents"))

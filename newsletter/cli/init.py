@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli._common import say
-from newsletter.providers import registry
+from newsletter import transports as registry
 
 
 @click.command("init")

@@ -122,7 +122,7 @@ def _unresolved(edition: Edition, settings):
 
 def _size(edition: Edition, settings):
     values = merge_values(settings, edition.slug, email="reader@example.org", name="Reader", token="x" * 80)
-    from newsletter.compose.merge import personalise
+    from newsletter.delivery.merge import personalise
 
     size = len(personalise(edition.html, values).encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:

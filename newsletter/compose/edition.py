@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from newsletter.compose.merge import STANDARD_FIELDS
+from newsletter.delivery.merge import STANDARD_FIELDS
 from newsletter.compose.model import Article, Paragraph, RecentLink, plain
 
 FALLBACK_NAME = "there"  # "Hi there," when a subscriber has no name

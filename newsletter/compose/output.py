@@ -33,7 +33,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 def write_edition(edition, settings, out_dir: Path) -> dict[str, Path]:
     """Write the four files into ``out_dir`` (created if needed); return their paths by kind."""
     from newsletter.compose.edition import sample_mime, sample_recipient
-    from newsletter.compose.merge import personalise
+    from newsletter.delivery.merge import personalise
     from newsletter.delivery.mime import as_file_bytes
 
     try:

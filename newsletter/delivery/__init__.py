@@ -1,7 +1,7 @@
 """Delivery: the message model, the simple transports and their retry policy.
 
 ``get_transport(settings, name=None)`` returns the configured transport
-(any name of ``newsletter.providers.registry``: ``sendgrid``, ``smtp``,
+(any name of ``newsletter.transports``: ``sendgrid``, ``smtp``,
 ``file``, ``console`` or ``memory``), not yet opened; use it as a context
 manager. See ``newsletter.delivery.base`` for the contract and what each
 outcome means to the engine. Transports of providers that also report
@@ -11,7 +11,7 @@ events (SendGrid) live in ``newsletter.providers``.
 from __future__ import annotations
 
 from newsletter.errors import ConfigError
-from newsletter.providers import registry
+from newsletter import transports as registry
 
 
 def transport_class(name: str):

@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import TextIO
 
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime

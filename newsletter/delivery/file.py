@@ -17,7 +17,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime

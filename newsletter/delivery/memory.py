@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_smtp_bytes, build_mime

@@ -1,7 +1,7 @@
 """The provider-neutral message model (in the manner of django-anymail).
 
 A :class:`Message` is one edition as it goes out: subject, sender, and the
-HTML and text bodies still holding merge tokens (``newsletter.compose.merge``).
+HTML and text bodies still holding merge tokens (``newsletter.delivery.merge``).
 A :class:`Recipient` carries what differs per person: address, merge values,
 headers (List-Unsubscribe), metadata (our ids, sent to SendGrid as
 custom_args) and our own Message-ID. A transport sends one Message to a batch

@@ -28,7 +28,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Recipient
 from newsletter.delivery.wire import clean_name, header_address, needs_smtputf8, one_line, parse_mailbox, wire_address
 

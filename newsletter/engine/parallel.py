@@ -25,7 +25,7 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.engine.fencing import Fenced
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.store import ledger
-from newsletter.providers import registry
+from newsletter import transports as registry
 from newsletter.store.models import LEDGER_PENDING
 
 # Below this many pending rows per process, start-up costs more than it saves.

@@ -1,4 +1,4 @@
-"""Email providers: one package per provider, and the registry of every transport.
+"""Email providers: one package per provider (the registry of every transport is newsletter.transports).
 
 A *provider* is a service that sends our mail and reports back what
 happened to it (SendGrid). Its package holds both halves:
@@ -24,8 +24,8 @@ Adding a provider:
    ``from_settings(settings, **overrides)`` class method) and, when the
    provider posts events, ``events.py`` (an ``EventSource`` with
    ``from_settings(settings, clock)``);
-2. register it: one :class:`~newsletter.providers.registry.Provider` entry in
-   ``newsletter/providers/registry.py``, naming both classes, its
+2. register it: one :class:`~newsletter.transports.Provider` entry in
+   ``newsletter/transports.py``, naming both classes, its
    ``newsletter.toml`` section and the environment variables that override
    its keys (``config`` reads them from there; add the values your classes
    read to ``Settings``);

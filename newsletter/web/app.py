@@ -43,7 +43,7 @@ class _AppContext(Context):
 
         Raises NotConfigured when its verification key is not set.
         """
-        from newsletter.providers.registry import event_source_class
+        from newsletter.transports import event_source_class
 
         if provider not in self._event_sources:
             source_class = event_source_class(provider)
@@ -98,7 +98,7 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
 def _check_webhook_keys(ctx) -> None:
     """A malformed verification key is a ConfigError now, not at the first event; a missing one is fine."""
     from newsletter.providers.base import NotConfigured
-    from newsletter.providers.registry import event_provider_names
+    from newsletter.transports import event_provider_names
 
     for provider in event_provider_names():
         try:

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 
 from newsletter.compose.edition import web_url, without_greeting
-from newsletter.compose.merge import MergeTemplate
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.store import events as ev
 
 ATOM = "http://www.w3.org/2005/Atom"

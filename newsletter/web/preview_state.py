@@ -98,7 +98,7 @@ class PreviewState:
         """
         from newsletter.compose.caniemail import client_findings
         from newsletter.compose.edition import compose_edition
-        from newsletter.compose.merge import MergeTemplate
+        from newsletter.delivery.merge import MergeTemplate
         from newsletter.compose.render import environment
 
         if reload_templates:

@@ -1,6 +1,6 @@
 """``POST /webhooks/{provider}``: provider event webhooks, HTTP only.
 
-The provider's event source (``newsletter.providers.registry``) verifies
+The provider's event source (``newsletter.transports``) verifies
 and parses; the provider-neutral pipeline (``newsletter.events.pipeline``)
 deduplicates, matches, stores and applies. This module maps their answers
 to HTTP:

@@ -2,5 +2,5 @@
 
 Settings: ``SENDGRID_API_KEY`` (environment only) and the ``[sendgrid]``
 section of ``newsletter.toml`` (``host``, ``sandbox``, ``webhook_key``;
-see ``newsletter.providers.registry`` for the environment overrides).
+see ``newsletter.transports`` for the environment overrides).
 """

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from newsletter.compose.merge import TOKEN, token
+from newsletter.delivery.merge import TOKEN, token
 from newsletter.delivery.base import BUILD_ERRORS, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.wire import MAX_NAME, UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
@@ -107,7 +107,7 @@ def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args
         for field in subject[1]:
             value = values.get(field)
             if value and not str(value).isprintable():
-                from newsletter.compose.merge import MergeTemplate
+                from newsletter.delivery.merge import MergeTemplate
 
                 entry["subject"] = one_line(MergeTemplate(subject[0]).render(values)) or "-"
                 break

@@ -2,7 +2,7 @@
 
 One request carries one edition to up to 1,000 recipients: the HTML and text
 go once, each recipient is a personalization holding their merge values as
-substitutions (both token forms, see ``newsletter.compose.merge``), their
+substitutions (both token forms, see ``newsletter.delivery.merge``), their
 List-Unsubscribe headers and our ids as ``custom_args`` (so webhook events
 find their ledger row; SendGrid sets its own Message-ID header, ours travels
 in ``custom_args.message_id`` and ``X-Newsletter-Message-ID``).
