@@ -47,6 +47,7 @@ ENV_OVERRIDES = {
     ("broker", "url"): "NEWSLETTER_BROKER_URL",
     ("delivery", "processes"): "NEWSLETTER_SEND_PROCESSES",
     ("scheduler", "misfire_grace_seconds"): "NEWSLETTER_MISFIRE_GRACE_SECONDS",
+    ("delivery", "sender_stale_seconds"): "NEWSLETTER_SENDER_STALE_SECONDS",
     ("web", "confirm_token_days"): "NEWSLETTER_CONFIRM_TOKEN_DAYS",
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
     **registry.env_overrides(),
@@ -82,6 +83,8 @@ class Settings:
     sendgrid_webhook_key: str | None = field(default=None, repr=False)
     broker_url: str | None = field(default=None, repr=False)
     misfire_grace_seconds: int = 3600
+    # A sender on another machine silent this long is taken for dead (engine/fencing.py).
+    sender_stale_seconds: float = 120.0
     confirm_token_days: float = 7.0
     # Sites (besides base_url) whose forms may post to /subscribe: "https://host[:port]" each.
     signup_origins: tuple[str, ...] = ()
@@ -166,6 +169,7 @@ def load_settings(
         misfire_grace_seconds=int(
             reader.number("scheduler", "misfire_grace_seconds", default=3600, minimum=1)
         ),
+        sender_stale_seconds=reader.number("delivery", "sender_stale_seconds", default=120.0, minimum=1),
         confirm_token_days=reader.number("web", "confirm_token_days", default=7.0, minimum=0.01),
         signup_origins=reader.origins("web", "signup_origins"),
     )
@@ -308,12 +312,14 @@ class _Reader:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise self.fail(section, key, f"must be a number (got {value!r})") from None
+            raise self.fail(section, key, f"must be a number (got {value!r})",
+                            hint=f"write a plain number such as {default:g}") from None
         if not math.isfinite(number):  # nan compares false with everything: it would disable the check below
             raise self.fail(section, key, f"must be a finite number (got {value!r})",
                             hint="write a plain number such as 100")
         if number < minimum:
-            raise self.fail(section, key, f"must be at least {minimum:g} (got {number:g})")
+            raise self.fail(section, key, f"must be at least {minimum:g} (got {number:g})",
+                            hint=f"the default is {default:g}")
         return number
 
     def flag(self, section: str, key: str, default: bool) -> bool:

@@ -214,17 +214,18 @@ def test_sender_identities_are_unique_and_liveness_reads_them():
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-5", "soon"])
-def test_a_bad_staleness_limit_is_a_one_line_error(value, monkeypatch):
-    from newsletter.engine.fencing import stale_seconds
+def test_a_bad_staleness_limit_is_a_one_line_error(value, plain_workspace, monkeypatch):
+    from newsletter.config import load_settings
     from newsletter.errors import ConfigError
 
     monkeypatch.setenv("NEWSLETTER_SENDER_STALE_SECONDS", value)
     with pytest.raises(ConfigError) as caught:
-        stale_seconds()
+        load_settings(plain_workspace)
     assert "NEWSLETTER_SENDER_STALE_SECONDS" in caught.value.message and caught.value.hint
 
 
 def test_the_staleness_limit_is_read_from_newsletter_toml(plain_workspace, settings, monkeypatch):
+    from newsletter.config import load_settings
     from newsletter.engine.fencing import stale_seconds
 
     assert stale_seconds(settings) == 120
@@ -232,9 +233,9 @@ def test_the_staleness_limit_is_read_from_newsletter_toml(plain_workspace, setti
     config.write_text(config.read_text() + "\n[delivery]\nsender_stale_seconds = 45\n"
                       if "[delivery]" not in config.read_text()
                       else config.read_text().replace("[delivery]", "[delivery]\nsender_stale_seconds = 45", 1))
-    assert stale_seconds(settings) == 45
+    assert stale_seconds(load_settings(plain_workspace)) == 45
     monkeypatch.setenv("NEWSLETTER_SENDER_STALE_SECONDS", "7.5")
-    assert stale_seconds(settings) == 7.5
+    assert stale_seconds(load_settings(plain_workspace)) == 7.5
 
 
 def test_retry_is_refused_while_another_machine_sends_and_the_ledger_is_untouched(store_settings, workspace, cli):

@@ -20,24 +20,19 @@ rules keep a campaign from being sent twice:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import socket
 import threading
-import tomllib
 from datetime import datetime
 
-from newsletter.errors import ConfigError, Conflict
+from newsletter.errors import Conflict
 from newsletter.store.models import utcnow
 
 log = logging.getLogger("newsletter.engine")
 
 # A sender on another machine that has not beaten for this long is taken for dead.
 DEFAULT_STALE_SECONDS = 120.0
-STALE_ENV = "NEWSLETTER_SENDER_STALE_SECONDS"
-STALE_HINT = (f"set {STALE_ENV} (or [delivery] sender_stale_seconds in newsletter.toml) to a number of seconds "
-              "of at least 1, e.g. 120")
 
 
 class Fenced(Conflict):
@@ -56,31 +51,9 @@ def new_sender_id() -> str:
 
 
 def stale_seconds(settings=None) -> float:
-    """The staleness limit: NEWSLETTER_SENDER_STALE_SECONDS, else ``[delivery] sender_stale_seconds``, else 120.
-
-    A non-finite value or one under 1 s is a ConfigError (a limit of ``nan``
-    would make every sender look dead).
-    """
-    value, where = os.environ.get(STALE_ENV), STALE_ENV
-    if value in (None, "") and settings is not None:
-        value, where = _from_toml(settings), "[delivery] sender_stale_seconds"
-    if value in (None, ""):
-        return DEFAULT_STALE_SECONDS
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be a number of seconds (got {str(value)[:40]!r})", hint=STALE_HINT) from None
-    if not math.isfinite(number) or number < 1:
-        raise ConfigError(f"{where} must be a finite number of seconds, at least 1 (got {number})", hint=STALE_HINT)
-    return number
-
-
-def _from_toml(settings):
-    try:
-        with open(settings.config_file, "rb") as handle:
-            return tomllib.load(handle).get("delivery", {}).get("sender_stale_seconds")
-    except (OSError, tomllib.TOMLDecodeError, AttributeError, TypeError):
-        return None  # load_settings already reported a broken file
+    """The staleness limit: ``settings.sender_stale_seconds`` (``[delivery] sender_stale_seconds`` or
+    NEWSLETTER_SENDER_STALE_SECONDS, validated when the settings load), else the default."""
+    return DEFAULT_STALE_SECONDS if settings is None else settings.sender_stale_seconds
 
 
 def beat_interval(stale: float) -> float:
