@@ -8,6 +8,7 @@ a word; a campaign nobody received must not look ``sent``.
 from __future__ import annotations
 
 import os
+from datetime import date
 
 import pytest
 from conftest import populate
@@ -17,14 +18,17 @@ from smtp_server import SmtpServer
 from newsletter.delivery.memory import MemoryTransport
 
 API_KEY = "SG.guard-test.secret-value"
+LATER = f"{date.today().year + 5}-01-01 09:00"  # far ahead, within the ten years a schedule allows
 
 
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
-    """The transports' own waits (backoff) take no real time here."""
+    """The transports' own waits (backoff) take no real time here. Returns the waits asked for, in seconds."""
     from newsletter.delivery import retry
 
-    monkeypatch.setattr(retry.time, "sleep", lambda seconds: None)
+    waits: list[float] = []
+    monkeypatch.setattr(retry, "pause", waits.append)
+    return waits
 
 
 def _outbox_addresses():
@@ -88,7 +92,7 @@ def test_a_send_in_progress_is_refused_even_with_again(workspace, cli, tmp_path)
         refused = _send(cli, *extra)
         assert refused.exit_code == 1 and "sending" in refused.stderr and "right now" in refused.stderr
         assert "campaigns resume 1" in refused.stderr and "Traceback" not in refused.stderr
-    later = cli("schedule", "articles/welcome.md", "--list", "readers", "--at", "2099-01-01 09:00", "--again")
+    later = cli("schedule", "articles/welcome.md", "--list", "readers", "--at", LATER, "--again")
     assert later.exit_code == 1 and "right now" in later.stderr
     assert len(MemoryTransport.shared_outbox) == 1
 
@@ -97,7 +101,7 @@ def test_schedule_refuses_an_edition_already_sent_or_scheduled(workspace, cli, t
     populate(cli, tmp_path, 2)
     MemoryTransport.clear_shared()
     assert _send(cli).exit_code == 0
-    args = ("schedule", "articles/welcome.md", "--list", "readers", "--at", "2099-01-01 09:00", "--json")
+    args = ("schedule", "articles/welcome.md", "--list", "readers", "--at", LATER, "--json")
     refused = cli(*args)
     assert refused.exit_code == 1 and "--again" in refused.stderr and "campaigns resume 1" in refused.stderr
     scheduled = cli(*args, "--again")

@@ -94,10 +94,12 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
         if membership and membership.status != UNSUBSCRIBED and membership.status != PENDING:
             return result
         known = subscriber is not None
+        # the confirmation greets the name on file; a public form never changes it
+        to_name = subscriber.name if known else name
     added = _add(ctx.store, address, name=None if known else (name or None), list_name=internal_name,
                  source=source, ip=ip)
     if added.list_status == PENDING:
-        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name)
+        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name, name=to_name)
         result.emailed = True
     return result
 
@@ -140,8 +142,12 @@ def _count_attempt(session, address: str, ip: str | None, now: datetime) -> None
     ev.record_signup_attempt(session, email_hash, now, keep=timedelta(days=1), ip_hash=ip_hash)
 
 
-def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_name: str) -> None:
-    """Send the confirmation email (``list_name``: the name readers see); DeliveryError when refused."""
+def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_name: str, *,
+                      name: str = "") -> None:
+    """Send the confirmation email to ``name <address>`` (``list_name``: the name readers see).
+
+    DeliveryError when refused.
+    """
     from newsletter.delivery.message import Message, Outcome, Recipient
     from newsletter.delivery.mime import new_message_id
 
@@ -153,7 +159,7 @@ def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_
                       tags=["confirmation"], metadata={"kind": "confirmation"})
     # Personal values travel as merge data, never in the template: a name or
     # address holding "%%...%%" cannot inject anything.
-    recipient = Recipient(email=address, message_id=new_message_id(settings.sender_address),
+    recipient = Recipient(email=address, message_id=new_message_id(settings.sender_address), name=name or "",
                           merge_data={"email": address, "list": list_name, "newsletter": settings.name,
                                       "confirm_url": confirm_url(settings, subscriber_id, list_id, address,
                                                                  issued=ctx.clock())})
