@@ -8,6 +8,7 @@ aiosmtpd server, and the CLI in-process.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -256,7 +257,12 @@ def test_a_campaign_starts_only_once(workspace, cli, tmp_path):
     store.close()
 
 
-def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path):
+def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path, monkeypatch):
+    from newsletter.engine import parallel
+
+    children = []  # the sending processes the parent followed
+    follow = parallel._follow
+    monkeypatch.setattr(parallel, "_follow", lambda started, *args: children.extend(started) or follow(started, *args))
     emails = populate(cli, tmp_path, 300)
     settings = dataclasses.replace(load_settings(), batch_size=40)
     store = open_store(settings)
@@ -277,3 +283,6 @@ def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path):
     recipients = sorted(line.split("<")[-1].rstrip(">") for text in written for line in text.splitlines()
                         if line.startswith("To: "))
     assert recipients == sorted(emails)
+    # three child processes sent (the parent sends nothing in-line on this path), and all finished well
+    assert len(children) == 3 and len({child.pid for child in children} - {os.getpid()}) == 3
+    assert [child.exitcode for child in children] == [0, 0, 0]
