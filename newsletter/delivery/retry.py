@@ -1,4 +1,4 @@
-"""When and how long to wait before trying a send again (ARCHITECTURE.md, delivery).
+"""When and how long to wait before trying a send again (README, "Sending").
 
 - 429: wait until ``X-RateLimit-Reset`` (epoch seconds), plus jitter;
 - a 5xx the provider answered, or a connection error before the request went

@@ -11,7 +11,7 @@ The body is a plain dict: the library's helper classes cost ~5x more per
 1,000-recipient body, and ``Mail.add_personalization`` inserts at index 0.
 The library sets no timeout and opens a connection per request; we set one.
 
-Answers (DESIGN.md section 5, outcomes as in ``newsletter.delivery.base``):
+Answers (README, "Sending"; outcomes as in ``newsletter.delivery.base``):
 
 - 202 (200 in sandbox mode): QUEUED, provider id from ``X-Message-Id``;
 - 429: wait for ``X-RateLimit-Reset`` plus jitter, try again;
