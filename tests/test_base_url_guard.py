@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import RECENT, SEED
+from support.articles import RECENT, SEED
 
 REAL_SMTP = "smtp://user:secret@smtp.mailhost.example:587"
 

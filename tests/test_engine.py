@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import populate
+from support.cli import populate
 from fake_sendgrid import FakeSendGrid
 
 from newsletter.config import load_settings

@@ -11,7 +11,7 @@ import os
 from datetime import date
 
 import pytest
-from conftest import populate
+from support.cli import populate
 from fake_sendgrid import FakeSendGrid
 from smtp_server import SmtpServer
 
