@@ -22,8 +22,9 @@ from support.services import postgres_schema_url
 # given here by module so each test file stays about what it tests.
 SLOW = {  # real daemons and child processes, real waits for time to pass
     "test_daemon", "test_engine_kill", "test_two_senders", "test_distributed_services",
-    "test_preview_browser", "test_serve",
+    "test_preview_browser", "test_serve", "test_web_concurrency",
 }
+SLOW_TESTS = {"test_add_import_export_import_over_hostile_data"}  # many Hypothesis examples on a real store
 SERVICES = {  # beyond SQLite: PostgreSQL (the postgres parameter), Redis, RabbitMQ, unshare
     "test_distributed_services", "test_two_senders",
 }
@@ -34,7 +35,7 @@ def pytest_collection_modifyitems(items):
     """Mark each test slow, services or browser by its module and, for PostgreSQL, its parameter."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if module in SLOW:
+        if module in SLOW or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
         callspec = getattr(item, "callspec", None)
         if module in SERVICES or (callspec is not None and callspec.params.get("database_url") == "postgres"):
