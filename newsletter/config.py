@@ -2,7 +2,7 @@
 
 The workspace is the folder holding ``newsletter.toml``. It is found from an
 explicit path, then ``NEWSLETTER_HOME``, then the current folder and its
-parents. Environment variables (DESIGN.md section 4) override the file. Every
+parents. Environment variables (README, "Configuration") override the file. Every
 problem is reported as a :class:`ConfigError` naming the file, the key and
 what is wrong.
 

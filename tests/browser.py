@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from conftest import need_service
+from support.services import need_service
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = ROOT / "test-artifacts"

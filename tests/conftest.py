@@ -2,32 +2,46 @@
 
 Backends: every test that takes ``workspace`` (or ``database_url``) runs on a
 SQLite file and, when ``NEWSLETTER_TEST_POSTGRES_URL`` is set, on PostgreSQL
-in a schema of its own. A test that needs a service calls ``need_service``:
-it skips with the reason, or fails when NEWSLETTER_REQUIRE_SERVICES=1.
+in a schema of its own. A test that needs a service calls
+``support.services.need_service``: it skips with the reason, or fails when
+NEWSLETTER_REQUIRE_SERVICES=1. Helpers live in ``tests/support/``; this file
+holds fixtures and the markers given by what a test needs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from support.articles import RECENT, SEED
+from support.cli import Result
+from support.services import postgres_schema_url
 
-REQUIRE_SERVICES = os.environ.get("NEWSLETTER_REQUIRE_SERVICES") == "1"
-POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
-TESTS = Path(__file__).parent
+# The markers (registered in pyproject.toml; `make test-fast` skips all three),
+# given here by module so each test file stays about what it tests.
+SLOW = {  # real daemons and child processes, real waits for time to pass
+    "test_daemon", "test_engine_kill", "test_two_senders", "test_distributed_services",
+    "test_preview_browser", "test_serve", "test_web_concurrency",
+}
+SLOW_TESTS = {"test_add_import_export_import_over_hostile_data"}  # many Hypothesis examples on a real store
+SERVICES = {  # beyond SQLite: PostgreSQL (the postgres parameter), Redis, RabbitMQ, unshare
+    "test_distributed_services", "test_two_senders",
+}
+BROWSER = {"test_preview_browser"}  # Chromium through Playwright (tests/browser.py); elsewhere the `browser` fixture
 
 
-def need_service(reason: str) -> None:
-    """Skip the test for a missing service, or fail when services are required."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
-
+def pytest_collection_modifyitems(items):
+    """Mark each test slow, services or browser by its module and, for PostgreSQL, its parameter."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        callspec = getattr(item, "callspec", None)
+        if module in SERVICES or (callspec is not None and callspec.params.get("database_url") == "postgres"):
+            item.add_marker(pytest.mark.services)
+        if module in BROWSER or "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
@@ -41,39 +55,13 @@ def _clean_environment(monkeypatch):
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
 
 
-def _postgres_schema_url():
-    """A URL whose search_path is a fresh schema; yields it and drops the schema after."""
-    if not POSTGRES_URL:
-        need_service("NEWSLETTER_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
-    from sqlalchemy import create_engine, text
-
-    from newsletter.store.db import normalise_url
-
-    base = normalise_url(POSTGRES_URL)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server
-        admin.dispose()
-        need_service(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path):
     """A fresh, empty database on each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'db' / 'newsletter.db'}"
     else:
-        yield from _postgres_schema_url()
+        yield from postgres_schema_url()
 
 
 @pytest.fixture
@@ -92,11 +80,6 @@ def workspace(tmp_path, database_url, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_DATABASE_URL", database_url)
     monkeypatch.chdir(folder)
     return folder
-
-
-ARTICLES = TESTS / "articles"
-SEED = ARTICLES / "seed-ketamine.txt"
-RECENT = "https://clinic.example/blog/which-type"  # the seed names its recent article without a URL
 
 
 @pytest.fixture
@@ -126,16 +109,6 @@ def seed(settings):
     return compose_edition(SEED, settings, recent_url=RECENT)
 
 
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
 @pytest.fixture
 def cli(capsys):
     """Run ``newsletter ARGS...`` in-process; returns exit code, stdout and stderr."""
@@ -159,13 +132,3 @@ def cli(capsys):
         return Result(code, captured.out, captured.err)
 
     return run
-
-
-def populate(cli, tmp_path: Path, count: int, list_name: str = "readers") -> list[str]:
-    """Import ``count`` subscribers (reader0@example.org, ...) onto ``list_name``; returns their addresses."""
-    emails = [f"reader{i}@example.org" for i in range(count)]
-    data = tmp_path / f"people-{count}.csv"
-    data.write_text("email,name\n" + "".join(f"{e},Reader {i}\n" for i, e in enumerate(emails)))
-    result = cli("subscribers", "import", str(data), "--list", list_name, "--json")
-    assert result.json()["added"] == count, result.stderr
-    return emails

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from conftest import RECENT, SEED
+from support.articles import RECENT, SEED
 
 REAL_SMTP = "smtp://user:secret@smtp.mailhost.example:587"
 

@@ -9,7 +9,7 @@ import pytest
 
 from newsletter.compose.caniemail import MAJOR_CLIENTS, client_issues, used_features
 
-from conftest import RECENT, SEED
+from support.articles import RECENT, SEED
 
 
 def _issues(cli, *args):

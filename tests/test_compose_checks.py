@@ -9,7 +9,7 @@ import pytest
 from newsletter.compose.checks import check_edition, errors, warnings
 from newsletter.compose.edition import compose_edition
 
-from conftest import ARTICLES, SEED
+from support.articles import ARTICLES, SEED
 
 
 def codes(findings, level=None):
@@ -111,7 +111,7 @@ LONG_ADDRESS = "Clinique Saint-Étienne, 1500 Market Street, Suite 200, Philadel
 
 
 def test_a_long_postal_address_wrapped_in_the_text_part_is_found(settings):
-    from conftest import RECENT
+    from support.articles import RECENT
 
     edition = compose_edition(SEED, dataclasses.replace(settings, postal_address=LONG_ADDRESS), recent_url=RECENT)
     assert LONG_ADDRESS not in edition.text  # the text part wrapped the footer line...
@@ -134,7 +134,7 @@ def test_an_article_quoting_jinja_in_wrapped_text_is_content(settings, tmp_path)
 
 
 def test_check_accepts_a_long_postal_address(cli, plain_workspace, monkeypatch):
-    from conftest import RECENT
+    from support.articles import RECENT
 
     monkeypatch.setenv("NEWSLETTER_POSTAL_ADDRESS", LONG_ADDRESS)
     result = cli("check", SEED, "--recent-url", RECENT)

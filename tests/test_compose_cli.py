@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ARTICLES, RECENT
+from support.articles import ARTICLES, RECENT
 
 SLUG = "ketamine-therapy-explained-meaning-importance-and-top"
 

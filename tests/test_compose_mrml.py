@@ -20,7 +20,7 @@ from newsletter.delivery.merge import MergeTemplate
 from newsletter.compose.render import compile_mjml
 from newsletter.errors import TemplateError
 
-from conftest import RECENT, SEED
+from support.articles import RECENT, SEED
 
 HOSTILE = [
     'a "quoted" name & <b>bold</b>',

@@ -12,7 +12,7 @@ from newsletter.compose.edition import compose_edition, merge_values
 from newsletter.delivery.merge import MergeTemplate
 from newsletter.errors import TemplateError
 
-from conftest import ARTICLES, RECENT, SEED
+from support.articles import ARTICLES, RECENT, SEED
 
 
 def test_default_theme_structure(seed):

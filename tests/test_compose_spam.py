@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RECENT, SEED, need_service
+from support.articles import RECENT, SEED
+from support.services import need_service
 
 
 def _need_spamassassin():

@@ -21,7 +21,7 @@ from newsletter.delivery.merge import MergeTemplate
 from newsletter.compose.readers import read_article
 from newsletter.compose.render import compile_mjml, environment, render_mjml
 
-from conftest import RECENT, SEED
+from support.articles import RECENT, SEED
 
 WIDTHS = (375, 1200)
 SCHEMES = ("light", "dark")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from conftest import need_service
+from support.services import need_service
 from smtp_server import SmtpServer, free_port
 from support.delivery import make_message, make_recipient, make_recipients
 

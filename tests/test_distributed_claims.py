@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import populate
+from support.cli import populate
 
 from newsletter.config import load_settings
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for

@@ -12,7 +12,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from conftest import populate
+from support.cli import populate
 from support.senders import Scripted, ledger_counts
 
 from newsletter.config import load_settings

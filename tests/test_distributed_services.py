@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import _postgres_schema_url, need_service
+from support.services import postgres_schema_url, need_service
 from fake_sendgrid import FakeSendGrid
 
 REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -41,7 +41,7 @@ pytest.importorskip("dramatiq")
 
 @pytest.fixture
 def pg_url():
-    yield from _postgres_schema_url()
+    yield from postgres_schema_url()
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ aiosmtpd server, and the CLI in-process.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
-from conftest import populate
+from support.cli import populate
 from fake_sendgrid import FakeSendGrid
 
 from newsletter.config import load_settings
@@ -40,10 +41,12 @@ def sendgrid(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
-    """The SendGrid transport's waits (backoff, X-RateLimit-Reset) take no real time here."""
+    """The SendGrid transport's waits (backoff, X-RateLimit-Reset) take no real time here. Returns the waits asked for, in seconds."""
     from newsletter.delivery import retry
 
-    monkeypatch.setattr(retry.time, "sleep", lambda seconds: None)
+    waits: list[float] = []
+    monkeypatch.setattr(retry, "pause", waits.append)
+    return waits
 
 
 def test_send_through_sendgrid_one_request_per_thousand(workspace, cli, tmp_path, sendgrid):
@@ -69,7 +72,7 @@ def test_send_through_sendgrid_one_request_per_thousand(workspace, cli, tmp_path
     assert [(d["campaign_id"], d["status"]) for d in deliveries] == [(report["campaign_id"], "sent")]
 
 
-def test_429_and_500_lose_and_double_nothing(workspace, cli, tmp_path, sendgrid):
+def test_429_and_500_lose_and_double_nothing(workspace, cli, tmp_path, sendgrid, _fast_retries):
     emails = populate(cli, tmp_path, 1500)
     sendgrid.fail_next(429, times=2, reset_in=1)
     sendgrid.fail_next(500)
@@ -78,6 +81,7 @@ def test_429_and_500_lose_and_double_nothing(workspace, cli, tmp_path, sendgrid)
     sent = recipients_of(sendgrid)
     assert sorted(sent) == sorted(emails)  # each exactly once
     assert sendgrid.requests == 2 + 3  # the faulted attempts, then two accepted batches
+    assert len(_fast_retries) == 3 and all(wait > 0 for wait in _fast_retries)  # waited, in no real time
 
 
 def test_401_stops_at_once_with_a_hint_and_keeps_rows_pending(workspace, cli, tmp_path, sendgrid, monkeypatch):
@@ -254,7 +258,12 @@ def test_a_campaign_starts_only_once(workspace, cli, tmp_path):
     store.close()
 
 
-def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path):
+def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path, monkeypatch):
+    from newsletter.engine import parallel
+
+    children = []  # the sending processes the parent followed
+    follow = parallel._follow
+    monkeypatch.setattr(parallel, "_follow", lambda started, *args: children.extend(started) or follow(started, *args))
     emails = populate(cli, tmp_path, 300)
     settings = dataclasses.replace(load_settings(), batch_size=40)
     store = open_store(settings)
@@ -275,3 +284,6 @@ def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path):
     recipients = sorted(line.split("<")[-1].rstrip(">") for text in written for line in text.splitlines()
                         if line.startswith("To: "))
     assert recipients == sorted(emails)
+    # three child processes sent (the parent sends nothing in-line on this path), and all finished well
+    assert len(children) == 3 and len({child.pid for child in children} - {os.getpid()}) == 3
+    assert [child.exitcode for child in children] == [0, 0, 0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import populate
+from support.cli import populate
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st

@@ -8,26 +8,27 @@ a word; a campaign nobody received must not look ``sent``.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import date
 
 import pytest
-from conftest import populate
+from support.cli import populate
 from fake_sendgrid import FakeSendGrid
 from smtp_server import SmtpServer
 
 from newsletter.delivery.memory import MemoryTransport
 
 API_KEY = "SG.guard-test.secret-value"
-# A time well ahead, but within the ten years a send may be scheduled ahead (2099 stopped being that).
-LATER = f"{datetime.now(timezone.utc).year + 1}-06-01 09:00"
+LATER = f"{date.today().year + 5}-01-01 09:00"  # far ahead, within the ten years a schedule allows
 
 
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
-    """The transports' own waits (backoff) take no real time here."""
+    """The transports' own waits (backoff) take no real time here. Returns the waits asked for, in seconds."""
     from newsletter.delivery import retry
 
-    monkeypatch.setattr(retry.time, "sleep", lambda seconds: None)
+    waits: list[float] = []
+    monkeypatch.setattr(retry, "pause", waits.append)
+    return waits
 
 
 def _outbox_addresses():

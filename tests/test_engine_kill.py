@@ -12,7 +12,7 @@ import time
 import pytest
 from smtp_server import SmtpServer
 
-from conftest import populate
+from support.cli import populate
 
 
 def _slow(handler, seconds: float) -> None:

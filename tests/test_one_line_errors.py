@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RECENT, SEED
+from support.articles import RECENT, SEED
 
 
 def one_line(result, *words):

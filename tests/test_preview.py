@@ -139,7 +139,7 @@ def test_findings_say_what_they_are_about(letter):
 def test_checks_show_client_support_and_spamassassin(letter):
     """The Checks tab has what ``check --spam`` reports: caniemail's findings and SpamAssassin's rules."""
     if not shutil.which("spamassassin"):
-        from conftest import need_service
+        from support.services import need_service
 
         need_service("SpamAssassin is not installed (apt-get install spamassassin)")
     with client_for(letter) as client:

@@ -120,7 +120,7 @@ def test_views_switch_and_survive_a_reload(preview):
 
 def test_the_checks_tab_shows_spamassassin_rules(preview):
     if not shutil.which("spamassassin"):
-        from conftest import need_service
+        from support.services import need_service
 
         need_service("SpamAssassin is not installed (apt-get install spamassassin)")
     page = preview("view=checks")

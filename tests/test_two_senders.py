@@ -19,8 +19,9 @@ import os
 import signal
 
 import pytest
-from conftest import need_service, populate
+from support.cli import populate
 from support.senders import campaign_row, ledger_counts, wait_until
+from support.services import need_service
 from support.two_hosts import HoldingSendGrid, Process, newsletter_argv, other_host_argv, unshare_available
 
 API_KEY = "SG.two-senders.secret-value"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import RECENT, SEED, populate
+from support.articles import RECENT, SEED
+from support.cli import populate
 
 from newsletter.errors import InputError
 

@@ -1,6 +1,6 @@
 """What every command shares: the workspace, the store, and output helpers.
 
-Conventions (DESIGN.md section 3): ``--json`` output goes to stdout alone;
+Conventions (README, "Architecture"): ``--json`` output goes to stdout alone;
 progress, warnings and messages go to stderr; people get Rich tables.
 """
 

@@ -1,4 +1,4 @@
-"""When and how long to wait before trying a send again.
+"""When and how long to wait before trying a send again (README, "Sending").
 
 - 429: wait until ``X-RateLimit-Reset`` (epoch seconds), plus jitter;
 - a 5xx the provider answered, or a connection error before the request went
@@ -6,7 +6,9 @@
 - anything else is not retried here.
 
 Sleeping goes through ``sleep`` and time through ``clock`` so tests pass
-fakes and run instantly.
+fakes and run instantly. A policy built without ``sleep`` waits through
+:func:`pause`, looked up at each wait, so a test can replace that one name
+(``monkeypatch.setattr(retry, "pause", ...)``) for policies it does not build.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+
+def pause(seconds: float) -> None:
+    """The real wait between attempts (the default ``RetryPolicy.sleep``)."""
+    time.sleep(seconds)
+
+
+def _pause(seconds: float) -> None:
+    pause(seconds)  # the module's name at call time, not at import: see the module docstring
 
 
 @dataclass
@@ -29,7 +40,7 @@ class RetryPolicy:
     max_delay: float = 30.0          # backoff ceiling
     jitter: float = 1.0              # up to this many seconds added to a rate-limit wait
     max_rate_limit_wait: float = 120.0  # never trust a reset further away than this
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = _pause
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
 

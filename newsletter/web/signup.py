@@ -79,21 +79,24 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
     name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
     try:
-        result, added = _signup(ctx, address, list_name, name, ip, source)
+        result, added, to_name = _signup(ctx, address, list_name, name, ip, source)
     except IntegrityError:
         # A parallel insert of the same new subscriber or membership that did
         # not take the signup lock (an import, the CLI) won; the retry, a new
         # transaction (its attempt was rolled back too), finds its row.
-        result, added = _signup(ctx, address, list_name, name, ip, source)
+        result, added, to_name = _signup(ctx, address, list_name, name, ip, source)
     if added is not None and added.list_status == MembershipStatus.PENDING:
-        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name)
+        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name, name=to_name)
         result.emailed = True
     return result
 
 
 def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
-            source: str) -> tuple[Signup, manage.AddResult | None]:
+            source: str) -> tuple[Signup, manage.AddResult | None, str]:
     """One transaction: count the attempt, then join when nothing forbids it (None: nothing changed).
+
+    Also returns the name the confirmation greets: the name on file for a
+    known subscriber (a public form never changes it), else the posted one.
 
     On PostgreSQL the signup lock taken by the count is held to the end, so
     parallel signups of one address run one after the other.
@@ -103,14 +106,14 @@ def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
         result = Signup(mailing_list.reader_name(ctx.settings.name), mailing_list.double_opt_in)
         _count_attempt(session, address, ip, ctx.now())
         if q.suppression_reason(session, address_hash(address)):
-            return result, None
+            return result, None, ""
         subscriber = q.find_subscriber(session, address_key(address))
         membership = subscriber and q.find_membership(session, subscriber.id, mailing_list.id)
         if membership and not _may_come_back(membership.status, mailing_list):
-            return result, None
+            return result, None, ""
         added = manage.add_subscriber_in(session, address, name=None if subscriber else (name or None),
                                          list_name=mailing_list.name, resubscribe=True, source=source, ip=ip)
-        return result, added
+        return result, added, (subscriber.name or "") if subscriber else name
 
 
 def _may_come_back(status: str, mailing_list) -> bool:
@@ -149,8 +152,12 @@ def _count_attempt(session, address: str, ip: str | None, now: datetime) -> None
     ev.record_signup_attempt(session, email_hash, now, keep=timedelta(days=1), ip_hash=ip_hash)
 
 
-def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_name: str) -> None:
-    """Send the confirmation email (``list_name``: the name readers see); DeliveryError when refused."""
+def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_name: str, *,
+                      name: str = "") -> None:
+    """Send the confirmation email to ``name <address>`` (``list_name``: the name readers see).
+
+    DeliveryError when refused.
+    """
     from newsletter.delivery.message import Message, Outcome, Recipient
     from newsletter.delivery.mime import new_message_id
 
@@ -162,7 +169,7 @@ def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_
                       tags=["confirmation"], metadata={"kind": "confirmation"})
     # Personal values travel as merge data, never in the template: a name or
     # address holding "%%...%%" cannot inject anything.
-    recipient = Recipient(email=address, message_id=new_message_id(settings.sender_address),
+    recipient = Recipient(email=address, message_id=new_message_id(settings.sender_address), name=name or "",
                           merge_data={"email": address, "list": list_name, "newsletter": settings.name,
                                       "confirm_url": confirm_url(settings, subscriber_id, list_id, address,
                                                                  issued=ctx.clock())})

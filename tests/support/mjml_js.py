@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import need_service
+from support.services import need_service
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / ".data" / "node"
 _SCRIPT = """

@@ -11,7 +11,7 @@ The body is built by :func:`~newsletter.providers.sendgrid.body.build_body`.
 Requests go through :class:`~newsletter.providers.sendgrid.client.MailSendClient`
 (public parts of the library only, with a timeout: the library sets none).
 
-Answers (outcomes as in ``newsletter.delivery.base``):
+Answers (README, "Sending"; outcomes as in ``newsletter.delivery.base``):
 
 - 202 (200 in sandbox mode): QUEUED, provider id from ``X-Message-Id``;
 - 429: wait for ``X-RateLimit-Reset`` plus jitter, try again;
