@@ -104,8 +104,8 @@ def bench_personalise(edition, settings, seconds: float = 2.0) -> None:
 
 def full_mjml(settings) -> str:
     """The seed's complete MJML, as the default theme renders it."""
-    from newsletter.compose.edition import build_edition
     from newsletter.compose import render
+    from newsletter.compose.edition import build_edition
     from newsletter.compose.readers import read_article
 
     captured: dict[str, str] = {}

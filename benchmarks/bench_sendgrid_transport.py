@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from support.delivery import make_message, make_recipients, realistic_html  # noqa: E402
-
 from newsletter.delivery.message import Outcome  # noqa: E402
 from newsletter.delivery.retry import RetryPolicy  # noqa: E402
 from newsletter.providers.sendgrid.body import build_body  # noqa: E402
 from newsletter.providers.sendgrid.transport import SendGridTransport  # noqa: E402
+
+from support.delivery import make_message, make_recipients, realistic_html  # noqa: E402
 
 KEY = "SG.bench-key.bench-secret"
 BATCH = 1000
@@ -83,7 +83,6 @@ def main() -> None:
 def compare_request_paths(url: str, body: dict, repeat: int = 30) -> None:
     """One POST of a 1,000-recipient body: the library's public ``post`` vs our MailSendClient."""
     import sendgrid
-
     from newsletter.providers.sendgrid.client import MailSendClient
 
     library = sendgrid.SendGridAPIClient(api_key=KEY, host=url)

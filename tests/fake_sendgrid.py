@@ -187,7 +187,7 @@ class FakeSendGrid:
         with self._lock:
             return self._faults.pop(0) if self._faults else (None, 0.0)
 
-    def start(self) -> "FakeSendGrid":
+    def start(self) -> FakeSendGrid:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self

@@ -6,9 +6,8 @@ import random
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
-
-from newsletter.vocabulary.addresses import _fast_normalise, address_key, normalise_address
 from newsletter.errors import InvalidAddress
+from newsletter.vocabulary.addresses import _fast_normalise, address_key, normalise_address
 
 
 def _validator(address):

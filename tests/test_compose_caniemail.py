@@ -6,7 +6,6 @@ import json
 from importlib.resources import files
 
 import pytest
-
 from newsletter.compose.caniemail import MAJOR_CLIENTS, client_issues, used_features
 
 from support.articles import RECENT, SEED

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from newsletter.compose.checks import check_edition, errors, warnings
 from newsletter.compose.edition import compose_edition
 

@@ -123,7 +123,6 @@ def test_help_has_examples(cli):
 
 def test_compose_options_decorator_is_reusable():
     import click
-
     from newsletter.cli.compose import compose_options
 
     @click.command()

@@ -12,12 +12,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
-from newsletter.compose.filters import CONTROL
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from newsletter.compose.edition import compose_edition, first_name, merge_values, without_greeting
+from newsletter.compose.filters import CONTROL
 from newsletter.delivery.merge import MergeTemplate
-from newsletter.compose.render import compile_mjml
 from newsletter.errors import TemplateError
 
 from support.articles import RECENT, SEED
@@ -93,8 +93,8 @@ def test_article_text_reaches_text_attributes_and_links_as_written(settings, tmp
 @given(value=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
 def test_any_title_is_escaped_once(settings, value):
     """A title of any characters: the parsed <h1> text equals the article's title exactly."""
-    from newsletter.compose.model import Article, Paragraph, Span
     from newsletter.compose.edition import build_edition
+    from newsletter.compose.model import Article, Paragraph, Span
 
     title = " ".join(value.split())
     article = Article(title=title, blocks=[Paragraph([Span("body")])], source="", slug="s")

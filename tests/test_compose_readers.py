@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
 from newsletter.compose.model import Heading, Image, ListBlock, Paragraph, Quote, plain
 from newsletter.compose.readers import article_kind, read_article
 from newsletter.errors import InputError

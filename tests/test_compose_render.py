@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from newsletter.compose.edition import compose_edition, merge_values
 from newsletter.delivery.merge import MergeTemplate
 from newsletter.errors import TemplateError

@@ -13,15 +13,14 @@ import base64
 from pathlib import Path
 
 import pytest
-from browser import artefact_path, launch_chromium
-from support.mjml_js import compile_js
-
 from newsletter.compose.edition import merge_values, theme_context
-from newsletter.delivery.merge import MergeTemplate
 from newsletter.compose.readers import read_article
 from newsletter.compose.render import compile_mjml, environment, render_mjml
+from newsletter.delivery.merge import MergeTemplate
 
+from browser import artefact_path, launch_chromium
 from support.articles import RECENT, SEED
+from support.mjml_js import compile_js
 
 WIDTHS = (375, 1200)
 SCHEMES = ("light", "dark")

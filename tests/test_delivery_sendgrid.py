@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fake_sendgrid import FakeSendGrid, limit_errors
-from support.delivery import make_message, make_recipient, make_recipients
-
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.providers.sendgrid.body import build_body
 from newsletter.providers.sendgrid.transport import SendGridTransport
+
+from fake_sendgrid import FakeSendGrid, limit_errors
+from support.delivery import make_message, make_recipient, make_recipients
 
 KEY = "SG.abcdefghijkl.mnopqrstuvwxyz0123456789"
 

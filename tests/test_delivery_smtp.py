@@ -5,14 +5,14 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from support.services import need_service
-from smtp_server import SmtpServer, free_port
-from support.delivery import make_message, make_recipient, make_recipients
-
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.smtp import SmtpTransport, parse_smtp_url
 from newsletter.errors import ConfigError
+
+from smtp_server import SmtpServer, free_port
+from support.delivery import make_message, make_recipient, make_recipients
+from support.services import need_service
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from email import message_from_bytes, message_from_string, policy
 from pathlib import Path
 
 import pytest
-from support.delivery import make_message, make_recipient, make_recipients
-
 from newsletter.config import Settings
 from newsletter.delivery import get_transport
 from newsletter.delivery.console import SEPARATOR as ConsoleSeparator
@@ -19,9 +17,11 @@ from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.mime import MimeRenderer, as_file_bytes, as_smtp_bytes, build_mime
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.providers.sendgrid.transport import SendGridTransport
 from newsletter.delivery.smtp import SmtpTransport
 from newsletter.errors import ConfigError
+from newsletter.providers.sendgrid.transport import SendGridTransport
+
+from support.delivery import make_message, make_recipient, make_recipients
 
 
 def settings(tmp_path, **changes) -> Settings:

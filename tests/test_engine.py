@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
-from support.cli import populate
-from fake_sendgrid import FakeSendGrid
-
 from newsletter.config import load_settings
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.store.db import open_store
+
+from fake_sendgrid import FakeSendGrid
+from support.cli import populate
 
 API_KEY = "SG.engine-test.secret-value"
 

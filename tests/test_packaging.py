@@ -14,9 +14,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import newsletter
+import pytest
 
 ROOT = Path(__file__).parent.parent
 THEMES = sorted(path.name for path in (ROOT / "templates").iterdir() if path.is_dir())

@@ -12,6 +12,7 @@ import shutil
 import time
 
 import pytest
+
 from browser import artefact_path, launch_chromium, local_only, serve_app
 from test_preview import ARTICLE, BUILTIN_THEME, break_theme, letter, settings_of  # noqa: F401 - fixture
 

@@ -31,19 +31,19 @@ from pathlib import Path
 
 import idna
 import pytest
-from fake_sendgrid import FakeSendGrid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from smtp_server import SmtpServer
-from support.delivery import make_message, make_recipient
-
 from newsletter.delivery.console import SEPARATOR, ConsoleTransport
 from newsletter.delivery.file import FileTransport
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.providers.sendgrid.transport import SendGridTransport
 from newsletter.delivery.smtp import SmtpTransport
+from newsletter.providers.sendgrid.transport import SendGridTransport
+
+from fake_sendgrid import FakeSendGrid
+from smtp_server import SmtpServer
+from support.delivery import make_message, make_recipient
 
 KEY = "SG.propertytests.secretsecretsecret"
 ACCEPTED = (Outcome.SENT, Outcome.QUEUED)

@@ -85,10 +85,9 @@ def test_remove_erases_data_and_keeps_only_a_hash(workspace, cli):
     assert cli("subscribers", "remove", "ada@example.org", "--yes").exit_code == 0
     assert cli("subscribers", "show", "ada@example.org").exit_code == 1
     assert cli("subscribers", "list", "--json").json() == []
-    from sqlalchemy import text
-
     from newsletter.config import load_settings
     from newsletter.store.db import open_store
+    from sqlalchemy import text
 
     store = open_store(load_settings())
     with store.engine.connect() as connection:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from test_web_support import Site, path_of
-
 from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, make_token, unsubscribe_url
 from newsletter.config import load_settings
 from newsletter.store import audience as q
 from newsletter.store.db import Store, open_store
+
+from test_web_support import Site, path_of
 
 
 @pytest.fixture

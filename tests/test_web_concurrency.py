@@ -13,10 +13,6 @@ import json
 import logging
 
 import pytest
-from sqlalchemy import func, select
-from support.web_server import in_parallel, running
-from test_web_support import KeyPair, Site
-
 from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.config import load_settings
@@ -25,6 +21,10 @@ from newsletter.store import audience as q
 from newsletter.store.db import open_store
 from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Consent, Membership, Subscriber
+from sqlalchemy import func, select
+
+from support.web_server import in_parallel, running
+from test_web_support import KeyPair, Site
 
 PARALLEL = 100
 # PostgreSQL: a race shows most of the time in one round; three make missing it unlikely.

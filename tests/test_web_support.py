@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from newsletter.delivery.memory import MemoryTransport
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -51,9 +50,8 @@ class Site:
     """The public app on a workspace, with what the tests need to look at."""
 
     def __init__(self, settings, store, keys: KeyPair | None):
-        from starlette.testclient import TestClient
-
         from newsletter.web.app import create_app
+        from starlette.testclient import TestClient
 
         self.keys = keys
         self.settings = dataclasses.replace(settings, sendgrid_webhook_key=keys.public if keys else None)

@@ -31,8 +31,8 @@ Formats and how they are recognised (headers compared case-insensitively):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from newsletter.errors import InputError
 from newsletter.vocabulary import ArrivalStatus as Arrival

@@ -17,18 +17,18 @@ import io
 import multiprocessing
 import os
 import pickle
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.vocabulary.addresses import address_hash, normalise_address
 from newsletter.audience.fields import clean_attributes, clean_ip, clean_list_name, clean_name, clean_timezone_length
 from newsletter.audience.formats import cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError
 from newsletter.fileio import open_input
 from newsletter.store.importing import ValidRow
+from newsletter.vocabulary.addresses import address_hash, normalise_address
 
 CHUNK_ROWS = 2000
 SAMPLE_BYTES = 64 * 1024

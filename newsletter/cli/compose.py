@@ -9,8 +9,8 @@ options is :func:`newsletter.usecases.editions.edition_from_options`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -94,11 +94,10 @@ def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
       newsletter check articles/ketamine.md --recent-url https://example.org/blog/types --json
       newsletter check articles/ketamine.md --spam
     """
+    from newsletter.compose.caniemail import client_issues
     from newsletter.compose.checks import errors, spam_findings, warnings
     from newsletter.compose.edition import Finding
     from newsletter.errors import NewsletterError
-
-    from newsletter.compose.caniemail import client_issues
 
     edition = edition_from_options(app.settings, article, recent_title, recent_url, theme, strict=False)
     issues = client_issues(edition.html)

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import click
 
+from newsletter import transports as registry
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
-from newsletter import transports as registry
 
 
 @click.command("send")

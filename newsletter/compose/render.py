@@ -27,9 +27,10 @@ that, the byte position MRML reports is mapped to the rendered line.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from newsletter.errors import NewsletterError, TemplateError
 

@@ -39,8 +39,8 @@ and leaves the batch's rows ``pending`` (or ``failed``/retryable).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from email.errors import MessageError
-from typing import Iterable
 
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.errors import DeliveryError
@@ -81,7 +81,7 @@ class Transport:
         """Release it. Idempotent; safe to call after a failed ``open()``."""
         self.opened = False
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         self.open()
         return self
 

@@ -17,8 +17,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
 
@@ -37,7 +37,7 @@ class FileTransport(Transport):
         self.fsync = fsync
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "FileTransport":
+    def from_settings(cls, settings, **overrides) -> FileTransport:
         return cls(overrides.pop("folder", settings.outbox_dir), **overrides)
 
     def open(self) -> None:

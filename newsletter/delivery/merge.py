@@ -18,8 +18,8 @@ subscriber's attributes are available under their own names.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html import escape
-from typing import Mapping
 
 STANDARD_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "web_url")
 TOKEN = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*)(:raw)?%%")

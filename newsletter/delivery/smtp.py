@@ -135,13 +135,13 @@ class SmtpTransport(Transport):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **options) -> "SmtpTransport":
+    def from_url(cls, url: str, **options) -> SmtpTransport:
         config = parse_smtp_url(url)
         return cls(config.host, config.port, tls=config.tls, username=config.username, password=config.password,
                    connections=config.connections, timeout=config.timeout, **options)
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "SmtpTransport":
+    def from_settings(cls, settings, **overrides) -> SmtpTransport:
         url = overrides.pop("url", None) or settings.smtp_url
         if not url:
             raise ConfigError(

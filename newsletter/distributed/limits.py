@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from newsletter.delivery.retry import RetryPolicy
 

@@ -23,8 +23,8 @@ the run still owns the campaign. A run that was taken over stops at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from newsletter.audience.tokens import UNSUBSCRIBE, make_token
 from newsletter.compose.edition import merge_values
@@ -32,7 +32,6 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
 from newsletter.delivery.mime import unsubscribe_headers
-from newsletter.errors import Conflict
 from newsletter.engine import fencing
 from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
@@ -44,6 +43,7 @@ from newsletter.engine.fencing import (
     new_sender_id,
     stale_seconds,
 )
+from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import (
     DRAFT,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -199,7 +199,7 @@ class ImportWriter:
         mark = "?" if self.connection.dialect.name == "sqlite" else "%s"
         return self.connection.exec_driver_sql(sql.format(", ".join([mark] * len(values))), tuple(values)).all()
 
-    def _plan_update(self, plan: "_Plan", valid: ValidRow, current: dict) -> bool:
+    def _plan_update(self, plan: _Plan, valid: ValidRow, current: dict) -> bool:
         """Queue what changes for an existing subscriber; False when nothing does."""
         changes = {}
         if valid.name and valid.name != current["name"]:
@@ -230,7 +230,7 @@ class ImportWriter:
                                  "status": changes.get("status", current["status"])})
         return bool(changes) or membership_changed
 
-    def _plan_membership(self, plan: "_Plan", sid: int, list_id: int, wanted: str, membership: str | None,
+    def _plan_membership(self, plan: _Plan, sid: int, list_id: int, wanted: str, membership: str | None,
                          ip: str | None) -> bool:
         """Queue the change of one membership; leaving always wins, rejoining needs ``resubscribe``."""
         if membership is None:
@@ -243,7 +243,7 @@ class ImportWriter:
             return False
         return True
 
-    def _apply(self, plan: "_Plan") -> None:
+    def _apply(self, plan: _Plan) -> None:
         conn, now = self.connection, plan.now
         if plan.unsuppress:
             conn.execute(suppressions_t.delete().where(suppressions_t.c.email_hash.in_(plan.unsuppress)))
@@ -264,7 +264,7 @@ class ImportWriter:
                 for h, reason in dict(plan.suppress).items()
             ])
 
-    def _insert_new(self, plan: "_Plan") -> None:
+    def _insert_new(self, plan: _Plan) -> None:
         stamp, rows = plan.stamp, []
         for valid in plan.new:
             subscriber_status, _membership_status, reason = _ARRIVAL[valid.status]
@@ -294,7 +294,7 @@ class ImportWriter:
         statement = insert(subscribers_t).returning(subscribers_t.c.id, sort_by_parameter_order=True)
         return list(self.connection.execute(statement, [dict(zip(_SUBSCRIBER_COLUMNS, row)) for row in rows]).scalars())
 
-    def _insert_memberships(self, plan: "_Plan") -> None:
+    def _insert_memberships(self, plan: _Plan) -> None:
         """New memberships; on SQLite, one statement per (status, IP) group.
 
         Almost every column is the same for a whole chunk, so the subscriber
@@ -318,7 +318,7 @@ class ImportWriter:
             for sid, list_id, status, ip in plan.memberships
         ])
 
-    def _write_memberships(self, plan: "_Plan") -> None:
+    def _write_memberships(self, plan: _Plan) -> None:
         conn, now = self.connection, plan.now
         if plan.memberships:
             self._insert_memberships(plan)

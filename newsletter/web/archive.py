@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from newsletter.compose.edition import web_url, without_greeting
 from newsletter.delivery.merge import MergeTemplate
@@ -79,7 +79,7 @@ def atom_feed(settings, entries: list[dict]) -> bytes:
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     archive_url = f"{settings.base_url}/archive"
-    updated = entries[0]["sent_at"] if entries else datetime(2000, 1, 1, tzinfo=timezone.utc)
+    updated = entries[0]["sent_at"] if entries else datetime(2000, 1, 1, tzinfo=UTC)
     _text(feed, "id", archive_url)
     _text(feed, "title", settings.name)
     _text(feed, "updated", _iso(updated))
@@ -105,8 +105,8 @@ def _text(parent, tag: str, value: str) -> None:
 
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def archive_index(request):

@@ -28,8 +28,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from newsletter.errors import Conflict, DeliveryError, InputError, NewsletterError, NotFound
 from newsletter.web.preview_state import PreviewState
@@ -100,7 +101,7 @@ def _configured_transport(settings) -> Callable[[], Any]:
     return build
 
 
-def _routes(handlers: "_Handlers") -> list:
+def _routes(handlers: _Handlers) -> list:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
@@ -206,7 +207,7 @@ class _Handlers:
                 while True:
                     try:
                         version = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": ping\n\n"  # keeps proxies open and notices a gone client
                         continue
                     yield f"data: {json.dumps({'version': version})}\n\n"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from html import escape
 
-from newsletter.delivery.merge import TOKEN, token
 from newsletter.delivery.base import BUILD_ERRORS, unbuildable
+from newsletter.delivery.merge import TOKEN, token
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.wire import MAX_NAME, UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
 

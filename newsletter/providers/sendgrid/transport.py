@@ -86,7 +86,7 @@ class SendGridTransport(Transport):
         self._client = None
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "SendGridTransport":
+    def from_settings(cls, settings, **overrides) -> SendGridTransport:
         """A transport from :class:`~newsletter.config.Settings` (``overrides`` win)."""
         if not settings.sendgrid_api_key and "api_key" not in overrides:
             raise ConfigError(
