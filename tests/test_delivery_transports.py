@@ -252,7 +252,7 @@ def test_one_unwritable_recipient_fails_alone(kind, tmp_path):
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.REJECTED, Outcome.REJECTED, Outcome.SENT]
     assert all(r.error and "cannot write" in r.error for r in results[1:4])
     assert sorted(sent) == sorted([recipients[0].message_id, recipients[4].message_id])
-    for recipient, result in zip(bad, results[1:4]):  # the reason never quotes the address
+    for recipient, result in zip(bad, results[1:4], strict=True):  # the reason never quotes the address
         assert recipient.email.split("@")[0] not in result.error and "ü" not in result.error
 
 

@@ -152,7 +152,10 @@ def test_listmonk_substack_buttondown_detected(workspace, cli, tmp_path):
     assert results["listmonk"]["format"] == "listmonk" and results["listmonk"]["errors"][0]["line"] == 4
     assert results["substack"]["format"] == "substack"
     assert results["buttondown"]["format"] == "buttondown"
-    shown = lambda email: cli("subscribers", "show", email, "--json").json()
+
+    def shown(email):
+        return cli("subscribers", "show", email, "--json").json()
+
     assert shown("lm@example.org")["attributes"] == {"city": "Oslo", "n": "3"}
     assert shown("blocked@example.org")["status"] == "unsubscribed"
     assert shown("off@example.org")["status"] == "unsubscribed"

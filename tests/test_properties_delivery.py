@@ -82,7 +82,7 @@ def batches(draw):
     """1-6 recipients, each address unique in the batch (a list holds an address once)."""
     size = draw(st.integers(1, 6))
     people = []
-    for index in range(size):
+    for _ in range(size):
         if draw(st.integers(0, 9)) == 0:
             address = draw(unsendable)
         else:
@@ -152,14 +152,14 @@ PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 def check_results(recipients, results, carries_unicode_local: bool):
     """One result per recipient, in order; accepted exactly when the path can carry the address."""
     assert [r.message_id for r in results] == [r.message_id for r in recipients]
-    for recipient, result in zip(recipients, results):
+    for recipient, result in zip(recipients, results, strict=True):
         wire = expected_wire(recipient.email)
         sendable = wire is not None and (carries_unicode_local or wire.isascii())
         if sendable:
             assert result.outcome in ACCEPTED, (recipient.email, result)
         else:
             assert result.outcome is Outcome.REJECTED and result.error, (recipient.email, result)
-    return {r.message_id: expected_wire(r.email) for r, res in zip(recipients, results) if res.outcome in ACCEPTED}
+    return {r.message_id: expected_wire(r.email) for r, res in zip(recipients, results, strict=True) if res.outcome in ACCEPTED}
 
 
 def check_mime(mime, wire: str) -> None:
@@ -243,7 +243,7 @@ def test_smtp_without_smtputf8_treats_every_recipient_alike(smtp_ascii, batch):
     with SmtpTransport("127.0.0.1", smtp_ascii.port, tls="none", timeout=10, connections=2) as smtp:
         results = smtp.send_batch(make_message(), recipients)
     _check_smtp(smtp_ascii, recipients, results, carries_unicode_local=False)
-    for recipient, result in zip(recipients, results):
+    for recipient, result in zip(recipients, results, strict=True):
         wire = expected_wire(recipient.email)
         if wire is not None and not wire.isascii():
             assert "SMTPUTF8" in result.error

@@ -113,7 +113,10 @@ def test_list_filters_by_list_and_status(workspace, cli):
     cli("subscribers", "add", "b@example.org", "--list", "readers")
     cli("subscribers", "add", "c@example.org", "--list", "other")
     cli("subscribers", "unsubscribe", "b@example.org", "--list", "readers")
-    emails = lambda *args: [r["email"] for r in cli("subscribers", "list", *args, "--json").json()]
+
+    def emails(*args):
+        return [r["email"] for r in cli("subscribers", "list", *args, "--json").json()]
+
     assert emails("--list", "readers") == ["a@example.org", "b@example.org"]
     assert emails("--list", "readers", "--status", "confirmed") == ["a@example.org"]
     assert emails("--list", "readers", "--status", "unsubscribed") == ["b@example.org"]

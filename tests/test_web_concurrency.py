@@ -82,7 +82,7 @@ def test_parallel_one_click_unsubscribes(site, logs):
         for reader in readers:
             token = make_token(site.settings.secret_keys, UNSUBSCRIBE, reader.subscriber_id, reader.list_id,
                                reader.email)
-            answers = in_parallel(PARALLEL, lambda client, _i: client.post(
+            answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(
                 f"{base}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}))
             assert {a.status_code for a in answers} == {200}
             assert count(site.store, Consent.action == "unsubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
@@ -99,7 +99,7 @@ def test_parallel_resubscribes(site, logs):
         for reader in readers:
             token = make_token(site.settings.secret_keys, UNSUBSCRIBE, reader.subscriber_id, reader.list_id,
                                reader.email)
-            answers = in_parallel(PARALLEL, lambda client, _i: client.post(
+            answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(
                 f"{base}/unsubscribe/{token}", data={"action": "resubscribe"}))
             assert {a.status_code for a in answers} == {200}
             assert count(site.store, Consent.action == "resubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
@@ -129,7 +129,7 @@ def test_parallel_confirmations(site, logs):
     with running(site.app) as base:
         for reader in pending:
             token = make_token(site.settings.secret_keys, CONFIRM, reader.subscriber_id, reader.list_id, reader.email)
-            answers = in_parallel(PARALLEL, lambda client, _i: client.post(f"{base}/confirm/{token}"))
+            answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(f"{base}/confirm/{token}"))
             assert {a.status_code for a in answers} == {200}
             assert count(site.store, Consent.action == "confirm", Consent.subscriber_id == reader.subscriber_id) == 1
             assert manage.describe(site.store, reader.email)["lists"][0]["status"] == "confirmed"

@@ -90,7 +90,7 @@ def cells_reader(format_name: str, keys: list[str]) -> Callable[[list[str]], Imp
     if format_name == "csv":
         return _csv_cells_reader(keys)
     read = row_reader(format_name)
-    return lambda cells: read(dict(zip(keys, cells)))
+    return lambda cells: read(dict(zip(keys, cells, strict=False)))
 
 
 def _csv_cells_reader(keys: list[str]) -> Callable[[list[str]], ImportRow]:

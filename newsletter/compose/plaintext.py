@@ -172,7 +172,7 @@ def _hard_wrapped(lines: list[str]) -> bool:
         return False
     breaks = sum(
         1
-        for a, b in zip(lines, lines[1:])
+        for a, b in zip(lines, lines[1:], strict=False)
         if a.strip() and b.strip() and not _SENTENCE_END.search(a) and b.strip()[:1].islower()
     )
     return breaks >= (1 if len(nonblank) < 12 else 2)

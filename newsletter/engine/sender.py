@@ -303,7 +303,7 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
     raises Fenced; its rows stay as the new owner set them (``unknown``).
     """
     recipients = [builder.recipient(c) for c in eligible]
-    ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible)}
+    ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible, strict=True)}
     if fence is not None:  # taken over since the claim (a pause, a freeze)? then these rows are not ours to send
         with store.session() as session:
             _check(fence, session, campaign_id)

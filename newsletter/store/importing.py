@@ -273,7 +273,7 @@ class ImportWriter:
             if reason:
                 plan.suppress.append((valid.hash, reason))
         ids = self._insert_subscribers(rows)
-        for subscriber_id, valid in zip(ids, plan.new):
+        for subscriber_id, valid in zip(ids, plan.new, strict=False):
             if valid.lists is not None:
                 plan.memberships += [(subscriber_id, list_id, status, valid.ip)
                                      for list_id, status in self._wanted_lists(valid).items()]
@@ -289,10 +289,10 @@ class ImportWriter:
             self.next_id += len(rows)
             ids = list(range(first, self.next_id))
             bulk_insert(self.connection, subscribers_t, ("id",) + _SUBSCRIBER_COLUMNS,
-                        [(i, *row) for i, row in zip(ids, rows)])
+                        [(i, *row) for i, row in zip(ids, rows, strict=True)])
             return ids
         statement = insert(subscribers_t).returning(subscribers_t.c.id, sort_by_parameter_order=True)
-        return list(self.connection.execute(statement, [dict(zip(_SUBSCRIBER_COLUMNS, row)) for row in rows]).scalars())
+        return list(self.connection.execute(statement, [dict(zip(_SUBSCRIBER_COLUMNS, row, strict=False)) for row in rows]).scalars())
 
     def _insert_memberships(self, plan: _Plan) -> None:
         """New memberships; on SQLite, one statement per (status, IP) group.
@@ -354,7 +354,7 @@ def bulk_insert(connection: Connection, table, columns: tuple[str, ...], rows: l
         placeholders = ", ".join("?" * len(columns))
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows)
     else:
-        connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+        connection.execute(insert(table), [dict(zip(columns, row, strict=False)) for row in rows])
 
 
 _ENCODE_JSON = json.JSONEncoder(ensure_ascii=False).encode

@@ -123,11 +123,11 @@ class SendGridTransport(Transport):
                     answers = self._isolate(body, chosen, answers, errors)
                 except PermanentTransportError as exc:
                     # Parts already accepted must be recorded, or a resume would send them twice.
-                    for index, answer in zip(included, exc.results or ()):
+                    for index, answer in zip(included, exc.results or (), strict=False):
                         results[index] = answer
                     exc.results = results  # type: ignore[assignment]
                     raise
-            for index, answer in zip(included, answers):
+            for index, answer in zip(included, answers, strict=False):
                 results[index] = answer
         return results  # type: ignore[return-value]
 
@@ -193,12 +193,12 @@ class SendGridTransport(Transport):
                 except PermanentTransportError as exc:  # a 401 between two parts: keep what is known
                     exc.results = [result or SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
                                                         error="not attempted: the send stopped")
-                                   for recipient, result in zip(recipients, final)]
+                                   for recipient, result in zip(recipients, final, strict=False)]
                     raise
                 if sub_errors is not None:
                     pending.append((piece, sub_results, sub_errors))
                 else:
-                    for index, result in zip(piece, sub_results):
+                    for index, result in zip(piece, sub_results, strict=False):
                         final[index] = result
         log.info("sendgrid: a 400 blamed %d of %d recipients; the others went again",
                  sum(1 for r in final if r is not None and r.outcome is Outcome.REJECTED), len(recipients))
