@@ -350,7 +350,8 @@ class _Reader:
             return name, normalise_address(address)
         except InvalidAddress as exc:
             raise self.fail(
-                "newsletter", "from", f"is not a valid sender ({exc.message})", hint='write it as "Name <you@example.org>"'
+                "newsletter", "from", f"is not a valid sender ({exc.message})",
+                hint='write it as "Name <you@example.org>"',
             ) from None
 
     def origins(self, section: str, key: str) -> tuple[str, ...]:

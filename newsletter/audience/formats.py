@@ -160,7 +160,8 @@ _CSV_USED = set(EMAIL_HEADERS) | {"name", "first_name", "last_name", "first name
 
 
 def read_csv_row(row: Row) -> ImportRow:
-    name = row.get("name") or _joined_name(row, "first_name", "last_name") or _joined_name(row, "first name", "last name")
+    name = (row.get("name") or _joined_name(row, "first_name", "last_name")
+            or _joined_name(row, "first name", "last name"))
     return ImportRow(
         email=_email(row),
         name=name,

@@ -92,7 +92,8 @@ def _header(reader, path: Path, encoding: str) -> list[str]:
     try:
         headers = next(reader, None)
     except UnicodeDecodeError:
-        raise InputError(f"{path} is not {encoding} text", hint="save it as UTF-8, or pass --encoding latin-1") from None
+        raise InputError(f"{path} is not {encoding} text",
+                         hint="save it as UTF-8, or pass --encoding latin-1") from None
     if not headers or not any(h.strip() for h in headers):
         raise InputError(f"{path} is empty", hint="the first line must name the columns, one of them 'email'")
     return headers

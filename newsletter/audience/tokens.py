@@ -147,4 +147,5 @@ def confirm_url(settings, subscriber_id: int, list_id: int, email: str, issued: 
 
 
 def unsubscribe_url(settings, subscriber_id: int, list_id: int | None, email: str) -> str:
-    return f"{settings.base_url}/unsubscribe/{make_token(settings.secret_keys, UNSUBSCRIBE, subscriber_id, list_id, email)}"
+    return (f"{settings.base_url}/unsubscribe/"
+            f"{make_token(settings.secret_keys, UNSUBSCRIBE, subscriber_id, list_id, email)}")

@@ -219,7 +219,8 @@ def edition_message(edition: Edition, settings):
     )
 
 
-def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME, token: str = SAMPLE_TOKEN):
+def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME,
+                     token: str = SAMPLE_TOKEN):
     """A Recipient as a real subscriber would be addressed, with a fake token."""
     from newsletter.delivery.message import Recipient
     from newsletter.delivery.mime import new_message_id, unsubscribe_headers

@@ -136,4 +136,5 @@ def unbuildable(recipient: Recipient, exc: BaseException) -> SendResult:
     The reason names the problem, never the address (it is stored and shown).
     """
     reason = str(exc).strip() or type(exc).__name__
-    return SendResult(recipient.message_id, Outcome.REJECTED, error=f"cannot write this recipient's message: {reason}"[:500])
+    return SendResult(recipient.message_id, Outcome.REJECTED,
+                      error=f"cannot write this recipient's message: {reason}"[:500])

@@ -67,7 +67,8 @@ class FileTransport(Transport):
             try:
                 self._write_atomically(path, data)
             except OSError as exc:
-                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=f"{path}: {exc.strerror}"))
+                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
+                                          error=f"{path}: {exc.strerror}"))
                 continue
             results.append(SendResult(recipient.message_id, Outcome.SENT, provider_id=str(path)))
         return results

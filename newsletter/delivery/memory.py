@@ -47,10 +47,12 @@ class MemoryTransport(Transport):
         for recipient in recipients:
             address = recipient.email.lower()
             if address in self.reject:
-                results.append(SendResult(recipient.message_id, Outcome.REJECTED, error="550 rejected (memory transport)"))
+                results.append(SendResult(recipient.message_id, Outcome.REJECTED,
+                                          error="550 rejected (memory transport)"))
                 continue
             if address in self.fail:
-                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error="451 try later (memory transport)"))
+                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
+                                          error="451 try later (memory transport)"))
                 continue
             try:
                 mime = build_mime(message, recipient, *templates)

@@ -53,7 +53,8 @@ class _Row:
     subscriber_id: int | None = None
 
 
-def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterable[str], now: datetime) -> dict[str, int]:
+def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterable[str],
+                  now: datetime) -> dict[str, int]:
     """Store the batch's new events and apply their effects, in one transaction.
 
     Returns counts: ``received`` (events in the batch), ``new`` (stored by

@@ -137,7 +137,8 @@ class ImportWriter:
                 counts.skip(valid.line, "the same address as an earlier line")
             elif self._plan_update(plan, valid, current):
                 counts.updated += 1
-            elif self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED and valid.lists is None:
+            elif (self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED
+                  and valid.lists is None):
                 counts.skip(valid.line, f"unsubscribed from {self.list_name}; --resubscribe adds them again "
                                         "if they asked")
             else:
@@ -237,7 +238,8 @@ class ImportWriter:
             plan.memberships.append((sid, list_id, wanted, ip))
         elif wanted == MembershipStatus.UNSUBSCRIBED and membership != MembershipStatus.UNSUBSCRIBED:
             plan.leave.append((sid, list_id))
-        elif self.resubscribe and wanted != MembershipStatus.UNSUBSCRIBED and membership == MembershipStatus.UNSUBSCRIBED:
+        elif (self.resubscribe and wanted != MembershipStatus.UNSUBSCRIBED
+              and membership == MembershipStatus.UNSUBSCRIBED):
             plan.rejoin.append((sid, list_id, wanted))
         else:
             return False
@@ -292,7 +294,8 @@ class ImportWriter:
                         [(i, *row) for i, row in zip(ids, rows, strict=True)])
             return ids
         statement = insert(subscribers_t).returning(subscribers_t.c.id, sort_by_parameter_order=True)
-        return list(self.connection.execute(statement, [dict(zip(_SUBSCRIBER_COLUMNS, row, strict=False)) for row in rows]).scalars())
+        return list(self.connection.execute(
+            statement, [dict(zip(_SUBSCRIBER_COLUMNS, row, strict=False)) for row in rows]).scalars())
 
     def _insert_memberships(self, plan: _Plan) -> None:
         """New memberships; on SQLite, one statement per (status, IP) group.

@@ -177,7 +177,8 @@ class Suppression(Base):
 DRAFT, SCHEDULED, SENDING, PAUSED, STOPPED, SENT, CANCELLED, MISSED = (  # moved to newsletter.vocabulary (issue 12)
     CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
     CampaignStatus.STOPPED, CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
-LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED = LedgerStatus  # moved to newsletter.vocabulary (issue 12)
+# moved to newsletter.vocabulary (issue 12)
+LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED = LedgerStatus
 LEDGER_STATUSES = tuple(LedgerStatus)  # moved to newsletter.vocabulary (issue 12)
 
 

@@ -45,7 +45,8 @@ ANONYMOUS_EMAIL = "your email address"
 
 def neutral_values(settings, slug: str) -> dict[str, str]:
     """Merge values for a reader we do not know: every other field (attributes) renders empty."""
-    return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL, "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+    return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL,
+            "unsubscribe_url": f"{settings.base_url}/unsubscribe",
             "web_url": web_url(settings, slug)}
 
 

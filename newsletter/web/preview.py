@@ -86,7 +86,8 @@ def create_preview_app(settings, article_path, *, recent_title=None, recent_url=
     state.refresh()
     hub = ChangeHub()
     handlers = _Handlers(state, hub, transport_factory or _configured_transport(settings))
-    app = Starlette(routes=_routes(handlers), middleware=_middleware(allowed_hosts), lifespan=_lifespan(state, hub, watch))
+    app = Starlette(routes=_routes(handlers), middleware=_middleware(allowed_hosts),
+                    lifespan=_lifespan(state, hub, watch))
     app.state.preview = state
     app.state.hub = hub
     return app
@@ -258,7 +259,8 @@ def error_page(exc: NewsletterError) -> str:
     return (
         '<!doctype html><html><head><meta charset="utf-8"><title>Preview error</title></head>'
         '<body style="font-family:system-ui,sans-serif;padding:24px;color:#7a1212">'
-        f'<h1 style="font-size:18px">Cannot show the email</h1><pre style="white-space:pre-wrap">{escape(exc.message)}</pre>'
+        '<h1 style="font-size:18px">Cannot show the email</h1>'
+        f'<pre style="white-space:pre-wrap">{escape(exc.message)}</pre>'
         f"{hint}</body></html>"
     )
 

@@ -180,7 +180,8 @@ class SendGridTransport(Transport):
                 continue
             if named:
                 for position in named:
-                    final[part[position]] = _rejected(recipients[part[position]], part_errors, position, answers[position])
+                    final[part[position]] = _rejected(recipients[part[position]], part_errors, position,
+                                                      answers[position])
                 pieces = [[index for position, index in enumerate(part) if position not in named]]
             else:
                 middle = len(part) // 2
@@ -219,7 +220,8 @@ class SendGridTransport(Transport):
             # urllib wraps only errors raised while connecting and sending: the
             # request never went out in full, so SendGrid cannot have accepted it.
             error = f"connection failed before sending: {_reason(exc.reason)}"
-            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=error), None
+            return (self.retry.backoff(attempt),
+                    results_for(recipients, Outcome.FAILED, retryable=True, error=error), None)
         except OSError as exc:  # timeout, reset, RemoteDisconnected, after the body went out
             error = f"no answer after the request was sent ({_reason(exc)}): it may have been accepted"
             return None, results_for(recipients, Outcome.UNKNOWN, error=error), None
@@ -246,9 +248,11 @@ class SendGridTransport(Transport):
             wait = self.retry.rate_limit_wait(reset, attempt)
             return wait, results_for(recipients, Outcome.FAILED, retryable=True, error=f"rate limited ({detail})"), None
         if status in _UNKNOWN_5XX:
-            return None, results_for(recipients, Outcome.UNKNOWN, error=f"gateway error, may have been accepted ({detail})"), None
+            return None, results_for(recipients, Outcome.UNKNOWN,
+                                     error=f"gateway error, may have been accepted ({detail})"), None
         if status >= 500:
-            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=detail), None
+            return (self.retry.backoff(attempt),
+                    results_for(recipients, Outcome.FAILED, retryable=True, error=detail), None)
         blames = status == 400 and any(str(e.get("field") or "").startswith("personalizations") for e in errors)
         return None, results_for(recipients, Outcome.REJECTED, error=detail), (errors if blames else None)
 
