@@ -74,7 +74,8 @@ def main() -> None:
     rate = sent / seconds
     per_batch = seconds / (sent / BATCH) * 1000
     projected = 1_000_000 / rate
-    print(f"send_batch: {sent:,} recipients in {seconds:.2f} s = {rate:,.0f} recipients/s, {per_batch:.1f} ms per batch")
+    print(f"send_batch: {sent:,} recipients in {seconds:.2f} s = {rate:,.0f} recipients/s,"
+          f" {per_batch:.1f} ms per batch")
     print(f"projected 1,000,000 recipients (transport alone): {projected:.1f} s "
           f"(budget 30 s end to end: {'PASS' if projected <= 30 else 'FAIL'})")
     print(f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

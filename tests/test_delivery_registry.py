@@ -107,7 +107,8 @@ def test_a_blocked_bounce_is_soft_and_does_not_suppress():
 
 
 @pytest.mark.parametrize("reason, normalised, suppressed", [
-    ("Bounced Address", RejectReason.BOUNCED, "bounced"), ("Spam Reporting Address", RejectReason.COMPLAINED, "complained"),
+    ("Bounced Address", RejectReason.BOUNCED, "bounced"),
+    ("Spam Reporting Address", RejectReason.COMPLAINED, "complained"),
     ("Unsubscribed Address", RejectReason.UNSUBSCRIBED, None), ("Invalid", RejectReason.INVALID, None),
     ("Something else", RejectReason.OTHER, None),
 ])

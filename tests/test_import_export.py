@@ -47,7 +47,8 @@ def test_plain_csv_with_bad_rows_reports_lines_and_keeps_the_rest(workspace, cli
 
 @pytest.mark.parametrize("delimiter", [";", "\t"])
 def test_bom_and_other_delimiters(workspace, cli, tmp_path, delimiter):
-    data = write(tmp_path / "s.csv", f"\ufeffemail{delimiter}first_name{delimiter}last_name\nzoe@example.org{delimiter}Zoë{delimiter}Ng\n"
+    data = write(tmp_path / "s.csv", f"\ufeffemail{delimiter}first_name{delimiter}last_name\n"
+                                     f"zoe@example.org{delimiter}Zoë{delimiter}Ng\n"
                  )
     report = cli("subscribers", "import", str(data), "--json").json()
     assert report["added"] == 1 and report["invalid"] == 0

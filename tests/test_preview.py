@@ -199,7 +199,8 @@ def test_send_test_goes_through_the_transport_marked_test_and_is_no_campaign(wor
             assert answer.status_code == 200, answer.text
             assert answer.json()["subject"] == "[TEST] Five budgeting habits that actually stick"
         with store.session() as session:
-            counts = [session.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar() for table in ("campaigns", "deliveries", "editions")]
+            counts = [session.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar()
+                      for table in ("campaigns", "deliveries", "editions")]
     finally:
         store.close()
     [message] = transport.outbox

@@ -146,7 +146,8 @@ def sendgrid_server():
         yield server
 
 
-PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def check_results(recipients, results, carries_unicode_local: bool):
@@ -159,7 +160,8 @@ def check_results(recipients, results, carries_unicode_local: bool):
             assert result.outcome in ACCEPTED, (recipient.email, result)
         else:
             assert result.outcome is Outcome.REJECTED and result.error, (recipient.email, result)
-    return {r.message_id: expected_wire(r.email) for r, res in zip(recipients, results, strict=True) if res.outcome in ACCEPTED}
+    return {r.message_id: expected_wire(r.email)
+            for r, res in zip(recipients, results, strict=True) if res.outcome in ACCEPTED}
 
 
 def check_mime(mime, wire: str) -> None:
@@ -259,7 +261,8 @@ def test_sendgrid_treats_every_recipient_alike(sendgrid_server, batch):
         results = sg.send_batch(make_message(), recipients)
     accepted = check_results(recipients, results, carries_unicode_local=False)
     assert sendgrid_server.dropped == []
-    entries = [(p["custom_args"]["message_id"], p["to"][0]) for body in sendgrid_server.bodies for p in body["personalizations"]]
+    entries = [(p["custom_args"]["message_id"], p["to"][0])
+               for body in sendgrid_server.bodies for p in body["personalizations"]]
     assert Counter(m for m, _ in entries) == Counter(list(accepted)), "each accepted recipient sent exactly once"
     assert Counter(sendgrid_server.delivered) == Counter(accepted.values())
     for message_id, to in entries:

@@ -51,7 +51,8 @@ def token_of(site, reader, purpose=UNSUBSCRIBE, list_id=...):
 
 def test_get_shows_buttons_and_changes_nothing(site, reader):
     before = consents(site.store)
-    response = site.client.get(path_of(unsubscribe_url(site.settings, reader.subscriber_id, reader.list_id, reader.email)))
+    response = site.client.get(
+        path_of(unsubscribe_url(site.settings, reader.subscriber_id, reader.list_id, reader.email)))
     assert response.status_code == 200
     assert 'method="post"' in response.text and "Unsubscribe from Clinic Readers" in response.text
     assert "Unsubscribe from every list" in response.text

@@ -85,7 +85,8 @@ def test_parallel_one_click_unsubscribes(site, logs):
             answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(
                 f"{base}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}))
             assert {a.status_code for a in answers} == {200}
-            assert count(site.store, Consent.action == "unsubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
+            assert count(site.store, Consent.action == "unsubscribe",
+                         Consent.subscriber_id == reader.subscriber_id) == 1
             assert manage.describe(site.store, reader.email)["lists"][0]["status"] == "unsubscribed"
     assert_private(logs, ADDRESS)
 
@@ -102,7 +103,8 @@ def test_parallel_resubscribes(site, logs):
             answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(
                 f"{base}/unsubscribe/{token}", data={"action": "resubscribe"}))
             assert {a.status_code for a in answers} == {200}
-            assert count(site.store, Consent.action == "resubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
+            assert count(site.store, Consent.action == "resubscribe",
+                         Consent.subscriber_id == reader.subscriber_id) == 1
             shown = manage.describe(site.store, reader.email)
             assert (shown["status"], shown["suppressed"], shown["lists"][0]["status"]) == ("active", None, "confirmed")
     assert_private(logs, ADDRESS)

@@ -61,7 +61,8 @@ class Site:
         self.app = create_app(self.settings, store, transport_factory=lambda _s: self.transport, clock=self.clock)
         self.client = TestClient(self.app, follow_redirects=False)
 
-    def post_events(self, events, *, timestamp: int | None = None, keys: KeyPair | None = None, body: bytes | None = None):
+    def post_events(self, events, *, timestamp: int | None = None, keys: KeyPair | None = None,
+                    body: bytes | None = None):
         body = body if body is not None else json.dumps(events).encode()
         stamp = int(self.clock.now) if timestamp is None else timestamp
         return self.client.post("/webhooks/sendgrid", content=body, headers=(keys or self.keys).headers(body, stamp))

@@ -209,7 +209,8 @@ def test_a_thousand_events_in_one_batch(site, campaign):
 @pytest.mark.parametrize("provider", ["nosuch", "smtp", "SendGrid"])
 def test_a_provider_that_posts_no_events_is_404(site, provider):
     body = json.dumps([event("delivered", "a@example.org")]).encode()
-    response = site.client.post(f"/webhooks/{provider}", content=body, headers=site.keys.headers(body, int(site.clock.now)))
+    response = site.client.post(f"/webhooks/{provider}", content=body,
+                                headers=site.keys.headers(body, int(site.clock.now)))
     assert response.status_code == 404 and stored(site) == []
 
 
