@@ -70,6 +70,7 @@ test: $(VENV)/.installed-test
 # The layers of ARCHITECTURE.md (import-linter contracts in pyproject.toml); CI runs it.
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 
 # The edit-test loop: skips what needs time, services or a browser.
 test-fast: $(VENV)/.installed-test

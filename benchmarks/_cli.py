@@ -29,4 +29,5 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, ok=(0,)) -> tup
         tail = out.read().decode("utf-8", "replace")
     if process.returncode not in ok:
         sys.exit(f"failed ({process.returncode}): newsletter {' '.join(args)}\n{tail}")
-    return seconds, usage.ru_maxrss / 1024, f"{size:,} bytes of output; last: {tail.strip().splitlines()[-1] if tail.strip() else ''}"
+    return (seconds, usage.ru_maxrss / 1024,
+            f"{size:,} bytes of output; last: {tail.strip().splitlines()[-1] if tail.strip() else ''}")

@@ -76,7 +76,8 @@ def bench_in_process(settings, runs: int):
 
 
 def bench_cold_start(folder: Path, runs: int) -> None:
-    command = [sys.executable, "-m", "newsletter", "compose", str(SEED), "--recent-url", RECENT, "--out", str(folder / "build")]
+    command = [sys.executable, "-m", "newsletter", "compose", str(SEED), "--recent-url", RECENT,
+               "--out", str(folder / "build")]
     env = {**os.environ, "NEWSLETTER_HOME": str(folder)}
     times = []
     for _ in range(runs):
@@ -91,7 +92,8 @@ def bench_personalise(edition, settings, seconds: float = 2.0) -> None:
     from newsletter.delivery.merge import MergeTemplate
 
     html, text = MergeTemplate(edition.html), MergeTemplate(edition.text)
-    values = [merge_values(settings, edition.slug, email=f"r{i}@example.org", name=f"Reader {i}", token=f"tok{i:08d}") for i in range(1000)]
+    values = [merge_values(settings, edition.slug, email=f"r{i}@example.org", name=f"Reader {i}", token=f"tok{i:08d}")
+              for i in range(1000)]
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for value in values:
@@ -99,13 +101,14 @@ def bench_personalise(edition, settings, seconds: float = 2.0) -> None:
             text.render(value)
         done += len(values)
     rate = done / (time.perf_counter() - start)
-    print(f"personalise one recipient (HTML {len(edition.html) / 1024:.0f} KB + text): {rate:,.0f}/s on one core  (target >= 20,000/s)")
+    print(f"personalise one recipient (HTML {len(edition.html) / 1024:.0f} KB + text): {rate:,.0f}/s on one core"
+          "  (target >= 20,000/s)")
 
 
 def full_mjml(settings) -> str:
     """The seed's complete MJML, as the default theme renders it."""
-    from newsletter.compose.edition import build_edition
     from newsletter.compose import render
+    from newsletter.compose.edition import build_edition
     from newsletter.compose.readers import read_article
 
     captured: dict[str, str] = {}
@@ -154,9 +157,11 @@ def bench_old_mjml(source: str, runs: int) -> None:
         "print(json.dumps({'median': statistics.median(times), 'size': len(html.encode())}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(folder)}
-    done = subprocess.run([sys.executable, "-c", script, str(DATA / "email.mjml"), str(runs)], capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-c", script, str(DATA / "email.mjml"), str(runs)],
+                          capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        print(f"  old mjml package:            failed ({done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else '?'})")
+        print("  old mjml package:            failed"
+              f" ({done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else '?'})")
         return
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"  old mjml package (0.12):     {result['median']:8.2f} ms   HTML {result['size'] / 1024:5.1f} KB")
@@ -170,7 +175,8 @@ def bench_mjml_js(source: str, runs: int) -> None:
     if not (NODE_DIR / "node_modules" / "mjml").is_dir():
         NODE_DIR.mkdir(parents=True, exist_ok=True)
         print("installing npm mjml into benchmarks/.data/node (once) ...", file=sys.stderr)
-        done = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR), "mjml@4"], capture_output=True, text=True)
+        done = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR),
+                               "mjml@4"], capture_output=True, text=True)
         if done.returncode != 0:
             print(f"  JavaScript MJML:             skipped (npm install mjml failed: {done.stderr.strip()[:200]})")
             return
@@ -184,15 +190,17 @@ const out = (async () => {
   for (let i = 0; i < runs; i++) { const s = process.hrtime.bigint(); await mjml(src, {validationLevel: 'skip'}); t.push(Number(process.hrtime.bigint() - s) / 1e6); }
   t.sort((a, b) => a - b); console.log(JSON.stringify({median: t[Math.floor(t.length / 2)], size: Buffer.byteLength(html)}));
 })();
-"""
+"""  # noqa: E501 - JavaScript source, one statement per line
     (NODE_DIR / "bench.js").write_text(script)
     start = time.perf_counter()
-    done = subprocess.run([node, str(NODE_DIR / "bench.js"), str(NODE_DIR / "email.mjml"), str(runs)], capture_output=True, text=True, cwd=NODE_DIR)
+    done = subprocess.run([node, str(NODE_DIR / "bench.js"), str(NODE_DIR / "email.mjml"), str(runs)],
+                          capture_output=True, text=True, cwd=NODE_DIR)
     if done.returncode != 0:
         print(f"  JavaScript MJML:             failed ({done.stderr.strip()[:200]})")
         return
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"  JavaScript MJML (npm mjml 4): {result['median']:7.2f} ms   HTML {result['size'] / 1024:5.1f} KB  (warm node process)")
+    print(f"  JavaScript MJML (npm mjml 4): {result['median']:7.2f} ms   HTML {result['size'] / 1024:5.1f} KB"
+          "  (warm node process)")
     del start
 
 

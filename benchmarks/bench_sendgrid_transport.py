@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from support.delivery import make_message, make_recipients, realistic_html  # noqa: E402
-
 from newsletter.delivery.message import Outcome  # noqa: E402
 from newsletter.delivery.retry import RetryPolicy  # noqa: E402
 from newsletter.providers.sendgrid.body import build_body  # noqa: E402
 from newsletter.providers.sendgrid.transport import SendGridTransport  # noqa: E402
+
+from support.delivery import make_message, make_recipients, realistic_html  # noqa: E402
 
 KEY = "SG.bench-key.bench-secret"
 BATCH = 1000
@@ -74,7 +74,8 @@ def main() -> None:
     rate = sent / seconds
     per_batch = seconds / (sent / BATCH) * 1000
     projected = 1_000_000 / rate
-    print(f"send_batch: {sent:,} recipients in {seconds:.2f} s = {rate:,.0f} recipients/s, {per_batch:.1f} ms per batch")
+    print(f"send_batch: {sent:,} recipients in {seconds:.2f} s = {rate:,.0f} recipients/s,"
+          f" {per_batch:.1f} ms per batch")
     print(f"projected 1,000,000 recipients (transport alone): {projected:.1f} s "
           f"(budget 30 s end to end: {'PASS' if projected <= 30 else 'FAIL'})")
     print(f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
@@ -83,7 +84,6 @@ def main() -> None:
 def compare_request_paths(url: str, body: dict, repeat: int = 30) -> None:
     """One POST of a 1,000-recipient body: the library's public ``post`` vs our MailSendClient."""
     import sendgrid
-
     from newsletter.providers.sendgrid.client import MailSendClient
 
     library = sendgrid.SendGridAPIClient(api_key=KEY, host=url)

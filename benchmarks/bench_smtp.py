@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from support.delivery import make_message, make_recipients, realistic_html  # noqa: E402
-
 from newsletter.delivery.mime import as_smtp_bytes, build_mime  # noqa: E402
 from newsletter.delivery.smtp import SmtpTransport  # noqa: E402
+
+from support.delivery import make_message, make_recipients, realistic_html  # noqa: E402
 
 TEXT = "Dear %%name:raw%%,\n\nKetamine clinics: what the evidence says.\n\nUnsubscribe: %%unsubscribe_url:raw%%\n"
 

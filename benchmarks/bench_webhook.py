@@ -104,10 +104,9 @@ def main() -> None:
 
 
 def run(url: str | None) -> None:
-    from starlette.testclient import TestClient
-
     from newsletter.providers.sendgrid.events import SendGridEvents
     from newsletter.web.app import create_app
+    from starlette.testclient import TestClient
 
     with tempfile.TemporaryDirectory() as tmp:
         settings, store, campaign_id, recipients = setup(Path(tmp) / "ws", url)

@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_sendgrid.py"), "--fast", "--api-key", API_KEY],
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_sendgrid.py"), "--fast",
+                               "--api-key", API_KEY],
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()

@@ -22,14 +22,15 @@ import ipaddress
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formataddr, parseaddr
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
-from newsletter.errors import ConfigError, WorkspaceNotFound
 from newsletter import transports as registry
+from newsletter.errors import ConfigError, WorkspaceNotFound
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
@@ -341,15 +342,16 @@ class _Reader:
         value = self.text("newsletter", "from", default="")
         if not value:
             return "", ""
-        from newsletter.vocabulary.addresses import normalise_address
         from newsletter.errors import InvalidAddress
+        from newsletter.vocabulary.addresses import normalise_address
 
         name, address = parseaddr(value)
         try:
             return name, normalise_address(address)
         except InvalidAddress as exc:
             raise self.fail(
-                "newsletter", "from", f"is not a valid sender ({exc.message})", hint='write it as "Name <you@example.org>"'
+                "newsletter", "from", f"is not a valid sender ({exc.message})",
+                hint='write it as "Name <you@example.org>"',
             ) from None
 
     def origins(self, section: str, key: str) -> tuple[str, ...]:

@@ -30,7 +30,8 @@ def main() -> int:
         print("refresh_caniemail: npm is not installed (apt-get install npm)", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", scratch, f"caniemail@{args.version}"],
+        done = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", scratch,
+                               f"caniemail@{args.version}"],
                               capture_output=True, text=True)
         if done.returncode != 0:
             print(f"refresh_caniemail: npm install failed: {done.stderr.strip()[:300]}", file=sys.stderr)
@@ -41,7 +42,8 @@ def main() -> int:
             print("refresh_caniemail: the package's data has no features; nothing changed", file=sys.stderr)
             return 1
         TARGET.mkdir(parents=True, exist_ok=True)
-        (TARGET / "caniemail.json").write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+        (TARGET / "caniemail.json").write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n",
+                                               encoding="utf-8")
         shutil.copyfile(package / "LICENSE", TARGET / "LICENSE.caniemail")
         version = json.loads((package / "package.json").read_text())["version"]
     print(f"caniemail {version}: {len(data['data'])} features, data of {data.get('last_update_date', '?')}")

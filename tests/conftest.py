@@ -14,6 +14,7 @@ import os
 import sys
 
 import pytest
+
 from support.articles import RECENT, SEED
 from support.cli import Result
 from support.services import postgres_schema_url

@@ -120,7 +120,8 @@ def limit_errors(body: dict) -> list[dict]:
     personalizations = body.get("personalizations", [])
     total = sum(len(p.get(kind, [])) for p in personalizations for kind in ("to", "cc", "bcc"))
     if total > MAX_RECIPIENTS:
-        errors.append({"field": "personalizations", "message": f"{total} recipients: at most {MAX_RECIPIENTS} per request"})
+        errors.append({"field": "personalizations",
+                       "message": f"{total} recipients: at most {MAX_RECIPIENTS} per request"})
     for index, p in enumerate(personalizations):
         where = f"personalizations.{index}"
         if _size(p.get("substitutions", {})) > MAX_SUBSTITUTION_BYTES:
@@ -148,7 +149,8 @@ def limit_errors(body: dict) -> list[dict]:
 class FakeSendGrid:
     """The server; ``with FakeSendGrid(api_key=...) as sg: sg.url ...``."""
 
-    def __init__(self, api_key: str = "SG.test-key.secret", *, validate: bool = True, record: bool = True, port: int = 0,
+    def __init__(self, api_key: str = "SG.test-key.secret", *, validate: bool = True, record: bool = True,
+                 port: int = 0,
                  refuse=(), anonymous_errors: bool = False):
         self.api_key = api_key
         self.validate = validate
@@ -187,7 +189,7 @@ class FakeSendGrid:
         with self._lock:
             return self._faults.pop(0) if self._faults else (None, 0.0)
 
-    def start(self) -> "FakeSendGrid":
+    def start(self) -> FakeSendGrid:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -253,7 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and self._fault(fault, reset_in):
             return
         if self.headers.get("Authorization") != f"Bearer {owner.api_key}":
-            return self._answer(401, {"errors": [{"field": None, "message": "The provided authorization grant is invalid, expired, or revoked"}]})
+            return self._answer(401, {"errors": [{
+                "field": None, "message": "The provided authorization grant is invalid, expired, or revoked"}]})
         status = 202
         if owner.validate or owner.record:
             try:

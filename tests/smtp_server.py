@@ -150,7 +150,7 @@ class SmtpServer:
     def messages(self) -> list[Received]:
         return self.handler.messages
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         self.controller.start()
         self.connections = 0  # the controller's own readiness probe is not a client
         return self
@@ -186,7 +186,7 @@ def make_self_signed_cert(folder) -> tuple[str, str]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

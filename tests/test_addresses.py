@@ -6,9 +6,8 @@ import random
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
-
-from newsletter.vocabulary.addresses import _fast_normalise, address_key, normalise_address
 from newsletter.errors import InvalidAddress
+from newsletter.vocabulary.addresses import _fast_normalise, address_key, normalise_address
 
 
 def _validator(address):
@@ -25,7 +24,7 @@ def _corpus():
     domains = ["example.org", "Example.COM", "sub.mail.example.net", "x.co", "x.c", "localhost", "x.test",
                "x.local", "x.invalid", "xn--bcher-kva.ch", "bücher.ch", "a-.com", "-a.com", "a--b.com",
                "x.123", "x.co1", "1.2.3.4", "[1.2.3.4]", "x." + "a" * 63, "x." + "a" * 64, "a" * 64 + ".com"]
-    corpus = [f"{l}@{d}" for l in locals_ for d in domains]
+    corpus = [f"{local}@{d}" for local in locals_ for d in domains]
     alphabet = "abcXYZ09.-_+@"
     corpus += ["".join(rng.choice(alphabet) for _ in range(rng.randint(3, 20))) for _ in range(2000)]
 

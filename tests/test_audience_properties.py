@@ -77,7 +77,7 @@ def _property(cli, tmp_path, monkeypatch, database_url, other_url, counter, firs
     assert set(reported) <= set(starts), (reported, starts)
     assert report["added"] + report["updated"] + report["skipped"] + report["invalid"] == len(rows)
     assert all(e["reason"] for e in report["errors"] + report["skipped_rows"])
-    for line, (local, domain, _name) in zip(starts, rows):
+    for line, (local, domain, _name) in zip(starts, rows, strict=False):
         if line not in reported:
             found = cli("subscribers", "show", f"{local}@e{n}.{domain}", "--json")
             assert found.exit_code == 0, (line, found.stderr)

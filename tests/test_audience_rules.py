@@ -5,7 +5,6 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 
 import pytest
-
 from newsletter.audience import manage, rules
 from newsletter.store import audience as q
 from newsletter.vocabulary import MembershipStatus, SubscriberStatus, SuppressionReason, address_hash
@@ -48,10 +47,9 @@ def import_reserved_attributes(cli, tmp_path) -> None:
 
 
 def test_an_imported_slug_attribute_renders_in_the_preview_as_the_edition_url(workspace, cli, store, tmp_path):
-    from starlette.testclient import TestClient
-
     from newsletter.config import load_settings
     from newsletter.web.preview import create_preview_app
+    from starlette.testclient import TestClient
 
     import_reserved_attributes(cli, tmp_path)
     app = create_preview_app(load_settings(workspace), workspace / "articles" / "welcome.md", store=store,

@@ -6,7 +6,6 @@ import json
 from importlib.resources import files
 
 import pytest
-
 from newsletter.compose.caniemail import MAJOR_CLIENTS, client_issues, used_features
 
 from support.articles import RECENT, SEED
@@ -22,7 +21,8 @@ def _issues(cli, *args):
 def test_the_default_theme_reports_dark_mode_media_queries_and_rounded_corners(cli, plain_workspace):
     data, issues = _issues(cli)
     dark = issues["css-at-media-prefers-color-scheme"]
-    assert {"Gmail (web)", "Gmail (iOS app)", "Gmail (Android app)", "Outlook for Windows", "Yahoo (web)"} <= set(dark["unsupported"])
+    assert ({"Gmail (web)", "Gmail (iOS app)", "Gmail (Android app)", "Outlook for Windows", "Yahoo (web)"}
+            <= set(dark["unsupported"]))
     assert "Apple Mail" not in dark["unsupported"] and "iOS Mail" not in dark["unsupported"]
     assert issues["css-at-media"]["unsupported"] == ["Outlook for Windows"]
     assert issues["css-border-radius"]["unsupported"] == ["Outlook for Windows"]
@@ -46,20 +46,23 @@ def test_a_theme_using_unsupported_features_gets_them_reported(cli, plain_worksp
     folder = plain_workspace / "templates" / "fancy"
     folder.mkdir(parents=True)
     (folder / "email.mjml.j2").write_text(
-        '<mjml lang="{{ lang }}"><mj-head><mj-style>@media (prefers-reduced-motion: reduce) { .x { color: red; } }</mj-style></mj-head>'
+        '<mjml lang="{{ lang }}"><mj-head>'
+        '<mj-style>@media (prefers-reduced-motion: reduce) { .x { color: red; } }</mj-style></mj-head>'
         "<mj-body><mj-section><mj-column><mj-text>"
         '<div style="position:relative;display:flex">{{ article.title }}</div><video src="https://v.example/a.mp4"></video>'
         '<p>{{ newsletter.postal_address }} <a href="{{ merge.unsubscribe_url }}">Unsubscribe</a></p>'
         "</mj-text></mj-column></mj-section></mj-body></mjml>")
     _data, issues = _issues(cli, "--theme", "fancy")
-    assert issues["css-position"]["unsupported"] == ["Gmail (web)", "Gmail (iOS app)", "Gmail (Android app)", "Outlook for Windows"]
+    assert issues["css-position"]["unsupported"] == [
+        "Gmail (web)", "Gmail (iOS app)", "Gmail (Android app)", "Outlook for Windows"]
     assert issues["css-display-flex"]["unsupported"] == ["Outlook for Windows"]
     assert "Outlook.com" in issues["html-video"]["unsupported"]
     assert "Yahoo (web)" in issues["css-at-media-prefers-reduced-motion"]["unsupported"]
 
 
 def test_outlook_conditional_comments_are_not_looked_at():
-    html = '<!doctype html><html><body><!--[if mso]><table style="position:absolute"><![endif]--><p style="color:red">x</p></body></html>'
+    html = ('<!doctype html><html><body><!--[if mso]><table style="position:absolute"><![endif]-->'
+            '<p style="color:red">x</p></body></html>')
     used = used_features(html)
     assert "css-position" not in used and "html-table" not in used
     assert {"html-p", "html-body"} <= used
@@ -76,11 +79,13 @@ def test_the_data_ships_with_its_licence():
     data = json.loads(folder.joinpath("caniemail.json").read_text(encoding="utf-8"))
     slugs = {feature["slug"] for feature in data["data"]}
     assert {"css-border-radius", "css-at-media", "css-at-media-prefers-color-scheme"} <= slugs
-    families = {(family, platform) for feature in data["data"] for family, platforms in feature["stats"].items() for platform in platforms}
+    families = {(family, platform) for feature in data["data"]
+                for family, platforms in feature["stats"].items() for platform in platforms}
     assert set(MAJOR_CLIENTS) <= families  # every major client is in the data
 
 
-@pytest.mark.parametrize("html", ["", "<", "<p", "<style>", "<style>@media {</style>", "<p style=\"::;;\">", "<a href>x</a>" * 1000])
+@pytest.mark.parametrize("html", ["", "<", "<p", "<style>", "<style>@media {</style>", "<p style=\"::;;\">",
+                                  "<a href>x</a>" * 1000])
 def test_broken_or_empty_html_does_not_crash(html):
     assert isinstance(client_issues(html), list)
 
@@ -88,8 +93,10 @@ def test_broken_or_empty_html_does_not_crash(html):
 def test_features_are_found_in_style_sheets_and_style_attributes():
     html = ('<style>.a{color:rgb(1,2,3);--gap:1px;width:calc(1px + 2%) !important} [data-x] .b:hover{display:flex}'
             "@media (prefers-reduced-motion: reduce){.c{opacity:.5}}</style>"
-            '<p style="background:linear-gradient(red,blue);margin-top:2px">x</p><img src="https://i.example/a.webp?v=1" alt="">')
-    assert {"css-rgb", "css-variables", "css-unit-calc", "css-important", "css-selector-attribute", "css-selector-class",
+            '<p style="background:linear-gradient(red,blue);margin-top:2px">x</p>'
+            '<img src="https://i.example/a.webp?v=1" alt="">')
+    assert {"css-rgb", "css-variables", "css-unit-calc", "css-important", "css-selector-attribute",
+            "css-selector-class",
             "css-selector-descendant", "css-pseudo-class-hover", "css-display-flex", "css-at-media",
             "css-at-media-prefers-reduced-motion", "css-opacity", "css-linear-gradient", "css-margin", "html-img",
             "image-webp", "html-style", "html-p"} <= used_features(html)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from newsletter.compose.checks import check_edition, errors, warnings
 from newsletter.compose.edition import compose_edition
 
@@ -54,7 +53,8 @@ def test_unresolved_template_tags_are_errors(settings, seed):
 
 
 def test_template_syntax_written_in_the_article_is_content(settings, tmp_path):
-    article = write(tmp_path, "jinja.md", "---\ntitle: Writing Jinja templates\npreheader: A short guide\n---\nWrite `{{ name }}` to print a name.\n")
+    article = write(tmp_path, "jinja.md", "---\ntitle: Writing Jinja templates\npreheader: A short guide\n---\n"
+                                          "Write `{{ name }}` to print a name.\n")
     assert "unresolved-tags" not in codes(compose_edition(article, settings).findings)
 
 
@@ -72,7 +72,8 @@ def test_images_without_alt_text(settings):
 
 
 def test_insecure_relative_and_empty_links(settings, tmp_path):
-    article = write(tmp_path, "links.html", '<h1>Links and more links</h1><p class="dek">x</p><p><a href="http://old.example/a">old</a> '
+    article = write(tmp_path, "links.html", '<h1>Links and more links</h1><p class="dek">x</p>'
+                    '<p><a href="http://old.example/a">old</a> '
                     '<a href="/hours">hours</a> <a href="mailto:a@b.example">mail</a></p>')
     edition = compose_edition(article, settings)
     assert codes(edition.findings, "warning") == ["link-insecure", "link-relative"]
@@ -82,7 +83,8 @@ def test_insecure_relative_and_empty_links(settings, tmp_path):
 
 @pytest.mark.parametrize("subject, flagged", [("Hi", True), ("x" * 79, True), ("A good subject line", False)])
 def test_subject_length(settings, tmp_path, subject, flagged):
-    article = write(tmp_path, "s.md", f"---\ntitle: Title of the article\nsubject: {subject}\npreheader: p\n---\nBody.\n")
+    article = write(tmp_path, "s.md",
+                    f"---\ntitle: Title of the article\nsubject: {subject}\npreheader: p\n---\nBody.\n")
     assert ("subject-length" in codes(compose_edition(article, settings).findings)) is flagged
 
 

@@ -55,7 +55,8 @@ def test_compose_writes_the_html_as_the_sample_reader_sees_it(cli, letter):
     assert "with reader@example.org." in html
 
 
-@pytest.mark.parametrize("url", ["clinic.example/blog/x", "www.clinic.example", "//clinic.example/x", "javascript:alert(1)"])
+@pytest.mark.parametrize("url", ["clinic.example/blog/x", "www.clinic.example", "//clinic.example/x",
+                                 "javascript:alert(1)"])
 def test_a_recent_url_without_a_web_scheme_is_refused_with_a_hint(cli, letter, url):
     result = cli("compose", "articles/seed-ketamine.txt", "--recent-url", url, "--out", "build")
     assert result.exit_code == 1 and "Traceback" not in result.stderr
@@ -109,7 +110,8 @@ def test_check_human_output(cli, letter):
 def test_template_error_is_reported_with_file_and_line(cli, letter):
     theme = letter / "templates" / "mine"
     theme.mkdir()
-    (theme / "email.mjml.j2").write_text("<mjml>\n<mj-body>\n<mj-section><mj-column>{{ oops(</mj-column></mj-section>\n</mj-body></mjml>\n")
+    (theme / "email.mjml.j2").write_text(
+        "<mjml>\n<mj-body>\n<mj-section><mj-column>{{ oops(</mj-column></mj-section>\n</mj-body></mjml>\n")
     result = cli("compose", "articles/front-matter-budget.md", "--theme", "mine")
     assert result.exit_code == 1
     assert f"{theme / 'email.mjml.j2'}:3" in result.stderr and "Traceback" not in result.stderr
@@ -123,7 +125,6 @@ def test_help_has_examples(cli):
 
 def test_compose_options_decorator_is_reusable():
     import click
-
     from newsletter.cli.compose import compose_options
 
     @click.command()

@@ -12,12 +12,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
-from newsletter.compose.filters import CONTROL
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from newsletter.compose.edition import compose_edition, first_name, merge_values, without_greeting
+from newsletter.compose.filters import CONTROL
 from newsletter.delivery.merge import MergeTemplate
-from newsletter.compose.render import compile_mjml
 from newsletter.errors import TemplateError
 
 from support.articles import RECENT, SEED
@@ -89,12 +89,13 @@ def test_article_text_reaches_text_attributes_and_links_as_written(settings, tmp
     assert edition.article.title.startswith("Title ")
 
 
-@hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=30, deadline=None,
+           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(value=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
 def test_any_title_is_escaped_once(settings, value):
     """A title of any characters: the parsed <h1> text equals the article's title exactly."""
-    from newsletter.compose.model import Article, Paragraph, Span
     from newsletter.compose.edition import build_edition
+    from newsletter.compose.model import Article, Paragraph, Span
 
     title = " ".join(value.split())
     article = Article(title=title, blocks=[Paragraph([Span("body")])], source="", slug="s")
@@ -122,7 +123,8 @@ def test_a_font_the_theme_asks_for_is_kept(settings):
     folder.mkdir(parents=True)
     (folder / "email.mjml.j2").write_text(
         '<mjml><mj-head><mj-font name="Lato" href="https://fonts.example/lato.css" /></mj-head><mj-body>'
-        '<mj-section><mj-column><mj-text font-family="Lato, Ubuntu, sans-serif">{{ article.title }} %%unsubscribe_url%%</mj-text>'
+        '<mj-section><mj-column><mj-text font-family="Lato, Ubuntu, sans-serif">'
+        '{{ article.title }} %%unsubscribe_url%%</mj-text>'
         "</mj-column></mj-section></mj-body></mjml>")
     html = compose_edition(SEED, settings, recent_url=RECENT, theme="fonty").html
     assert "https://fonts.example/lato.css" in html
@@ -172,7 +174,8 @@ def test_mjml_errors_point_at_the_theme_line(settings, body, line, words):
 
 def test_an_mrml_position_is_mapped_to_the_theme_line(settings):
     """An error only MRML sees (text inside <mj-spacer>) is found from the byte offset MRML reports."""
-    path = _broken_theme(settings, "spacer", HEAD + "{# é: offsets are bytes #}\n<mj-text>é</mj-text>\n<mj-spacer>q</mj-spacer>\n" + TAIL)
+    path = _broken_theme(settings, "spacer",
+                         HEAD + "{# é: offsets are bytes #}\n<mj-text>é</mj-text>\n<mj-spacer>q</mj-spacer>\n" + TAIL)
     with pytest.raises(TemplateError) as error:
         compose_edition(SEED, settings, recent_url=RECENT, theme="spacer")
     assert error.value.message.startswith(f"{path}:7: MJML failed to compile near 'q'")
@@ -182,7 +185,8 @@ def test_the_old_mjml_package_is_refused_with_the_fix(tmp_path):
     """An environment whose ``mjml`` module is the pure-Python port gets one line and the fix."""
     fake = tmp_path / "mjml"
     fake.mkdir()
-    (fake / "__init__.py").write_text("def mjml_to_html(source):\n    raise AssertionError('the old package was called')\n")
+    (fake / "__init__.py").write_text(
+        "def mjml_to_html(source):\n    raise AssertionError('the old package was called')\n")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "from newsletter.compose.render import compile_mjml\n"
@@ -238,7 +242,8 @@ def test_greeting_per_reader_and_none_in_the_archive_copy(settings, seed, theme)
     html = MergeTemplate(edition.html).render(values)
     text = MergeTemplate(edition.text).render(values)
     assert "Hi Maria,</p>" in html and text.startswith("Hi Maria,\n")
-    attribute = merge_values(settings, edition.slug, email="m@example.org", name="Maria Gonzalez-Ruiz", token="t", attributes={"first_name": "Mari"})
+    attribute = merge_values(settings, edition.slug, email="m@example.org", name="Maria Gonzalez-Ruiz", token="t",
+                             attributes={"first_name": "Mari"})
     assert "Hi Mari,</p>" in MergeTemplate(edition.html).render(attribute)
     archive = without_greeting(edition.html)
     assert "Hi " not in archive and "%%first_name%%" not in archive

@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
 from newsletter.compose.model import Heading, Image, ListBlock, Paragraph, Quote, plain
 from newsletter.compose.readers import article_kind, read_article
 from newsletter.errors import InputError
@@ -79,7 +78,8 @@ class TestSeed:
 
     def test_page_chrome_is_dropped(self, article):
         text = all_text(article)
-        for chrome in ("Comments", "There are no comments", "Be the first to respond", "About the Creator", "Read Our Recently"):
+        for chrome in ("Comments", "There are no comments", "Be the first to respond", "About the Creator",
+                       "Read Our Recently"):
             assert chrome not in text
 
 
@@ -89,7 +89,8 @@ def test_hard_wrapped_text_with_other_habits():
     assert article.subtitle == "Notes from a year of doing less"
     assert article.author == "Maria Lopes" and article.date == dt.date(2025, 3, 3)
     assert headings(article) == ["What came back", "What we would do differently"]
-    assert kinds(article) == ["Paragraph", "Heading", "Paragraph", "ListBlock", "Quote", "Paragraph", "Heading", "ListBlock"]
+    assert kinds(article) == ["Paragraph", "Heading", "Paragraph", "ListBlock", "Quote", "Paragraph", "Heading",
+                              "ListBlock"]
     first = plain(article.blocks[0].spans)
     assert first.startswith("Last spring") and first.endswith("we did not expect.")
     bullets, numbered = [b for b in article.blocks if isinstance(b, ListBlock)]
@@ -137,7 +138,8 @@ def test_html_body():
 
 def test_markdown_title_from_first_heading_and_tail_rules(tmp_path):
     path = tmp_path / "note.md"
-    path.write_text("# A title here\n\nBody text.\n\nRead next: [Older post](https://x.example/old)\n\n## About the Author\n\nJo Bloggs\n\nJo writes.\n")
+    path.write_text("# A title here\n\nBody text.\n\nRead next: [Older post](https://x.example/old)\n\n"
+                    "## About the Author\n\nJo Bloggs\n\nJo writes.\n")
     article = read_article(path)
     assert article.title == "A title here"
     assert article.recently_published.title == "Older post"
@@ -148,7 +150,8 @@ def test_markdown_title_from_first_heading_and_tail_rules(tmp_path):
 
 def test_plain_text_with_front_matter_and_bare_urls(tmp_path):
     path = tmp_path / "a.txt"
-    path.write_text("---\ntitle: Given title\nrecently_published: {title: Old, url: https://x.example/o}\n---\nIgnored first line?\nSee https://example.org/page. for more.\n")
+    path.write_text("---\ntitle: Given title\nrecently_published: {title: Old, url: https://x.example/o}\n---\n"
+                    "Ignored first line?\nSee https://example.org/page. for more.\n")
     article = read_article(path)
     assert article.title == "Given title"
     spans = article.blocks[-1].spans
@@ -157,7 +160,8 @@ def test_plain_text_with_front_matter_and_bare_urls(tmp_path):
 
 def test_question_and_exclamation_lines_in_prose_stay_paragraphs(tmp_path):
     path = tmp_path / "a.txt"
-    path.write_text("Title line\n\nSome opening paragraph that is long enough to be prose, really.\nSound familiar?\nWe thought so!\nWhat To Do About It\nThe answer follows.\n")
+    path.write_text("Title line\n\nSome opening paragraph that is long enough to be prose, really.\n"
+                    "Sound familiar?\nWe thought so!\nWhat To Do About It\nThe answer follows.\n")
     article = read_article(path)
     assert headings(article) == ["What To Do About It"]
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from newsletter.compose.edition import compose_edition, merge_values
 from newsletter.delivery.merge import MergeTemplate
 from newsletter.errors import TemplateError
@@ -58,7 +57,8 @@ def test_article_markup_is_escaped(settings, tmp_path):
 
 def test_unsafe_link_schemes_are_dropped(settings, tmp_path):
     article = tmp_path / "links.html"
-    article.write_text('<h1>Links test</h1><p><a href=" JavaScript:alert(1)">one</a> <a href="data:text/html,x">two</a></p>')
+    article.write_text('<h1>Links test</h1><p><a href=" JavaScript:alert(1)">one</a>'
+                       ' <a href="data:text/html,x">two</a></p>')
     html = compose_edition(article, settings).html
     assert "javascript" not in html.lower() and "data:text" not in html
     assert ">one</p>" not in html and "one two" in html.replace("</p>", "")
@@ -93,9 +93,13 @@ def _broken_theme(settings, text: str) -> Path:
     "text, line, words",
     [
         ("<mjml>\n<mj-body>\n{% if %}\n</mj-body></mjml>", 3, "Expected an expression"),
-        ("<mjml>\n<mj-body>\n<mj-section><mj-column><mj-text>{{ nothing.here }}</mj-text></mj-column></mj-section>\n</mj-body></mjml>", 3, "nothing"),
-        ("<mjml>\n<mj-body>\n<mj-section>\n  <mj-colum><mj-text>x</mj-text></mj-colum>\n</mj-section>\n</mj-body></mjml>", 4, "unknown MJML tag"),
-        ("<mjml>\n<mj-body>\n<mj-section>\n<mj-column><mj-text>x</mj-text>\n</mj-section>\n</mj-body></mjml>", 5, "</mj-column>"),
+        ("<mjml>\n<mj-body>\n<mj-section><mj-column><mj-text>{{ nothing.here }}</mj-text></mj-column></mj-section>\n"
+         "</mj-body></mjml>", 3, "nothing"),
+        ("<mjml>\n<mj-body>\n<mj-section>\n  <mj-colum><mj-text>x</mj-text></mj-colum>\n</mj-section>\n"
+         "</mj-body></mjml>",
+         4, "unknown MJML tag"),
+        ("<mjml>\n<mj-body>\n<mj-section>\n<mj-column><mj-text>x</mj-text>\n</mj-section>\n</mj-body></mjml>",
+         5, "</mj-column>"),
     ],
 )
 def test_template_errors_name_file_and_line(settings, text, line, words):

@@ -39,7 +39,8 @@ def test_white_preheader_is_reported_with_rule_and_description(cli, plain_worksp
     builtin = Path(__file__).parents[1] / "templates" / "default"
     shutil.copytree(builtin, theme)
     source = (theme / "email.mjml.j2").read_text()
-    source = source.replace("<mj-title>{{ subject }}</mj-title>", "<mj-title>{{ subject }}</mj-title>\n    <mj-preview>{{ preheader }}</mj-preview>")
+    source = source.replace("<mj-title>{{ subject }}</mj-title>",
+                            "<mj-title>{{ subject }}</mj-title>\n    <mj-preview>{{ preheader }}</mj-preview>")
     source = source.replace('{% from "default/blocks.mjml.j2"', '{% from "whitepre/blocks.mjml.j2"')
     (theme / "email.mjml.j2").write_text(source.replace(
         '<mj-raw><div class="nl-preheader"', '<mj-raw><div hidden class="nl-unused"'))
@@ -58,7 +59,8 @@ def test_white_preheader_is_reported_with_rule_and_description(cli, plain_worksp
     assert "SpamAssassin: content score" in human.stderr
 
 
-def test_without_spamassassin_it_says_how_to_install_and_nothing_else_changes(cli, plain_workspace, tmp_path, monkeypatch):
+def test_without_spamassassin_it_says_how_to_install_and_nothing_else_changes(cli, plain_workspace, tmp_path,
+                                                                                monkeypatch):
     plain = cli("check", SEED, "--recent-url", RECENT, "--json")
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -89,7 +91,8 @@ def test_a_report_with_wrapped_descriptions_is_parsed():
         "\nThe original message was not completely plain text\n"
     )
     assert report.score == 1.7 and report.required == 5.0
-    assert [(r.name, r.points) for r in report.rules] == [("NO_RELAYS", -0.0), ("HTML_FONT_LOW_CONTRAST", 0.7), ("NORDNS_LOW_CONTRAST", 1.0)]
+    assert [(r.name, r.points) for r in report.rules] == [
+        ("NO_RELAYS", -0.0), ("HTML_FONT_LOW_CONTRAST", 0.7), ("NORDNS_LOW_CONTRAST", 1.0)]
     assert report.rules[1].description == "BODY: HTML font color similar or identical to background"
     assert report.content_score == 1.7
     assert parse_report("no report here") is None

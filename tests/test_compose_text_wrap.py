@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from newsletter.compose.text import WIDTH, _wrap
 
 WORDS = st.lists(st.one_of(st.text(alphabet="abcdéü-‑—.,", min_size=1, max_size=12),

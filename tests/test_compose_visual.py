@@ -13,15 +13,14 @@ import base64
 from pathlib import Path
 
 import pytest
-from browser import artefact_path, launch_chromium
-from support.mjml_js import compile_js
-
 from newsletter.compose.edition import merge_values, theme_context
-from newsletter.delivery.merge import MergeTemplate
 from newsletter.compose.readers import read_article
 from newsletter.compose.render import compile_mjml, environment, render_mjml
+from newsletter.delivery.merge import MergeTemplate
 
+from browser import artefact_path, launch_chromium
 from support.articles import RECENT, SEED
+from support.mjml_js import compile_js
 
 WIDTHS = (375, 1200)
 SCHEMES = ("light", "dark")
@@ -44,7 +43,7 @@ _COMPARE = """async ([first, second]) => {
     if (Math.abs(pixelsA[i] - pixelsB[i]) + Math.abs(pixelsA[i + 1] - pixelsB[i + 1]) + Math.abs(pixelsA[i + 2] - pixelsB[i + 2]) > 48) different++;
   }
   return { sizes: [a.width, a.height], different, total: a.width * a.height };
-}"""
+}"""  # noqa: E501 - JavaScript source, one statement per line
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +57,8 @@ def _both(settings, theme: str, reference: bool = True) -> tuple[str, str | None
     article = read_article(SEED)
     article.recently_published.url = RECENT
     source = render_mjml(environment(None), f"{theme}/email.mjml.j2", theme_context(article, settings))
-    values = merge_values(settings, article.slug, email="reader@example.org", name="Sample Reader", token="sample-token")
+    values = merge_values(settings, article.slug, email="reader@example.org", name="Sample Reader",
+                          token="sample-token")
     ours = MergeTemplate(compile_mjml(source)).render(values)
     return ours, MergeTemplate(compile_js(source)).render(values) if reference else None
 
@@ -87,7 +87,8 @@ def test_mrml_renders_like_javascript_mjml(settings, browser, theme):
             theirs = _screenshot(browser, reference, width, scheme, f"{stem}-mjml-js.png")
             page = browser.new_page()
             try:
-                result = page.evaluate(_COMPARE, [f"data:image/png;base64,{base64.b64encode(x).decode()}" for x in (ours, theirs)])
+                result = page.evaluate(_COMPARE, [f"data:image/png;base64,{base64.b64encode(x).decode()}"
+                                                  for x in (ours, theirs)])
             finally:
                 page.close()
             assert result["different"] >= 0, f"{stem}: page sizes differ {result['sizes']}"
@@ -131,7 +132,7 @@ def test_axe_core_finds_no_wcag_a_or_aa_violation(settings, browser, theme, sche
         page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
         violations = page.evaluate("""async () => (await axe.run(document, {
             runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"] } }))
-            .violations.map((v) => `${v.id}: ${v.help} (${v.nodes.length}) ${v.nodes.slice(0, 2).map((n) => n.html.slice(0, 120)).join(" | ")}`)""")
+            .violations.map((v) => `${v.id}: ${v.help} (${v.nodes.length}) ${v.nodes.slice(0, 2).map((n) => n.html.slice(0, 120)).join(" | ")}`)""")  # noqa: E501 - JavaScript
     finally:
         context.close()
     assert violations == []

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import stat
 
 import pytest
-
 from newsletter.config import load_settings
 from newsletter.errors import ConfigError, WorkspaceNotFound
 from newsletter.workspace import init_workspace
@@ -114,8 +112,9 @@ def test_usage_error_exits_1_with_hint(cli):
 
 
 def test_help_has_example_on_every_command(cli):
-    from newsletter.cli import COMMANDS, cli as group
     import click
+    from newsletter.cli import COMMANDS
+    from newsletter.cli import cli as group
 
     checked = 0
     for name in COMMANDS:

@@ -14,13 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 ARTICLE = Path(__file__).parent / "articles" / "front-matter-budget.md"
-UTC = timezone.utc
+UTC = UTC
 READERS = 3
 
 

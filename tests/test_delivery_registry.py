@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
+from newsletter import transports as registry
 from newsletter.delivery import get_transport, message_id, transport_class
 from newsletter.errors import ConfigError
 from newsletter.events.pipeline import suppression_reason
-from newsletter import transports as registry
 from newsletter.providers.sendgrid.events import tracking_event
 from newsletter.tracking import EventKind, RejectReason
 
@@ -18,7 +17,6 @@ from newsletter.tracking import EventKind, RejectReason
 
 def test_every_list_of_transports_comes_from_the_registry():
     import click
-
     from newsletter import config
     from newsletter.cli import cli
 
@@ -99,7 +97,7 @@ def test_a_sendgrid_event_keeps_its_ids_time_recipient_detail_and_raw_form():
     event = tracking_event(raw)
     assert (event.provider, event.event_id, event.recipient, event.message_id) == ("sendgrid", "e1", "A@Example.org",
                                                                                     "nl.abc.1.2@x")
-    assert event.occurred_at == datetime.fromtimestamp(1_790_000_000, timezone.utc)
+    assert event.occurred_at == datetime.fromtimestamp(1_790_000_000, UTC)
     assert event.detail == "bounce 550 5.1.1 no such user" and event.raw is raw and event.hard is True
 
 
@@ -109,7 +107,8 @@ def test_a_blocked_bounce_is_soft_and_does_not_suppress():
 
 
 @pytest.mark.parametrize("reason, normalised, suppressed", [
-    ("Bounced Address", RejectReason.BOUNCED, "bounced"), ("Spam Reporting Address", RejectReason.COMPLAINED, "complained"),
+    ("Bounced Address", RejectReason.BOUNCED, "bounced"),
+    ("Spam Reporting Address", RejectReason.COMPLAINED, "complained"),
     ("Unsubscribed Address", RejectReason.UNSUBSCRIBED, None), ("Invalid", RejectReason.INVALID, None),
     ("Something else", RejectReason.OTHER, None),
 ])

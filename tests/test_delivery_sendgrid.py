@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fake_sendgrid import FakeSendGrid, limit_errors
-from support.delivery import make_message, make_recipient, make_recipients
-
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.providers.sendgrid.body import build_body
 from newsletter.providers.sendgrid.transport import SendGridTransport
+
+from fake_sendgrid import FakeSendGrid, limit_errors
+from support.delivery import make_message, make_recipient, make_recipients
 
 KEY = "SG.abcdefghijkl.mnopqrstuvwxyz0123456789"
 
@@ -120,7 +120,8 @@ def test_substitutions_match_the_merge_module():
     body, _, _ = build_body(make_message(), [make_recipient(1, merge_data=values)])
     sent = body["personalizations"][0]["substitutions"]
     expected = substitutions(values)
-    assert sent == {k: expected[k] for k in ("%%name%%", "%%name:raw%%", "%%unsubscribe_url%%", "%%unsubscribe_url:raw%%")}
+    assert sent == {k: expected[k]
+                    for k in ("%%name%%", "%%name:raw%%", "%%unsubscribe_url%%", "%%unsubscribe_url:raw%%")}
 
 
 def test_sandbox_mode_and_timeout(server, clock):
@@ -248,7 +249,8 @@ def test_a_non_ascii_local_part_fails_alone_before_the_request(server, transport
 def test_the_stand_in_refuses_a_non_ascii_address_like_sendgrid(server):
     body, _, _ = build_body(make_message(), [make_recipient(0), make_recipient(1)])
     body["personalizations"][1]["to"][0]["email"] = "renée@bücher.example"
-    assert server.check(body) == [{"field": "personalizations.1.to.0.email", "message": "Does not contain a valid address.",
+    assert server.check(body) == [{"field": "personalizations.1.to.0.email",
+                                   "message": "Does not contain a valid address.",
                                    "help": "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"}]
 
 
@@ -265,7 +267,8 @@ def test_names_with_commas_or_semicolons_are_never_dropped(server, transport, na
 
 def test_a_name_with_line_breaks_goes_out_clean(server, transport):
     transport.send_batch(make_message(), [make_recipient(1, name="Eve\r\nBcc: eve@evil.example\x00")])
-    assert server.bodies[0]["personalizations"][0]["to"] == [{"email": "reader1@example.org", "name": "Eve Bcc: eve@evil.example"}]
+    assert server.bodies[0]["personalizations"][0]["to"] == [
+        {"email": "reader1@example.org", "name": "Eve Bcc: eve@evil.example"}]
 
 
 def test_a_non_ascii_sender_name_goes_out_as_utf8_json(server, transport):
@@ -288,7 +291,8 @@ def test_a_non_ascii_sender_address_stops_with_a_hint(server, transport):
 def test_one_refused_recipient_in_a_thousand_fails_alone_in_two_requests(clock):
     recipients = make_recipients(1000)
     with FakeSendGrid(api_key=KEY, refuse={"reader417@example.org"}) as server:
-        with SendGridTransport(KEY, host=server.url, timeout=10, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+        with SendGridTransport(KEY, host=server.url, timeout=10,
+                               retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
             results = sg.send_batch(make_message(), recipients)
     assert [r.outcome for r in results].count(Outcome.QUEUED) == 999
     assert results[417].outcome is Outcome.REJECTED and not results[417].retryable
@@ -302,7 +306,8 @@ def test_refused_recipients_are_found_by_halving_when_sendgrid_names_none(clock,
     recipients = make_recipients(1000)
     refused = {recipients[i].email for i in bad}
     with FakeSendGrid(api_key=KEY, refuse=refused, anonymous_errors=True) as server:
-        with SendGridTransport(KEY, host=server.url, timeout=10, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+        with SendGridTransport(KEY, host=server.url, timeout=10,
+                               retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
             results = sg.send_batch(make_message(), recipients)
     assert [i for i, r in enumerate(results) if r.outcome is Outcome.REJECTED] == bad
     assert all(r.outcome is Outcome.QUEUED for i, r in enumerate(results) if i not in bad)
@@ -317,7 +322,8 @@ def test_isolation_gives_up_within_its_budget(clock):
     """Every recipient refused, SendGrid naming none: bounded requests, everyone keeps the 400."""
     recipients = make_recipients(64)
     with FakeSendGrid(api_key=KEY, refuse={r.email for r in recipients}, anonymous_errors=True) as server:
-        with SendGridTransport(KEY, host=server.url, timeout=10, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
+        with SendGridTransport(KEY, host=server.url, timeout=10,
+                               retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as sg:
             results = sg.send_batch(make_message(), recipients)
     assert all(r.outcome is Outcome.REJECTED and r.error.startswith("400") for r in results)
     assert server.requests <= 1 + 2 * 6 * 4 + 2 and server.delivered == []

@@ -5,14 +5,14 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from support.services import need_service
-from smtp_server import SmtpServer, free_port
-from support.delivery import make_message, make_recipient, make_recipients
-
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.smtp import SmtpTransport, parse_smtp_url
 from newsletter.errors import ConfigError
+
+from smtp_server import SmtpServer, free_port
+from support.delivery import make_message, make_recipient, make_recipients
+from support.services import need_service
 
 
 @pytest.fixture
@@ -250,18 +250,21 @@ def test_without_smtputf8_only_the_non_ascii_local_part_fails_with_the_reason():
     assert [m.rcpt_tos for m in server.messages] == [["reader0@example.org"], ["ann@xn--bcher-kva.example"]]
 
 
-@pytest.mark.parametrize("name", ["Eve\r\nBcc: eve@evil.example", "Eve\nBcc: eve@evil.example\n", "Eve \x00\x1bBcc: eve@evil.example"])
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: eve@evil.example", "Eve\nBcc: eve@evil.example\n",
+                                  "Eve \x00\x1bBcc: eve@evil.example"])
 def test_a_name_with_line_breaks_neither_crashes_nor_injects_a_header(server, name):
     with plain(server, connections=1) as smtp:
         results = smtp.send_batch(make_message(), [make_recipient(1, name=name), make_recipient(2)])
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
     parsed = server.messages[0].parsed()
     assert parsed["Bcc"] is None and server.messages[0].rcpt_tos == ["reader1@example.org"]
-    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [("Eve Bcc: eve@evil.example", "reader1@example.org")]
+    assert [(a.display_name, a.addr_spec) for a in parsed["To"].addresses] == [
+        ("Eve Bcc: eve@evil.example", "reader1@example.org")]
 
 
 def test_one_unwritable_recipient_fails_alone(server):
-    recipients = [make_recipient(0), make_recipient(1, email="no-at-sign"), make_recipient(2, email="zoe@" + "ü" * 70 + ".example"),
+    recipients = [make_recipient(0), make_recipient(1, email="no-at-sign"),
+                  make_recipient(2, email="zoe@" + "ü" * 70 + ".example"),
                   make_recipient(3, email='"john doe"@example.org')]
     with plain(server, connections=1) as smtp:
         results = smtp.send_batch(make_message(), recipients)
@@ -292,4 +295,5 @@ def test_a_non_ascii_sender_goes_out_with_smtputf8(server):
     with plain(server, connections=1) as smtp:
         (result,) = smtp.send_batch(make_message(from_email="Clinic <équipe@clínica.example>"), make_recipients(1))
     assert result.outcome is Outcome.SENT
-    assert server.messages[0].mail_from == "équipe@xn--clnica-4va.example" and "SMTPUTF8" in server.messages[0].mail_options
+    assert (server.messages[0].mail_from == "équipe@xn--clnica-4va.example"
+            and "SMTPUTF8" in server.messages[0].mail_options)

@@ -8,8 +8,6 @@ from email import message_from_bytes, message_from_string, policy
 from pathlib import Path
 
 import pytest
-from support.delivery import make_message, make_recipient, make_recipients
-
 from newsletter.config import Settings
 from newsletter.delivery import get_transport
 from newsletter.delivery.console import SEPARATOR as ConsoleSeparator
@@ -19,9 +17,11 @@ from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.mime import MimeRenderer, as_file_bytes, as_smtp_bytes, build_mime
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.providers.sendgrid.transport import SendGridTransport
 from newsletter.delivery.smtp import SmtpTransport
 from newsletter.errors import ConfigError
+from newsletter.providers.sendgrid.transport import SendGridTransport
+
+from support.delivery import make_message, make_recipient, make_recipients
 
 
 def settings(tmp_path, **changes) -> Settings:
@@ -91,7 +91,8 @@ def test_get_transport_builds_each_kind_from_settings(tmp_path):
     assert get_transport(settings(tmp_path)).folder == tmp_path / "outbox"
     assert isinstance(get_transport(settings(tmp_path), "console"), ConsoleTransport)
     assert isinstance(get_transport(settings(tmp_path), "memory"), MemoryTransport)
-    sg = get_transport(settings(tmp_path, sendgrid_api_key="SG.x.y", sendgrid_host="http://127.0.0.1:9", sendgrid_sandbox=True), "sendgrid")
+    sg = get_transport(settings(tmp_path, sendgrid_api_key="SG.x.y", sendgrid_host="http://127.0.0.1:9",
+                                sendgrid_sandbox=True), "sendgrid")
     assert isinstance(sg, SendGridTransport) and sg.host == "http://127.0.0.1:9" and sg.sandbox
     smtp = get_transport(settings(tmp_path, transport="smtp", smtp_url="smtp://u:p@mail.example.org:2525?tls=ssl"))
     assert isinstance(smtp, SmtpTransport) and (smtp.config.port, smtp.config.tls) == (2525, "ssl")
@@ -115,7 +116,8 @@ def test_batch_size_is_enforced():
 
 @pytest.mark.parametrize("linesep, to_bytes", [("\r\n", as_smtp_bytes), ("\n", as_file_bytes)])
 def test_renderer_matches_build_mime(linesep, to_bytes):
-    message = make_message(subject="Café news for %%name:raw%%", headers={"X-Campaign": "7"}, reply_to="Desk <desk@clinic.example>")
+    message = make_message(subject="Café news for %%name:raw%%", headers={"X-Campaign": "7"},
+                           reply_to="Desk <desk@clinic.example>")
     recipient = make_recipient(
         1, name="Zoë Smith, Jr.",
         merge_data={"name": "Zoë <Smith> & ☃", "unsubscribe_url": "https://news.clinic.example/u/" + "t" * 200},
@@ -124,7 +126,8 @@ def test_renderer_matches_build_mime(linesep, to_bytes):
     fast = MimeRenderer(message, linesep=linesep).render(recipient)
     slow = to_bytes(build_mime(message, recipient))
     a, b = (message_from_bytes(x, policy=policy.default) for x in (slow, fast))
-    for name in ("Subject", "From", "To", "Reply-To", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "X-Campaign"):
+    for name in ("Subject", "From", "To", "Reply-To", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
+                 "X-Campaign"):
         assert str(a[name]) == str(b[name]), name
     assert a["To"].addresses == b["To"].addresses and len(b["To"].addresses) == 1
     assert [p.get_content() for p in a.iter_parts()] == [p.get_content() for p in b.iter_parts()]
@@ -232,7 +235,8 @@ def test_a_non_ascii_local_part_reads_back_from_the_eml_bytes(tmp_path):
 
 
 @pytest.mark.parametrize("kind", LOCAL)
-@pytest.mark.parametrize("name", ["Eve\r\nBcc: eve@evil.example", "Eve\nBcc: eve@evil.example", "Eve\x00\u2028Bcc: eve@evil.example"])
+@pytest.mark.parametrize("name", ["Eve\r\nBcc: eve@evil.example", "Eve\nBcc: eve@evil.example",
+                                  "Eve\x00\u2028Bcc: eve@evil.example"])
 def test_a_name_with_line_breaks_neither_crashes_nor_injects_a_header(kind, tmp_path, name):
     recipients = [make_recipient(1, name=name), make_recipient(2)]
     results, sent = _send_locally(kind, tmp_path, recipients)
@@ -249,10 +253,11 @@ def test_one_unwritable_recipient_fails_alone(kind, tmp_path):
            make_recipient(3, email="zoe@" + "ü" * 70 + ".example")]
     recipients = [make_recipient(0), *bad, make_recipient(4)]
     results, sent = _send_locally(kind, tmp_path, recipients)
-    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.REJECTED, Outcome.REJECTED, Outcome.REJECTED, Outcome.SENT]
+    assert [r.outcome for r in results] == [
+        Outcome.SENT, Outcome.REJECTED, Outcome.REJECTED, Outcome.REJECTED, Outcome.SENT]
     assert all(r.error and "cannot write" in r.error for r in results[1:4])
     assert sorted(sent) == sorted([recipients[0].message_id, recipients[4].message_id])
-    for recipient, result in zip(bad, results[1:4]):  # the reason never quotes the address
+    for recipient, result in zip(bad, results[1:4], strict=True):  # the reason never quotes the address
         assert recipient.email.split("@")[0] not in result.error and "ü" not in result.error
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.cli import populate
-
 from newsletter.config import load_settings
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
 from newsletter.delivery.message import Outcome
 from newsletter.store.db import open_store
+
+from support.cli import populate
 
 pytest.importorskip("dramatiq")
 
@@ -42,7 +42,6 @@ class Recording(Transport):
 def setup(workspace, cli, tmp_path):
     """A workspace with 2,500 readers and a campaign queued on a StubBroker (not yet sent)."""
     from dramatiq.brokers.stub import StubBroker
-
     from newsletter.compose.edition import compose_edition
     from newsletter.distributed.chunks import WorkerContext
     from newsletter.engine.campaigns import create_campaign

@@ -12,11 +12,11 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-from support.cli import populate
-from support.senders import Scripted, ledger_counts
-
 from newsletter.config import load_settings
 from newsletter.store.db import open_store
+
+from support.cli import populate
+from support.senders import Scripted, ledger_counts
 
 pytest.importorskip("dramatiq")
 
@@ -25,7 +25,6 @@ pytest.importorskip("dramatiq")
 def queued(workspace, cli, tmp_path):
     """300 readers, a campaign queued as one chunk on a StubBroker; batches of 100."""
     from dramatiq.brokers.stub import StubBroker
-
     from newsletter.compose.edition import compose_edition
     from newsletter.distributed.dispatch import enqueue_campaign
     from newsletter.engine.campaigns import create_campaign

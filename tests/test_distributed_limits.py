@@ -53,7 +53,6 @@ def test_batch_window_limiter_takes_a_batch_or_nothing(name):
 
 def test_window_limiter_for_slow_rates_holds_whole_messages():
     from dramatiq.rate_limits.backends import StubBackend
-
     from newsletter.distributed.limits import _window_limiter
 
     slow = _window_limiter(StubBackend(), "k", 0.25)

@@ -28,8 +28,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from support.services import postgres_schema_url, need_service
+
 from fake_sendgrid import FakeSendGrid
+from support.services import need_service, postgres_schema_url
 
 REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_DB = 13
@@ -277,9 +278,9 @@ def test_a_429_pauses_every_worker(redis_url, sendgrid):
     import threading
 
     import redis
-
-    from newsletter.providers.sendgrid.transport import SendGridTransport
     from newsletter.distributed.limits import SendGate, SharedPausePolicy
+    from newsletter.providers.sendgrid.transport import SendGridTransport
+
     from support.delivery import make_message, make_recipients
 
     client = redis.Redis.from_url(redis_url)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 import pytest
-
 from newsletter.cli import cli as newsletter_cli
 
 ROOT = Path(__file__).parent.parent

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
-from support.cli import populate
-from fake_sendgrid import FakeSendGrid
-
 from newsletter.config import load_settings
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.store.db import open_store
+
+from fake_sendgrid import FakeSendGrid
+from support.cli import populate
 
 API_KEY = "SG.engine-test.secret-value"
 
@@ -41,7 +41,9 @@ def sendgrid(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
-    """The SendGrid transport's waits (backoff, X-RateLimit-Reset) take no real time here. Returns the waits asked for, in seconds."""
+    """The SendGrid transport's waits (backoff, X-RateLimit-Reset) take no real time here.
+
+    Returns the waits asked for, in seconds."""
     from newsletter.delivery import retry
 
     waits: list[float] = []
@@ -211,12 +213,14 @@ def test_send_refuses_without_postal_address_empty_list_or_failed_check(workspac
     assert empty.exit_code == 1 and "no confirmed" in empty.stderr
     populate(cli, tmp_path, 2)
     broken = tmp_path / "broken.md"
-    broken.write_text("---\ntitle: A broken issue of the letter\nrecently_published:\n  title: Older post\n---\n\nBody.\n")
+    broken.write_text("---\ntitle: A broken issue of the letter\nrecently_published:\n  title: Older post\n---\n"
+                      "\nBody.\n")
     failed_check = cli("send", str(broken), "--list", "readers", "--yes")
     assert failed_check.exit_code == 1 and "--recent-url" in failed_check.stderr
     monkeypatch.setenv("NEWSLETTER_POSTAL_ADDRESS", "")
     config = workspace / "newsletter.toml"
-    config.write_text(config.read_text().replace('postal_address = "1 Main Street, Springfield"', 'postal_address = ""'))
+    config.write_text(config.read_text().replace('postal_address = "1 Main Street, Springfield"',
+                                                 'postal_address = ""'))
     no_address = cli("send", "articles/welcome.md", "--list", "readers", "--yes")
     assert no_address.exit_code == 1 and "postal_address" in no_address.stderr
     assert cli("campaigns", "list", "--json").json() == []

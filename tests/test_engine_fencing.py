@@ -11,14 +11,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from support.cli import populate
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from support.senders import Blocking, Scripted, campaign_row, ledger_counts, ready_campaign, wait_until
-
 from newsletter.config import load_settings
 from newsletter.store.db import open_store
+
+from support.cli import populate
+from support.senders import Blocking, Scripted, campaign_row, ledger_counts, ready_campaign, wait_until
 
 
 @pytest.fixture
@@ -329,11 +329,10 @@ def test_a_row_another_claim_held_and_let_go_is_read_again_not_sent_unchecked(st
     reads it."""
     import uuid
 
-    from sqlalchemy import text
-
     from newsletter.engine.sender import SendReport, claim_batch
     from newsletter.store import ledger
     from newsletter.store.db import Store
+    from sqlalchemy import text
 
     store, _ = store_settings
     if store.dialect == "sqlite":
@@ -417,11 +416,10 @@ def test_a_takeover_waits_for_a_claim_in_progress_and_then_sees_its_rows(store_s
     rows that claim took are then the new owner's ``unknown``, never left ``sending`` for nobody."""
     import uuid
 
-    from sqlalchemy import text
-
     from newsletter.engine.sender import take_over
     from newsletter.store import ledger
     from newsletter.store.db import Store
+    from sqlalchemy import text
 
     store, _ = store_settings
     if store.dialect == "sqlite":

@@ -11,11 +11,11 @@ import os
 from datetime import date
 
 import pytest
-from support.cli import populate
+from newsletter.delivery.memory import MemoryTransport
+
 from fake_sendgrid import FakeSendGrid
 from smtp_server import SmtpServer
-
-from newsletter.delivery.memory import MemoryTransport
+from support.cli import populate
 
 API_KEY = "SG.guard-test.secret-value"
 LATER = f"{date.today().year + 5}-01-01 09:00"  # far ahead, within the ten years a schedule allows

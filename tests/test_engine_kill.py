@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from smtp_server import SmtpServer
 
+from smtp_server import SmtpServer
 from support.cli import populate
 
 
@@ -65,11 +65,10 @@ def test_sigkill_then_resume_sends_each_acknowledged_recipient_once(workspace, c
 
 
 def _emails_with_status(status: str) -> set[str]:
-    from sqlalchemy import select
-
     from newsletter.config import load_settings
     from newsletter.store.db import open_store
     from newsletter.store.models import Delivery
+    from sqlalchemy import select
 
     store = open_store(load_settings())
     with store.session() as session:

@@ -47,8 +47,9 @@ def test_plain_csv_with_bad_rows_reports_lines_and_keeps_the_rest(workspace, cli
 
 @pytest.mark.parametrize("delimiter", [";", "\t"])
 def test_bom_and_other_delimiters(workspace, cli, tmp_path, delimiter):
-    data = write(tmp_path / "s.csv", "\ufeffemail{d}first_name{d}last_name\nzoe@example.org{d}Zoë{d}Ng\n"
-                 .format(d=delimiter))
+    data = write(tmp_path / "s.csv", f"\ufeffemail{delimiter}first_name{delimiter}last_name\n"
+                                     f"zoe@example.org{delimiter}Zoë{delimiter}Ng\n"
+                 )
     report = cli("subscribers", "import", str(data), "--json").json()
     assert report["added"] == 1 and report["invalid"] == 0
     assert people(cli)["zoe@example.org"]["name"] == "Zoë Ng"
@@ -152,7 +153,10 @@ def test_listmonk_substack_buttondown_detected(workspace, cli, tmp_path):
     assert results["listmonk"]["format"] == "listmonk" and results["listmonk"]["errors"][0]["line"] == 4
     assert results["substack"]["format"] == "substack"
     assert results["buttondown"]["format"] == "buttondown"
-    shown = lambda email: cli("subscribers", "show", email, "--json").json()
+
+    def shown(email):
+        return cli("subscribers", "show", email, "--json").json()
+
     assert shown("lm@example.org")["attributes"] == {"city": "Oslo", "n": "3"}
     assert shown("blocked@example.org")["status"] == "unsubscribed"
     assert shown("off@example.org")["status"] == "unsubscribed"

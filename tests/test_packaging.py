@@ -14,9 +14,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import newsletter
+import pytest
 
 ROOT = Path(__file__).parent.parent
 THEMES = sorted(path.name for path in (ROOT / "templates").iterdir() if path.is_dir())
@@ -67,6 +66,7 @@ def test_the_wheel_holds_the_code_the_themes_and_the_licence_but_no_tests(built)
         shipped = {Path(name).name for name in names if name.startswith(f"newsletter/templates/{theme}/")}
         assert shipped == {p.name for p in (ROOT / "templates" / theme).iterdir() if p.is_file()}, theme
     assert "newsletter/store/migrations/env.py" in names and "newsletter/cli/__init__.py" in names
+    assert "newsletter/py.typed" in names  # PEP 561: type checkers read the package's hints
     assert f"newsletter-{newsletter.__version__}.dist-info/licenses/LICENSE" in names
     assert not [name for name in names if name.startswith("tests/") or "/tests/" in name or "conftest" in name]
     metadata = zipfile.ZipFile(built["wheel"]).read(f"newsletter-{newsletter.__version__}.dist-info/METADATA")

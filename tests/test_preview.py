@@ -50,9 +50,8 @@ def settings_of(folder: Path):
 
 
 def client_for(folder: Path, article: str = ARTICLE, **options):
-    from starlette.testclient import TestClient
-
     from newsletter.web.preview import create_preview_app
+    from starlette.testclient import TestClient
 
     options.setdefault("watch", False)
     app = create_preview_app(settings_of(folder), folder / article, **options)
@@ -187,10 +186,9 @@ def test_force_scheme_keeps_other_media_conditions():
 
 
 def test_send_test_goes_through_the_transport_marked_test_and_is_no_campaign(workspace):
-    from sqlalchemy import text
-
     from newsletter.delivery.memory import MemoryTransport
     from newsletter.store.db import open_store
+    from sqlalchemy import text
 
     shutil.copy(ARTICLES / "front-matter-budget.md", workspace / ARTICLE)
     transport = MemoryTransport()
@@ -201,7 +199,8 @@ def test_send_test_goes_through_the_transport_marked_test_and_is_no_campaign(wor
             assert answer.status_code == 200, answer.text
             assert answer.json()["subject"] == "[TEST] Five budgeting habits that actually stick"
         with store.session() as session:
-            counts = [session.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar() for table in ("campaigns", "deliveries", "editions")]
+            counts = [session.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar()
+                      for table in ("campaigns", "deliveries", "editions")]
     finally:
         store.close()
     [message] = transport.outbox

@@ -12,6 +12,7 @@ import shutil
 import time
 
 import pytest
+
 from browser import artefact_path, launch_chromium, local_only, serve_app
 from test_preview import ARTICLE, BUILTIN_THEME, break_theme, letter, settings_of  # noqa: F401 - fixture
 
@@ -55,7 +56,8 @@ def preview(letter, browser):
 def wait_for_frame(page, version: int | None = None):
     """Wait until the email frame shows the page's current version (or ``version``)."""
     page.wait_for_function(
-        "want => document.body.dataset.version && document.body.dataset.frameVersion === (want || document.body.dataset.version)",
+        "want => document.body.dataset.version"
+        " && document.body.dataset.frameVersion === (want || document.body.dataset.version)",
         arg=str(version) if version else None,
     )
 
@@ -92,12 +94,14 @@ def test_dark_mode_follows_the_browser_and_the_toggle(preview):
     page.screenshot(path=artefact_path("preview-phone-dark.png"), full_page=True)
     page.click("button[data-scheme=light]")
     wait_for_frame(page)
-    page.wait_for_function("() => document.querySelector('#frame').contentDocument.querySelector('meta[content=light]')")
+    page.wait_for_function(
+        "() => document.querySelector('#frame').contentDocument.querySelector('meta[content=light]')")
     assert background(page, card) == "rgb(255, 255, 255)"
     light = preview("")
     assert background(light, card) == "rgb(255, 255, 255)"
     light.click("button[data-scheme=dark]")
-    light.wait_for_function("() => document.querySelector('#frame').contentDocument.querySelector('meta[content=dark]')")
+    light.wait_for_function(
+        "() => document.querySelector('#frame').contentDocument.querySelector('meta[content=dark]')")
     assert background(light, card) == "rgb(29, 32, 35)"
     light.screenshot(path=artefact_path("preview-desktop-dark.png"))
 
@@ -108,7 +112,8 @@ def test_views_switch_and_survive_a_reload(preview):
     assert page.locator("#text").is_visible() and not page.locator("#frame").is_visible()
     assert page.locator("#text").inner_text().startswith("Hi Sample,")
     page.click("button[data-view=source]")
-    assert "List-Unsubscribe: <https://news.clinic.example/unsubscribe/preview-token>" in page.locator("#source").inner_text()
+    assert ("List-Unsubscribe: <https://news.clinic.example/unsubscribe/preview-token>"
+            in page.locator("#source").inner_text())
     page.click("button[data-view=checks]")
     assert "client-support" in page.locator("#findings").inner_text()  # caniemail's findings
     page.click("button[data-width=phone]")

@@ -31,19 +31,19 @@ from pathlib import Path
 
 import idna
 import pytest
-from fake_sendgrid import FakeSendGrid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from smtp_server import SmtpServer
-from support.delivery import make_message, make_recipient
-
 from newsletter.delivery.console import SEPARATOR, ConsoleTransport
 from newsletter.delivery.file import FileTransport
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
-from newsletter.providers.sendgrid.transport import SendGridTransport
 from newsletter.delivery.smtp import SmtpTransport
+from newsletter.providers.sendgrid.transport import SendGridTransport
+
+from fake_sendgrid import FakeSendGrid
+from smtp_server import SmtpServer
+from support.delivery import make_message, make_recipient
 
 KEY = "SG.propertytests.secretsecretsecret"
 ACCEPTED = (Outcome.SENT, Outcome.QUEUED)
@@ -82,7 +82,7 @@ def batches(draw):
     """1-6 recipients, each address unique in the batch (a list holds an address once)."""
     size = draw(st.integers(1, 6))
     people = []
-    for index in range(size):
+    for _ in range(size):
         if draw(st.integers(0, 9)) == 0:
             address = draw(unsendable)
         else:
@@ -146,20 +146,22 @@ def sendgrid_server():
         yield server
 
 
-PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def check_results(recipients, results, carries_unicode_local: bool):
     """One result per recipient, in order; accepted exactly when the path can carry the address."""
     assert [r.message_id for r in results] == [r.message_id for r in recipients]
-    for recipient, result in zip(recipients, results):
+    for recipient, result in zip(recipients, results, strict=True):
         wire = expected_wire(recipient.email)
         sendable = wire is not None and (carries_unicode_local or wire.isascii())
         if sendable:
             assert result.outcome in ACCEPTED, (recipient.email, result)
         else:
             assert result.outcome is Outcome.REJECTED and result.error, (recipient.email, result)
-    return {r.message_id: expected_wire(r.email) for r, res in zip(recipients, results) if res.outcome in ACCEPTED}
+    return {r.message_id: expected_wire(r.email)
+            for r, res in zip(recipients, results, strict=True) if res.outcome in ACCEPTED}
 
 
 def check_mime(mime, wire: str) -> None:
@@ -243,7 +245,7 @@ def test_smtp_without_smtputf8_treats_every_recipient_alike(smtp_ascii, batch):
     with SmtpTransport("127.0.0.1", smtp_ascii.port, tls="none", timeout=10, connections=2) as smtp:
         results = smtp.send_batch(make_message(), recipients)
     _check_smtp(smtp_ascii, recipients, results, carries_unicode_local=False)
-    for recipient, result in zip(recipients, results):
+    for recipient, result in zip(recipients, results, strict=True):
         wire = expected_wire(recipient.email)
         if wire is not None and not wire.isascii():
             assert "SMTPUTF8" in result.error
@@ -259,7 +261,8 @@ def test_sendgrid_treats_every_recipient_alike(sendgrid_server, batch):
         results = sg.send_batch(make_message(), recipients)
     accepted = check_results(recipients, results, carries_unicode_local=False)
     assert sendgrid_server.dropped == []
-    entries = [(p["custom_args"]["message_id"], p["to"][0]) for body in sendgrid_server.bodies for p in body["personalizations"]]
+    entries = [(p["custom_args"]["message_id"], p["to"][0])
+               for body in sendgrid_server.bodies for p in body["personalizations"]]
     assert Counter(m for m, _ in entries) == Counter(list(accepted)), "each accepted recipient sent exactly once"
     assert Counter(sendgrid_server.delivered) == Counter(accepted.values())
     for message_id, to in entries:

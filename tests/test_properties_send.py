@@ -26,12 +26,12 @@ import shutil
 from email import message_from_bytes, policy
 
 import pytest
-from fake_sendgrid import FakeSendGrid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from smtp_server import SmtpServer
-
 from newsletter.delivery.memory import MemoryTransport
+
+from fake_sendgrid import FakeSendGrid
+from smtp_server import SmtpServer
 from support.stores import another_database
 
 API_KEY = "SG.property-test.secret-value"

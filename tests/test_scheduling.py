@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from newsletter.errors import InputError
 from newsletter.scheduling.times import parse_when, show
 
 ARTICLE = Path(__file__).parent / "articles" / "front-matter-budget.md"
-UTC = timezone.utc
+UTC = UTC
 
 
 def soon(seconds: float = 3600) -> str:
@@ -97,9 +96,8 @@ def test_schedule_creates_a_scheduled_campaign_and_writes_no_job(letter, cli, mo
     assert data["audience"] == 3
     human = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(), "--again")
     assert human.exit_code == 0 and human.stdout.strip().isdigit()  # prints its id
-    from sqlalchemy import select
-
     from newsletter.store.scheduling import apscheduler_jobs
+    from sqlalchemy import select
 
     store, _ = store_and_settings()
     with store.session() as session:

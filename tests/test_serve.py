@@ -20,13 +20,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import launch_chromium, local_only
-
 from newsletter.audience import manage
 from newsletter.audience.tokens import unsubscribe_url
 from newsletter.config import load_settings
 from newsletter.store import audience as q
 from newsletter.store.db import open_store
+
+from browser import launch_chromium, local_only
 
 
 def free_port() -> int:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
-from sqlalchemy import text
-
 from newsletter.store.db import HEAD_REVISION, MIGRATIONS, Store
 from newsletter.store.schema import metadata
+from sqlalchemy import text
 
 
 def test_head_revision_constant_matches_scripts():
@@ -88,7 +87,6 @@ def test_a_removed_subscribers_id_is_never_given_to_the_next(database_url):
 
 def _upgrade_to(url: str, revision: str) -> None:
     from alembic import command
-
     from newsletter.store.db import create_db_engine
 
     config = Config()

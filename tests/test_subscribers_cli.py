@@ -85,10 +85,9 @@ def test_remove_erases_data_and_keeps_only_a_hash(workspace, cli):
     assert cli("subscribers", "remove", "ada@example.org", "--yes").exit_code == 0
     assert cli("subscribers", "show", "ada@example.org").exit_code == 1
     assert cli("subscribers", "list", "--json").json() == []
-    from sqlalchemy import text
-
     from newsletter.config import load_settings
     from newsletter.store.db import open_store
+    from sqlalchemy import text
 
     store = open_store(load_settings())
     with store.engine.connect() as connection:
@@ -114,7 +113,10 @@ def test_list_filters_by_list_and_status(workspace, cli):
     cli("subscribers", "add", "b@example.org", "--list", "readers")
     cli("subscribers", "add", "c@example.org", "--list", "other")
     cli("subscribers", "unsubscribe", "b@example.org", "--list", "readers")
-    emails = lambda *args: [r["email"] for r in cli("subscribers", "list", *args, "--json").json()]
+
+    def emails(*args):
+        return [r["email"] for r in cli("subscribers", "list", *args, "--json").json()]
+
     assert emails("--list", "readers") == ["a@example.org", "b@example.org"]
     assert emails("--list", "readers", "--status", "confirmed") == ["a@example.org"]
     assert emails("--list", "readers", "--status", "unsubscribed") == ["b@example.org"]

@@ -19,6 +19,7 @@ import os
 import signal
 
 import pytest
+
 from support.cli import populate
 from support.senders import campaign_row, ledger_counts, wait_until
 from support.services import need_service

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from newsletter.errors import InputError
+
 from support.articles import RECENT, SEED
 from support.cli import populate
-
-from newsletter.errors import InputError
 
 
 def test_the_dispatcher_is_chosen_from_the_broker_url(settings):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from test_web_support import Site, path_of
-
 from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, make_token, unsubscribe_url
 from newsletter.config import load_settings
 from newsletter.store import audience as q
 from newsletter.store.db import Store, open_store
+
+from test_web_support import Site, path_of
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ def token_of(site, reader, purpose=UNSUBSCRIBE, list_id=...):
 
 def test_get_shows_buttons_and_changes_nothing(site, reader):
     before = consents(site.store)
-    response = site.client.get(path_of(unsubscribe_url(site.settings, reader.subscriber_id, reader.list_id, reader.email)))
+    response = site.client.get(
+        path_of(unsubscribe_url(site.settings, reader.subscriber_id, reader.list_id, reader.email)))
     assert response.status_code == 200
     assert 'method="post"' in response.text and "Unsubscribe from Clinic Readers" in response.text
     assert "Unsubscribe from every list" in response.text

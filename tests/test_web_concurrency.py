@@ -13,10 +13,6 @@ import json
 import logging
 
 import pytest
-from sqlalchemy import func, select
-from support.web_server import in_parallel, running
-from test_web_support import KeyPair, Site
-
 from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, make_token
 from newsletter.config import load_settings
@@ -25,6 +21,10 @@ from newsletter.store import audience as q
 from newsletter.store.db import open_store
 from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Consent, Membership, Subscriber
+from sqlalchemy import func, select
+
+from support.web_server import in_parallel, running
+from test_web_support import KeyPair, Site
 
 PARALLEL = 100
 # PostgreSQL: a race shows most of the time in one round; three make missing it unlikely.
@@ -82,10 +82,11 @@ def test_parallel_one_click_unsubscribes(site, logs):
         for reader in readers:
             token = make_token(site.settings.secret_keys, UNSUBSCRIBE, reader.subscriber_id, reader.list_id,
                                reader.email)
-            answers = in_parallel(PARALLEL, lambda client, _i: client.post(
+            answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(
                 f"{base}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}))
             assert {a.status_code for a in answers} == {200}
-            assert count(site.store, Consent.action == "unsubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
+            assert count(site.store, Consent.action == "unsubscribe",
+                         Consent.subscriber_id == reader.subscriber_id) == 1
             assert manage.describe(site.store, reader.email)["lists"][0]["status"] == "unsubscribed"
     assert_private(logs, ADDRESS)
 
@@ -99,10 +100,11 @@ def test_parallel_resubscribes(site, logs):
         for reader in readers:
             token = make_token(site.settings.secret_keys, UNSUBSCRIBE, reader.subscriber_id, reader.list_id,
                                reader.email)
-            answers = in_parallel(PARALLEL, lambda client, _i: client.post(
+            answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(
                 f"{base}/unsubscribe/{token}", data={"action": "resubscribe"}))
             assert {a.status_code for a in answers} == {200}
-            assert count(site.store, Consent.action == "resubscribe", Consent.subscriber_id == reader.subscriber_id) == 1
+            assert count(site.store, Consent.action == "resubscribe",
+                         Consent.subscriber_id == reader.subscriber_id) == 1
             shown = manage.describe(site.store, reader.email)
             assert (shown["status"], shown["suppressed"], shown["lists"][0]["status"]) == ("active", None, "confirmed")
     assert_private(logs, ADDRESS)
@@ -129,7 +131,7 @@ def test_parallel_confirmations(site, logs):
     with running(site.app) as base:
         for reader in pending:
             token = make_token(site.settings.secret_keys, CONFIRM, reader.subscriber_id, reader.list_id, reader.email)
-            answers = in_parallel(PARALLEL, lambda client, _i: client.post(f"{base}/confirm/{token}"))
+            answers = in_parallel(PARALLEL, lambda client, _i, token=token: client.post(f"{base}/confirm/{token}"))
             assert {a.status_code for a in answers} == {200}
             assert count(site.store, Consent.action == "confirm", Consent.subscriber_id == reader.subscriber_id) == 1
             assert manage.describe(site.store, reader.email)["lists"][0]["status"] == "confirmed"

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from newsletter.delivery.memory import MemoryTransport
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -51,9 +50,8 @@ class Site:
     """The public app on a workspace, with what the tests need to look at."""
 
     def __init__(self, settings, store, keys: KeyPair | None):
-        from starlette.testclient import TestClient
-
         from newsletter.web.app import create_app
+        from starlette.testclient import TestClient
 
         self.keys = keys
         self.settings = dataclasses.replace(settings, sendgrid_webhook_key=keys.public if keys else None)
@@ -63,7 +61,8 @@ class Site:
         self.app = create_app(self.settings, store, transport_factory=lambda _s: self.transport, clock=self.clock)
         self.client = TestClient(self.app, follow_redirects=False)
 
-    def post_events(self, events, *, timestamp: int | None = None, keys: KeyPair | None = None, body: bytes | None = None):
+    def post_events(self, events, *, timestamp: int | None = None, keys: KeyPair | None = None,
+                    body: bytes | None = None):
         body = body if body is not None else json.dumps(events).encode()
         stamp = int(self.clock.now) if timestamp is None else timestamp
         return self.client.post("/webhooks/sendgrid", content=body, headers=(keys or self.keys).headers(body, stamp))

@@ -8,10 +8,9 @@ fixture), through the ASGI test client; the clock is the app's own
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from sqlalchemy import insert, select
-from test_web_support import KeyPair, Site, path_of
-
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, check_address, make_token, read_token
 from newsletter.config import load_settings
@@ -20,6 +19,9 @@ from newsletter.store import audience as q
 from newsletter.store.db import open_store
 from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Consent, Subscriber, utcnow
+from sqlalchemy import insert, select
+
+from test_web_support import KeyPair, Site, path_of
 
 DAY = 86400
 
@@ -407,9 +409,9 @@ def _old_style_token(keys, subscriber_id: int, list_id: int) -> str:
 
 
 def test_old_unsubscribe_links_work_only_for_subscribers_from_before_the_upgrade(tmp_path, monkeypatch):
-    from test_store import _upgrade_to
-
     from newsletter.workspace import init_workspace
+
+    from test_store import _upgrade_to
 
     folder = tmp_path / "letter"
     init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street, Springfield",

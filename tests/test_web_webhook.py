@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from datetime import UTC
 
 import pytest
-from test_web_support import KeyPair, Site, path_of
-
 from newsletter.audience import manage
 from newsletter.audience.addresses import address_hash
 from newsletter.config import load_settings
@@ -22,6 +21,8 @@ from newsletter.store.db import open_store
 from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Delivery
 from newsletter.tracking import EventKind, TrackingEvent
+
+from test_web_support import KeyPair, Site, path_of
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -208,7 +209,8 @@ def test_a_thousand_events_in_one_batch(site, campaign):
 @pytest.mark.parametrize("provider", ["nosuch", "smtp", "SendGrid"])
 def test_a_provider_that_posts_no_events_is_404(site, provider):
     body = json.dumps([event("delivered", "a@example.org")]).encode()
-    response = site.client.post(f"/webhooks/{provider}", content=body, headers=site.keys.headers(body, int(site.clock.now)))
+    response = site.client.post(f"/webhooks/{provider}", content=body,
+                                headers=site.keys.headers(body, int(site.clock.now)))
     assert response.status_code == 404 and stored(site) == []
 
 
@@ -303,7 +305,7 @@ def test_archive_lists_sent_editions_and_shows_them_without_personal_data(site, 
 
 
 def test_unsent_editions_stay_out_of_the_archive(site):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from newsletter.compose.edition import compose_edition
     from newsletter.engine.campaigns import create_campaign
@@ -311,7 +313,7 @@ def test_unsent_editions_stay_out_of_the_archive(site):
     manage.add_subscriber(site.store, "a@example.org", list_name="readers", confirmed=True)
     edition = compose_edition("articles/welcome.md", site.settings)
     create_campaign(site.store, site.settings, edition, "readers", "memory", status="scheduled",
-                    scheduled_at=datetime(2099, 1, 1, tzinfo=timezone.utc))
+                    scheduled_at=datetime(2099, 1, 1, tzinfo=UTC))
     assert "/archive/welcome" not in site.client.get("/archive").text
     assert site.client.get("/archive/welcome").status_code == 404
     assert ET.fromstring(site.client.get("/feed.xml").content).findall(f"{ATOM}entry") == []

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from itertools import islice
-from typing import IO, Iterator
+from typing import IO
 
 from sqlalchemy import select
 
-from newsletter.vocabulary.addresses import address_hash
 from newsletter.store.audience import iter_subscribers
 from newsletter.store.models import Suppression
+from newsletter.vocabulary.addresses import address_hash
 
 CSV_COLUMNS = ["email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
                "created_at"]

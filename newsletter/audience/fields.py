@@ -22,7 +22,7 @@ import ipaddress
 import re
 
 from newsletter.errors import InputError
-from newsletter.store.models import Membership, MailingList, Subscriber
+from newsletter.store.models import MailingList, Membership, Subscriber
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 

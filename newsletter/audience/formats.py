@@ -31,8 +31,8 @@ Formats and how they are recognised (headers compared case-insensitively):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from newsletter.errors import InputError
 from newsletter.vocabulary import ArrivalStatus as Arrival
@@ -90,7 +90,7 @@ def cells_reader(format_name: str, keys: list[str]) -> Callable[[list[str]], Imp
     if format_name == "csv":
         return _csv_cells_reader(keys)
     read = row_reader(format_name)
-    return lambda cells: read(dict(zip(keys, cells)))
+    return lambda cells: read(dict(zip(keys, cells, strict=False)))
 
 
 def _csv_cells_reader(keys: list[str]) -> Callable[[list[str]], ImportRow]:
@@ -160,7 +160,8 @@ _CSV_USED = set(EMAIL_HEADERS) | {"name", "first_name", "last_name", "first name
 
 
 def read_csv_row(row: Row) -> ImportRow:
-    name = row.get("name") or _joined_name(row, "first_name", "last_name") or _joined_name(row, "first name", "last name")
+    name = (row.get("name") or _joined_name(row, "first_name", "last_name")
+            or _joined_name(row, "first name", "last name"))
     return ImportRow(
         email=_email(row),
         name=name,

@@ -15,9 +15,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from newsletter.audience.fields import clean_list_name, import_source
 from newsletter.audience.formats import FORMATS

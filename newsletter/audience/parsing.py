@@ -17,18 +17,18 @@ import io
 import multiprocessing
 import os
 import pickle
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.vocabulary.addresses import address_hash, normalise_address
 from newsletter.audience.fields import clean_attributes, clean_ip, clean_list_name, clean_name, clean_timezone_length
 from newsletter.audience.formats import cells_reader, detect_format
 from newsletter.errors import InputError, NewsletterError
 from newsletter.fileio import open_input
 from newsletter.store.importing import ValidRow
+from newsletter.vocabulary.addresses import address_hash, normalise_address
 
 CHUNK_ROWS = 2000
 SAMPLE_BYTES = 64 * 1024
@@ -92,7 +92,8 @@ def _header(reader, path: Path, encoding: str) -> list[str]:
     try:
         headers = next(reader, None)
     except UnicodeDecodeError:
-        raise InputError(f"{path} is not {encoding} text", hint="save it as UTF-8, or pass --encoding latin-1") from None
+        raise InputError(f"{path} is not {encoding} text",
+                         hint="save it as UTF-8, or pass --encoding latin-1") from None
     if not headers or not any(h.strip() for h in headers):
         raise InputError(f"{path} is empty", hint="the first line must name the columns, one of them 'email'")
     return headers

@@ -125,7 +125,7 @@ def read_token(secret_keys, purpose: str, token: str, *, now: float | None = Non
 def check_address(data: TokenData, email: str) -> bool:
     """True when ``data``'s signature was made for ``email`` with one of the keys."""
     signer = _signer(data.secret_keys, data.purpose)
-    return signer.verify_signature(f"{data.signed}.{_binding(email)}".encode("utf-8"), data.signature.encode("ascii"))
+    return signer.verify_signature(f"{data.signed}.{_binding(email)}".encode(), data.signature.encode("ascii"))
 
 
 def check_legacy(data: TokenData) -> bool:
@@ -147,4 +147,5 @@ def confirm_url(settings, subscriber_id: int, list_id: int, email: str, issued: 
 
 
 def unsubscribe_url(settings, subscriber_id: int, list_id: int | None, email: str) -> str:
-    return f"{settings.base_url}/unsubscribe/{make_token(settings.secret_keys, UNSUBSCRIBE, subscriber_id, list_id, email)}"
+    return (f"{settings.base_url}/unsubscribe/"
+            f"{make_token(settings.secret_keys, UNSUBSCRIBE, subscriber_id, list_id, email)}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say, stdout_console, table
-
 from newsletter.vocabulary import CampaignStatus
 
 # Plain strings: click.Choice matches enum members by name, not value.

@@ -9,8 +9,8 @@ options is :func:`newsletter.usecases.editions.edition_from_options`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -21,9 +21,11 @@ from newsletter.usecases.editions import edition_from_options
 def compose_options(function: Callable) -> Callable:
     """Add ``--recent-title``, ``--recent-url`` and ``--theme`` to a command."""
     options = [
-        click.option("--recent-title", metavar="TITLE", help="Title of the recently published article to point readers to (overrides the article's)."),
+        click.option("--recent-title", metavar="TITLE",
+                     help="Title of the recently published article to point readers to (overrides the article's)."),
         click.option("--recent-url", metavar="URL", help="Its https:// address (overrides the article's)."),
-        click.option("--theme", metavar="NAME", help="Theme folder under templates/ (default: the workspace's theme, else 'default')."),
+        click.option("--theme", metavar="NAME",
+                     help="Theme folder under templates/ (default: the workspace's theme, else 'default')."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -33,7 +35,8 @@ def compose_options(function: Callable) -> Callable:
 @click.command("compose")
 @click.argument("article", metavar="ARTICLE")
 @compose_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for <slug>.html, .txt, .sample.html and .eml (default: build/ in the workspace).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for <slug>.html, .txt, .sample.html and .eml (default: build/ in the workspace).")
 @json_option
 @pass_app
 def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
@@ -74,7 +77,8 @@ def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
 @click.command("check")
 @click.argument("article", metavar="ARTICLE")
 @compose_options
-@click.option("--spam", is_flag=True, help="Also run SpamAssassin on this machine (local rules, no network) and report its score and rules.")
+@click.option("--spam", is_flag=True,
+              help="Also run SpamAssassin on this machine (local rules, no network) and report its score and rules.")
 @json_option
 @pass_app
 @click.pass_context
@@ -94,11 +98,10 @@ def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
       newsletter check articles/ketamine.md --recent-url https://example.org/blog/types --json
       newsletter check articles/ketamine.md --spam
     """
+    from newsletter.compose.caniemail import client_issues
     from newsletter.compose.checks import errors, spam_findings, warnings
     from newsletter.compose.edition import Finding
     from newsletter.errors import NewsletterError
-
-    from newsletter.compose.caniemail import client_issues
 
     edition = edition_from_options(app.settings, article, recent_title, recent_url, theme, strict=False)
     issues = client_issues(edition.html)
@@ -145,7 +148,8 @@ def _print_spam(report) -> None:
     if not report.available:
         say(f"  SpamAssassin: not run: {_escape(report.reason)}; {_escape(report.hint)}")
         return
-    say(f"  SpamAssassin: content score {report.content_score + 0:.1f} (total {report.score + 0:.1f}, {report.required:.1f} required)")
+    say(f"  SpamAssassin: content score {report.content_score + 0:.1f}"
+        f" (total {report.score + 0:.1f}, {report.required:.1f} required)")
     for rule in report.rules:
         say(f"    {rule.points + 0:+.1f} {rule.name}  {_escape(rule.description)}")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli._common import say
 from newsletter import transports as registry
+from newsletter.cli._common import say
 
 
 @click.command("init")

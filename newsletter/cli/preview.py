@@ -19,7 +19,8 @@ from newsletter.cli.compose import compose_options
 @click.command("preview")
 @click.argument("article", metavar="ARTICLE")
 @compose_options
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (anything but loopback is reachable by others).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (anything but loopback is reachable by others).")
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--no-open", is_flag=True, help="Do not open a browser (headless use).")
 @pass_app
@@ -45,7 +46,8 @@ def preview(app, article, recent_title, recent_url, theme, host, port, no_open):
         raise InputError(f"article not found: {article}", hint="give the path of a .md, .txt or .html file")
     settings = app.settings
     if not is_loopback_host(host):
-        say(f"[yellow]Warning:[/] listening on {_escape(host)}: anyone who can reach this machine can see the preview and send test emails.")
+        say(f"[yellow]Warning:[/] listening on {_escape(host)}: anyone who can reach this machine"
+            " can see the preview and send test emails.")
     sock = bind_socket(host, port)
     try:
         server = _server(app, settings, path, sock, host, recent_title, recent_url, theme, make_server, local_hosts)

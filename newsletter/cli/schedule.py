@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from newsletter import transports as registry
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
-from newsletter import transports as registry
 
 
 @click.command("schedule")

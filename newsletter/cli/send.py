@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import click
 
+from newsletter import transports as registry
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
-from newsletter import transports as registry
 
 
 @click.command("send")
@@ -89,7 +89,8 @@ def finish_report(report, as_json: bool) -> None:
             f"(or --unknown)[/]")
         sys.exit(2)
     if report.status == "paused" and report.counts.get("pending"):
-        say(f"{report.counts['pending']} still pending; continue with: newsletter campaigns resume {report.campaign_id}")
+        say(f"{report.counts['pending']} still pending;"
+            f" continue with: newsletter campaigns resume {report.campaign_id}")
     if report.failed:
         say(f"[red]{report.failed} recipients failed; see newsletter campaigns show {report.campaign_id}, "
             f"retry with: newsletter campaigns retry {report.campaign_id} --failed[/]")

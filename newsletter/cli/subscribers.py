@@ -130,7 +130,8 @@ def _report_rows(title: str, rows: list[dict], total: int) -> None:
 
     if not total:
         return
-    stderr_console().print(table(title, ["Line", "Reason"], [[row["line"], row["reason"]] for row in rows[:REPORT_LIMIT]]))
+    stderr_console().print(table(title, ["Line", "Reason"],
+                                 [[row["line"], row["reason"]] for row in rows[:REPORT_LIMIT]]))
     shown = min(len(rows), REPORT_LIMIT)
     if total > shown:
         say(f"  ... and {total - shown} more (--json lists them)")

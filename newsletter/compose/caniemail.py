@@ -52,13 +52,16 @@ _FUNCTION_FEATURE = {
 _FUNCTION = re.compile(r"(?<![\w-])(" + "|".join(_FUNCTION_FEATURE) + r")\(", re.I)
 
 _ELEMENTS = {
-    "abbr": "html-abbr", "acronym": "html-acronym", "address": "html-address", "audio": "html-audio", "base": "html-base",
+    "abbr": "html-abbr", "acronym": "html-acronym", "address": "html-address", "audio": "html-audio",
+    "base": "html-base",
     "bdi": "html-bdi", "blockquote": "html-blockquote", "body": "html-body", "code": "html-code", "del": "html-del",
-    "dfn": "html-dfn", "dialog": "html-dialog", "div": "html-div", "form": "html-form", "hr": "html-hr", "img": "html-img",
+    "dfn": "html-dfn", "dialog": "html-dialog", "div": "html-div", "form": "html-form", "hr": "html-hr",
+    "img": "html-img",
     "link": "html-link", "marquee": "html-marquee", "meter": "html-meter", "object": "html-object", "p": "html-p",
     "picture": "html-picture", "pre": "html-pre", "progress": "html-progress", "rp": "html-rp", "rt": "html-rt",
     "ruby": "html-ruby", "select": "html-select", "small": "html-small", "span": "html-span", "strike": "html-strike",
-    "strong": "html-strong", "style": "html-style", "svg": "html-svg", "table": "html-table", "textarea": "html-textarea",
+    "strong": "html-strong", "style": "html-style", "svg": "html-svg", "table": "html-table",
+    "textarea": "html-textarea",
     "video": "html-video", "wbr": "html-wbr", "ul": "html-lists", "ol": "html-lists", "dl": "html-lists",
     **{f"h{n}": "html-h1-h6" for n in range(1, 7)},
     **dict.fromkeys(("article", "aside", "details", "figcaption", "figure", "footer", "header", "main", "mark", "nav",
@@ -84,7 +87,8 @@ _PROPERTY_FEATURE = {
     **{f"margin-{side}": "css-margin" for side in ("top", "right", "bottom", "left")},
     **{f"padding-{side}": "css-padding" for side in ("top", "right", "bottom", "left")},
     **{f"border-{side}": "css-border" for side in ("top", "right", "bottom", "left")},
-    **{f"border-{side}-{part}": "css-border" for side in ("top", "right", "bottom", "left") for part in ("color", "style", "width")},
+    **{f"border-{side}-{part}": "css-border"
+       for side in ("top", "right", "bottom", "left") for part in ("color", "style", "width")},
     **{f"border-{part}": "css-border" for part in ("color", "style", "width")},
     **{f"border-{a}-{b}-radius": "css-border-radius" for a in ("top", "bottom") for b in ("left", "right")},
     **dict.fromkeys(("left", "right", "top", "bottom"), "css-left-right-top-bottom"),
@@ -143,7 +147,8 @@ def used_features(html: str) -> set[str]:
             if attribute == "style":
                 found |= _declaration_features(value, known)
             elif attribute == "href" and name == "a":
-                found.add("html-mailto-links" if value.lower().startswith("mailto:") else "html-anchor-links" if value.startswith("#") else "")
+                found.add("html-mailto-links" if value.lower().startswith("mailto:")
+                          else "html-anchor-links" if value.startswith("#") else "")
             elif attribute == "src" and name == "img":
                 found.add(_image_feature(value))
             elif attribute == "name" and name == "meta" and value.lower() == "color-scheme":
@@ -234,7 +239,8 @@ def _grouped(clients: tuple[str, ...]) -> str:
     for family in ("Gmail", "Yahoo"):
         members = [c for c in MAJOR_CLIENTS.values() if c.startswith(family + " (")]
         if all(c in clients for c in members):
-            clients = tuple(f"{family} (web and apps)" if c == members[0] else c for c in clients if c not in members[1:])
+            clients = tuple(f"{family} (web and apps)" if c == members[0] else c
+                            for c in clients if c not in members[1:])
     return ", ".join(clients)
 
 

@@ -80,16 +80,21 @@ def _compliance(edition: Edition, settings):
     from newsletter.config import base_url_problem
 
     if not settings.base_url:
-        yield _error("base-url-missing", "no base_url: unsubscribe and web-version links have nowhere to point (set base_url in newsletter.toml or NEWSLETTER_BASE_URL)")
+        yield _error("base-url-missing", "no base_url: unsubscribe and web-version links have nowhere to point"
+                                         " (set base_url in newsletter.toml or NEWSLETTER_BASE_URL)")
     elif problem := base_url_problem(settings):
         yield _error("base-url-unsafe", f"{problem.message} ({problem.hint})")
-    if not re.search(r"href=[\"']%%unsubscribe_url%%[\"']", edition.html) or "%%unsubscribe_url:raw%%" not in edition.text:
-        yield _error("unsubscribe-missing", f"theme {edition.theme!r} has no unsubscribe link (href=\"%%unsubscribe_url%%\" in HTML, %%unsubscribe_url:raw%% in text)")
+    if (not re.search(r"href=[\"']%%unsubscribe_url%%[\"']", edition.html)
+            or "%%unsubscribe_url:raw%%" not in edition.text):
+        yield _error("unsubscribe-missing", f"theme {edition.theme!r} has no unsubscribe link"
+                                            " (href=\"%%unsubscribe_url%%\" in HTML, %%unsubscribe_url:raw%% in text)")
     address = _squeeze(settings.postal_address)
     if not address:
-        yield _error("postal-address-missing", "no postal address for the footer (set postal_address in newsletter.toml or NEWSLETTER_POSTAL_ADDRESS)")
+        yield _error("postal-address-missing", "no postal address for the footer"
+                                               " (set postal_address in newsletter.toml or NEWSLETTER_POSTAL_ADDRESS)")
     elif not _contains(edition.html, address, html=True) or not _contains(edition.text, address):
-        yield _error("postal-address-missing", f"theme {edition.theme!r} does not show the postal address ({{{{ newsletter.postal_address }}}})")
+        yield _error("postal-address-missing",
+                     f"theme {edition.theme!r} does not show the postal address ({{{{ newsletter.postal_address }}}})")
 
 
 def _contains(text: str, words: str, *, html: bool = False) -> bool:
@@ -108,11 +113,13 @@ def _recent(edition: Edition, settings):
 def _unresolved(edition: Edition, settings):
     """Template leftovers: tags in the output that the article itself does not say."""
     found = [m.group(0) for part in (edition.html, edition.text) for m in _JINJA.finditer(part)]
-    found += [m.group(0) for part in (edition.html, edition.text) for m in _PERCENT_TOKEN.finditer(part) if not _VALID_TOKEN.fullmatch(m.group(0))]
+    found += [m.group(0) for part in (edition.html, edition.text) for m in _PERCENT_TOKEN.finditer(part)
+              if not _VALID_TOKEN.fullmatch(m.group(0))]
     if not found:
         return
     recent = edition.article.recently_published
-    said = [unescape(edition.article.source), *map(str, _article_texts(edition.article)), recent.title if recent else ""]
+    said = [unescape(edition.article.source), *map(str, _article_texts(edition.article)),
+            recent.title if recent else ""]
     article_says = _squeeze(" ".join(said))
     found = [tag for tag in dict.fromkeys(found) if _squeeze(unescape(tag)) not in article_says]
     if found:
@@ -126,7 +133,8 @@ def _size(edition: Edition, settings):
 
     size = len(personalise(edition.html, values).encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
-        yield _warning("html-size", f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the footer with the unsubscribe link")
+        yield _warning("html-size", f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB"
+                                    " and hides the footer with the unsubscribe link")
 
 
 def _images(edition: Edition, settings):
@@ -158,14 +166,18 @@ def _links(edition: Edition, settings):
 def _subject(edition: Edition, settings):
     length = len(edition.subject)
     if length > SUBJECT_MAX:
-        yield _warning("subject-length", f"the subject is {length} characters; over {SUBJECT_MAX} it is cut in most inboxes")
+        yield _warning("subject-length",
+                       f"the subject is {length} characters; over {SUBJECT_MAX} it is cut in most inboxes")
     elif length < SUBJECT_MIN:
-        yield _warning("subject-length", f"the subject is {length} characters; under {SUBJECT_MIN} says little (set 'subject:' in front matter)")
+        yield _warning("subject-length",
+                       f"the subject is {length} characters; under {SUBJECT_MIN} says little"
+                       " (set 'subject:' in front matter)")
 
 
 def _preheader(edition: Edition, settings):
     if not (edition.article.preheader or edition.article.subtitle):
-        yield _warning("preheader-missing", "no preheader: inboxes show the first words of the email (set 'preheader:' in front matter)")
+        yield _warning("preheader-missing",
+                       "no preheader: inboxes show the first words of the email (set 'preheader:' in front matter)")
 
 
 def _placeholders(edition: Edition, settings):

@@ -11,12 +11,12 @@ that SendGrid carries as substitutions. The pre-flight findings are attached.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-from newsletter.delivery.merge import STANDARD_FIELDS
 from newsletter.compose.model import Article, Paragraph, RecentLink, plain
+from newsletter.delivery.merge import STANDARD_FIELDS
 
 FALLBACK_NAME = "there"  # "Hi there," when a subscriber has no name
 SAMPLE_TOKEN = "sample-token"
@@ -219,7 +219,8 @@ def edition_message(edition: Edition, settings):
     )
 
 
-def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME, token: str = SAMPLE_TOKEN):
+def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME,
+                     token: str = SAMPLE_TOKEN):
     """A Recipient as a real subscriber would be addressed, with a fake token."""
     from newsletter.delivery.message import Recipient
     from newsletter.delivery.mime import new_message_id, unsubscribe_headers

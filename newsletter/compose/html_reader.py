@@ -22,8 +22,10 @@ from html.parser import HTMLParser
 
 from newsletter.compose.model import Article, Code, Heading, Image, ListBlock, Paragraph, Quote, Span, plain
 
-_SKIP = {"script", "style", "nav", "header", "footer", "aside", "form", "button", "svg", "noscript", "template", "iframe"}
-_BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "figcaption", "div", "section", "article", "td"}
+_SKIP = {"script", "style", "nav", "header", "footer", "aside", "form", "button", "svg", "noscript", "template",
+         "iframe"}
+_BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "figcaption", "div", "section",
+           "article", "td"}
 _SUBTITLE_CLASSES = re.compile(r"\b(subtitle|dek|lead|standfirst|subhead)\b", re.I)
 
 
@@ -37,7 +39,8 @@ def read_html(text: str) -> Article:
     parser.close()
     parser.flush()
     blocks = parser.blocks
-    cut = next((i for i, b in enumerate(blocks) if _is_text(b) and _COMMENT_SECTION.match(plain(b.spans).strip()) and i >= len(blocks) - 12), None)
+    cut = next((i for i, b in enumerate(blocks)
+                if _is_text(b) and _COMMENT_SECTION.match(plain(b.spans).strip()) and i >= len(blocks) - 12), None)
     blocks = blocks[:cut]
     blocks = [b for b in blocks if not (_is_text(b) and _CHROME.match(plain(b.spans).strip()))]
     title = parser.title
@@ -155,7 +158,8 @@ class _Parser(HTMLParser):
             return
         text = data if self.pre_depth else re.sub(r"\s+", " ", data)
         if text:
-            self.spans.append(Span(text, href=self.href or None, strong=self.strong > 0, em=self.em > 0, code=self.code > 0))
+            self.spans.append(Span(text, href=self.href or None, strong=self.strong > 0, em=self.em > 0,
+                                   code=self.code > 0))
 
     def flush(self) -> None:
         """End the block being collected and file it where it belongs."""

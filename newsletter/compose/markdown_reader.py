@@ -127,7 +127,8 @@ def _spans(children) -> tuple[list[Span], list[Image]]:
         elif kind in ("softbreak", "hardbreak"):
             spans.append(Span(" "))
         elif kind == "image":
-            images.append(Image(src=child.attrGet("src") or "", alt=child.content or "", caption=child.attrGet("title") or ""))
+            images.append(Image(src=child.attrGet("src") or "", alt=child.content or "",
+                                caption=child.attrGet("title") or ""))
         elif kind in ("text", "code_inline", "html_inline"):
             spans.append(Span(child.content, href=href, strong=strong > 0, em=em > 0, code=kind == "code_inline"))
     return [s for s in spans if s.text], images

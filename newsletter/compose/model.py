@@ -12,7 +12,6 @@ import datetime as _dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Code:
     text: str
 
 
-Block = Union[Heading, Paragraph, ListBlock, Quote, Image, Code]
+Block = Heading | Paragraph | ListBlock | Quote | Image | Code
 
 
 @dataclass

@@ -77,17 +77,20 @@ _CHROME = re.compile(
     re.I,
 )
 _COMMENT_SECTION = re.compile(
-    r"^(?:comments?|\d+\s+(?:comments?|responses?)|responses?|leave a (?:comment|reply)|discussion|reader insights)\s*:?$",
+    r"^(?:comments?|\d+\s+(?:comments?|responses?)|responses?|leave a (?:comment|reply)"
+    r"|discussion|reader insights)\s*:?$",
     re.I,
 )
-_AUTHOR_MARK = re.compile(r"^(?:about (?:the )?(?:creator|author|writer)|about me|author bio|meet the author)\s*:?$", re.I)
+_AUTHOR_MARK = re.compile(
+    r"^(?:about (?:the )?(?:creator|author|writer)|about me|author bio|meet the author)\s*:?$", re.I)
 _BYLINE = re.compile(r"^(?:by|written by|words by)\s+(?P<name>[^,|•·]{2,60}?)(?:\s*[,|•·]\s*(?P<rest>.+))?$", re.I)
 _ITEM = re.compile(r"^\s*(?:(?P<bullet>[-*•·–])|(?P<number>\d{1,3})[.)])\s+(?P<text>\S.*)$")
 _OPEN_QUOTES = "\"“‘«'"
 _CLOSE_QUOTES = "\"”’»'"
 _ATTRIBUTION = re.compile(r"^[—―–]{1,2}\s*(?P<who>\S.{0,80})$")
 _QUOTED = re.compile(r"^[\"“‘«](?P<body>.+?)[\"”’»](?:\s*[—―–-]+\s*(?P<who>[^\"“”]{2,80}))?$")
-_IMAGE_URL = re.compile(r"^(?:!\[(?P<alt>[^\]]*)\]\((?P<src>\S+?)\)|(?P<bare>https?://\S+\.(?:png|jpe?g|gif|webp)(?:\?\S*)?))$", re.I)
+_IMAGE_URL = re.compile(
+    r"^(?:!\[(?P<alt>[^\]]*)\]\((?P<src>\S+?)\)|(?P<bare>https?://\S+\.(?:png|jpe?g|gif|webp)(?:\?\S*)?))$", re.I)
 _MD_LINK = re.compile(r"\[(?P<text>[^\]]+)\]\((?P<url>[^)\s]+)\)")
 _URL = re.compile(r"https?://\S+")
 _RECENT = re.compile(
@@ -172,7 +175,7 @@ def _hard_wrapped(lines: list[str]) -> bool:
         return False
     breaks = sum(
         1
-        for a, b in zip(lines, lines[1:])
+        for a, b in zip(lines, lines[1:], strict=False)
         if a.strip() and b.strip() and not _SENTENCE_END.search(a) and b.strip()[:1].islower()
     )
     return breaks >= (1 if len(nonblank) < 12 else 2)
@@ -303,7 +306,8 @@ def _add_unit(blocks: list, unit: str, following: str | None) -> None:
             blocks.append(Quote(inline(text)))
     elif _QUOTED.match(unit) and _balanced_quote(unit):
         match = _QUOTED.match(unit)
-        blocks.append(Quote(inline(unit[0] + match.group("body") + _closing(unit[0])), cite=(match.group("who") or "").strip()))
+        blocks.append(Quote(inline(unit[0] + match.group("body") + _closing(unit[0])),
+                            cite=(match.group("who") or "").strip()))
     elif _IMAGE_URL.match(unit):
         match = _IMAGE_URL.match(unit)
         blocks.append(Image(src=match.group("src") or match.group("bare"), alt=(match.group("alt") or "").strip()))

@@ -98,7 +98,8 @@ def split_front_matter(text: str, path: Path | None = None) -> tuple[dict[str, A
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 2})" if line is not None else ""
-        raise InputError(f"{path or 'article'}: front matter is not valid YAML{where}", hint="fix the YAML between the --- lines") from None
+        raise InputError(f"{path or 'article'}: front matter is not valid YAML{where}",
+                         hint="fix the YAML between the --- lines") from None
     except (ValueError, OverflowError) as exc:  # a date-shaped value that is no date: date: 2026-02-30
         raise InputError(f"{path or 'article'}: front matter holds an impossible date ({exc})",
                          hint="fix the date between the --- lines, e.g. date: 2026-02-28") from None

@@ -27,9 +27,10 @@ that, the byte position MRML reports is mapped to the rendered line.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from newsletter.errors import NewsletterError, TemplateError
 
@@ -45,10 +46,12 @@ MJML_TAGS = frozenset({
     "mj-section", "mj-social", "mj-social-element", "mj-spacer", "mj-table", "mj-text", "mj-wrapper",
 })
 # HTML elements that have no end tag (MRML accepts them unclosed)
-_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"})
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+                   "track", "wbr"})
 # a comment (skipped), or a start/end tag: (end slash, name, attributes, self-closing slash)
 _TAG = re.compile(r"<!--.*?-->|<(/?)([A-Za-z][A-Za-z0-9:-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>", re.S)
-_MJ_TAG = re.compile(r"<!--.*?-->|<(/?)(mjml|mj-[A-Za-z0-9-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>", re.S)  # mj- tags only
+# the same, for mjml and mj-* tags only
+_MJ_TAG = re.compile(r"<!--.*?-->|<(/?)(mjml|mj-[A-Za-z0-9-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>", re.S)
 # the contents of <mj-style> (CSS: "a > b" is no tag)
 _STYLE = re.compile(r"(<mj-style\b[^>]*>)(.*?)(</mj-style\s*>)", re.S)
 _POSITION = re.compile(r"at position (\d+):(\d+)")
@@ -138,11 +141,14 @@ def render_mjml(env, name: str, context: dict[str, Any], workspace_templates: Pa
     except jinja2.TemplateNotFound as exc:
         theme = name.split("/")[0]
         if exc.name != name:
-            raise TemplateError(f"theme {theme!r}: template {exc.name!r} not found", hint="check the include/import name") from None
+            raise TemplateError(f"theme {theme!r}: template {exc.name!r} not found",
+                                hint="check the include/import name") from None
         themes = ", ".join(available_themes(workspace_templates)) or "none"
-        raise TemplateError(f"unknown theme {theme!r}", hint=f"choose one of: {themes}; or add templates/{theme}/{TEMPLATE_FILE}") from None
+        raise TemplateError(f"unknown theme {theme!r}",
+                            hint=f"choose one of: {themes}; or add templates/{theme}/{TEMPLATE_FILE}") from None
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{exc.filename or exc.name}:{exc.lineno}: {exc.message}", hint="fix the template at that line") from None
+        raise TemplateError(f"{exc.filename or exc.name}:{exc.lineno}: {exc.message}",
+                            hint="fix the template at that line") from None
     try:
         return template.render(context)
     except NewsletterError:
@@ -181,9 +187,12 @@ def compile_mjml(source: str, env=None, theme: str = "") -> str:
             line = data.count(b"\n", 0, start) + 1
             lines = source.split("\n")
             line_text = lines[line - 1].strip() if line <= len(lines) else ""
-            where = _locate(env, theme, line_text, line) if line_text else f"{_theme_file(env, theme)} (rendered MJML line {line})"
-            raise TemplateError(f"{where}: MJML failed to compile near {near[:40]!r}: {exc}", hint="fix the MJML at that line") from None
-        raise TemplateError(f"{_theme_file(env, theme)}: MJML failed to compile: {exc}", hint="check the theme's MJML structure") from None
+            where = (_locate(env, theme, line_text, line) if line_text
+                     else f"{_theme_file(env, theme)} (rendered MJML line {line})")
+            raise TemplateError(f"{where}: MJML failed to compile near {near[:40]!r}: {exc}",
+                                hint="fix the MJML at that line") from None
+        raise TemplateError(f"{_theme_file(env, theme)}: MJML failed to compile: {exc}",
+                            hint="check the theme's MJML structure") from None
 
 
 def _raise_at(env, theme: str, line: int, message: str, tag: str):
@@ -235,7 +244,8 @@ def _locate(env, theme: str, tag: str, rendered_line: int) -> str:
     """The template ``file:line`` holding ``tag``, else the rendered line of the theme file."""
     if env is not None:
         names = env.list_templates(filter_func=lambda n: n.startswith(f"{theme}/")) if theme else []
-        candidates = [tag, re.split(r"[\s/>]", tag + " ", maxsplit=1)[0]] if tag.startswith("<") and not tag.startswith("</") else [tag]
+        candidates = ([tag, re.split(r"[\s/>]", tag + " ", maxsplit=1)[0]]
+                      if tag.startswith("<") and not tag.startswith("</") else [tag])
         for candidate in dict.fromkeys(candidates):
             for name in sorted(names, key=lambda n: n != f"{theme}/{TEMPLATE_FILE}"):
                 source, filename, _ = env.loader.get_source(env, name)

@@ -20,7 +20,8 @@ import subprocess
 from dataclasses import dataclass, field
 
 INFORMATIONAL = frozenset({"NO_RECEIVED", "NO_RELAYS"})
-INSTALL_HINT = "install SpamAssassin to run this check: sudo apt-get install spamassassin (Debian, Ubuntu), brew install spamassassin (macOS)"
+INSTALL_HINT = ("install SpamAssassin to run this check: sudo apt-get install spamassassin (Debian, Ubuntu),"
+                " brew install spamassassin (macOS)")
 TIMEOUT_SECONDS = 120
 _SUMMARY = re.compile(r"^Content analysis details:\s+\((-?[\d.]+) points?, (-?[\d.]+) required\)", re.M)
 _ROW = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
@@ -82,9 +83,11 @@ def spam_check(message: bytes) -> SpamReport | SpamUnavailable:
     try:
         done = subprocess.run([command, "-t", "-L", "-x"], input=message, capture_output=True, timeout=TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
-        return SpamUnavailable(f"SpamAssassin did not answer within {TIMEOUT_SECONDS} s", hint="run 'spamassassin --lint' to check its set-up")
+        return SpamUnavailable(f"SpamAssassin did not answer within {TIMEOUT_SECONDS} s",
+                               hint="run 'spamassassin --lint' to check its set-up")
     except OSError as exc:
-        return SpamUnavailable(f"SpamAssassin could not be started: {exc.strerror}", hint="run 'spamassassin --lint' to check its set-up")
+        return SpamUnavailable(f"SpamAssassin could not be started: {exc.strerror}",
+                               hint="run 'spamassassin --lint' to check its set-up")
     report = parse_report(done.stdout.decode("utf-8", "replace"))
     if report is None:
         last = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no report"])[-1]

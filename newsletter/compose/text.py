@@ -42,7 +42,8 @@ class _Footnotes:
         return raw_tokens(" ".join("".join(out).split()))
 
 
-def render_text(article: Article, footer: dict[str, str], recent: RecentLink | None = None, language: str = "en") -> str:
+def render_text(article: Article, footer: dict[str, str], recent: RecentLink | None = None,
+                language: str = "en") -> str:
     """The text part of ``article``; ``footer`` holds name, postal_address, sender_name."""
     from newsletter.compose.filters import long_date
 
@@ -51,7 +52,8 @@ def render_text(article: Article, footer: dict[str, str], recent: RecentLink | N
     out += _underlined(raw_tokens(article.title), "=")
     if article.subtitle:
         out += _wrap(raw_tokens(article.subtitle)) + [""]
-    byline = " · ".join(x for x in (f"By {article.author}" if article.author else "", long_date(article.date, language)) if x)
+    byline = " · ".join(
+        x for x in (f"By {article.author}" if article.author else "", long_date(article.date, language)) if x)
     if byline:
         out += [raw_tokens(byline), ""]
     for block in article.blocks:

@@ -10,8 +10,8 @@ events (SendGrid) live in ``newsletter.providers``.
 
 from __future__ import annotations
 
-from newsletter.errors import ConfigError
 from newsletter import transports as registry
+from newsletter.errors import ConfigError
 
 
 def transport_class(name: str):

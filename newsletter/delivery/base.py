@@ -39,8 +39,8 @@ and leaves the batch's rows ``pending`` (or ``failed``/retryable).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from email.errors import MessageError
-from typing import Iterable
 
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.errors import DeliveryError
@@ -81,7 +81,7 @@ class Transport:
         """Release it. Idempotent; safe to call after a failed ``open()``."""
         self.opened = False
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         self.open()
         return self
 
@@ -136,4 +136,5 @@ def unbuildable(recipient: Recipient, exc: BaseException) -> SendResult:
     The reason names the problem, never the address (it is stored and shown).
     """
     reason = str(exc).strip() or type(exc).__name__
-    return SendResult(recipient.message_id, Outcome.REJECTED, error=f"cannot write this recipient's message: {reason}"[:500])
+    return SendResult(recipient.message_id, Outcome.REJECTED,
+                      error=f"cannot write this recipient's message: {reason}"[:500])

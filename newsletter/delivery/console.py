@@ -10,8 +10,8 @@ import sys
 import threading
 from typing import TextIO
 
-from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
 
@@ -30,7 +30,7 @@ class ConsoleTransport(Transport):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings=None, **overrides) -> "ConsoleTransport":
+    def from_settings(cls, settings=None, **overrides) -> ConsoleTransport:
         return cls(**overrides)
 
     def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:

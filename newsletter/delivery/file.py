@@ -17,8 +17,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
 
@@ -37,7 +37,7 @@ class FileTransport(Transport):
         self.fsync = fsync
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "FileTransport":
+    def from_settings(cls, settings, **overrides) -> FileTransport:
         return cls(overrides.pop("folder", settings.outbox_dir), **overrides)
 
     def open(self) -> None:
@@ -67,7 +67,8 @@ class FileTransport(Transport):
             try:
                 self._write_atomically(path, data)
             except OSError as exc:
-                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=f"{path}: {exc.strerror}"))
+                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
+                                          error=f"{path}: {exc.strerror}"))
                 continue
             results.append(SendResult(recipient.message_id, Outcome.SENT, provider_id=str(path)))
         return results

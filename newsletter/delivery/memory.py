@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
+from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_smtp_bytes, build_mime
 
@@ -33,7 +33,7 @@ class MemoryTransport(Transport):
         self.fail = {a.lower() for a in fail or ()}
 
     @classmethod
-    def from_settings(cls, settings=None, **overrides) -> "MemoryTransport":
+    def from_settings(cls, settings=None, **overrides) -> MemoryTransport:
         return cls(**overrides)
 
     @classmethod
@@ -47,10 +47,12 @@ class MemoryTransport(Transport):
         for recipient in recipients:
             address = recipient.email.lower()
             if address in self.reject:
-                results.append(SendResult(recipient.message_id, Outcome.REJECTED, error="550 rejected (memory transport)"))
+                results.append(SendResult(recipient.message_id, Outcome.REJECTED,
+                                          error="550 rejected (memory transport)"))
                 continue
             if address in self.fail:
-                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error="451 try later (memory transport)"))
+                results.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
+                                          error="451 try later (memory transport)"))
                 continue
             try:
                 mime = build_mime(message, recipient, *templates)

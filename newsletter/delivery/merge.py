@@ -18,8 +18,8 @@ subscriber's attributes are available under their own names.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html import escape
-from typing import Mapping
 
 STANDARD_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "web_url")
 TOKEN = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*)(:raw)?%%")
@@ -53,7 +53,7 @@ class MergeTemplate:
         pieces = TOKEN.split(template)
         # split() yields literal, field, raw-flag, literal, field, raw-flag, ..., literal
         self._literals = pieces[0::3]
-        self._slots = [(field, bool(raw)) for field, raw in zip(pieces[1::3], pieces[2::3])]
+        self._slots = [(field, bool(raw)) for field, raw in zip(pieces[1::3], pieces[2::3], strict=True)]
         self.fields = frozenset(field for field, _ in self._slots)
 
     def render(self, values: Mapping[str, str]) -> str:

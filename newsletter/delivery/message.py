@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class Outcome(str, enum.Enum):
+class Outcome(str, enum.Enum):  # noqa: UP042 - StrEnum would change str(outcome) from "Outcome.SENT" to "sent"
     """What a transport knows about one recipient after a send."""
 
     QUEUED = "queued"      # accepted by an API for later delivery (SendGrid 202)

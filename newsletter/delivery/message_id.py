@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 PATTERN = re.compile(r"^nl\.([0-9a-f]+)\.(\d{1,12})\.(\d{1,12})@")
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL; a larger one cannot be ours

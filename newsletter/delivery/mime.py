@@ -23,6 +23,7 @@ from __future__ import annotations
 import binascii
 import random
 import time
+from datetime import UTC
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -115,9 +116,9 @@ def as_smtp_bytes(mime: EmailMessage) -> bytes:
 
 
 def _now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class MimeRenderer:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 def pause(seconds: float) -> None:
@@ -69,6 +69,6 @@ class RetryPolicy:
         return attempt < self.max_attempts
 
     @classmethod
-    def no_wait(cls, max_attempts: int = 4) -> "RetryPolicy":
+    def no_wait(cls, max_attempts: int = 4) -> RetryPolicy:
         """A policy that never sleeps (tests)."""
         return cls(max_attempts=max_attempts, sleep=lambda seconds: None)

@@ -79,7 +79,8 @@ def parse_smtp_url(url: str) -> SmtpConfig:
     default_tls = "ssl" if parts.scheme == "smtps" else ("none" if is_loopback_host(parts.hostname) else "starttls")
     tls = query.get("tls", default_tls).lower()
     if tls not in DEFAULT_PORTS or (parts.scheme == "smtps" and tls != "ssl"):
-        raise ConfigError(f"NEWSLETTER_SMTP_URL: tls={tls!r} is not valid here", hint="use tls=starttls, tls=ssl or tls=none")
+        raise ConfigError(f"NEWSLETTER_SMTP_URL: tls={tls!r} is not valid here",
+                          hint="use tls=starttls, tls=ssl or tls=none")
     try:
         port = parts.port or DEFAULT_PORTS[tls]
         connections = int(query.get("connections", 4))
@@ -125,7 +126,8 @@ class SmtpTransport(Transport):
                  dkim_selector: str | None = None, dkim_domain: str | None = None,
                  dkim_key: bytes | str | Path | None = None):
         super().__init__()
-        self.config = SmtpConfig(host, port or DEFAULT_PORTS[tls], tls, username, password, max(1, connections), timeout)
+        self.config = SmtpConfig(host, port or DEFAULT_PORTS[tls], tls, username, password, max(1, connections),
+                                 timeout)
         self.ssl_context = ssl_context
         self.envelope_from = envelope_from
         self.local_hostname = local_hostname
@@ -135,18 +137,19 @@ class SmtpTransport(Transport):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **options) -> "SmtpTransport":
+    def from_url(cls, url: str, **options) -> SmtpTransport:
         config = parse_smtp_url(url)
         return cls(config.host, config.port, tls=config.tls, username=config.username, password=config.password,
                    connections=config.connections, timeout=config.timeout, **options)
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "SmtpTransport":
+    def from_settings(cls, settings, **overrides) -> SmtpTransport:
         url = overrides.pop("url", None) or settings.smtp_url
         if not url:
             raise ConfigError(
                 "the smtp transport needs NEWSLETTER_SMTP_URL",
-                hint="set NEWSLETTER_SMTP_URL=smtp://user:password@host:587?tls=starttls (or [smtp] url in newsletter.toml)",
+                hint="set NEWSLETTER_SMTP_URL=smtp://user:password@host:587?tls=starttls"
+                     " (or [smtp] url in newsletter.toml)",
             )
         for option in ("dkim_selector", "dkim_domain"):
             if getattr(settings, option, None) and option not in overrides:
@@ -227,7 +230,8 @@ class SmtpTransport(Transport):
                 try:
                     results.append(self._deliver(slot, renderer, sender, recipient))
                 except _ConnectFailed as exc:
-                    results.append(_failed(recipient, f"cannot connect to {self.config.host}:{self.config.port}: {exc}"))
+                    results.append(_failed(recipient,
+                                           f"cannot connect to {self.config.host}:{self.config.port}: {exc}"))
                     break  # the rest of the chunk would wait for the same timeout
                 except PermanentTransportError as exc:
                     error = exc
@@ -236,7 +240,8 @@ class SmtpTransport(Transport):
         finally:
             self._slots.put(slot)
         for recipient in chunk[len(results):]:
-            results.append(_failed(recipient, "not attempted: " + ("the send stopped" if error or stop.is_set() else "no connection")))
+            results.append(_failed(recipient, "not attempted: "
+                                   + ("the send stopped" if error or stop.is_set() else "no connection")))
         return results, error
 
     def _deliver(self, slot: list, renderer: MimeRenderer, sender: str, recipient: Recipient) -> SendResult:
@@ -305,7 +310,8 @@ class SmtpTransport(Transport):
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             _quit(slot)
             return SendResult(recipient.message_id, Outcome.UNKNOWN,
-                              error=f"no answer after the message was sent ({exc or type(exc).__name__}): it may have been delivered")
+                              error=f"no answer after the message was sent ({exc or type(exc).__name__}):"
+                                    " it may have been delivered")
         if code == 250:
             return SendResult(recipient.message_id, Outcome.SENT, provider_id=_queue_id(reply))
         return _by_code(recipient, code, reply, "DATA")
@@ -337,7 +343,8 @@ class SmtpTransport(Transport):
                 conn = smtplib.SMTP_SSL(config.host, config.port, local_hostname=self.local_hostname,
                                         timeout=config.timeout, context=context)
             else:
-                conn = smtplib.SMTP(config.host, config.port, local_hostname=self.local_hostname, timeout=config.timeout)
+                conn = smtplib.SMTP(config.host, config.port, local_hostname=self.local_hostname,
+                                    timeout=config.timeout)
         except ssl.SSLError as exc:
             raise _tls_error(exc, config) from None
         except (OSError, smtplib.SMTPException) as exc:
@@ -357,7 +364,8 @@ class SmtpTransport(Transport):
         except smtplib.SMTPNotSupportedError as exc:
             conn.close()
             raise PermanentTransportError(
-                f"the SMTP server at {config.host}:{config.port} does not offer {'STARTTLS' if 'STARTTLS' in str(exc) else 'AUTH'}",
+                f"the SMTP server at {config.host}:{config.port}"
+                f" does not offer {'STARTTLS' if 'STARTTLS' in str(exc) else 'AUTH'}",
                 hint="change ?tls= (starttls, ssl, none) or the credentials in NEWSLETTER_SMTP_URL") from None
         except ssl.SSLError as exc:
             conn.close()
@@ -396,7 +404,8 @@ def _dkim_options(selector, domain, key):
         try:
             key = Path(key).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read the DKIM key {key}: {exc.strerror}", hint="check the path and its permissions") from None
+            raise ConfigError(f"cannot read the DKIM key {key}: {exc.strerror}",
+                              hint="check the path and its permissions") from None
     key = key.encode() if isinstance(key, str) else key
     return selector.encode(), domain.encode(), key
 

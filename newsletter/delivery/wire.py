@@ -46,7 +46,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ASCII_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 # The common shape (dot-atom @ ASCII labels): accepted without further work.
-_PLAIN = re.compile(rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+)*@{_LABEL}(?:\.{_LABEL})*").fullmatch
+_PLAIN = re.compile(
+    rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]+)*@{_LABEL}(?:\.{_LABEL})*").fullmatch
 #: The longest display name written (the door allows 200 characters).
 MAX_NAME = 200
 _QUOTED_PAIR = re.compile(r"\\(.)")
@@ -115,7 +116,8 @@ def one_line(text: str) -> str:
     and encodes a long unstructured header)."""
     if text.isascii() and text.isprintable():
         return text
-    return _squeeze("".join(" " if c in _SPACES else c for c in text if c in _SPACES or unicodedata.category(c) not in ("Cc", "Cs")))
+    return _squeeze("".join(" " if c in _SPACES else c for c in text
+                            if c in _SPACES or unicodedata.category(c) not in ("Cc", "Cs")))
 
 
 def _squeeze(text: str) -> str:

@@ -182,7 +182,7 @@ def _take(ctx: WorkerContext, report: ChunkReport):
         ctx.busy(chunk.id, True)
         ctx._taking.chunk_id = chunk.id
         # Read what sending needs while the session is open (the edition is a relationship).
-        campaign.edition.slug
+        _ = campaign.edition.slug
         return chunk.id, campaign
 
 

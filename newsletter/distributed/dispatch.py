@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 from newsletter.engine.campaigns import ensure_resumable, get_campaign
 from newsletter.engine.sender import SendReport

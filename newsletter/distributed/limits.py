@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from newsletter.delivery.retry import RetryPolicy
 
@@ -93,7 +93,7 @@ class SendGate:
         remaining = count if self.limiter is not None else 0
         while remaining > 0:
             piece = min(remaining, self.limiter.limit)
-            if self._with_redis(lambda: self.limiter.take(piece)):
+            if self._with_redis(lambda piece=piece: self.limiter.take(piece)):
                 remaining -= piece
             else:  # the window is full: try again at the next second
                 self.sleep(1.0 - self.clock() % 1.0 + 0.01)

@@ -187,7 +187,8 @@ def event_rates(events: dict[str, int], counts: dict[str, int]) -> dict:
         "complaint_rate": complaint, "complaint_limit": COMPLAINT_RATE_LIMIT,
         "complaint_target": COMPLAINT_RATE_TARGET,
         "bounce_rate": bounce, "bounce_limit": BOUNCE_RATE_LIMIT,
-        "ok": (complaint is None or complaint < COMPLAINT_RATE_LIMIT) and (bounce is None or bounce < BOUNCE_RATE_LIMIT),
+        "ok": ((complaint is None or complaint < COMPLAINT_RATE_LIMIT)
+               and (bounce is None or bounce < BOUNCE_RATE_LIMIT)),
     }
 
 

@@ -21,11 +21,11 @@ import queue
 import signal
 import threading
 
+from newsletter import transports as registry
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.engine.fencing import Fenced
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.store import ledger
-from newsletter import transports as registry
 from newsletter.store.models import LEDGER_PENDING
 
 # Below this many pending rows per process, start-up costs more than it saves.

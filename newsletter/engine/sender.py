@@ -23,8 +23,8 @@ the run still owns the campaign. A run that was taken over stops at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from newsletter.audience.tokens import UNSUBSCRIBE, make_token
 from newsletter.compose.edition import merge_values
@@ -32,7 +32,6 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
 from newsletter.delivery.mime import unsubscribe_headers
-from newsletter.errors import Conflict
 from newsletter.engine import fencing
 from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
@@ -44,6 +43,7 @@ from newsletter.engine.fencing import (
     new_sender_id,
     stale_seconds,
 )
+from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import (
     DRAFT,
@@ -303,7 +303,7 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
     raises Fenced; its rows stay as the new owner set them (``unknown``).
     """
     recipients = [builder.recipient(c) for c in eligible]
-    ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible)}
+    ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible, strict=True)}
     if fence is not None:  # taken over since the claim (a pause, a freeze)? then these rows are not ours to send
         with store.session() as session:
             _check(fence, session, campaign_id)

@@ -23,9 +23,9 @@ parallel apply it exactly once between them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
 
 from sqlalchemy.orm import Session
 
@@ -35,8 +35,8 @@ from newsletter.store import events as ev
 from newsletter.store.audience import find_subscriber
 from newsletter.store.db import Store
 from newsletter.store.models import BOUNCED, COMPLAINED, Subscriber
-from newsletter.vocabulary import address_key
 from newsletter.tracking import EventKind, RejectReason, TrackingEvent
+from newsletter.vocabulary import address_key
 
 # Rejections that mean the address itself must not be mailed again.
 _SUPPRESSING_REJECTIONS = {RejectReason.BOUNCED: BOUNCED, RejectReason.COMPLAINED: COMPLAINED}
@@ -53,7 +53,8 @@ class _Row:
     subscriber_id: int | None = None
 
 
-def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterable[str], now: datetime) -> dict[str, int]:
+def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterable[str],
+                  now: datetime) -> dict[str, int]:
     """Store the batch's new events and apply their effects, in one transaction.
 
     Returns counts: ``received`` (events in the batch), ``new`` (stored by

@@ -17,7 +17,8 @@ and :class:`~newsletter.errors.ConfigError` when it is malformed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from newsletter.tracking import TrackingEvent
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from datetime import timezone
+from datetime import UTC
 
 from newsletter.engine.fencing import dead_on_this_host, new_sender_id
 from newsletter.errors import Conflict
@@ -117,7 +117,7 @@ class Daemon:
         from apscheduler.schedulers.blocking import BlockingScheduler
 
         scheduler = BlockingScheduler(
-            timezone=timezone.utc,
+            timezone=UTC,
             # "default": the campaigns' and schedules' jobs (rebuilt by sync); "internal": the daemon's own.
             jobstores={"default": MemoryJobStore(), "internal": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(8)},

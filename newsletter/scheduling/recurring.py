@@ -39,7 +39,7 @@ def cron_trigger(expression: str, zone_name: str):
             return CronTrigger.from_crontab(expression, timezone=zone)
         if len(fields) == 6:
             names = ("second", "minute", "hour", "day", "month", "day_of_week")
-            return CronTrigger(**dict(zip(names, fields)), timezone=zone)
+            return CronTrigger(**dict(zip(names, fields, strict=True)), timezone=zone)
     except ValueError as exc:
         raise InputError(f"cannot read the cron expression {expression!r}: {exc}",
                          hint='five fields, e.g. "0 9 * * MON" (09:00 every Monday)') from None

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import InputError
 
-UTC = timezone.utc
+UTC = UTC
 _OFFSET_ZONE = re.compile(r"^UTC([+-])(\d{2}):(\d{2})$")
 ZONE_HINT = "use an IANA time zone name such as Europe/Paris, America/New_York or UTC"
 MAX_AHEAD = timedelta(days=3653)  # ten years

@@ -6,7 +6,7 @@ an unsubscribe changes) live in ``newsletter.audience.rules``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session, selectinload

@@ -34,7 +34,6 @@ from newsletter.store.models import (
 from newsletter.tracking import REPORTED_KINDS
 
 
-
 class ProviderEvent(Base):
     """One event from the email provider, stored once, with the raw event kept."""
 

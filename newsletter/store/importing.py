@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -137,7 +137,8 @@ class ImportWriter:
                 counts.skip(valid.line, "the same address as an earlier line")
             elif self._plan_update(plan, valid, current):
                 counts.updated += 1
-            elif self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED and valid.lists is None:
+            elif (self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED
+                  and valid.lists is None):
                 counts.skip(valid.line, f"unsubscribed from {self.list_name}; --resubscribe adds them again "
                                         "if they asked")
             else:
@@ -199,7 +200,7 @@ class ImportWriter:
         mark = "?" if self.connection.dialect.name == "sqlite" else "%s"
         return self.connection.exec_driver_sql(sql.format(", ".join([mark] * len(values))), tuple(values)).all()
 
-    def _plan_update(self, plan: "_Plan", valid: ValidRow, current: dict) -> bool:
+    def _plan_update(self, plan: _Plan, valid: ValidRow, current: dict) -> bool:
         """Queue what changes for an existing subscriber; False when nothing does."""
         changes = {}
         if valid.name and valid.name != current["name"]:
@@ -230,20 +231,21 @@ class ImportWriter:
                                  "status": changes.get("status", current["status"])})
         return bool(changes) or membership_changed
 
-    def _plan_membership(self, plan: "_Plan", sid: int, list_id: int, wanted: str, membership: str | None,
+    def _plan_membership(self, plan: _Plan, sid: int, list_id: int, wanted: str, membership: str | None,
                          ip: str | None) -> bool:
         """Queue the change of one membership; leaving always wins, rejoining needs ``resubscribe``."""
         if membership is None:
             plan.memberships.append((sid, list_id, wanted, ip))
         elif wanted == MembershipStatus.UNSUBSCRIBED and membership != MembershipStatus.UNSUBSCRIBED:
             plan.leave.append((sid, list_id))
-        elif self.resubscribe and wanted != MembershipStatus.UNSUBSCRIBED and membership == MembershipStatus.UNSUBSCRIBED:
+        elif (self.resubscribe and wanted != MembershipStatus.UNSUBSCRIBED
+              and membership == MembershipStatus.UNSUBSCRIBED):
             plan.rejoin.append((sid, list_id, wanted))
         else:
             return False
         return True
 
-    def _apply(self, plan: "_Plan") -> None:
+    def _apply(self, plan: _Plan) -> None:
         conn, now = self.connection, plan.now
         if plan.unsuppress:
             conn.execute(suppressions_t.delete().where(suppressions_t.c.email_hash.in_(plan.unsuppress)))
@@ -264,7 +266,7 @@ class ImportWriter:
                 for h, reason in dict(plan.suppress).items()
             ])
 
-    def _insert_new(self, plan: "_Plan") -> None:
+    def _insert_new(self, plan: _Plan) -> None:
         stamp, rows = plan.stamp, []
         for valid in plan.new:
             subscriber_status, _membership_status, reason = _ARRIVAL[valid.status]
@@ -273,7 +275,7 @@ class ImportWriter:
             if reason:
                 plan.suppress.append((valid.hash, reason))
         ids = self._insert_subscribers(rows)
-        for subscriber_id, valid in zip(ids, plan.new):
+        for subscriber_id, valid in zip(ids, plan.new, strict=False):
             if valid.lists is not None:
                 plan.memberships += [(subscriber_id, list_id, status, valid.ip)
                                      for list_id, status in self._wanted_lists(valid).items()]
@@ -289,12 +291,13 @@ class ImportWriter:
             self.next_id += len(rows)
             ids = list(range(first, self.next_id))
             bulk_insert(self.connection, subscribers_t, ("id",) + _SUBSCRIBER_COLUMNS,
-                        [(i, *row) for i, row in zip(ids, rows)])
+                        [(i, *row) for i, row in zip(ids, rows, strict=True)])
             return ids
         statement = insert(subscribers_t).returning(subscribers_t.c.id, sort_by_parameter_order=True)
-        return list(self.connection.execute(statement, [dict(zip(_SUBSCRIBER_COLUMNS, row)) for row in rows]).scalars())
+        return list(self.connection.execute(
+            statement, [dict(zip(_SUBSCRIBER_COLUMNS, row, strict=False)) for row in rows]).scalars())
 
-    def _insert_memberships(self, plan: "_Plan") -> None:
+    def _insert_memberships(self, plan: _Plan) -> None:
         """New memberships; on SQLite, one statement per (status, IP) group.
 
         Almost every column is the same for a whole chunk, so the subscriber
@@ -318,7 +321,7 @@ class ImportWriter:
             for sid, list_id, status, ip in plan.memberships
         ])
 
-    def _write_memberships(self, plan: "_Plan") -> None:
+    def _write_memberships(self, plan: _Plan) -> None:
         conn, now = self.connection, plan.now
         if plan.memberships:
             self._insert_memberships(plan)
@@ -354,7 +357,7 @@ def bulk_insert(connection: Connection, table, columns: tuple[str, ...], rows: l
         placeholders = ", ".join("?" * len(columns))
         connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows)
     else:
-        connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+        connection.execute(insert(table), [dict(zip(columns, row, strict=False)) for row in rows])
 
 
 _ENCODE_JSON = json.JSONEncoder(ensure_ascii=False).encode

@@ -15,7 +15,6 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.vocabulary import CampaignStatus
 from newsletter.store.models import (
     ACTIVE,
     CONFIRMED,
@@ -35,6 +34,7 @@ from newsletter.store.models import (
     Suppression,
     utcnow,
 )
+from newsletter.vocabulary import CampaignStatus
 
 # Campaign.status of a finished campaign that nobody received (every row failed or unknown);
 # the other statuses are in models.py, which this change does not touch.

@@ -8,6 +8,7 @@ prints or asks anything. Who sends is :func:`newsletter.usecases.dispatch.dispat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 
 from newsletter.usecases.dispatch import Watch, dispatcher_for
 from newsletter.usecases.editions import audience_of, prepare_edition, sample_for_list
@@ -106,8 +107,8 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
     from newsletter.delivery import get_transport
     from newsletter.engine.campaigns import require_sendable
     from newsletter.errors import InputError
-    from newsletter.usecases.planning import schedule_campaign
     from newsletter.scheduling.times import parse_naive, parse_when
+    from newsletter.usecases.planning import schedule_campaign
 
     require_sendable(settings)
     if not at:
@@ -129,7 +130,7 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
 def schedule_recurring(store, settings, folder: str, list_name: str, cron: str, *, zone: str | None = None,
                        transport: str | None = None, compose: ComposeOptions = ComposeOptions()) -> dict:
     """Store a recurring schedule: the newest new article of ``folder`` to ``list_name`` on ``cron``."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from newsletter.delivery import get_transport
     from newsletter.engine.campaigns import require_sendable
@@ -142,7 +143,7 @@ def schedule_recurring(store, settings, folder: str, list_name: str, cron: str, 
     zone = zone or "UTC"
     schedule_id, trigger = add_schedule(store, settings, folder, list_name, cron, zone, chosen, compose.as_dict())
     return {"campaign_id": None, "schedule_id": schedule_id, "cron": cron, "timezone": zone, "list": list_name,
-            "next_run": trigger.get_next_fire_time(None, datetime.now(timezone.utc))}
+            "next_run": trigger.get_next_fire_time(None, datetime.now(UTC))}
 
 
 def cancel(store, campaign_id: int) -> dict:

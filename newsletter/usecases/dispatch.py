@@ -11,8 +11,9 @@ other entry point ask it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 def _ignore(_message: str) -> None:

@@ -26,7 +26,7 @@ to library functions; database and transport work runs in the thread pool.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from newsletter.web.common import Context
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from newsletter.compose.edition import web_url, without_greeting
 from newsletter.delivery.merge import MergeTemplate
@@ -45,7 +45,8 @@ ANONYMOUS_EMAIL = "your email address"
 
 def neutral_values(settings, slug: str) -> dict[str, str]:
     """Merge values for a reader we do not know: every other field (attributes) renders empty."""
-    return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL, "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+    return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL,
+            "unsubscribe_url": f"{settings.base_url}/unsubscribe",
             "web_url": web_url(settings, slug)}
 
 
@@ -79,7 +80,7 @@ def atom_feed(settings, entries: list[dict]) -> bytes:
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     archive_url = f"{settings.base_url}/archive"
-    updated = entries[0]["sent_at"] if entries else datetime(2000, 1, 1, tzinfo=timezone.utc)
+    updated = entries[0]["sent_at"] if entries else datetime(2000, 1, 1, tzinfo=UTC)
     _text(feed, "id", archive_url)
     _text(feed, "title", settings.name)
     _text(feed, "updated", _iso(updated))
@@ -105,8 +106,8 @@ def _text(parent, tag: str, value: str) -> None:
 
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def archive_index(request):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from newsletter.errors import ConfigError, Conflict, DeliveryError, InputError, NewsletterError, NotFound
 
@@ -27,7 +27,7 @@ class Context:
         self.clock = clock or time.time
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock(), timezone.utc)
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     async def run(self, function: Callable, *args, **kwargs):
         """Run blocking work (the database, a transport) in the thread pool."""

@@ -28,8 +28,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from newsletter.errors import Conflict, DeliveryError, InputError, NewsletterError, NotFound
 from newsletter.web.preview_state import PreviewState
@@ -85,7 +86,8 @@ def create_preview_app(settings, article_path, *, recent_title=None, recent_url=
     state.refresh()
     hub = ChangeHub()
     handlers = _Handlers(state, hub, transport_factory or _configured_transport(settings))
-    app = Starlette(routes=_routes(handlers), middleware=_middleware(allowed_hosts), lifespan=_lifespan(state, hub, watch))
+    app = Starlette(routes=_routes(handlers), middleware=_middleware(allowed_hosts),
+                    lifespan=_lifespan(state, hub, watch))
     app.state.preview = state
     app.state.hub = hub
     return app
@@ -100,7 +102,7 @@ def _configured_transport(settings) -> Callable[[], Any]:
     return build
 
 
-def _routes(handlers: "_Handlers") -> list:
+def _routes(handlers: _Handlers) -> list:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
@@ -206,7 +208,7 @@ class _Handlers:
                 while True:
                     try:
                         version = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": ping\n\n"  # keeps proxies open and notices a gone client
                         continue
                     yield f"data: {json.dumps({'version': version})}\n\n"
@@ -257,7 +259,8 @@ def error_page(exc: NewsletterError) -> str:
     return (
         '<!doctype html><html><head><meta charset="utf-8"><title>Preview error</title></head>'
         '<body style="font-family:system-ui,sans-serif;padding:24px;color:#7a1212">'
-        f'<h1 style="font-size:18px">Cannot show the email</h1><pre style="white-space:pre-wrap">{escape(exc.message)}</pre>'
+        '<h1 style="font-size:18px">Cannot show the email</h1>'
+        f'<pre style="white-space:pre-wrap">{escape(exc.message)}</pre>'
         f"{hint}</body></html>"
     )
 

@@ -34,9 +34,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise NewsletterError(f"port {port} is in use on {host}", hint=f"choose another port: --port {port + 1}") from None
+            raise NewsletterError(f"port {port} is in use on {host}",
+                                  hint=f"choose another port: --port {port + 1}") from None
         if exc.errno == errno.EACCES:
-            raise NewsletterError(f"not allowed to listen on port {port}", hint="use a port above 1024, e.g. --port 8025") from None
+            raise NewsletterError(f"not allowed to listen on port {port}",
+                                  hint="use a port above 1024, e.g. --port 8025") from None
         raise NewsletterError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="use --host 127.0.0.1") from None
     sock.set_inheritable(True)
     return sock

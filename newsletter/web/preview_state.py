@@ -25,10 +25,11 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from newsletter.errors import Conflict, DeliveryError, NewsletterError, NotFound
 
@@ -98,8 +99,8 @@ class PreviewState:
         """
         from newsletter.compose.caniemail import client_findings
         from newsletter.compose.edition import compose_edition
-        from newsletter.delivery.merge import MergeTemplate
         from newsletter.compose.render import environment
+        from newsletter.delivery.merge import MergeTemplate
 
         if reload_templates:
             environment.cache_clear()
@@ -225,8 +226,8 @@ class PreviewState:
         return {"subscribers": rows, "error": None}
 
     def _subscriber(self, address: str) -> tuple[str, str, dict]:
-        from newsletter.vocabulary.addresses import address_key
         from newsletter.store.audience import find_subscriber
+        from newsletter.vocabulary.addresses import address_key
 
         store = self._open_store()
         if store is None:
@@ -255,10 +256,10 @@ class PreviewState:
         does not compose, DeliveryError when the transport refuses it. Writes
         nothing to the store: a test is never a campaign send.
         """
-        from newsletter.vocabulary.addresses import normalise_address
         from newsletter.compose.edition import edition_message
         from newsletter.delivery.message import Outcome, Recipient
         from newsletter.delivery.mime import new_message_id, unsubscribe_headers
+        from newsletter.vocabulary.addresses import normalise_address
 
         address = normalise_address(to or "")
         snapshot = self.ready()

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from newsletter.audience import rules
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_address, check_legacy, read_token
 from newsletter.errors import InputError, NewsletterError, NotFound
-from newsletter.audience import rules
 from newsletter.store import audience as q
 from newsletter.store import events as ev
 from newsletter.store.models import Subscriber

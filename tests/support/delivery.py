@@ -58,17 +58,23 @@ def realistic_html(size: int = 30_000) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<style type="text/css">body { margin:0;padding:0; } table, td { border-collapse:collapse; } '
         '@media only screen and (min-width:480px) { .mj-column-per-100 { width:100% !important; max-width: 100%; } }'
-        "</style></head><body style=\"word-spacing:normal;background-color:#f4f4f4;\"><div style=\"background-color:#f4f4f4;\">"
-        '<table align="center" border="0" cellpadding="0" cellspacing="0" role="presentation" style="width:100%;"><tbody><tr>'
+        "</style></head><body style=\"word-spacing:normal;background-color:#f4f4f4;\">"
+        "<div style=\"background-color:#f4f4f4;\">"
+        '<table align="center" border="0" cellpadding="0" cellspacing="0" role="presentation" style="width:100%;">'
+        '<tbody><tr>'
         '<td style="direction:ltr;font-size:0px;padding:20px 0;text-align:center;">'
-        '<p style="font-family:Helvetica,Arial,sans-serif;font-size:16px;line-height:1.5;color:#333333;">Dear %%name%%,</p>'
+        '<p style="font-family:Helvetica,Arial,sans-serif;font-size:16px;line-height:1.5;color:#333333;">'
+        'Dear %%name%%,</p>'
     )
     block = (
         '<tr><td align="left" style="font-size:0px;padding:10px 25px;word-break:break-word;">'
-        '<div style="font-family:Helvetica,Arial,sans-serif;font-size:16px;line-height:1.5;text-align:left;color:#333333;">'
-        "Ketamine clinics have grown quickly, and our readers ask what the evidence says about dosing, safety and cost. "
+        '<div style="font-family:Helvetica,Arial,sans-serif;font-size:16px;line-height:1.5;text-align:left;'
+        'color:#333333;">'
+        "Ketamine clinics have grown quickly, and our readers ask what the evidence says "
+        "about dosing, safety and cost. "
         "This paragraph stands in for one of the article's, long and without line breaks, as mjml-python writes them "
-        '&ndash; with <a href="https://news.clinic.example/articles/ketamine?utm_source=newsletter&amp;utm_medium=email" '
+        '&ndash; with '
+        '<a href="https://news.clinic.example/articles/ketamine?utm_source=newsletter&amp;utm_medium=email" '
         'style="color:#1a73e8;text-decoration:underline;">a tracked link</a> in it.</div></td></tr>'
     )
     foot = (

@@ -31,6 +31,7 @@ def compile_js(source: str) -> str:
     node = shutil.which("node")
     if not node or not (NODE_DIR / "node_modules" / "mjml").is_dir():
         need_service("the JavaScript MJML is not installed (npm install --prefix benchmarks/.data/node mjml@4)")
-    done = subprocess.run([node, "-e", _SCRIPT], input=source, capture_output=True, text=True, cwd=NODE_DIR, timeout=120)
+    done = subprocess.run([node, "-e", _SCRIPT], input=source, capture_output=True, text=True, cwd=NODE_DIR,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)["html"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,9 +28,8 @@ def postgres_schema_url() -> Iterator[str]:
     """A URL whose search_path is a fresh schema; yields it and drops the schema after."""
     if not POSTGRES_URL:
         need_service("NEWSLETTER_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
-    from sqlalchemy import create_engine, text
-
     from newsletter.store.db import normalise_url
+    from sqlalchemy import create_engine, text
 
     base = normalise_url(POSTGRES_URL)
     schema = f"t_{uuid.uuid4().hex[:12]}"

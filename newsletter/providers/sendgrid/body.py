@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from html import escape
 
-from newsletter.delivery.merge import TOKEN, token
 from newsletter.delivery.base import BUILD_ERRORS, unbuildable
+from newsletter.delivery.merge import TOKEN, token
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.wire import MAX_NAME, UnsendableAddress, clean_name, one_line, parse_mailbox, wire_address
 
@@ -125,7 +125,8 @@ def _token_plan(*templates: str) -> dict[str, tuple[str | None, str | None]]:
     """
     used = {(match.group(1), bool(match.group(2))) for text in templates for match in TOKEN.finditer(text)}
     return {
-        field: (token(field) if (field, False) in used else None, token(field, raw=True) if (field, True) in used else None)
+        field: (token(field) if (field, False) in used else None,
+                token(field, raw=True) if (field, True) in used else None)
         for field in {field for field, _ in used}
     }
 

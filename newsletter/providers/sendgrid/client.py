@@ -45,9 +45,10 @@ class MailSendClient:
         and urllib's URLError (nothing went out in full) or OSError (a
         timeout or dropped connection after sending) as urllib raises them.
         """
+        from urllib.error import HTTPError
+
         from python_http_client.client import Response
         from python_http_client.exceptions import handle_error
-        from urllib.error import HTTPError
 
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")  # ASCII escapes: the faster encoder
         request = urllib.request.Request(self.url, data=payload, headers=self.headers, method="POST")

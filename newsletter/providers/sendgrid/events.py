@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import binascii
 import json
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import ConfigError
 from newsletter.providers.base import NotConfigured, Refused
@@ -120,6 +121,6 @@ def tracking_event(event: dict[str, Any]) -> TrackingEvent:
 
 def _when(value: Any) -> datetime | None:
     try:
-        return datetime.fromtimestamp(int(value), timezone.utc)
+        return datetime.fromtimestamp(int(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None

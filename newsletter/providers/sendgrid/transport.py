@@ -86,7 +86,7 @@ class SendGridTransport(Transport):
         self._client = None
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> "SendGridTransport":
+    def from_settings(cls, settings, **overrides) -> SendGridTransport:
         """A transport from :class:`~newsletter.config.Settings` (``overrides`` win)."""
         if not settings.sendgrid_api_key and "api_key" not in overrides:
             raise ConfigError(
@@ -123,11 +123,11 @@ class SendGridTransport(Transport):
                     answers = self._isolate(body, chosen, answers, errors)
                 except PermanentTransportError as exc:
                     # Parts already accepted must be recorded, or a resume would send them twice.
-                    for index, answer in zip(included, exc.results or ()):
+                    for index, answer in zip(included, exc.results or (), strict=False):
                         results[index] = answer
                     exc.results = results  # type: ignore[assignment]
                     raise
-            for index, answer in zip(included, answers):
+            for index, answer in zip(included, answers, strict=False):
                 results[index] = answer
         return results  # type: ignore[return-value]
 
@@ -180,7 +180,8 @@ class SendGridTransport(Transport):
                 continue
             if named:
                 for position in named:
-                    final[part[position]] = _rejected(recipients[part[position]], part_errors, position, answers[position])
+                    final[part[position]] = _rejected(recipients[part[position]], part_errors, position,
+                                                      answers[position])
                 pieces = [[index for position, index in enumerate(part) if position not in named]]
             else:
                 middle = len(part) // 2
@@ -193,12 +194,12 @@ class SendGridTransport(Transport):
                 except PermanentTransportError as exc:  # a 401 between two parts: keep what is known
                     exc.results = [result or SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
                                                         error="not attempted: the send stopped")
-                                   for recipient, result in zip(recipients, final)]
+                                   for recipient, result in zip(recipients, final, strict=False)]
                     raise
                 if sub_errors is not None:
                     pending.append((piece, sub_results, sub_errors))
                 else:
-                    for index, result in zip(piece, sub_results):
+                    for index, result in zip(piece, sub_results, strict=False):
                         final[index] = result
         log.info("sendgrid: a 400 blamed %d of %d recipients; the others went again",
                  sum(1 for r in final if r is not None and r.outcome is Outcome.REJECTED), len(recipients))
@@ -219,7 +220,8 @@ class SendGridTransport(Transport):
             # urllib wraps only errors raised while connecting and sending: the
             # request never went out in full, so SendGrid cannot have accepted it.
             error = f"connection failed before sending: {_reason(exc.reason)}"
-            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=error), None
+            return (self.retry.backoff(attempt),
+                    results_for(recipients, Outcome.FAILED, retryable=True, error=error), None)
         except OSError as exc:  # timeout, reset, RemoteDisconnected, after the body went out
             error = f"no answer after the request was sent ({_reason(exc)}): it may have been accepted"
             return None, results_for(recipients, Outcome.UNKNOWN, error=error), None
@@ -246,9 +248,11 @@ class SendGridTransport(Transport):
             wait = self.retry.rate_limit_wait(reset, attempt)
             return wait, results_for(recipients, Outcome.FAILED, retryable=True, error=f"rate limited ({detail})"), None
         if status in _UNKNOWN_5XX:
-            return None, results_for(recipients, Outcome.UNKNOWN, error=f"gateway error, may have been accepted ({detail})"), None
+            return None, results_for(recipients, Outcome.UNKNOWN,
+                                     error=f"gateway error, may have been accepted ({detail})"), None
         if status >= 500:
-            return self.retry.backoff(attempt), results_for(recipients, Outcome.FAILED, retryable=True, error=detail), None
+            return (self.retry.backoff(attempt),
+                    results_for(recipients, Outcome.FAILED, retryable=True, error=detail), None)
         blames = status == 400 and any(str(e.get("field") or "").startswith("personalizations") for e in errors)
         return None, results_for(recipients, Outcome.REJECTED, error=detail), (errors if blames else None)
 

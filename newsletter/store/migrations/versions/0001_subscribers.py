@@ -52,7 +52,8 @@ def upgrade() -> None:
     op.create_table(
         "consents",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False,
+                  index=True),
         sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("source", sa.String(200), nullable=False),
