@@ -41,7 +41,7 @@ $(VENV)/.installed-demo: pyproject.toml $(CONSTRAINTS) | $(PY)
 
 # The package with the test and benchmark extras: what `make test` needs.
 $(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(call step,install newsletter with the test and bench extras,$(PIP_INSTALL) -e '.[test,bench]' && $(REPLACE_OLD_MJML))
+	$(call step,install newsletter with the test and bench extras,$(PIP_INSTALL) -e '.[test$(,)bench]' && $(REPLACE_OLD_MJML))
 	@touch $@
 
 venv: $(VENV)/.installed-test
