@@ -245,7 +245,8 @@ def test_broker_restart_mid_send_loses_and_doubles_nothing(letter, redis_url, se
         letter.wait_for(lambda: letter.counts().get("sent", 0) >= 6_000, 90, "the send to get going")
         server.kill()
         server.wait()
-        time.sleep(2)
+        # The broker stays down until a worker has seen it gone (not for a guessed time).
+        letter.wait_for(lambda: "connection error" in letter.logs(tail=None), 60, "a worker to see the broker gone")
         server = _redis_server(port)
         report = finish(send, letter)
         assert report["status"] == "sent"
