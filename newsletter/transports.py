@@ -25,6 +25,9 @@ class Provider:
     them; ``secrets`` are environment variables it reads that never go in a
     file. ``process_safe``: several sender processes may each open one.
     ``offered_by_init``: ``newsletter init --transport`` offers it.
+    ``shared_throttle``: its transport takes a ``retry=`` policy, so scale-out
+    workers share one pause when the provider throttles (HTTP 429) instead
+    of each discovering the limit alone.
     """
 
     name: str
@@ -35,13 +38,14 @@ class Provider:
     secrets: tuple[str, ...] = ()
     process_safe: bool = True
     offered_by_init: bool = True
+    shared_throttle: bool = False
 
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (
     Provider("sendgrid", "newsletter.providers.sendgrid.transport:SendGridTransport",
              events="newsletter.providers.sendgrid.events:SendGridEvents", section="sendgrid",
              env={"host": "NEWSLETTER_SENDGRID_HOST", "webhook_key": "NEWSLETTER_SENDGRID_WEBHOOK_KEY"},
-             secrets=("SENDGRID_API_KEY",)),
+             secrets=("SENDGRID_API_KEY",), shared_throttle=True),
     Provider("smtp", "newsletter.delivery.smtp:SmtpTransport", section="smtp", env={"url": "NEWSLETTER_SMTP_URL"}),
     Provider("file", "newsletter.delivery.file:FileTransport"),
     Provider("console", "newsletter.delivery.console:ConsoleTransport"),

@@ -105,12 +105,12 @@ class WorkerContext:
     def transport(self, name: str):
         """A fresh transport per chunk: transports are not shared between threads."""
         from newsletter.delivery import get_transport
+        from newsletter.transports import PROVIDERS
 
-        gate = self.gate(name)
-        if name == "sendgrid":
+        if PROVIDERS[name].shared_throttle:
             from newsletter.distributed.limits import SharedPausePolicy
 
-            return get_transport(self.settings, name, retry=SharedPausePolicy(gate=gate))
+            return get_transport(self.settings, name, retry=SharedPausePolicy(gate=self.gate(name)))
         return get_transport(self.settings, name)
 
     def owner_alive(self, owner: str, heartbeat, chunk_id: int) -> bool:
