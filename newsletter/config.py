@@ -37,6 +37,7 @@ STATE_DIR = ".newsletter"
 SECRET_FILE = "secret_key"
 TRANSPORTS = registry.names()  # every registered transport (newsletter.transports)
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+DEFAULT_POSTMARK_HOST = "https://api.postmarkapp.com"
 
 # (section, key) -> environment variable that overrides it; each provider's section from the registry
 ENV_OVERRIDES = {
@@ -82,6 +83,11 @@ class Settings:
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
     sendgrid_sandbox: bool = False
     sendgrid_webhook_key: str | None = field(default=None, repr=False)
+    postmark_server_token: str | None = field(default=None, repr=False)
+    postmark_host: str = DEFAULT_POSTMARK_HOST
+    postmark_message_stream: str = "broadcast"
+    postmark_webhook_user: str | None = field(default=None, repr=False)
+    postmark_webhook_password: str | None = field(default=None, repr=False)
     broker_url: str | None = field(default=None, repr=False)
     misfire_grace_seconds: int = 3600
     # A sender on another machine silent this long is taken for dead (engine/fencing.py).
@@ -166,6 +172,11 @@ def load_settings(
         sendgrid_host=reader.text("sendgrid", "host", default=DEFAULT_SENDGRID_HOST).rstrip("/"),
         sendgrid_sandbox=reader.flag("sendgrid", "sandbox", default=False),
         sendgrid_webhook_key=reader.text("sendgrid", "webhook_key", default="") or None,
+        postmark_server_token=env.get("POSTMARK_SERVER_TOKEN") or None,
+        postmark_host=reader.text("postmark", "host", default=DEFAULT_POSTMARK_HOST).rstrip("/"),
+        postmark_message_stream=reader.text("postmark", "message_stream", default="broadcast") or "broadcast",
+        postmark_webhook_user=reader.text("postmark", "webhook_user", default="") or None,
+        postmark_webhook_password=env.get("NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD") or None,
         broker_url=reader.text("broker", "url", default="") or None,
         misfire_grace_seconds=int(
             reader.number("scheduler", "misfire_grace_seconds", default=3600, minimum=1)
@@ -225,6 +236,8 @@ def mail_host(settings: Settings, transport: str | None = None) -> str | None:
         return urlsplit(settings.smtp_url or "").hostname or "(no SMTP URL)"
     if transport == "sendgrid":
         return urlsplit(settings.sendgrid_host or DEFAULT_SENDGRID_HOST).hostname or "(no SendGrid host)"
+    if transport == "postmark":
+        return urlsplit(settings.postmark_host or DEFAULT_POSTMARK_HOST).hostname or "(no Postmark host)"
     return None
 
 
