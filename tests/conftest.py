@@ -54,6 +54,7 @@ def _clean_environment(monkeypatch):
         ):
             monkeypatch.delenv(name)
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    monkeypatch.delenv("POSTMARK_SERVER_TOKEN", raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
