@@ -5,12 +5,12 @@ local parts, 64-character local parts, names with accents, quotes, commas,
 semicolons, control characters, very long ones, and addresses that cannot be
 sent at all) go through every transport against its real counterpart: the
 file outbox, the console stream, the memory outbox, aiosmtpd with and without
-SMTPUTF8, and the SendGrid stand-in. For every batch:
+SMTPUTF8, and the SendGrid and Postmark stand-ins. For every batch:
 
 - no exception escapes ``send_batch``, and every recipient gets exactly one
   result, in order: accepted, or refused with a non-empty reason;
 - a sendable address is accepted, except where the path cannot carry a
-  non-ASCII local part (SMTP without SMTPUTF8, SendGrid): then that one is
+  non-ASCII local part (SMTP without SMTPUTF8, SendGrid, Postmark): then that one is
   refused with the reason, and nobody else is affected;
 - the receiving side sees each accepted recipient exactly once, at the wire
   form of their address (domain IDNA-encoded), with a name free of control
@@ -39,8 +39,11 @@ from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.smtp import SmtpTransport
+from newsletter.providers.postmark.transport import PostmarkTransport
 from newsletter.providers.sendgrid.transport import SendGridTransport
 
+from fake_postmark import FakePostmark
+from fake_postmark import parse_mailbox as postmark_mailbox
 from fake_sendgrid import FakeSendGrid
 from smtp_server import SmtpServer
 from support.delivery import make_message, make_recipient
@@ -137,6 +140,12 @@ def smtp_utf8():
 @pytest.fixture(scope="module")
 def smtp_ascii():
     with SmtpServer(smtputf8=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postmark_server():
+    with FakePostmark(token=KEY) as server:
         yield server
 
 
@@ -270,3 +279,20 @@ def test_sendgrid_treats_every_recipient_alike(sendgrid_server, batch):
         name = to.get("name", "")
         assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
     assert sendgrid_server.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
+
+
+@PROPERTY
+@given(batch=batches())
+def test_postmark_treats_every_recipient_alike(postmark_server, batch):
+    recipients = recipients_for(batch, next(_runs))
+    postmark_server.reset()
+    policy_ = RetryPolicy(max_attempts=2, sleep=lambda seconds: None)
+    with PostmarkTransport(KEY, host=postmark_server.url, timeout=10, retry=policy_) as pm:
+        results = pm.send_batch(make_message(), recipients)
+    accepted = check_results(recipients, results, carries_unicode_local=False)
+    sent = [(m["Metadata"]["message_id"], postmark_mailbox(m["To"])) for m in postmark_server.messages]
+    assert Counter(m for m, _ in sent) == Counter(list(accepted)), "each accepted recipient sent exactly once"
+    for message_id, (name, address) in sent:
+        assert canonical(address) == canonical(accepted[message_id])
+        assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
+    assert postmark_server.requests <= 1
