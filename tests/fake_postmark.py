@@ -57,7 +57,8 @@ TOKEN_HEADER = "X-Postmark-Server-Token"
 # The plain address shape Postmark takes (ASCII only; IDN domains as xn--).
 _ADDRESS = re.compile(r'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+)*|"[\x20-\x7e]*")'
                       r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
-_MAILBOX = re.compile(r'\s*(?:"((?:[^"\\\r\n]|\\.)*)"|([^"<>,;\r\n]*?))\s*<((?:"(?:[^"\\\r\n]|\\.)*"|[^<>\s"]+)@[^<>\s]+)>\s*')
+_MAILBOX = re.compile(r'\s*(?:"((?:[^"\\\r\n]|\\.)*)"|([^"<>,;\r\n]*?))\s*'   # a quoted or plain name
+                      r'<((?:"(?:[^"\\\r\n]|\\.)*"|[^<>\s"]+)@[^<>\s]+)>\s*')  # <address>
 
 
 def split_addresses(value: str) -> list[str]:
