@@ -313,6 +313,9 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
 def test_json_template_renders_exactly_what_json_dumps_of_the_merge_would(template, values):
     expected = json.dumps(MergeTemplate(template).render(values))[1:-1]
     assert JsonTemplate(template).render(values) == expected
+    pieces: list[bytes] = []
+    JsonTemplate(template).render_into(pieces, values)
+    assert b"".join(pieces) == expected.encode("ascii")
 
 
 @settings(max_examples=100, deadline=None)

@@ -63,25 +63,42 @@ class JsonTemplate:
     JSON-escaped, at the cost of escaping the values only.
     """
 
-    __slots__ = ("_literals", "_slots", "fields")
+    __slots__ = ("_bytes", "_literals", "_slots", "fields")
 
     def __init__(self, template: str):
         pieces = TOKEN.split(template)
         self._literals = [_escaped(piece) for piece in pieces[0::3]]
+        self._bytes = [literal.encode("ascii") for literal in self._literals]
         self._slots = [(field, bool(raw)) for field, raw in zip(pieces[1::3], pieces[2::3], strict=True)]
         self.fields = frozenset(field for field, _ in self._slots)
 
-    def render(self, values: Mapping[str, Any]) -> str:
-        literals = self._literals
-        out = [literals[0]]
-        for index, (field, raw) in enumerate(self._slots, start=1):
+    def _values(self, values: Mapping[str, Any]) -> list[str]:
+        """The escaped value of each slot, in order."""
+        out = []
+        for field, raw in self._slots:
             value = values.get(field)
             if value is None and field == "first_name":  # as MergeTemplate: values made before the field existed
                 value = next(iter(str(values.get("name") or "").split()), "")
             value = "" if value is None else str(value)
             out.append(_escaped(value if raw else escape(value, quote=True)))
+        return out
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        """The inside of the JSON string, as text."""
+        literals = self._literals
+        out = [literals[0]]
+        for index, value in enumerate(self._values(values), start=1):
+            out.append(value)
             out.append(literals[index])
         return "".join(out)
+
+    def render_into(self, out: list[bytes], values: Mapping[str, Any]) -> None:
+        """Append the inside of the JSON string to ``out``, as ASCII pieces (joined once by the caller)."""
+        literals = self._bytes
+        out.append(literals[0])
+        for index, value in enumerate(self._values(values), start=1):
+            out.append(value.encode("ascii"))
+            out.append(literals[index])
 
 
 def mailbox(address: str, name: str | None) -> str:
@@ -147,26 +164,31 @@ class BatchBuilder:
         self._headers = _strings(message.headers)
         self._shared_metadata = _strings(message.metadata)
 
-    def entry(self, recipient: Recipient) -> str:
-        """One recipient's message as a JSON object (a str of ASCII); raises BUILD_ERRORS for bad data."""
+    def entry(self, recipient: Recipient) -> bytes:
+        """One recipient's message as a JSON object, in ASCII bytes preceded by a comma (the array's
+        separator, so a request body is its entries one after the other); raises BUILD_ERRORS for bad data."""
         to = mailbox(recipient.email, recipient.name)
         values = recipient.merge_data
         # A merged value with a line break must not break the Subject header.
         subject = _escaped(one_line(self.subject.render(values)))
-        headers = [{"Name": k, "Value": v} for k, v in {**self._headers, **_strings(recipient.headers)}.items()]
-        headers.append({"Name": "Message-ID", "Value": f"<{recipient.message_id}>"})
-        headers.append({"Name": MESSAGE_ID_HEADER, "Value": recipient.message_id})
+        headers = {**self._headers, **_strings(recipient.headers), "Message-ID": f"<{recipient.message_id}>",
+                   MESSAGE_ID_HEADER: recipient.message_id}
         meta = metadata(self._shared_metadata, recipient.metadata, recipient.message_id)
-        return "".join((
-            '{"To":', _encode(to), ',"Subject":"', subject or "-", '",', self._shared,
-            ',"HtmlBody":"', self.html.render(values), '","TextBody":"', self.text.render(values),
-            '","Headers":', _encode(headers), ',"Metadata":', _encode(meta), "}",
-        ))
+        out = [(f',{{"To":"{_escaped(to)}","Subject":"{subject or "-"}",{self._shared},"HtmlBody":"').encode("ascii")]
+        self.html.render_into(out, values)
+        out.append(b'","TextBody":"')
+        self.text.render_into(out, values)
+        out.append("".join((
+            '","Headers":[', ",".join([f'{{"Name":"{_escaped(k)}","Value":"{_escaped(v)}"}}'
+                                      for k, v in headers.items()]),
+            '],"Metadata":{', ",".join([f'"{_escaped(k)}":"{_escaped(v)}"' for k, v in meta.items()]), "}}",
+        )).encode("ascii"))
+        return b"".join(out)
 
-    def entries(self, recipients: list[Recipient]) -> tuple[list[tuple[int, str]], list[SendResult | None]]:
+    def entries(self, recipients: list[Recipient]) -> tuple[list[tuple[int, bytes]], list[SendResult | None]]:
         """``(entries, results)``: ``(index, json)`` for each recipient that can go, and one
         result slot per recipient: None for those in ``entries``, REJECTED for the others."""
-        entries: list[tuple[int, str]] = []
+        entries: list[tuple[int, bytes]] = []
         results: list[SendResult | None] = [None] * len(recipients)
         for index, recipient in enumerate(recipients):
             try:
@@ -174,7 +196,7 @@ class BatchBuilder:
             except BUILD_ERRORS as exc:  # this recipient's data, not the batch's
                 results[index] = unbuildable(recipient, exc)
                 continue
-            if len(entry) > MAX_MESSAGE_BYTES:  # ASCII: characters are bytes
+            if len(entry) > MAX_MESSAGE_BYTES:
                 results[index] = SendResult(recipient.message_id, Outcome.REJECTED,
                                             error="message over Postmark's 10 MB limit")
                 continue
@@ -182,23 +204,31 @@ class BatchBuilder:
         return entries, results
 
 
-def chunks(entries: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+def chunks(entries: list[tuple[int, bytes]]) -> list[list[tuple[int, bytes]]]:
     """``entries`` in request-sized groups: at most 500 messages and 50 MB each."""
-    groups: list[list[tuple[int, str]]] = []
-    current: list[tuple[int, str]] = []
-    size = 2  # the brackets
+    groups: list[list[tuple[int, bytes]]] = []
+    current: list[tuple[int, bytes]] = []
+    size = 1  # the closing bracket (each entry's comma stands for the opening one)
     for item in entries:
-        extra = len(item[1]) + 1  # the comma
-        if current and (len(current) >= MAX_MESSAGES or size + extra > MAX_REQUEST_BYTES):
+        if current and (len(current) >= MAX_MESSAGES or size + len(item[1]) > MAX_REQUEST_BYTES):
             groups.append(current)
-            current, size = [], 2
+            current, size = [], 1
         current.append(item)
-        size += extra
+        size += len(item[1])
     if current:
         groups.append(current)
     return groups
 
 
-def payload(group: list[tuple[int, str]]) -> bytes:
-    """The request body of one group: the JSON array of its messages."""
-    return ("[" + ",".join(entry for _, entry in group) + "]").encode("ascii")
+def parts(group: list[tuple[int, bytes]]) -> list[bytes]:
+    """The request body of one group as pieces to send one after the other (the JSON array of its
+    messages): no 50 MB join, which would cost more in fresh memory than the copy itself."""
+    pieces = [b"[" + group[0][1][1:]] if group else [b"["]
+    pieces.extend(entry for _, entry in group[1:])
+    pieces.append(b"]")
+    return pieces
+
+
+def payload(group: list[tuple[int, bytes]]) -> bytes:
+    """The request body of one group in one piece."""
+    return b"".join(parts(group))

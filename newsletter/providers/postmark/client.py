@@ -37,15 +37,17 @@ class BatchClient:
         self.timeout = timeout
         self._opener = urllib.request.build_opener()
 
-    def post(self, payload: bytes) -> Answer:
-        """The answer to POSTing ``payload`` (any HTTP status).
+    def post(self, payload: bytes | list[bytes]) -> Answer:
+        """The answer to POSTing ``payload``, one piece or pieces sent one after the other (any HTTP status).
 
         Raises urllib's URLError when the request did not go out in full
         (refused connection, DNS), and OSError or ``http.client.HTTPException``
         when no readable answer came after it went out (timeout, dropped
         connection).
         """
-        request = urllib.request.Request(self.url, data=payload, headers=self._headers, method="POST")
+        size = len(payload) if isinstance(payload, bytes) else sum(map(len, payload))
+        headers = {**self._headers, "Content-Length": str(size)}
+        request = urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 return Answer(response.status, response.headers, response.read())

@@ -46,7 +46,7 @@ from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.wire import UnsendableAddress
 from newsletter.errors import ConfigError
-from newsletter.providers.postmark.body import MAX_MESSAGES, BatchBuilder, chunks, payload
+from newsletter.providers.postmark.body import MAX_MESSAGES, BatchBuilder, chunks, parts
 from newsletter.providers.postmark.client import Answer, BatchClient
 
 log = logging.getLogger(__name__)
@@ -146,14 +146,14 @@ class PostmarkTransport(Transport):
                 results[index] = answer
         return results  # type: ignore[return-value]
 
-    def _post_with_retries(self, group: list[tuple[int, str]], recipients: list[Recipient]) -> list[SendResult]:
+    def _post_with_retries(self, group: list[tuple[int, bytes]], recipients: list[Recipient]) -> list[SendResult]:
         """Send one request-sized group; retry what is safe. One result per recipient."""
         final: list[SendResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))  # positions still to send
         attempt = 0
         while pending:
             attempt += 1
-            body = payload([group[p] for p in pending])
+            body = parts([group[p] for p in pending])
             wait, answers = self._attempt(body, [recipients[p] for p in pending], attempt)
             retry: list[int] = []
             for position, answer in zip(pending, answers, strict=True):
@@ -174,7 +174,7 @@ class PostmarkTransport(Transport):
             pending = retry
         return final  # type: ignore[return-value]
 
-    def _attempt(self, body: bytes, recipients: list[Recipient], attempt: int) -> tuple[float | None,
+    def _attempt(self, body: list[bytes], recipients: list[Recipient], attempt: int) -> tuple[float | None,
                                                                                          list[SendResult | None]]:
         """One request. Returns ``(wait, answers)``: an answer of None means "send this one again"
         (after ``wait`` seconds); raises PermanentTransportError when no send can succeed."""
