@@ -13,7 +13,7 @@ Also printed: the time to build one 500-message body with the pre-escaped
 templates (``BatchBuilder``) and with ``json.dumps`` of the same messages as
 dicts (what a client such as ``postmarker`` does), the reason the builder exists.
 
-Usage: python benchmarks/bench_postmark.py [--rows N]   (default 100,000)
+Usage: python benchmarks/bench_postmark.py [--rows N] [--rounds R]   (default 100,000 and 2)
 """
 
 from __future__ import annotations
@@ -65,41 +65,49 @@ def build_figures() -> None:
           f"BatchBuilder {ours:.1f} ms, render + json.dumps {dumps:.1f} ms ({len(plain) / 1e6:.1f} MB)")
 
 
-def send(folder: Path, transport: str, env: dict) -> tuple[float, float, str]:
-    return run(["send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", transport], folder, env)
+def send(folder: Path, transport: str, env: dict, again: bool) -> tuple[float, float, str]:
+    args = ["send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", transport]
+    return run(args + (["--again"] if again else []), folder, env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate sendgrid and postmark this many times; the best time of each counts "
+                             "(a shared machine's load changes between runs)")
     options = parser.parse_args()
     rows = options.rows
     build_figures()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("NEWSLETTER_") and k not in ("SENDGRID_API_KEY", "POSTMARK_SERVER_TOKEN")}
     scratch = Path(tempfile.mkdtemp(prefix="bench-postmark-"))
-    figures = {}
+    best: dict[str, tuple[float, float]] = {}
     try:
-        for name in ("sendgrid", "postmark"):
-            folder = workspace(scratch / name, rows, env)
-            if name == "postmark":
-                process, url = server("fake_postmark.py", "--fast", "--token", TOKEN)
-                run_env = dict(env, POSTMARK_SERVER_TOKEN=TOKEN, NEWSLETTER_POSTMARK_HOST=url)
-            else:
-                process, url = server("fake_sendgrid.py", "--fast", "--api-key", SENDGRID_KEY)
-                run_env = dict(env, SENDGRID_API_KEY=SENDGRID_KEY, NEWSLETTER_SENDGRID_HOST=url)
-            try:
-                seconds, peak, last = send(folder, name, run_env)
-            finally:
-                process.kill()
-                process.wait()
-            figures[name] = seconds
-            print(f"{name}, {rows:,} recipients end to end (SQLite): {seconds:.1f} s, {rows / seconds:,.0f}/s, "
-                  f"peak {peak:.0f} MB")
-            print(f"  {last}")
+        folders = {name: workspace(scratch / name, rows, env) for name in ("sendgrid", "postmark")}
+        for round_ in range(options.rounds):
+            for name in ("sendgrid", "postmark"):
+                if name == "postmark":
+                    process, url = server("fake_postmark.py", "--fast", "--token", TOKEN)
+                    run_env = dict(env, POSTMARK_SERVER_TOKEN=TOKEN, NEWSLETTER_POSTMARK_HOST=url)
+                else:
+                    process, url = server("fake_sendgrid.py", "--fast", "--api-key", SENDGRID_KEY)
+                    run_env = dict(env, SENDGRID_API_KEY=SENDGRID_KEY, NEWSLETTER_SENDGRID_HOST=url)
+                try:
+                    seconds, peak, last = send(folders[name], name, run_env, again=round_ > 0)
+                finally:
+                    process.kill()
+                    process.wait()
+                if name not in best or seconds < best[name][0]:
+                    best[name] = (seconds, peak)
+                print(f"round {round_ + 1}: {name}, {rows:,} recipients end to end (SQLite): {seconds:.1f} s, "
+                      f"{rows / seconds:,.0f}/s, peak {peak:.0f} MB")
+                print(f"  {last}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    ratio = figures["postmark"] / figures["sendgrid"]
+    for name, (seconds, peak) in best.items():
+        print(f"best {name}: {seconds:.1f} s, {rows / seconds:,.0f} msgs/s, peak {peak:.0f} MB")
+    ratio = best["postmark"][0] / best["sendgrid"][0]
     print(f"postmark / sendgrid time: {ratio:.2f}x [target <= 1.5x: {'ok' if ratio <= 1.5 else 'OVER TARGET'}]")
 
 
