@@ -260,6 +260,17 @@ def test_a_bad_token_on_a_later_request_keeps_what_was_accepted(server, clock, m
     assert all(r.outcome is Outcome.FAILED and r.retryable for r in results[first:])
 
 
+def test_a_bad_token_on_a_retry_keeps_what_the_first_attempt_accepted(server, clock):
+    server.fail_next("item-429")
+    server.fail_next(401)
+    with PostmarkTransport(TOKEN, host=server.url, retry=RetryPolicy(sleep=clock.sleep, clock=clock.time)) as pm:
+        with pytest.raises(PermanentTransportError) as info:
+            pm.send_batch(make_message(), make_recipients(3))
+    results = info.value.results
+    assert results[0].outcome is Outcome.FAILED and results[0].retryable
+    assert [r.outcome for r in results[1:]] == [Outcome.QUEUED] * 2 and len(server.delivered) == 2
+
+
 # -- hostile addresses and names --
 
 def test_idn_domains_go_out_idna_encoded(server, transport):

@@ -154,7 +154,17 @@ class PostmarkTransport(Transport):
         while pending:
             attempt += 1
             body = parts([group[p] for p in pending])
-            wait, answers = self._attempt(body, [recipients[p] for p in pending], attempt)
+            try:
+                wait, answers = self._attempt(body, [recipients[p] for p in pending], attempt)
+            except PermanentTransportError as exc:
+                # Messages accepted by an earlier attempt (or in this answer) must be recorded, or a
+                # resume would send them twice; the others were not accepted.
+                for position, answer in zip(pending, exc.results or (), strict=False):
+                    final[position] = answer
+                exc.results = [result or SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
+                                                    error="not sent: the send stopped")
+                               for recipient, result in zip(recipients, final, strict=True)]
+                raise
             retry: list[int] = []
             for position, answer in zip(pending, answers, strict=True):
                 if answer is None:
