@@ -159,8 +159,8 @@ class PostmarkTransport(Transport):
             except PermanentTransportError as exc:
                 # Messages accepted by an earlier attempt (or in this answer) must be recorded, or a
                 # resume would send them twice; the others were not accepted.
-                for position, answer in zip(pending, exc.results or (), strict=False):
-                    final[position] = answer
+                for position, known in zip(pending, exc.results or (), strict=False):
+                    final[position] = known
                 exc.results = [result or SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
                                                     error="not sent: the send stopped")
                                for recipient, result in zip(recipients, final, strict=True)]
