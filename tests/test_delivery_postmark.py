@@ -142,6 +142,25 @@ def test_429_is_retried_after_a_wait_then_succeeds(server, transport, clock):
     assert server.requests == 2 and len(clock.sleeps) == 1 and len(server.delivered) == 3
 
 
+@pytest.mark.parametrize("fault", [429, "item-429"])
+def test_a_rate_limit_goes_through_the_policys_shared_rate_limit_wait(server, clock, fault):
+    """Scale-out workers pause together through ``rate_limit_wait`` (distributed.limits.SharedPausePolicy)."""
+    asked: list[str | None] = []
+
+    class Recording(RetryPolicy):
+        def rate_limit_wait(self, reset, attempt):
+            asked.append(reset)
+            return super().rate_limit_wait(reset, attempt)
+
+    server.fail_next(fault)
+    start = clock.now
+    with PostmarkTransport(TOKEN, host=server.url, retry=Recording(sleep=clock.sleep, clock=clock.time)) as pm:
+        results = pm.send_batch(make_message(), make_recipients(2))
+    assert [r.outcome for r in results] == [Outcome.QUEUED] * 2
+    # The whole-request 429 carries Retry-After: 0 (a reset of "now"); a message's ErrorCode 429 carries none.
+    assert asked == ([str(start)] if fault == 429 else [None])
+
+
 def test_a_message_refused_with_errorcode_429_goes_again_alone(server, transport, clock):
     server.fail_next("item-429")
     results = transport.send_batch(make_message(), make_recipients(3))

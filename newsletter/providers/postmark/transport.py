@@ -229,7 +229,8 @@ class PostmarkTransport(Transport):
             elif code in RETRY_CODES:
                 answers.append(None)
                 self._last_error = f"Postmark ErrorCode {code} ({text})"
-                wait = self.retry.backoff(attempt)
+                # A rate limit goes through the policy's rate-limit wait, which scale-out workers share.
+                wait = self.retry.rate_limit_wait(None, attempt) if code == 429 else self.retry.backoff(attempt)
             elif code == BAD_TOKEN:
                 bad_token = True
                 answers.append(SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
@@ -271,13 +272,16 @@ class PostmarkTransport(Transport):
         return None, list(results_for(recipients, Outcome.REJECTED, error=detail[:500]))
 
     def _wait(self, answer: Answer, attempt: int) -> float:
-        """Seconds before the next attempt: ``Retry-After`` (seconds) when given, else backoff."""
+        """Seconds before the next attempt: after a 429, the policy's rate-limit wait (``Retry-After``
+        seconds when given: scale-out workers share the pause), else its backoff."""
+        if answer.status != 429:
+            return self.retry.backoff(attempt)
         after = answer.headers.get("Retry-After") if answer.headers else None
         try:
             reset = str(self.retry.clock() + float(after)) if after is not None else None
         except ValueError:
             reset = None
-        return self.retry.rate_limit_wait(reset, attempt) if reset else self.retry.backoff(attempt)
+        return self.retry.rate_limit_wait(reset, attempt)
 
     def __repr__(self) -> str:
         return f"<PostmarkTransport host={self.host!r} stream={self.stream!r}>"
