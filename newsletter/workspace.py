@@ -51,6 +51,12 @@ processes = 0
 host = "https://api.sendgrid.com"
 sandbox = false
 
+[postmark]
+# The server token is read from the POSTMARK_SERVER_TOKEN environment variable only
+# (docs/providers/postmark.md); newsletters go out on a Broadcast message stream.
+# message_stream = "broadcast"
+# webhook_user = "postmark-hook"
+
 [database]
 # Empty: a SQLite file in .newsletter/. For PostgreSQL: postgresql+psycopg://user@host/db
 url = ""
