@@ -26,9 +26,10 @@ https://postmarkapp.com/developer/api/overview ("HTTP response codes",
   published: a test names what it refuses).
 
 Faults for the next requests are queued with :meth:`FakePostmark.fail_next`:
-``429``, ``500``, ``502``, ``503``, ``504``, ``401``, ``422`` (ErrorCode 400,
-sender signature not found), ``"item-429"`` (a 200 whose first message has
-ErrorCode 429, the rest accepted), ``"drop"`` (read the body, close without
+``429``, ``500``, ``502``, ``503``, ``504``, ``401``, ``422`` (with ErrorCode
+:data:`FAULT_422_CODE`, 400 "sender signature not found" unless a test sets
+another), ``"item-429"`` (a 200 whose first message has ErrorCode 429, the
+rest accepted), ``"drop"`` (read the body, close without
 an answer) and ``"slow"`` (read the body and answer only after ``release()``
 or a few seconds: the client's timeout fires first).
 
@@ -53,6 +54,15 @@ MAX_MESSAGE_BYTES = 10_000_000
 MAX_RECIPIENTS = 50
 MAX_TAG = 1000
 TOKEN_HEADER = "X-Postmark-Server-Token"
+# The ErrorCode of an injected 422 (a test may change it) and Postmark's messages for the codes it uses.
+FAULT_422_CODE = 400
+FAULT_422_MESSAGES = {
+    400: "The 'From' address you supplied is not a Sender Signature on your account.",
+    401: "Sender signature not confirmed.",
+    405: "Not allowed to send: your account has run out of credits.",
+    412: "Account is pending approval.",
+    413: "Account may not send.",
+}
 
 # The plain address shape Postmark takes (ASCII only; IDN domains as xn--).
 _ADDRESS = re.compile(r'(?:[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&\'*+/=?^_`{|}~-]+)*|"[\x20-\x7e]*")'
@@ -297,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         status = int(fault)
         bodies = {401: (10, "The Server API token you provided is invalid."),
-                  422: (400, "The 'From' address you supplied is not a Sender Signature on your account."),
+                  422: (FAULT_422_CODE, FAULT_422_MESSAGES.get(FAULT_422_CODE, "Unprocessable entity")),
                   429: (429, "Rate limit exceeded"), 500: (500, "Internal server error"),
                   503: (503, "Service unavailable")}
         code, text = bodies.get(status, (status, "error"))

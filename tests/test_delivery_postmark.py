@@ -406,3 +406,40 @@ def test_a_bad_token_stops_the_send_with_a_one_line_hint(workspace, cli, tmp_pat
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "POSTMARK_SERVER_TOKEN" in result.stderr and "pm-not-the-token" not in result.stderr + result.stdout
     assert server.delivered == []
+
+
+def test_a_dropped_request_leaves_rows_unknown_until_resent_on_purpose(workspace, cli, tmp_path, monkeypatch,
+                                                                      server, fast_retries):
+    emails = populate(cli, tmp_path, 5)
+    monkeypatch.setenv("POSTMARK_SERVER_TOKEN", TOKEN)
+    monkeypatch.setenv("NEWSLETTER_POSTMARK_HOST", server.url)
+    server.fail_next("drop")
+    result = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", "postmark", "--json")
+    assert result.json()["counts"]["unknown"] == 5 and server.delivered == []
+    assert "campaigns retry 1 --unknown" in result.stderr
+    retried = cli("campaigns", "retry", "1", "--unknown", "--json")
+    assert retried.exit_code == 0 and retried.json()["status"] == "sent"
+    assert sorted(parse_mailbox(to)[1] for to in server.delivered) == sorted(emails)
+
+
+@pytest.mark.parametrize(("code", "hint"), [(405, "account"), (412, "account"), (413, "account"),
+                                            (400, "NEWSLETTER_FROM"), (401, "NEWSLETTER_FROM")])
+def test_a_422_that_every_request_would_get_stops_with_a_hint(server, transport, monkeypatch, code, hint):
+    import fake_postmark
+
+    monkeypatch.setattr(fake_postmark, "FAULT_422_CODE", code)
+    server.fail_next(422)
+    with pytest.raises(PermanentTransportError) as info:
+        transport.send_batch(make_message(), make_recipients(2))
+    assert hint in info.value.hint and f"ErrorCode {code}" in str(info.value)
+    assert server.delivered == [] and server.requests == 1
+
+
+def test_another_422_rejects_the_requests_recipients_only(server, transport, monkeypatch):
+    import fake_postmark
+
+    monkeypatch.setattr(fake_postmark, "FAULT_422_CODE", 402)  # invalid JSON: this request, not the next
+    server.fail_next(422)
+    results = transport.send_batch(make_message(), make_recipients(2))
+    assert all(r.outcome is Outcome.REJECTED and "ErrorCode 402" in r.error for r in results)
+    assert transport.send_batch(make_message(), [make_recipient(5)])[0].outcome is Outcome.QUEUED
