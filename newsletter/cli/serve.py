@@ -41,6 +41,10 @@ def serve(app, host, port, forwarded_allow_ips):
         say(f"Serving {settings.base_url} on http://{host}:{bound}  (Ctrl-C to stop)")
         if not settings.sendgrid_webhook_key:
             say("[yellow]Note:[/] /webhooks/sendgrid answers 503 until NEWSLETTER_SENDGRID_WEBHOOK_KEY is set.")
+        postmark_hook = settings.postmark_webhook_user and settings.postmark_webhook_password
+        if settings.transport == "postmark" and not postmark_hook:
+            say("[yellow]Note:[/] /webhooks/postmark answers 503 until NEWSLETTER_POSTMARK_WEBHOOK_USER and "
+                "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD are set.")
         _run(web_app, sock, host, bound, forwarded_allow_ips)
         say("Stopped.")
     finally:
