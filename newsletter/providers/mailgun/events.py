@@ -151,7 +151,8 @@ def tracking_event(event: dict[str, Any]) -> TrackingEvent:
     elif kind is EventKind.REJECTED:
         reject_reason = RejectReason.OTHER
     return TrackingEvent(
-        provider=NAME, kind=kind, event_id=_event_id(event), recipient=clean_text(event.get("recipient", "")).strip()[:320],
+        provider=NAME, kind=kind, event_id=_event_id(event),
+        recipient=clean_text(event.get("recipient", "")).strip()[:320],
         occurred_at=_when(event.get("timestamp")), raw=event, message_id=_message_id(event), hard=hard,
         reject_reason=reject_reason, detail=_detail(event),
     )

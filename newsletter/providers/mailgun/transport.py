@@ -58,6 +58,7 @@ DOMAIN_HINT = ("check [mailgun] domain (NEWSLETTER_MAILGUN_DOMAIN) and region (N
 _UNKNOWN_5XX = (502, 504)  # a gateway answered; Mailgun behind it may have taken the request
 _BAD_ADDRESS = re.compile(r"\b(to|cc|bcc)\b.*not a valid address", re.IGNORECASE)
 _MAX_CULPRITS = 4  # culprits found by halving before the rest keep the 400
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
 class MailgunTransport(Transport):
@@ -79,6 +80,9 @@ class MailgunTransport(Transport):
         super().__init__()
         if not api_key:
             raise ConfigError("MAILGUN_API_KEY is not set", hint=KEY_HINT)
+        if domain and not _DOMAIN.fullmatch(domain):
+            raise ConfigError(f"the Mailgun domain {domain!r} is not a domain name",
+                              hint='set [mailgun] domain to the sending domain as Mailgun lists it: "mg.example.org"')
         if not domain:
             raise ConfigError("the mailgun transport needs the sending domain",
                               hint='set domain = "mg.example.org" in [mailgun] of newsletter.toml '
@@ -90,7 +94,7 @@ class MailgunTransport(Transport):
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._client: MessagesClient | None = None
-        self._shared: tuple[int, Message, Shared] | None = None
+        self._shared: tuple[Message, Shared] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> MailgunTransport:
@@ -110,7 +114,7 @@ class MailgunTransport(Transport):
                 self._client = MessagesClient(self._api_key, self.host, self.domain, self.timeout)
             except ValueError as exc:  # the SDK refuses plain http:// to another host than localhost
                 raise ConfigError(f"the Mailgun host {self.host!r} is refused: {exc}",
-                                  hint="set [mailgun] host to an https:// URL (or leave it out and set region)") from None
+                                  hint="set [mailgun] host to an https:// URL, or remove it and set region") from None
         super().open()
 
     def close(self) -> None:
@@ -121,9 +125,9 @@ class MailgunTransport(Transport):
 
     def _shared_parts(self, message: Message) -> Shared:
         """The edition's shared form fields, built once for all its batches."""
-        if self._shared is None or self._shared[1] is not message:
-            self._shared = (id(message), message, shared_parts(message, test_mode=self.test_mode))
-        return self._shared[2]
+        if self._shared is None or self._shared[0] is not message:
+            self._shared = (message, shared_parts(message, test_mode=self.test_mode))
+        return self._shared[1]
 
     def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
         try:
