@@ -54,6 +54,8 @@ def _clean_environment(monkeypatch):
         ):
             monkeypatch.delenv(name)
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    monkeypatch.delenv("MAILGUN_API_KEY", raising=False)
+    monkeypatch.delenv("MAILGUN_WEBHOOK_SIGNING_KEY", raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
