@@ -128,7 +128,8 @@ def test_the_stand_in_checks_what_mailgun_checks():
     assert check([base[0], base[2]])[0] == "Need at least one of 'text' or 'html' parameters specified"
     many = ", ".join(f"r{i}@example.org" for i in range(1001))
     assert check(base[:2] + [("to", many)])[0] == "Too many recipients; max is 1000"
-    assert check(base + [("recipient-variables", "{not json")])[0] == "recipient-variables parameter is not a valid JSON"
+    not_json = "recipient-variables parameter is not a valid JSON"
+    assert check(base + [("recipient-variables", "{not json")])[0] == not_json
     assert check(base + [("v:big", "x" * 17000)])[0].startswith("Send options")
     assert check(base[:2] + [("to", "renée@example.org")])[0] == \
         "to parameter is not a valid address. please check documentation"
