@@ -28,6 +28,7 @@ Names lose control characters and go out as ``formataddr`` writes them
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from email.utils import formataddr
 from html import escape
@@ -95,23 +96,35 @@ def build_form(shared: Shared, recipients: list[Recipient]):
     for those included, REJECTED for an address Mailgun cannot take, FAILED
     and retryable for a second copy of an address already in this request
     (recipient-variables are keyed by address: it goes in a later batch).
+
+    A header or custom variable whose value is the same for everyone in the
+    request (List-Unsubscribe-Post, the campaign id) goes once as a plain
+    field instead of a recipient variable.
     """
     results: list[SendResult | None] = [None] * len(recipients)
     included: list[int] = []
     to: list[str] = []
     variables: dict[str, dict[str, str]] = {}
-    header_names: dict[str, None] = {}
-    metadata_names: dict[str, None] = dict.fromkeys(shared.metadata)
-    rows = []
+    slots = shared.slots
     for index, recipient in enumerate(recipients):
         try:
             address = _address(recipient.email)
-            headers = {name: one_line(str(value)) for name, value in recipient.headers.items()}
-            headers["Message-Id"] = f"<{recipient.message_id}>"
-            metadata = {**shared.metadata, **{k: str(v) for k, v in recipient.metadata.items()},
-                        MESSAGE_ID_VARIABLE: recipient.message_id}
-            values = _values(recipient.merge_data, shared.slots)
-            mailbox = formataddr((clean_name(recipient.name), address))
+            values = _values(recipient.merge_data, slots)
+            for name, value in recipient.headers.items():
+                value = value if value.__class__ is str and value.isprintable() else one_line(str(value))
+                values["h:" + name] = value
+            values["h:Message-Id"] = f"<{recipient.message_id}>"
+            for name, value in shared.metadata.items():
+                values["v:" + name] = value
+            for name, value in recipient.metadata.items():
+                values["v:" + name] = value if value.__class__ is str else str(value)
+            values["v:" + MESSAGE_ID_VARIABLE] = recipient.message_id
+            name = recipient.name
+            if name and name.isascii() and name.isprintable() and len(name) <= 200 and "\\" not in name \
+                    and '"' not in name and not _SPECIALS(name):
+                mailbox = f"{name.strip()} <{address}>" if name.strip() else address
+            else:
+                mailbox = formataddr((clean_name(name), address))
         except BUILD_ERRORS as exc:  # this recipient's data, not the batch's
             results[index] = (SendResult(recipient.message_id, Outcome.REJECTED, error=str(exc))
                               if isinstance(exc, _Refused) else unbuildable(recipient, exc))
@@ -120,23 +133,38 @@ def build_form(shared: Shared, recipients: list[Recipient]):
             results[index] = SendResult(recipient.message_id, Outcome.FAILED, retryable=True,
                                         error="the same address twice in one request: send it again later")
             continue
-        header_names.update(dict.fromkeys(headers))
-        metadata_names.update(dict.fromkeys(metadata))
         variables[address] = values
-        rows.append((values, headers, metadata))
         to.append(mailbox)
         included.append(index)
-    for values, headers, metadata in rows:
-        for name in header_names:
-            values[f"h:{name}"] = headers.get(name, "")
-        for name in metadata_names:
-            values[f"v:{name}"] = metadata.get(name, "")
     fields = list(shared.fields)
     fields.append(("to", ", ".join(to)))
-    fields += [(f"h:{name}", f"%recipient.h:{name}%") for name in header_names]
-    fields += [(f"v:{name}", f"%recipient.v:{name}%") for name in metadata_names]
+    fields += _options(variables)
     fields.append(("recipient-variables", json.dumps(variables, separators=(",", ":"))))
     return fields, included, results
+
+
+_SPECIALS = re.compile(r'[()<>@,;:.\[\]]').search  # RFC 5322 specials: formataddr quotes such a name
+
+
+def _options(variables: dict[str, dict[str, str]]) -> list[Field]:
+    """The ``h:`` and ``v:`` fields; moves values shared by every recipient out of their variables."""
+    rows = list(variables.values())
+    names = dict.fromkeys(k for k in (rows[0] if rows else ()) if k[:2] in ("h:", "v:"))
+    if any(len(row) != len(rows[0]) for row in rows):  # recipients with different headers or variables
+        for row in rows:
+            names.update(dict.fromkeys(k for k in row if k[:2] in ("h:", "v:")))
+    fields: list[Field] = []
+    for name in names:
+        first = rows[0].get(name, "")
+        if all(row.get(name, "") == first for row in rows):
+            for row in rows:
+                row.pop(name, None)
+            fields.append((name, first))
+        else:
+            for row in rows:
+                row.setdefault(name, "")
+            fields.append((name, f"%recipient.{name}%"))
+    return fields
 
 
 class _Refused(UnsendableAddress):
@@ -155,13 +183,19 @@ def _values(merge_data: dict, slots: list[Slot]) -> dict[str, str]:
     values: dict[str, str] = {}
     for key, field, raw, subject in slots:
         value = merge_data.get(field)
-        if value is None and field == "first_name":  # as MergeTemplate: values made before the field existed
-            value = next(iter(str(merge_data.get("name") or "").split()), "")
-        text = "" if value is None else str(value)
-        if not raw:
-            text = escape(text, quote=True)
-        values[key] = one_line(text) if subject else text
+        if value.__class__ is not str:
+            if value is None and field == "first_name":  # as MergeTemplate: values made before the field existed
+                value = next(iter(str(merge_data.get("name") or "").split()), "")
+            value = "" if value is None else str(value)
+        if not raw and _NEEDS_ESCAPE(value):
+            value = escape(value, quote=True)
+        if subject and not value.isprintable():
+            value = one_line(value)
+        values[key] = value
     return values
+
+
+_NEEDS_ESCAPE = re.compile("[&<>\"']").search
 
 
 def _mailbox(value: str, what: str) -> str:
