@@ -30,7 +30,7 @@ theme = "default"
 language = "en"
 
 [delivery]
-# sendgrid, smtp, file (an outbox folder of .eml files) or console
+# sendgrid, mailgun, smtp, file (an outbox folder of .eml files) or console
 transport = {transport}
 # messages per second, 0 for no limit
 rate = 0
@@ -50,6 +50,13 @@ processes = 0
 # The API key is read from the SENDGRID_API_KEY environment variable only.
 host = "https://api.sendgrid.com"
 sandbox = false
+
+[mailgun]
+# The API key is read from MAILGUN_API_KEY, the webhook signing key from
+# MAILGUN_WEBHOOK_SIGNING_KEY (environment only). See docs/providers/mailgun.md.
+# domain = "mg.example.org"
+# "us" or "eu": the region the sending domain was made in
+region = "us"
 
 [database]
 # Empty: a SQLite file in .newsletter/. For PostgreSQL: postgresql+psycopg://user@host/db

@@ -417,3 +417,39 @@ def test_the_mailgun_sdk_still_provides_what_the_client_uses(server):
         assert isinstance(info.value.__cause__, requests.ConnectionError)
     finally:
         refused.close()
+
+
+# -- settings -------------------------------------------------------------------------------------------
+
+def test_settings_from_the_mailgun_section_and_the_environment(plain_workspace, monkeypatch):
+    from newsletter.config import load_settings, mail_leaves_machine
+
+    config = plain_workspace / "newsletter.toml"
+    config.write_text(config.read_text().replace('region = "us"', 'region = "eu"\ndomain = "MG.Clinic.example"'))
+    monkeypatch.setenv("MAILGUN_API_KEY", KEY)
+    monkeypatch.setenv("MAILGUN_WEBHOOK_SIGNING_KEY", "whsec-secret-value")
+    settings = load_settings()
+    assert (settings.mailgun_domain, settings.mailgun_region) == ("mg.clinic.example", "eu")
+    assert settings.mailgun_base_url == "https://api.eu.mailgun.net" and mail_leaves_machine(settings, "mailgun")
+    assert KEY not in repr(settings) and "whsec-secret-value" not in repr(settings)
+    transport = MailgunTransport.from_settings(settings)
+    assert transport.host == "https://api.eu.mailgun.net" and transport.domain == "mg.clinic.example"
+    monkeypatch.setenv("NEWSLETTER_MAILGUN_HOST", "http://127.0.0.1:9")
+    monkeypatch.setenv("NEWSLETTER_MAILGUN_REGION", "us")
+    local = load_settings()
+    assert local.mailgun_base_url == "http://127.0.0.1:9" and not mail_leaves_machine(local, "mailgun")
+
+
+def test_a_bad_region_is_a_one_line_config_error(plain_workspace, monkeypatch):
+    from newsletter.config import load_settings
+
+    monkeypatch.setenv("NEWSLETTER_MAILGUN_REGION", "asia")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "NEWSLETTER_MAILGUN_REGION" in info.value.message and "us, eu" in info.value.message
+
+
+def test_send_without_the_api_key_says_which_variable_to_set(workspace, cli, tmp_path):
+    populate(cli, tmp_path, 2)
+    result = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", "mailgun")
+    assert result.exit_code == 1 and "MAILGUN_API_KEY" in result.stderr and "Traceback" not in result.stderr
