@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formataddr
 from html import escape
+from typing import Any
 
 from newsletter.delivery.base import BUILD_ERRORS, unbuildable
 from newsletter.delivery.merge import TOKEN
@@ -65,7 +67,7 @@ def shared_parts(message: Message, *, test_mode: bool = False) -> Shared:
     slots: dict[str, Slot] = {}
 
     def rewrite(template: str, subject: bool) -> str:
-        def replace(match) -> str:
+        def replace(match: re.Match[str]) -> str:
             field, raw = match.group(1), bool(match.group(2))
             key = ("subject:" if subject else "") + field + (":raw" if raw else "")
             slots.setdefault(key, (key, field, raw, subject))
@@ -87,7 +89,7 @@ def shared_parts(message: Message, *, test_mode: bool = False) -> Shared:
     return Shared(fields, list(slots.values()), {k: str(v) for k, v in message.metadata.items()})
 
 
-def build_form(shared: Shared, recipients: list[Recipient]):
+def build_form(shared: Shared, recipients: list[Recipient]) -> tuple[list[Field], list[int], list[SendResult | None]]:
     """The form for ``recipients``: ``(fields, included, results)``.
 
     ``fields`` is the list of ``(name, value)`` pairs to post (one ``to``
@@ -178,7 +180,7 @@ def _address(email: str) -> str:
     return address
 
 
-def _values(merge_data: dict, slots: list[Slot]) -> dict[str, str]:
+def _values(merge_data: Mapping[str, Any], slots: list[Slot]) -> dict[str, str]:
     """The recipient's value for every substitution the templates use ("" when it has none)."""
     values: dict[str, str] = {}
     for key, field, raw, subject in slots:

@@ -258,11 +258,13 @@ class MailgunTransport(Transport):
 
     def _reset(self, headers: Any) -> str | None:
         """The epoch second a 429 says to wait for: ``Retry-After`` (seconds) first, then ``X-RateLimit-Reset``."""
-        retry_after = headers.get("Retry-After") if headers else None
+        if not headers:
+            return None
         try:
-            return str(self.retry.clock() + float(retry_after))
-        except (TypeError, ValueError):
-            return headers.get("X-RateLimit-Reset") if headers else None
+            return str(self.retry.clock() + float(str(headers.get("Retry-After"))))
+        except ValueError:
+            reset = headers.get("X-RateLimit-Reset")
+            return str(reset) if reset is not None else None
 
     def __repr__(self) -> str:
         return f"<MailgunTransport host={self.host!r} domain={self.domain!r} test_mode={self.test_mode}>"
