@@ -453,3 +453,15 @@ def test_send_without_the_api_key_says_which_variable_to_set(workspace, cli, tmp
     populate(cli, tmp_path, 2)
     result = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", "mailgun")
     assert result.exit_code == 1 and "MAILGUN_API_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_scale_out_workers_build_the_transport_with_the_shared_429_pause(plain_workspace, monkeypatch):
+    """Registered with shared_throttle: a worker's Mailgun transport takes the policy that pauses every worker."""
+    from newsletter.config import load_settings
+    from newsletter.distributed.chunks import WorkerContext
+    from newsletter.distributed.limits import SharedPausePolicy
+
+    monkeypatch.setenv("MAILGUN_API_KEY", KEY)
+    monkeypatch.setenv("NEWSLETTER_MAILGUN_DOMAIN", DOMAIN)
+    transport = WorkerContext(None, load_settings()).transport("mailgun")
+    assert isinstance(transport, MailgunTransport) and isinstance(transport.retry, SharedPausePolicy)
