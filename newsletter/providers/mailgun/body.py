@@ -6,9 +6,10 @@ object keyed by address whose values replace ``%recipient.KEY%`` anywhere
 in the message, headers and custom variables included. So:
 
 - our merge tokens become Mailgun's: ``%%name%%`` -> ``%recipient.name%``
-  (the HTML-escaped value), ``%%name:raw%%`` -> ``%recipient.name:raw%``;
-  in the subject, ``%recipient.subject:name...%`` holds the value on one line
-  (a merge value with a line break must not end the Subject header);
+  (the HTML-escaped value), ``%%name:raw%%`` -> ``%recipient.raw:name%``;
+  in the subject, ``%recipient.subject-raw:name%`` (or ``subject:name``)
+  holds the value on one line (a merge value with a line break must not
+  end the Subject header);
 - per-recipient headers (List-Unsubscribe, List-Unsubscribe-Post, our
   Message-ID) are ``h:Name = %recipient.h:Name%``; per-recipient custom
   variables (our Message-ID, the subscriber id) are ``v:key = %recipient.v:key%``,
@@ -69,7 +70,9 @@ def shared_parts(message: Message, *, test_mode: bool = False) -> Shared:
     def rewrite(template: str, subject: bool) -> str:
         def replace(match: re.Match[str]) -> str:
             field, raw = match.group(1), bool(match.group(2))
-            key = ("subject:" if subject else "") + field + (":raw" if raw else "")
+            # Prefixes no field name can hold (fields are [A-Za-z_][A-Za-z0-9_]*): keys never collide
+            # with each other, nor with the "h:" and "v:" keys below.
+            key = (("subject-raw:" if raw else "subject:") if subject else ("raw:" if raw else "")) + field
             slots.setdefault(key, (key, field, raw, subject))
             return f"%recipient.{key}%"
 
