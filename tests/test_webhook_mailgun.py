@@ -79,7 +79,7 @@ def status_of(site, email: str) -> tuple[str, str | None]:
 # -- verification ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["other key", "tampered signature", "stale", "future", "no signature",
-                                 "replayed token", "not json"])
+                                 "replayed token", "not json", "non-ascii signature", "form-encoded"])
 def test_a_bad_stale_or_replayed_request_is_403_and_changes_nothing(site, how):
     manage.add_subscriber(site.store, "a@example.org", list_name="readers", confirmed=True)
     event = event_data("failed", "a@example.org", severity="permanent", reason="bounce")
@@ -100,6 +100,12 @@ def test_a_bad_stale_or_replayed_request_is_403_and_changes_nothing(site, how):
         first = site.client.post("/webhooks/mailgun", content=signed(event_data("opened", "b@example.org"), now,
                                                                      token="t" * 50))
         assert first.status_code == 200
+    elif how == "non-ascii signature":
+        data = json.loads(body)
+        data["signature"]["signature"] = "é" * 64
+        body = json.dumps(data, ensure_ascii=False).encode()
+    elif how == "form-encoded":  # Mailgun's legacy webhooks
+        body = f"event=bounced&recipient=a%40example.org&timestamp={now}&token={'t' * 50}".encode()
     else:
         body = b"not json"
     response = site.client.post("/webhooks/mailgun", content=body)

@@ -107,7 +107,8 @@ class MailgunEvents:
         if abs(age) > self.max_age:
             raise Refused("stale timestamp")
         expected = hmac.new(self._key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
+        # compare_digest refuses str with non-ASCII characters (TypeError): compare bytes.
+        if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
             raise Refused("bad signature")
         self._remember(token)
 
