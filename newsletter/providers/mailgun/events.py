@@ -102,7 +102,7 @@ class MailgunEvents:
             raise Refused("bad token")
         try:
             age = self.clock() - int(timestamp)
-        except ValueError:
+        except (ValueError, OverflowError):  # not digits, or too many for a float
             raise Refused("bad timestamp") from None
         if abs(age) > self.max_age:
             raise Refused("stale timestamp")
