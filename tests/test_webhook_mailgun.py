@@ -12,6 +12,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from newsletter.audience import manage
 from newsletter.config import load_settings
 from newsletter.providers.base import Refused
@@ -239,3 +241,36 @@ def test_an_event_for_someone_elses_message_is_stored_unmatched(site, campaign):
     assert response.status_code == 200 and response.json()["matched"] == 0
     (row,) = stored(site)
     assert row.campaign_id is None and row.kind == "bounced"
+
+
+# -- hostile bodies ---------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20)
+event_fields = st.dictionaries(
+    st.sampled_from(["event", "id", "timestamp", "recipient", "severity", "reason", "user-variables", "message",
+                     "delivery-status", "url", "tags"]) | st.text(max_size=10), json_values, max_size=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=event_fields, timestamp=st.one_of(st.integers(), st.text(max_size=20), st.none()),
+       token=st.one_of(st.text(max_size=300), st.integers(), st.none()), sign=st.booleans())
+def test_any_body_is_verified_or_refused_and_any_event_data_parses(event, timestamp, token, sign):
+    clock = Clock(now=1_800_000_000.0)
+    source = MailgunEvents(SIGNING_KEY, clock)
+    if sign:
+        body = signed(event, 1_800_000_000, token=str(token) if token else None)
+    else:
+        body = json.dumps({"signature": {"timestamp": timestamp, "token": token, "signature": "ab"},
+                           "event-data": event}).encode()
+    genuine = sign and len(str(token) if token else "generated") <= 200
+    if genuine:
+        source.verify({}, body)
+    else:
+        with pytest.raises(Refused):
+            source.verify({}, body)
+    (parsed,) = source.parse(body)
+    assert parsed.provider == "mailgun" and "\x00" not in parsed.recipient + parsed.event_id + parsed.detail
+    assert len(parsed.event_id) <= 200 and len(parsed.recipient) <= 320
