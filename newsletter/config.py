@@ -38,6 +38,7 @@ SECRET_FILE = "secret_key"
 TRANSPORTS = registry.names()  # every registered transport (newsletter.transports)
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 DEFAULT_POSTMARK_HOST = "https://api.postmarkapp.com"
+MAILGUN_REGIONS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 # (section, key) -> environment variable that overrides it; each provider's section from the registry
 ENV_OVERRIDES = {
@@ -88,6 +89,12 @@ class Settings:
     postmark_message_stream: str = "broadcast"
     postmark_webhook_user: str | None = field(default=None, repr=False)
     postmark_webhook_password: str | None = field(default=None, repr=False)
+    mailgun_api_key: str | None = field(default=None, repr=False)
+    mailgun_domain: str = ""
+    mailgun_region: str = "us"
+    mailgun_host: str = ""  # an explicit API base URL (a proxy, a stand-in); empty: the region's
+    mailgun_test_mode: bool = False
+    mailgun_webhook_signing_key: str | None = field(default=None, repr=False)
     broker_url: str | None = field(default=None, repr=False)
     misfire_grace_seconds: int = 3600
     # A sender on another machine silent this long is taken for dead (engine/fencing.py).
@@ -100,6 +107,11 @@ class Settings:
     def sender(self) -> str:
         """The From header value, ``Name <address>``."""
         return formataddr((self.sender_name, self.sender_address))
+
+    @property
+    def mailgun_base_url(self) -> str:
+        """The Mailgun API base URL: ``[mailgun] host`` when set, else the region's."""
+        return self.mailgun_host or MAILGUN_REGIONS[self.mailgun_region]
 
     @property
     def secret_key(self) -> str:
@@ -177,6 +189,12 @@ def load_settings(
         postmark_message_stream=reader.text("postmark", "message_stream", default="broadcast") or "broadcast",
         postmark_webhook_user=reader.text("postmark", "webhook_user", default="") or None,
         postmark_webhook_password=env.get("NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD") or None,
+        mailgun_api_key=env.get("MAILGUN_API_KEY") or None,
+        mailgun_domain=reader.text("mailgun", "domain", default="").lower(),
+        mailgun_region=reader.choice("mailgun", "region", tuple(MAILGUN_REGIONS), default="us"),
+        mailgun_host=reader.text("mailgun", "host", default="").rstrip("/"),
+        mailgun_test_mode=reader.flag("mailgun", "test_mode", default=False),
+        mailgun_webhook_signing_key=env.get("MAILGUN_WEBHOOK_SIGNING_KEY") or None,
         broker_url=reader.text("broker", "url", default="") or None,
         misfire_grace_seconds=int(
             reader.number("scheduler", "misfire_grace_seconds", default=3600, minimum=1)
@@ -238,6 +256,8 @@ def mail_host(settings: Settings, transport: str | None = None) -> str | None:
         return urlsplit(settings.sendgrid_host or DEFAULT_SENDGRID_HOST).hostname or "(no SendGrid host)"
     if transport == "postmark":
         return urlsplit(settings.postmark_host or DEFAULT_POSTMARK_HOST).hostname or "(no Postmark host)"
+    if transport == "mailgun":
+        return urlsplit(settings.mailgun_base_url).hostname or "(no Mailgun host)"
     return None
 
 

@@ -30,7 +30,7 @@ theme = "default"
 language = "en"
 
 [delivery]
-# sendgrid, smtp, file (an outbox folder of .eml files) or console
+# sendgrid, mailgun, smtp, file (an outbox folder of .eml files) or console
 transport = {transport}
 # messages per second, 0 for no limit
 rate = 0
@@ -56,6 +56,12 @@ sandbox = false
 # (docs/providers/postmark.md); newsletters go out on a Broadcast message stream.
 # message_stream = "broadcast"
 # webhook_user = "postmark-hook"
+[mailgun]
+# The API key is read from MAILGUN_API_KEY, the webhook signing key from
+# MAILGUN_WEBHOOK_SIGNING_KEY (environment only). See docs/providers/mailgun.md.
+# domain = "mg.example.org"
+# "us" or "eu": the region the sending domain was made in
+region = "us"
 
 [database]
 # Empty: a SQLite file in .newsletter/. For PostgreSQL: postgresql+psycopg://user@host/db

@@ -55,6 +55,8 @@ def _clean_environment(monkeypatch):
             monkeypatch.delenv(name)
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
     monkeypatch.delenv("POSTMARK_SERVER_TOKEN", raising=False)
+    monkeypatch.delenv("MAILGUN_API_KEY", raising=False)
+    monkeypatch.delenv("MAILGUN_WEBHOOK_SIGNING_KEY", raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

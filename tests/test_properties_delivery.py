@@ -5,12 +5,12 @@ local parts, 64-character local parts, names with accents, quotes, commas,
 semicolons, control characters, very long ones, and addresses that cannot be
 sent at all) go through every transport against its real counterpart: the
 file outbox, the console stream, the memory outbox, aiosmtpd with and without
-SMTPUTF8, and the SendGrid and Postmark stand-ins. For every batch:
+SMTPUTF8, and the SendGrid, Postmark and Mailgun stand-ins. For every batch:
 
 - no exception escapes ``send_batch``, and every recipient gets exactly one
   result, in order: accepted, or refused with a non-empty reason;
 - a sendable address is accepted, except where the path cannot carry a
-  non-ASCII local part (SMTP without SMTPUTF8, SendGrid, Postmark): then that one is
+  non-ASCII local part (SMTP without SMTPUTF8, SendGrid, Postmark, Mailgun): then that one is
   refused with the reason, and nobody else is affected;
 - the receiving side sees each accepted recipient exactly once, at the wire
   form of their address (domain IDNA-encoded), with a name free of control
@@ -39,9 +39,11 @@ from newsletter.delivery.memory import MemoryTransport
 from newsletter.delivery.message import Outcome
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.smtp import SmtpTransport
+from newsletter.providers.mailgun.transport import MailgunTransport
 from newsletter.providers.postmark.transport import PostmarkTransport
 from newsletter.providers.sendgrid.transport import SendGridTransport
 
+from fake_mailgun import FakeMailgun
 from fake_postmark import FakePostmark
 from fake_postmark import parse_mailbox as postmark_mailbox
 from fake_sendgrid import FakeSendGrid
@@ -152,6 +154,12 @@ def postmark_server():
 @pytest.fixture(scope="module")
 def sendgrid_server():
     with FakeSendGrid(api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mailgun_server():
+    with FakeMailgun(api_key=KEY, domain="mg.clinic.example") as server:
         yield server
 
 
@@ -296,3 +304,25 @@ def test_postmark_treats_every_recipient_alike(postmark_server, batch):
         assert canonical(address) == canonical(accepted[message_id])
         assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
     assert postmark_server.requests <= 1
+
+
+@PROPERTY
+@given(batch=batches())
+def test_mailgun_treats_every_recipient_alike(mailgun_server, batch):
+    from email.policy import default
+
+    recipients = recipients_for(batch, next(_runs))
+    mailgun_server.reset()
+    policy_ = RetryPolicy(max_attempts=2, sleep=lambda seconds: None)
+    with MailgunTransport(KEY, "mg.clinic.example", host=mailgun_server.url, timeout=10, retry=policy_) as mg:
+        results = mg.send_batch(make_message(), recipients)
+    accepted = check_results(recipients, results, carries_unicode_local=False)
+    received = {m["variables"]["message_id"]: m for m in mailgun_server.messages}
+    assert len(received) == len(mailgun_server.messages), "each accepted recipient sent exactly once"
+    assert set(received) == set(accepted) and Counter(mailgun_server.delivered) == Counter(accepted.values())
+    for message_id, message in received.items():
+        assert message["to"] == accepted[message_id] and message["headers"]["Message-Id"] == f"<{message_id}>"
+        assert "%recipient" not in message["subject"] + message["html"] + message["text"]
+        (to,) = default.header_factory("To", f"{message['name']} <x@example.org>").addresses
+        assert not any(unicodedata.category(c) == "Cc" for c in to.display_name)
+    assert mailgun_server.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2

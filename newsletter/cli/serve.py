@@ -26,6 +26,7 @@ def serve(app, host, port, forwarded_allow_ips):
     Paths under NEWSLETTER_BASE_URL:
       GET/POST /unsubscribe/TOKEN   GET/POST /confirm/TOKEN   POST /subscribe
       POST /webhooks/sendgrid       GET /archive[/SLUG]       GET /feed.xml
+      POST /webhooks/mailgun
 
     \b
     Example:
@@ -45,6 +46,8 @@ def serve(app, host, port, forwarded_allow_ips):
         if settings.transport == "postmark" and not postmark_hook:
             say("[yellow]Note:[/] /webhooks/postmark answers 503 until NEWSLETTER_POSTMARK_WEBHOOK_USER and "
                 "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD are set.")
+        if settings.transport == "mailgun" and not settings.mailgun_webhook_signing_key:
+            say("[yellow]Note:[/] /webhooks/mailgun answers 503 until MAILGUN_WEBHOOK_SIGNING_KEY is set.")
         _run(web_app, sock, host, bound, forwarded_allow_ips)
         say("Stopped.")
     finally:
