@@ -96,13 +96,18 @@ def test_schedule_creates_a_scheduled_campaign_and_writes_no_job(letter, cli, mo
     assert data["audience"] == 3
     human = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(), "--again")
     assert human.exit_code == 0 and human.stdout.strip().isdigit()  # prints its id
-    from newsletter.store.scheduling import apscheduler_jobs
-    from sqlalchemy import select
+    from newsletter.store import scheduling as q
+    from newsletter.vocabulary import CampaignStatus
+    from sqlalchemy import inspect
 
+    # The daemon's only input is the campaigns table (newsletter.scheduler.sync): the campaign is there,
+    # scheduled at its UTC time; no job store table exists for a CLI process to write to.
     store, _ = store_and_settings()
     with store.session() as session:
-        job_ids = set(session.scalars(select(apscheduler_jobs.c.id)))
-    assert job_ids == set()  # the campaigns table is the scheduler's only input; only the daemon makes jobs
+        due = {c.id: c.scheduled_at for c in q.campaigns_in(session, (CampaignStatus.SCHEDULED,))}
+    assert due[campaign_id] == datetime(2027, 1, 5, 14, 0, tzinfo=UTC) and len(due) == 2
+    assert not inspect(store.engine).has_table("apscheduler_jobs")
+    store.close()
     rows = {r["id"]: r for r in cli("campaigns", "list", "--json").json()}
     row = rows[campaign_id]
     assert row["status"] == "scheduled" and row["scheduled_local"] == "2027-01-05 09:00 EST"

@@ -13,22 +13,10 @@ from datetime import datetime
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import ledger
 from newsletter.store.audience import get_list
-from newsletter.store.models import (
-    CANCELLED,
-    DRAFT,
-    LEDGER_FAILED,
-    LEDGER_UNKNOWN,
-    MISSED,
-    PAUSED,
-    SCHEDULED,
-    SENDING,
-    SENT,
-    STOPPED,
-    Campaign,
-)
+from newsletter.store.models import Campaign
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
-FAILED = ledger.FAILED  # finished, and nobody received it: retry it, or send it again
-FINAL_STATUSES = (SENT, CANCELLED, MISSED)
+FINAL_STATUSES = (CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
 
 
 def require_sendable(settings, transport: str | None = None) -> None:
@@ -57,7 +45,7 @@ def require_sendable(settings, transport: str | None = None) -> None:
 
 
 def create_campaign(store, settings, edition, list_name: str, transport: str, *,
-                    status: str = DRAFT, scheduled_at: datetime | None = None,
+                    status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
                     timezone: str | None = None, article_path: str = "", again: bool = False) -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id.
 
@@ -85,7 +73,7 @@ def create_campaign(store, settings, edition, list_name: str, transport: str, *,
 
 
 # A campaign of the same edition in one of these states means the list has it, or is about to.
-_UNDER_WAY = (SCHEDULED, SENDING, PAUSED, STOPPED)
+_UNDER_WAY = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.STOPPED)
 
 
 def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
@@ -107,19 +95,19 @@ def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
     earlier = session.execute(
         select(Campaign.id, Campaign.status).join(Edition, Edition.id == Campaign.edition_id)
         .where(Campaign.list_id == mailing_list.id, same, or_(Campaign.status.in_(_UNDER_WAY), sent_rows))
-        .order_by(Campaign.status != SENDING, Campaign.id.desc()).limit(1)).first()
+        .order_by(Campaign.status != CampaignStatus.SENDING, Campaign.id.desc()).limit(1)).first()
     if earlier is None:
         return
     campaign_id, status = earlier
     name = mailing_list.name
-    if status == SENDING:
+    if status == CampaignStatus.SENDING:
         raise Conflict(f"campaign {campaign_id} is sending {edition.slug!r} to {name} right now",
                        hint=f"wait for it to finish (newsletter campaigns show {campaign_id}); if its sender died, "
                             f"continue it with: newsletter campaigns resume {campaign_id}; --again cannot "
                             "override a send in progress")
     if again:
         return
-    if status == SCHEDULED:
+    if status == CampaignStatus.SCHEDULED:
         raise Conflict(f"{edition.slug!r} is already scheduled for {name} (campaign {campaign_id})",
                        hint=f"see it with: newsletter campaigns show {campaign_id} (cancel {campaign_id} to drop "
                             "it; newsletter campaigns resume works once it has started); to send it twice on "
@@ -152,8 +140,8 @@ def describe_campaign(store, campaign_id: int) -> dict:
             **campaign_summary(campaign),
             "counts": counts,
             "total": sum(counts.values()),
-            "unknown": ledger.rows_with_status(session, campaign_id, LEDGER_UNKNOWN),
-            "failed": ledger.rows_with_status(session, campaign_id, LEDGER_FAILED),
+            "unknown": ledger.rows_with_status(session, campaign_id, LedgerStatus.UNKNOWN),
+            "failed": ledger.rows_with_status(session, campaign_id, LedgerStatus.FAILED),
             "events": events,
             "rates": event_rates(events, counts),
         }
@@ -218,11 +206,12 @@ def list_campaigns(store, status: str | None = None) -> list[dict]:
 
 
 def ensure_resumable(campaign: Campaign) -> None:
-    if campaign.status in FINAL_STATUSES and campaign.status != SENT:
+    if campaign.status in FINAL_STATUSES and campaign.status != CampaignStatus.SENT:
         raise Conflict(f"campaign {campaign.id} is {campaign.status}", hint="create a new one with newsletter send")
-    if campaign.status in (DRAFT, SCHEDULED):
+    if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         raise Conflict(f"campaign {campaign.id} has not started ({campaign.status})",
                        hint="it starts by itself when due, under newsletter run")
 
 
-RESUMABLE = (PAUSED, STOPPED, SENDING, SENT, FAILED)
+RESUMABLE = (CampaignStatus.PAUSED, CampaignStatus.STOPPED, CampaignStatus.SENDING, CampaignStatus.SENT,
+             CampaignStatus.FAILED)  # failed: finished, and nobody received it

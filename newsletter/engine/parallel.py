@@ -26,7 +26,7 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.engine.fencing import Fenced
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.store import ledger
-from newsletter.store.models import LEDGER_PENDING
+from newsletter.vocabulary import LedgerStatus
 
 # Below this many pending rows per process, start-up costs more than it saves.
 MIN_ROWS_PER_PROCESS = 20_000
@@ -49,7 +49,7 @@ def processes_for(store, settings, campaign_id: int, transport, requested: int |
     if wanted <= 1 or options.get("limit") is not None or transport.name not in PROCESS_SAFE:
         return 1
     with store.session() as session:
-        pending = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        pending = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     floor = MIN_ROWS_PER_PROCESS if automatic else 1
     return max(1, min(wanted, pending // floor))
 
@@ -65,7 +65,7 @@ def send_in_processes(store, settings, campaign_id: int, transport_name: str, co
     import multiprocessing
 
     with store.session() as session:
-        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
         # (after_id, up_to] for each process: contiguous, about equal in rows
         ranges = [(first - 1, last) for first, last, _rows in
                   ledger.pending_ranges(session, campaign_id, max(1, -(-total // count)))]

@@ -45,23 +45,11 @@ from newsletter.engine.fencing import (
 )
 from newsletter.errors import Conflict
 from newsletter.store import ledger
-from newsletter.store.models import (
-    DRAFT,
-    LEDGER_FAILED,
-    LEDGER_PENDING,
-    LEDGER_SENDING,
-    LEDGER_SENT,
-    LEDGER_UNKNOWN,
-    PAUSED,
-    SCHEDULED,
-    SENDING,
-    SENT,
-    STOPPED,
-    utcnow,
-)
+from newsletter.store.models import utcnow
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
-_LEDGER_OF = {Outcome.SENT: LEDGER_SENT, Outcome.QUEUED: LEDGER_SENT, Outcome.REJECTED: LEDGER_FAILED,
-              Outcome.FAILED: LEDGER_FAILED, Outcome.UNKNOWN: LEDGER_UNKNOWN}
+_LEDGER_OF = {Outcome.SENT: LedgerStatus.SENT, Outcome.QUEUED: LedgerStatus.SENT, Outcome.REJECTED: LedgerStatus.FAILED,
+              Outcome.FAILED: LedgerStatus.FAILED, Outcome.UNKNOWN: LedgerStatus.UNKNOWN}
 # The default staleness limit (see newsletter.engine.fencing.stale_seconds for the setting).
 HEARTBEAT_STALE_SECONDS = DEFAULT_STALE_SECONDS
 
@@ -128,7 +116,8 @@ def start_campaign(store, settings, campaign_id: int, transport, **options) -> S
     stale_seconds(settings)  # a bad setting is an error now, before the campaign is claimed
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        if not ledger.claim_campaign(session, campaign_id, (DRAFT, SCHEDULED), SENDING,
+        if not ledger.claim_campaign(session, campaign_id, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED),
+                                     CampaignStatus.SENDING,
                                      started_at=utcnow(), heartbeat_at=utcnow(), sender=sender):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
@@ -160,11 +149,13 @@ def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) 
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         ensure_resumable(campaign)
-        if campaign.status == SENDING and fencing.sender_alive(campaign.sender, campaign.heartbeat_at, stale):
+        sending = campaign.status == CampaignStatus.SENDING
+        if sending and fencing.sender_alive(campaign.sender, campaign.heartbeat_at, stale):
             raise Conflict(f"campaign {campaign_id} is being sent by another process ({campaign.sender})",
                            hint=f"wait for it, or stop that process first; a sender on another machine is "
                                 f"taken for dead {stale:g} s after its last heartbeat")
-        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, SENDING, expected_sender=campaign.sender,
+        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, CampaignStatus.SENDING,
+                                     expected_sender=campaign.sender,
                                      heartbeat_at=utcnow(), sender=sender):
             raise Conflict(f"campaign {campaign_id} changed state; try again",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
@@ -177,7 +168,7 @@ def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) 
 def retry_campaign(store, settings, campaign_id: int, transport, which: str, **options) -> SendReport:
     """Send again the ``failed`` or ``unknown`` rows, on purpose (never while another sender is at it)."""
     return resume_campaign(store, settings, campaign_id, transport,
-                           requeue=LEDGER_FAILED if which == "failed" else LEDGER_UNKNOWN, **options)
+                           requeue=LedgerStatus.FAILED if which == "failed" else LedgerStatus.UNKNOWN, **options)
 
 
 def _run(store, settings, campaign_id: int, transport, sender: str, *, processes: int | None = None,
@@ -189,7 +180,7 @@ def _run(store, settings, campaign_id: int, transport, sender: str, *, processes
     when another process took it over.
     """
     started = time.monotonic()
-    report = SendReport(campaign_id, SENDING)
+    report = SendReport(campaign_id, CampaignStatus.SENDING)
     heartbeat = Heartbeat(lambda: _beat(store, campaign_id, sender), beat_interval(stale_seconds(settings)))
     try:
         with heartbeat:
@@ -206,10 +197,10 @@ def _run(store, settings, campaign_id: int, transport, sender: str, *, processes
         if heartbeat.lost.is_set():
             raise Fenced(campaign_id)
     except PermanentTransportError as exc:
-        finish_campaign(store, campaign_id, STOPPED, report,
+        finish_campaign(store, campaign_id, CampaignStatus.STOPPED, report,
                         error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message, sender=sender)
         raise
-    finish_campaign(store, campaign_id, PAUSED if interrupted else None, report, sender=sender)
+    finish_campaign(store, campaign_id, CampaignStatus.PAUSED if interrupted else None, report, sender=sender)
     report.seconds = time.monotonic() - started
     return report
 
@@ -241,7 +232,7 @@ def send_range(store, settings, campaign_id: int, transport, report: SendReport,
         campaign = get_campaign(session, campaign_id)
         list_id, slug = campaign.list_id, campaign.edition.slug
         message = campaign_message(settings, campaign)
-        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
     fence = campaign_fence(campaign_id, sender)
@@ -315,16 +306,16 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             _check(fence, session, campaign_id)
-            ledger.mark(session, [ids[m] for m in untouched], LEDGER_PENDING, LEDGER_SENDING)
+            ledger.mark(session, [ids[m] for m in untouched], LedgerStatus.PENDING, LedgerStatus.SENDING)
         raise
     except BaseException:
         # An unexpected failure mid-call: the provider may have the batch.
         with store.session() as session:
             if fence is not None and not fence(session):
                 raise
-            ledger.mark(session, list(ids.values()), LEDGER_UNKNOWN, LEDGER_SENDING,
+            ledger.mark(session, list(ids.values()), LedgerStatus.UNKNOWN, LedgerStatus.SENDING,
                         error="the send was interrupted while this message was in flight")
-        finish_campaign(store, campaign_id, PAUSED, report, fence=fence)
+        finish_campaign(store, campaign_id, CampaignStatus.PAUSED, report, fence=fence)
         raise
     record_results(store, results, ids, report, campaign_id, fence=fence)
 
@@ -338,15 +329,15 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
     """
     accepted: dict[str | None, list[int]] = {}
     others = []
-    tally = {"sent": 0, LEDGER_FAILED: 0, LEDGER_UNKNOWN: 0}
+    tally = {"sent": 0, LedgerStatus.FAILED: 0, LedgerStatus.UNKNOWN: 0}
     for result in results:
         status = _LEDGER_OF[result.outcome]
-        if status == LEDGER_SENT and not result.error:
+        if status == LedgerStatus.SENT and not result.error:
             accepted.setdefault(result.provider_id, []).append(ids[result.message_id])
         else:
             others.append({"b_id": ids[result.message_id], "status": status,
                            "provider_id": result.provider_id, "error": (result.error or "")[:1000] or None})
-        tally["sent" if status == LEDGER_SENT else status] += 1
+        tally["sent" if status == LedgerStatus.SENT else status] += 1
     with store.session() as session:
         _check(fence, session, campaign_id)
         if len(accepted) == 1 and not others and len(results) == len(ids):
@@ -354,12 +345,12 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
             # ``sending`` in the batch's id range are exactly these (the fence
             # keeps any other sender of this campaign out of the range).
             (provider_id, delivery_ids), = accepted.items()
-            ledger.mark_range(session, campaign_id, min(delivery_ids), max(delivery_ids), LEDGER_SENT,
-                              LEDGER_SENDING, provider_id=provider_id)
+            ledger.mark_range(session, campaign_id, min(delivery_ids), max(delivery_ids), LedgerStatus.SENT,
+                              LedgerStatus.SENDING, provider_id=provider_id)
         else:
             for provider_id, delivery_ids in accepted.items():
-                ledger.mark(session, delivery_ids, LEDGER_SENT, LEDGER_SENDING, provider_id=provider_id)
-            ledger.mark_each(session, others, LEDGER_SENDING)
+                ledger.mark(session, delivery_ids, LedgerStatus.SENT, LedgerStatus.SENDING, provider_id=provider_id)
+            ledger.mark_each(session, others, LedgerStatus.SENDING)
     for name, value in tally.items():
         setattr(report, name, getattr(report, name) + value)
 
@@ -367,7 +358,7 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
 def finish_campaign(store, campaign_id: int, status: str | None, report: SendReport, error: str = "", *,
                     sender: str | None = None, fence=None) -> None:
     """Settle the campaign's status: ``sent`` only when nothing is pending or in flight, and
-    ``failed`` (:data:`~newsletter.store.ledger.FAILED`) when it reached nobody.
+    ``failed`` (``CampaignStatus.FAILED``) when it reached nobody.
 
     With ``sender`` (or ``fence``) only while this run still owns the
     campaign: Fenced otherwise, and nothing is written.
@@ -376,24 +367,24 @@ def finish_campaign(store, campaign_id: int, status: str | None, report: SendRep
     with store.session() as session:
         _check(fence, session, campaign_id)
         counts = ledger.counts(session, campaign_id)
-        nothing_left = counts[LEDGER_PENDING] == 0 and counts[LEDGER_SENDING] == 0
-        if status in (None, PAUSED):  # a stop that came after the last batch still finished the send
-            status = SENT if nothing_left else PAUSED
-        if status == SENT and ledger.nobody_received(counts):
-            status = ledger.FAILED
+        nothing_left = counts[LedgerStatus.PENDING] == 0 and counts[LedgerStatus.SENDING] == 0
+        if status in (None, CampaignStatus.PAUSED):  # a stop that came after the last batch still finished the send
+            status = CampaignStatus.SENT if nothing_left else CampaignStatus.PAUSED
+        if status == CampaignStatus.SENT and ledger.nobody_received(counts):
+            status = CampaignStatus.FAILED
         values = {"status": status, "heartbeat_at": None, "sender": None}
-        if status in (SENT, ledger.FAILED):
+        if status in (CampaignStatus.SENT, CampaignStatus.FAILED):
             values["finished_at"] = utcnow()
         if error:
             values["error"] = error
-        elif status == ledger.FAILED:
+        elif status == CampaignStatus.FAILED:
             values["error"] = _nobody_error(counts)
         ledger.set_campaign(session, campaign_id, **values)
     report.status, report.counts = status, counts
 
 
 def _nobody_error(counts: dict[str, int]) -> str:
-    return (f"nobody received it: {counts[LEDGER_FAILED]} failed, {counts[LEDGER_UNKNOWN]} unknown "
+    return (f"nobody received it: {counts[LedgerStatus.FAILED]} failed, {counts[LedgerStatus.UNKNOWN]} unknown "
             "(see the reasons with campaigns show; send them again with campaigns retry --failed or --unknown)")
 
 

@@ -30,7 +30,8 @@ from newsletter.errors import Conflict
 from newsletter.scheduler import jobs
 from newsletter.scheduling.times import show
 from newsletter.store import scheduling as q
-from newsletter.store.models import PAUSED, SENDING, utcnow
+from newsletter.store.models import utcnow
+from newsletter.vocabulary import CampaignStatus
 
 LEASE_NAME = "scheduler"
 SYNC_SECONDS = 2.0  # how often the daemon syncs its jobs from the tables (NEWSLETTER_SCHEDULER_SYNC_SECONDS)
@@ -162,7 +163,7 @@ class Daemon:
 
         with self.store.session() as session:
             orphans = q.sends_of_others(session, self.runtime.holder)
-            for campaign in q.campaigns_in(session, (SENDING, PAUSED)):
+            for campaign in q.campaigns_in(session, (CampaignStatus.SENDING, CampaignStatus.PAUSED)):
                 if campaign.id not in orphans:
                     continue
                 beat = campaign.heartbeat_at

@@ -17,7 +17,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.models import LEDGER_PENDING, PAUSED, SENDING, Base, Campaign, Delivery, UTCDateTime, utcnow
+from newsletter.store.models import Base, Campaign, Delivery, UTCDateTime, utcnow
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
 CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = "queued", "running", "done"
 
@@ -116,7 +117,8 @@ def heartbeat(session: Session, owner: str, chunk_ids: list[int]) -> list[int]:
                     .values(heartbeat_at=now))
     campaign_ids = list(session.scalars(select(chunks_t.c.campaign_id).where(chunks_t.c.id.in_(chunk_ids))
                                         .distinct()))
-    session.execute(update(campaigns_t).where(campaigns_t.c.id.in_(campaign_ids), campaigns_t.c.status == SENDING)
+    session.execute(update(campaigns_t).where(campaigns_t.c.id.in_(campaign_ids),
+                                              campaigns_t.c.status == CampaignStatus.SENDING)
                     .values(heartbeat_at=now))
     return campaign_ids
 
@@ -132,7 +134,7 @@ def mark_enqueued(session: Session, campaign_id: int, chunk_ids: list[int] | Non
 def unfinished_chunks(session: Session, enqueued_before: datetime, limit: int = 1000) -> list[SendChunk]:
     """Chunks of ``sending`` campaigns not done and not handed to the broker since ``enqueued_before``."""
     query = (select(SendChunk).join(Campaign, Campaign.id == SendChunk.campaign_id)
-             .where(Campaign.status == SENDING, SendChunk.status != CHUNK_DONE,
+             .where(Campaign.status == CampaignStatus.SENDING, SendChunk.status != CHUNK_DONE,
                     or_(SendChunk.enqueued_at.is_(None), SendChunk.enqueued_at < enqueued_before))
              .order_by(SendChunk.id).limit(limit))
     return list(session.scalars(query))
@@ -160,7 +162,7 @@ def chunks_with_pending(session: Session, campaign_id: int) -> list[SendChunk]:
     """The campaign's chunks whose range holds pending ledger rows (to send after a resume or retry)."""
     deliveries = Delivery.__table__
     pending = select(deliveries.c.id).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.status == LEDGER_PENDING,
+        deliveries.c.campaign_id == campaign_id, deliveries.c.status == LedgerStatus.PENDING,
         deliveries.c.id.between(chunks_t.c.first_id, chunks_t.c.last_id)).exists()
     return list(session.scalars(select(SendChunk).where(SendChunk.campaign_id == campaign_id, pending)
                                 .order_by(SendChunk.first_id)))
@@ -192,6 +194,6 @@ def pause_if_drained(session: Session, campaign_id: int) -> bool:
     unfinished = select(chunks_t.c.id).where(chunks_t.c.campaign_id == campaign_id,
                                              chunks_t.c.status != CHUNK_DONE).exists()
     result = session.execute(update(campaigns_t).where(campaigns_t.c.id == campaign_id,
-                                                       campaigns_t.c.status == SENDING, ~unfinished)
-                             .values(status=PAUSED, heartbeat_at=None, sender=None))
+                                                       campaigns_t.c.status == CampaignStatus.SENDING, ~unfinished)
+                             .values(status=CampaignStatus.PAUSED, heartbeat_at=None, sender=None))
     return result.rowcount == 1

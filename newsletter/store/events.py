@@ -20,18 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import JSON, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.models import (
-    LEDGER_SENT,
-    SENT,
-    Base,
-    Campaign,
-    Delivery,
-    Edition,
-    MailingList,
-    UTCDateTime,
-    utcnow,
-)
+from newsletter.store.models import Base, Campaign, Delivery, Edition, MailingList, UTCDateTime, utcnow
 from newsletter.tracking import REPORTED_KINDS
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
 
 class ProviderEvent(Base):
@@ -206,8 +197,8 @@ def _delivered_campaigns():
     """
     deliveries = Delivery.__table__
     reached = (select(deliveries.c.id)
-               .where(deliveries.c.campaign_id == Campaign.id, deliveries.c.status == LEDGER_SENT).exists())
-    return (Campaign.status == SENT) & reached
+               .where(deliveries.c.campaign_id == Campaign.id, deliveries.c.status == LedgerStatus.SENT).exists())
+    return (Campaign.status == CampaignStatus.SENT) & reached
 
 
 def sent_editions(session: Session, limit: int = 200) -> list[dict]:

@@ -15,30 +15,8 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import (
-    ACTIVE,
-    CONFIRMED,
-    LEDGER_FAILED,
-    LEDGER_PENDING,
-    LEDGER_SENDING,
-    LEDGER_SENT,
-    LEDGER_SKIPPED,
-    LEDGER_STATUSES,
-    LEDGER_UNKNOWN,
-    SENDING,
-    Campaign,
-    Delivery,
-    Edition,
-    Membership,
-    Subscriber,
-    Suppression,
-    utcnow,
-)
-from newsletter.vocabulary import CampaignStatus
-
-# Campaign.status of a finished campaign that nobody received (every row failed or unknown);
-# the other statuses are in models.py, which this change does not touch.
-FAILED = CampaignStatus.FAILED
+from newsletter.store.models import Campaign, Delivery, Edition, Membership, Subscriber, Suppression, utcnow
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
 
 deliveries_t = Delivery.__table__
 subscribers_t = Subscriber.__table__
@@ -50,8 +28,8 @@ def audience_conditions(list_id: int):
     """Confirmed members of the list, active, and not on the suppression list."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
-    return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == CONFIRMED,
-                subscribers_t.c.status == ACTIVE, ~suppressed)
+    return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == MembershipStatus.CONFIRMED,
+                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed)
 
 
 def audience_size(session: Session, list_id: int) -> int:
@@ -90,7 +68,7 @@ def snapshot_audience(session: Session, campaign_id: int, list_id: int,
             deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.subscriber_id == subscribers_t.c.id).exists())
     if zones is not None:
         conditions.append(_in_zones(zones))
-    source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LEDGER_PENDING),
+    source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LedgerStatus.PENDING),
                      literal(0))
               .select_from(memberships_t)
               .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
@@ -121,7 +99,7 @@ def counts(session: Session, campaign_id: int) -> dict[str, int]:
     rows = session.execute(select(deliveries_t.c.status, func.count())
                            .where(deliveries_t.c.campaign_id == campaign_id)
                            .group_by(deliveries_t.c.status))
-    result = {status: 0 for status in LEDGER_STATUSES}
+    result = {status: 0 for status in LedgerStatus}
     result.update({status: int(count) for status, count in rows})
     return result
 
@@ -154,7 +132,8 @@ def fence(session: Session, campaign_id: int, sender: str, now: datetime | None 
     """
     table = Campaign.__table__
     return session.execute(update(table)
-                           .where(table.c.id == campaign_id, table.c.sender == sender, table.c.status == SENDING)
+                           .where(table.c.id == campaign_id, table.c.sender == sender,
+                                  table.c.status == CampaignStatus.SENDING)
                            .values(heartbeat_at=now or utcnow())).rowcount == 1
 
 
@@ -185,14 +164,14 @@ def _candidates(campaign_id: int, list_id: int | None):
         .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
         .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
                                        memberships_t.c.list_id == list_id))
-        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING)
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING)
         .order_by(deliveries_t.c.id)
     )
 
 
 def _as_candidates(rows) -> list[Candidate]:
     return [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
-                      row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
+                      row[5] == SubscriberStatus.ACTIVE and row[6] == MembershipStatus.CONFIRMED and not row[7])
             for row in rows]
 
 
@@ -232,8 +211,8 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     moved = set(session.scalars(update(deliveries_t)
                                 .where(deliveries_t.c.campaign_id == campaign_id,
                                        deliveries_t.c.id.between(read[0].delivery_id, read[-1].delivery_id),
-                                       deliveries_t.c.status == LEDGER_PENDING)
-                                .values(status=LEDGER_SENDING, updated_at=utcnow(),
+                                       deliveries_t.c.status == LedgerStatus.PENDING)
+                                .values(status=LedgerStatus.SENDING, updated_at=utcnow(),
                                         attempts=deliveries_t.c.attempts + 1)
                                 .returning(deliveries_t.c.id)))
     rows = [c for c in read if c.eligible and c.delivery_id in moved]
@@ -241,8 +220,8 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     last_id = read[-1].delivery_id
     if unvetted:  # pending rows the read skipped (another claimer held them, then let go): not checked
         session.execute(update(deliveries_t)
-                        .where(deliveries_t.c.id.in_(sorted(unvetted)), deliveries_t.c.status == LEDGER_SENDING)
-                        .values(status=LEDGER_PENDING, attempts=deliveries_t.c.attempts - 1))
+                        .where(deliveries_t.c.id.in_(sorted(unvetted)), deliveries_t.c.status == LedgerStatus.SENDING)
+                        .values(status=LedgerStatus.PENDING, attempts=deliveries_t.c.attempts - 1))
         last_id = min(unvetted) - 1  # the next claim reads them again
     return Claim(rows, skipped, len(read), last_id)
 
@@ -298,14 +277,15 @@ def requeue(session: Session, campaign_id: int, from_status: str) -> int:
     """Put every row of one status back to pending (retry on purpose)."""
     return session.execute(update(deliveries_t)
                            .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == from_status)
-                           .values(status=LEDGER_PENDING, updated_at=utcnow())).rowcount
+                           .values(status=LedgerStatus.PENDING, updated_at=utcnow())).rowcount
 
 
 def orphaned_to_unknown(session: Session, campaign_id: int) -> int:
     """Rows left ``sending`` by a process that died: the provider may have them."""
     return session.execute(update(deliveries_t)
-                           .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_SENDING)
-                           .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
+                           .where(deliveries_t.c.campaign_id == campaign_id,
+                                  deliveries_t.c.status == LedgerStatus.SENDING)
+                           .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
                                    error="the sender stopped while this message was in flight")).rowcount
 
 
@@ -336,7 +316,8 @@ def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict]
 
 def skipped_now(session: Session, ids: list[int]) -> int:
     """Pending rows whose person left the list or is suppressed: ``skipped``; returns how many moved."""
-    return mark(session, ids, LEDGER_SKIPPED, LEDGER_PENDING, error="unsubscribed or suppressed before sending")
+    return mark(session, ids, LedgerStatus.SKIPPED, LedgerStatus.PENDING,
+                error="unsubscribed or suppressed before sending")
 
 
 # --- Scale-out sending (newsletter.distributed): ranges of the ledger -----------------
@@ -347,7 +328,7 @@ def pending_ranges(session: Session, campaign_id: int, size: int, *, after_id: i
     snapshot), cut them by arithmetic: a window over a million rows costs seconds."""
     low, high, total = session.execute(
         select(func.min(deliveries_t.c.id), func.max(deliveries_t.c.id), func.count())
-        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING,
                deliveries_t.c.id > after_id)).one()
     if not total or limit is not None or high - low + 1 != total:
         return _numbered_ranges(session, campaign_id, size, after_id=after_id, limit=limit)
@@ -365,7 +346,7 @@ def _numbered_ranges(session: Session, campaign_id: int, size: int, *, after_id:
     """
     numbered = (select(deliveries_t.c.id.label("id"),
                        ((func.row_number().over(order_by=deliveries_t.c.id) - 1) // size).label("part"))
-                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
+                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING,
                        deliveries_t.c.id > after_id)
                 .order_by(deliveries_t.c.id).limit(limit)
                 .subquery())
@@ -377,7 +358,7 @@ def _numbered_ranges(session: Session, campaign_id: int, size: int, *, after_id:
 def pending_in_range(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
     return session.execute(select(func.count()).where(
         deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.id.between(first_id, last_id),
-        deliveries_t.c.status == LEDGER_PENDING)).scalar() or 0
+        deliveries_t.c.status == LedgerStatus.PENDING)).scalar() or 0
 
 
 def claim_range(session: Session, campaign_id: int, list_id: int | None, first_id: int, last_id: int,
@@ -396,7 +377,8 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
     batch = _as_candidates(session.execute(query))
     skipped_now(session, [c.delivery_id for c in batch if not c.eligible])
     eligible = [c for c in batch if c.eligible]
-    moved = mark(session, [c.delivery_id for c in eligible], LEDGER_SENDING, LEDGER_PENDING, count_attempt=True)
+    moved = mark(session, [c.delivery_id for c in eligible], LedgerStatus.SENDING, LedgerStatus.PENDING,
+                 count_attempt=True)
     if moved != len(eligible):  # cannot happen under the lock; refuse rather than risk a double send
         raise RuntimeError(f"claimed {moved} of {len(eligible)} rows of campaign {campaign_id}")
     return batch
@@ -407,8 +389,8 @@ def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: in
     return session.execute(update(deliveries_t)
                            .where(deliveries_t.c.campaign_id == campaign_id,
                                   deliveries_t.c.id.between(first_id, last_id),
-                                  deliveries_t.c.status == LEDGER_SENDING)
-                           .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
+                                  deliveries_t.c.status == LedgerStatus.SENDING)
+                           .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
                                    error="the worker stopped while this message was in flight")).rowcount
 
 
@@ -417,11 +399,11 @@ def settle_if_done(session: Session, campaign_id: int, from_status: str, to_stat
     flight, in one conditional statement: of several workers finishing together, one wins.
 
     A campaign that nobody received (no row sent, some failed or unknown)
-    becomes :data:`FAILED` instead of ``sent``.
+    becomes ``failed`` (``CampaignStatus.FAILED``) instead of ``sent``.
     """
     open_rows = select(deliveries_t.c.id).where(
         deliveries_t.c.campaign_id == campaign_id,
-        deliveries_t.c.status.in_((LEDGER_PENDING, LEDGER_SENDING))).exists()
+        deliveries_t.c.status.in_((LedgerStatus.PENDING, LedgerStatus.SENDING))).exists()
     now = utcnow()
     result = session.execute(update(Campaign.__table__)
                              .where(Campaign.__table__.c.id == campaign_id,
@@ -432,14 +414,16 @@ def settle_if_done(session: Session, campaign_id: int, from_status: str, to_stat
 
 
 def settled_status(campaign_id: int, done_status: str):
-    """SQL for the status a finished campaign takes: ``done_status``, or FAILED when nobody got it."""
+    """SQL for the status a finished campaign takes: ``done_status``, or ``failed`` when nobody got it."""
     def any_row(*statuses):
         return select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == campaign_id,
                                               deliveries_t.c.status.in_(statuses)).exists()
-    return case((and_(~any_row(LEDGER_SENT), any_row(LEDGER_FAILED, LEDGER_UNKNOWN)), literal(FAILED)),
+    return case((and_(~any_row(LedgerStatus.SENT), any_row(LedgerStatus.FAILED, LedgerStatus.UNKNOWN)),
+                 literal(CampaignStatus.FAILED)),
                 else_=literal(done_status))
 
 
 def nobody_received(counts: dict[str, int]) -> bool:
     """The ledger counts of a finished campaign that reached nobody: no row sent, some failed or unknown."""
-    return counts.get(LEDGER_SENT, 0) == 0 and counts.get(LEDGER_FAILED, 0) + counts.get(LEDGER_UNKNOWN, 0) > 0
+    return counts.get(LedgerStatus.SENT, 0) == 0 and counts.get(LedgerStatus.FAILED,
+                                                                0) + counts.get(LedgerStatus.UNKNOWN, 0) > 0

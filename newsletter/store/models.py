@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
+from newsletter.vocabulary import SubscriberStatus
 
 
 def utcnow() -> datetime:
@@ -56,12 +56,6 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     pass
-
-
-# The statuses are enums in newsletter.vocabulary (issue 12). The names below
-# stay for the modules that still import them from here.
-ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = SubscriberStatus  # moved to newsletter.vocabulary (issue 12)
-PENDING, CONFIRMED = MembershipStatus.PENDING, MembershipStatus.CONFIRMED  # moved to newsletter.vocabulary (issue 12)
 
 
 # Ids that appear in links, tokens and Message-IDs are never reused: on SQLite
@@ -172,14 +166,6 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(16))  # a SuppressionReason
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-DRAFT, SCHEDULED, SENDING, PAUSED, STOPPED, SENT, CANCELLED, MISSED = (  # moved to newsletter.vocabulary (issue 12)
-    CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
-    CampaignStatus.STOPPED, CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
-# moved to newsletter.vocabulary (issue 12)
-LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED = LedgerStatus
-LEDGER_STATUSES = tuple(LedgerStatus)  # moved to newsletter.vocabulary (issue 12)
 
 
 class Edition(Base):

@@ -11,9 +11,10 @@ hold what scheduling adds to it:
   articles, and what each run did (sent, skipped, error).
 - ``campaign_waves``: per-subscriber local-time sends, one row per distinct
   UTC send time.
-- ``apscheduler_jobs``: APScheduler's SQLAlchemyJobStore table, unused since
-  the daemon keeps its jobs in memory (issue 12); declared until a migration
-  drops it, so the model/migration comparison still covers it.
+
+The daemon keeps its APScheduler jobs in memory and rebuilds them from the
+campaigns and schedules tables (``newsletter.scheduler.sync``); migration
+0007 dropped the job store table it once shared.
 """
 
 from __future__ import annotations
@@ -23,15 +24,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import (
     JSON,
     Boolean,
-    Column,
-    Float,
     ForeignKey,
     Integer,
-    LargeBinary,
     String,
-    Table,
     Text,
-    Unicode,
     delete,
     insert,
     or_,
@@ -43,17 +39,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.ledger import audience_conditions, memberships_t, subscribers_t
 from newsletter.store.models import Base, Campaign, UTCDateTime, utcnow
-
-JOBS_TABLE = "apscheduler_jobs"
-
-# APScheduler 3.11's SQLAlchemyJobStore table, column for column.
-apscheduler_jobs = Table(
-    JOBS_TABLE,
-    Base.metadata,
-    Column("id", Unicode(191), primary_key=True),
-    Column("next_run_time", Float(25), index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)
 
 # Wave and schedule-run states
 WAVE_PENDING, WAVE_SENDING, WAVE_SENT, WAVE_MISSED, WAVE_CANCELLED = (

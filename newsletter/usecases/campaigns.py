@@ -164,8 +164,9 @@ def create_due_campaign(store, settings, article: str, list_name: str, transport
                         compose: dict) -> int:
     """A recurring schedule's firing: a campaign of ``article``, scheduled now; returns its id."""
     from newsletter.engine.campaigns import create_campaign
-    from newsletter.store.models import SCHEDULED, utcnow
+    from newsletter.store.models import utcnow
+    from newsletter.vocabulary import CampaignStatus
 
     edition = prepare_edition(settings, article, **compose)
-    return create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
+    return create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.SCHEDULED,
                            scheduled_at=utcnow(), timezone=zone, article_path=article)
