@@ -144,6 +144,22 @@ def test_cancel_and_reschedule_until_the_send_starts(letter, cli):
     assert cli("campaigns", "cancel", 999).exit_code == 1
 
 
+def test_a_campaign_whose_list_was_deleted_does_not_start_and_stays_scheduled(letter, cli):
+    from newsletter.delivery import get_transport
+    from newsletter.engine.sender import start_campaign
+    from newsletter.errors import Conflict
+
+    campaign_id = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(),
+                      "--json").json()["campaign_id"]
+    assert cli("lists", "delete", "readers", "--yes").exit_code == 0
+    store, settings = store_and_settings()
+    with get_transport(settings, "file") as transport, pytest.raises(Conflict, match="'readers' was deleted"):
+        start_campaign(store, settings, campaign_id, transport)
+    store.close()
+    row = cli("campaigns", "list", "--json").json()[0]
+    assert row["id"] == campaign_id and row["status"] == "scheduled" and sum(row["counts"].values()) == 0
+
+
 def test_a_campaign_starts_once_when_two_fire_at_the_same_time(letter, cli):
     """The exactly-once guarantee under two daemons is the conditional claim: race two job runs."""
     from newsletter.scheduler import jobs

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from newsletter.engine.campaigns import ensure_resumable, get_campaign
+from newsletter.engine.campaigns import audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.sender import SendReport
 from newsletter.errors import Conflict, DeliveryError
 from newsletter.store import distributed as chunks_db
@@ -56,7 +56,7 @@ def enqueue_campaign(store, settings, campaign_id: int, *, broker=None, limit: i
                                      started_at=utcnow(), heartbeat_at=utcnow(), sender=None):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
-        ledger.snapshot_audience(session, campaign_id, campaign.list_id)
+        ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
         bounds = ledger.pending_ranges(session, campaign_id, CHUNK_SIZE, limit=limit)
         chunks_db.create_chunks(session, campaign_id, bounds)
         if not bounds:

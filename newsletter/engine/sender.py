@@ -23,8 +23,10 @@ the run still owns the campaign. A run that was taken over stops at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from newsletter.audience.tokens import UNSUBSCRIBE, make_token
 from newsletter.compose.edition import merge_values
@@ -33,12 +35,13 @@ from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
 from newsletter.delivery.mime import unsubscribe_headers
 from newsletter.engine import fencing
-from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
+from newsletter.engine.campaigns import RESUMABLE, audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
     DEFAULT_STALE_SECONDS,
     AnyStop,
     Fenced,
     Heartbeat,
+    StopSignal,
     beat_interval,
     new_sender_id,
     stale_seconds,
@@ -47,6 +50,19 @@ from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import utcnow
 from newsletter.vocabulary import CampaignStatus, LedgerStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from newsletter.config import Settings
+    from newsletter.delivery.base import Transport
+    from newsletter.delivery.message import SendResult
+    from newsletter.store.db import Store
+    from newsletter.store.ledger import Candidate, Claim
+    from newsletter.store.models import Campaign
+
+# ``fence(session)``: True while this run still owns the campaign (checked in the session's transaction).
+Fence = Callable[["Session"], bool]
 
 _LEDGER_OF = {Outcome.SENT: LedgerStatus.SENT, Outcome.QUEUED: LedgerStatus.SENT, Outcome.REJECTED: LedgerStatus.FAILED,
               Outcome.FAILED: LedgerStatus.FAILED, Outcome.UNKNOWN: LedgerStatus.UNKNOWN}
@@ -64,10 +80,10 @@ class SendReport:
     failed: int = 0
     unknown: int = 0
     skipped: int = 0
-    counts: dict = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"campaign_id": self.campaign_id, "status": self.status, "sent": self.sent, "failed": self.failed,
                 "unknown": self.unknown, "skipped": self.skipped, "counts": self.counts,
                 "seconds": round(self.seconds, 3)}
@@ -101,12 +117,13 @@ def this_sender() -> str:
     return new_sender_id()
 
 
-def sender_alive(sender: str | None, heartbeat, stale: float | None = None) -> bool:
+def sender_alive(sender: str | None, heartbeat: datetime | None, stale: float | None = None) -> bool:
     """Whether the sender recorded on a campaign may still be at it (see :mod:`newsletter.engine.fencing`)."""
     return fencing.sender_alive(sender, heartbeat, stale_seconds() if stale is None else stale)
 
 
-def start_campaign(store, settings, campaign_id: int, transport, **options) -> SendReport:
+def start_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport,
+                   **options: Any) -> SendReport:
     """Snapshot the audience of a draft or scheduled campaign and send it.
 
     The move to ``sending`` is a conditional update: of two processes trying,
@@ -121,12 +138,12 @@ def start_campaign(store, settings, campaign_id: int, transport, **options) -> S
                                      started_at=utcnow(), heartbeat_at=utcnow(), sender=sender):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
-        ledger.snapshot_audience(session, campaign_id, campaign.list_id)
+        ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
     return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: str | None = None,
-                    **options) -> SendReport:
+def resume_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport, *,
+                    requeue: str | None = None, **options: Any) -> SendReport:
     """Send what is still pending. Rows a dead sender left in flight become ``unknown``.
 
     ``requeue`` (``failed`` or ``unknown``): put those rows back to pending
@@ -136,7 +153,7 @@ def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: st
     return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) -> str:
+def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: str | None = None) -> str:
     """Make a new run the campaign's sender; returns its identity.
 
     Refuses (Conflict) while another sender is alive. Otherwise, in one
@@ -165,14 +182,15 @@ def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) 
     return sender
 
 
-def retry_campaign(store, settings, campaign_id: int, transport, which: str, **options) -> SendReport:
+def retry_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport, which: str,
+                   **options: Any) -> SendReport:
     """Send again the ``failed`` or ``unknown`` rows, on purpose (never while another sender is at it)."""
     return resume_campaign(store, settings, campaign_id, transport,
                            requeue=LedgerStatus.FAILED if which == "failed" else LedgerStatus.UNKNOWN, **options)
 
 
-def _run(store, settings, campaign_id: int, transport, sender: str, *, processes: int | None = None,
-         stop=None, **options) -> SendReport:
+def _run(store: Store, settings: Settings, campaign_id: int, transport: Transport, sender: str, *,
+         processes: int | None = None, stop: StopSignal | None = None, **options: Any) -> SendReport:
     """Send the campaign's pending rows, in one process or several, then settle its status.
 
     A heartbeat thread beats for the whole run (through 429 waits and
@@ -205,21 +223,22 @@ def _run(store, settings, campaign_id: int, transport, sender: str, *, processes
     return report
 
 
-def _beat(store, campaign_id: int, sender: str) -> bool:
+def _beat(store: Store, campaign_id: int, sender: str) -> bool:
     with store.session() as session:
         return ledger.fence(session, campaign_id, sender)
 
 
-def campaign_fence(campaign_id: int, sender: str | None):
+def campaign_fence(campaign_id: int, sender: str | None) -> Fence | None:
     """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign."""
     if sender is None:
         return None
     return lambda session: ledger.fence(session, campaign_id, sender)
 
 
-def send_range(store, settings, campaign_id: int, transport, report: SendReport, *, sender: str | None,
+def send_range(store: Store, settings: Settings, campaign_id: int, transport: Transport, report: SendReport, *,
+               sender: str | None,
                after_id: int = 0, up_to: int | None = None, limit: int | None = None,
-               on_progress: Callable[[int, int], None] | None = None, stop=None,
+               on_progress: Callable[[int, int], None] | None = None, stop: StopSignal | None = None,
                sleep: Callable[[float], None] = time.sleep) -> bool:
     """The loop over pending rows with ids in (after_id, up_to]; True when stopped early.
 
@@ -255,14 +274,15 @@ def send_range(store, settings, campaign_id: int, transport, report: SendReport,
             on_progress(done, total)
 
 
-def campaign_message(settings, campaign) -> Message:
+def campaign_message(settings: Settings, campaign: Campaign) -> Message:
     """The provider-neutral Message of a stored campaign (its edition as composed)."""
     edition = campaign.edition
     return Message(subject=edition.subject, from_email=settings.sender, html=edition.html, text=edition.text,
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 
 
-def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None, *, fence=None):
+def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,
+                up_to: int | None = None, *, fence: Fence | None = None) -> Claim | None:
     """Claim the next rows (the eligible ones ``sending``, the others ``skipped``) and commit.
 
     Returns the :class:`~newsletter.store.ledger.Claim` (only rows this claim
@@ -278,12 +298,14 @@ def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None,
     return claim
 
 
-def _check(fence, session, campaign_id: int) -> None:
+def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
     if fence is not None and not fence(session):
         raise Fenced(campaign_id)
 
 
-def send_claimed(store, transport, message, builder, eligible, report, campaign_id, *, fence=None) -> None:
+def send_claimed(store: Store, transport: Transport, message: Message, builder: RecipientBuilder,
+                 eligible: list[Candidate], report: SendReport, campaign_id: int, *,
+                 fence: Fence | None = None) -> None:
     """Send rows already marked ``sending`` and commit each outcome.
 
     On PermanentTransportError the rows the transport answered for
@@ -320,8 +342,8 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
     record_results(store, results, ids, report, campaign_id, fence=fence)
 
 
-def record_results(store, results, ids: dict[str, int], report: SendReport, campaign_id: int, *,
-                   fence=None) -> None:
+def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
+                   campaign_id: int, *, fence: Fence | None = None) -> None:
     """Commit each recipient's outcome; the common all-accepted case is one statement.
 
     ``fence(session)`` runs first in the same transaction: when it fails
@@ -355,8 +377,8 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
         setattr(report, name, getattr(report, name) + value)
 
 
-def finish_campaign(store, campaign_id: int, status: str | None, report: SendReport, error: str = "", *,
-                    sender: str | None = None, fence=None) -> None:
+def finish_campaign(store: Store, campaign_id: int, status: str | None, report: SendReport, error: str = "", *,
+                    sender: str | None = None, fence: Fence | None = None) -> None:
     """Settle the campaign's status: ``sent`` only when nothing is pending or in flight, and
     ``failed`` (``CampaignStatus.FAILED``) when it reached nobody.
 
@@ -372,7 +394,7 @@ def finish_campaign(store, campaign_id: int, status: str | None, report: SendRep
             status = CampaignStatus.SENT if nothing_left else CampaignStatus.PAUSED
         if status == CampaignStatus.SENT and ledger.nobody_received(counts):
             status = CampaignStatus.FAILED
-        values = {"status": status, "heartbeat_at": None, "sender": None}
+        values: dict[str, Any] = {"status": status, "heartbeat_at": None, "sender": None}
         if status in (CampaignStatus.SENT, CampaignStatus.FAILED):
             values["finished_at"] = utcnow()
         if error:
@@ -395,13 +417,13 @@ class RecipientBuilder:
     find the ledger row from it (also sent as custom_args).
     """
 
-    def __init__(self, settings, slug: str, campaign_id: int, list_id: int | None):
+    def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
         self.keys = tuple(settings.secret_keys)
         # Stable across resumes (a resent message keeps its Message-ID), unique per workspace.
         self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address)
 
-    def recipient(self, candidate) -> Recipient:
+    def recipient(self, candidate: Candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)
