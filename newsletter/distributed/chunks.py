@@ -168,6 +168,8 @@ def _take(ctx: WorkerContext, report: ChunkReport):
             rows = ledger.pending_in_range(session, report.campaign_id, report.first_id, report.last_id)
             chunks_db.create_chunks(session, report.campaign_id, [(report.first_id, report.last_id, rows)])
             chunk = chunks_db.lock_chunk(session, report.campaign_id, report.first_id)
+            if chunk is None:  # just created in this transaction
+                raise RuntimeError(f"the chunk at row {report.first_id} was not recorded")
         report.last_id = chunk.last_id
         if chunk.status == chunks_db.CHUNK_DONE:
             report.outcome = "already-done"

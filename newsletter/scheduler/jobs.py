@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.errors import Conflict, NewsletterError
 from newsletter.scheduling import waves as wave_runs
@@ -22,6 +23,10 @@ from newsletter.scheduling.times import show
 from newsletter.store import scheduling as q
 from newsletter.store.models import Campaign, utcnow
 from newsletter.vocabulary import CampaignStatus
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+    from newsletter.store.db import Store
 
 log = logging.getLogger("newsletter.scheduling")
 DUE_TOLERANCE = timedelta(seconds=1)
@@ -31,8 +36,8 @@ DUE_TOLERANCE = timedelta(seconds=1)
 class Runtime:
     """The daemon's shared state, reachable from job threads."""
 
-    store: object
-    settings: object
+    store: Store
+    settings: Settings
     holder: str
     stop: threading.Event = field(default_factory=threading.Event)
     inflight: set = field(default_factory=set)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func
 
+from newsletter.engine.campaigns import audience_list_id
 from newsletter.errors import InputError
 from newsletter.scheduling.times import UTC, show, zone_or
 from newsletter.store import ledger
@@ -47,7 +48,7 @@ def plan(zone_counts: dict[str | None, int], wall: datetime, default_zone: str) 
 
 def create_waves(session, campaign: Campaign, wall: datetime, *, now: datetime | None = None) -> list:
     """Plan and store the waves of ``campaign``; InputError when the first would be in the past."""
-    planned = plan(q.audience_zones(session, campaign.list_id), wall, campaign.timezone or "UTC")
+    planned = plan(q.audience_zones(session, audience_list_id(campaign)), wall, campaign.timezone or "UTC")
     if not planned:
         raise InputError("the list has no confirmed, unsubscribed-free audience to plan waves for")
     first_at, first_zones, _ = planned[0]

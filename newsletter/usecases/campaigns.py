@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 from newsletter.usecases.dispatch import Watch, dispatcher_for
 from newsletter.usecases.editions import audience_of, prepare_edition, sample_for_list
+
+if TYPE_CHECKING:
+    from newsletter.compose.edition import Edition
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class SendPlan:
     article: str
     list_name: str
     transport: str
-    edition: object
+    edition: Edition
     audience: int | None
     again: bool = False
 

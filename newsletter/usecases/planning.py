@@ -95,7 +95,7 @@ def reschedule_campaign(store, campaign_id: int, at: str, zone: str | None) -> d
         has_waves = bool(q.waves_of(session, campaign_id))
         # Local-time waves check their own first send time against now.
         when = parse_when(at, zone or campaign.timezone, allow_past=has_waves)
-        scheduled_at = when.utc
+        scheduled_at: datetime | None = when.utc
         if has_waves:
             campaign.timezone = when.zone
             wave_plans.replace_waves(session, campaign, when.local.replace(tzinfo=None))
