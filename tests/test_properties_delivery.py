@@ -30,7 +30,6 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import idna
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from newsletter.delivery.console import SEPARATOR, ConsoleTransport
@@ -41,11 +40,9 @@ from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.smtp import SmtpTransport
 from newsletter.providers.sendgrid.transport import SendGridTransport
 
-from fake_sendgrid import FakeSendGrid
-from smtp_server import SmtpServer
 from support.delivery import make_message, make_recipient
+from support.standins import SENDGRID_KEY
 
-KEY = "SG.propertytests.secretsecretsecret"
 ACCEPTED = (Outcome.SENT, Outcome.QUEUED)
 
 # --- generated recipients ---------------------------------------------------
@@ -125,26 +122,7 @@ def recipients_for(batch, run: int):
 
 _runs = itertools.count()
 
-# --- one server per kind for the module --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smtp_utf8():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def smtp_ascii():
-    with SmtpServer(smtputf8=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sendgrid_server():
-    with FakeSendGrid(api_key=KEY) as server:
-        yield server
-
+# One server per kind for the module: smtp_utf8, smtp_ascii and fake_sendgrid (tests/support/standins.py).
 
 PROPERTY = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -253,20 +231,20 @@ def test_smtp_without_smtputf8_treats_every_recipient_alike(smtp_ascii, batch):
 
 @PROPERTY
 @given(batch=batches())
-def test_sendgrid_treats_every_recipient_alike(sendgrid_server, batch):
+def test_sendgrid_treats_every_recipient_alike(fake_sendgrid, batch):
     recipients = recipients_for(batch, next(_runs))
-    sendgrid_server.reset()
+    fake_sendgrid.reset()
     policy_ = RetryPolicy(max_attempts=2, sleep=lambda seconds: None)
-    with SendGridTransport(KEY, host=sendgrid_server.url, timeout=10, retry=policy_) as sg:
+    with SendGridTransport(SENDGRID_KEY, host=fake_sendgrid.url, timeout=10, retry=policy_) as sg:
         results = sg.send_batch(make_message(), recipients)
     accepted = check_results(recipients, results, carries_unicode_local=False)
-    assert sendgrid_server.dropped == []
+    assert fake_sendgrid.dropped == []
     entries = [(p["custom_args"]["message_id"], p["to"][0])
-               for body in sendgrid_server.bodies for p in body["personalizations"]]
+               for body in fake_sendgrid.bodies for p in body["personalizations"]]
     assert Counter(m for m, _ in entries) == Counter(list(accepted)), "each accepted recipient sent exactly once"
-    assert Counter(sendgrid_server.delivered) == Counter(accepted.values())
+    assert Counter(fake_sendgrid.delivered) == Counter(accepted.values())
     for message_id, to in entries:
         assert to["email"] == accepted[message_id]
         name = to.get("name", "")
         assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
-    assert sendgrid_server.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
+    assert fake_sendgrid.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2

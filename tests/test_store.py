@@ -85,7 +85,8 @@ def test_a_removed_subscribers_id_is_never_given_to_the_next(database_url):
         store.close()
 
 
-def _upgrade_to(url: str, revision: str) -> None:
+def _upgrade_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Run Alembic to ``revision`` on ``url`` (``down``: downgrade), without Store's migrate-on-open."""
     from alembic import command
     from newsletter.store.db import create_db_engine
 
@@ -94,7 +95,7 @@ def _upgrade_to(url: str, revision: str) -> None:
     engine = create_db_engine(url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        (command.downgrade if down else command.upgrade)(config, revision)
     engine.dispose()
 
 
@@ -151,19 +152,6 @@ def test_upgrade_to_0006_keeps_every_row_and_skips_ids_freed_before_it(database_
 
 # -- the scheduler's job table goes (migration 0007) --------------------------------------------
 
-def _downgrade_to(url: str, revision: str) -> None:
-    from alembic import command
-    from newsletter.store.db import create_db_engine
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    engine = create_db_engine(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-    engine.dispose()
-
-
 def test_0007_drops_the_unused_job_table_and_its_downgrade_recreates_it(database_url):
     from sqlalchemy import inspect
 
@@ -173,7 +161,7 @@ def test_0007_drops_the_unused_job_table_and_its_downgrade_recreates_it(database
         assert not inspect(store.engine).has_table("apscheduler_jobs")
     finally:
         store.close()
-    _downgrade_to(database_url, "0006")
+    _upgrade_to(database_url, "0006", down=True)
     from newsletter.store.db import create_db_engine
 
     engine = create_db_engine(database_url)  # not Store: that would upgrade again

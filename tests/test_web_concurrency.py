@@ -23,8 +23,8 @@ from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Consent, Membership, Subscriber
 from sqlalchemy import func, select
 
+from support.web import KeyPair, Site
 from support.web_server import in_parallel, running
-from test_web_support import KeyPair, Site
 
 PARALLEL = 100
 # PostgreSQL: a race shows most of the time in one round; three make missing it unlikely.
