@@ -67,10 +67,12 @@ demo: $(VENV)/.installed-demo
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
-# The layers of ARCHITECTURE.md (import-linter contracts in pyproject.toml); CI runs it.
+# The layers of ARCHITECTURE.md (import-linter contracts in pyproject.toml), the lint
+# rules (ruff) and the types (mypy; strict for the lower layers); CI runs it.
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The edit-test loop: skips what needs time, services or a browser.
 test-fast: $(VENV)/.installed-test

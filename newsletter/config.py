@@ -127,7 +127,7 @@ class Settings:
         return self.workspace / "outbox"
 
 
-def find_workspace(explicit: str | os.PathLike | None = None, cwd: Path | None = None) -> Path:
+def find_workspace(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
     """Return the workspace folder, or raise :class:`WorkspaceNotFound`."""
     if explicit is None:
         explicit = os.environ.get("NEWSLETTER_HOME") or None
@@ -150,7 +150,7 @@ def find_workspace(explicit: str | os.PathLike | None = None, cwd: Path | None =
 
 
 def load_settings(
-    workspace: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+    workspace: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Find the workspace, read its ``newsletter.toml`` and apply the environment."""
     env = os.environ if environ is None else environ

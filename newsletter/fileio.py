@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeGuard
 
 
 @contextmanager
@@ -54,7 +54,7 @@ def atomic_binary_file(path: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-def is_disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
     """True for the errors of a full disk or an exhausted quota."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 

@@ -24,13 +24,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from support.services import need_service
+from support.web_server import running
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = ROOT / "test-artifacts"
@@ -77,29 +75,15 @@ def launch_chromium(**launch_options) -> Iterator:
 
 @contextlib.contextmanager
 def serve_app(app, *, timeout: float = 10.0) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 (ephemeral port) in a thread; yields its base URL."""
-    import uvicorn
+    """Run ``app`` under uvicorn on 127.0.0.1 (ephemeral port) in a thread; yields its base URL.
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-        sock.close()
+    The app's lifespan runs, and uvicorn logs warnings its own way (support.web_server.running's
+    defaults suit the concurrency tests instead)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    with running(app, timeout=timeout, log_config=LOGGING_CONFIG, log_level="warning", lifespan="on",
+                 timeout_graceful_shutdown=1, backlog=2048) as base_url:
+        yield base_url
 
 
 def local_only(page_or_context, base_url: str) -> list[str]:

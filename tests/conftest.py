@@ -19,6 +19,9 @@ from support.articles import RECENT, SEED
 from support.cli import Result
 from support.services import postgres_schema_url
 
+# Fixtures shared as a plugin (tests/support/standins.py): the stand-in SMTP and SendGrid servers.
+pytest_plugins = ["support.standins"]
+
 # The markers (registered in pyproject.toml; `make test-fast` skips all three),
 # given here by module so each test file stays about what it tests.
 SLOW = {  # real daemons and child processes, real waits for time to pass

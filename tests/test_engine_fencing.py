@@ -8,6 +8,7 @@ hides it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -113,12 +114,13 @@ def test_concurrent_claimers_from_the_same_point_claim_each_row_once(store_setti
     assert ledger_counts(store, campaign_id)["sending"] == 60
 
 
-def test_the_heartbeat_beats_while_the_transport_waits(store_settings, workspace, monkeypatch):
+def test_the_heartbeat_beats_while_the_transport_waits(store_settings, workspace):
     from newsletter.engine.sender import start_campaign
 
-    monkeypatch.setenv("NEWSLETTER_SENDER_STALE_SECONDS", "1")  # beats every 0.2 s
     store, _ = store_settings
     settings, campaign_id = ready_campaign(store_settings, workspace)
+    # The settings are loaded already (an environment variable now would change nothing): beat every 0.2 s.
+    settings = dataclasses.replace(settings, sender_stale_seconds=1.0)
     transport = Blocking()
     outcome: list = []
     sender = threading.Thread(target=lambda: outcome.append(start_campaign(store, settings, campaign_id, transport)))

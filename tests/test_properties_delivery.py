@@ -30,7 +30,6 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import idna
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from newsletter.delivery.console import SEPARATOR, ConsoleTransport
@@ -43,14 +42,10 @@ from newsletter.providers.mailgun.transport import MailgunTransport
 from newsletter.providers.postmark.transport import PostmarkTransport
 from newsletter.providers.sendgrid.transport import SendGridTransport
 
-from fake_mailgun import FakeMailgun
-from fake_postmark import FakePostmark
 from fake_postmark import parse_mailbox as postmark_mailbox
-from fake_sendgrid import FakeSendGrid
-from smtp_server import SmtpServer
 from support.delivery import make_message, make_recipient
+from support.standins import MAILGUN_DOMAIN, STANDIN_KEY
 
-KEY = "SG.propertytests.secretsecretsecret"
 ACCEPTED = (Outcome.SENT, Outcome.QUEUED)
 
 # --- generated recipients ---------------------------------------------------
@@ -130,37 +125,8 @@ def recipients_for(batch, run: int):
 
 _runs = itertools.count()
 
-# --- one server per kind for the module --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smtp_utf8():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def smtp_ascii():
-    with SmtpServer(smtputf8=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def postmark_server():
-    with FakePostmark(token=KEY) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sendgrid_server():
-    with FakeSendGrid(api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def mailgun_server():
-    with FakeMailgun(api_key=KEY, domain="mg.clinic.example") as server:
-        yield server
+# One server per kind for the module: smtp_utf8, smtp_ascii, fake_sendgrid, fake_postmark and
+# fake_mailgun (tests/support/standins.py).
 
 
 PROPERTY = settings(max_examples=30, deadline=None,
@@ -270,59 +236,59 @@ def test_smtp_without_smtputf8_treats_every_recipient_alike(smtp_ascii, batch):
 
 @PROPERTY
 @given(batch=batches())
-def test_sendgrid_treats_every_recipient_alike(sendgrid_server, batch):
+def test_sendgrid_treats_every_recipient_alike(fake_sendgrid, batch):
     recipients = recipients_for(batch, next(_runs))
-    sendgrid_server.reset()
+    fake_sendgrid.reset()
     policy_ = RetryPolicy(max_attempts=2, sleep=lambda seconds: None)
-    with SendGridTransport(KEY, host=sendgrid_server.url, timeout=10, retry=policy_) as sg:
+    with SendGridTransport(STANDIN_KEY, host=fake_sendgrid.url, timeout=10, retry=policy_) as sg:
         results = sg.send_batch(make_message(), recipients)
     accepted = check_results(recipients, results, carries_unicode_local=False)
-    assert sendgrid_server.dropped == []
+    assert fake_sendgrid.dropped == []
     entries = [(p["custom_args"]["message_id"], p["to"][0])
-               for body in sendgrid_server.bodies for p in body["personalizations"]]
+               for body in fake_sendgrid.bodies for p in body["personalizations"]]
     assert Counter(m for m, _ in entries) == Counter(list(accepted)), "each accepted recipient sent exactly once"
-    assert Counter(sendgrid_server.delivered) == Counter(accepted.values())
+    assert Counter(fake_sendgrid.delivered) == Counter(accepted.values())
     for message_id, to in entries:
         assert to["email"] == accepted[message_id]
         name = to.get("name", "")
         assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
-    assert sendgrid_server.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
+    assert fake_sendgrid.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
 
 
 @PROPERTY
 @given(batch=batches())
-def test_postmark_treats_every_recipient_alike(postmark_server, batch):
+def test_postmark_treats_every_recipient_alike(fake_postmark, batch):
     recipients = recipients_for(batch, next(_runs))
-    postmark_server.reset()
+    fake_postmark.reset()
     policy_ = RetryPolicy(max_attempts=2, sleep=lambda seconds: None)
-    with PostmarkTransport(KEY, host=postmark_server.url, timeout=10, retry=policy_) as pm:
+    with PostmarkTransport(STANDIN_KEY, host=fake_postmark.url, timeout=10, retry=policy_) as pm:
         results = pm.send_batch(make_message(), recipients)
     accepted = check_results(recipients, results, carries_unicode_local=False)
-    sent = [(m["Metadata"]["message_id"], postmark_mailbox(m["To"])) for m in postmark_server.messages]
+    sent = [(m["Metadata"]["message_id"], postmark_mailbox(m["To"])) for m in fake_postmark.messages]
     assert Counter(m for m, _ in sent) == Counter(list(accepted)), "each accepted recipient sent exactly once"
     for message_id, (name, address) in sent:
         assert canonical(address) == canonical(accepted[message_id])
         assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
-    assert postmark_server.requests <= 1
+    assert fake_postmark.requests <= 1
 
 
 @PROPERTY
 @given(batch=batches())
-def test_mailgun_treats_every_recipient_alike(mailgun_server, batch):
+def test_mailgun_treats_every_recipient_alike(fake_mailgun, batch):
     from email.policy import default
 
     recipients = recipients_for(batch, next(_runs))
-    mailgun_server.reset()
+    fake_mailgun.reset()
     policy_ = RetryPolicy(max_attempts=2, sleep=lambda seconds: None)
-    with MailgunTransport(KEY, "mg.clinic.example", host=mailgun_server.url, timeout=10, retry=policy_) as mg:
+    with MailgunTransport(STANDIN_KEY, MAILGUN_DOMAIN, host=fake_mailgun.url, timeout=10, retry=policy_) as mg:
         results = mg.send_batch(make_message(), recipients)
     accepted = check_results(recipients, results, carries_unicode_local=False)
-    received = {m["variables"]["message_id"]: m for m in mailgun_server.messages}
-    assert len(received) == len(mailgun_server.messages), "each accepted recipient sent exactly once"
-    assert set(received) == set(accepted) and Counter(mailgun_server.delivered) == Counter(accepted.values())
+    received = {m["variables"]["message_id"]: m for m in fake_mailgun.messages}
+    assert len(received) == len(fake_mailgun.messages), "each accepted recipient sent exactly once"
+    assert set(received) == set(accepted) and Counter(fake_mailgun.delivered) == Counter(accepted.values())
     for message_id, message in received.items():
         assert message["to"] == accepted[message_id] and message["headers"]["Message-Id"] == f"<{message_id}>"
         assert "%recipient" not in message["subject"] + message["html"] + message["text"]
         (to,) = default.header_factory("To", f"{message['name']} <x@example.org>").addresses
         assert not any(unicodedata.category(c) == "Cc" for c in to.display_name)
-    assert mailgun_server.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
+    assert fake_mailgun.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2

@@ -30,11 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from newsletter.delivery.memory import MemoryTransport
 
-from fake_sendgrid import FakeSendGrid
-from smtp_server import SmtpServer
+from support.standins import STANDIN_KEY
 from support.stores import another_database
 
-API_KEY = "SG.property-test.secret-value"
 LOCALS = st.one_of(
     st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,15}", fullmatch=True),
     st.sampled_from(["renée.dupont", "josé", "δοκιμή", "用户", "o'neil", '"quoted name"', "x" * 64, "y" * 65,
@@ -58,26 +56,8 @@ class Receiver:
         self.env, self.received, self.reset = env, received, reset
 
 
-@pytest.fixture(scope="module")
-def smtp_utf8():
-    with SmtpServer(smtputf8=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def smtp_ascii():
-    with SmtpServer(smtputf8=False) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sendgrid():
-    with FakeSendGrid(api_key=API_KEY) as server:
-        yield server
-
-
 @pytest.fixture(params=["file", "memory", "smtp-smtputf8", "smtp-ascii", "sendgrid"])
-def receiver(request, workspace, smtp_utf8, smtp_ascii, sendgrid):
+def receiver(request, workspace, smtp_utf8, smtp_ascii, fake_sendgrid):
     kind = request.param
     if kind == "file":
         outbox = workspace / "outbox"
@@ -94,9 +74,9 @@ def receiver(request, workspace, smtp_utf8, smtp_ascii, sendgrid):
         return Receiver({"NEWSLETTER_TRANSPORT": "smtp", "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{server.port}?tls=none"},
                         lambda: [rcpt for m in server.messages for rcpt in m.rcpt_tos],
                         server.messages.clear)
-    return Receiver({"NEWSLETTER_TRANSPORT": "sendgrid", "SENDGRID_API_KEY": API_KEY,
-                     "NEWSLETTER_SENDGRID_HOST": sendgrid.url},
-                    lambda: list(sendgrid.delivered), sendgrid.reset)
+    return Receiver({"NEWSLETTER_TRANSPORT": "sendgrid", "SENDGRID_API_KEY": STANDIN_KEY,
+                     "NEWSLETTER_SENDGRID_HOST": fake_sendgrid.url},
+                    lambda: list(fake_sendgrid.delivered), fake_sendgrid.reset)
 
 
 @pytest.fixture

@@ -96,13 +96,18 @@ def test_schedule_creates_a_scheduled_campaign_and_writes_no_job(letter, cli, mo
     assert data["audience"] == 3
     human = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(), "--again")
     assert human.exit_code == 0 and human.stdout.strip().isdigit()  # prints its id
-    from newsletter.store.scheduling import apscheduler_jobs
-    from sqlalchemy import select
+    from newsletter.store import scheduling as q
+    from newsletter.vocabulary import CampaignStatus
+    from sqlalchemy import inspect
 
+    # The daemon's only input is the campaigns table (newsletter.scheduler.sync): the campaign is there,
+    # scheduled at its UTC time; no job store table exists for a CLI process to write to.
     store, _ = store_and_settings()
     with store.session() as session:
-        job_ids = set(session.scalars(select(apscheduler_jobs.c.id)))
-    assert job_ids == set()  # the campaigns table is the scheduler's only input; only the daemon makes jobs
+        due = {c.id: c.scheduled_at for c in q.campaigns_in(session, (CampaignStatus.SCHEDULED,))}
+    assert due[campaign_id] == datetime(2027, 1, 5, 14, 0, tzinfo=UTC) and len(due) == 2
+    assert not inspect(store.engine).has_table("apscheduler_jobs")
+    store.close()
     rows = {r["id"]: r for r in cli("campaigns", "list", "--json").json()}
     row = rows[campaign_id]
     assert row["status"] == "scheduled" and row["scheduled_local"] == "2027-01-05 09:00 EST"
@@ -137,6 +142,22 @@ def test_cancel_and_reschedule_until_the_send_starts(letter, cli):
         result = cli("campaigns", *args)
         assert result.exit_code == 1 and "already started (sent)" in result.stderr, result.stderr
     assert cli("campaigns", "cancel", 999).exit_code == 1
+
+
+def test_a_campaign_whose_list_was_deleted_does_not_start_and_stays_scheduled(letter, cli):
+    from newsletter.delivery import get_transport
+    from newsletter.engine.sender import start_campaign
+    from newsletter.errors import Conflict
+
+    campaign_id = cli("schedule", "articles/budget.md", "--list", "readers", "--at", soon(),
+                      "--json").json()["campaign_id"]
+    assert cli("lists", "delete", "readers", "--yes").exit_code == 0
+    store, settings = store_and_settings()
+    with get_transport(settings, "file") as transport, pytest.raises(Conflict, match="'readers' was deleted"):
+        start_campaign(store, settings, campaign_id, transport)
+    store.close()
+    row = cli("campaigns", "list", "--json").json()[0]
+    assert row["id"] == campaign_id and row["status"] == "scheduled" and sum(row["counts"].values()) == 0
 
 
 def test_a_campaign_starts_once_when_two_fire_at_the_same_time(letter, cli):

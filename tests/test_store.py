@@ -85,7 +85,8 @@ def test_a_removed_subscribers_id_is_never_given_to_the_next(database_url):
         store.close()
 
 
-def _upgrade_to(url: str, revision: str) -> None:
+def _upgrade_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Run Alembic to ``revision`` on ``url`` (``down``: downgrade), without Store's migrate-on-open."""
     from alembic import command
     from newsletter.store.db import create_db_engine
 
@@ -94,7 +95,7 @@ def _upgrade_to(url: str, revision: str) -> None:
     engine = create_db_engine(url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        (command.downgrade if down else command.upgrade)(config, revision)
     engine.dispose()
 
 
@@ -147,3 +148,25 @@ def test_upgrade_to_0006_keeps_every_row_and_skips_ids_freed_before_it(database_
         assert manage.add_subscriber(store, "new@example.org").subscriber_id > 3
     finally:
         store.close()
+
+
+# -- the scheduler's job table goes (migration 0007) --------------------------------------------
+
+def test_0007_drops_the_unused_job_table_and_its_downgrade_recreates_it(database_url):
+    from sqlalchemy import inspect
+
+    _upgrade_to(database_url, "0006")
+    store = Store(database_url)  # upgrades to the newest revision
+    try:
+        assert not inspect(store.engine).has_table("apscheduler_jobs")
+    finally:
+        store.close()
+    _upgrade_to(database_url, "0006", down=True)
+    from newsletter.store.db import create_db_engine
+
+    engine = create_db_engine(database_url)  # not Store: that would upgrade again
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("apscheduler_jobs")}
+        assert columns == {"id", "next_run_time", "job_state"}
+    finally:
+        engine.dispose()

@@ -7,20 +7,17 @@ import dataclasses
 import pytest
 from newsletter.audience import manage
 from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, make_token, unsubscribe_url
-from newsletter.config import load_settings
 from newsletter.store import audience as q
-from newsletter.store.db import Store, open_store
+from newsletter.store.db import Store
 
-from test_web_support import Site, path_of
+from support.web import Site, open_site, path_of
 
 
 @pytest.fixture
 def site(workspace):
     # The clinic's own website hosts a signup form that posts here.
-    settings = dataclasses.replace(load_settings(), signup_origins=("https://clinic.example",))
-    store = open_store(settings)
-    yield Site(settings, store, keys=None)
-    store.close()
+    with open_site(None, signup_origins=("https://clinic.example",)) as site:
+        yield site
 
 
 @pytest.fixture

@@ -21,17 +21,15 @@ from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Consent, Subscriber, utcnow
 from sqlalchemy import insert, select
 
-from test_web_support import KeyPair, Site, path_of
+from support.web import KeyPair, Site, open_site, path_of
 
 DAY = 86400
 
 
 @pytest.fixture
 def site(workspace):
-    settings = load_settings()
-    store = open_store(settings)
-    yield Site(settings, store, keys=KeyPair())
-    store.close()
+    with open_site(KeyPair()) as site:
+        yield site
 
 
 @pytest.fixture

@@ -22,17 +22,15 @@ from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Delivery
 from newsletter.tracking import EventKind, TrackingEvent
 
-from test_web_support import KeyPair, Site, path_of
+from support.web import KeyPair, Site, open_site, path_of
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 @pytest.fixture
 def site(workspace):
-    settings = load_settings()
-    store = open_store(settings)
-    yield Site(settings, store, keys=KeyPair())
-    store.close()
+    with open_site(KeyPair()) as site:
+        yield site
 
 
 @pytest.fixture

@@ -20,17 +20,29 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
+
+from sqlalchemy import Column, String
 
 from newsletter.errors import InputError
 from newsletter.store.models import MailingList, Membership, Subscriber
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
-NAME_MAX = Subscriber.__table__.c.name.type.length
-LIST_NAME_MAX = MailingList.__table__.c.name.type.length
-SOURCE_MAX = Membership.__table__.c.consent_source.type.length
-IP_MAX = Membership.__table__.c.consent_ip.type.length
-TIMEZONE_MAX = Subscriber.__table__.c.timezone.type.length
+
+
+def _length(column: Column[Any]) -> int:
+    """The declared length of a String column (the door's limits follow the schema)."""
+    if not isinstance(column.type, String) or column.type.length is None:
+        raise TypeError(f"{column} is not a String column with a length")
+    return column.type.length
+
+
+NAME_MAX = _length(Subscriber.__table__.c.name)
+LIST_NAME_MAX = _length(MailingList.__table__.c.name)
+SOURCE_MAX = _length(Membership.__table__.c.consent_source)
+IP_MAX = _length(Membership.__table__.c.consent_ip)
+TIMEZONE_MAX = _length(Subscriber.__table__.c.timezone)
 ATTRIBUTE_KEY_MAX = 100
 ATTRIBUTE_VALUE_MAX = 10_000  # a note or a tag list, not a document
 

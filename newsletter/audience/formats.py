@@ -228,7 +228,8 @@ def read_buttondown_row(row: Row) -> ImportRow:
 
 
 # our export's subscriber status (or suppression reason) -> how the person arrives
-_OWN_STATUS = {SubscriberStatus.ACTIVE: Arrival.SUBSCRIBED, SubscriberStatus.UNSUBSCRIBED: Arrival.UNSUBSCRIBED,
+_OWN_STATUS: dict[str, Arrival] = {
+               SubscriberStatus.ACTIVE: Arrival.SUBSCRIBED, SubscriberStatus.UNSUBSCRIBED: Arrival.UNSUBSCRIBED,
                SubscriberStatus.BOUNCED: Arrival.BOUNCED, SubscriberStatus.COMPLAINED: Arrival.COMPLAINED}
 _OWN_COLUMNS = {"email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
                 "created_at"}

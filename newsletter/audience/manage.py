@@ -96,8 +96,7 @@ def add_subscriber_in(session, email: str, *, name: str | None = None, list_name
 
 def _upsert(session, address, name, attributes, timezone) -> tuple[Subscriber, bool]:
     subscriber = q.find_subscriber(session, address_key(address))
-    created = subscriber is None
-    if created:
+    if subscriber is None:
         subscriber = Subscriber(email=address, email_key=address_key(address), email_hash=address_hash(address),
                                 name=name or "", attributes=dict(attributes or {}), timezone=timezone,
                                 status=SubscriberStatus.ACTIVE)
@@ -175,7 +174,8 @@ def _consent_history(session, subscriber: Subscriber) -> list[dict]:
                "list": m.mailing_list.name, "source": m.consent_source, "ip": m.consent_ip, "at": m.subscribed_at}
               for m in subscriber.memberships]
     names = {m.list_id: m.mailing_list.name for m in subscriber.memberships}
-    changes = [{"action": c.action, "list": names.get(c.list_id), "source": c.source, "ip": c.ip, "at": c.created_at}
+    changes = [{"action": c.action, "list": None if c.list_id is None else names.get(c.list_id), "source": c.source,
+                "ip": c.ip, "at": c.created_at}
                for c in q.consents_of(session, subscriber.id)]
     return sorted(joined + changes, key=lambda entry: entry["at"])
 

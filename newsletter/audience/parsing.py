@@ -107,14 +107,15 @@ def _sniff(handle, encoding: str) -> type[csv.Dialect]:
     counts = {d: first_line.count(d) for d in (",", ";", "\t")}
 
     class Dialect(csv.excel):
-        delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
+        delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
     return Dialect
 
 
 def _chunks(handle, reader, keys, read_cells, path: Path, encoding: str) -> Iterator[Chunk]:
     """Validated chunks; a decoding or quoting error stops everything (the caller rolls back)."""
-    chunk, zones, last_line = Chunk([]), {}, reader.line_num
+    chunk, last_line = Chunk([]), reader.line_num
+    zones: dict[str, bool] = {}
     try:
         for cells in reader:
             line, last_line = last_line + 1, reader.line_num
@@ -158,7 +159,7 @@ def _validate(cells: list[str], keys: list[str], read_cells, line: int, zones: d
     lists = None
     if row.lists is not None:
         lists = tuple((clean_list_name(name), status) for name, status in row.lists.items())
-    return ValidRow(line, address, address.lower(), address_hash(address), clean_name(row.name),
+    return ValidRow(line, address, address.lower(), address_hash(address), clean_name(row.name) or "",
                     clean_attributes(row.attributes), row.timezone, row.status, clean_ip(row.ip), lists)
 
 

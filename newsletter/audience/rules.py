@@ -43,7 +43,7 @@ from newsletter.vocabulary import (
 
 DETAIL_MAX = 500
 # How strong a subscriber status is: suppression never weakens one.
-_STRENGTH = {SubscriberStatus.ACTIVE: 0, SubscriberStatus.UNSUBSCRIBED: 1, SubscriberStatus.BOUNCED: 2,
+_STRENGTH: dict[str, int] = {SubscriberStatus.ACTIVE: 0, SubscriberStatus.UNSUBSCRIBED: 1, SubscriberStatus.BOUNCED: 2,
              SubscriberStatus.COMPLAINED: 3}
 _STATUS_OF_REASON = {SuppressionReason.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
                      SuppressionReason.BOUNCED: SubscriberStatus.BOUNCED,
@@ -151,6 +151,7 @@ def suppress(session: Session, address_or_subscriber: str | Subscriber, reason: 
     are left as they are (:func:`unsubscribe` ends them).
     """
     reason = SuppressionReason(reason)
+    subscriber: Subscriber | None
     if isinstance(address_or_subscriber, Subscriber):
         subscriber, email_hash = address_or_subscriber, address_or_subscriber.email_hash
     else:

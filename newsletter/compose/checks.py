@@ -144,8 +144,8 @@ def _images(edition: Edition, settings):
         if not alt or not (alt.group(2) or alt.group(3) or "").strip():
             src = re.search(r"\bsrc\s*=\s*[\"']([^\"']*)", tag)
             missing.append(src.group(1) if src else "?")
-    for src in dict.fromkeys(missing):
-        yield _warning("image-alt", f"image without alt text: {src[:80]}")
+    for path in dict.fromkeys(missing):
+        yield _warning("image-alt", f"image without alt text: {path[:80]}")
 
 
 def _links(edition: Edition, settings):

@@ -181,7 +181,7 @@ def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: s
     return {
         **{key: "" if value is None else str(value) for key, value in given.items() if key not in STANDARD_FIELDS},
         "name": name or FALLBACK_NAME,
-        "first_name": first_name(name, given.get("first_name")),
+        "first_name": first_name(name, None if given.get("first_name") is None else str(given["first_name"])),
         "email": email,
         "unsubscribe_url": unsubscribe_url(settings, token),
         "web_url": web_url(settings, slug),

@@ -304,12 +304,10 @@ def _add_unit(blocks: list, unit: str, following: str | None) -> None:
             blocks[-1].spans.extend([Span(" ")] + inline(text))
         else:
             blocks.append(Quote(inline(text)))
-    elif _QUOTED.match(unit) and _balanced_quote(unit):
-        match = _QUOTED.match(unit)
+    elif (match := _QUOTED.match(unit)) and _balanced_quote(unit):
         blocks.append(Quote(inline(unit[0] + match.group("body") + _closing(unit[0])),
                             cite=(match.group("who") or "").strip()))
-    elif _IMAGE_URL.match(unit):
-        match = _IMAGE_URL.match(unit)
+    elif match := _IMAGE_URL.match(unit):
         blocks.append(Image(src=match.group("src") or match.group("bare"), alt=(match.group("alt") or "").strip()))
     elif _is_heading(unit, following):
         text = unit.lstrip("#").strip()
@@ -322,6 +320,8 @@ def _add_unit(blocks: list, unit: str, following: str | None) -> None:
 def _balanced_quote(unit: str) -> bool:
     """A quoted line, not a paragraph that merely starts and ends with quoted speech."""
     match = _QUOTED.match(unit)
+    if match is None:
+        return False
     body = match.group("body")
     return not any(mark in body for mark in "\"“”") and len(body.split()) >= 3
 

@@ -10,22 +10,31 @@ events (SendGrid) live in ``newsletter.providers``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from newsletter import transports as registry
+from newsletter.delivery.base import Transport
 from newsletter.errors import ConfigError
 
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
-def transport_class(name: str):
+
+def transport_class(name: str) -> type[Transport]:
     """The class registered under ``name``; ConfigError for an unknown name."""
     try:
-        return registry.transport_class(name.lower())
+        found = registry.transport_class(name.lower())
     except KeyError:
         raise ConfigError(
             f"unknown transport {name!r}",
             hint=f"set NEWSLETTER_TRANSPORT (or --transport) to one of: {', '.join(registry.names())}",
         ) from None
+    if not (isinstance(found, type) and issubclass(found, Transport)):  # the registry loads dotted paths
+        raise TypeError(f"transport {name!r} is registered as {found!r}, not a Transport class")
+    return found
 
 
-def get_transport(settings, name: str | None = None, **overrides):
+def get_transport(settings: Settings, name: str | None = None, **overrides: Any) -> Transport:
     """The transport ``name`` (default ``settings.transport``) built from ``settings``.
 
     Raises :class:`~newsletter.errors.ConfigError` (one line and a hint) for

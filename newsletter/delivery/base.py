@@ -41,9 +41,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from email.errors import MessageError
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.errors import DeliveryError
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 
 class PermanentTransportError(DeliveryError):
@@ -85,8 +90,14 @@ class Transport:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Transport:
+        """The transport as the workspace's settings configure it (``overrides`` win)."""
+        raise NotImplementedError
 
     def send_batch(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
         """Send ``message`` to each recipient; one result per recipient, same order.

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
 from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 SEPARATOR = "-" * 79
 
@@ -30,7 +33,7 @@ class ConsoleTransport(Transport):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings=None, **overrides) -> ConsoleTransport:
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> ConsoleTransport:
         return cls(**overrides)
 
     def _send(self, message: Message, recipients: list[Recipient]) -> list[SendResult]:
@@ -50,7 +53,7 @@ class ConsoleTransport(Transport):
         return results
 
 
-def _printable(text: str, stream) -> str:
+def _printable(text: str, stream: TextIO) -> str:
     """``text`` as ``stream`` can encode it: an internationalised message has raw
     UTF-8 headers, and a console may be ASCII (LANG=C)."""
     if text.isascii():

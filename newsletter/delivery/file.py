@@ -16,11 +16,15 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_file_bytes, build_mime
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
 
@@ -31,13 +35,13 @@ class FileTransport(Transport):
     name = "file"
     max_batch = 1000
 
-    def __init__(self, folder: str | os.PathLike, *, fsync: bool = False):
+    def __init__(self, folder: str | os.PathLike[str], *, fsync: bool = False):
         super().__init__()
         self.folder = Path(folder)
         self.fsync = fsync
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> FileTransport:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> FileTransport:
         return cls(overrides.pop("folder", settings.outbox_dir), **overrides)
 
     def open(self) -> None:

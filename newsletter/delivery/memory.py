@@ -11,11 +11,15 @@ per-address outcomes.
 from __future__ import annotations
 
 from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.base import BUILD_ERRORS, Transport, unbuildable
 from newsletter.delivery.merge import MergeTemplate
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import as_smtp_bytes, build_mime
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 
 class MemoryTransport(Transport):
@@ -33,7 +37,7 @@ class MemoryTransport(Transport):
         self.fail = {a.lower() for a in fail or ()}
 
     @classmethod
-    def from_settings(cls, settings=None, **overrides) -> MemoryTransport:
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> MemoryTransport:
         return cls(**overrides)
 
     @classmethod

@@ -23,10 +23,11 @@ from __future__ import annotations
 import binascii
 import random
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, make_msgid
 
 from newsletter.delivery.merge import MergeTemplate
@@ -104,20 +105,18 @@ def to_header_value(recipient: Recipient) -> Address:
 
 def is_internationalised(mime: EmailMessage) -> bool:
     """Whether ``mime`` (from :func:`build_mime`) must go out with SMTPUTF8."""
-    return bool(mime.policy.utf8)
+    return isinstance(mime.policy, EmailPolicy) and mime.policy.utf8
 
 
 def as_file_bytes(mime: EmailMessage) -> bytes:
-    return mime.as_bytes(policy=FILE_POLICY_UTF8 if mime.policy.utf8 else FILE_POLICY)
+    return mime.as_bytes(policy=FILE_POLICY_UTF8 if is_internationalised(mime) else FILE_POLICY)
 
 
 def as_smtp_bytes(mime: EmailMessage) -> bytes:
-    return mime.as_bytes(policy=SMTP_POLICY_UTF8 if mime.policy.utf8 else SMTP_POLICY)
+    return mime.as_bytes(policy=SMTP_POLICY_UTF8 if is_internationalised(mime) else SMTP_POLICY)
 
 
-def _now():
-    from datetime import datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -165,20 +164,20 @@ class MimeRenderer:
         self._end = f"{nl}--{b}--{nl}".encode()
         self._date = (0, b"")
 
-    def header(self, name: str, value) -> bytes:
+    def header(self, name: str, value: str | Address) -> bytes:
         """One header line (folded if it must be), as bytes with the line separator."""
         if isinstance(value, str):
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header {name} may not contain a line break")
             if value.isascii() and len(name) + len(value) + 2 <= 998:
                 return f"{name}: {value}{self.linesep}".encode("ascii")
-        folded = self._policy.header_factory(name, value).fold(policy=self._policy)
+        folded: str = self._policy.header_factory(name, value).fold(policy=self._policy)
         return folded.encode("ascii", "surrogateescape")
 
     def _address_header(self, name: str, address: Address) -> bytes:
         if address.username.isascii():
             return self.header(name, address)
-        folded = self._utf8_policy.header_factory(name, address).fold(policy=self._utf8_policy)
+        folded: str = self._utf8_policy.header_factory(name, address).fold(policy=self._utf8_policy)
         return folded.encode("utf-8", "surrogateescape")
 
     def needs_smtputf8(self, address: str) -> bool:

@@ -50,7 +50,7 @@ class RetryPolicy:
         "Equal jitter": half the exponential delay, plus a random part of the
         other half, so many senders retrying at once spread out.
         """
-        delay = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        delay = min(self.max_delay, self.base_delay * (2.0 ** (attempt - 1)))
         return delay / 2 + self.rng.uniform(0, delay / 2)
 
     def rate_limit_wait(self, reset: str | None, attempt: int) -> float:
@@ -58,9 +58,11 @@ class RetryPolicy:
 
         Falls back to :meth:`backoff` when the header is missing or unreadable.
         """
+        if reset is None:
+            return self.backoff(attempt)
         try:
             until = float(reset) - self.clock()
-        except (TypeError, ValueError):
+        except ValueError:
             return self.backoff(attempt)
         return min(self.max_rate_limit_wait, max(0.0, until)) + self.rng.uniform(0, self.jitter)
 

@@ -39,6 +39,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
@@ -46,6 +47,12 @@ from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import MimeRenderer
 from newsletter.delivery.wire import UnsendableAddress, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+
+# One pooled connection, in a one-item list so a worker can replace or drop it in place.
+_Slot = list[smtplib.SMTP | None]
 
 URL_HINT = "write it as smtp://user:password@host:587?tls=starttls (or smtps://...:465, or ?tls=none)"
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
@@ -132,18 +139,18 @@ class SmtpTransport(Transport):
         self.envelope_from = envelope_from
         self.local_hostname = local_hostname
         self._dkim = _dkim_options(dkim_selector, dkim_domain, dkim_key)
-        self._slots: queue.Queue[list] = queue.Queue()
+        self._slots: queue.Queue[_Slot] = queue.Queue()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **options) -> SmtpTransport:
+    def from_url(cls, url: str, **options: Any) -> SmtpTransport:
         config = parse_smtp_url(url)
         return cls(config.host, config.port, tls=config.tls, username=config.username, password=config.password,
                    connections=config.connections, timeout=config.timeout, **options)
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> SmtpTransport:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SmtpTransport:
         url = overrides.pop("url", None) or settings.smtp_url
         if not url:
             raise ConfigError(
@@ -165,7 +172,7 @@ class SmtpTransport(Transport):
             if self._executor is not None:
                 return
             self._executor = ThreadPoolExecutor(self.config.connections, thread_name_prefix="smtp")
-            slots = [[None] for _ in range(self.config.connections)]
+            slots: list[_Slot] = [[None] for _ in range(self.config.connections)]
         try:
             slots[0][0] = self._connect()
         except _ConnectFailed:
@@ -209,7 +216,10 @@ class SmtpTransport(Transport):
         if len(chunks) == 1:
             outcomes = [self._send_chunk(renderer, sender, chunks[0], stop)]
         else:
-            futures = [self._executor.submit(self._send_chunk, renderer, sender, chunk, stop) for chunk in chunks]
+            executor = self._executor
+            if executor is None:  # closed by another thread since send_batch opened it
+                raise RuntimeError("the SMTP transport was closed during a send")
+            futures = [executor.submit(self._send_chunk, renderer, sender, chunk, stop) for chunk in chunks]
             outcomes = [future.result() for future in futures]
         results = [result for chunk_results, _ in outcomes for result in chunk_results]
         errors = [error for _, error in outcomes if error is not None]
@@ -218,11 +228,12 @@ class SmtpTransport(Transport):
             raise errors[0]
         return results
 
-    def _send_chunk(self, renderer, sender, chunk, stop):
+    def _send_chunk(self, renderer: MimeRenderer, sender: str, chunk: list[Recipient],
+                    stop: threading.Event) -> tuple[list[SendResult], PermanentTransportError | None]:
         """Send ``chunk`` over one pooled connection: ``(results, permanent error or None)``."""
         slot = self._slots.get()
         results: list[SendResult] = []
-        error = None
+        error: PermanentTransportError | None = None
         try:
             for recipient in chunk:
                 if stop.is_set():
@@ -244,7 +255,7 @@ class SmtpTransport(Transport):
                                    + ("the send stopped" if error or stop.is_set() else "no connection")))
         return results, error
 
-    def _deliver(self, slot: list, renderer: MimeRenderer, sender: str, recipient: Recipient) -> SendResult:
+    def _deliver(self, slot: _Slot, renderer: MimeRenderer, sender: str, recipient: Recipient) -> SendResult:
         """One message to one recipient; reconnects once when the connection went stale."""
         try:
             address = wire_address(recipient.email)
@@ -265,10 +276,12 @@ class SmtpTransport(Transport):
                     return _failed(recipient, f"connection lost before the message went out: {exc}")
         raise AssertionError("unreachable")
 
-    def _transaction(self, slot: list, sender: str, recipient: Recipient, address: str, data: bytes,
+    def _transaction(self, slot: _Slot, sender: str, recipient: Recipient, address: str, data: bytes,
                      utf8: bool) -> SendResult:
         """MAIL, RCPT, DATA on the open connection ``slot[0]`` (``address``: the wire form)."""
-        conn: smtplib.SMTP = slot[0]
+        conn = slot[0]
+        if conn is None:  # _deliver connects first; a dropped connection is stale
+            raise _Stale("not connected")
         options: tuple[str, ...] = ()
         if utf8:
             if not conn.has_extn("smtputf8"):
@@ -316,10 +329,12 @@ class SmtpTransport(Transport):
             return SendResult(recipient.message_id, Outcome.SENT, provider_id=_queue_id(reply))
         return _by_code(recipient, code, reply, "DATA")
 
-    def _refused(self, slot, recipient, code, reply, stage) -> SendResult:
+    def _refused(self, slot: _Slot, recipient: Recipient, code: int, reply: bytes, stage: str) -> SendResult:
         """A refusal before DATA: reset the transaction, classify, stop on sender refusals."""
+        conn = slot[0]
         try:
-            slot[0].rset()
+            if conn is not None:
+                conn.rset()
         except (smtplib.SMTPException, OSError):
             _quit(slot)
         if code == 421:
@@ -338,6 +353,7 @@ class SmtpTransport(Transport):
         """A new, greeted, secured and authenticated connection."""
         config = self.config
         context = self.ssl_context or ssl.create_default_context()
+        conn: smtplib.SMTP
         try:
             if config.tls == "ssl":
                 conn = smtplib.SMTP_SSL(config.host, config.port, local_hostname=self.local_hostname,
@@ -378,8 +394,11 @@ class SmtpTransport(Transport):
     def _sign(self, data: bytes) -> bytes:
         import dkim
 
+        if self._dkim is None:
+            return data
         selector, domain, key = self._dkim
-        return dkim.sign(data, selector, domain, key, include_headers=DKIM_HEADERS, linesep=b"\r\n") + data
+        signature: bytes = dkim.sign(data, selector, domain, key, include_headers=DKIM_HEADERS, linesep=b"\r\n")
+        return signature + data
 
     def __repr__(self) -> str:
         return f"<SmtpTransport {self.config.host}:{self.config.port} tls={self.config.tls}>"
@@ -394,20 +413,23 @@ def _read_dkim_key(path: str) -> bytes:
                           hint="point dkim_key_file at the PEM private key of your DKIM selector") from None
 
 
-def _dkim_options(selector, domain, key):
-    given = [selector, domain, key]
-    if not any(given):
+def _dkim_options(selector: str | None, domain: str | None,
+                  key: bytes | str | Path | None) -> tuple[bytes, bytes, bytes] | None:
+    if not (selector or domain or key):
         return None
-    if not all(given):
+    if not (selector and domain and key):
         raise ConfigError("DKIM signing needs a selector, a domain and a private key", hint="give all three, or none")
-    if isinstance(key, (str, Path)) and not str(key).lstrip().startswith("-----BEGIN"):
+    if isinstance(key, bytes):
+        pem = key
+    elif str(key).lstrip().startswith("-----BEGIN"):  # the PEM text itself
+        pem = str(key).encode()
+    else:  # a path to the PEM file
         try:
-            key = Path(key).read_bytes()
+            pem = Path(key).read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read the DKIM key {key}: {exc.strerror}",
                               hint="check the path and its permissions") from None
-    key = key.encode() if isinstance(key, str) else key
-    return selector.encode(), domain.encode(), key
+    return selector.encode(), domain.encode(), pem
 
 
 def _tls_error(exc: ssl.SSLError, config: SmtpConfig) -> PermanentTransportError:
@@ -436,7 +458,7 @@ def _queue_id(reply: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
-def _quit(slot: list) -> None:
+def _quit(slot: _Slot) -> None:
     conn, slot[0] = slot[0], None
     if conn is None:
         return

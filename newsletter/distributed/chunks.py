@@ -43,7 +43,8 @@ from newsletter.engine.sender import (
 )
 from newsletter.store import distributed as chunks_db
 from newsletter.store import ledger
-from newsletter.store.models import PAUSED, SENDING, SENT, STOPPED, Campaign, utcnow
+from newsletter.store.models import Campaign, utcnow
+from newsletter.vocabulary import CampaignStatus
 
 log = logging.getLogger("newsletter.worker")
 
@@ -159,7 +160,7 @@ def _take(ctx: WorkerContext, report: ChunkReport):
     """Become the owner of the chunk; None (with ``report.outcome`` set) when there is nothing to do."""
     with ctx.store.session() as session:
         campaign = session.get(Campaign, report.campaign_id)
-        if campaign is None or campaign.status != SENDING:
+        if campaign is None or campaign.status != CampaignStatus.SENDING:
             report.outcome, report.campaign_status = "not-sending", campaign.status if campaign else None
             return None
         chunk = chunks_db.lock_chunk(session, report.campaign_id, report.first_id)
@@ -167,6 +168,8 @@ def _take(ctx: WorkerContext, report: ChunkReport):
             rows = ledger.pending_in_range(session, report.campaign_id, report.first_id, report.last_id)
             chunks_db.create_chunks(session, report.campaign_id, [(report.first_id, report.last_id, rows)])
             chunk = chunks_db.lock_chunk(session, report.campaign_id, report.first_id)
+            if chunk is None:  # just created in this transaction
+                raise RuntimeError(f"the chunk at row {report.first_id} was not recorded")
         report.last_id = chunk.last_id
         if chunk.status == chunks_db.CHUNK_DONE:
             report.outcome = "already-done"
@@ -191,7 +194,7 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     message = campaign_message(settings, campaign)
     builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id)
     gate = ctx.gate(campaign.transport)
-    totals = SendReport(c, SENDING)
+    totals = SendReport(c, CampaignStatus.SENDING)
     transport = ctx.transport(campaign.transport)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     remaining = 0
@@ -243,7 +246,7 @@ def _claim(ctx: WorkerContext, chunk_id: int, list_id, report: ChunkReport, want
         if not fence(session):
             raise Fenced(report.campaign_id)
         status = session.get(Campaign, report.campaign_id).status
-        if status != SENDING:
+        if status != CampaignStatus.SENDING:
             chunks_db.release_chunk(session, chunk_id, ctx.identity)
             report.outcome, report.campaign_status = "released", status
             return None
@@ -262,10 +265,10 @@ def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
     with ctx.store.session() as session:
         if not chunks_db.finish_chunk(session, chunk_id, ctx.identity, counts):
             report.outcome = "taken-over"
-        if ledger.settle_if_done(session, report.campaign_id, SENDING, SENT):
+        if ledger.settle_if_done(session, report.campaign_id, CampaignStatus.SENDING, CampaignStatus.SENT):
             report.campaign_status = session.get(Campaign, report.campaign_id).status
         elif chunks_db.pause_if_drained(session, report.campaign_id):
-            report.campaign_status = PAUSED
+            report.campaign_status = CampaignStatus.PAUSED
     if report.campaign_status:
         log.info("campaign %s is %s", report.campaign_id, report.campaign_status)
 
@@ -273,8 +276,9 @@ def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
 def _stop(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: PermanentTransportError) -> None:
     """The provider refuses every send (a bad key): stop the campaign for all workers, give the chunk back."""
     error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-    finish_campaign(ctx.store, report.campaign_id, STOPPED, SendReport(report.campaign_id, STOPPED), error=error)
+    stopped = SendReport(report.campaign_id, CampaignStatus.STOPPED)
+    finish_campaign(ctx.store, report.campaign_id, CampaignStatus.STOPPED, stopped, error=error)
     with ctx.store.session() as session:
         chunks_db.release_chunk(session, chunk_id, ctx.identity)
-    report.outcome, report.campaign_status = "stopped", STOPPED
+    report.outcome, report.campaign_status = "stopped", CampaignStatus.STOPPED
     log.error("campaign %s stopped: %s", report.campaign_id, error)

@@ -19,22 +19,13 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from newsletter.engine.campaigns import ensure_resumable, get_campaign
+from newsletter.engine.campaigns import audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.sender import SendReport
 from newsletter.errors import Conflict, DeliveryError
 from newsletter.store import distributed as chunks_db
 from newsletter.store import ledger
-from newsletter.store.models import (
-    DRAFT,
-    LEDGER_FAILED,
-    LEDGER_UNKNOWN,
-    PAUSED,
-    SCHEDULED,
-    SENDING,
-    SENT,
-    STOPPED,
-    utcnow,
-)
+from newsletter.store.models import utcnow
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
 log = logging.getLogger("newsletter.dispatch")
 
@@ -60,15 +51,16 @@ def enqueue_campaign(store, settings, campaign_id: int, *, broker=None, limit: i
     """
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        if not ledger.claim_campaign(session, campaign_id, (DRAFT, SCHEDULED), SENDING,
+        if not ledger.claim_campaign(session, campaign_id, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED),
+                                     CampaignStatus.SENDING,
                                      started_at=utcnow(), heartbeat_at=utcnow(), sender=None):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
-        ledger.snapshot_audience(session, campaign_id, campaign.list_id)
+        ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
         bounds = ledger.pending_ranges(session, campaign_id, CHUNK_SIZE, limit=limit)
         chunks_db.create_chunks(session, campaign_id, bounds)
         if not bounds:
-            ledger.settle_if_done(session, campaign_id, SENDING, SENT)
+            ledger.settle_if_done(session, campaign_id, CampaignStatus.SENDING, CampaignStatus.SENT)
     _send_messages(store, settings, campaign_id, [(a, b) for a, b, _ in bounds], broker)
     return len(bounds)
 
@@ -83,15 +75,16 @@ def resume_distributed(store, settings, campaign_id: int, *, broker=None, retry:
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         ensure_resumable(campaign)
-        if campaign.status == SENDING:
+        if campaign.status == CampaignStatus.SENDING:
             raise Conflict(f"campaign {campaign_id} is being sent by the workers",
                            hint=f"follow it with: newsletter campaigns show {campaign_id}")
         # Take the campaign first (one winner), and only then touch the ledger.
-        if not ledger.claim_campaign(session, campaign_id, (PAUSED, STOPPED, SENT, ledger.FAILED), SENDING,
+        resumable = (CampaignStatus.PAUSED, CampaignStatus.STOPPED, CampaignStatus.SENT, CampaignStatus.FAILED)
+        if not ledger.claim_campaign(session, campaign_id, resumable, CampaignStatus.SENDING,
                                      heartbeat_at=utcnow(), sender=None, error=""):
             raise Conflict(f"campaign {campaign_id} changed state; try again")
         if retry:
-            ledger.requeue(session, campaign_id, LEDGER_FAILED if retry == "failed" else LEDGER_UNKNOWN)
+            ledger.requeue(session, campaign_id, LedgerStatus.FAILED if retry == "failed" else LedgerStatus.UNKNOWN)
         existing = chunks_db.campaign_chunks(session, campaign_id)
         reopen = {c.first_id for c in chunks_db.chunks_with_pending(session, campaign_id)}
         chunks_db.reopen_chunks(session, campaign_id, sorted(reopen))
@@ -102,7 +95,7 @@ def resume_distributed(store, settings, campaign_id: int, *, broker=None, retry:
                   if c.first_id in reopen or c.status != chunks_db.CHUNK_DONE]
         ranges += [(a, b) for a, b, _ in fresh]
         if not ranges:
-            ledger.settle_if_done(session, campaign_id, SENDING, SENT)
+            ledger.settle_if_done(session, campaign_id, CampaignStatus.SENDING, CampaignStatus.SENT)
     _send_messages(store, settings, campaign_id, ranges, broker)
     return len(ranges)
 
@@ -175,7 +168,7 @@ def follow_campaign(store, campaign_id: int, *, stop=None, on_progress: Callable
         state = progress(store, campaign_id)
         if on_progress:
             on_progress(state)
-        if state["status"] != SENDING or (stop is not None and stop.is_set()):
+        if state["status"] != CampaignStatus.SENDING or (stop is not None and stop.is_set()):
             break
         sleep(poll)
     counts = state["counts"]

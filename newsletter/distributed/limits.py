@@ -90,10 +90,11 @@ class SendGate:
         """Block until ``count`` messages may go out; returns the seconds waited."""
         started = time.monotonic()
         self._with_redis(self._wait_pause)
-        remaining = count if self.limiter is not None else 0
-        while remaining > 0:
-            piece = min(remaining, self.limiter.limit)
-            if self._with_redis(lambda piece=piece: self.limiter.take(piece)):
+        limiter = self.limiter
+        remaining = count if limiter is not None else 0
+        while limiter is not None and remaining > 0:
+            piece = min(remaining, limiter.limit)
+            if self._with_redis(lambda piece=piece: limiter.take(piece)):
                 remaining -= piece
             else:  # the window is full: try again at the next second
                 self.sleep(1.0 - self.clock() % 1.0 + 0.01)

@@ -9,29 +9,26 @@ snapshotted into the ledger when sending starts.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import ledger
 from newsletter.store.audience import get_list
-from newsletter.store.models import (
-    CANCELLED,
-    DRAFT,
-    LEDGER_FAILED,
-    LEDGER_UNKNOWN,
-    MISSED,
-    PAUSED,
-    SCHEDULED,
-    SENDING,
-    SENT,
-    STOPPED,
-    Campaign,
-)
+from newsletter.store.models import Campaign
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
-FAILED = ledger.FAILED  # finished, and nobody received it: retry it, or send it again
-FINAL_STATUSES = (SENT, CANCELLED, MISSED)
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from newsletter.compose.edition import Edition as ComposedEdition
+    from newsletter.config import Settings
+    from newsletter.store.db import Store
+    from newsletter.store.models import MailingList
+
+FINAL_STATUSES = (CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
 
 
-def require_sendable(settings, transport: str | None = None) -> None:
+def require_sendable(settings: Settings, transport: str | None = None) -> None:
     """Raise InputError unless the workspace has what every bulk message needs.
 
     ``transport`` (default: the workspace's) decides whether mail leaves this
@@ -56,8 +53,8 @@ def require_sendable(settings, transport: str | None = None) -> None:
         raise InputError(f"cannot send: {problem.message}", hint=problem.hint)
 
 
-def create_campaign(store, settings, edition, list_name: str, transport: str, *,
-                    status: str = DRAFT, scheduled_at: datetime | None = None,
+def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, list_name: str, transport: str, *,
+                    status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
                     timezone: str | None = None, article_path: str = "", again: bool = False) -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id.
 
@@ -85,10 +82,10 @@ def create_campaign(store, settings, edition, list_name: str, transport: str, *,
 
 
 # A campaign of the same edition in one of these states means the list has it, or is about to.
-_UNDER_WAY = (SCHEDULED, SENDING, PAUSED, STOPPED)
+_UNDER_WAY = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.STOPPED)
 
 
-def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
+def refuse_duplicate(session: Session, edition: ComposedEdition, mailing_list: MailingList, again: bool) -> None:
     """Conflict when the list already received this edition, or is getting it.
 
     "This edition" is one with the same slug, or the same subject and text.
@@ -107,19 +104,19 @@ def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
     earlier = session.execute(
         select(Campaign.id, Campaign.status).join(Edition, Edition.id == Campaign.edition_id)
         .where(Campaign.list_id == mailing_list.id, same, or_(Campaign.status.in_(_UNDER_WAY), sent_rows))
-        .order_by(Campaign.status != SENDING, Campaign.id.desc()).limit(1)).first()
+        .order_by(Campaign.status != CampaignStatus.SENDING, Campaign.id.desc()).limit(1)).first()
     if earlier is None:
         return
     campaign_id, status = earlier
     name = mailing_list.name
-    if status == SENDING:
+    if status == CampaignStatus.SENDING:
         raise Conflict(f"campaign {campaign_id} is sending {edition.slug!r} to {name} right now",
                        hint=f"wait for it to finish (newsletter campaigns show {campaign_id}); if its sender died, "
                             f"continue it with: newsletter campaigns resume {campaign_id}; --again cannot "
                             "override a send in progress")
     if again:
         return
-    if status == SCHEDULED:
+    if status == CampaignStatus.SCHEDULED:
         raise Conflict(f"{edition.slug!r} is already scheduled for {name} (campaign {campaign_id})",
                        hint=f"see it with: newsletter campaigns show {campaign_id} (cancel {campaign_id} to drop "
                             "it; newsletter campaigns resume works once it has started); to send it twice on "
@@ -129,20 +126,33 @@ def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
                         "everyone again on purpose, add --again")
 
 
-def check_duplicate(store, edition, list_name: str, again: bool) -> None:
+def check_duplicate(store: Store, edition: ComposedEdition, list_name: str, again: bool) -> None:
     """:func:`refuse_duplicate` on its own, before asking the user anything (create_campaign checks again)."""
     with store.session() as session:
         refuse_duplicate(session, edition, get_list(session, list_name), again)
 
 
-def get_campaign(session, campaign_id: int) -> Campaign:
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFound(f"no campaign {campaign_id}", hint="see them with: newsletter campaigns list")
     return campaign
 
 
-def describe_campaign(store, campaign_id: int) -> dict:
+def audience_list_id(campaign: Campaign) -> int:
+    """The list a campaign starting now sends to; Conflict when that list was deleted since.
+
+    (Snapshotting a deleted list's audience would find nobody and settle the
+    campaign as ``sent`` to no one. Raised inside the start's transaction, the
+    error also rolls back its claim: the campaign stays as it was.)
+    """
+    if campaign.list_id is None:
+        raise Conflict(f"campaign {campaign.id} cannot start: its list {campaign.list_name!r} was deleted",
+                       hint=f"cancel it (newsletter campaigns cancel {campaign.id}) and send to another list")
+    return campaign.list_id
+
+
+def describe_campaign(store: Store, campaign_id: int) -> dict[str, Any]:
     """Status, counts and the rows that need attention (the ``campaigns show --json`` shape)."""
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -152,8 +162,8 @@ def describe_campaign(store, campaign_id: int) -> dict:
             **campaign_summary(campaign),
             "counts": counts,
             "total": sum(counts.values()),
-            "unknown": ledger.rows_with_status(session, campaign_id, LEDGER_UNKNOWN),
-            "failed": ledger.rows_with_status(session, campaign_id, LEDGER_FAILED),
+            "unknown": ledger.rows_with_status(session, campaign_id, LedgerStatus.UNKNOWN),
+            "failed": ledger.rows_with_status(session, campaign_id, LedgerStatus.FAILED),
             "events": events,
             "rates": event_rates(events, counts),
         }
@@ -166,14 +176,14 @@ COMPLAINT_RATE_TARGET = 0.001
 BOUNCE_RATE_LIMIT = 0.02
 
 
-def campaign_events(session, campaign_id: int) -> dict[str, int]:
+def campaign_events(session: Session, campaign_id: int) -> dict[str, int]:
     """Recipients with a delivered, bounced, opened, clicked, complained or unsubscribed event (provider webhooks)."""
     from newsletter.store.events import campaign_event_counts
 
     return campaign_event_counts(session, campaign_id)
 
 
-def event_rates(events: dict[str, int], counts: dict[str, int]) -> dict:
+def event_rates(events: dict[str, int], counts: dict[str, int]) -> dict[str, Any]:
     """Complaint rate (complaints / delivered) and bounce rate (bounces / sent) against the thresholds.
 
     Rates are None until there is something to divide by. ``ok`` is False when
@@ -192,7 +202,7 @@ def event_rates(events: dict[str, int], counts: dict[str, int]) -> dict:
     }
 
 
-def campaign_summary(campaign: Campaign) -> dict:
+def campaign_summary(campaign: Campaign) -> dict[str, Any]:
     return {
         "id": campaign.id,
         "status": campaign.status,
@@ -210,7 +220,7 @@ def campaign_summary(campaign: Campaign) -> dict:
     }
 
 
-def list_campaigns(store, status: str | None = None) -> list[dict]:
+def list_campaigns(store: Store, status: str | None = None) -> list[dict[str, Any]]:
     """Campaigns, newest first, with their ledger counts."""
     with store.session() as session:
         return [{**campaign_summary(c), "counts": ledger.counts(session, c.id)}
@@ -218,11 +228,12 @@ def list_campaigns(store, status: str | None = None) -> list[dict]:
 
 
 def ensure_resumable(campaign: Campaign) -> None:
-    if campaign.status in FINAL_STATUSES and campaign.status != SENT:
+    if campaign.status in FINAL_STATUSES and campaign.status != CampaignStatus.SENT:
         raise Conflict(f"campaign {campaign.id} is {campaign.status}", hint="create a new one with newsletter send")
-    if campaign.status in (DRAFT, SCHEDULED):
+    if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         raise Conflict(f"campaign {campaign.id} has not started ({campaign.status})",
                        hint="it starts by itself when due, under newsletter run")
 
 
-RESUMABLE = (PAUSED, STOPPED, SENDING, SENT, FAILED)
+RESUMABLE = (CampaignStatus.PAUSED, CampaignStatus.STOPPED, CampaignStatus.SENDING, CampaignStatus.SENT,
+             CampaignStatus.FAILED)  # failed: finished, and nobody received it

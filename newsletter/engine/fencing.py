@@ -24,10 +24,16 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
 
 from newsletter.errors import Conflict
 from newsletter.store.models import utcnow
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 log = logging.getLogger("newsletter.engine")
 
@@ -50,7 +56,7 @@ def new_sender_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
-def stale_seconds(settings=None) -> float:
+def stale_seconds(settings: Settings | None = None) -> float:
     """The staleness limit: ``settings.sender_stale_seconds`` (``[delivery] sender_stale_seconds`` or
     NEWSLETTER_SENDER_STALE_SECONDS, validated when the settings load), else the default."""
     return DEFAULT_STALE_SECONDS if settings is None else settings.sender_stale_seconds
@@ -120,7 +126,7 @@ class Heartbeat:
     writes will fail or fence it anyway).
     """
 
-    def __init__(self, beat, interval: float, name: str = "newsletter-heartbeat"):
+    def __init__(self, beat: Callable[[], bool], interval: float, name: str = "newsletter-heartbeat"):
         self._beat, self.interval = beat, interval
         self.lost = threading.Event()
         self._halt = threading.Event()
@@ -130,7 +136,8 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self._halt.set()
         self._thread.join(30)
 
@@ -144,10 +151,16 @@ class Heartbeat:
                 log.warning("heartbeat failed (%s); retrying", type(exc).__name__)
 
 
+class StopSignal(Protocol):
+    """What the send loop polls to stop early: a ``threading.Event``, or :class:`AnyStop`."""
+
+    def is_set(self) -> bool: ...
+
+
 class AnyStop:
     """``is_set()`` when any of several events (or None) is set: a user's stop, a lost fence."""
 
-    def __init__(self, *events):
+    def __init__(self, *events: StopSignal | None):
         self.events = [event for event in events if event is not None]
 
     def is_set(self) -> bool:

@@ -20,13 +20,28 @@ import os
 import queue
 import signal
 import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from newsletter import transports as registry
 from newsletter.delivery.base import PermanentTransportError
-from newsletter.engine.fencing import Fenced
+from newsletter.engine.fencing import Fenced, StopSignal
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.store import ledger
-from newsletter.store.models import LEDGER_PENDING
+from newsletter.vocabulary import LedgerStatus
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Event
+
+    from newsletter.config import Settings
+    from newsletter.delivery.base import Transport
+    from newsletter.engine.sender import SendReport
+    from newsletter.store.db import Store
+
+    # What a child tells its parent: ("progress", rows) | ("done", tallies) | ("error", (kind, message, hint))
+    Messages = Queue[tuple[str, Any]]
 
 # Below this many pending rows per process, start-up costs more than it saves.
 MIN_ROWS_PER_PROCESS = 20_000
@@ -34,7 +49,8 @@ MIN_ROWS_PER_PROCESS = 20_000
 PROCESS_SAFE = registry.process_safe_names()
 
 
-def processes_for(store, settings, campaign_id: int, transport, requested: int | None, options: dict) -> int:
+def processes_for(store: Store, settings: Settings, campaign_id: int, transport: Transport, requested: int | None,
+                  options: dict[str, Any]) -> int:
     """How many processes should send this campaign (1 means this one, in-line).
 
     ``requested`` (or ``[delivery] processes``) is an upper bound; 0 means
@@ -49,13 +65,14 @@ def processes_for(store, settings, campaign_id: int, transport, requested: int |
     if wanted <= 1 or options.get("limit") is not None or transport.name not in PROCESS_SAFE:
         return 1
     with store.session() as session:
-        pending = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        pending = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     floor = MIN_ROWS_PER_PROCESS if automatic else 1
     return max(1, min(wanted, pending // floor))
 
 
-def send_in_processes(store, settings, campaign_id: int, transport_name: str, count: int, report,
-                      on_progress=None, stop=None, *, sender: str, **_ignored) -> bool:
+def send_in_processes(store: Store, settings: Settings, campaign_id: int, transport_name: str, count: int,
+                      report: SendReport, on_progress: Callable[[int, int], None] | None = None,
+                      stop: StopSignal | None = None, *, sender: str, **_ignored: Any) -> bool:
     """Send the pending rows from ``count`` child processes; True when stopped early.
 
     The children send as ``sender`` (this run's identity: they are fenced with
@@ -65,12 +82,13 @@ def send_in_processes(store, settings, campaign_id: int, transport_name: str, co
     import multiprocessing
 
     with store.session() as session:
-        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
         # (after_id, up_to] for each process: contiguous, about equal in rows
         ranges = [(first - 1, last) for first, last, _rows in
                   ledger.pending_ranges(session, campaign_id, max(1, -(-total // count)))]
     context = multiprocessing.get_context("spawn")
-    messages, halt = context.Queue(), context.Event()
+    messages: Messages = context.Queue()
+    halt = context.Event()
     # The provider's rate is shared: each child paces at its part of it.
     child_settings = dataclasses.replace(settings, send_rate=settings.send_rate / len(ranges))
     children = [context.Process(target=_child, name=f"newsletter-send-{index}", daemon=True,
@@ -85,7 +103,8 @@ def send_in_processes(store, settings, campaign_id: int, transport_name: str, co
     return outcome
 
 
-def _follow(children, messages, halt, stop, report, on_progress, total) -> bool:
+def _follow(children: Sequence[BaseProcess], messages: Messages, halt: Event, stop: StopSignal | None,
+            report: SendReport, on_progress: Callable[[int, int], None] | None, total: int) -> bool:
     """Gather progress and results until every child has answered."""
     done, answered, interrupted, failure = 0, 0, False, None
     while answered < len(children):
@@ -122,7 +141,7 @@ def _follow(children, messages, halt, stop, report, on_progress, total) -> bool:
 class _Stop:
     """Stop when the parent asks (``halt``) or this child got SIGTERM/SIGINT."""
 
-    def __init__(self, halt):
+    def __init__(self, halt: Event):
         self.halt, self.local = halt, threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.local.set())
@@ -131,7 +150,8 @@ class _Stop:
         return self.local.is_set() or self.halt.is_set()
 
 
-def _child(settings, campaign_id, transport_name, low, high, messages, halt, parent_pid, sender) -> None:
+def _child(settings: Settings, campaign_id: int, transport_name: str, low: int, high: int, messages: Messages,
+           halt: Event, parent_pid: int, sender: str) -> None:
     """One sending process: its id range through the ordinary loop."""
     from newsletter.delivery import get_transport
     from newsletter.processes import die_with_parent
@@ -143,7 +163,7 @@ def _child(settings, campaign_id, transport_name, low, high, messages, halt, par
     store = Store(settings.database_url)
     report, sent = SendReport(campaign_id, "sending"), [0]
 
-    def progress(done, _total):
+    def progress(done: int, _total: int) -> None:
         messages.put(("progress", done - sent[0]))
         sent[0] = done
 

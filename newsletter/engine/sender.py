@@ -23,8 +23,10 @@ the run still owns the campaign. A run that was taken over stops at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from newsletter.audience.tokens import UNSUBSCRIBE, make_token
 from newsletter.compose.edition import merge_values
@@ -33,35 +35,37 @@ from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
 from newsletter.delivery.mime import unsubscribe_headers
 from newsletter.engine import fencing
-from newsletter.engine.campaigns import RESUMABLE, ensure_resumable, get_campaign
+from newsletter.engine.campaigns import RESUMABLE, audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
     DEFAULT_STALE_SECONDS,
     AnyStop,
     Fenced,
     Heartbeat,
+    StopSignal,
     beat_interval,
     new_sender_id,
     stale_seconds,
 )
 from newsletter.errors import Conflict
 from newsletter.store import ledger
-from newsletter.store.models import (
-    DRAFT,
-    LEDGER_FAILED,
-    LEDGER_PENDING,
-    LEDGER_SENDING,
-    LEDGER_SENT,
-    LEDGER_UNKNOWN,
-    PAUSED,
-    SCHEDULED,
-    SENDING,
-    SENT,
-    STOPPED,
-    utcnow,
-)
+from newsletter.store.models import utcnow
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
-_LEDGER_OF = {Outcome.SENT: LEDGER_SENT, Outcome.QUEUED: LEDGER_SENT, Outcome.REJECTED: LEDGER_FAILED,
-              Outcome.FAILED: LEDGER_FAILED, Outcome.UNKNOWN: LEDGER_UNKNOWN}
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from newsletter.config import Settings
+    from newsletter.delivery.base import Transport
+    from newsletter.delivery.message import SendResult
+    from newsletter.store.db import Store
+    from newsletter.store.ledger import Candidate, Claim
+    from newsletter.store.models import Campaign
+
+# ``fence(session)``: True while this run still owns the campaign (checked in the session's transaction).
+Fence = Callable[["Session"], bool]
+
+_LEDGER_OF = {Outcome.SENT: LedgerStatus.SENT, Outcome.QUEUED: LedgerStatus.SENT, Outcome.REJECTED: LedgerStatus.FAILED,
+              Outcome.FAILED: LedgerStatus.FAILED, Outcome.UNKNOWN: LedgerStatus.UNKNOWN}
 # The default staleness limit (see newsletter.engine.fencing.stale_seconds for the setting).
 HEARTBEAT_STALE_SECONDS = DEFAULT_STALE_SECONDS
 
@@ -76,10 +80,10 @@ class SendReport:
     failed: int = 0
     unknown: int = 0
     skipped: int = 0
-    counts: dict = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"campaign_id": self.campaign_id, "status": self.status, "sent": self.sent, "failed": self.failed,
                 "unknown": self.unknown, "skipped": self.skipped, "counts": self.counts,
                 "seconds": round(self.seconds, 3)}
@@ -113,12 +117,13 @@ def this_sender() -> str:
     return new_sender_id()
 
 
-def sender_alive(sender: str | None, heartbeat, stale: float | None = None) -> bool:
+def sender_alive(sender: str | None, heartbeat: datetime | None, stale: float | None = None) -> bool:
     """Whether the sender recorded on a campaign may still be at it (see :mod:`newsletter.engine.fencing`)."""
     return fencing.sender_alive(sender, heartbeat, stale_seconds() if stale is None else stale)
 
 
-def start_campaign(store, settings, campaign_id: int, transport, **options) -> SendReport:
+def start_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport,
+                   **options: Any) -> SendReport:
     """Snapshot the audience of a draft or scheduled campaign and send it.
 
     The move to ``sending`` is a conditional update: of two processes trying,
@@ -128,16 +133,17 @@ def start_campaign(store, settings, campaign_id: int, transport, **options) -> S
     stale_seconds(settings)  # a bad setting is an error now, before the campaign is claimed
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        if not ledger.claim_campaign(session, campaign_id, (DRAFT, SCHEDULED), SENDING,
+        if not ledger.claim_campaign(session, campaign_id, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED),
+                                     CampaignStatus.SENDING,
                                      started_at=utcnow(), heartbeat_at=utcnow(), sender=sender):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
-        ledger.snapshot_audience(session, campaign_id, campaign.list_id)
+        ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
     return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: str | None = None,
-                    **options) -> SendReport:
+def resume_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport, *,
+                    requeue: str | None = None, **options: Any) -> SendReport:
     """Send what is still pending. Rows a dead sender left in flight become ``unknown``.
 
     ``requeue`` (``failed`` or ``unknown``): put those rows back to pending
@@ -147,7 +153,7 @@ def resume_campaign(store, settings, campaign_id: int, transport, *, requeue: st
     return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) -> str:
+def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: str | None = None) -> str:
     """Make a new run the campaign's sender; returns its identity.
 
     Refuses (Conflict) while another sender is alive. Otherwise, in one
@@ -160,11 +166,13 @@ def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) 
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         ensure_resumable(campaign)
-        if campaign.status == SENDING and fencing.sender_alive(campaign.sender, campaign.heartbeat_at, stale):
+        sending = campaign.status == CampaignStatus.SENDING
+        if sending and fencing.sender_alive(campaign.sender, campaign.heartbeat_at, stale):
             raise Conflict(f"campaign {campaign_id} is being sent by another process ({campaign.sender})",
                            hint=f"wait for it, or stop that process first; a sender on another machine is "
                                 f"taken for dead {stale:g} s after its last heartbeat")
-        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, SENDING, expected_sender=campaign.sender,
+        if not ledger.claim_campaign(session, campaign_id, RESUMABLE, CampaignStatus.SENDING,
+                                     expected_sender=campaign.sender,
                                      heartbeat_at=utcnow(), sender=sender):
             raise Conflict(f"campaign {campaign_id} changed state; try again",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
@@ -174,14 +182,15 @@ def take_over(store, settings, campaign_id: int, *, requeue: str | None = None) 
     return sender
 
 
-def retry_campaign(store, settings, campaign_id: int, transport, which: str, **options) -> SendReport:
+def retry_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport, which: str,
+                   **options: Any) -> SendReport:
     """Send again the ``failed`` or ``unknown`` rows, on purpose (never while another sender is at it)."""
     return resume_campaign(store, settings, campaign_id, transport,
-                           requeue=LEDGER_FAILED if which == "failed" else LEDGER_UNKNOWN, **options)
+                           requeue=LedgerStatus.FAILED if which == "failed" else LedgerStatus.UNKNOWN, **options)
 
 
-def _run(store, settings, campaign_id: int, transport, sender: str, *, processes: int | None = None,
-         stop=None, **options) -> SendReport:
+def _run(store: Store, settings: Settings, campaign_id: int, transport: Transport, sender: str, *,
+         processes: int | None = None, stop: StopSignal | None = None, **options: Any) -> SendReport:
     """Send the campaign's pending rows, in one process or several, then settle its status.
 
     A heartbeat thread beats for the whole run (through 429 waits and
@@ -189,7 +198,7 @@ def _run(store, settings, campaign_id: int, transport, sender: str, *, processes
     when another process took it over.
     """
     started = time.monotonic()
-    report = SendReport(campaign_id, SENDING)
+    report = SendReport(campaign_id, CampaignStatus.SENDING)
     heartbeat = Heartbeat(lambda: _beat(store, campaign_id, sender), beat_interval(stale_seconds(settings)))
     try:
         with heartbeat:
@@ -206,29 +215,30 @@ def _run(store, settings, campaign_id: int, transport, sender: str, *, processes
         if heartbeat.lost.is_set():
             raise Fenced(campaign_id)
     except PermanentTransportError as exc:
-        finish_campaign(store, campaign_id, STOPPED, report,
+        finish_campaign(store, campaign_id, CampaignStatus.STOPPED, report,
                         error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message, sender=sender)
         raise
-    finish_campaign(store, campaign_id, PAUSED if interrupted else None, report, sender=sender)
+    finish_campaign(store, campaign_id, CampaignStatus.PAUSED if interrupted else None, report, sender=sender)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _beat(store, campaign_id: int, sender: str) -> bool:
+def _beat(store: Store, campaign_id: int, sender: str) -> bool:
     with store.session() as session:
         return ledger.fence(session, campaign_id, sender)
 
 
-def campaign_fence(campaign_id: int, sender: str | None):
+def campaign_fence(campaign_id: int, sender: str | None) -> Fence | None:
     """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign."""
     if sender is None:
         return None
     return lambda session: ledger.fence(session, campaign_id, sender)
 
 
-def send_range(store, settings, campaign_id: int, transport, report: SendReport, *, sender: str | None,
+def send_range(store: Store, settings: Settings, campaign_id: int, transport: Transport, report: SendReport, *,
+               sender: str | None,
                after_id: int = 0, up_to: int | None = None, limit: int | None = None,
-               on_progress: Callable[[int, int], None] | None = None, stop=None,
+               on_progress: Callable[[int, int], None] | None = None, stop: StopSignal | None = None,
                sleep: Callable[[float], None] = time.sleep) -> bool:
     """The loop over pending rows with ids in (after_id, up_to]; True when stopped early.
 
@@ -241,7 +251,7 @@ def send_range(store, settings, campaign_id: int, transport, report: SendReport,
         campaign = get_campaign(session, campaign_id)
         list_id, slug = campaign.list_id, campaign.edition.slug
         message = campaign_message(settings, campaign)
-        total = ledger.counts(session, campaign_id)[LEDGER_PENDING]
+        total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
     fence = campaign_fence(campaign_id, sender)
@@ -264,14 +274,15 @@ def send_range(store, settings, campaign_id: int, transport, report: SendReport,
             on_progress(done, total)
 
 
-def campaign_message(settings, campaign) -> Message:
+def campaign_message(settings: Settings, campaign: Campaign) -> Message:
     """The provider-neutral Message of a stored campaign (its edition as composed)."""
     edition = campaign.edition
     return Message(subject=edition.subject, from_email=settings.sender, html=edition.html, text=edition.text,
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 
 
-def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None, *, fence=None):
+def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,
+                up_to: int | None = None, *, fence: Fence | None = None) -> Claim | None:
     """Claim the next rows (the eligible ones ``sending``, the others ``skipped``) and commit.
 
     Returns the :class:`~newsletter.store.ledger.Claim` (only rows this claim
@@ -287,12 +298,14 @@ def claim_batch(store, campaign_id, list_id, after_id, want, report, up_to=None,
     return claim
 
 
-def _check(fence, session, campaign_id: int) -> None:
+def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
     if fence is not None and not fence(session):
         raise Fenced(campaign_id)
 
 
-def send_claimed(store, transport, message, builder, eligible, report, campaign_id, *, fence=None) -> None:
+def send_claimed(store: Store, transport: Transport, message: Message, builder: RecipientBuilder,
+                 eligible: list[Candidate], report: SendReport, campaign_id: int, *,
+                 fence: Fence | None = None) -> None:
     """Send rows already marked ``sending`` and commit each outcome.
 
     On PermanentTransportError the rows the transport answered for
@@ -315,22 +328,22 @@ def send_claimed(store, transport, message, builder, eligible, report, campaign_
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             _check(fence, session, campaign_id)
-            ledger.mark(session, [ids[m] for m in untouched], LEDGER_PENDING, LEDGER_SENDING)
+            ledger.mark(session, [ids[m] for m in untouched], LedgerStatus.PENDING, LedgerStatus.SENDING)
         raise
     except BaseException:
         # An unexpected failure mid-call: the provider may have the batch.
         with store.session() as session:
             if fence is not None and not fence(session):
                 raise
-            ledger.mark(session, list(ids.values()), LEDGER_UNKNOWN, LEDGER_SENDING,
+            ledger.mark(session, list(ids.values()), LedgerStatus.UNKNOWN, LedgerStatus.SENDING,
                         error="the send was interrupted while this message was in flight")
-        finish_campaign(store, campaign_id, PAUSED, report, fence=fence)
+        finish_campaign(store, campaign_id, CampaignStatus.PAUSED, report, fence=fence)
         raise
     record_results(store, results, ids, report, campaign_id, fence=fence)
 
 
-def record_results(store, results, ids: dict[str, int], report: SendReport, campaign_id: int, *,
-                   fence=None) -> None:
+def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
+                   campaign_id: int, *, fence: Fence | None = None) -> None:
     """Commit each recipient's outcome; the common all-accepted case is one statement.
 
     ``fence(session)`` runs first in the same transaction: when it fails
@@ -338,15 +351,15 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
     """
     accepted: dict[str | None, list[int]] = {}
     others = []
-    tally = {"sent": 0, LEDGER_FAILED: 0, LEDGER_UNKNOWN: 0}
+    tally = {"sent": 0, LedgerStatus.FAILED: 0, LedgerStatus.UNKNOWN: 0}
     for result in results:
         status = _LEDGER_OF[result.outcome]
-        if status == LEDGER_SENT and not result.error:
+        if status == LedgerStatus.SENT and not result.error:
             accepted.setdefault(result.provider_id, []).append(ids[result.message_id])
         else:
             others.append({"b_id": ids[result.message_id], "status": status,
                            "provider_id": result.provider_id, "error": (result.error or "")[:1000] or None})
-        tally["sent" if status == LEDGER_SENT else status] += 1
+        tally["sent" if status == LedgerStatus.SENT else status] += 1
     with store.session() as session:
         _check(fence, session, campaign_id)
         if len(accepted) == 1 and not others and len(results) == len(ids):
@@ -354,20 +367,20 @@ def record_results(store, results, ids: dict[str, int], report: SendReport, camp
             # ``sending`` in the batch's id range are exactly these (the fence
             # keeps any other sender of this campaign out of the range).
             (provider_id, delivery_ids), = accepted.items()
-            ledger.mark_range(session, campaign_id, min(delivery_ids), max(delivery_ids), LEDGER_SENT,
-                              LEDGER_SENDING, provider_id=provider_id)
+            ledger.mark_range(session, campaign_id, min(delivery_ids), max(delivery_ids), LedgerStatus.SENT,
+                              LedgerStatus.SENDING, provider_id=provider_id)
         else:
             for provider_id, delivery_ids in accepted.items():
-                ledger.mark(session, delivery_ids, LEDGER_SENT, LEDGER_SENDING, provider_id=provider_id)
-            ledger.mark_each(session, others, LEDGER_SENDING)
+                ledger.mark(session, delivery_ids, LedgerStatus.SENT, LedgerStatus.SENDING, provider_id=provider_id)
+            ledger.mark_each(session, others, LedgerStatus.SENDING)
     for name, value in tally.items():
         setattr(report, name, getattr(report, name) + value)
 
 
-def finish_campaign(store, campaign_id: int, status: str | None, report: SendReport, error: str = "", *,
-                    sender: str | None = None, fence=None) -> None:
+def finish_campaign(store: Store, campaign_id: int, status: str | None, report: SendReport, error: str = "", *,
+                    sender: str | None = None, fence: Fence | None = None) -> None:
     """Settle the campaign's status: ``sent`` only when nothing is pending or in flight, and
-    ``failed`` (:data:`~newsletter.store.ledger.FAILED`) when it reached nobody.
+    ``failed`` (``CampaignStatus.FAILED``) when it reached nobody.
 
     With ``sender`` (or ``fence``) only while this run still owns the
     campaign: Fenced otherwise, and nothing is written.
@@ -376,24 +389,24 @@ def finish_campaign(store, campaign_id: int, status: str | None, report: SendRep
     with store.session() as session:
         _check(fence, session, campaign_id)
         counts = ledger.counts(session, campaign_id)
-        nothing_left = counts[LEDGER_PENDING] == 0 and counts[LEDGER_SENDING] == 0
-        if status in (None, PAUSED):  # a stop that came after the last batch still finished the send
-            status = SENT if nothing_left else PAUSED
-        if status == SENT and ledger.nobody_received(counts):
-            status = ledger.FAILED
-        values = {"status": status, "heartbeat_at": None, "sender": None}
-        if status in (SENT, ledger.FAILED):
+        nothing_left = counts[LedgerStatus.PENDING] == 0 and counts[LedgerStatus.SENDING] == 0
+        if status in (None, CampaignStatus.PAUSED):  # a stop that came after the last batch still finished the send
+            status = CampaignStatus.SENT if nothing_left else CampaignStatus.PAUSED
+        if status == CampaignStatus.SENT and ledger.nobody_received(counts):
+            status = CampaignStatus.FAILED
+        values: dict[str, Any] = {"status": status, "heartbeat_at": None, "sender": None}
+        if status in (CampaignStatus.SENT, CampaignStatus.FAILED):
             values["finished_at"] = utcnow()
         if error:
             values["error"] = error
-        elif status == ledger.FAILED:
+        elif status == CampaignStatus.FAILED:
             values["error"] = _nobody_error(counts)
         ledger.set_campaign(session, campaign_id, **values)
     report.status, report.counts = status, counts
 
 
 def _nobody_error(counts: dict[str, int]) -> str:
-    return (f"nobody received it: {counts[LEDGER_FAILED]} failed, {counts[LEDGER_UNKNOWN]} unknown "
+    return (f"nobody received it: {counts[LedgerStatus.FAILED]} failed, {counts[LedgerStatus.UNKNOWN]} unknown "
             "(see the reasons with campaigns show; send them again with campaigns retry --failed or --unknown)")
 
 
@@ -404,13 +417,13 @@ class RecipientBuilder:
     find the ledger row from it (also sent as custom_args).
     """
 
-    def __init__(self, settings, slug: str, campaign_id: int, list_id: int | None):
+    def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
         self.keys = tuple(settings.secret_keys)
         # Stable across resumes (a resent message keeps its Message-ID), unique per workspace.
         self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address)
 
-    def recipient(self, candidate) -> Recipient:
+    def recipient(self, candidate: Candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)

@@ -34,12 +34,13 @@ from newsletter.delivery import message_id
 from newsletter.store import events as ev
 from newsletter.store.audience import find_subscriber
 from newsletter.store.db import Store
-from newsletter.store.models import BOUNCED, COMPLAINED, Subscriber
+from newsletter.store.models import Subscriber
 from newsletter.tracking import EventKind, RejectReason, TrackingEvent
-from newsletter.vocabulary import address_key
+from newsletter.vocabulary import SubscriberStatus, address_key
 
 # Rejections that mean the address itself must not be mailed again.
-_SUPPRESSING_REJECTIONS = {RejectReason.BOUNCED: BOUNCED, RejectReason.COMPLAINED: COMPLAINED}
+_SUPPRESSING_REJECTIONS = {RejectReason.BOUNCED: SubscriberStatus.BOUNCED,
+                           RejectReason.COMPLAINED: SubscriberStatus.COMPLAINED}
 
 
 @dataclass
@@ -102,9 +103,9 @@ def _stored(row: _Row, now: datetime) -> dict[str, object]:
 def suppression_reason(event: TrackingEvent) -> str | None:
     """``bounced`` or ``complained`` when the event means the address must not be mailed again, else None."""
     if event.kind is EventKind.BOUNCED and event.hard:
-        return BOUNCED
+        return SubscriberStatus.BOUNCED
     if event.kind is EventKind.COMPLAINED:
-        return COMPLAINED
+        return SubscriberStatus.COMPLAINED
     if event.kind is EventKind.REJECTED and event.reject_reason is not None:
         return _SUPPRESSING_REJECTIONS.get(event.reject_reason)
     return None

@@ -24,13 +24,19 @@ import logging
 import signal
 import sys
 from datetime import UTC
+from typing import TYPE_CHECKING, Any
 
 from newsletter.engine.fencing import dead_on_this_host, new_sender_id
 from newsletter.errors import Conflict
 from newsletter.scheduler import jobs
 from newsletter.scheduling.times import show
 from newsletter.store import scheduling as q
-from newsletter.store.models import PAUSED, SENDING, utcnow
+from newsletter.store.models import utcnow
+from newsletter.vocabulary import CampaignStatus
+
+if TYPE_CHECKING:
+    from newsletter.store.db import Store
+    from newsletter.store.scheduling import SchedulerLease
 
 LEASE_NAME = "scheduler"
 SYNC_SECONDS = 2.0  # how often the daemon syncs its jobs from the tables (NEWSLETTER_SCHEDULER_SYNC_SECONDS)
@@ -38,7 +44,7 @@ LEASE_SECONDS = 30.0  # how long its lease lasts unless renewed (NEWSLETTER_SCHE
 log = jobs.log
 
 
-def take_lease(store, holder: str, seconds: float) -> tuple[bool, object]:
+def take_lease(store: Store, holder: str, seconds: float) -> tuple[bool, SchedulerLease | None]:
     """Try once to hold the lease; returns (ours, the lease row as it stands)."""
     with store.session() as session:
         current = q.lease_of(session, LEASE_NAME)
@@ -57,6 +63,8 @@ def acquire(store, holder: str, seconds: float, wait: bool, poll: float) -> None
         ours, lease = take_lease(store, holder, seconds)
         if ours:
             return
+        if lease is None:  # released between our try and our look: try again now
+            continue
         if not wait:
             raise Conflict(
                 f"another newsletter run holds the scheduler lease ({lease.holder}, until "
@@ -76,7 +84,7 @@ class Daemon:
         self.store, self.settings = store, settings
         self.sync_seconds, self.lease_seconds = sync_seconds, lease_seconds
         self.runtime = jobs.Runtime(store, settings, new_sender_id())  # host:pid:random, like a sender
-        self.scheduler = None
+        self.scheduler: Any = None  # APScheduler's BlockingScheduler (no type hints), built by run()
         self.exit_code = 0
         self.known: dict[int, object] = {}  # campaign id -> the due time last logged
 
@@ -162,14 +170,15 @@ class Daemon:
 
         with self.store.session() as session:
             orphans = q.sends_of_others(session, self.runtime.holder)
-            for campaign in q.campaigns_in(session, (SENDING, PAUSED)):
+            for campaign in q.campaigns_in(session, (CampaignStatus.SENDING, CampaignStatus.PAUSED)):
                 if campaign.id not in orphans:
                     continue
                 beat = campaign.heartbeat_at
                 # Its heartbeat means nothing only if the daemon we took the lease from was the sender,
                 # and it has not beaten since. Anyone else (a manual resume elsewhere) is judged as usual.
                 by_that_daemon = campaign.sender is None or same_process(campaign.sender, orphans[campaign.id])
-                orphan = beat is None or (by_that_daemon and beat <= self.runtime.lease_acquired_at)
+                acquired = self.runtime.lease_acquired_at  # set by run() before this
+                orphan = beat is None or (by_that_daemon and acquired is not None and beat <= acquired)
                 self._submit_resume(campaign.id, orphan)
 
     def _submit_resume(self, campaign_id: int, orphan: bool) -> None:

@@ -15,12 +15,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.errors import Conflict, NewsletterError
 from newsletter.scheduling import waves as wave_runs
 from newsletter.scheduling.times import show
 from newsletter.store import scheduling as q
-from newsletter.store.models import MISSED, PAUSED, SCHEDULED, Campaign, utcnow
+from newsletter.store.models import Campaign, utcnow
+from newsletter.vocabulary import CampaignStatus
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+    from newsletter.store.db import Store
 
 log = logging.getLogger("newsletter.scheduling")
 DUE_TOLERANCE = timedelta(seconds=1)
@@ -30,8 +36,8 @@ DUE_TOLERANCE = timedelta(seconds=1)
 class Runtime:
     """The daemon's shared state, reachable from job threads."""
 
-    store: object
-    settings: object
+    store: Store
+    settings: Settings
     holder: str
     stop: threading.Event = field(default_factory=threading.Event)
     inflight: set = field(default_factory=set)
@@ -80,7 +86,7 @@ def mark_missed(rt: Runtime, campaign_id: int, due: datetime) -> bool:
     """``scheduled -> missed`` (conditional) for a campaign whose time passed beyond the grace."""
     late = (utcnow() - due).total_seconds()
     with rt.store.session() as session:
-        done = q.claim_scheduled(session, campaign_id, MISSED, (SCHEDULED,), error=(
+        done = q.claim_scheduled(session, campaign_id, CampaignStatus.MISSED, (CampaignStatus.SCHEDULED,), error=(
             f"missed: it was due at {show(due, 'UTC')}, {late:.0f} s before the scheduler could send it "
             f"(misfire grace {rt.grace} s)"))
         if done:
@@ -110,7 +116,7 @@ def fire_campaign(campaign_id: int) -> None:
             return
         with rt.store.session() as session:
             campaign = session.get(Campaign, campaign_id)
-            if campaign is None or campaign.status != SCHEDULED:
+            if campaign is None or campaign.status != CampaignStatus.SCHEDULED:
                 log.info("campaign %s is %s; nothing to start", campaign_id,
                          campaign.status if campaign else "gone")
                 return
@@ -200,7 +206,7 @@ def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> 
     try:
         log.info("campaign %s: %s via %s", campaign_id, verb, transport_name)
         report = run()
-        handed_over = report.status == PAUSED and rt.stop.is_set()
+        handed_over = report.status == CampaignStatus.PAUSED and rt.stop.is_set()
         log.info("campaign %s: %s (sent %s, failed %s, unknown %s, skipped %s) in %.1f s%s", campaign_id,
                  report.status, report.sent, report.failed, report.unknown, report.skipped, report.seconds,
                  "; the next newsletter run continues it" if handed_over else "")

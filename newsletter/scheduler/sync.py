@@ -23,7 +23,8 @@ from datetime import datetime
 from newsletter.engine.fencing import sender_alive, stale_seconds
 from newsletter.scheduler import jobs
 from newsletter.store import scheduling as q
-from newsletter.store.models import SCHEDULED, SENDING, utcnow
+from newsletter.store.models import utcnow
+from newsletter.vocabulary import CampaignStatus
 
 # Jobs carry ids only and name their function, so a job never holds an object.
 FIRE_CAMPAIGN = "newsletter.scheduler.jobs:fire_campaign"
@@ -49,9 +50,10 @@ def plan_sync(daemon) -> None:
     rt, scheduler = daemon.runtime, daemon.scheduler
     now, limit = utcnow(), stale_seconds(rt.settings)
     with rt.store.session() as session:
-        scheduled = [(c.id, c.scheduled_at) for c in q.campaigns_in(session, (SCHEDULED,)) if c.scheduled_at]
+        scheduled = [(c.id, c.scheduled_at) for c in q.campaigns_in(session, (CampaignStatus.SCHEDULED,))
+                     if c.scheduled_at]
         with_waves = q.campaigns_with_waves(session, [cid for cid, _ in scheduled])
-        stale = [c.id for c in q.campaigns_in(session, (SENDING,))
+        stale = [c.id for c in q.campaigns_in(session, (CampaignStatus.SENDING,))
                  if not sender_alive(c.sender, c.heartbeat_at, limit)]
         schedules = [(s.id, s.cron, s.timezone) for s in q.active_schedules(session)]
     existing = {job.id: job for job in scheduler.get_jobs(jobstore="default")}

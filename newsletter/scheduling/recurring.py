@@ -16,6 +16,7 @@ Cron expressions have five fields (``0 9 * * MON``) or six, seconds first
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from newsletter.errors import InputError
 from newsletter.scheduling.times import get_zone
@@ -70,7 +71,7 @@ def newest_unsent(session, workspace: Path, folder: Path, list_name: str) -> Pat
 
 
 def add_schedule(store, settings, folder: str, list_name: str, cron: str, zone: str, transport: str,
-                 options: dict) -> tuple[int, object]:
+                 options: dict[str, Any]) -> tuple[int, Any]:
     """Store a recurring schedule; returns its id and its cron trigger (for the next fire time)."""
     trigger = cron_trigger(cron, zone)
     path = Path(folder).resolve()

@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func
 
+from newsletter.engine.campaigns import audience_list_id
 from newsletter.errors import InputError
 from newsletter.scheduling.times import UTC, show, zone_or
 from newsletter.store import ledger
 from newsletter.store import scheduling as q
-from newsletter.store.ledger import FAILED
-from newsletter.store.models import MISSED, SCHEDULED, SENDING, SENT, Campaign, utcnow
+from newsletter.store.models import Campaign, utcnow
+from newsletter.vocabulary import CampaignStatus
 
 DUE_TOLERANCE = timedelta(seconds=1)
 
@@ -47,7 +48,7 @@ def plan(zone_counts: dict[str | None, int], wall: datetime, default_zone: str) 
 
 def create_waves(session, campaign: Campaign, wall: datetime, *, now: datetime | None = None) -> list:
     """Plan and store the waves of ``campaign``; InputError when the first would be in the past."""
-    planned = plan(q.audience_zones(session, campaign.list_id), wall, campaign.timezone or "UTC")
+    planned = plan(q.audience_zones(session, audience_list_id(campaign)), wall, campaign.timezone or "UTC")
     if not planned:
         raise InputError("the list has no confirmed, unsubscribed-free audience to plan waves for")
     first_at, first_zones, _ = planned[0]
@@ -92,7 +93,8 @@ def begin_wave(store, campaign_id: int, wave_id: int, now: datetime) -> int | No
     with store.session() as session:
         table = Campaign.__table__
         # No heartbeat: the engine's resume (which runs the wave) then sees no other live sender.
-        if not q.claim_scheduled(session, campaign_id, SENDING, (SCHEDULED,), heartbeat_at=None,
+        if not q.claim_scheduled(session, campaign_id, CampaignStatus.SENDING, (CampaignStatus.SCHEDULED,),
+                                 heartbeat_at=None,
                                  started_at=func.coalesce(table.c.started_at, now)):
             return None
         if not q.claim_wave(session, wave_id, q.WAVE_PENDING, q.WAVE_SENDING, started_at=now):
@@ -120,22 +122,24 @@ def settle(store, campaign_id: int) -> str:
     now = utcnow()
     with store.session() as session:
         campaign = session.get(Campaign, campaign_id)
-        finished = (SENT, FAILED)  # a wave that reached nobody is over too
+        finished = (CampaignStatus.SENT, CampaignStatus.FAILED)  # a wave that reached nobody is over too
         if campaign.status in finished:
             q.set_waves(session, campaign_id, q.WAVE_SENDING, q.WAVE_SENT, finished_at=now)
         waves = q.waves_of(session, campaign_id)
         pending = [w for w in waves if w.status == q.WAVE_PENDING]
         status = campaign.status
         if status in finished and pending:
-            q.claim_scheduled(session, campaign_id, SCHEDULED, finished, scheduled_at=pending[0].send_at,
+            q.claim_scheduled(session, campaign_id, CampaignStatus.SCHEDULED, finished, scheduled_at=pending[0].send_at,
                               finished_at=None, error="")
-            return SCHEDULED
-        if status == SCHEDULED and pending:
-            q.claim_scheduled(session, campaign_id, SCHEDULED, (SCHEDULED,), scheduled_at=pending[0].send_at)
-        elif status == SCHEDULED:
+            return CampaignStatus.SCHEDULED
+        if status == CampaignStatus.SCHEDULED and pending:
+            q.claim_scheduled(session, campaign_id, CampaignStatus.SCHEDULED, (CampaignStatus.SCHEDULED,),
+                              scheduled_at=pending[0].send_at)
+        elif status == CampaignStatus.SCHEDULED:
             sent_any = any(w.status == q.WAVE_SENT for w in waves)
-            final = SENT if sent_any else MISSED
-            q.claim_scheduled(session, campaign_id, final, (SCHEDULED,), finished_at=now if sent_any else None,
+            final = CampaignStatus.SENT if sent_any else CampaignStatus.MISSED
+            q.claim_scheduled(session, campaign_id, final, (CampaignStatus.SCHEDULED,),
+                              finished_at=now if sent_any else None,
                               error="" if sent_any else "every wave was missed (newsletter run was not running)")
             return final
         return status

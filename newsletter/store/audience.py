@@ -7,8 +7,9 @@ an unsubscribe changes) live in ``newsletter.audience.rules``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Row, case, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from newsletter.errors import Conflict, NotFound
@@ -20,6 +21,7 @@ from newsletter.store.models import (
     Suppression,
     utcnow,
 )
+from newsletter.store.sql import dialect_insert
 from newsletter.vocabulary import MembershipStatus
 
 
@@ -45,7 +47,7 @@ def create_list(session: Session, name: str, double_opt_in: bool = False, *, pub
     return mailing_list
 
 
-def update_list(session: Session, name: str, **changes) -> MailingList:
+def update_list(session: Session, name: str, **changes: bool | str | None) -> MailingList:
     """Change a list's ``public``, ``double_opt_in`` or ``display_name`` (None leaves one as it is)."""
     mailing_list = get_list(session, name)
     for key in ("public", "double_opt_in", "display_name"):
@@ -68,7 +70,7 @@ def delete_list(session: Session, name: str) -> int:
     return members
 
 
-def list_counts(session: Session) -> list[dict]:
+def list_counts(session: Session) -> list[dict[str, Any]]:
     """Every list with its member counts by status, oldest first."""
     counts = {
         status: func.coalesce(func.sum(case((Membership.status == status, 1), else_=0)), 0)
@@ -121,12 +123,8 @@ def suppress(session: Session, email_hash: str, reason: str, detail: str = "") -
     One upsert statement: two requests suppressing the same address at the
     same moment (a webhook batch and a one-click unsubscribe) both succeed.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(Suppression.__table__).values(email_hash=email_hash, reason=reason, detail=detail,
-                                                     created_at=utcnow())
+    statement = dialect_insert(session, Suppression.__table__).values(email_hash=email_hash, reason=reason,
+                                                                      detail=detail, created_at=utcnow())
     session.execute(statement.on_conflict_do_update(index_elements=["email_hash"],
                                                     set_={"reason": reason, "detail": detail}))
 
@@ -149,7 +147,7 @@ _LISTED = (Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status, 
 
 
 def iter_subscribers(session: Session, list_name: str | None = None, status: str | None = None,
-                     chunk: int = 2000) -> Iterator[tuple]:
+                     chunk: int = 2000) -> Iterator[tuple[Row[*tuple[Any, ...]], list[tuple[str, str]]]]:
     """Stream ``(subscriber, [(list name, membership status), ...])`` in id order, ``chunk`` at a time.
 
     ``subscriber`` is a row with ``id``, ``email``, ``name``, ``status``,

@@ -13,18 +13,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.errors import ConfigError
 
+if TYPE_CHECKING:
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from newsletter.config import Settings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; when the database is at it, Alembic is not even imported
 # (tests/test_store.py checks this matches the migration scripts).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 # How long SQLite waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -58,7 +65,7 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -72,7 +79,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection):
+    def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so two writers wait for each
         # other instead of failing halfway with "database is locked".
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -110,7 +117,7 @@ def migrate(engine: Engine) -> None:
             # SQLite rebuilds a table to change it; with foreign keys on, dropping
             # the old table would cascade-delete every row that refers to it.
             # The pragma only takes effect outside a transaction.
-            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
@@ -121,7 +128,15 @@ def migrate(engine: Engine) -> None:
                                            "sqlite3 newsletter.db 'PRAGMA foreign_key_check'")
         finally:
             if sqlite:
-                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+                _outside_transaction(connection, "PRAGMA foreign_keys=ON")
+
+
+def _outside_transaction(connection: Connection, sql: str) -> None:
+    """Run ``sql`` on the driver's connection, outside SQLAlchemy's transaction (a PRAGMA that needs it)."""
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # only after the connection was invalidated
+        raise RuntimeError("the database connection was closed")
+    dbapi_connection.cursor().execute(sql)
 
 
 class Store:
@@ -147,6 +162,6 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(settings) -> Store:
+def open_store(settings: Settings) -> Store:
     """The store of a workspace's settings."""
     return Store(settings.database_url)

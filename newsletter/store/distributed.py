@@ -13,11 +13,14 @@ Chunk status: ``queued`` (waiting for a worker) -> ``running`` -> ``done``.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.models import LEDGER_PENDING, PAUSED, SENDING, Base, Campaign, Delivery, UTCDateTime, utcnow
+from newsletter.store.models import Base, Campaign, Delivery, UTCDateTime, utcnow
+from newsletter.store.sql import rowcount
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
 CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = "queued", "running", "done"
 
@@ -87,18 +90,18 @@ def hold_chunk(session: Session, chunk_id: int, owner: str) -> bool:
     (this returns False: write nothing) or waits until this transaction
     commits.
     """
-    return session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
-                                                  chunks_t.c.status == CHUNK_RUNNING)
-                           .values(heartbeat_at=utcnow())).rowcount == 1
+    return rowcount(session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
+                                                           chunks_t.c.status == CHUNK_RUNNING)
+                                    .values(heartbeat_at=utcnow()))) == 1
 
 
 def finish_chunk(session: Session, chunk_id: int, owner: str, counts: dict[str, int]) -> bool:
     """Mark the chunk done and add this run's counts (a chunk taken twice sums both runs).
     False when ``owner`` no longer runs it (taken over): nothing is written."""
     values = {key: getattr(chunks_t.c, key) + counts.get(key, 0) for key in ("sent", "failed", "unknown", "skipped")}
-    return session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
-                                                  chunks_t.c.status == CHUNK_RUNNING)
-                           .values(status=CHUNK_DONE, finished_at=utcnow(), heartbeat_at=None, **values)).rowcount == 1
+    return rowcount(session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
+                                                           chunks_t.c.status == CHUNK_RUNNING)
+                                    .values(status=CHUNK_DONE, finished_at=utcnow(), heartbeat_at=None, **values))) == 1
 
 
 def release_chunk(session: Session, chunk_id: int, owner: str) -> None:
@@ -116,7 +119,8 @@ def heartbeat(session: Session, owner: str, chunk_ids: list[int]) -> list[int]:
                     .values(heartbeat_at=now))
     campaign_ids = list(session.scalars(select(chunks_t.c.campaign_id).where(chunks_t.c.id.in_(chunk_ids))
                                         .distinct()))
-    session.execute(update(campaigns_t).where(campaigns_t.c.id.in_(campaign_ids), campaigns_t.c.status == SENDING)
+    session.execute(update(campaigns_t).where(campaigns_t.c.id.in_(campaign_ids),
+                                              campaigns_t.c.status == CampaignStatus.SENDING)
                     .values(heartbeat_at=now))
     return campaign_ids
 
@@ -132,7 +136,7 @@ def mark_enqueued(session: Session, campaign_id: int, chunk_ids: list[int] | Non
 def unfinished_chunks(session: Session, enqueued_before: datetime, limit: int = 1000) -> list[SendChunk]:
     """Chunks of ``sending`` campaigns not done and not handed to the broker since ``enqueued_before``."""
     query = (select(SendChunk).join(Campaign, Campaign.id == SendChunk.campaign_id)
-             .where(Campaign.status == SENDING, SendChunk.status != CHUNK_DONE,
+             .where(Campaign.status == CampaignStatus.SENDING, SendChunk.status != CHUNK_DONE,
                     or_(SendChunk.enqueued_at.is_(None), SendChunk.enqueued_at < enqueued_before))
              .order_by(SendChunk.id).limit(limit))
     return list(session.scalars(query))
@@ -143,7 +147,7 @@ def restamp(session: Session, chunk_id: int, seen: datetime | None) -> bool:
     condition = chunks_t.c.enqueued_at.is_(None) if seen is None else chunks_t.c.enqueued_at == seen
     result = session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, condition)
                              .values(enqueued_at=utcnow()))
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def reopen_chunks(session: Session, campaign_id: int, first_ids: list[int]) -> None:
@@ -160,7 +164,7 @@ def chunks_with_pending(session: Session, campaign_id: int) -> list[SendChunk]:
     """The campaign's chunks whose range holds pending ledger rows (to send after a resume or retry)."""
     deliveries = Delivery.__table__
     pending = select(deliveries.c.id).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.status == LEDGER_PENDING,
+        deliveries.c.campaign_id == campaign_id, deliveries.c.status == LedgerStatus.PENDING,
         deliveries.c.id.between(chunks_t.c.first_id, chunks_t.c.last_id)).exists()
     return list(session.scalars(select(SendChunk).where(SendChunk.campaign_id == campaign_id, pending)
                                 .order_by(SendChunk.first_id)))
@@ -171,11 +175,11 @@ def campaign_chunks(session: Session, campaign_id: int) -> list[SendChunk]:
                                 .order_by(SendChunk.first_id)))
 
 
-def chunk_progress(session: Session, campaign_id: int) -> dict:
+def chunk_progress(session: Session, campaign_id: int) -> dict[str, Any]:
     """Chunks of a campaign by status, the workers on it, and how many chunks were taken over."""
     rows = session.execute(select(chunks_t.c.status, func.count(), func.sum(chunks_t.c.claims))
                            .where(chunks_t.c.campaign_id == campaign_id).group_by(chunks_t.c.status))
-    result = {"chunks": 0, CHUNK_QUEUED: 0, CHUNK_RUNNING: 0, CHUNK_DONE: 0, "retaken": 0}
+    result: dict[str, Any] = {"chunks": 0, CHUNK_QUEUED: 0, CHUNK_RUNNING: 0, CHUNK_DONE: 0, "retaken": 0}
     for status, count, claims in rows:
         result[status] = int(count)
         result["chunks"] += int(count)
@@ -192,6 +196,6 @@ def pause_if_drained(session: Session, campaign_id: int) -> bool:
     unfinished = select(chunks_t.c.id).where(chunks_t.c.campaign_id == campaign_id,
                                              chunks_t.c.status != CHUNK_DONE).exists()
     result = session.execute(update(campaigns_t).where(campaigns_t.c.id == campaign_id,
-                                                       campaigns_t.c.status == SENDING, ~unfinished)
-                             .values(status=PAUSED, heartbeat_at=None, sender=None))
-    return result.rowcount == 1
+                                                       campaigns_t.c.status == CampaignStatus.SENDING, ~unfinished)
+                             .values(status=CampaignStatus.PAUSED, heartbeat_at=None, sender=None))
+    return rowcount(result) == 1

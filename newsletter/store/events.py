@@ -16,22 +16,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text, delete, func, select
+from sqlalchemy import JSON, ColumnElement, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.models import (
-    LEDGER_SENT,
-    SENT,
-    Base,
-    Campaign,
-    Delivery,
-    Edition,
-    MailingList,
-    UTCDateTime,
-    utcnow,
-)
+from newsletter.store.models import Base, Campaign, Delivery, Edition, MailingList, UTCDateTime, utcnow
+from newsletter.store.sql import dialect_insert
 from newsletter.tracking import REPORTED_KINDS
+from newsletter.vocabulary import CampaignStatus, LedgerStatus
 
 
 class ProviderEvent(Base):
@@ -53,7 +46,7 @@ class ProviderEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    raw: Mapped[dict] = mapped_column(JSON)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class SignupAttempt(Base):
@@ -110,7 +103,7 @@ def ledger_rows(session: Session, delivery_ids: list[int]) -> dict[int, tuple[in
     return result
 
 
-def insert_events(session: Session, rows: list[dict]) -> set[str]:
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert event rows; returns the event ids this call stored.
 
     An event id stored meanwhile (another delivery of the same batch, handled
@@ -121,11 +114,8 @@ def insert_events(session: Session, rows: list[dict]) -> set[str]:
     """
     if not rows:
         return set()
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(events_t).on_conflict_do_nothing(index_elements=["event_id"]).returning(events_t.c.event_id)
+    statement = (dialect_insert(session, events_t).on_conflict_do_nothing(index_elements=["event_id"])
+                 .returning(events_t.c.event_id))
     return set(session.scalars(statement, rows))
 
 
@@ -198,7 +188,7 @@ def list_names(session: Session) -> list[str]:
 
 # -- archive ----------------------------------------------------------------------------------
 
-def _delivered_campaigns():
+def _delivered_campaigns() -> ColumnElement[bool]:
     """Campaigns that reached someone: status ``sent`` and at least one ``sent`` ledger row.
 
     A campaign nobody received (every row failed or unknown) is not
@@ -206,11 +196,11 @@ def _delivered_campaigns():
     """
     deliveries = Delivery.__table__
     reached = (select(deliveries.c.id)
-               .where(deliveries.c.campaign_id == Campaign.id, deliveries.c.status == LEDGER_SENT).exists())
-    return (Campaign.status == SENT) & reached
+               .where(deliveries.c.campaign_id == Campaign.id, deliveries.c.status == LedgerStatus.SENT).exists())
+    return (Campaign.status == CampaignStatus.SENT) & reached
 
 
-def sent_editions(session: Session, limit: int = 200) -> list[dict]:
+def sent_editions(session: Session, limit: int = 200) -> list[dict[str, Any]]:
     """Editions of delivered campaigns, newest first, one entry per slug (its newest sending)."""
     sent_at = func.coalesce(Campaign.finished_at, Campaign.started_at, Campaign.created_at)
     rows = session.execute(select(Edition.id, Edition.slug, Edition.subject, Edition.preheader, sent_at)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.store.models import Consent, MailingList, Membership, Subscriber, Suppression, utcnow
@@ -32,8 +33,8 @@ memberships_t = Membership.__table__
 suppressions_t = Suppression.__table__
 consents_t = Consent.__table__
 
-# ImportRow.status -> (subscriber status, membership status, suppression reason)
-_ARRIVAL = {
+# ImportRow.status (an ArrivalStatus value) -> (subscriber status, membership status, suppression reason)
+_ARRIVAL: dict[str, tuple[SubscriberStatus, MembershipStatus, SuppressionReason | None]] = {
     Arrival.SUBSCRIBED: (SubscriberStatus.ACTIVE, MembershipStatus.CONFIRMED, None),
     Arrival.PENDING: (SubscriberStatus.ACTIVE, MembershipStatus.PENDING, None),
     Arrival.UNSUBSCRIBED: (SubscriberStatus.UNSUBSCRIBED, MembershipStatus.UNSUBSCRIBED,
@@ -59,12 +60,12 @@ class ValidRow(NamedTuple):
     key: str
     hash: str
     name: str
-    attributes: dict
+    attributes: dict[str, Any]
     timezone: str | None
     status: str
     ip: str | None
     # our own export: ((list name, membership status), ...) to restore, or None
-    lists: tuple | None = None
+    lists: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -86,10 +87,10 @@ def ensure_list(connection: Connection, name: str) -> int:
     table = MailingList.__table__
     found = connection.execute(select(table.c.id).where(table.c.name == name)).scalar()
     if found is not None:
-        return found
-    return connection.execute(
+        return int(found)
+    return int(connection.execute(
         insert(table).values(name=name, double_opt_in=False, created_at=utcnow()).returning(table.c.id)
-    ).scalar()
+    ).scalar_one())
 
 
 class ImportWriter:
@@ -105,7 +106,7 @@ class ImportWriter:
         self.resubscribe = resubscribe
         # Subscribers with a higher id were added by this import: a second line
         # for them is a duplicate within the file, and the first line wins.
-        self.baseline_id = connection.execute(select(func.coalesce(func.max(subscribers_t.c.id), 0))).scalar()
+        self.baseline_id = int(connection.execute(select(func.coalesce(func.max(subscribers_t.c.id), 0))).scalar_one())
         self.next_id = self.baseline_id + 1
         # Most imports meet an empty suppression list: then no chunk needs to ask it.
         self.suppressions_exist = connection.execute(select(suppressions_t.c.email_hash).limit(1)).first() is not None
@@ -153,21 +154,21 @@ class ImportWriter:
 
     def _wanted_lists(self, valid: ValidRow) -> dict[int, str]:
         """list id -> membership status for a row of our own export (``--list`` joins rows that lack it)."""
-        wanted = {self._list_id_of(name): status for name, status in valid.lists}
+        wanted = {self._list_id_of(name): status for name, status in valid.lists or ()}
         if self.list_id is not None and self.list_id not in wanted:
             wanted[self.list_id] = _ARRIVAL[valid.status][1]
         return wanted
 
-    def _existing(self, keys: list[str], all_lists: bool = False) -> dict[str, dict]:
+    def _existing(self, keys: list[str], all_lists: bool = False) -> dict[str, dict[str, Any]]:
         """The subscribers of this chunk already stored, by key, with their membership of the list.
 
         With ``all_lists``, ``memberships`` holds every membership (list id -> status) too.
         """
         rows = self._where_in("SELECT id, email_key, name, attributes, timezone, status FROM subscribers "
                               "WHERE email_key IN ({})", keys)
-        found = {key: {"id": id_, "name": name, "attributes": _as_dict(attributes), "timezone": zone,
-                       "status": status}
-                 for id_, key, name, attributes, zone, status in rows}
+        found: dict[str, dict[str, Any]] = {
+            key: {"id": id_, "name": name, "attributes": _as_dict(attributes), "timezone": zone, "status": status}
+            for id_, key, name, attributes, zone, status in rows}
         if self.list_id is not None and found:
             member = dict(self._where_in(
                 f"SELECT subscriber_id, status FROM memberships WHERE list_id = {int(self.list_id)} "
@@ -189,7 +190,7 @@ class ImportWriter:
             return {}
         return dict(self._where_in("SELECT email_hash, reason FROM suppressions WHERE email_hash IN ({})", hashes))
 
-    def _where_in(self, sql: str, values: list) -> list[tuple]:
+    def _where_in(self, sql: str, values: Sequence[object]) -> Sequence[Row[*tuple[Any, ...]]]:
         """Run ``sql`` with its ``{}`` filled by one placeholder per value, at the driver.
 
         A 2,000-value IN list through SQLAlchemy's expanding parameters cost
@@ -200,9 +201,9 @@ class ImportWriter:
         mark = "?" if self.connection.dialect.name == "sqlite" else "%s"
         return self.connection.exec_driver_sql(sql.format(", ".join([mark] * len(values))), tuple(values)).all()
 
-    def _plan_update(self, plan: _Plan, valid: ValidRow, current: dict) -> bool:
+    def _plan_update(self, plan: _Plan, valid: ValidRow, current: dict[str, Any]) -> bool:
         """Queue what changes for an existing subscriber; False when nothing does."""
-        changes = {}
+        changes: dict[str, Any] = {}
         if valid.name and valid.name != current["name"]:
             changes["name"] = valid.name
         merged = {**(current["attributes"] or {}), **valid.attributes}
@@ -282,7 +283,7 @@ class ImportWriter:
             elif self.list_id is not None:
                 plan.memberships.append((subscriber_id, self.list_id, _ARRIVAL[valid.status][1], valid.ip))
 
-    def _insert_subscribers(self, rows: list[tuple]) -> list[int]:
+    def _insert_subscribers(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """Insert subscriber rows and return their ids, in order."""
         if self.connection.dialect.name == "sqlite":
             # The import holds SQLite's write lock (BEGIN IMMEDIATE), so it may
@@ -304,7 +305,7 @@ class ImportWriter:
         ids go in as one JSON array (json_each) instead of a bound row each:
         a third of the time, foreign-key checks included.
         """
-        stamp, groups = plan.stamp, {}
+        stamp, groups = plan.stamp, dict[tuple[int, str, str | None], list[int]]()
         for sid, list_id, status, ip in plan.memberships:
             groups.setdefault((list_id, status, ip), []).append(sid)
         if plan.sqlite and len(groups) <= 8 and sqlite3.sqlite_version_info >= (3, 38):
@@ -343,7 +344,7 @@ class ImportWriter:
                                  confirmed_at=now if status == MembershipStatus.CONFIRMED else None))
 
 
-def bulk_insert(connection: Connection, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+def bulk_insert(connection: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Insert many rows (tuples in ``columns`` order, values already in storage form).
 
     On SQLite the rows go straight to the driver's executemany: SQLAlchemy's
@@ -363,10 +364,11 @@ def bulk_insert(connection: Connection, table, columns: tuple[str, ...], rows: l
 _ENCODE_JSON = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def _as_dict(attributes) -> dict:
+def _as_dict(attributes: str | dict[str, Any] | None) -> dict[str, Any]:
     """A JSON column's value: SQLite's driver gives text, PostgreSQL's a dict."""
     if isinstance(attributes, str):
-        return json.loads(attributes) if attributes else {}
+        loaded: dict[str, Any] = json.loads(attributes) if attributes else {}
+        return loaded
     return attributes or {}
 
 
@@ -379,12 +381,12 @@ class _Plan:
         # SQLite stores timestamps as text in SQLAlchemy's format (naive UTC).
         self.stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else now
         self.new: list[ValidRow] = []
-        self.updates: list[dict] = []
+        self.updates: list[dict[str, Any]] = []
         self.memberships: list[tuple[int, int, str, str | None]] = []  # subscriber, list, status, IP
         self.leave: list[tuple[int, int]] = []  # subscriber, list
         self.rejoin: list[tuple[int, int, str]] = []  # subscriber, list, status
         self.suppress: list[tuple[str, str]] = []
         self.unsuppress: list[str] = []
 
-    def json(self, value: dict):
+    def json(self, value: dict[str, Any]) -> str | dict[str, Any]:
         return _ENCODE_JSON(value) if self.sqlite else value

@@ -9,36 +9,17 @@ it answers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import (
-    ACTIVE,
-    CONFIRMED,
-    LEDGER_FAILED,
-    LEDGER_PENDING,
-    LEDGER_SENDING,
-    LEDGER_SENT,
-    LEDGER_SKIPPED,
-    LEDGER_STATUSES,
-    LEDGER_UNKNOWN,
-    SENDING,
-    Campaign,
-    Delivery,
-    Edition,
-    Membership,
-    Subscriber,
-    Suppression,
-    utcnow,
-)
-from newsletter.vocabulary import CampaignStatus
-
-# Campaign.status of a finished campaign that nobody received (every row failed or unknown);
-# the other statuses are in models.py, which this change does not touch.
-FAILED = CampaignStatus.FAILED
+from newsletter.store.models import Campaign, Delivery, Edition, Membership, Subscriber, Suppression, utcnow
+from newsletter.store.sql import rowcount
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
 
 deliveries_t = Delivery.__table__
 subscribers_t = Subscriber.__table__
@@ -46,12 +27,12 @@ memberships_t = Membership.__table__
 suppressions_t = Suppression.__table__
 
 
-def audience_conditions(list_id: int):
+def audience_conditions(list_id: int) -> ColumnElement[bool]:
     """Confirmed members of the list, active, and not on the suppression list."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
-    return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == CONFIRMED,
-                subscribers_t.c.status == ACTIVE, ~suppressed)
+    return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == MembershipStatus.CONFIRMED,
+                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed)
 
 
 def audience_size(session: Session, list_id: int) -> int:
@@ -90,7 +71,7 @@ def snapshot_audience(session: Session, campaign_id: int, list_id: int,
             deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.subscriber_id == subscribers_t.c.id).exists())
     if zones is not None:
         conditions.append(_in_zones(zones))
-    source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LEDGER_PENDING),
+    source = (select(literal(campaign_id), subscribers_t.c.id, subscribers_t.c.email, literal(LedgerStatus.PENDING),
                      literal(0))
               .select_from(memberships_t)
               .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
@@ -98,18 +79,18 @@ def snapshot_audience(session: Session, campaign_id: int, list_id: int,
               .order_by(subscribers_t.c.id))
     statement = insert(deliveries_t).from_select(
         ["campaign_id", "subscriber_id", "email", "status", "attempts"], source)
-    return session.execute(statement).rowcount
+    return rowcount(session.execute(statement))
 
 
-def _in_zones(zones: list[str | None]):
+def _in_zones(zones: list[str | None]) -> ColumnElement[bool]:
     names = [zone for zone in zones if zone]
-    wanted = subscribers_t.c.timezone.in_(names) if names else literal(False)
+    wanted: ColumnElement[bool] = subscribers_t.c.timezone.in_(names) if names else literal(False)
     if None in zones:
         wanted = or_(wanted, subscribers_t.c.timezone.is_(None), subscribers_t.c.timezone == "")
     return wanted
 
 
-def save_edition(session: Session, **values) -> Edition:
+def save_edition(session: Session, **values: Any) -> Edition:
     edition = Edition(**values)
     session.add(edition)
     session.flush()
@@ -121,7 +102,7 @@ def counts(session: Session, campaign_id: int) -> dict[str, int]:
     rows = session.execute(select(deliveries_t.c.status, func.count())
                            .where(deliveries_t.c.campaign_id == campaign_id)
                            .group_by(deliveries_t.c.status))
-    result = {status: 0 for status in LEDGER_STATUSES}
+    result: dict[str, int] = {status: 0 for status in LedgerStatus}
     result.update({status: int(count) for status, count in rows})
     return result
 
@@ -130,7 +111,7 @@ _UNSET = object()
 
 
 def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
-                   *, expected_sender=_UNSET, **values) -> bool:
+                   *, expected_sender: str | None | object = _UNSET, **values: Any) -> bool:
     """Move a campaign between statuses only if it is in one of ``from_statuses`` (one winner).
 
     ``expected_sender``: only if its recorded sender is still that one (None:
@@ -141,7 +122,7 @@ def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str,
     conditions = [table.c.id == campaign_id, table.c.status.in_(from_statuses)]
     if expected_sender is not _UNSET:
         conditions.append(table.c.sender.is_(None) if expected_sender is None else table.c.sender == expected_sender)
-    return session.execute(update(table).where(*conditions).values(status=to_status, **values)).rowcount == 1
+    return rowcount(session.execute(update(table).where(*conditions).values(status=to_status, **values))) == 1
 
 
 def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None) -> bool:
@@ -153,12 +134,13 @@ def fence(session: Session, campaign_id: int, sender: str, now: datetime | None 
     this transaction commits.
     """
     table = Campaign.__table__
-    return session.execute(update(table)
-                           .where(table.c.id == campaign_id, table.c.sender == sender, table.c.status == SENDING)
-                           .values(heartbeat_at=now or utcnow())).rowcount == 1
+    return rowcount(session.execute(update(table)
+                                    .where(table.c.id == campaign_id, table.c.sender == sender,
+                                           table.c.status == CampaignStatus.SENDING)
+                                    .values(heartbeat_at=now or utcnow()))) == 1
 
 
-def set_campaign(session: Session, campaign_id: int, **values) -> None:
+def set_campaign(session: Session, campaign_id: int, **values: Any) -> None:
     session.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id).values(**values))
 
 
@@ -170,11 +152,11 @@ class Candidate:
     subscriber_id: int
     email: str
     name: str
-    attributes: dict
+    attributes: dict[str, Any]
     eligible: bool
 
 
-def _candidates(campaign_id: int, list_id: int | None):
+def _candidates(campaign_id: int, list_id: int | None) -> Select[*tuple[Any, ...]]:
     """Pending rows of a campaign with what sending needs and whether they may still be sent:
     the subscriber active, still a confirmed member, not on the suppression list."""
     suppressed = select(suppressions_t.c.email_hash).where(
@@ -185,14 +167,14 @@ def _candidates(campaign_id: int, list_id: int | None):
         .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
         .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
                                        memberships_t.c.list_id == list_id))
-        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING)
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING)
         .order_by(deliveries_t.c.id)
     )
 
 
-def _as_candidates(rows) -> list[Candidate]:
+def _as_candidates(rows: Iterable[Row[*tuple[Any, ...]]]) -> list[Candidate]:
     return [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
-                      row[5] == ACTIVE and row[6] == CONFIRMED and not row[7])
+                      row[5] == SubscriberStatus.ACTIVE and row[6] == MembershipStatus.CONFIRMED and not row[7])
             for row in rows]
 
 
@@ -232,8 +214,8 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     moved = set(session.scalars(update(deliveries_t)
                                 .where(deliveries_t.c.campaign_id == campaign_id,
                                        deliveries_t.c.id.between(read[0].delivery_id, read[-1].delivery_id),
-                                       deliveries_t.c.status == LEDGER_PENDING)
-                                .values(status=LEDGER_SENDING, updated_at=utcnow(),
+                                       deliveries_t.c.status == LedgerStatus.PENDING)
+                                .values(status=LedgerStatus.SENDING, updated_at=utcnow(),
                                         attempts=deliveries_t.c.attempts + 1)
                                 .returning(deliveries_t.c.id)))
     rows = [c for c in read if c.eligible and c.delivery_id in moved]
@@ -241,8 +223,8 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     last_id = read[-1].delivery_id
     if unvetted:  # pending rows the read skipped (another claimer held them, then let go): not checked
         session.execute(update(deliveries_t)
-                        .where(deliveries_t.c.id.in_(sorted(unvetted)), deliveries_t.c.status == LEDGER_SENDING)
-                        .values(status=LEDGER_PENDING, attempts=deliveries_t.c.attempts - 1))
+                        .where(deliveries_t.c.id.in_(sorted(unvetted)), deliveries_t.c.status == LedgerStatus.SENDING)
+                        .values(status=LedgerStatus.PENDING, attempts=deliveries_t.c.attempts - 1))
         last_id = min(unvetted) - 1  # the next claim reads them again
     return Claim(rows, skipped, len(read), last_id)
 
@@ -252,7 +234,7 @@ def mark(session: Session, delivery_ids: list[int], status: str, from_status: st
     """Move the given rows from ``from_status`` to ``status``; returns how many moved."""
     if not delivery_ids:
         return 0
-    values = {"status": status, "updated_at": utcnow()}
+    values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
     if provider_id is not None:
         values["provider_id"] = provider_id
     if error is not None:
@@ -262,7 +244,7 @@ def mark(session: Session, delivery_ids: list[int], status: str, from_status: st
     result = session.execute(update(deliveries_t)
                              .where(deliveries_t.c.id.in_(delivery_ids), deliveries_t.c.status == from_status)
                              .values(**values))
-    return result.rowcount
+    return rowcount(result)
 
 
 def mark_range(session: Session, campaign_id: int, first_id: int, last_id: int, status: str, from_status: str,
@@ -272,19 +254,19 @@ def mark_range(session: Session, campaign_id: int, first_id: int, last_id: int, 
     A batch is a run of consecutive pending ids, so a range names it in one
     cheap statement (no thousand-item IN list to bind and compile).
     """
-    values = {"status": status, "updated_at": utcnow()}
+    values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
     if provider_id is not None:
         values["provider_id"] = provider_id
     if count_attempt:
         values["attempts"] = deliveries_t.c.attempts + 1
-    return session.execute(update(deliveries_t)
-                           .where(deliveries_t.c.campaign_id == campaign_id,
-                                  deliveries_t.c.id.between(first_id, last_id),
-                                  deliveries_t.c.status == from_status)
-                           .values(**values)).rowcount
+    return rowcount(session.execute(update(deliveries_t)
+                                    .where(deliveries_t.c.campaign_id == campaign_id,
+                                           deliveries_t.c.id.between(first_id, last_id),
+                                           deliveries_t.c.status == from_status)
+                                    .values(**values)))
 
 
-def mark_each(session: Session, rows: list[dict], from_status: str) -> None:
+def mark_each(session: Session, rows: list[dict[str, Any]], from_status: str) -> None:
     """Per-row outcomes: dicts with ``b_id``, ``status``, ``provider_id``, ``error``."""
     if rows:
         session.execute(update(deliveries_t)
@@ -296,20 +278,22 @@ def mark_each(session: Session, rows: list[dict], from_status: str) -> None:
 
 def requeue(session: Session, campaign_id: int, from_status: str) -> int:
     """Put every row of one status back to pending (retry on purpose)."""
-    return session.execute(update(deliveries_t)
-                           .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == from_status)
-                           .values(status=LEDGER_PENDING, updated_at=utcnow())).rowcount
+    return rowcount(session.execute(update(deliveries_t)
+                                    .where(deliveries_t.c.campaign_id == campaign_id,
+                                           deliveries_t.c.status == from_status)
+                                    .values(status=LedgerStatus.PENDING, updated_at=utcnow())))
 
 
 def orphaned_to_unknown(session: Session, campaign_id: int) -> int:
     """Rows left ``sending`` by a process that died: the provider may have them."""
-    return session.execute(update(deliveries_t)
-                           .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_SENDING)
-                           .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
-                                   error="the sender stopped while this message was in flight")).rowcount
+    return rowcount(session.execute(update(deliveries_t)
+                                    .where(deliveries_t.c.campaign_id == campaign_id,
+                                           deliveries_t.c.status == LedgerStatus.SENDING)
+                                    .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
+                                            error="the sender stopped while this message was in flight")))
 
 
-def rows_with_status(session: Session, campaign_id: int, status: str, limit: int = 50) -> list[dict]:
+def rows_with_status(session: Session, campaign_id: int, status: str, limit: int = 50) -> list[dict[str, Any]]:
     query = (select(deliveries_t.c.email, deliveries_t.c.status, deliveries_t.c.error, deliveries_t.c.updated_at)
              .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == status)
              .order_by(deliveries_t.c.id).limit(limit))
@@ -323,7 +307,7 @@ def list_campaigns(session: Session, status: str | None = None) -> list[Campaign
     return list(session.scalars(query))
 
 
-def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict]:
+def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
     """A subscriber's ledger rows, newest first (for ``subscribers show``)."""
     query = (select(deliveries_t.c.campaign_id, Edition.subject, deliveries_t.c.status, deliveries_t.c.updated_at,
                     deliveries_t.c.error)
@@ -336,7 +320,8 @@ def deliveries_of_subscriber(session: Session, subscriber_id: int) -> list[dict]
 
 def skipped_now(session: Session, ids: list[int]) -> int:
     """Pending rows whose person left the list or is suppressed: ``skipped``; returns how many moved."""
-    return mark(session, ids, LEDGER_SKIPPED, LEDGER_PENDING, error="unsubscribed or suppressed before sending")
+    return mark(session, ids, LedgerStatus.SKIPPED, LedgerStatus.PENDING,
+                error="unsubscribed or suppressed before sending")
 
 
 # --- Scale-out sending (newsletter.distributed): ranges of the ledger -----------------
@@ -347,7 +332,7 @@ def pending_ranges(session: Session, campaign_id: int, size: int, *, after_id: i
     snapshot), cut them by arithmetic: a window over a million rows costs seconds."""
     low, high, total = session.execute(
         select(func.min(deliveries_t.c.id), func.max(deliveries_t.c.id), func.count())
-        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
+        .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING,
                deliveries_t.c.id > after_id)).one()
     if not total or limit is not None or high - low + 1 != total:
         return _numbered_ranges(session, campaign_id, size, after_id=after_id, limit=limit)
@@ -365,7 +350,7 @@ def _numbered_ranges(session: Session, campaign_id: int, size: int, *, after_id:
     """
     numbered = (select(deliveries_t.c.id.label("id"),
                        ((func.row_number().over(order_by=deliveries_t.c.id) - 1) // size).label("part"))
-                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_PENDING,
+                .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING,
                        deliveries_t.c.id > after_id)
                 .order_by(deliveries_t.c.id).limit(limit)
                 .subquery())
@@ -377,7 +362,7 @@ def _numbered_ranges(session: Session, campaign_id: int, size: int, *, after_id:
 def pending_in_range(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
     return session.execute(select(func.count()).where(
         deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.id.between(first_id, last_id),
-        deliveries_t.c.status == LEDGER_PENDING)).scalar() or 0
+        deliveries_t.c.status == LedgerStatus.PENDING)).scalar() or 0
 
 
 def claim_range(session: Session, campaign_id: int, list_id: int | None, first_id: int, last_id: int,
@@ -396,7 +381,8 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
     batch = _as_candidates(session.execute(query))
     skipped_now(session, [c.delivery_id for c in batch if not c.eligible])
     eligible = [c for c in batch if c.eligible]
-    moved = mark(session, [c.delivery_id for c in eligible], LEDGER_SENDING, LEDGER_PENDING, count_attempt=True)
+    moved = mark(session, [c.delivery_id for c in eligible], LedgerStatus.SENDING, LedgerStatus.PENDING,
+                 count_attempt=True)
     if moved != len(eligible):  # cannot happen under the lock; refuse rather than risk a double send
         raise RuntimeError(f"claimed {moved} of {len(eligible)} rows of campaign {campaign_id}")
     return batch
@@ -404,12 +390,12 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
 
 def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
     """Rows of one range left ``sending`` by a worker that died: the provider may have them."""
-    return session.execute(update(deliveries_t)
-                           .where(deliveries_t.c.campaign_id == campaign_id,
-                                  deliveries_t.c.id.between(first_id, last_id),
-                                  deliveries_t.c.status == LEDGER_SENDING)
-                           .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
-                                   error="the worker stopped while this message was in flight")).rowcount
+    return rowcount(session.execute(update(deliveries_t)
+                                    .where(deliveries_t.c.campaign_id == campaign_id,
+                                           deliveries_t.c.id.between(first_id, last_id),
+                                           deliveries_t.c.status == LedgerStatus.SENDING)
+                                    .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
+                                            error="the worker stopped while this message was in flight")))
 
 
 def settle_if_done(session: Session, campaign_id: int, from_status: str, to_status: str) -> bool:
@@ -417,29 +403,31 @@ def settle_if_done(session: Session, campaign_id: int, from_status: str, to_stat
     flight, in one conditional statement: of several workers finishing together, one wins.
 
     A campaign that nobody received (no row sent, some failed or unknown)
-    becomes :data:`FAILED` instead of ``sent``.
+    becomes ``failed`` (``CampaignStatus.FAILED``) instead of ``sent``.
     """
     open_rows = select(deliveries_t.c.id).where(
         deliveries_t.c.campaign_id == campaign_id,
-        deliveries_t.c.status.in_((LEDGER_PENDING, LEDGER_SENDING))).exists()
+        deliveries_t.c.status.in_((LedgerStatus.PENDING, LedgerStatus.SENDING))).exists()
     now = utcnow()
     result = session.execute(update(Campaign.__table__)
                              .where(Campaign.__table__.c.id == campaign_id,
                                     Campaign.__table__.c.status == from_status, ~open_rows)
                              .values(status=settled_status(campaign_id, to_status), finished_at=now,
                                      heartbeat_at=None, sender=None))
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
-def settled_status(campaign_id: int, done_status: str):
-    """SQL for the status a finished campaign takes: ``done_status``, or FAILED when nobody got it."""
-    def any_row(*statuses):
+def settled_status(campaign_id: int, done_status: str) -> ColumnElement[str]:
+    """SQL for the status a finished campaign takes: ``done_status``, or ``failed`` when nobody got it."""
+    def any_row(*statuses: str) -> ColumnElement[bool]:
         return select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == campaign_id,
                                               deliveries_t.c.status.in_(statuses)).exists()
-    return case((and_(~any_row(LEDGER_SENT), any_row(LEDGER_FAILED, LEDGER_UNKNOWN)), literal(FAILED)),
+    return case((and_(~any_row(LedgerStatus.SENT), any_row(LedgerStatus.FAILED, LedgerStatus.UNKNOWN)),
+                 literal(CampaignStatus.FAILED)),
                 else_=literal(done_status))
 
 
 def nobody_received(counts: dict[str, int]) -> bool:
     """The ledger counts of a finished campaign that reached nobody: no row sent, some failed or unknown."""
-    return counts.get(LEDGER_SENT, 0) == 0 and counts.get(LEDGER_FAILED, 0) + counts.get(LEDGER_UNKNOWN, 0) > 0
+    return counts.get(LedgerStatus.SENT, 0) == 0 and counts.get(LedgerStatus.FAILED,
+                                                                0) + counts.get(LedgerStatus.UNKNOWN, 0) > 0

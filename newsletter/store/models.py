@@ -8,15 +8,18 @@ The schema itself is created by the Alembic migrations in
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -24,14 +27,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
+from newsletter.vocabulary import SubscriberStatus
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware.
 
     SQLite keeps no zone, so naive values read from it are UTC by contract.
@@ -40,7 +43,7 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -48,20 +51,17 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
-    pass
-
-
-# The statuses are enums in newsletter.vocabulary (issue 12). The names below
-# stay for the modules that still import them from here.
-ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = SubscriberStatus  # moved to newsletter.vocabulary (issue 12)
-PENDING, CONFIRMED = MembershipStatus.PENDING, MembershipStatus.CONFIRMED  # moved to newsletter.vocabulary (issue 12)
+    if TYPE_CHECKING:
+        # Every model maps one Table (never a join or a select), and Core's
+        # insert/update/delete take a Table: say so once, here.
+        __table__: ClassVar[Table]
 
 
 # Ids that appear in links, tokens and Message-IDs are never reused: on SQLite
@@ -85,7 +85,7 @@ class Subscriber(Base):
     # random hashes would halve import speed.
     email_hash: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200), default="")
-    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.ACTIVE)  # a SubscriberStatus
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -174,14 +174,6 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-DRAFT, SCHEDULED, SENDING, PAUSED, STOPPED, SENT, CANCELLED, MISSED = (  # moved to newsletter.vocabulary (issue 12)
-    CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
-    CampaignStatus.STOPPED, CampaignStatus.SENT, CampaignStatus.CANCELLED, CampaignStatus.MISSED)
-# moved to newsletter.vocabulary (issue 12)
-LEDGER_PENDING, LEDGER_SENDING, LEDGER_SENT, LEDGER_FAILED, LEDGER_UNKNOWN, LEDGER_SKIPPED = LedgerStatus
-LEDGER_STATUSES = tuple(LedgerStatus)  # moved to newsletter.vocabulary (issue 12)
-
-
 class Edition(Base):
     """An article composed into an email, stored as sent (for resumes and the web archive)."""
 
@@ -195,7 +187,7 @@ class Edition(Base):
     text: Mapped[str] = mapped_column(Text)
     theme: Mapped[str] = mapped_column(String(100), default="default")
     article_path: Mapped[str] = mapped_column(Text, default="")
-    tags: Mapped[list] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -11,27 +11,25 @@ hold what scheduling adds to it:
   articles, and what each run did (sent, skipped, error).
 - ``campaign_waves``: per-subscriber local-time sends, one row per distinct
   UTC send time.
-- ``apscheduler_jobs``: APScheduler's SQLAlchemyJobStore table, unused since
-  the daemon keeps its jobs in memory (issue 12); declared until a migration
-  drops it, so the model/migration comparison still covers it.
+
+The daemon keeps its APScheduler jobs in memory and rebuilds them from the
+campaigns and schedules tables (``newsletter.scheduler.sync``); migration
+0007 dropped the job store table it once shared.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    Column,
-    Float,
     ForeignKey,
     Integer,
-    LargeBinary,
     String,
-    Table,
     Text,
-    Unicode,
     delete,
     insert,
     or_,
@@ -43,17 +41,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.ledger import audience_conditions, memberships_t, subscribers_t
 from newsletter.store.models import Base, Campaign, UTCDateTime, utcnow
-
-JOBS_TABLE = "apscheduler_jobs"
-
-# APScheduler 3.11's SQLAlchemyJobStore table, column for column.
-apscheduler_jobs = Table(
-    JOBS_TABLE,
-    Base.metadata,
-    Column("id", Unicode(191), primary_key=True),
-    Column("next_run_time", Float(25), index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)
+from newsletter.store.sql import rowcount
 
 # Wave and schedule-run states
 WAVE_PENDING, WAVE_SENDING, WAVE_SENT, WAVE_MISSED, WAVE_CANCELLED = (
@@ -93,7 +81,7 @@ class Schedule(Base):
     cron: Mapped[str] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64))
     transport: Mapped[str] = mapped_column(String(32))
-    options: Mapped[dict] = mapped_column(JSON, default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -121,7 +109,7 @@ class CampaignWave(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     send_at: Mapped[datetime] = mapped_column(UTCDateTime)
     local_time: Mapped[str] = mapped_column(String(32))
-    zones: Mapped[list] = mapped_column(JSON, default=list)
+    zones: Mapped[list[str | None]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=WAVE_PENDING)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -143,8 +131,8 @@ def acquire_lease(session: Session, name: str, holder: str, seconds: float, *,
     claimable = or_(table.c.holder == holder, table.c.expires_at < now)
     if take_from:
         claimable = or_(claimable, table.c.holder == take_from)
-    taken = session.execute(update(table).where(table.c.name == name, claimable)
-                            .values(holder=holder, expires_at=expires)).rowcount
+    taken = rowcount(session.execute(update(table).where(table.c.name == name, claimable)
+                                     .values(holder=holder, expires_at=expires)))
     if taken:
         return True
     try:
@@ -158,8 +146,8 @@ def acquire_lease(session: Session, name: str, holder: str, seconds: float, *,
 def renew_lease(session: Session, name: str, holder: str, seconds: float) -> bool:
     """Extend our lease; False when someone else holds it now (we lost it)."""
     table = SchedulerLease.__table__
-    return session.execute(update(table).where(table.c.name == name, table.c.holder == holder)
-                           .values(expires_at=utcnow() + timedelta(seconds=seconds))).rowcount == 1
+    return rowcount(session.execute(update(table).where(table.c.name == name, table.c.holder == holder)
+                                    .values(expires_at=utcnow() + timedelta(seconds=seconds)))) == 1
 
 
 def release_lease(session: Session, name: str, holder: str) -> None:
@@ -178,11 +166,11 @@ def campaigns_in(session: Session, statuses: tuple[str, ...]) -> list[Campaign]:
 
 
 def claim_scheduled(session: Session, campaign_id: int, to_status: str, from_statuses: tuple[str, ...],
-                    **values) -> bool:
+                    **values: Any) -> bool:
     """A conditional status change of a campaign (cancel, miss, reschedule): one winner."""
     table = Campaign.__table__
-    return session.execute(update(table).where(table.c.id == campaign_id, table.c.status.in_(from_statuses))
-                           .values(status=to_status, **values)).rowcount == 1
+    return rowcount(session.execute(update(table).where(table.c.id == campaign_id, table.c.status.in_(from_statuses))
+                                    .values(status=to_status, **values))) == 1
 
 
 def clear_heartbeat(session: Session, campaign_id: int) -> None:
@@ -195,7 +183,7 @@ def record_send(session: Session, campaign_id: int, holder: str) -> None:
     """Note that ``holder`` is sending the campaign (an upsert that tolerates a concurrent writer)."""
     table = SchedulerSend.__table__
     values = {"holder": holder, "started_at": utcnow()}
-    if session.execute(update(table).where(table.c.campaign_id == campaign_id).values(**values)).rowcount:
+    if rowcount(session.execute(update(table).where(table.c.campaign_id == campaign_id).values(**values))):
         return
     try:
         with session.begin_nested():
@@ -221,23 +209,24 @@ def waves_of(session: Session, campaign_id: int) -> list[CampaignWave]:
                                 .order_by(CampaignWave.send_at, CampaignWave.id)))
 
 
-def campaigns_with_waves(session: Session, campaign_ids) -> set[int]:
+def campaigns_with_waves(session: Session, campaign_ids: Iterable[int]) -> set[int]:
     ids = list(campaign_ids)
     if not ids:
         return set()
     return set(session.scalars(select(CampaignWave.campaign_id).where(CampaignWave.campaign_id.in_(ids))))
 
 
-def set_waves(session: Session, campaign_id: int, from_status: str, to_status: str, **values) -> int:
+def set_waves(session: Session, campaign_id: int, from_status: str, to_status: str, **values: Any) -> int:
     table = CampaignWave.__table__
-    return session.execute(update(table).where(table.c.campaign_id == campaign_id, table.c.status == from_status)
-                           .values(status=to_status, **values)).rowcount
+    return rowcount(session.execute(update(table)
+                                    .where(table.c.campaign_id == campaign_id, table.c.status == from_status)
+                                    .values(status=to_status, **values)))
 
 
-def claim_wave(session: Session, wave_id: int, from_status: str, to_status: str, **values) -> bool:
+def claim_wave(session: Session, wave_id: int, from_status: str, to_status: str, **values: Any) -> bool:
     table = CampaignWave.__table__
-    return session.execute(update(table).where(table.c.id == wave_id, table.c.status == from_status)
-                           .values(status=to_status, **values)).rowcount == 1
+    return rowcount(session.execute(update(table).where(table.c.id == wave_id, table.c.status == from_status)
+                                    .values(status=to_status, **values))) == 1
 
 
 def audience_zones(session: Session, list_id: int) -> dict[str | None, int]:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 from newsletter.usecases.dispatch import Watch, dispatcher_for
 from newsletter.usecases.editions import audience_of, prepare_edition, sample_for_list
+
+if TYPE_CHECKING:
+    from newsletter.compose.edition import Edition
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class SendPlan:
     article: str
     list_name: str
     transport: str
-    edition: object
+    edition: Edition
     audience: int | None
     again: bool = False
 
@@ -164,8 +168,9 @@ def create_due_campaign(store, settings, article: str, list_name: str, transport
                         compose: dict) -> int:
     """A recurring schedule's firing: a campaign of ``article``, scheduled now; returns its id."""
     from newsletter.engine.campaigns import create_campaign
-    from newsletter.store.models import SCHEDULED, utcnow
+    from newsletter.store.models import utcnow
+    from newsletter.vocabulary import CampaignStatus
 
     edition = prepare_edition(settings, article, **compose)
-    return create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
+    return create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.SCHEDULED,
                            scheduled_at=utcnow(), timezone=zone, article_path=article)

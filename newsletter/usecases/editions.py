@@ -75,6 +75,9 @@ def sample_for_list(store, settings, edition, list_name: str) -> tuple[Path, str
     with store.session() as session:
         mailing_list = get_list(session, list_name)
         first = ledger.first_audience_member(session, mailing_list.id)
+        if first is None:
+            raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
+                             hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
         token = make_token(settings.secret_keys, UNSUBSCRIBE, first.id, mailing_list.id, first.email)
         recipient = sample_recipient(edition, settings, email=first.email, name=first.name, token=token)
     path = Path(settings.workspace) / "build" / f"{edition.slug}.sample.eml"

@@ -18,7 +18,8 @@ from newsletter.scheduling import waves as wave_plans
 from newsletter.scheduling.times import When, parse_naive, parse_when, show
 from newsletter.store import ledger
 from newsletter.store import scheduling as q
-from newsletter.store.models import CANCELLED, DRAFT, MISSED, SCHEDULED, Campaign
+from newsletter.store.models import Campaign
+from newsletter.vocabulary import CampaignStatus
 
 
 def schedule_campaign(store, settings, edition, list_name: str, transport: str, when: When, *,
@@ -31,18 +32,18 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
     ``again``: the duplicate-send guard's override (see ``create_campaign``).
     """
     if not local_time:
-        campaign_id = create_campaign(store, settings, edition, list_name, transport, status=SCHEDULED,
+        campaign_id = create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.SCHEDULED,
                                       scheduled_at=when.utc, timezone=when.zone, article_path=article_path,
                                       again=again)
         return {"campaign_id": campaign_id, "scheduled_at": when.utc, "timezone": when.zone, "waves": []}
     # A draft until its waves exist: the daemon never sees a half-planned campaign.
-    campaign_id = create_campaign(store, settings, edition, list_name, transport, status=DRAFT,
+    campaign_id = create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.DRAFT,
                                   scheduled_at=when.utc, timezone=when.zone, article_path=article_path, again=again)
     try:
         with store.session() as session:
             campaign = get_campaign(session, campaign_id)
             planned = wave_plans.create_waves(session, campaign, when.local.replace(tzinfo=None))
-            campaign.status = SCHEDULED
+            campaign.status = CampaignStatus.SCHEDULED
             first = campaign.scheduled_at
     except Exception:
         with store.session() as session:  # leave no stray draft behind
@@ -52,10 +53,10 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
 
 
 def _refuse(campaign_id: int, status: str, verb: str) -> Conflict:
-    if status == CANCELLED:
+    if status == CampaignStatus.CANCELLED:
         return Conflict(f"campaign {campaign_id} is cancelled; it can no longer be {verb}",
                         hint="schedule the article again with: newsletter schedule ARTICLE --list L --at TIME")
-    if status == MISSED and verb == "cancelled":
+    if status == CampaignStatus.MISSED and verb == "cancelled":
         return Conflict(f"campaign {campaign_id} was missed (nothing was sent); there is nothing to cancel",
                         hint=f"send it later with: newsletter campaigns reschedule {campaign_id} --at TIME")
     return Conflict(f"campaign {campaign_id} has already started ({status}); it can no longer be {verb}",
@@ -70,13 +71,14 @@ def cancel_campaign(store, campaign_id: int) -> dict:
     """``scheduled``/``draft`` -> ``cancelled``; Conflict once the send has started (or it was missed)."""
     with store.session() as session:
         get_campaign(session, campaign_id)
-        if not q.claim_scheduled(session, campaign_id, CANCELLED, (SCHEDULED, DRAFT)):
+        if not q.claim_scheduled(session, campaign_id, CampaignStatus.CANCELLED, (CampaignStatus.SCHEDULED,
+                                                                                  CampaignStatus.DRAFT)):
             status = _status(session, campaign_id)
-            if status == CANCELLED:
-                return {"campaign_id": campaign_id, "status": CANCELLED, "already": True}
+            if status == CampaignStatus.CANCELLED:
+                return {"campaign_id": campaign_id, "status": CampaignStatus.CANCELLED, "already": True}
             raise _refuse(campaign_id, status, "cancelled")
         q.set_waves(session, campaign_id, q.WAVE_PENDING, q.WAVE_CANCELLED)
-    return {"campaign_id": campaign_id, "status": CANCELLED, "already": False}
+    return {"campaign_id": campaign_id, "status": CampaignStatus.CANCELLED, "already": False}
 
 
 def reschedule_campaign(store, campaign_id: int, at: str, zone: str | None) -> dict:
@@ -87,23 +89,24 @@ def reschedule_campaign(store, campaign_id: int, at: str, zone: str | None) -> d
     """
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        from_statuses = (SCHEDULED, DRAFT, MISSED)
+        from_statuses = (CampaignStatus.SCHEDULED, CampaignStatus.DRAFT, CampaignStatus.MISSED)
         if campaign.status not in from_statuses:
             raise _refuse(campaign_id, campaign.status, "rescheduled")
         has_waves = bool(q.waves_of(session, campaign_id))
         # Local-time waves check their own first send time against now.
         when = parse_when(at, zone or campaign.timezone, allow_past=has_waves)
-        scheduled_at = when.utc
+        scheduled_at: datetime | None = when.utc
         if has_waves:
             campaign.timezone = when.zone
             wave_plans.replace_waves(session, campaign, when.local.replace(tzinfo=None))
             scheduled_at = campaign.scheduled_at
             session.expire(campaign)
         # The conditional update is what settles a race with the daemon starting it.
-        if not q.claim_scheduled(session, campaign_id, SCHEDULED, from_statuses, scheduled_at=scheduled_at,
+        if not q.claim_scheduled(session, campaign_id, CampaignStatus.SCHEDULED, from_statuses,
+                                 scheduled_at=scheduled_at,
                                  timezone=when.zone, error=""):
             raise _refuse(campaign_id, _status(session, campaign_id), "rescheduled")
-    return {"campaign_id": campaign_id, "status": SCHEDULED, "scheduled_at": scheduled_at,
+    return {"campaign_id": campaign_id, "status": CampaignStatus.SCHEDULED, "scheduled_at": scheduled_at,
             "timezone": when.zone, "note": when.note, "local_time": has_waves}
 
 
@@ -122,7 +125,7 @@ def enrich(store, rows: list[dict]) -> list[dict]:
             if row["local_time"]:
                 row["waves"] = wave_plans.describe(session, row["id"])
             total = sum(row["counts"].values())
-            if total or row["status"] not in (SCHEDULED, DRAFT, MISSED):
+            if total or row["status"] not in (CampaignStatus.SCHEDULED, CampaignStatus.DRAFT, CampaignStatus.MISSED):
                 row["audience"] = total
                 continue
             if row["list"] not in sizes:

@@ -165,6 +165,7 @@ class PreviewState:
         from newsletter.compose.edition import SAMPLE_EMAIL, SAMPLE_NAME, merge_values
 
         slug = self.ready().edition.slug
+        attributes: dict[str, Any]
         if not who or who == SAMPLE:
             email, name, attributes = SAMPLE_EMAIL, SAMPLE_NAME, {}
         else:

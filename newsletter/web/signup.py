@@ -85,7 +85,7 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
         # not take the signup lock (an import, the CLI) won; the retry, a new
         # transaction (its attempt was rolled back too), finds its row.
         result, added, to_name = _signup(ctx, address, list_name, name, ip, source)
-    if added is not None and added.list_status == MembershipStatus.PENDING:
+    if added is not None and added.list_status == MembershipStatus.PENDING and added.list_id is not None:
         send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name, name=to_name)
         result.emailed = True
     return result

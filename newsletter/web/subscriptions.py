@@ -101,7 +101,7 @@ def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
         subscriber = _subscriber(session, data, lock=True)
         view = _view(session, subscriber, data, newsletter_name)
         if action == "resubscribe":
-            if view.list_name is None:
+            if view.list_name is None or data.list_id is None:
                 raise InputError("this link names no list to subscribe to again", hint="ask the publisher")
             # The token proves the reader holds the email: no second confirmation needed.
             rules.rejoin(session, subscriber, data.list_id, SOURCE, ip)

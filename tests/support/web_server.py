@@ -20,20 +20,25 @@ import httpx
 
 
 @contextmanager
-def running(app) -> Iterator[str]:
+def running(app, *, timeout: float = 30.0, **options) -> Iterator[str]:
+    """``app`` under uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL.
+
+    ``options`` go to ``uvicorn.Config`` (the defaults suit the concurrency
+    tests: no lifespan, uvicorn leaves logging alone so its error records reach
+    pytest's caplog, a deep backlog). ``timeout`` bounds the start and the stop.
+    """
     import uvicorn
 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    # log_config=None: uvicorn leaves logging alone, so its error records reach pytest's caplog.
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", backlog=512,
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, **{"log_config": None, "access_log": False, "lifespan": "off", "backlog": 512,
+                                    "timeout_graceful_shutdown": 5, **options})
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
@@ -42,7 +47,7 @@ def running(app) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=30)
+        thread.join(timeout=timeout)
         sock.close()
 
 

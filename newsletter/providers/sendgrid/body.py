@@ -15,7 +15,9 @@ the RFC 2047 word ``formataddr`` makes of a non-ASCII sender name.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html import escape
+from typing import Any
 
 from newsletter.delivery.base import BUILD_ERRORS, unbuildable
 from newsletter.delivery.merge import TOKEN, token
@@ -26,9 +28,12 @@ MAX_SUBSTITUTION_BYTES = 10_000
 MAX_CUSTOM_ARGS_BYTES = 10_000
 MAX_CATEGORIES = 10
 MESSAGE_ID_HEADER = "X-Newsletter-Message-ID"
+# merge field -> its (HTML-escaped, raw) substitution tokens; None for a form no template uses
+Plan = dict[str, tuple[str | None, str | None]]
 
 
-def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool = False):
+def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool = False,
+               ) -> tuple[dict[str, Any], list[int], list[SendResult | None]]:
     """The v3 request body for ``recipients``, as a plain dict.
 
     Returns ``(body, included, results)``: ``included`` lists the indexes of
@@ -45,7 +50,8 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     subject = (message.subject, subject_fields) if subject_fields else None
     blanks = {t: "" for pair in plan.values() for t in pair if t is not None}
     shared_args = _strings(message.metadata)
-    personalizations, included = [], []
+    personalizations: list[dict[str, Any]] = []
+    included: list[int] = []
     results: list[SendResult | None] = [None] * len(recipients)
     for index, recipient in enumerate(recipients):
         try:
@@ -58,7 +64,7 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
             continue
         personalizations.append(entry)
         included.append(index)
-    body = {
+    body: dict[str, Any] = {
         "personalizations": personalizations,
         "from": _address(from_email, from_name),
         "subject": message.subject,
@@ -76,8 +82,8 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     return body, included, results
 
 
-def _personalization(recipient: Recipient, plan: dict, blanks: dict, shared_args: dict,
-                     subject: tuple[str, set[str]] | None = None) -> dict | str:
+def _personalization(recipient: Recipient, plan: Plan, blanks: dict[str, str], shared_args: dict[str, str],
+                     subject: tuple[str, set[str]] | None = None) -> dict[str, Any] | str:
     """One recipient's personalization, or why SendGrid would refuse it.
 
     ``subject``: the subject template and the fields it uses, when it uses
@@ -131,7 +137,7 @@ def _token_plan(*templates: str) -> dict[str, tuple[str | None, str | None]]:
     }
 
 
-def _substitutions(values: dict, plan: dict, blanks: dict) -> tuple[dict[str, str], int]:
+def _substitutions(values: Mapping[str, Any], plan: Plan, blanks: dict[str, str]) -> tuple[dict[str, str], int]:
     """The substitutions of ``merge.substitutions(values)`` the templates use (``plan``),
     and the characters of their values.
 
@@ -154,7 +160,7 @@ def _substitutions(values: dict, plan: dict, blanks: dict) -> tuple[dict[str, st
     return subs, size
 
 
-def _strings(mapping: dict) -> dict[str, str]:
+def _strings(mapping: dict[str, Any]) -> dict[str, str]:
     """``mapping`` with every value a string (SendGrid refuses other JSON types); may be ``mapping`` itself."""
     for value in mapping.values():
         if value.__class__ is not str:
@@ -162,7 +168,7 @@ def _strings(mapping: dict) -> dict[str, str]:
     return mapping
 
 
-def _over(mapping: dict, limit: int) -> bool:
+def _over(mapping: Mapping[str, str], limit: int) -> bool:
     """Whether the UTF-8 size of keys and values exceeds ``limit`` (cheap when clearly under)."""
     chars = sum(map(len, mapping)) + sum(map(len, mapping.values()))
     if chars * 4 <= limit:  # a character is at most 4 bytes
@@ -170,11 +176,11 @@ def _over(mapping: dict, limit: int) -> bool:
     return sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items()) > limit
 
 
-def _address(email: str, name: str | None) -> dict:
+def _address(email: str, name: str | None) -> dict[str, str]:
     return {"email": email, "name": name} if name else {"email": email}
 
 
-def _recipient(email: str, name: str | None) -> dict | str:
+def _recipient(email: str, name: str | None) -> dict[str, str] | str:
     """The ``to`` entry for one recipient, or why SendGrid cannot take the address.
 
     SendGrid documents that ``to.name`` "cannot include either the ; or ,

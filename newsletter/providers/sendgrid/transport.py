@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
@@ -48,6 +49,15 @@ from newsletter.delivery.wire import UnsendableAddress
 from newsletter.errors import ConfigError
 from newsletter.providers.sendgrid.body import build_body
 from newsletter.providers.sendgrid.client import MailSendClient
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+
+# SendGrid's error objects ({"message", "field", "help"}) from a refused request's body.
+Errors = list[dict[str, Any]]
+# One request's outcome: (seconds to wait before retrying, or None when final; a result per recipient;
+# the errors of a 400 that blames personalizations, else None).
+Attempt = tuple[float | None, list[SendResult], Errors | None]
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +93,10 @@ class SendGridTransport(Transport):
         self.sandbox = sandbox
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self._client = None
+        self._client: MailSendClient | None = None
 
     @classmethod
-    def from_settings(cls, settings, **overrides) -> SendGridTransport:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SendGridTransport:
         """A transport from :class:`~newsletter.config.Settings` (``overrides`` win)."""
         if not settings.sendgrid_api_key and "api_key" not in overrides:
             raise ConfigError(
@@ -99,11 +109,15 @@ class SendGridTransport(Transport):
         return cls(options.pop("api_key"), **options)
 
     def open(self) -> None:
+        self._mail_client()
+        super().open()
+
+    def _mail_client(self) -> MailSendClient:
         if self._client is None:
             install_redaction(self._api_key)
             # The library's default is no timeout at all: a stalled request would hang the send.
             self._client = MailSendClient(self._api_key, self.host, self.timeout)
-        super().open()
+        return self._client
 
     def close(self) -> None:
         self._client = None  # the library keeps no connection open between requests
@@ -125,13 +139,14 @@ class SendGridTransport(Transport):
                     # Parts already accepted must be recorded, or a resume would send them twice.
                     for index, answer in zip(included, exc.results or (), strict=False):
                         results[index] = answer
-                    exc.results = results  # type: ignore[assignment]
+                    exc.results = _complete(results, recipients)
                     raise
             for index, answer in zip(included, answers, strict=False):
                 results[index] = answer
-        return results  # type: ignore[return-value]
+        return _complete(results, recipients)
 
-    def _post_with_retries(self, body: dict, recipients: list[Recipient]):
+    def _post_with_retries(self, body: dict[str, Any],
+                           recipients: list[Recipient]) -> tuple[list[SendResult], Errors | None]:
         """Post ``body``; retry where it is safe.
 
         Returns ``(results, errors)``: one result per recipient, and
@@ -150,8 +165,8 @@ class SendGridTransport(Transport):
             log.info("sendgrid: %s; retrying in %.1f s", results[0].error, wait)
             self.retry.sleep(wait)
 
-    def _isolate(self, body: dict, recipients: list[Recipient], results: list[SendResult],
-                 errors: list[dict]) -> list[SendResult]:
+    def _isolate(self, body: dict[str, Any], recipients: list[Recipient], results: list[SendResult],
+                 errors: Errors) -> list[SendResult]:
         """After a 400 that blames personalizations: find the culprits, send everyone else.
 
         A 400 means SendGrid took none of the request, so sending parts of it
@@ -203,9 +218,9 @@ class SendGridTransport(Transport):
                         final[index] = result
         log.info("sendgrid: a 400 blamed %d of %d recipients; the others went again",
                  sum(1 for r in final if r is not None and r.outcome is Outcome.REJECTED), len(recipients))
-        return final  # type: ignore[return-value]
+        return _complete(final, recipients)
 
-    def _attempt(self, body: dict, recipients: list[Recipient], attempt: int):
+    def _attempt(self, body: dict[str, Any], recipients: list[Recipient], attempt: int) -> Attempt:
         """One request. Returns ``(wait, results, errors)``: ``wait`` is None when
         final; ``errors`` as for :meth:`_post_with_retries`."""
         from urllib.error import URLError
@@ -213,7 +228,7 @@ class SendGridTransport(Transport):
         from python_http_client.exceptions import HTTPError
 
         try:
-            response = self._client.post(body)
+            response = self._mail_client().post(body)
         except HTTPError as exc:
             return self._http_error(exc, recipients, attempt)
         except URLError as exc:
@@ -235,7 +250,7 @@ class SendGridTransport(Transport):
         provider_id = response.headers.get("X-Message-Id") if response.headers else None
         return None, results_for(recipients, Outcome.QUEUED, provider_id=provider_id), None
 
-    def _http_error(self, exc, recipients: list[Recipient], attempt: int):
+    def _http_error(self, exc: Any, recipients: list[Recipient], attempt: int) -> Attempt:
         status = int(exc.status_code)
         errors = _errors(exc.body)
         detail = f"{status} {_error_text(exc.body, errors)}".strip()
@@ -260,10 +275,16 @@ class SendGridTransport(Transport):
         return f"<SendGridTransport host={self.host!r} sandbox={self.sandbox}>"
 
 
+def _complete(results: list[SendResult | None], recipients: list[Recipient]) -> list[SendResult]:
+    """One result per recipient: a slot left empty (never expected) is UNKNOWN, so it is never resent blindly."""
+    return [result or SendResult(recipient.message_id, Outcome.UNKNOWN, error="no result was recorded")
+            for recipient, result in zip(recipients, results, strict=True)]
+
+
 _INDEX = re.compile(r"personalizations\.(\d+)(?:\.|$)")
 
 
-def _errors(body) -> list[dict]:
+def _errors(body: Any) -> Errors:
     """SendGrid's ``errors`` list from a response body ([] when it has none)."""
     try:
         errors = json.loads(body)["errors"]
@@ -272,7 +293,7 @@ def _errors(body) -> list[dict]:
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def _blamed(errors: list[dict], count: int) -> set[int]:
+def _blamed(errors: Errors, count: int) -> set[int]:
     """The personalization indexes (below ``count``) the errors name."""
     named = set()
     for error in errors:
@@ -282,7 +303,7 @@ def _blamed(errors: list[dict], count: int) -> set[int]:
     return named
 
 
-def _rejected(recipient: Recipient, errors: list[dict], position: int, fallback: SendResult) -> SendResult:
+def _rejected(recipient: Recipient, errors: Errors, position: int, fallback: SendResult) -> SendResult:
     """REJECTED with SendGrid's reason for the personalization at ``position``."""
     reasons = []
     for error in errors:
@@ -290,11 +311,11 @@ def _rejected(recipient: Recipient, errors: list[dict], position: int, fallback:
         if match and int(match.group(1)) == position:
             where = str(error["field"])[match.end():]  # "to.0.email", without the request's index
             reasons.append(f"{error.get('message')} ({where})" if where else str(error.get("message")))
-    error = f"400 {'; '.join(reasons)}" if reasons else fallback.error
-    return SendResult(recipient.message_id, Outcome.REJECTED, error=redact(error or "400")[:500])
+    text = f"400 {'; '.join(reasons)}" if reasons else fallback.error
+    return SendResult(recipient.message_id, Outcome.REJECTED, error=redact(text or "400")[:500])
 
 
-def _error_text(body, errors: list[dict] | None = None) -> str:
+def _error_text(body: Any, errors: Errors | None = None) -> str:
     """SendGrid's error messages from a response body, short."""
     errors = _errors(body) if errors is None else errors
     if errors:
@@ -304,7 +325,7 @@ def _error_text(body, errors: list[dict] | None = None) -> str:
     return redact(text)[:500]
 
 
-def _reason(exc) -> str:
+def _reason(exc: object) -> str:
     return type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {redact(str(exc))}"
 
 

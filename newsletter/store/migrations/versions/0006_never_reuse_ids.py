@@ -73,7 +73,7 @@ def _start_sequence_after(table: str, references: list[tuple[str, str]], sqlite:
     else:
         # Rows restored or inserted with explicit ids leave a sequence behind them.
         sequence = bind.execute(sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar()
-        if sequence and top > bind.exec_driver_sql(f"SELECT last_value FROM {sequence}").scalar():
+        if sequence and top > int(bind.exec_driver_sql(f"SELECT last_value FROM {sequence}").scalar_one()):
             bind.execute(sa.text("SELECT setval(:s, :top)"), {"s": sequence, "top": top})
 
 

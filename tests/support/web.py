@@ -1,4 +1,4 @@
-"""Helpers shared by the public-endpoint tests (not a test module of its own: it holds no tests).
+"""Helpers shared by the public-endpoint tests (test_web*.py).
 
 A ``Site`` is the app of ``newsletter serve`` on a test workspace, driven
 through Starlette's TestClient, with a memory transport for confirmation
@@ -12,6 +12,8 @@ import dataclasses
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -73,6 +75,20 @@ class Site:
             text = message.get_body(("plain",)).get_content()
             links += re.findall(r"\S+/confirm/\S+", text)
         return links
+
+
+@contextmanager
+def open_site(keys: KeyPair | None, **changes) -> Iterator[Site]:
+    """A :class:`Site` on the current workspace's settings (with ``changes``), its store closed after."""
+    from newsletter.config import load_settings
+    from newsletter.store.db import open_store
+
+    settings = dataclasses.replace(load_settings(), **changes)
+    store = open_store(settings)
+    try:
+        yield Site(settings, store, keys=keys)
+    finally:
+        store.close()
 
 
 def path_of(url: str) -> str:
