@@ -125,19 +125,25 @@ def _recent_link(article: Article, title: str | None, url: str | None) -> Recent
 
         raise InputError("--recent-url was given without a title", hint='add --recent-title "Title of that article"')
     if url:
-        _require_web_address(url)
+        require_web_address(url)
     return RecentLink(title=title, url=url or None) if title else None
 
 
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+[^\s]*", re.I)
 
 
-def _require_web_address(url: str) -> None:
+URL_LIMIT = 2000  # longer addresses break in some mail clients; nobody types one
+
+
+def require_web_address(url: str) -> None:
     """InputError unless ``url`` is an http(s) address: ``javascript:``, ``data:``,
     ``vbscript:`` (and anything else a reader's click should not run) are refused,
     as every unsafe link in an article is."""
     from newsletter.errors import InputError
 
+    if len(url) > URL_LIMIT:
+        raise InputError(f"the recently-published URL is {len(url):,} characters long (at most {URL_LIMIT:,})",
+                         hint="give the article's plain address, without tracking parameters")
     if not _WEB_ADDRESS.fullmatch(url) or any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in url):
         raise InputError(f"the recently-published URL {url[:80]!r} is not a web address",
                          hint="give its https:// address, e.g. --recent-url https://example.org/blog/post")

@@ -68,9 +68,11 @@ def save_link(article: str, recent_url: str) -> Path:
     The article is read again afterwards: when the link does not come out
     with that URL, the file is put back as it was and InputError says so.
     """
+    from newsletter.compose.edition import require_web_address
     from newsletter.compose.readers import read_article
     from newsletter.compose.savelink import restore, save_recent_url
 
+    require_web_address(recent_url)
     path = Path(article)
     backup = save_recent_url(path, recent_url)
     recent = read_article(path).recently_published
