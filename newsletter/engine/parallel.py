@@ -88,6 +88,8 @@ def send_in_processes(store, settings, campaign_id: int, transport_name: str, co
 def _follow(children, messages, halt, stop, report, on_progress, total) -> bool:
     """Gather progress and results until every child has answered."""
     done, answered, interrupted, failure = 0, 0, False, None
+    if on_progress:
+        on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while answered < len(children):
         if stop is not None and stop.is_set():
             halt.set()
