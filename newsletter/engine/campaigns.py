@@ -127,9 +127,10 @@ def refuse_duplicate(session, edition, mailing_list, again: bool) -> None:
     when, sent = _when_and_how_many(session, campaign_id)
     raise Conflict(f"{edition.slug!r} was already sent to {name}: campaign {campaign_id} sent it to {sent} "
                    f"subscriber(s) on {when} (status {status})",
-                   hint=f"see who got it with: newsletter campaigns show {campaign_id}; to finish that send: "
-                        f"newsletter campaigns resume {campaign_id}; to send it to everyone again on purpose, "
-                        "add --again")
+                   hint=f"see who got it with: newsletter campaigns show {campaign_id}; "
+                        + (f"to finish that send: newsletter campaigns resume {campaign_id}; " if status in _UNDER_WAY
+                           else "")
+                        + "to send it to everyone again on purpose, add --again")
 
 
 def _when_and_how_many(session, campaign_id: int) -> tuple[str, int]:
