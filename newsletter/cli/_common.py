@@ -71,7 +71,10 @@ def _console(**options):
                 kwargs.setdefault("crop", False)
             super().print(*objects, **kwargs)
 
-    return _Console(highlight=False, **options)
+    console = _Console(highlight=False, **options)
+    if not console.is_terminal:
+        console.soft_wrap = True  # a pipe or file gets whole lines, not lines broken at a guessed 80 columns
+    return console
 
 
 def say(message: str) -> None:
