@@ -119,3 +119,36 @@ def test_any_link_title_gets_its_url(tmp_path, title, path):
     save_recent_url(article, url)
     after = read_article(article).recently_published
     assert (after.title, after.url) == (before.title, url)
+
+
+def test_check_and_send_name_the_same_fix(workspace, cli, tmp_path):
+    from support.cli import populate
+
+    populate(cli, tmp_path, 2)
+    shutil.copy(SEED, workspace / "articles" / "ketamine.txt")
+    fix = "newsletter compose articles/ketamine.txt --recent-url https://... --save-link"
+    checked = cli("check", "articles/ketamine.txt")
+    assert checked.exit_code == 1 and fix in checked.stderr.splitlines()[-1]
+    sent = cli("send", "articles/ketamine.txt", "--list", "readers", "--yes")
+    assert sent.exit_code == 1 and fix in sent.stderr and "Traceback" not in sent.stderr
+
+
+def test_hints_repeat_the_options_in_use_quoted_for_the_shell(workspace, cli, tmp_path):
+    """The dry run's "Send it with:" line, pasted into a shell, is the same send: path with a space, URL, theme."""
+    import shlex
+
+    from support.cli import populate
+
+    populate(cli, tmp_path, 2)
+    article = workspace / "articles" / "my article's draft.txt"
+    shutil.copy(SEED, article)
+    options = ["--list", "readers", "--recent-url", RECENT + "?a=1&b=2", "--theme", "plain", "--transport", "memory"]
+    dry = cli("send", str(article), *options, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    [line] = [line for line in dry.stderr.splitlines() if line.startswith("Send it with: ")]
+    words = shlex.split(line.removeprefix("Send it with: "))
+    assert words[:3] == ["newsletter", "send", str(article)]
+    assert words[3:] == ["--list", "readers", "--transport", "memory", "--recent-url", RECENT + "?a=1&b=2",
+                         "--theme", "plain", "--yes"]
+    sent = cli(*words[1:])
+    assert sent.exit_code == 0, sent.stderr
