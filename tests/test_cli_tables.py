@@ -13,11 +13,11 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from newsletter.cli._common import import_progress_text, table
+from newsletter.vocabulary import CampaignStatus, MembershipStatus, SubscriberStatus
 from rich.cells import cell_len
 from rich.console import Console
 
-from newsletter.cli._common import import_progress_text, table
-from newsletter.vocabulary import CampaignStatus, MembershipStatus, SubscriberStatus
 from support.cli import populate
 
 COLUMNS = ["ID", "Status", "Article", "List", "Time", "UTC", "Audience", "Sent / Failed / Unknown / Pending"]

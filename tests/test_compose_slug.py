@@ -6,9 +6,9 @@ import re
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from newsletter.compose.model import SLUG_LIMIT, slugify
 from newsletter.compose.readers import read_article
+
 from support.articles import SEED
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import pytest
 from newsletter.cli import cli as newsletter_cli
+
 from support.articles import SEED
 from support.readme import quick_start_steps
 

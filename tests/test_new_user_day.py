@@ -21,16 +21,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from newsletter.cli import COMMANDS
 
 from browser import artefact_path
-from newsletter.cli import COMMANDS
 from support.articles import RECENT, SEED
 from support.readme import quick_start_steps
 
 pytestmark = pytest.mark.slow
 
 # "cd FOLDER && newsletter ..." or "newsletter ...", up to the end of the command: ; ( ) ` or the line's end.
-HINT = re.compile(r"((?:cd \S+ && )?newsletter (?:%s)\b[^;()`\n]*)" % "|".join(COMMANDS))
+HINT = re.compile(r"((?:cd \S+ && )?newsletter (?:" + "|".join(COMMANDS) + r")\b[^;()`\n]*)")
 PLACEHOLDERS = {"https://...": RECENT, "TIME": '"2030-12-03 10:00"', "FILE": "~/Downloads/mailchimp-export.csv"}
 SERVERS = ("newsletter run",)  # daemons: the README's own line is skipped (tests/test_daemon.py covers it)
 

@@ -7,10 +7,10 @@ import shutil
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from newsletter.compose.readers import read_article
 from newsletter.compose.savelink import save_recent_url
 from newsletter.errors import InputError
+
 from support.articles import RECENT, SEED
 
 
@@ -105,12 +105,13 @@ def test_an_article_without_a_link_is_refused_with_a_hint(tmp_path):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(title=st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=3, max_size=120)
-       .filter(lambda t: t.strip(" \t*_#>-–—:|\"“”'‘’()<>[]") and "http" not in t),
+       .filter(lambda t: any(c.isalnum() for c in t) and "http" not in t),
        path=st.from_regex(r"/[a-zA-Z0-9._~%-]{1,60}", fullmatch=True))
 def test_any_link_title_gets_its_url(tmp_path, title, path):
     """Accented, quoted, long titles: after saving, the reader finds the URL and the same title."""
     article = tmp_path / "post.txt"
-    article.write_text(f"Some title\nA body line of the article.\nAnother line.\nRead next: {title}\n", encoding="utf-8")
+    body = "Some title\nA body line of the article.\nAnother line.\n"
+    article.write_text(f"{body}Read next: {title}\n", encoding="utf-8")
     before = read_article(article).recently_published
     assume(before is not None and not before.url)  # a title the reader takes for a link title
     for old in tmp_path.glob("post.txt.bak*"):
