@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import click
@@ -60,21 +60,27 @@ def stderr_console():
     return _console(stderr=True, soft_wrap=True)
 
 
-def _console(**options):
+def _console(**options: Any):
+    console = _console_class()(highlight=False, **options)
+    if not console.is_terminal:
+        console.soft_wrap = True  # a pipe or file gets whole lines, not lines broken at a guessed 80 columns
+    return console
+
+
+@cache
+def _console_class() -> type:
+    """Rich's Console, made once on first use (Rich is imported late: ``newsletter --help`` stays fast)."""
     from rich.console import Console
 
     class _Console(Console):
-        """Rich's Console; off a terminal, lines are never cropped at the default 80 columns (plain table rows)."""
+        """Off a terminal, lines are never cropped at the default 80 columns (plain table rows stay whole)."""
 
         def print(self, *objects: Any, **kwargs: Any) -> None:
             if not self.is_terminal:
                 kwargs.setdefault("crop", False)
             super().print(*objects, **kwargs)
 
-    console = _Console(highlight=False, **options)
-    if not console.is_terminal:
-        console.soft_wrap = True  # a pipe or file gets whole lines, not lines broken at a guessed 80 columns
-    return console
+    return _Console
 
 
 def say(message: str) -> None:
