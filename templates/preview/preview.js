@@ -11,7 +11,7 @@ const choices = { view: ["email", "text", "source", "checks"], width: ["desktop"
 const state = Object.assign({}, defaults, readHash());
 // The server renders the page with the frame already pointing at the sample reader's email
 // (so it loads with the page, not after two round trips); only a different choice reloads it.
-const initialVersion = Number(document.body.dataset.version);
+const initialVersion = Number(document.body.dataset.initialVersion);
 let shown = initialVersion > 0 ? { version: initialVersion, as: "sample", scheme: "auto" } : { version: -1, as: null, scheme: null };
 let pendingTarget = null;
 
