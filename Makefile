@@ -14,14 +14,16 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c $(CON
 
 .PHONY: demo test test-fast lint bench venv constraints clean
 
-# $(call step,what,command): run the command with its output kept back (shown
-# only when it fails), then print one line: what was done and how long it took.
+# $(call step,what,command): say what is starting (so a long install shows it
+# is working), run the command with its output kept back (shown only when it
+# fails), then finish the same line with the time it took.
 define step
-	@start=$$(date +%s%N); \
+	@start=$$(date +%s%N); printf '  %s ... ' "$(1)"; \
 	if out=$$( ( $(2) ) 2>&1 ); then \
-		echo "  $(1) ($$(( ($$(date +%s%N) - start) / 1000000 )) ms)"; \
+		ms=$$(( ($$(date +%s%N) - start) / 1000000 )); \
+		printf 'done in %d.%d s\n' $$((ms / 1000)) $$((ms % 1000 / 100)); \
 	else \
-		echo "$$out"; echo "failed: $(1)" >&2; exit 1; \
+		echo "failed"; echo "$$out"; echo "failed: $(1)" >&2; exit 1; \
 	fi
 endef
 

@@ -123,7 +123,7 @@ def test_list_of_one_list_shows_who_left_it(workspace, cli):
     table = cli("subscribers", "list", "--list", "readers")
     row = next(line for line in table.stdout.splitlines() if "left@example.org" in line)
     assert "unsubscribed" in row
-    assert "List status" in table.stdout
+    assert "Address status\tStatus on readers" in table.stdout
 
 
 def _leavers(cli, tmp_path):

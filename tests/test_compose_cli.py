@@ -11,7 +11,7 @@ import pytest
 
 from support.articles import ARTICLES, RECENT
 
-SLUG = "ketamine-therapy-explained-meaning-importance-and-top"
+SLUG = "ketamine-therapy-explained-meaning-importance-and-top-benefit"
 
 
 @pytest.fixture

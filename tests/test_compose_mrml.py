@@ -241,7 +241,7 @@ def test_greeting_per_reader_and_none_in_the_archive_copy(settings, seed, theme)
     values = merge_values(settings, edition.slug, email="m@example.org", name="Maria Gonzalez-Ruiz", token="t")
     html = MergeTemplate(edition.html).render(values)
     text = MergeTemplate(edition.text).render(values)
-    assert "Hi Maria,</p>" in html and text.startswith("Hi Maria,\n")
+    assert "Hi Maria,</p>" in html and "\nHi Maria,\n" in text
     attribute = merge_values(settings, edition.slug, email="m@example.org", name="Maria Gonzalez-Ruiz", token="t",
                              attributes={"first_name": "Mari"})
     assert "Hi Mari,</p>" in MergeTemplate(edition.html).render(attribute)
@@ -255,3 +255,28 @@ def test_values_without_a_first_name_greet_by_the_first_word_of_the_name(setting
     html = MergeTemplate(seed.html).render({"name": "there", "email": ""})
     assert "Hi there,</p>" in html
     assert "Hi Ann,</p>" in MergeTemplate(seed.html).render({"name": "Ann Lee"})
+
+
+@pytest.mark.parametrize("theme", ["default", "plain"])
+def test_the_inbox_snippet_is_the_preheader_then_blanks_and_the_greeting_follows_the_title(settings, theme):
+    """Issue #22: the greeting first in the card ate the snippet ("...Wellness Hi Patricia Dubois, Ketamine...")."""
+    import re
+
+    from newsletter.compose.edition import PREHEADER_PADDING
+
+    edition = compose_edition(SEED, settings, recent_url=RECENT, theme=theme)
+    html = MergeTemplate(edition.html).render(
+        merge_values(settings, edition.slug, email="p@example.org", name="Patricia Dubois", token="t"))
+    from html import unescape
+
+    body = unescape(re.sub(r"<[^>]+>", " ", html.split("<body", 1)[1].split(">", 1)[1]))
+    snippet = body.lstrip()[:400]
+    assert snippet.startswith("A New Path for Mental Wellness")
+    after_preheader = snippet.split("Wellness", 1)[1]
+    blanks = len(after_preheader) - len(after_preheader.lstrip(" \u034f\u00a0"))
+    assert blanks >= len(PREHEADER_PADDING) >= 90  # a snippet of ~120 characters shows nothing more
+    text_order = [m.start() for m in (re.search(p, body) for p in (r"Ketamine Therapy Explained", r"Hi Patricia,",
+                                                                     r"It\u2019s 2 a\.m\.")) if m]
+    assert len(text_order) == 3 and text_order == sorted(text_order)  # title, then greeting, then the body
+    text = MergeTemplate(edition.text).render({"first_name": "Patricia", "name": "Patricia Dubois"})
+    assert text.index("Ketamine Therapy Explained") < text.index("Hi Patricia,") < text.index("2 a.m.")

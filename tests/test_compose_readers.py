@@ -40,7 +40,7 @@ class TestSeed:
     def test_header(self, article):
         assert article.title == "Ketamine Therapy Explained: Meaning, Importance, and Top Benefit"
         assert article.subtitle == "A New Path for Mental Wellness"
-        assert article.slug == "ketamine-therapy-explained-meaning-importance-and-top"
+        assert article.slug == "ketamine-therapy-explained-meaning-importance-and-top-benefit"
 
     def test_every_section_heading(self, article):
         assert headings(article) == [

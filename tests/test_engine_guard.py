@@ -45,8 +45,10 @@ def test_the_same_edition_to_the_same_list_is_refused_unless_again(workspace, cl
     assert _send(cli, "--json").json()["status"] == "sent"
     second = _send(cli)
     assert second.exit_code == 1 and "Traceback" not in second.stderr
-    assert "already sent to readers (campaign 1" in second.stderr
-    assert "newsletter campaigns resume 1" in second.stderr and "--again" in second.stderr
+    assert "already sent to readers: campaign 1 sent it to 4 subscriber(s) on 20" in second.stderr
+    assert " UTC (status sent)" in second.stderr
+    assert "newsletter campaigns show 1" in second.stderr and "--again" in second.stderr
+    assert "resume" not in second.stderr  # it finished: nothing to resume
     assert len(second.stderr.strip().splitlines()) <= 3  # one error line and its hint
     assert sorted(_outbox_addresses()) == sorted(emails)  # nobody mailed twice
     assert [c["id"] for c in cli("campaigns", "list", "--json").json()] == [1]
@@ -103,7 +105,7 @@ def test_schedule_refuses_an_edition_already_sent_or_scheduled(workspace, cli, t
     assert _send(cli).exit_code == 0
     args = ("schedule", "articles/welcome.md", "--list", "readers", "--at", LATER, "--json")
     refused = cli(*args)
-    assert refused.exit_code == 1 and "--again" in refused.stderr and "campaigns resume 1" in refused.stderr
+    assert refused.exit_code == 1 and "--again" in refused.stderr and "campaigns show 1" in refused.stderr
     scheduled = cli(*args, "--again")
     assert scheduled.exit_code == 0, scheduled.stderr
     campaign_id = scheduled.json()["campaign_id"]
@@ -166,7 +168,8 @@ def test_the_guard_with_a_hostile_title_and_list_name(workspace, cli, tmp_path):
     assert first.exit_code == 0, first.stderr
     again = cli("send", str(article), "--list", list_name, "--yes", "--transport", "memory")
     assert again.exit_code == 1 and "Traceback" not in again.stderr
-    assert f"already sent to {list_name} (campaign 1" in again.stderr and "--again" in again.stderr
+    assert f"already sent to {list_name}: campaign 1 sent it to 2 subscriber(s)" in again.stderr
+    assert "--again" in again.stderr
     assert len(MemoryTransport.shared_outbox) == 2
 
 

@@ -92,7 +92,8 @@ def test_email_frame_and_state_for_the_sample_reader(letter):
         state = client.get("/api/state").json()
     assert state["subject"] == "Five budgeting habits that actually stick"
     assert state["to"] == "Sample Reader <reader@example.org>" and state["error"] is None
-    assert state["text"].startswith("Hi Sample,")
+    assert state["text"].startswith("Five budgeting habits")  # the greeting comes after the title
+    assert "\nHi Sample,\n" in state["text"]
     assert "List-Unsubscribe: <https://news.clinic.example/unsubscribe/preview-token>" in state["source"]
     assert "Content-Transfer-Encoding: quoted-printable" in state["source"]
     assert [f for f in state["findings"] if f["code"] != "client-support"] == []  # caniemail's: see below

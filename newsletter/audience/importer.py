@@ -50,6 +50,11 @@ class ImportReport:
         room = SKIPPED_ROWS_KEPT - len(self.skipped_rows)
         self.skipped_rows += [{"line": line, "reason": reason} for line, reason in sorted(chunk.skipped_rows)[:room]]
 
+    @property
+    def rows(self) -> int:
+        """Data rows read so far, whatever became of them."""
+        return self.added + self.updated + self.skipped + self.invalid
+
     def as_dict(self) -> dict:
         """The ``--json`` shape: ``errors`` and ``skipped_rows`` are ``{line, reason}`` in line order."""
         return {"added": self.added, "updated": self.updated, "skipped": self.skipped,
@@ -64,10 +69,10 @@ class _DryRunRollback(Exception):
 
 def import_subscribers(store, path: Path, *, list_name: str | None = None, format_name: str = "auto",
                        dry_run: bool = False, resubscribe: bool = False, encoding: str = "utf-8",
-                       on_progress: Callable[[int, int], None] | None = None) -> ImportReport:
+                       on_progress: Callable[[int, int, int], None] | None = None) -> ImportReport:
     """Import ``path`` into the store (onto ``list_name``, created if missing).
 
-    ``on_progress(bytes_read, total_bytes)`` is called after every chunk.
+    ``on_progress(bytes_read, total_bytes, rows_read)`` is called after every chunk.
     """
     if format_name != "auto" and format_name not in FORMATS:
         raise InputError(f"unknown format {format_name!r}", hint=f"choose auto or one of {', '.join(FORMATS)}")
@@ -89,7 +94,7 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
                     report.errors.extend(chunk.errors)
                     report.count(writer.write(chunk.rows))
                     if on_progress:
-                        on_progress(chunk.position, total)
+                        on_progress(chunk.position, total, report.rows)
                 if dry_run:
                     raise _DryRunRollback
         except _DryRunRollback:

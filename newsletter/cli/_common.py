@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import click
@@ -53,15 +53,34 @@ def _json_default(value: Any) -> Any:
 
 
 def stdout_console():
-    from rich.console import Console
-
-    return Console(highlight=False)
+    return _console()
 
 
 def stderr_console():
+    return _console(stderr=True, soft_wrap=True)
+
+
+def _console(**options: Any):
+    console = _console_class()(highlight=False, **options)
+    if not console.is_terminal:
+        console.soft_wrap = True  # a pipe or file gets whole lines, not lines broken at a guessed 80 columns
+    return console
+
+
+@cache
+def _console_class() -> type:
+    """Rich's Console, made once on first use (Rich is imported late: ``newsletter --help`` stays fast)."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    class _Console(Console):
+        """Off a terminal, lines are never cropped at the default 80 columns (plain table rows stay whole)."""
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            if not self.is_terminal:
+                kwargs.setdefault("crop", False)
+            super().print(*objects, **kwargs)
+
+    return _Console
 
 
 def say(message: str) -> None:
@@ -69,35 +88,115 @@ def say(message: str) -> None:
     stderr_console().print(message)
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]):
-    """A Rich table with the given columns and rows (values shown with str()).
+ATOMIC_CELL = 24  # cells up to this long (statuses, counts, ids, dates) are never wrapped or cut
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], drop: tuple[str, ...] = ()):
+    """A table for people: Rich on a terminal, plain tab-separated rows elsewhere.
+
+    On a terminal the table fits its width: a column of short cells
+    (statuses, counts, dates: up to ``ATOMIC_CELL`` characters in every row)
+    is as wide as its widest cell, so none is cut or wrapped (its header may
+    wrap at a space); long cells (names, addresses, file names) fold. When even that
+    does not fit, the columns named in ``drop`` are left out, in that order,
+    and a caption says so. Off a terminal (a pipe, a file, a test) it prints
+    the title, a header line and one line per row, cells separated by tabs.
 
     Cells are literal text, never Rich markup: they hold names, list names
     and file names people chose, and ``[/]`` in a name must not crash a listing.
     """
-    from rich.table import Table
-    from rich.text import Text
-
-    result = Table(title=title, show_lines=False)
-    for column in columns:
-        result.add_column(column)
-    for row in rows:
-        result.add_row(*(Text("" if value is None else str(value)) for value in row))
-    return result
+    return _FitTable(title, columns, [["" if value is None else str(value) for value in row] for row in rows], drop)
 
 
-def progress():
-    """A Rich progress bar on stderr showing count, rate and time left.
+class _FitTable:
+    """The renderable :func:`table` returns; it chooses its form when printed, from the console it meets."""
 
-    Hidden when stderr is not a terminal, so logs and CI output stay clean.
-    Use as ``with progress() as bar: task = bar.add_task("Importing", total=n)``.
+    def __init__(self, title: str | None, columns: list[str], rows: list[list[str]], drop: tuple[str, ...]):
+        self.title, self.columns, self.rows, self.drop = title, columns, rows, drop
+
+    def __rich_console__(self, console, options):
+        if not console.is_terminal:
+            yield from self._plain()
+        else:
+            yield self._fitted(options.max_width)
+
+    def _plain(self):
+        import re
+
+        from rich.segment import Segment
+
+        def line(cells: list[str]) -> Segment:
+            return Segment("\t".join(re.sub(r"[\t\r\n\x0b\x0c\u2028\u2029]+", " ", cell) for cell in cells) + "\n")
+
+        if self.title:
+            yield Segment(self.title + "\n")
+        yield line(self.columns)
+        for row in self.rows:
+            yield line(row)
+
+    def _fitted(self, width: int):
+        from rich.cells import cell_len
+        from rich.table import Table
+        from rich.text import Text
+
+        count = len(self.columns)
+        widest_cell = [max([0, *(cell_len(row[i]) for row in self.rows)]) for i in range(count)]
+        header_word = [max(cell_len(word) for word in self.columns[i].split() or [""]) for i in range(count)]
+        natural = [max(widest_cell[i], header_word[i]) for i in range(count)]  # a header may wrap at its spaces
+        atomic = [all(len(row[i]) <= ATOMIC_CELL for row in self.rows) for i in range(count)]
+
+        def needed(keep: list[int]) -> int:  # cells, padding and borders, long columns folded to 12
+            return sum(natural[i] if atomic[i] else min(natural[i], 12) for i in keep) + 3 * len(keep) + 1
+
+        keep, dropped = list(range(count)), []
+        for name in self.drop:
+            if needed(keep) <= width:
+                break
+            if name in self.columns and self.columns.index(name) in keep:
+                keep.remove(self.columns.index(name))
+                dropped.append(name)
+        caption = f"{', '.join(dropped)} left out to fit the terminal; --json has everything" if dropped else None
+        full = [max(widest_cell[i], cell_len(self.columns[i])) for i in range(count)]
+        if sum(full[i] for i in keep) + 3 * len(keep) + 1 <= width:
+            widths = {i: full[i] for i in keep}  # room for everything: no header wraps either
+        else:
+            widths = self._widths(keep, natural, atomic, width)
+        result = Table(title=self.title, caption=caption, show_lines=False)
+        for i in keep:  # every width is set here: Rich never has to squeeze (and cut) a column itself
+            result.add_column(self.columns[i], width=widths[i], overflow="fold")
+        for row in self.rows:
+            result.add_row(*(Text(row[i]) for i in keep))
+        return result
+
+    @staticmethod
+    def _widths(keep: list[int], natural: list[int], atomic: list[bool], width: int) -> dict[int, int]:
+        """Short columns get their widest cell; long ones share what is left, in proportion, 12 at least."""
+        widths = {i: natural[i] for i in keep}
+        flexible = [i for i in keep if not atomic[i]]
+        room = width - sum(natural[i] for i in keep if atomic[i]) - 3 * len(keep) - 1
+        if not flexible or sum(natural[i] for i in flexible) <= room:
+            return widths
+        base = {i: min(natural[i], 12) for i in flexible}
+        extra = max(room - sum(base.values()), 0)
+        grow = {i: natural[i] - base[i] for i in flexible}
+        total = sum(grow.values()) or 1
+        widths.update({i: base[i] + extra * grow[i] // total for i in flexible})
+        return widths
+
+
+def progress(count: bool = True):
+    """A Rich progress bar on stderr showing count (``done/total``, unless ``count`` is False), rate and time left.
+
+    The ``rate`` field is free text beside the bar. Hidden when stderr is not
+    a terminal, so logs and CI output stay clean. Use as ``with progress() as
+    bar: task = bar.add_task("Sending", total=n, rate="")``.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        *([MofNCompleteColumn()] if count else []),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         console=stderr_console(),
@@ -109,6 +208,17 @@ def progress():
 def rate_text(done: int, seconds: float, unit: str = "/s") -> str:
     """A human rate such as ``12,345/s`` for progress bars and summaries."""
     return f"{done / seconds:,.0f}{unit}" if seconds > 0 else ""
+
+
+def import_progress_text(bytes_read: int, total_bytes: int, rows: int, seconds: float) -> str:
+    """What an import's progress bar says beside the bar: ``0.1/0.6 MB · 1,200 rows · 9,000 rows/s``.
+
+    Bytes are what the bar measures (the row count is unknown until the end);
+    people read megabytes and rows, with units.
+    """
+    size = f"{bytes_read / 1_000_000:,.1f}/{total_bytes / 1_000_000:,.1f} MB"
+    rate = rate_text(rows, seconds, " rows/s")
+    return " · ".join(part for part in (size, f"{rows:,} rows", rate) if part)
 
 
 class graceful_stop:

@@ -41,9 +41,10 @@ def list_command(app, status, as_json):
         print_json(rows)
         return
     stdout_console().print(table(None, ["ID", "Status", "Article", "List", "Time", "UTC", "Audience",
-                                        "Sent/Failed/Unknown/Pending"], [
+                                        "Sent / Failed / Unknown / Pending"], [
         [r["id"], r["status"], _article(r), r["list"], _local(r), _when(r["scheduled_at"]), r["audience"],
-         "/".join(str(r["counts"][k]) for k in ("sent", "failed", "unknown", "pending"))] for r in rows]))
+         "/".join(str(r["counts"][k]) for k in ("sent", "failed", "unknown", "pending"))] for r in rows],
+        drop=("UTC", "Audience", "List")))
 
 
 def _article(row) -> str:

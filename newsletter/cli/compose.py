@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli._common import json_option, pass_app, print_json, say
-from newsletter.usecases.editions import edition_from_options
+from newsletter.usecases.editions import RECENT_URL_HINT, command_line, compose_flags, edition_from_options
 
 
 def compose_options(function: Callable) -> Callable:
@@ -37,9 +37,11 @@ def compose_options(function: Callable) -> Callable:
 @compose_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Folder for <slug>.html, .txt, .sample.html and .eml (default: build/ in the workspace).")
+@click.option("--save-link", is_flag=True,
+              help="Write --recent-url into ARTICLE (backup beside it: ARTICLE.bak), so later commands need no flag.")
 @json_option
 @pass_app
-def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
+def compose(app, article, recent_title, recent_url, theme, out_dir, save_link, as_json):
     """Turn ARTICLE (.md, .txt or .html) into <slug>.html, .txt, .sample.html and .eml.
 
     The .html and .txt keep the merge fields (%%name%%...); .sample.html is
@@ -49,12 +51,21 @@ def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
     \b
     Example:
       newsletter compose articles/ketamine.md --out build/
-      newsletter compose article.txt --recent-url https://example.org/blog/types
+      newsletter compose article.txt --recent-url https://example.org/blog/types --save-link
     """
     from newsletter.compose.checks import errors, warnings
     from newsletter.compose.output import write_edition
+    from newsletter.errors import InputError
 
+    if save_link and not recent_url:
+        raise InputError("--save-link needs --recent-url", hint=command_line(
+            "newsletter", "compose", article, recent_url="https://...", save_link=True))
     edition = edition_from_options(app.settings, article, recent_title, recent_url, theme)
+    backup = None
+    if save_link:  # composed first: the URL has passed the same checks as any --recent-url
+        from newsletter.usecases.editions import save_link as save
+
+        backup = save(article, recent_url)
     out = Path(out_dir) if out_dir else Path(app.settings.workspace) / "build"
     paths = write_edition(edition, app.settings, out)
     sizes = {kind: path.stat().st_size for kind, path in paths.items()}
@@ -62,6 +73,7 @@ def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
         print_json({
             "slug": edition.slug, "subject": edition.subject, "preheader": edition.preheader, "theme": edition.theme,
             "files": {kind: str(path) for kind, path in paths.items()}, "sizes": sizes,
+            "saved_link": {"url": recent_url, "backup": str(backup)} if backup else None,
             "errors": [f.as_dict() for f in errors(edition.findings)],
             "warnings": [f.as_dict() for f in warnings(edition.findings)],
         })
@@ -69,9 +81,16 @@ def compose(app, article, recent_title, recent_url, theme, out_dir, as_json):
     say(f"[bold]{_escape(edition.subject)}[/bold]  (theme {edition.theme})")
     for kind, path in paths.items():
         say(f"  wrote {_escape(str(path))}  {_kb(sizes[kind])}")
+    if backup:
+        say(f"  saved the link's URL into {_escape(article)} (backup: {_escape(str(backup))}); "
+            "later commands need no --recent-url")
     _print_findings(edition.findings)
+    flags = compose_flags(recent_title, None if backup else recent_url, theme)
     if errors(edition.findings):
-        say(f"Fix the errors before sending; 'newsletter check {_escape(article)}' repeats these checks.")
+        say("Fix the errors before sending; this repeats the checks: "
+            + _escape(command_line("newsletter", "check", article, **flags)))
+    else:
+        say("Next, see it live with: " + _escape(command_line("newsletter", "preview", article, **flags)))
 
 
 @click.command("check")
@@ -130,11 +149,13 @@ def check(ctx, app, article, recent_title, recent_url, theme, spam, as_json):
     _print_findings(edition.findings)
     if report is not None:
         _print_spam(report)
+    again = command_line("newsletter", "check", article, **compose_flags(recent_title, recent_url, theme))
     if found_errors:
-        raise NewsletterError(
-            f"{len(found_errors)} pre-flight error(s) in {article}",
-            hint="fix them and run 'newsletter check' again",
-        )
+        hint = f"fix them and check again with: {again}"
+        if any(f.code == "recent-url-missing" for f in found_errors):
+            hint = RECENT_URL_HINT.format(title=edition.recent.title, command=command_line(
+                "newsletter", "compose", article, recent_url="https://...", save_link=True, theme=theme))
+        raise NewsletterError(f"{len(found_errors)} pre-flight error(s) in {article}", hint=hint)
     say(f"[green]OK[/green]: {_escape(edition.subject)} is ready to send ({len(found_warnings)} warning(s))")
 
 

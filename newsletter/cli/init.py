@@ -36,7 +36,10 @@ def init_command(directory, sender, postal_address, base_url, transport, name):
     if not postal_address:
         say("[yellow]Set postal_address in newsletter.toml before sending (it goes in every footer).[/]")
     _warn_about_base_url(path.parent)
-    say(escape(f"Next: cd {path.parent} && newsletter subscribers add you@example.org --list readers --confirmed"))
+    import shlex
+
+    folder = shlex.quote(str(path.parent))  # the line is meant to be pasted, a space in the path included
+    say(escape(f"Next: cd {folder} && newsletter subscribers add you@example.org --list readers --confirmed"))
 
 
 def _warn_about_base_url(folder: Path) -> None:

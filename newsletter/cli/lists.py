@@ -118,7 +118,7 @@ def list_command(app, as_json):
         [r["name"], r["display_name"], "public" if r["public"] else "private", "yes" if r["double_opt_in"] else "no",
          r["confirmed"], r["pending"], r["unsubscribed"]]
         for r in rows
-    ]))
+    ], drop=("Shown as", "Double opt-in", "Web")))
 
 
 @lists_group.command("delete")

@@ -81,7 +81,8 @@ def _print_one_shot(result: dict, local_time: bool, as_json: bool) -> None:
         say(f"Campaign {cid}: {subject!r} to {audience} subscribers of {list_name} at "
             f"{show(when.utc, when.zone)} ({show(when.utc, 'UTC')})")
     say(f"It is sent by the scheduler daemon: keep `newsletter run` running. "
-        f"Change it with: newsletter campaigns reschedule {cid} --at TIME, or cancel {cid}")
+        f"Change it with: newsletter campaigns reschedule {cid} --at TIME; cancel it with: "
+        f"newsletter campaigns cancel {cid}")
     click.echo(cid)
 
 

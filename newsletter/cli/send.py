@@ -10,6 +10,7 @@ import click
 from newsletter import transports as registry
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
+from newsletter.usecases.editions import command_line, compose_flags
 
 
 @click.command("send")
@@ -44,7 +45,10 @@ def send(app, article, list_name, transport, dry_run, limit, yes, again, recent_
     plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,
                          compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes)
     if dry_run:
-        return _print_dry_run(use.dry_run(app.store, app.settings, plan), article, as_json)
+        # the follow-up command repeats every option in use, so it works when pasted
+        send_it = command_line("newsletter", "send", article, list=list_name, transport=transport, again=again,
+                               limit=limit and str(limit), **compose_flags(recent_title, recent_url, theme), yes=True)
+        return _print_dry_run(use.dry_run(app.store, app.settings, plan), send_it, as_json)
     if not yes:
         click.confirm(f"Send {plan.edition.subject!r} to {plan.audience} subscribers of {list_name} via "
                       f"{plan.transport}?", abort=True, err=True)
@@ -97,11 +101,17 @@ def finish_report(report, as_json: bool) -> None:
         sys.exit(2)
 
 
-def _print_dry_run(data: dict, article: str, as_json: bool) -> None:
+def _print_dry_run(data: dict, send_it: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
     say(f"Dry run: {data['subject']!r} would go to {data['audience']} subscribers of {data['list']} via "
         f"{data['transport']}.")
     say(f"Sample for {data['sample_recipient']}: {data['sample']}")
-    say(f"Send it with: newsletter send {article} --list {data['list']} --yes")
+    say(f"Send it with: {_escape(send_it)}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -104,15 +104,21 @@ def import_command(app, file, list_name, format_name, dry_run, resubscribe, enco
     Example:
       newsletter subscribers import mailchimp-export.csv --list readers --dry-run
     """
-    from newsletter.audience.importer import import_subscribers
-    from newsletter.cli._common import progress
+    import time
 
-    with progress() as bar:
+    from newsletter.audience.importer import import_subscribers
+    from newsletter.cli._common import import_progress_text, progress
+
+    started = time.monotonic()
+    with progress(count=False) as bar:  # the bar follows bytes; beside it, MB, rows and rows per second
         task = bar.add_task("Importing", total=max(file.stat().st_size, 1) if file.is_file() else None, rate="")
+
+        def on_progress(done: int, total: int, rows: int) -> None:
+            bar.update(task, completed=done, rate=import_progress_text(done, total, rows, time.monotonic() - started))
+
         report = import_subscribers(
             app.store, file, list_name=list_name, format_name=format_name, dry_run=dry_run,
-            resubscribe=resubscribe, encoding=encoding,
-            on_progress=lambda done, total: bar.update(task, completed=done),
+            resubscribe=resubscribe, encoding=encoding, on_progress=on_progress,
         )
     if as_json:
         print_json(report.as_dict())
@@ -177,14 +183,21 @@ def _check_list(app, list_name):
 
 @subscribers.command("list")
 @click.option("--list", "list_name", default=None, help="Only this list's members.")
-@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
+@click.option("--status", type=click.Choice(STATUSES), default=None,
+              help="Only this status: an address status (active, unsubscribed, bounced, complained), or with --list "
+                   "a status on that list (pending, confirmed, unsubscribed).")
 @json_option
 @pass_app
 def list_command(app, list_name, status, as_json):
     """List subscribers (streamed, so any size works).
 
-    With --list, "List status" is each one's status on that list (confirmed,
-    pending or unsubscribed); "Status" is the address's own.
+    Two statuses, two columns. "Address status" is the address's own, for
+    every list: active, unsubscribed (from everything), bounced, complained
+    (the last three are on the suppression list: nobody mails them). With
+    --list, "Status on LIST" is the membership of that one list: pending
+    (waiting for the confirmation click), confirmed (gets the sends) or
+    unsubscribed (left that list). --status takes either kind. With --json
+    they are "status" and "list_status".
 
     \b
     Example:
@@ -204,9 +217,9 @@ def list_command(app, list_name, status, as_json):
     first = list(islice(records, TABLE_LIMIT + 1))
     if len(first) <= TABLE_LIMIT:
         rows = [[_cell(r[k]) for k in columns] for r in first]
-        headers = {"email": "Email", "name": "Name", "status": "Status", "list_status": "List status",
-                   "lists": "Lists"}
-        stdout_console().print(table(None, [headers[k] for k in columns], rows))
+        headers = {"email": "Email", "name": "Name", "status": "Address status",
+                   "list_status": f"Status on {list_name}", "lists": "Lists"}
+        stdout_console().print(table(None, [headers[k] for k in columns], rows, drop=("Lists", "Name")))
         say(f"{len(first)} subscribers")
         return
     count = 0

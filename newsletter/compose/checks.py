@@ -106,7 +106,8 @@ def _recent(edition: Edition, settings):
     if edition.recent and not edition.recent.url:
         yield _error(
             "recent-url-missing",
-            f"the recently-published link {edition.recent.title!r} has no URL; pass --recent-url https://...",
+            f"the recently-published link {edition.recent.title!r} has no URL; pass --recent-url https://... "
+            "(once to compose with --save-link writes it into the article)",
         )
 
 

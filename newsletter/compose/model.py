@@ -118,8 +118,15 @@ def text_spans(text: str) -> list[Span]:
 _URL = re.compile(r"https?://[^\s<>\"]+")
 
 
-def slugify(text: str, limit: int = 60) -> str:
-    """A lowercase ASCII slug of ``text``, cut at a word boundary near ``limit``."""
+SLUG_LIMIT = 80  # long enough for a long title's last words ("...-and-top-benefit"), short enough for a URL
+
+
+def slugify(text: str, limit: int = SLUG_LIMIT) -> str:
+    """A lowercase ASCII slug of ``text``: whole words only, as many as fit in ``limit`` characters.
+
+    The archive URL and the file names come from it; front matter ``slug:``
+    sets it (slugified the same way). A first word longer than ``limit`` is cut.
+    """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     words = re.findall(r"[a-z0-9]+", ascii_text.lower())
     slug = ""

@@ -48,14 +48,14 @@ def render_text(article: Article, footer: dict[str, str], recent: RecentLink | N
     from newsletter.compose.filters import long_date
 
     notes = _Footnotes()
-    out: list[str] = ["Hi %%first_name:raw%%,", ""]
-    out += _underlined(raw_tokens(article.title), "=")
+    out: list[str] = _underlined(raw_tokens(article.title), "=")
     if article.subtitle:
         out += _wrap(raw_tokens(article.subtitle)) + [""]
     byline = " · ".join(
         x for x in (f"By {article.author}" if article.author else "", long_date(article.date, language)) if x)
     if byline:
         out += [raw_tokens(byline), ""]
+    out += ["Hi %%first_name:raw%%,", ""]  # after the title, as in the HTML part
     for block in article.blocks:
         out += _block(block, notes)
     if recent and recent.url:

@@ -121,9 +121,26 @@ def refuse_duplicate(session: Session, edition: ComposedEdition, mailing_list: M
                        hint=f"see it with: newsletter campaigns show {campaign_id} (cancel {campaign_id} to drop "
                             "it; newsletter campaigns resume works once it has started); to send it twice on "
                             "purpose, add --again")
-    raise Conflict(f"{edition.slug!r} was already sent to {name} (campaign {campaign_id}, {status})",
-                   hint=f"to finish that send, use: newsletter campaigns resume {campaign_id}; to send it to "
-                        "everyone again on purpose, add --again")
+    when, sent = _when_and_how_many(session, campaign_id)
+    raise Conflict(f"{edition.slug!r} was already sent to {name}: campaign {campaign_id} sent it to {sent} "
+                   f"subscriber(s) on {when} (status {status})",
+                   hint=f"see who got it with: newsletter campaigns show {campaign_id}; "
+                        + (f"to finish that send: newsletter campaigns resume {campaign_id}; " if status in _UNDER_WAY
+                           else "")
+                        + "to send it to everyone again on purpose, add --again")
+
+
+def _when_and_how_many(session, campaign_id: int) -> tuple[str, int]:
+    """When an earlier campaign sent (finished, else started, else created; UTC) and to how many."""
+    from sqlalchemy import func, select
+
+    from newsletter.store.models import Delivery
+
+    campaign = session.get(Campaign, campaign_id)
+    moment = campaign.finished_at or campaign.started_at or campaign.created_at
+    sent = session.execute(select(func.count(Delivery.id)).where(
+        Delivery.campaign_id == campaign_id, Delivery.status == "sent")).scalar_one()
+    return f"{moment:%Y-%m-%d %H:%M} UTC", sent
 
 
 def check_duplicate(store: Store, edition: ComposedEdition, list_name: str, again: bool) -> None:

@@ -107,6 +107,8 @@ def _follow(children: Sequence[BaseProcess], messages: Messages, halt: Event, st
             report: SendReport, on_progress: Callable[[int, int], None] | None, total: int) -> bool:
     """Gather progress and results until every child has answered."""
     done, answered, interrupted, failure = 0, 0, False, None
+    if on_progress:
+        on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while answered < len(children):
         if stop is not None and stop.is_set():
             halt.set()

@@ -256,6 +256,8 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
     fence = campaign_fence(campaign_id, sender)
     pacer, done = _Pacer(settings.send_rate, sleep), 0
+    if on_progress:
+        on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while True:
         if stop is not None and stop.is_set() or (limit is not None and done >= limit):
             return True

@@ -116,8 +116,11 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
 
     require_sendable(settings)
     if not at:
-        raise InputError("say when to send", hint=f'newsletter schedule {article} --list {list_name} '
-                                                  '--at "2026-12-01 09:00" --tz Europe/Paris')
+        from newsletter.usecases.editions import command_line
+
+        raise InputError("say when to send", hint=command_line(
+            "newsletter", "schedule", article, list=list_name, at="2026-12-01 09:00", tz="Europe/Paris",
+            transport=transport, **compose.as_dict()))
     if local_time and parse_naive(at).tzinfo is not None:
         raise InputError("--local-time takes a wall-clock time without an offset",
                          hint='e.g. --at "2026-12-01 09:00" --local-time')

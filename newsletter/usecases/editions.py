@@ -11,7 +11,32 @@ from pathlib import Path
 
 from newsletter.errors import InputError
 
-RECENT_URL_HINT = 'pass --recent-url https://... (the address of "{title}")'
+RECENT_URL_HINT = ("add its address once with: {command} (writes it into the article, a backup beside it; or put "
+                   'the URL on the line after "{title}", or recently_published.url in the front matter)')
+
+
+def command_line(*words: str, **options: str | bool | None) -> str:
+    """A shell command people can copy: ``words`` then each option that is set, all quoted for a POSIX shell.
+
+    ``command_line("newsletter", "send", "a b.txt", list="readers", recent_url=None, yes=True)`` gives
+    ``newsletter send 'a b.txt' --list readers --yes``: hints repeat the options in use, so the
+    command they name works as printed.
+    """
+    import shlex
+
+    parts = [shlex.quote(word) if index > 1 else word for index, word in enumerate(words)]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif value not in (None, False, ""):
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def compose_flags(recent_title: str | None, recent_url: str | None, theme: str | None) -> dict[str, str | None]:
+    """The shared compose options as :func:`command_line` keywords."""
+    return {"recent_title": recent_title, "recent_url": recent_url, "theme": theme}
 
 
 def edition_from_options(settings, article: str, recent_title: str | None = None, recent_url: str | None = None,
@@ -29,11 +54,34 @@ def edition_from_options(settings, article: str, recent_title: str | None = None
         workspace_templates=Path(settings.workspace) / "templates",
     )
     if strict and edition.recent and not edition.recent.url:
+        command = command_line("newsletter", "compose", article, recent_url="https://...", save_link=True)
         raise InputError(
             f"the recently-published link {edition.recent.title!r} has no URL",
-            hint=RECENT_URL_HINT.format(title=edition.recent.title),
+            hint=RECENT_URL_HINT.format(command=command, title=edition.recent.title),
         )
     return edition
+
+
+def save_link(article: str, recent_url: str) -> Path:
+    """Write ``recent_url`` into ``article`` as its recently-published link's address; returns the backup.
+
+    The article is read again afterwards: when the link does not come out
+    with that URL, the file is put back as it was and InputError says so.
+    """
+    from newsletter.compose.edition import require_web_address
+    from newsletter.compose.readers import read_article
+    from newsletter.compose.savelink import restore, save_recent_url
+
+    require_web_address(recent_url)
+    path = Path(article)
+    backup = save_recent_url(path, recent_url)
+    recent = read_article(path).recently_published
+    if recent is None or recent.url != recent_url:
+        restore(path, backup)
+        raise InputError(f"{article}: the URL could not be written where the article's link is read from",
+                         hint='put it by hand on the line after "Read ...", or in recently_published.url in '
+                              "the front matter")
+    return backup
 
 
 def prepare_edition(settings, article: str, recent_title: str | None = None, recent_url: str | None = None,
@@ -46,7 +94,8 @@ def prepare_edition(settings, article: str, recent_title: str | None = None, rec
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(f"pre-flight check failed: {problems[0].message}{more}",
-                         hint=f"see every finding with: newsletter check {article}")
+                         hint="see every finding with: " + command_line(
+                             "newsletter", "check", article, **compose_flags(recent_title, recent_url, theme)))
     return edition
 
 

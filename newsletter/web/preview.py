@@ -15,6 +15,13 @@ Paths (all local; the page loads nothing from the network):
 - ``POST /api/refresh``: compose again now.
 - ``POST /send-test`` (JSON ``{"to", "as"}``): one message marked ``[TEST] ``
   through the configured transport; never a campaign send.
+- ``POST /api/save-link`` (JSON ``{"url"}``): write the address of the
+  article's recently-published link into the article file (a backup beside
+  it), as ``compose --save-link`` does; the page offers it when the link has none.
+- ``GET /favicon.ico``: the page's icon.
+
+The page is served with the subject and the email frame's address already
+filled in, so the sample reader's email loads with the page.
 
 Errors are JSON ``{"error", "hint"}`` with 4xx/5xx. POSTs must be JSON from
 the page's own origin, so another web page open in the browser cannot make
@@ -115,6 +122,8 @@ def _routes(handlers: _Handlers) -> list:
         Route("/api/refresh", handlers.refresh, methods=["POST"]),
         Route("/events", handlers.events),
         Route("/send-test", handlers.send_test, methods=["POST"]),
+        Route("/api/save-link", handlers.save_link, methods=["POST"]),
+        Route("/favicon.ico", handlers.favicon),
         Mount("/assets", StaticFiles(directory=str(page_dir())), name="assets"),
     ]
 
@@ -150,7 +159,28 @@ class _Handlers:
     async def page(self, request):
         from starlette.responses import HTMLResponse
 
-        return HTMLResponse((page_dir() / "index.html").read_text(encoding="utf-8"), headers=NO_STORE)
+        return HTMLResponse(render_page(self.state), headers=NO_STORE)
+
+    async def favicon(self, request):
+        from starlette.responses import FileResponse
+
+        return FileResponse(page_dir() / "favicon.ico", media_type="image/x-icon",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    async def save_link(self, request):
+        from starlette.concurrency import run_in_threadpool
+
+        if (refused := _refuse_cross_site(request)) is not None:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            return _json({"error": "expected a JSON object {\"url\": address}", "hint": None}, 400)
+        response = await _json_call(run_in_threadpool, self.state.save_link, body["url"])
+        self.hub.publish(self.state.snapshot.version)
+        return response
 
     async def email(self, request):
         from starlette.concurrency import run_in_threadpool
@@ -249,6 +279,21 @@ async def watch_sources(state: PreviewState, hub: ChangeHub) -> None:
     if folders:
         watchers.append(follow(folders, templates=True))
     await asyncio.gather(*watchers)
+
+
+def render_page(state: PreviewState) -> str:
+    """The page's HTML with the current subject and version, and the frame already on the sample's email."""
+    from html import escape
+
+    snapshot = state.snapshot
+    subject = state.article_path.name
+    if snapshot.edition is not None:
+        subject = snapshot.templates["subject"].render(state.recipient(None)[2])
+    frame_src = f"/email.html?as=sample&scheme=auto&v={snapshot.version}" if snapshot.edition else "about:blank"
+    page = (page_dir() / "index.html").read_text(encoding="utf-8")
+    for name, value in (("version", str(snapshot.version)), ("subject", subject), ("frame_src", frame_src)):
+        page = page.replace("{{" + name + "}}", escape(value))
+    return page
 
 
 def error_page(exc: NewsletterError) -> str:

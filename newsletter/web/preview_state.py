@@ -209,8 +209,21 @@ class PreviewState:
             "from": self.settings.sender, "to": f"{name} <{email}>" if name else email,
             "text": snapshot.templates["text"].render(values), "source": self.source(who),
             "findings": [finding_dict(f) for f in edition.findings],
+            "missing_link": {"title": edition.recent.title} if edition.recent and not edition.recent.url else None,
         })
         return data
+
+    def save_link(self, url: str) -> dict[str, str]:
+        """Write ``url`` into the article as its recently-published link's address, then compose again.
+
+        The same door as ``compose --save-link``: the URL must be an http(s)
+        address (InputError otherwise), and the file is backed up beside itself.
+        """
+        from newsletter.usecases.editions import save_link
+
+        backup = save_link(str(self.article_path), url.strip())
+        self.refresh()
+        return {"article": str(self.article_path), "backup": str(backup), "url": url.strip()}
 
     # -- the store ---------------------------------------------------------
 

@@ -9,7 +9,10 @@ const frame = $("#frame");
 const defaults = { view: "email", width: "desktop", scheme: "auto", as: "sample" };
 const choices = { view: ["email", "text", "source", "checks"], width: ["desktop", "phone"], scheme: ["auto", "light", "dark"] };
 const state = Object.assign({}, defaults, readHash());
-let shown = { version: -1, as: null, scheme: null };
+// The server renders the page with the frame already pointing at the sample reader's email
+// (so it loads with the page, not after two round trips); only a different choice reloads it.
+const initialVersion = Number(document.body.dataset.initialVersion);
+let shown = initialVersion > 0 ? { version: initialVersion, as: "sample", scheme: "auto" } : { version: -1, as: null, scheme: null };
 let pendingTarget = null;
 
 function readHash() {
@@ -54,6 +57,7 @@ async function refresh() {
   $("#meta").textContent = data.slug ? `From ${data.from} · To ${data.to} · theme ${data.theme} · composed in ${data.compose_ms} ms` : "";
   $("#text").textContent = data.text || "";
   $("#source").textContent = data.source || "";
+  showMissingLink(data.missing_link);
   showFindings(data.findings || []);
   loadFrame(data.version);
   if (state.view === "checks") loadSpam(data.version);
@@ -110,6 +114,31 @@ function loadFrame(version) {
   frame.src = `/email.html?${query()}&scheme=${state.scheme}&v=${version}`;
 }
 
+// The article names a recently-published article without its address: a field to paste it,
+// saved into the article file by the server (as `compose --save-link` does).
+function showMissingLink(missing) {
+  const form = $("#link-form");
+  form.hidden = !missing;
+  if (missing) $("#link-title").textContent = missing.title;
+}
+
+async function saveLink(event) {
+  event.preventDefault();
+  const notice = $("#notice");
+  const response = await fetch("/api/save-link", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ url: $("#link-url").value.trim() }),
+  });
+  const data = await response.json();
+  notice.hidden = false;
+  notice.classList.toggle("bad", !response.ok);
+  notice.textContent = response.ok
+    ? `Saved the address into ${data.article} (backup: ${data.backup}).`
+    : `Not saved: ${data.error}${data.hint ? " (" + data.hint + ")" : ""}`;
+  if (response.ok) refresh();
+}
+
 function fitFrame() {
   const doc = frame.contentDocument;
   if (!doc || !doc.body) return;
@@ -117,11 +146,15 @@ function fitFrame() {
   frame.style.height = Math.max(height + 4, 200) + "px";
 }
 
-frame.addEventListener("load", () => {
+function frameLoaded() {
   fitFrame();
   document.body.dataset.frameVersion = shown.version;
   if (pendingTarget) highlight(pendingTarget);
-});
+}
+
+frame.addEventListener("load", frameLoaded);
+// The server-rendered frame may have finished loading before this script ran.
+if (frame.contentDocument && frame.contentDocument.readyState === "complete" && frame.contentDocument.URL !== "about:blank") frameLoaded();
 
 function showError(error, stale) {
   const box = $("#error");
@@ -187,17 +220,19 @@ function choose(key, value) {
   if (key === "view" && value === "checks") loadSpam(Number(document.body.dataset.version));
 }
 
+// "Render as" is a fixed-width field searching a datalist of the first 200 subscribers:
+// the browser filters the list as one types, and a long name never widens the toolbar.
 async function loadSubscribers() {
-  const select = $("#as");
+  const list = $("#people");
   const response = await fetch("/api/subscribers", { cache: "no-store" });
   const data = response.ok ? await response.json() : { subscribers: [], error: "unavailable" };
   for (const person of data.subscribers) {
-    const option = new Option(person.name ? `${person.name} <${person.email}>` : person.email, person.email);
-    select.append(option);
+    const option = document.createElement("option");
+    option.value = person.email;
+    option.label = person.name ? `${person.name} <${person.email}>` : person.email;
+    list.append(option);
   }
-  if (data.error) select.append(new Option(`(store: ${data.error})`, "", false, false));
-  if (![...select.options].some((o) => o.value === state.as)) select.append(new Option(state.as, state.as));
-  select.value = state.as;
+  if (data.error) $("#as").title = `Subscribers unavailable (store: ${data.error}); 'sample' works`;
 }
 
 async function sendTest(event) {
@@ -231,8 +266,12 @@ document.querySelectorAll("button[data-view], button[data-width], button[data-sc
   const key = ["view", "width", "scheme"].find((k) => button.dataset[k]);
   button.addEventListener("click", () => choose(key, button.dataset[key]));
 });
-$("#as").addEventListener("change", (event) => choose("as", event.target.value || "sample"));
+$("#as").addEventListener("change", (event) => choose("as", event.target.value.trim() || "sample"));
 $("#send-form").addEventListener("submit", sendTest);
+$("#link-form").addEventListener("submit", saveLink);
 window.addEventListener("resize", fitFrame);
 applyControls();
-loadSubscribers().finally(() => { refresh(); listen(); });
+// The panels and the subscriber list load side by side: the store may take a moment to open.
+refresh();
+listen();
+loadSubscribers();
