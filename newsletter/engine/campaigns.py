@@ -130,17 +130,11 @@ def refuse_duplicate(session: Session, edition: ComposedEdition, mailing_list: M
                         + "to send it to everyone again on purpose, add --again")
 
 
-def _when_and_how_many(session, campaign_id: int) -> tuple[str, int]:
+def _when_and_how_many(session: Session, campaign_id: int) -> tuple[str, int]:
     """When an earlier campaign sent (finished, else started, else created; UTC) and to how many."""
-    from sqlalchemy import func, select
-
-    from newsletter.store.models import Delivery
-
-    campaign = session.get(Campaign, campaign_id)
+    campaign = get_campaign(session, campaign_id)
     moment = campaign.finished_at or campaign.started_at or campaign.created_at
-    sent = session.execute(select(func.count(Delivery.id)).where(
-        Delivery.campaign_id == campaign_id, Delivery.status == "sent")).scalar_one()
-    return f"{moment:%Y-%m-%d %H:%M} UTC", sent
+    return f"{moment:%Y-%m-%d %H:%M} UTC", ledger.counts(session, campaign_id).get(LedgerStatus.SENT, 0)
 
 
 def check_duplicate(store: Store, edition: ComposedEdition, list_name: str, again: bool) -> None:
