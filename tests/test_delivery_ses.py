@@ -305,7 +305,7 @@ def test_the_pacer_keeps_many_threads_under_the_rate():
     now[0] = 20.0
     for _ in range(30):
         pacer.take()
-    assert len(slept) == 4  # 25 slots were saved up, the next 5 wait
+    assert len([s for s in slept if s > 1e-6]) == 4  # 26 slots free (25 saved, 1 now), the next 4 wait
 
 
 def test_settings_build_the_transport(workspace, monkeypatch):
