@@ -10,6 +10,12 @@ then, for each request:
 - ``parse(raw_body) -> list[TrackingEvent]``: raises ValueError when the
   body is not an event batch (400).
 
+A source whose provider also posts control messages (Amazon SNS's
+subscription confirmation) may define ``handshake(raw_body) -> dict | None``,
+called after ``verify``: it answers a control message itself (the dict
+is the 200 response's JSON; Refused gives 403, OSError 502) and returns
+None for an event batch, which then goes to ``parse``.
+
 ``from_settings`` raises :class:`NotConfigured` when the provider's
 verification key is not set (503: the provider retries, no event is lost)
 and :class:`~newsletter.errors.ConfigError` when it is malformed.

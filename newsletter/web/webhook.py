@@ -10,6 +10,9 @@ to HTTP:
   so no event is lost meanwhile); nothing stored;
 - 403: a bad, missing or stale signature; nothing stored;
 - 400: a signed body that is not an event batch;
+- 200 with the source's own answer for a control message its optional
+  ``handshake`` handled (an SNS subscription confirmation), 502 when
+  that handshake's own request failed;
 - 413: a body over :data:`MAX_BODY_BYTES`, refused while it is read
   (``newsletter.web.guards.BodyLimit``);
 - 200 with the pipeline's counts otherwise.
@@ -48,6 +51,18 @@ async def provider_webhook(request):
     except Refused as exc:
         log.warning("%s webhook refused: %s", provider, exc)
         return JSONResponse({"error": str(exc)}, status_code=403)
+    handshake = getattr(source, "handshake", None)  # optional: see newsletter.providers.base
+    if handshake is not None:
+        try:
+            answer = await ctx.run(handshake, body)
+        except Refused as exc:
+            log.warning("%s webhook refused: %s", provider, exc)
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        except OSError as exc:
+            log.warning("%s webhook handshake failed: %s", provider, type(exc).__name__)
+            return JSONResponse({"error": "the confirmation request failed"}, status_code=502)
+        if answer is not None:
+            return JSONResponse(answer)
     try:
         events = source.parse(body)
     except ValueError:
