@@ -24,10 +24,10 @@ def test_every_list_of_transports_comes_from_the_registry():
         command = cli.get_command(click.Context(cli), name)
         return tuple(next(p for p in command.params if p.name == "transport").type.choices)
 
-    assert registry.names() == ("sendgrid", "smtp", "file", "console", "memory")
+    assert registry.names() == ("sendgrid", "ses", "smtp", "file", "console", "memory")
     assert config.TRANSPORTS == registry.names()
     assert choices("send") == choices("schedule") == registry.names()
-    assert choices("init") == ("sendgrid", "smtp", "file", "console")  # memory is for tests
+    assert choices("init") == ("sendgrid", "ses", "smtp", "file", "console")  # memory is for tests
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -38,18 +38,21 @@ def test_each_registered_transport_loads_under_its_own_name(name):
 def test_unknown_transport_is_a_config_error_listing_the_registered_ones():
     with pytest.raises(ConfigError) as info:
         get_transport(object(), "pigeon")
-    assert "pigeon" in info.value.message and "sendgrid, smtp, file, console, memory" in info.value.hint
+    assert "pigeon" in info.value.message and "sendgrid, ses, smtp, file, console, memory" in info.value.hint
 
 
 def test_providers_declare_their_settings_section_and_environment():
     from newsletter.config import ENV_OVERRIDES
 
-    assert registry.env_overrides() == {("sendgrid", "host"): "NEWSLETTER_SENDGRID_HOST",
-                                        ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY",
-                                        ("smtp", "url"): "NEWSLETTER_SMTP_URL"}
+    overrides = registry.env_overrides()
+    assert {k: v for k, v in overrides.items() if k[0] != "ses"} == {
+        ("sendgrid", "host"): "NEWSLETTER_SENDGRID_HOST",
+        ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY", ("smtp", "url"): "NEWSLETTER_SMTP_URL"}
+    assert all(var.startswith("NEWSLETTER_SES_") for (section, _key), var in overrides.items() if section == "ses")
     assert registry.env_overrides().items() <= ENV_OVERRIDES.items()
     assert registry.PROVIDERS["sendgrid"].secrets == ("SENDGRID_API_KEY",)
-    assert registry.event_provider_names() == ("sendgrid",)
+    assert registry.event_provider_names() == ("sendgrid", "ses")
+    assert "ses" not in registry.process_safe_names()  # its pacing to the SES rate lives in one process
     assert registry.event_source_class("smtp") is None and registry.event_source_class("nosuch") is None
     assert "memory" not in registry.process_safe_names() and "sendgrid" in registry.process_safe_names()
 
