@@ -5,12 +5,12 @@ local parts, 64-character local parts, names with accents, quotes, commas,
 semicolons, control characters, very long ones, and addresses that cannot be
 sent at all) go through every transport against its real counterpart: the
 file outbox, the console stream, the memory outbox, aiosmtpd with and without
-SMTPUTF8, and the SendGrid stand-in. For every batch:
+SMTPUTF8, the SendGrid stand-in, and moto's SES v2 server. For every batch:
 
 - no exception escapes ``send_batch``, and every recipient gets exactly one
   result, in order: accepted, or refused with a non-empty reason;
 - a sendable address is accepted, except where the path cannot carry a
-  non-ASCII local part (SMTP without SMTPUTF8, SendGrid): then that one is
+  non-ASCII local part (SMTP without SMTPUTF8, SendGrid, SES): then that one is
   refused with the reason, and nobody else is affected;
 - the receiving side sees each accepted recipient exactly once, at the wire
   form of their address (domain IDNA-encoded), with a name free of control
@@ -270,3 +270,46 @@ def test_sendgrid_treats_every_recipient_alike(sendgrid_server, batch):
         name = to.get("name", "")
         assert not any(unicodedata.category(c) == "Cc" for c in name) and "," not in name and ";" not in name
     assert sendgrid_server.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
+
+
+@pytest.fixture(scope="module")
+def ses_server():
+    """moto's SES v2 server behind tests/support/ses.py's proxy (GetAccount, credentials)."""
+    from support.ses import SesProxy, start_moto
+
+    server, url = start_moto()
+    with SesProxy(url, max_send_rate=1000) as proxy:
+        yield url, proxy
+    server.stop()
+
+
+@PROPERTY
+@given(batch=batches())
+def test_ses_treats_every_recipient_alike(ses_server, batch):
+    from newsletter.providers.ses.transport import SesTransport
+
+    from support.ses import ACCESS_KEY, REGION, SECRET_KEY, raw_of, reset_moto, sent_messages, verify_identity
+
+    moto_url, proxy = ses_server
+    reset_moto(moto_url)
+    verify_identity(moto_url, "clinic.example")
+    recipients = recipients_for(batch, next(_runs))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        with SesTransport(region=REGION, endpoint_url=proxy.url, concurrency=3,
+                          retry=RetryPolicy(max_attempts=2, sleep=lambda seconds: None)) as ses:
+            results = ses.send_batch(make_message(), recipients)
+    # SES takes no SMTPUTF8; moto's address check splits on "@", so it refuses a quoted
+    # local part holding one ('"@"@example.org', InvalidParameterValue): refused with a reason, alone.
+    moto_refuses = [i for i, r in enumerate(recipients)
+                    if (expected_wire(r.email) or "").rpartition("@")[0].count("@")]
+    for index in moto_refuses:
+        assert results[index].outcome is Outcome.REJECTED and results[index].error
+    kept = [i for i in range(len(recipients)) if i not in moto_refuses]
+    accepted = check_results([recipients[i] for i in kept], [results[i] for i in kept], carries_unicode_local=False)
+    sent = [message_from_string(raw_of(m).decode("utf-8"), policy=policy.default) for m in sent_messages(moto_url)]
+    ids = Counter(str(m["X-Newsletter-Message-ID"]) for m in sent)
+    assert ids == Counter(list(accepted)), "each accepted recipient sent exactly once, nobody else"
+    for mime in sent:
+        check_mime(mime, accepted[str(mime["X-Newsletter-Message-ID"])])

@@ -82,7 +82,6 @@ class SnsHost:
         """``message`` with SignatureVersion, SigningCertURL and Signature as SNS sets them."""
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
-
         from newsletter.providers.ses.events import string_to_sign
 
         message = {**message, "SignatureVersion": version, "SigningCertURL": self.url + "/cert.pem"}

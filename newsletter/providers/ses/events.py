@@ -220,10 +220,10 @@ def string_to_sign(message: Mapping[str, Any]) -> str:
 def tracking_events(event: dict[str, Any]) -> list[TrackingEvent]:
     """SES's event (event publishing ``eventType`` or a notification's ``notificationType``), per recipient."""
     event_type = str(event.get("eventType") or event.get("notificationType") or "")
-    mail = event.get("mail") if isinstance(event.get("mail"), dict) else {}
+    mail: dict[str, Any] = event["mail"] if isinstance(event.get("mail"), dict) else {}
     kind = KINDS.get(event_type, EventKind.OTHER)
-    body = event.get(_body_key(event_type))
-    body = body if isinstance(body, dict) else {}
+    found = event.get(_body_key(event_type))
+    body: dict[str, Any] = found if isinstance(found, dict) else {}
     hard, reject_reason, detail = False, None, ""
     if event_type == "Bounce":
         recipients = [r for r in body.get("bouncedRecipients") or [] if isinstance(r, dict)]
@@ -265,7 +265,7 @@ def our_message_id(mail: Mapping[str, Any]) -> str | None:
     for header in mail.get("headers") or []:
         if isinstance(header, dict) and str(header.get("name", "")).lower() == MESSAGE_ID_HEADER:
             return clean_text(header.get("value") or "", 998).strip().strip("<>") or None
-    tags = mail.get("tags") if isinstance(mail.get("tags"), dict) else {}
+    tags: Mapping[str, Any] = mail["tags"] if isinstance(mail.get("tags"), dict) else {}
     domain = str(mail.get("source") or "").rpartition("@")[2].rstrip(">").strip()
     for value in tags.get(MESSAGE_TAG) or []:
         found = message_id_from_tag(str(value), domain)
