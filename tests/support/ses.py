@@ -24,7 +24,12 @@ reference:
 - ``sent_at``: the monotonic time of every ``SendEmail`` moto accepted (the
   benchmark measures the achieved rate from it).
 
-Everything else is forwarded to moto unchanged.
+Everything else is forwarded to moto unchanged. ``GET /bench/stats`` (not
+an SES path) answers what ``sent_at`` shows: the count, the span, and the
+most messages accepted in any one second.
+
+Run as a script (``python tests/support/ses.py --upstream URL --rate N``) it
+prints its URL and serves until killed (benchmarks/bench_ses.py).
 """
 
 from __future__ import annotations
@@ -125,6 +130,18 @@ class SesProxy:
         self._server.shutdown()
         self._server.server_close()
 
+    def stats(self) -> dict[str, Any]:
+        """``accepted``, ``seconds`` (first to last acceptance), ``max_per_second`` (any 1-second window)."""
+        with self._lock:
+            times = sorted(self.sent_at)
+        most, low = 0, 0
+        for high, when in enumerate(times):
+            while when - times[low] >= 1.0:
+                low += 1
+            most = max(most, high - low + 1)
+        return {"accepted": len(times), "seconds": (times[-1] - times[0]) if times else 0.0,
+                "max_per_second": most}
+
     def fail_next(self, *faults: str) -> None:
         with self._lock:
             self._faults.extend(faults)
@@ -171,11 +188,13 @@ class SesProxy:
             def _serve(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                if method == "GET" and path == "/bench/stats":
+                    return self._answer(200, proxy.stats())
                 match = _CREDENTIAL.search(self.headers.get("Authorization") or "")
                 if proxy.access_key and (not match or match.group(1) != proxy.access_key):
                     return self._error(403, "UnrecognizedClientException",
                                        "The security token included in the request is invalid.")
-                path = self.path.split("?", 1)[0]
                 if method == "GET" and path == ACCOUNT_PATH:
                     proxy.account_requests += 1
                     return self._answer(200, {
@@ -250,3 +269,15 @@ def raw_of(message: dict[str, Any]) -> bytes:
     """The raw bytes of one of moto's sent messages."""
     raw = message["raw_data"]
     return raw.encode("utf-8") if isinstance(raw, str) else base64.b64decode(raw)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="SES proxy in front of a moto server")
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--rate", type=float, default=14.0)
+    options = parser.parse_args()
+    with SesProxy(options.upstream, max_send_rate=options.rate) as running:
+        print(running.url, flush=True)
+        threading.Event().wait()
