@@ -108,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=200.0, help="the account's MaxSendRate (GetAccount)")
-    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=0, help="0: the transport's automatic choice")
     options = parser.parse_args()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NEWSLETTER_", "AWS_")) and k != "SENDGRID_API_KEY"}

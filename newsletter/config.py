@@ -87,7 +87,7 @@ class Settings:
     ses_endpoint_url: str | None = None
     ses_configuration_set: str | None = None
     ses_max_send_rate: float = 0.0  # 0: the account's MaxSendRate (GetAccount)
-    ses_concurrency: int = 10
+    ses_concurrency: int = 0  # requests in flight; 0: enough for the rate
     ses_topic_arns: tuple[str, ...] = ()  # the SNS topics whose notifications /webhooks/ses accepts
     ses_sns_allow_loopback: bool = False  # tests only: certificates and confirmations from http://127.0.0.1
     broker_url: str | None = field(default=None, repr=False)
@@ -178,7 +178,7 @@ def load_settings(
         ses_endpoint_url=reader.text("ses", "endpoint_url", default="").rstrip("/") or None,
         ses_configuration_set=reader.text("ses", "configuration_set", default="") or None,
         ses_max_send_rate=reader.number("ses", "max_send_rate", default=0.0, minimum=0.0),
-        ses_concurrency=int(reader.number("ses", "concurrency", default=10, minimum=1)),
+        ses_concurrency=int(reader.number("ses", "concurrency", default=0, minimum=0)),
         ses_topic_arns=tuple(reader.text("ses", "topic_arns", default="").replace(",", " ").split()),
         ses_sns_allow_loopback=reader.flag("ses", "sns_allow_loopback", default=False),
         broker_url=reader.text("broker", "url", default="") or None,

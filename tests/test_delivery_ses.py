@@ -94,6 +94,15 @@ def test_the_account_rate_is_read_with_get_account(proxy):
         assert transport.rate == 5 and proxy.account_requests == 1  # an override needs no GetAccount
 
 
+@pytest.mark.parametrize(("rate", "in_flight"), [(1, 4), (14, 4), (200, 40), (1000, 50)])
+def test_automatic_concurrency_follows_the_rate(proxy, rate, in_flight):
+    proxy.max_send_rate = rate
+    with make_transport(proxy, concurrency=0) as transport:
+        assert transport.in_flight == in_flight
+    with make_transport(proxy, concurrency=7) as transport:
+        assert transport.in_flight == 7
+
+
 def test_tags_and_configuration_set_go_with_each_request(proxy, moto, monkeypatch):
     seen = []
     transport = make_transport(proxy, configuration_set="newsletter-events")
@@ -301,7 +310,13 @@ def test_the_pacer_keeps_many_threads_under_the_rate():
     assert max(slept) == pytest.approx(0.49) and len(slept) == 49
     now[0] = 10.0  # a long pause saves at most the burst
     slept.clear()
+    fresh = RatePacer(100, burst=0.25, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        fresh.take()
+    assert len([s for s in slept if s > 1e-6]) == 2  # nothing is saved before the first message
+    slept.clear()
     pacer = RatePacer(100, burst=0.25, clock=lambda: now[0], sleep=sleep)
+    pacer.take()
     now[0] = 20.0
     for _ in range(30):
         pacer.take()

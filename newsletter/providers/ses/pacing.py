@@ -17,7 +17,7 @@ class RatePacer:
     """A token bucket: ``rate`` slots a second, at most ``burst`` seconds of them saved up.
 
     ``take()`` blocks until the caller may send (thread-safe). Over any
-    span the slots handed out are at most ``rate * span + rate * burst``:
+    span the slots handed out are at most ``rate * span + rate * burst + 1``:
     the small saving lets the sender catch up after a short pause (the
     engine recording a batch between two) without ever running ahead of
     the rate for long. ``rate <= 0`` means no limit.
@@ -28,7 +28,7 @@ class RatePacer:
         self.rate = rate
         self.clock, self.sleep = clock, sleep
         self._saved = max(1.0 / rate, burst) if rate > 0 else 0.0  # seconds of slots that may be saved
-        self._next = clock()  # the time of the next free slot
+        self._next: float | None = None  # the time of the next free slot (none saved before the first)
         self._lock = threading.Lock()
 
     def take(self) -> None:
@@ -37,7 +37,7 @@ class RatePacer:
             return
         with self._lock:
             now = self.clock()
-            slot = max(self._next, now - self._saved)
+            slot = now if self._next is None else max(self._next, now - self._saved)
             self._next = slot + 1.0 / self.rate
         if slot > now:
             self.sleep(slot - now)

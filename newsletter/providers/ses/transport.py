@@ -39,6 +39,7 @@ REJECTED for that recipient; IDN domains go out IDNA-encoded.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -59,9 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MESSAGE_ID_HEADER = "X-Newsletter-Message-ID"
-DEFAULT_CONCURRENCY = 10
+DEFAULT_CONCURRENCY = 0  # automatic: enough in flight for the rate (see SesTransport.in_flight)
+MAX_AUTO_CONCURRENCY = 50
+ASSUMED_LATENCY = 0.2  # seconds an SES request may take under load, for the automatic concurrency
 DEFAULT_TIMEOUT = 30.0
-MAX_BATCH = 100
+MAX_BATCH = 250  # recipients per send_batch call (each its own request); fewer batch boundaries keep the rate
 CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary "
     "credentials, or AWS_PROFILE): they must belong to an IAM identity allowed ses:SendEmail"
@@ -89,7 +92,8 @@ class SesTransport(Transport):
     lookup, ``AWS_REGION``/``AWS_ENDPOINT_URL``...); ``configuration_set``
     names the SES configuration set (event publishing); ``max_send_rate``
     overrides the account's rate (messages a second; 0: read it with
-    ``GetAccount``); ``concurrency`` is the number of requests in flight;
+    ``GetAccount``); ``concurrency`` is the number of requests in flight
+    (0: enough for the rate at 200 ms a request, 4 to 50: ``in_flight``);
     ``timeout`` bounds each request (seconds); ``retry`` is the
     :class:`RetryPolicy` for throttling, 5xx and connection errors.
     Credentials come from boto3's standard chain (the ``AWS_*`` environment
@@ -104,14 +108,15 @@ class SesTransport(Transport):
                  concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
                  retry: RetryPolicy | None = None):
         super().__init__()
-        if concurrency < 1:
-            raise ConfigError("[ses] concurrency must be at least 1", hint="the default is 10")
+        if concurrency < 0:
+            raise ConfigError("[ses] concurrency must be 0 (automatic) or more", hint="the default is 0")
         self.region, self.endpoint_url = region or None, endpoint_url or None
         self.configuration_set = configuration_set or None
         self.max_send_rate = max_send_rate
         self.concurrency, self.timeout = concurrency, timeout
         self.retry = retry or RetryPolicy()
         self.rate = 0.0  # the rate in force once open
+        self.in_flight = concurrency  # the requests in flight once open
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._pacer = RatePacer(0)
@@ -134,9 +139,12 @@ class SesTransport(Transport):
             self._client = self._make_client()
             self.rate = self.max_send_rate if self.max_send_rate > 0 else self._account_rate()
             self._pacer = RatePacer(self.rate)
-            log.info("ses: sending at up to %.1f messages a second, %d in flight", self.rate, self.concurrency)
+            # Little's law: the rate times a request's time is what must be in flight to keep the rate.
+            self.in_flight = self.concurrency or max(4, min(MAX_AUTO_CONCURRENCY,
+                                                            math.ceil(self.rate * ASSUMED_LATENCY)))
+            log.info("ses: sending at up to %.1f messages a second, %d in flight", self.rate, self.in_flight)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ses-send")
+            self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="ses-send")
         super().open()
 
     def close(self) -> None:
@@ -157,7 +165,7 @@ class SesTransport(Transport):
         config = Config(
             connect_timeout=min(10.0, self.timeout), read_timeout=self.timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},  # our RetryPolicy decides
-            max_pool_connections=self.concurrency, user_agent_extra="newsletter",
+            max_pool_connections=self.concurrency or MAX_AUTO_CONCURRENCY, user_agent_extra="newsletter",
         )
         try:
             session = boto3.session.Session()
