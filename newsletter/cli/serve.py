@@ -26,6 +26,7 @@ def serve(app, host, port, forwarded_allow_ips):
     Paths under NEWSLETTER_BASE_URL:
       GET/POST /unsubscribe/TOKEN   GET/POST /confirm/TOKEN   POST /subscribe
       POST /webhooks/sendgrid       GET /archive[/SLUG]       GET /feed.xml
+      POST /webhooks/ses (Amazon SES events through SNS)
 
     \b
     Example:
@@ -41,6 +42,8 @@ def serve(app, host, port, forwarded_allow_ips):
         say(f"Serving {settings.base_url} on http://{host}:{bound}  (Ctrl-C to stop)")
         if not settings.sendgrid_webhook_key:
             say("[yellow]Note:[/] /webhooks/sendgrid answers 503 until NEWSLETTER_SENDGRID_WEBHOOK_KEY is set.")
+        if settings.transport == "ses" and not settings.ses_topic_arns:
+            say("[yellow]Note:[/] /webhooks/ses answers 503 until NEWSLETTER_SES_TOPIC_ARNS is set.")
         _run(web_app, sock, host, bound, forwarded_allow_ips)
         say("Stopped.")
     finally:
