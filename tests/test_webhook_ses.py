@@ -258,3 +258,9 @@ def test_refused_is_raised_for_a_bad_timestamp():
     with pytest.raises(Refused):
         source.verify({}, json.dumps({"Type": "Notification", "TopicArn": TOPIC, "SignatureVersion": "2",
                                       "Timestamp": "yesterday"}).encode())
+
+
+def test_a_certificate_that_cannot_be_fetched_answers_503_so_sns_retries(app, sns):
+    message = sns.notification(ses_event("Delivery", "a@example.org"))
+    message["SigningCertURL"] = "http://127.0.0.1:9/cert.pem"  # not a signed field; nothing listens there
+    assert app.post(message).status_code == 503 and stored(app) == []

@@ -13,7 +13,8 @@ signatures of Amazon SNS messages") asks:
   proves nothing about *whose* topic it is;
 - ``SigningCertURL`` must be ``https://sns.<region>.amazonaws.com[.cn]/...``
   (:data:`CERT_URL`); the certificate is fetched over HTTPS (no redirects),
-  cached by URL, and must be valid now;
+  cached by URL, and must be valid now (when it cannot be fetched, the
+  OSError makes the web layer answer 503, so SNS tries again later);
 - ``Signature`` (base64) must verify with the certificate's RSA key over
   the string to sign (:func:`string_to_sign`): PKCS#1 v1.5 with SHA-1 for
   ``SignatureVersion`` 1, SHA-256 for 2;
@@ -160,9 +161,9 @@ class SesEvents:
             cached = self._keys.get(url)
         if cached is None:
             try:
-                cached = x509.load_pem_x509_certificate(self.fetch(url))
-            except (OSError, ValueError):
-                raise Refused("cannot get the signing certificate") from None
+                cached = x509.load_pem_x509_certificate(self.fetch(url))  # OSError: the web layer answers 503
+            except ValueError:
+                raise Refused("the signing certificate is not a certificate") from None
             with self._lock:
                 if len(self._keys) > 32:  # SNS rotates certificates rarely; never grow without bound
                     self._keys.clear()

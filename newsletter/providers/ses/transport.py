@@ -167,6 +167,9 @@ class SesTransport(Transport):
             retries={"total_max_attempts": 1, "mode": "standard"},  # our RetryPolicy decides
             max_pool_connections=self.concurrency or MAX_AUTO_CONCURRENCY, user_agent_extra="newsletter",
         )
+        # botocore logs request parameters (addresses, whole messages) at DEBUG: never let them out.
+        if logging.getLogger("botocore").level == logging.NOTSET:
+            logging.getLogger("botocore").setLevel(logging.INFO)
         try:
             session = boto3.session.Session()
             return session.client("sesv2", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
