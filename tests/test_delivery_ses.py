@@ -366,3 +366,28 @@ def test_bad_credentials_through_the_cli_are_one_line(workspace, cli, tmp_path, 
     result = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", "ses")
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "AWS_ACCESS_KEY_ID" in result.stderr and ACCESS_KEY not in result.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=st.floats(1, 500), burst=st.floats(0, 1),
+       pauses=st.lists(st.floats(0, 2), min_size=1, max_size=300))
+def test_the_pacer_never_runs_ahead_of_rate_plus_its_saving(rate, burst, pauses):
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    pacer = RatePacer(rate, burst=burst, clock=lambda: now[0], sleep=sleep)
+    sent = []
+    for pause in pauses:
+        now[0] += pause  # the engine recording a batch, a slow request...
+        pacer.take()
+        sent.append(now[0])
+    saved = max(1 / rate, burst)
+    low = 0
+    for high, when in enumerate(sent):
+        while when - sent[low] >= 1.0:
+            low += 1
+        assert high - low + 1 <= rate * (1 + saved) + 1 + 1e-6
+    if len(sent) > 1 and not any(pauses[1:]):  # no pauses: exactly the rate
+        assert sent[-1] - sent[0] == pytest.approx((len(sent) - 1) / rate)

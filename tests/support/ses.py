@@ -21,8 +21,8 @@ reference:
   (400 ``Throttling``, "Maximum sending rate exceeded."), ``"500"``,
   ``"503"``, ``"502"``, ``"quota"`` (daily quota spent), ``"drop"`` (read the
   request, close the connection without an answer);
-- ``sent_at``: the monotonic time of every ``SendEmail`` moto accepted (the
-  benchmark measures the achieved rate from it).
+- ``sent_at``: the monotonic arrival time of every ``SendEmail`` moto then
+  accepted (the benchmark measures the achieved rate from it).
 
 Everything else is forwarded to moto unchanged. ``GET /bench/stats`` (not
 an SES path) answers what ``sent_at`` shows: the count, the span, and the
@@ -186,6 +186,7 @@ class SesProxy:
                 self._answer(status, {"message": message}, code)
 
             def _serve(self, method: str) -> None:
+                arrived = time.monotonic()  # what SES meters: when a request arrives
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = self.path.split("?", 1)[0]
@@ -210,7 +211,7 @@ class SesProxy:
                 status, headers, payload = proxy._forward(method, self.path, dict(self.headers), body)
                 if method == "POST" and path == SEND_PATH and status == 200 and proxy.record:
                     with proxy._lock:
-                        proxy.sent_at.append(time.monotonic())
+                        proxy.sent_at.append(arrived)
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
