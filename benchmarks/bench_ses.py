@@ -6,7 +6,7 @@ tests/support/ses.py's proxy in another: the proxy answers ``GetAccount`` with
 does from SES) and records when each message was accepted. Target (issue
 14): the achieved rate, measured at the proxy from the first to the last
 accepted request's arrival, within 5% of the limit; the busiest one-second
-window is printed too (the transport may catch up a tenth of a second of
+window is printed too (the transport may catch up a quarter second of
 messages after the engine pauses between batches).
 
 The reference, in the same run: the same number of recipients through

@@ -211,17 +211,26 @@ def test_bad_credentials_stop_the_send_with_a_hint(proxy, monkeypatch, caplog):
     assert "test-secret-key-not-real" not in caplog.text + str(caught.value) + caught.value.hint
 
 
-def test_bad_credentials_during_a_batch_keep_what_was_accepted(proxy, moto):
+def test_bad_credentials_during_a_batch_keep_what_was_accepted(proxy, moto, monkeypatch):
     recipients = make_recipients(6)
     transport = make_transport(proxy, concurrency=1)
     transport.open()
-    proxy.access_key = "AKIAOTHEROTHEROTHER1"  # the key is revoked mid-send
+    original, calls = transport._client.send_email, []
+
+    def revoking(**request):
+        calls.append(1)
+        if len(calls) == 4:
+            proxy.access_key = "AKIAOTHEROTHEROTHER1"  # the key is revoked after three messages
+        return original(**request)
+
+    monkeypatch.setattr(transport._client, "send_email", revoking)
     with pytest.raises(PermanentTransportError) as caught:
         transport.send_batch(make_message(), recipients)
     transport.close()
-    results = caught.value.results
-    assert len(results) == 6 and all(r.outcome is Outcome.FAILED and r.retryable for r in results)
-    assert sent_messages(moto) == []
+    outcomes = [r.outcome for r in caught.value.results]
+    assert outcomes == [Outcome.QUEUED] * 3 + [Outcome.FAILED] * 3
+    assert all(r.retryable for r in caught.value.results[3:]) and len(calls) == 4
+    assert len(sent_messages(moto)) == 3
 
 
 def test_an_unverified_sender_stops_with_a_hint(proxy):

@@ -23,7 +23,7 @@ class RatePacer:
     the rate for long. ``rate <= 0`` means no limit.
     """
 
-    def __init__(self, rate: float, burst: float = 0.1,
+    def __init__(self, rate: float, burst: float = 0.25,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.rate = rate
         self.clock, self.sleep = clock, sleep

@@ -286,10 +286,12 @@ class SesTransport(Transport):
                  attempt: int) -> tuple[float | None, SendResult]:
         """One request: ``(wait, result)``, ``wait`` None when the result is final."""
         from botocore.exceptions import (
+            BotoCoreError,
             ClientError,
             ConnectionError,
             HTTPClientError,
             NoCredentialsError,
+            ParamValidationError,
             PartialCredentialsError,
         )
 
@@ -308,6 +310,11 @@ class SesTransport(Transport):
             return None, SendResult(rid, Outcome.UNKNOWN,
                                     error=f"no answer after the request was sent ({type(exc).__name__}): "
                                           "it may have been accepted")
+        except ParamValidationError as exc:  # boto3 refused the request before sending: this message only
+            return None, SendResult(rid, Outcome.REJECTED, error=f"not a valid SES request: {exc}"[:500])
+        except BotoCoreError as exc:  # an unreadable answer, after the request went out
+            return None, SendResult(rid, Outcome.UNKNOWN,
+                                    error=f"unreadable answer after sending ({type(exc).__name__})")
         return None, SendResult(rid, Outcome.QUEUED, provider_id=str(answer.get("MessageId") or "") or None)
 
     def _client_error(self, exc: Exception, recipient: Recipient, sender: str,
