@@ -336,8 +336,10 @@ def test_settings_build_the_transport(workspace, monkeypatch):
     from newsletter.config import load_settings
     from newsletter.delivery import get_transport
 
-    (workspace / "newsletter.toml").write_text((workspace / "newsletter.toml").read_text() + (
-        '\n[ses]\nregion = "eu-west-1"\nconfiguration_set = "events"\nmax_send_rate = 12\nconcurrency = 3\n'))
+    config = workspace / "newsletter.toml"
+    assert "\n[ses]\n" in config.read_text()  # newsletter init writes the section, its keys commented out
+    config.write_text(config.read_text().replace("\n[ses]\n", (
+        '\n[ses]\nregion = "eu-west-1"\nconfiguration_set = "events"\nmax_send_rate = 12\nconcurrency = 3\n')))
     monkeypatch.setenv("NEWSLETTER_SES_ENDPOINT_URL", "http://127.0.0.1:9/")
     transport = get_transport(load_settings(), "ses")
     assert (transport.region, transport.endpoint_url, transport.configuration_set) == \
@@ -355,7 +357,7 @@ def test_a_campaign_of_2000_through_the_cli_reaches_each_recipient_once(workspac
     monkeypatch.setattr("newsletter.delivery.retry.pause", lambda seconds: None)
     result = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", "ses", "--json")
     assert result.exit_code == 0, result.stderr
-    assert result.json()["status"] == "sent" and result.json()["counts"]["sent"] == 2000
+    assert result.json()["status"] == "sent" and result.json()["counts"]["sent"] == 2000, result.stdout
     sent = [parsed(m) for m in sent_messages(moto)]
     assert sorted(m["To"].addresses[0].addr_spec for m in sent) == sorted(emails)
     assert len({str(m["X-Newsletter-Message-ID"]) for m in sent}) == 2000

@@ -116,7 +116,6 @@ class SesProxy:
         self.account_requests = 0
         self._faults: collections.deque[str] = collections.deque()
         self._lock = threading.Lock()
-        self._local = threading.local()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -151,17 +150,16 @@ class SesProxy:
             return self._faults.popleft() if self._faults else None
 
     def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list, bytes]:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            host, port = self.upstream.split("//", 1)[1].split(":")
-            connection = self._local.connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        # A fresh connection each time: reusing one that moto's server has just closed
+        # would fail a request moto never saw, and show up as a lost answer.
+        host, port = self.upstream.split("//", 1)[1].split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
         try:
             connection.request(method, path, body=body, headers=headers)
             answer = connection.getresponse()
             return answer.status, answer.getheaders(), answer.read()
-        except (OSError, http.client.HTTPException):
-            self._local.connection = None
-            raise
+        finally:
+            connection.close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
