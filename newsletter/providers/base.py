@@ -6,7 +6,9 @@ then, for each request:
 
 - ``verify(headers, raw_body) -> None``: raises :class:`Refused` when the
   request is not genuine or not fresh (the web layer answers 403 and
-  stores nothing);
+  stores nothing), OSError when what it must fetch to decide (an SNS
+  signing certificate) cannot be had now (503: the provider retries);
+  it runs in the thread pool;
 - ``parse(raw_body) -> list[TrackingEvent]``: raises ValueError when the
   body is not an event batch (400).
 
