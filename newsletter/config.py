@@ -95,6 +95,14 @@ class Settings:
     mailgun_host: str = ""  # an explicit API base URL (a proxy, a stand-in); empty: the region's
     mailgun_test_mode: bool = False
     mailgun_webhook_signing_key: str | None = field(default=None, repr=False)
+    # Amazon SES ([ses]; credentials only from the AWS_* environment, read by boto3 itself)
+    ses_region: str | None = None
+    ses_endpoint_url: str | None = None
+    ses_configuration_set: str | None = None
+    ses_max_send_rate: float = 0.0  # 0: the account's MaxSendRate (GetAccount)
+    ses_concurrency: int = 0  # requests in flight; 0: enough for the rate
+    ses_topic_arns: tuple[str, ...] = ()  # the SNS topics whose notifications /webhooks/ses accepts
+    ses_sns_allow_loopback: bool = False  # tests only: certificates and confirmations from http://127.0.0.1
     broker_url: str | None = field(default=None, repr=False)
     misfire_grace_seconds: int = 3600
     # A sender on another machine silent this long is taken for dead (engine/fencing.py).
@@ -195,6 +203,13 @@ def load_settings(
         mailgun_host=reader.text("mailgun", "host", default="").rstrip("/"),
         mailgun_test_mode=reader.flag("mailgun", "test_mode", default=False),
         mailgun_webhook_signing_key=env.get("MAILGUN_WEBHOOK_SIGNING_KEY") or None,
+        ses_region=reader.text("ses", "region", default="") or None,
+        ses_endpoint_url=reader.text("ses", "endpoint_url", default="").rstrip("/") or None,
+        ses_configuration_set=reader.text("ses", "configuration_set", default="") or None,
+        ses_max_send_rate=reader.number("ses", "max_send_rate", default=0.0, minimum=0.0),
+        ses_concurrency=int(reader.number("ses", "concurrency", default=0, minimum=0)),
+        ses_topic_arns=tuple(reader.text("ses", "topic_arns", default="").replace(",", " ").split()),
+        ses_sns_allow_loopback=reader.flag("ses", "sns_allow_loopback", default=False),
         broker_url=reader.text("broker", "url", default="") or None,
         misfire_grace_seconds=int(
             reader.number("scheduler", "misfire_grace_seconds", default=3600, minimum=1)
@@ -258,6 +273,10 @@ def mail_host(settings: Settings, transport: str | None = None) -> str | None:
         return urlsplit(settings.postmark_host or DEFAULT_POSTMARK_HOST).hostname or "(no Postmark host)"
     if transport == "mailgun":
         return urlsplit(settings.mailgun_base_url).hostname or "(no Mailgun host)"
+    if transport == "ses":
+        if settings.ses_endpoint_url:
+            return urlsplit(settings.ses_endpoint_url).hostname or "(no SES endpoint)"
+        return f"email.{settings.ses_region or 'us-east-1'}.amazonaws.com"
     return None
 
 

@@ -30,7 +30,7 @@ theme = "default"
 language = "en"
 
 [delivery]
-# sendgrid, mailgun, smtp, file (an outbox folder of .eml files) or console
+# sendgrid, postmark, mailgun, ses, smtp, file (an outbox folder of .eml files) or console
 transport = {transport}
 # messages per second, 0 for no limit
 rate = 0
@@ -62,6 +62,13 @@ sandbox = false
 # domain = "mg.example.org"
 # "us" or "eu": the region the sending domain was made in
 region = "us"
+
+[ses]
+# Amazon SES: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY only (docs/providers/ses.md).
+# region = "eu-west-1"
+# configuration_set = "newsletter-events"
+# max_send_rate = 0    # messages a second; 0 reads the account's rate
+# topic_arns = ""      # SNS topics whose events /webhooks/ses accepts
 
 [database]
 # Empty: a SQLite file in .newsletter/. For PostgreSQL: postgresql+psycopg://user@host/db

@@ -24,10 +24,11 @@ def test_every_list_of_transports_comes_from_the_registry():
         command = cli.get_command(click.Context(cli), name)
         return tuple(next(p for p in command.params if p.name == "transport").type.choices)
 
-    assert registry.names() == ("sendgrid", "postmark", "mailgun", "smtp", "file", "console", "memory")
+    assert registry.names() == ("sendgrid", "postmark", "mailgun", "ses", "smtp", "file", "console", "memory")
     assert config.TRANSPORTS == registry.names()
     assert choices("send") == choices("schedule") == registry.names()
-    assert choices("init") == ("sendgrid", "postmark", "mailgun", "smtp", "file", "console")  # memory is for tests
+    # memory is for tests: init does not offer it
+    assert choices("init") == ("sendgrid", "postmark", "mailgun", "ses", "smtp", "file", "console")
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -39,26 +40,30 @@ def test_unknown_transport_is_a_config_error_listing_the_registered_ones():
     with pytest.raises(ConfigError) as info:
         get_transport(object(), "pigeon")
     assert "pigeon" in info.value.message
-    assert "sendgrid, postmark, mailgun, smtp, file, console, memory" in info.value.hint
+    assert "sendgrid, postmark, mailgun, ses, smtp, file, console, memory" in info.value.hint
 
 
 def test_providers_declare_their_settings_section_and_environment():
     from newsletter.config import ENV_OVERRIDES
 
-    assert registry.env_overrides() == {("sendgrid", "host"): "NEWSLETTER_SENDGRID_HOST",
-                                        ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY",
-                                        ("postmark", "host"): "NEWSLETTER_POSTMARK_HOST",
-                                        ("postmark", "message_stream"): "NEWSLETTER_POSTMARK_MESSAGE_STREAM",
-                                        ("postmark", "webhook_user"): "NEWSLETTER_POSTMARK_WEBHOOK_USER",
-                                        ("mailgun", "domain"): "NEWSLETTER_MAILGUN_DOMAIN",
-                                        ("mailgun", "region"): "NEWSLETTER_MAILGUN_REGION",
-                                        ("mailgun", "host"): "NEWSLETTER_MAILGUN_HOST",
-                                        ("smtp", "url"): "NEWSLETTER_SMTP_URL"}
+    overrides = registry.env_overrides()
+    assert {k: v for k, v in overrides.items() if k[0] != "ses"} == {
+        ("sendgrid", "host"): "NEWSLETTER_SENDGRID_HOST",
+        ("sendgrid", "webhook_key"): "NEWSLETTER_SENDGRID_WEBHOOK_KEY",
+        ("postmark", "host"): "NEWSLETTER_POSTMARK_HOST",
+        ("postmark", "message_stream"): "NEWSLETTER_POSTMARK_MESSAGE_STREAM",
+        ("postmark", "webhook_user"): "NEWSLETTER_POSTMARK_WEBHOOK_USER",
+        ("mailgun", "domain"): "NEWSLETTER_MAILGUN_DOMAIN",
+        ("mailgun", "region"): "NEWSLETTER_MAILGUN_REGION",
+        ("mailgun", "host"): "NEWSLETTER_MAILGUN_HOST",
+        ("smtp", "url"): "NEWSLETTER_SMTP_URL"}
+    assert all(var.startswith("NEWSLETTER_SES_") for (section, _key), var in overrides.items() if section == "ses")
     assert registry.env_overrides().items() <= ENV_OVERRIDES.items()
     assert registry.PROVIDERS["sendgrid"].secrets == ("SENDGRID_API_KEY",)
     assert registry.PROVIDERS["postmark"].secrets == ("POSTMARK_SERVER_TOKEN", "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD")
     assert registry.PROVIDERS["mailgun"].secrets == ("MAILGUN_API_KEY", "MAILGUN_WEBHOOK_SIGNING_KEY")
-    assert registry.event_provider_names() == ("sendgrid", "postmark", "mailgun")
+    assert registry.event_provider_names() == ("sendgrid", "postmark", "mailgun", "ses")
+    assert "ses" not in registry.process_safe_names()  # its pacing to the SES rate lives in one process
     assert registry.event_source_class("smtp") is None and registry.event_source_class("nosuch") is None
     assert "memory" not in registry.process_safe_names() and "sendgrid" in registry.process_safe_names()
 

@@ -5,12 +5,12 @@ local parts, 64-character local parts, names with accents, quotes, commas,
 semicolons, control characters, very long ones, and addresses that cannot be
 sent at all) go through every transport against its real counterpart: the
 file outbox, the console stream, the memory outbox, aiosmtpd with and without
-SMTPUTF8, and the SendGrid, Postmark and Mailgun stand-ins. For every batch:
+SMTPUTF8, the SendGrid, Postmark and Mailgun stand-ins, and moto's SES v2 server. For every batch:
 
 - no exception escapes ``send_batch``, and every recipient gets exactly one
   result, in order: accepted, or refused with a non-empty reason;
 - a sendable address is accepted, except where the path cannot carry a
-  non-ASCII local part (SMTP without SMTPUTF8, SendGrid, Postmark, Mailgun): then that one is
+  non-ASCII local part (SMTP without SMTPUTF8, SendGrid, Postmark, Mailgun, SES): then that one is
   refused with the reason, and nobody else is affected;
 - the receiving side sees each accepted recipient exactly once, at the wire
   form of their address (domain IDNA-encoded), with a name free of control
@@ -30,6 +30,7 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import idna
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from newsletter.delivery.console import SEPARATOR, ConsoleTransport
@@ -126,7 +127,7 @@ def recipients_for(batch, run: int):
 _runs = itertools.count()
 
 # One server per kind for the module: smtp_utf8, smtp_ascii, fake_sendgrid, fake_postmark and
-# fake_mailgun (tests/support/standins.py).
+# fake_mailgun, and moto_ses (tests/support/standins.py).
 
 
 PROPERTY = settings(max_examples=30, deadline=None,
@@ -292,3 +293,35 @@ def test_mailgun_treats_every_recipient_alike(fake_mailgun, batch):
         (to,) = default.header_factory("To", f"{message['name']} <x@example.org>").addresses
         assert not any(unicodedata.category(c) == "Cc" for c in to.display_name)
     assert fake_mailgun.requests <= 1 + sum(1 for r in results if r.outcome is Outcome.REJECTED) * 2 * 3 + 2
+
+
+@PROPERTY
+@given(batch=batches())
+def test_ses_treats_every_recipient_alike(moto_ses, batch):
+    from newsletter.providers.ses.transport import SesTransport
+
+    from support.ses import ACCESS_KEY, REGION, SECRET_KEY, raw_of, reset_moto, sent_messages, verify_identity
+
+    moto_url, proxy = moto_ses
+    reset_moto(moto_url)
+    verify_identity(moto_url, "clinic.example")
+    recipients = recipients_for(batch, next(_runs))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        with SesTransport(region=REGION, endpoint_url=proxy.url, concurrency=3,
+                          retry=RetryPolicy(max_attempts=2, sleep=lambda seconds: None)) as ses:
+            results = ses.send_batch(make_message(), recipients)
+    # SES takes no SMTPUTF8; moto's address check splits on "@", so it refuses a quoted
+    # local part holding one ('"@"@example.org', InvalidParameterValue): refused with a reason, alone.
+    moto_refuses = [i for i, r in enumerate(recipients)
+                    if (expected_wire(r.email) or "").rpartition("@")[0].count("@")]
+    for index in moto_refuses:
+        assert results[index].outcome is Outcome.REJECTED and results[index].error
+    kept = [i for i in range(len(recipients)) if i not in moto_refuses]
+    accepted = check_results([recipients[i] for i in kept], [results[i] for i in kept], carries_unicode_local=False)
+    sent = [message_from_string(raw_of(m).decode("utf-8"), policy=policy.default) for m in sent_messages(moto_url)]
+    ids = Counter(str(m["X-Newsletter-Message-ID"]) for m in sent)
+    assert ids == Counter(list(accepted)), "each accepted recipient sent exactly once, nobody else"
+    for mime in sent:
+        check_mime(mime, accepted[str(mime["X-Newsletter-Message-ID"])])

@@ -25,7 +25,7 @@ from newsletter.tracking import EventKind, RejectReason
 from fake_mailgun import FakeMailgun
 from support.cli import populate
 from support.mailgun import SIGNING_KEY, event_data, signed
-from test_web_support import Clock
+from support.web import Clock
 
 KEY = "key-webhook-test-0123456789"
 DOMAIN = "mg.clinic.example"

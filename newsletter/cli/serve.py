@@ -27,6 +27,7 @@ def serve(app, host, port, forwarded_allow_ips):
       GET/POST /unsubscribe/TOKEN   GET/POST /confirm/TOKEN   POST /subscribe
       POST /webhooks/sendgrid       GET /archive[/SLUG]       GET /feed.xml
       POST /webhooks/mailgun
+      POST /webhooks/ses (Amazon SES events through SNS)
 
     \b
     Example:
@@ -48,6 +49,8 @@ def serve(app, host, port, forwarded_allow_ips):
                 "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD are set.")
         if settings.transport == "mailgun" and not settings.mailgun_webhook_signing_key:
             say("[yellow]Note:[/] /webhooks/mailgun answers 503 until MAILGUN_WEBHOOK_SIGNING_KEY is set.")
+        if settings.transport == "ses" and not settings.ses_topic_arns:
+            say("[yellow]Note:[/] /webhooks/ses answers 503 until NEWSLETTER_SES_TOPIC_ARNS is set.")
         _run(web_app, sock, host, bound, forwarded_allow_ips)
         say("Stopped.")
     finally:

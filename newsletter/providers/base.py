@@ -6,9 +6,17 @@ then, for each request:
 
 - ``verify(headers, raw_body) -> None``: raises :class:`Refused` when the
   request is not genuine or not fresh (the web layer answers 403 and
-  stores nothing);
+  stores nothing), OSError when what it must fetch to decide (an SNS
+  signing certificate) cannot be had now (503: the provider retries);
+  it runs in the thread pool;
 - ``parse(raw_body) -> list[TrackingEvent]``: raises ValueError when the
   body is not an event batch (400).
+
+A source whose provider also posts control messages (Amazon SNS's
+subscription confirmation) may define ``handshake(raw_body) -> dict | None``,
+called after ``verify``: it answers a control message itself (the dict
+is the 200 response's JSON; Refused gives 403, OSError 502) and returns
+None for an event batch, which then goes to ``parse``.
 
 ``from_settings`` raises :class:`NotConfigured` when the provider's
 verification key is not set (503: the provider retries, no event is lost)

@@ -9,7 +9,12 @@ to HTTP:
 - 503: the provider's verification key is not set (the provider retries,
   so no event is lost meanwhile); nothing stored;
 - 403: a bad, missing or stale signature; nothing stored;
+- 503 also when what verifying needs cannot be fetched now (an SNS
+  signing certificate); the provider retries;
 - 400: a signed body that is not an event batch;
+- 200 with the source's own answer for a control message its optional
+  ``handshake`` handled (an SNS subscription confirmation), 502 when
+  that handshake's own request failed;
 - 413: a body over :data:`MAX_BODY_BYTES`, refused while it is read
   (``newsletter.web.guards.BodyLimit``);
 - 200 with the pipeline's counts otherwise.
@@ -44,10 +49,26 @@ async def provider_webhook(request):
         raise HTTPException(status_code=404)  # the app's page for unknown addresses
     body = await request.body()  # capped by guards.BodyLimit (413 past MAX_BODY_BYTES)
     try:
-        source.verify(request.headers, body)
+        # Run in the thread pool: a source may fetch (SNS's signing certificate, cached).
+        await ctx.run(source.verify, request.headers, body)
     except Refused as exc:
         log.warning("%s webhook refused: %s", provider, exc)
         return JSONResponse({"error": str(exc)}, status_code=403)
+    except OSError as exc:  # what verification needed could not be fetched: the provider retries
+        log.warning("%s webhook could not be verified now: %s", provider, type(exc).__name__)
+        return JSONResponse({"error": "cannot verify the request now"}, status_code=503)
+    handshake = getattr(source, "handshake", None)  # optional: see newsletter.providers.base
+    if handshake is not None:
+        try:
+            answer = await ctx.run(handshake, body)
+        except Refused as exc:
+            log.warning("%s webhook refused: %s", provider, exc)
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        except OSError as exc:
+            log.warning("%s webhook handshake failed: %s", provider, type(exc).__name__)
+            return JSONResponse({"error": "the confirmation request failed"}, status_code=502)
+        if answer is not None:
+            return JSONResponse(answer)
     try:
         events = source.parse(body)
     except ValueError:

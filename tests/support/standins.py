@@ -1,5 +1,6 @@
 """Stand-in servers as fixtures: a local SMTP server (with and without
-SMTPUTF8) and the fake SendGrid, Postmark and Mailgun APIs, one of each per test module.
+SMTPUTF8), the fake SendGrid, Postmark and Mailgun APIs, and moto's SES v2
+server, one of each per test module.
 
 Registered for every test by ``pytest_plugins`` in ``tests/conftest.py``, so a
 test module takes them by name instead of defining its own copy. Tests that
@@ -10,6 +11,7 @@ start their own ``SmtpServer(...)`` or ``FakeSendGrid(...)``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +19,9 @@ from fake_mailgun import FakeMailgun
 from fake_postmark import FakePostmark
 from fake_sendgrid import FakeSendGrid
 from smtp_server import SmtpServer
+
+if TYPE_CHECKING:
+    from support.ses import SesProxy
 
 # The API key (Postmark: server token) every provider stand-in of this module accepts.
 STANDIN_KEY = "SG.standin-tests.secret-value"
@@ -58,3 +63,14 @@ def fake_mailgun() -> Iterator[FakeMailgun]:
     uses."""
     with FakeMailgun(api_key=STANDIN_KEY, domain=MAILGUN_DOMAIN) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def moto_ses() -> Iterator[tuple[str, SesProxy]]:
+    """moto's SES v2 server (its URL) behind ``tests/support/ses.py``'s proxy (GetAccount, credentials, faults)."""
+    from support.ses import SesProxy, start_moto
+
+    server, url = start_moto()
+    with SesProxy(url, max_send_rate=1000) as proxy:
+        yield url, proxy
+    server.stop()
