@@ -19,6 +19,9 @@ The rules:
 - every change of consent after joining is a :class:`Consent` row (action,
   source, time, IP); how a list was joined stays on the membership;
 - leaving every list also suppresses the address;
+- a spam complaint suppresses the address and ends every membership
+  (:func:`complaint`); soft bounces suppress it once ``limit`` of them
+  happened within ``days`` (:func:`soft_bounce`);
 - a subscriber's status only ever gets stronger through suppression:
   active < unsubscribed < bounced < complained (a complainer who later
   bounces stays ``complained``);
@@ -27,10 +30,13 @@ The rules:
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlalchemy.orm import Session
 
 from newsletter.errors import Conflict
 from newsletter.store import audience as q
+from newsletter.store import events as event_store
 from newsletter.store.models import MailingList, Membership, Subscriber, utcnow
 from newsletter.vocabulary import (
     ConsentAction,
@@ -129,15 +135,59 @@ def unsubscribe(session: Session, subscriber: Subscriber | int, list_id: int | N
         if found is None:
             return []
         subscriber = found
+    left = _leave(session, subscriber, list_id, source, ip)
+    if list_id is None:
+        suppress(session, subscriber, SuppressionReason.UNSUBSCRIBED, source)
+    return left
+
+
+def _leave(session: Session, subscriber: Subscriber, list_id: int | None, source: str,
+           ip: str | None = None) -> list[Membership]:
+    """End one membership (or all: None), a consent row for each; returns those ended."""
     left = []
     for membership in subscriber.memberships:
         if (list_id is None or membership.list_id == list_id) and membership.status != MembershipStatus.UNSUBSCRIBED:
             membership.status, membership.unsubscribed_at = MembershipStatus.UNSUBSCRIBED, utcnow()
             q.record_consent(session, subscriber.id, membership.list_id, ConsentAction.UNSUBSCRIBE, source, ip)
             left.append(membership)
-    if list_id is None:
-        suppress(session, subscriber, SuppressionReason.UNSUBSCRIBED, source)
     return left
+
+
+def complaint(session: Session, address_or_subscriber: str | Subscriber, source: str,
+              detail: str | None = None) -> Subscriber | None:
+    """A spam complaint: the address suppressed as ``complained`` and off every list we hold it on.
+
+    The reader told their mailbox they do not want our mail: no list of
+    ours may mail them again, and the suppression keeps the reason
+    ``complained`` (not ``unsubscribed``). Returns the subscriber, or None.
+    """
+    subscriber = suppress(session, address_or_subscriber, SuppressionReason.COMPLAINED, source, detail)
+    if subscriber is not None:
+        _leave(session, subscriber, None, source)
+    return subscriber
+
+
+def soft_bounce(session: Session, address: str, source: str, occurred_at: datetime, now: datetime, *,
+                limit: int, days: float, detail: str = "") -> bool:
+    """Count a soft bounce of ``address``; suppress it (``bounced``) once ``limit`` happened within ``days``.
+
+    A soft bounce (a full mailbox, a server refusing for now) says nothing
+    alone; repeated ones mean a dead or abandoned address. The window ends
+    ``now``; a bounce older than it counts for nothing. Returns True when
+    this bounce suppressed the address. The caller serialises soft bounces
+    of one address (the event pipeline applies one batch at a time).
+    """
+    email_hash = address_hash(address)
+    since = now - timedelta(days=days)
+    if occurred_at < since:
+        return False
+    event_store.add_soft_bounce(session, email_hash, source, occurred_at)
+    count = event_store.soft_bounces_since(session, email_hash, since)
+    if count < limit or q.suppression_reason(session, email_hash) is not None:
+        return False
+    reason = f"{source}: {count} soft bounces within {days:g} days; last: {detail}".strip()
+    suppress(session, address, SuppressionReason.BOUNCED, source, detail=reason.removesuffix("; last:"))
+    return True
 
 
 def suppress(session: Session, address_or_subscriber: str | Subscriber, reason: SuppressionReason | str,

@@ -301,8 +301,42 @@ def requeue(session: Session, campaign_id: int, from_status: str) -> int:
                            .values(status=LEDGER_PENDING, updated_at=utcnow())).rowcount
 
 
+def refused_by_provider():
+    """SQL: the row's events say the provider or the receiving server refused the message.
+
+    A hard bounce or a rejection; a soft bounce unless a later delivery
+    was reported. Any other event for the row says the provider had it.
+    """
+    return or_(deliveries_t.c.refused.in_(("hard", "rejected")),
+               and_(deliveries_t.c.refused == "soft", deliveries_t.c.delivered_at.is_(None)))
+
+
+def settle_from_events(session: Session, from_status: str, *conditions) -> int:
+    """Settle rows in ``from_status`` that provider events describe: ``failed`` (with the reason) when
+    the events say the message was refused, else ``sent``; returns how many moved.
+
+    The update is conditional on ``from_status``, as every ledger write is:
+    a row that ``campaigns retry`` put back to pending in the meantime is
+    left to that retry, and a row settled here is not requeued by it.
+    """
+    refused = refused_by_provider()
+    return session.execute(
+        update(deliveries_t)
+        .where(*conditions, deliveries_t.c.status == from_status, deliveries_t.c.event_provider.is_not(None))
+        .values(status=case((refused, literal(LEDGER_FAILED)), else_=literal(LEDGER_SENT)),
+                error=case((refused, "the provider's events report it " + func.coalesce(deliveries_t.c.refused, "")
+                            + " (settled from events)"),
+                           else_=literal(None)),
+                updated_at=utcnow())).rowcount
+
+
 def orphaned_to_unknown(session: Session, campaign_id: int) -> int:
-    """Rows left ``sending`` by a process that died: the provider may have them."""
+    """Rows left ``sending`` by a process that died: the provider may have them.
+
+    Rows the provider's events already describe (an event can arrive before
+    the sender records the answer) are settled from them instead.
+    """
+    settle_from_events(session, LEDGER_SENDING, deliveries_t.c.campaign_id == campaign_id)
     return session.execute(update(deliveries_t)
                            .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LEDGER_SENDING)
                            .values(status=LEDGER_UNKNOWN, updated_at=utcnow(),
@@ -403,7 +437,10 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
 
 
 def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
-    """Rows of one range left ``sending`` by a worker that died: the provider may have them."""
+    """Rows of one range left ``sending`` by a worker that died: the provider may have them
+    (rows the provider's events already describe are settled from them, as in :func:`orphaned_to_unknown`)."""
+    settle_from_events(session, LEDGER_SENDING, deliveries_t.c.campaign_id == campaign_id,
+                       deliveries_t.c.id.between(first_id, last_id))
     return session.execute(update(deliveries_t)
                            .where(deliveries_t.c.campaign_id == campaign_id,
                                   deliveries_t.c.id.between(first_id, last_id),
