@@ -103,7 +103,7 @@ def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterab
         for known in ev.known_event_ids(session, list(rows)):
             del rows[known]
         ledger_rows = _match(session, list(rows.values()))
-        inserted = ev.insert_events(session, [_stored(row, now) for _, row in sorted(rows.items())])
+        inserted = ev.insert_events(session, [_stored(row, now) for row in rows.values()])
         # Another copy of this batch may have stored some of these events meanwhile: apply only ours.
         fresh = [row for event_id, row in rows.items() if event_id in inserted]
         settled = _record_outcomes(session, fresh, ledger_rows, now)

@@ -231,6 +231,36 @@ def provider_report(session: Session, campaign_id: int, transport: str) -> list[
 
 
 
+def insert_events(session: Session, rows: list[dict]) -> set[str]:
+    """Insert event rows; returns the event ids this call stored.
+
+    An event id stored meanwhile (another delivery of the same batch, handled
+    at the same moment) is skipped, not an error, and not returned: on
+    PostgreSQL the insert waits for the other transaction and then skips
+    its rows, so each event is stored (and applied) by exactly one caller.
+    Callers drop known ids first (:func:`known_event_ids`).
+    """
+    if not rows:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(events_t).on_conflict_do_nothing(index_elements=["event_id"]).returning(events_t.c.event_id)
+    return set(session.scalars(statement, rows))
+
+
+def campaign_event_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Recipients with at least one event of each reported kind (an address opening twice counts once)."""
+    who = func.coalesce(func.cast(events_t.c.delivery_id, String), events_t.c.email)
+    rows = session.execute(select(events_t.c.kind, func.count(func.distinct(who)))
+                           .where(events_t.c.campaign_id == campaign_id, events_t.c.kind.in_(REPORTED_KINDS))
+                           .group_by(events_t.c.kind))
+    result = {kind: 0 for kind in REPORTED_KINDS}
+    result.update({kind: int(count) for kind, count in rows})
+    return result
+
+
 # -- signups ----------------------------------------------------------------------------------
 
 SIGNUP_LOCK = 0x6E6C5375  # "nlSu": the PostgreSQL advisory lock of the signup limits
