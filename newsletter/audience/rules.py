@@ -21,7 +21,9 @@ The rules:
 - leaving every list also suppresses the address;
 - a spam complaint suppresses the address and ends every membership
   (:func:`complaint`); soft bounces suppress it once ``limit`` of them
-  happened within ``days`` (:func:`soft_bounce`);
+  happened within ``days`` (:func:`soft_bounce`); provider events arrive in
+  any order, so what they suppress never weakens the reason already listed
+  (unsubscribed < bounced < complained < erased: :func:`suppress_for_event`);
 - a subscriber's status only ever gets stronger through suppression:
   active < unsubscribed < bounced < complained (a complainer who later
   bounces stays ``complained``);
@@ -51,6 +53,8 @@ DETAIL_MAX = 500
 # How strong a subscriber status is: suppression never weakens one.
 _STRENGTH = {SubscriberStatus.ACTIVE: 0, SubscriberStatus.UNSUBSCRIBED: 1, SubscriberStatus.BOUNCED: 2,
              SubscriberStatus.COMPLAINED: 3}
+_REASON_STRENGTH = {SuppressionReason.UNSUBSCRIBED: 1, SuppressionReason.BOUNCED: 2,
+                    SuppressionReason.COMPLAINED: 3, SuppressionReason.ERASED: 4}
 _STATUS_OF_REASON = {SuppressionReason.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
                      SuppressionReason.BOUNCED: SubscriberStatus.BOUNCED,
                      SuppressionReason.COMPLAINED: SubscriberStatus.COMPLAINED}
@@ -161,10 +165,40 @@ def complaint(session: Session, address_or_subscriber: str | Subscriber, source:
     ours may mail them again, and the suppression keeps the reason
     ``complained`` (not ``unsubscribed``). Returns the subscriber, or None.
     """
-    subscriber = suppress(session, address_or_subscriber, SuppressionReason.COMPLAINED, source, detail)
+    subscriber = suppress_for_event(session, address_or_subscriber, SuppressionReason.COMPLAINED, source, detail)
     if subscriber is not None:
         _leave(session, subscriber, None, source)
     return subscriber
+
+
+def unsubscribe_for_event(session: Session, subscriber: Subscriber, source: str) -> list[Membership]:
+    """An unsubscribe reported by the provider for one of our messages: off every list, suppressed
+    (as :func:`unsubscribe` with no list, but never weakening a stronger suppression)."""
+    left = _leave(session, subscriber, None, source)
+    suppress_for_event(session, subscriber, SuppressionReason.UNSUBSCRIBED, source)
+    return left
+
+
+def suppress_for_event(session: Session, address_or_subscriber: str | Subscriber, reason: SuppressionReason | str,
+                       source: str, detail: str | None = None) -> Subscriber | None:
+    """:func:`suppress`, unless the address is listed already for a reason as strong or stronger.
+
+    Providers deliver events late, repeated and out of order: a bounce
+    reported after a complaint must not turn ``complained`` into
+    ``bounced``, nor anything turn ``erased`` into another reason. The
+    subscriber's status still only strengthens. Returns the subscriber, or None.
+    """
+    reason = SuppressionReason(reason)
+    if isinstance(address_or_subscriber, Subscriber):
+        email_hash = address_or_subscriber.email_hash
+    else:
+        email_hash = address_hash(address_or_subscriber)
+    listed = q.suppression_reason(session, email_hash)
+    if listed is not None and _REASON_STRENGTH.get(SuppressionReason(listed), 0) >= _REASON_STRENGTH[reason]:
+        if isinstance(address_or_subscriber, Subscriber):
+            return address_or_subscriber
+        return q.find_subscriber(session, address_key(address_or_subscriber))
+    return suppress(session, address_or_subscriber, reason, source, detail)
 
 
 def soft_bounce(session: Session, address: str, source: str, occurred_at: datetime, now: datetime, *,

@@ -212,7 +212,7 @@ def _apply(session: Session, row: _Row, now: datetime, limit: SoftBounceLimit) -
         if reason == COMPLAINED:
             rules.complaint(session, target, source, detail=detail)
         else:
-            rules.suppress(session, target, reason, source, detail=detail)
+            rules.suppress_for_event(session, target, reason, source, detail=detail)
         return 1
     if event.kind is EventKind.BOUNCED and event.recipient:  # a soft bounce
         return int(rules.soft_bounce(session, event.recipient, source, event.occurred_at or now, now,
@@ -220,7 +220,7 @@ def _apply(session: Session, row: _Row, now: datetime, limit: SoftBounceLimit) -
     if event.kind is EventKind.UNSUBSCRIBED and row.delivery_id is not None:
         subscriber = _subscriber(session, row)
         if subscriber is not None:
-            rules.unsubscribe(session, subscriber, None, source)
+            rules.unsubscribe_for_event(session, subscriber, source)
             return 1
     return 0
 
