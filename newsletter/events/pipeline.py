@@ -184,7 +184,9 @@ def _record_outcomes(session: Session, fresh: list[_Row], ledger_rows: dict[int,
     unknown = [i for i in changed if ledger_rows[i].status == LEDGER_UNKNOWN]
     if not unknown:
         return 0
-    return ledger.settle_from_events(session, LEDGER_UNKNOWN, Delivery.__table__.c.id.in_(sorted(unknown)))
+    settled = ledger.settle_from_events(session, LEDGER_UNKNOWN, Delivery.__table__.c.id.in_(sorted(unknown)))
+    ledger.received_after_all(session, sorted({ledger_rows[i].campaign_id for i in unknown}))
+    return settled
 
 
 def suppression_reason(event: TrackingEvent) -> str | None:

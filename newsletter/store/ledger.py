@@ -330,6 +330,19 @@ def settle_from_events(session: Session, from_status: str, *conditions) -> int:
                 updated_at=utcnow())).rowcount
 
 
+def received_after_all(session: Session, campaign_ids: list[int]) -> int:
+    """Campaigns marked ``failed`` (nobody received them) that now have a ``sent`` row become ``sent``.
+
+    Events can settle a row of unknown outcome to sent after the campaign
+    finished; the campaign then reached someone (and belongs in the archive).
+    """
+    table = Campaign.__table__
+    reached = select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == table.c.id,
+                                              deliveries_t.c.status == LEDGER_SENT).exists()
+    return session.execute(update(table).where(table.c.id.in_(campaign_ids), table.c.status == FAILED, reached)
+                           .values(status=CampaignStatus.SENT)).rowcount
+
+
 def orphaned_to_unknown(session: Session, campaign_id: int) -> int:
     """Rows left ``sending`` by a process that died: the provider may have them.
 
