@@ -35,7 +35,7 @@ class Seeded:
 
 
 def seed_campaign(store, emails: list[str], *, list_name: str = "readers", status: str = LEDGER_SENT,
-                  transport: str = "sendgrid", other_list: str | None = None) -> Seeded:
+                  transport: str = "sendgrid", other_list: str | None = None, secret: str = SECRET) -> Seeded:
     """Subscribers on ``list_name`` (and ``other_list``), a sent campaign, one ledger row each in ``status``."""
     for email in emails:
         manage.add_subscriber(store, email, list_name=list_name, confirmed=True)
@@ -56,7 +56,7 @@ def seed_campaign(store, emails: list[str], *, list_name: str = "readers", statu
             session.add(row)
             session.flush()
             ids[email] = row.id
-        template = id_template(SECRET, campaign.id, SENDER)
+        template = id_template(secret, campaign.id, SENDER)
         return Seeded(campaign.id, ids, {email: template.format(i) for email, i in ids.items()})
 
 
