@@ -217,8 +217,12 @@ def soft_bounce(session: Session, address: str, source: str, occurred_at: dateti
         return False
     event_store.add_soft_bounce(session, email_hash, source, occurred_at)
     count = event_store.soft_bounces_since(session, email_hash, since)
-    if count < limit or q.suppression_reason(session, email_hash) is not None:
+    if count < limit:
         return False
+    listed = q.suppression_reason(session, email_hash)
+    if listed is not None and _REASON_STRENGTH.get(SuppressionReason(listed), 0) >= _REASON_STRENGTH[
+            SuppressionReason.BOUNCED]:
+        return False  # bounced already (or worse): nothing changes
     reason = f"{source}: {count} soft bounces within {days:g} days; last: {detail}".strip()
     suppress(session, address, SuppressionReason.BOUNCED, source, detail=reason.removesuffix("; last:"))
     return True
