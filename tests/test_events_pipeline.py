@@ -22,8 +22,9 @@ from newsletter.vocabulary import address_hash
 from support.events import SECRET, WHEN, event, membership_statuses, seed_campaign, state
 
 NOW = WHEN + timedelta(hours=1)
-D, B, O, C, DEF, CMP = (EventKind.DELIVERED, EventKind.BOUNCED, EventKind.OPENED, EventKind.CLICKED,
-                        EventKind.DEFERRED, EventKind.COMPLAINED)
+D, B, OPEN, C, DEF, CMP = (EventKind.DELIVERED, EventKind.BOUNCED, EventKind.OPENED, EventKind.CLICKED,
+                           EventKind.DEFERRED, EventKind.COMPLAINED)
+DEFAULT_LIMIT = SoftBounceLimit()
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def store(workspace):
     store.close()
 
 
-def apply(store, events, limit=SoftBounceLimit()):
+def apply(store, events, limit=DEFAULT_LIMIT):
     return record_events(store, events, [SECRET], NOW, limit)
 
 
@@ -69,7 +70,8 @@ def test_the_soft_bounce_limit_is_a_setting(store):
     seed_campaign(store, ["limit@example.org"])
     counts = apply(store, [event(B, "limit@example.org", "a"), event(B, "limit@example.org", "b")],
                    SoftBounceLimit(limit=2, days=1))
-    assert counts["applied"] == 1 and state(store, ["limit@example.org"])["limit@example.org"]["suppressed"] == "bounced"
+    assert counts["applied"] == 1
+    assert state(store, ["limit@example.org"])["limit@example.org"]["suppressed"] == "bounced"
 
 
 def test_settings_read_the_events_section_and_the_environment(workspace, monkeypatch):
@@ -95,7 +97,8 @@ def test_a_complaint_suppresses_and_unsubscribes_from_every_list(store):
     counts = apply(store, [event(CMP, "spam@example.org", "c1", message_id=seeded.message_ids["spam@example.org"])])
     assert counts == {"received": 1, "new": 1, "matched": 1, "unmatched": 0, "applied": 1}
     shown = state(store, ["spam@example.org", "fine@example.org"])
-    assert shown["spam@example.org"]["suppressed"] == "complained" and shown["spam@example.org"]["status"] == "complained"
+    assert shown["spam@example.org"]["suppressed"] == "complained"
+    assert shown["spam@example.org"]["status"] == "complained"
     assert membership_statuses(store, "spam@example.org") == {"readers": "unsubscribed", "offers": "unsubscribed"}
     assert membership_statuses(store, "fine@example.org") == {"readers": "confirmed", "offers": "confirmed"}
     assert shown["spam@example.org"]["ledger"][0]["complained_at"] == WHEN
@@ -112,11 +115,11 @@ def test_delivered_deferred_opened_clicked_are_written_on_the_ledger_row(store):
     seeded = seed_campaign(store, ["reader@example.org", "other@example.org"])
     mid = seeded.message_ids["reader@example.org"]
     at = [WHEN + timedelta(minutes=m) for m in range(6)]
-    apply(store, [event(O, "reader@example.org", "o2", message_id=mid, when=at[4]),
+    apply(store, [event(OPEN, "reader@example.org", "o2", message_id=mid, when=at[4]),
                   event(DEF, "reader@example.org", "d1", message_id=mid, when=at[0]),
                   event(DEF, "reader@example.org", "d2", message_id=mid, when=at[1])])
     apply(store, [event(D, "reader@example.org", "dl", message_id=mid, when=at[2]),
-                  event(O, "reader@example.org", "o1", message_id=mid, when=at[3]),  # reported late: the first open
+                  event(OPEN, "reader@example.org", "o1", message_id=mid, when=at[3]),  # reported late: the first open
                   event(C, "reader@example.org", "c1", message_id=mid, when=at[5]),
                   event(EventKind.QUEUED, "reader@example.org", "q", message_id=mid, when=at[0])])
     row = state(store, ["reader@example.org"])["reader@example.org"]["ledger"][0]

@@ -122,7 +122,8 @@ def test_an_event_that_came_before_the_crash_settles_the_row_left_in_flight(site
         session.execute(update(Delivery).where(Delivery.campaign_id == campaign_id).values(status="sending"))
     site.post_events([sg_event("delivered", emails[0], mids[emails[0]], 0),
                       sg_event("bounce", emails[1], mids[emails[1]], 1, type="bounce")])
-    assert {r.status for r in ledger(site.store, campaign_id).values()} == {"sending"}  # a live sender's rows: untouched
+    # A live sender's rows are its own to record: untouched.
+    assert {r.status for r in ledger(site.store, campaign_id).values()} == {"sending"}
     resumed = cli("campaigns", "resume", str(campaign_id), "--json")
     assert resumed.exit_code == 0, resumed.stderr
     rows = ledger(site.store, campaign_id)

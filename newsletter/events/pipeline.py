@@ -39,6 +39,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -145,7 +146,7 @@ def outcome_after(outcome: ev.Outcome, event: TrackingEvent, when: datetime) -> 
     and complaint kept, the latest deferral, the strongest refusal (hard
     bounce > rejection > soft bounce), the first provider to report.
     """
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if outcome.event_provider is None:
         changes["event_provider"] = event.provider
     column = _TIMESTAMPS.get(event.kind)

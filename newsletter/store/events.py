@@ -17,12 +17,13 @@ The archive's queries (sent editions) live here too: all SQL sits in
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
-
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import JSON, Index, Integer, String, Text, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.store.models import (
     LEDGER_SENT,
@@ -177,8 +178,8 @@ def save_outcomes(session: Session, outcomes: dict[int, Outcome]) -> None:
     """
     if not outcomes:
         return
-    values = {name: bindparam(f"o_{name}") for name in OUTCOME_FIELDS}
-    statement = update(deliveries_t).where(deliveries_t.c.id == bindparam("o_id")).values(**values)
+    values: dict[str, Any] = {name: bindparam(f"o_{name}") for name in OUTCOME_FIELDS}
+    statement = update(Delivery).where(Delivery.id == bindparam("o_id")).values(**values)
     session.execute(statement, [{"o_id": delivery_id, **{f"o_{k}": getattr(o, k) for k in OUTCOME_FIELDS}}
                                 for delivery_id, o in sorted(outcomes.items())])
 
@@ -195,7 +196,7 @@ def soft_bounces_since(session: Session, email_hash: str, since: datetime) -> in
                                                      table.c.occurred_at >= since)) or 0
 
 
-def provider_report(session: Session, campaign_id: int, transport: str) -> list[dict]:
+def provider_report(session: Session, campaign_id: int, transport: str) -> list[dict[str, Any]]:
     """Per provider, what the events say about a campaign's ledger rows (one row per recipient).
 
     ``sent``: rows the provider took (``sent`` in the ledger, or described
@@ -207,7 +208,7 @@ def provider_report(session: Session, campaign_id: int, transport: str) -> list[
     table = deliveries_t
     provider = func.coalesce(table.c.event_provider, literal(transport))
 
-    def rows_where(condition) -> object:
+    def rows_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
         return func.count(case((condition, 1)))
 
     query = (select(provider,
