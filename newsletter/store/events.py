@@ -179,7 +179,9 @@ def save_outcomes(session: Session, outcomes: dict[int, Outcome]) -> None:
     if not outcomes:
         return
     values: dict[str, Any] = {name: bindparam(f"o_{name}") for name in OUTCOME_FIELDS}
-    statement = update(Delivery).where(Delivery.id == bindparam("o_id")).values(**values)
+    table = Delivery.__table__
+    # The Core table, not the ORM class: an ORM update given many parameter sets wants primary-key names.
+    statement = update(table).where(table.c.id == bindparam("o_id")).values(**values)  # type: ignore[arg-type]
     session.execute(statement, [{"o_id": delivery_id, **{f"o_{k}": getattr(o, k) for k in OUTCOME_FIELDS}}
                                 for delivery_id, o in sorted(outcomes.items())])
 
