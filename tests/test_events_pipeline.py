@@ -75,8 +75,10 @@ def test_the_soft_bounce_limit_is_a_setting(store):
 
 
 def test_settings_read_the_events_section_and_the_environment(workspace, monkeypatch):
-    (workspace / "newsletter.toml").write_text((workspace / "newsletter.toml").read_text()
-                                               + "\n[events]\nsoft_bounce_limit = 5\nsoft_bounce_days = 7\n")
+    config = (workspace / "newsletter.toml").read_text()
+    assert "soft_bounce_limit = 3" in config  # newsletter init writes the defaults
+    (workspace / "newsletter.toml").write_text(config.replace("soft_bounce_limit = 3", "soft_bounce_limit = 5")
+                                               .replace("soft_bounce_days = 30", "soft_bounce_days = 7"))
     settings = load_settings()
     assert (settings.soft_bounce_limit, settings.soft_bounce_days) == (5, 7.0)
     monkeypatch.setenv("NEWSLETTER_SOFT_BOUNCE_LIMIT", "4")
