@@ -53,6 +53,8 @@ ENV_OVERRIDES = {
     ("delivery", "sender_stale_seconds"): "NEWSLETTER_SENDER_STALE_SECONDS",
     ("web", "confirm_token_days"): "NEWSLETTER_CONFIRM_TOKEN_DAYS",
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
+    ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
+    ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
     **registry.env_overrides(),
 }
 
@@ -110,6 +112,10 @@ class Settings:
     confirm_token_days: float = 7.0
     # Sites (besides base_url) whose forms may post to /subscribe: "https://host[:port]" each.
     signup_origins: tuple[str, ...] = ()
+    # Soft bounces (a full mailbox, a server refusing for now) suppress an address after this many within
+    # soft_bounce_days (newsletter.events.pipeline).
+    soft_bounce_limit: int = 3
+    soft_bounce_days: float = 30.0
 
     @property
     def sender(self) -> str:
@@ -217,6 +223,8 @@ def load_settings(
         sender_stale_seconds=reader.number("delivery", "sender_stale_seconds", default=120.0, minimum=1),
         confirm_token_days=reader.number("web", "confirm_token_days", default=7.0, minimum=0.01),
         signup_origins=reader.origins("web", "signup_origins"),
+        soft_bounce_limit=int(reader.number("events", "soft_bounce_limit", default=3, minimum=1)),
+        soft_bounce_days=reader.number("events", "soft_bounce_days", default=30.0, minimum=0.01),
     )
 
 

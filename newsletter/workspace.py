@@ -77,6 +77,12 @@ url = ""
 [scheduler]
 # A send whose time passed while 'newsletter run' was down still goes out this late
 misfire_grace_seconds = 3600
+
+[events]
+# Provider events: this many soft bounces (full mailbox, server refusing for now) within
+# soft_bounce_days suppress an address; a hard bounce or a spam complaint does at once
+soft_bounce_limit = 3
+soft_bounce_days = 30
 """
 
 SAMPLE_ARTICLE = """\

@@ -345,7 +345,8 @@ def test_impossible_ids_in_a_signed_event_are_ignored_not_a_500(site, message_id
                "message_id": mid, "campaign_id": str(10**30), "subscriber_id": "1"},
               {"email": "a@example.org", "event": "open", "timestamp": 1_790_000_001, "sg_event_id": "ev-2"}]
     response = site.post_events(events)
-    assert response.status_code == 200 and response.json() == {"received": 2, "new": 2, "matched": 0, "applied": 0}
+    assert response.status_code == 200 and response.json() == {"received": 2, "new": 2, "matched": 0,
+                                                                    "unmatched": 2, "applied": 0}
     with site.store.session() as session:
         rows = session.scalars(select(ProviderEvent).order_by(ProviderEvent.id)).all()
     assert [(r.event_id, r.delivery_id, r.campaign_id) for r in rows] == [("ev-1", None, None), ("ev-2", None, None)]

@@ -133,7 +133,8 @@ def test_replayed_batch_is_applied_once(site):
     events = [event("delivered", f"r{i}@example.org", n=i) for i in range(5)]
     assert site.post_events(events).json()["new"] == 5
     again = site.post_events(events + events[:2])  # SendGrid repeats, even within a batch
-    assert again.status_code == 200 and again.json() == {"received": 7, "new": 0, "matched": 0, "applied": 0}
+    assert again.status_code == 200 and again.json() == {"received": 7, "new": 0, "matched": 0, "unmatched": 0,
+                                                               "applied": 0}
     assert len(stored(site)) == 5
 
 
@@ -197,7 +198,8 @@ def test_a_thousand_events_in_one_batch(site, campaign):
     events += [event("bounce", f"b{i}@example.org", n=i, type="bounce") for i in range(4)]
     events.append(event("delivered", "reader0@example.org", campaign_id=campaign_id, message=message, n=5000))
     response = site.post_events(events)
-    assert response.json() == {"received": 1000, "new": 1000, "matched": 1, "applied": 4}
+    assert response.json() == {"received": 1000, "new": 1000, "matched": 1, "unmatched": 999,
+                                 "applied": 4}
     assert len(stored(site)) == 1000
     assert site.post_events(events).json()["new"] == 0
 
@@ -249,7 +251,7 @@ def test_a_registered_provider_gets_its_route_and_the_same_pipeline(site, campai
     assert refused.status_code == 403 and stored(site) == []
     word = {"X-Fake-Word": site.settings.secret_keys[0]}
     response = site.client.post("/webhooks/fakepost", content=body, headers=word)
-    assert response.json() == {"received": 2, "new": 2, "matched": 1, "applied": 1}
+    assert response.json() == {"received": 2, "new": 2, "matched": 1, "unmatched": 1, "applied": 1}
     rows = stored(site)
     assert [(r.provider, r.kind, r.campaign_id) for r in rows] == [("fakepost", "bounced", campaign_id),
                                                                    ("fakepost", "opened", None)]
@@ -277,12 +279,19 @@ def test_campaigns_show_reports_events_and_rates(site, campaign, cli):
     shown = cli("campaigns", "show", str(campaign_id), "--json").json()
     assert shown["events"] == {"delivered": 3, "bounced": 1, "opened": 1, "clicked": 1, "complained": 1,
                                "unsubscribed": 0}
-    assert shown["rates"]["complaint_rate"] == pytest.approx(1 / 3)
-    assert shown["rates"]["bounce_rate"] == pytest.approx(1 / 3)
-    assert shown["rates"]["complaint_limit"] == 0.003 and shown["rates"]["ok"] is False
+    [sendgrid] = shown["providers"]
+    assert {k: sendgrid[k] for k in ("provider", "sent", "delivered", "hard_bounced", "soft_bounced", "rejected",
+                                     "complained", "opened", "clicked")} == {
+        "provider": "sendgrid", "sent": 3, "delivered": 3, "hard_bounced": 1, "soft_bounced": 0, "rejected": 0,
+        "complained": 1, "opened": 1, "clicked": 1}
+    assert sendgrid["complaint_rate"] == pytest.approx(1 / 3)
+    assert sendgrid["hard_bounce_rate"] == pytest.approx(1 / 3)
+    assert (sendgrid["complaint_limit"], sendgrid["hard_bounce_limit"]) == (0.001, 0.01)
+    assert sendgrid["ok"] is False and shown["rates"]["ok"] is False
     human = cli("campaigns", "show", str(campaign_id))
-    assert "Complaint rate: 33.33%" in human.stdout and "over the limit" in human.stdout
-    assert "0.3%" in human.stderr
+    assert "sendgrid complaint rate: 33.33% (limit 0.1%) over the limit" in human.stdout
+    assert "sendgrid hard-bounce rate: 33.33% (limit 1.0%) over the limit" in human.stdout
+    assert "suspend senders over these limits" in human.stderr
 
 
 # -- the archive -----------------------------------------------------------------------------------

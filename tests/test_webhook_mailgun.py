@@ -206,7 +206,7 @@ def test_events_match_the_ledger_through_v_message_id_and_a_hard_bounce_suppress
     assert site.post(event_data("delivered", first, n=1, variables=m0["variables"])).json()["matched"] == 1
     bounce = site.post(event_data("failed", second, n=2, variables=m1["variables"], severity="permanent",
                                   reason="bounce"))
-    assert bounce.json() == {"received": 1, "new": 1, "matched": 1, "applied": 1}
+    assert bounce.json() == {"received": 1, "new": 1, "matched": 1, "applied": 1, "unmatched": 0}
     assert status_of(site, second) == ("bounced", "bounced")
     site.post(event_data("failed", third, n=3, variables=m2["variables"], severity="temporary", reason="generic"))
     assert status_of(site, third) == ("active", None)
@@ -230,7 +230,7 @@ def test_a_retried_event_is_stored_once_though_re_signed(site, campaign):
     email, message = sorted(messages.items())[0]
     event = event_data("delivered", email, variables=message["variables"])
     assert site.post(event).json()["new"] == 1
-    assert site.post(event).json() == {"received": 1, "new": 0, "matched": 0, "applied": 0}
+    assert site.post(event).json() == {"received": 1, "new": 0, "matched": 0, "applied": 0, "unmatched": 0}
     assert len(stored(site)) == 1
 
 

@@ -19,6 +19,11 @@ The rules:
 - every change of consent after joining is a :class:`Consent` row (action,
   source, time, IP); how a list was joined stays on the membership;
 - leaving every list also suppresses the address;
+- a spam complaint suppresses the address and ends every membership
+  (:func:`complaint`); soft bounces suppress it once ``limit`` of them
+  happened within ``days`` (:func:`soft_bounce`); provider events arrive in
+  any order, so what they suppress never weakens the reason already listed
+  (unsubscribed < bounced < complained < erased: :func:`suppress_for_event`);
 - a subscriber's status only ever gets stronger through suppression:
   active < unsubscribed < bounced < complained (a complainer who later
   bounces stays ``complained``);
@@ -27,10 +32,13 @@ The rules:
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlalchemy.orm import Session
 
 from newsletter.errors import Conflict
 from newsletter.store import audience as q
+from newsletter.store import events as event_store
 from newsletter.store.models import MailingList, Membership, Subscriber, utcnow
 from newsletter.vocabulary import (
     ConsentAction,
@@ -45,6 +53,8 @@ DETAIL_MAX = 500
 # How strong a subscriber status is: suppression never weakens one.
 _STRENGTH: dict[str, int] = {SubscriberStatus.ACTIVE: 0, SubscriberStatus.UNSUBSCRIBED: 1, SubscriberStatus.BOUNCED: 2,
              SubscriberStatus.COMPLAINED: 3}
+_REASON_STRENGTH = {SuppressionReason.UNSUBSCRIBED: 1, SuppressionReason.BOUNCED: 2,
+                    SuppressionReason.COMPLAINED: 3, SuppressionReason.ERASED: 4}
 _STATUS_OF_REASON = {SuppressionReason.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
                      SuppressionReason.BOUNCED: SubscriberStatus.BOUNCED,
                      SuppressionReason.COMPLAINED: SubscriberStatus.COMPLAINED}
@@ -129,15 +139,93 @@ def unsubscribe(session: Session, subscriber: Subscriber | int, list_id: int | N
         if found is None:
             return []
         subscriber = found
+    left = _leave(session, subscriber, list_id, source, ip)
+    if list_id is None:
+        suppress(session, subscriber, SuppressionReason.UNSUBSCRIBED, source)
+    return left
+
+
+def _leave(session: Session, subscriber: Subscriber, list_id: int | None, source: str,
+           ip: str | None = None) -> list[Membership]:
+    """End one membership (or all: None), a consent row for each; returns those ended."""
     left = []
     for membership in subscriber.memberships:
         if (list_id is None or membership.list_id == list_id) and membership.status != MembershipStatus.UNSUBSCRIBED:
             membership.status, membership.unsubscribed_at = MembershipStatus.UNSUBSCRIBED, utcnow()
             q.record_consent(session, subscriber.id, membership.list_id, ConsentAction.UNSUBSCRIBE, source, ip)
             left.append(membership)
-    if list_id is None:
-        suppress(session, subscriber, SuppressionReason.UNSUBSCRIBED, source)
     return left
+
+
+def complaint(session: Session, address_or_subscriber: str | Subscriber, source: str,
+              detail: str | None = None) -> Subscriber | None:
+    """A spam complaint: the address suppressed as ``complained`` and off every list we hold it on.
+
+    The reader told their mailbox they do not want our mail: no list of
+    ours may mail them again, and the suppression keeps the reason
+    ``complained`` (not ``unsubscribed``). Returns the subscriber, or None.
+    """
+    subscriber = suppress_for_event(session, address_or_subscriber, SuppressionReason.COMPLAINED, source, detail)
+    if subscriber is not None:
+        _leave(session, subscriber, None, source)
+    return subscriber
+
+
+def unsubscribe_for_event(session: Session, subscriber: Subscriber, source: str) -> list[Membership]:
+    """An unsubscribe reported by the provider for one of our messages: off every list, suppressed
+    (as :func:`unsubscribe` with no list, but never weakening a stronger suppression)."""
+    left = _leave(session, subscriber, None, source)
+    suppress_for_event(session, subscriber, SuppressionReason.UNSUBSCRIBED, source)
+    return left
+
+
+def suppress_for_event(session: Session, address_or_subscriber: str | Subscriber, reason: SuppressionReason | str,
+                       source: str, detail: str | None = None) -> Subscriber | None:
+    """:func:`suppress`, unless the address is listed already for a reason as strong or stronger.
+
+    Providers deliver events late, repeated and out of order: a bounce
+    reported after a complaint must not turn ``complained`` into
+    ``bounced``, nor anything turn ``erased`` into another reason. The
+    subscriber's status still only strengthens. Returns the subscriber, or None.
+    """
+    reason = SuppressionReason(reason)
+    if isinstance(address_or_subscriber, Subscriber):
+        email_hash = address_or_subscriber.email_hash
+    else:
+        email_hash = address_hash(address_or_subscriber)
+    listed = q.suppression_reason(session, email_hash)
+    if listed is not None and _REASON_STRENGTH.get(SuppressionReason(listed), 0) >= _REASON_STRENGTH[reason]:
+        if isinstance(address_or_subscriber, Subscriber):
+            return address_or_subscriber
+        return q.find_subscriber(session, address_key(address_or_subscriber))
+    return suppress(session, address_or_subscriber, reason, source, detail)
+
+
+def soft_bounce(session: Session, address: str, source: str, occurred_at: datetime, now: datetime, *,
+                limit: int, days: float, detail: str = "") -> bool:
+    """Count a soft bounce of ``address``; suppress it (``bounced``) once ``limit`` happened within ``days``.
+
+    A soft bounce (a full mailbox, a server refusing for now) says nothing
+    alone; repeated ones mean a dead or abandoned address. The window ends
+    ``now``; a bounce older than it counts for nothing. Returns True when
+    this bounce suppressed the address. The caller serialises soft bounces
+    of one address (the event pipeline applies one batch at a time).
+    """
+    email_hash = address_hash(address)
+    since = now - timedelta(days=days)
+    if occurred_at < since:
+        return False
+    event_store.add_soft_bounce(session, email_hash, source, occurred_at)
+    count = event_store.soft_bounces_since(session, email_hash, since)
+    if count < limit:
+        return False
+    listed = q.suppression_reason(session, email_hash)
+    if listed is not None and _REASON_STRENGTH.get(SuppressionReason(listed), 0) >= _REASON_STRENGTH[
+            SuppressionReason.BOUNCED]:
+        return False  # bounced already (or worse): nothing changes
+    reason = f"{source}: {count} soft bounces within {days:g} days; last: {detail}".strip()
+    suppress(session, address, SuppressionReason.BOUNCED, source, detail=reason.removesuffix("; last:"))
+    return True
 
 
 def suppress(session: Session, address_or_subscriber: str | Subscriber, reason: SuppressionReason | str,

@@ -101,20 +101,25 @@ def show(app, campaign_id, as_json):
 
 
 def _print_events(console, data) -> None:
-    """Provider events (SendGrid webhook) and the complaint and bounce rates against Gmail's thresholds."""
-    events, rates = data.get("events"), data.get("rates")
-    if not events or not any(events.values()):
+    """Per provider, what its events say, and the complaint and hard-bounce rates against the limits (red over)."""
+    providers = [p for p in data.get("providers", ()) if any(p[k] for k in _EVENT_COLUMNS)]
+    if not providers:
         return
-    console.print(table("Events (recipients)", [k.capitalize() for k in events], [list(events.values())]))
-    for label, rate, limit in (("Complaint rate", rates["complaint_rate"], rates["complaint_limit"]),
-                               ("Bounce rate", rates["bounce_rate"], rates["bounce_limit"])):
-        if rate is None:
-            continue
-        verdict = "[green]ok[/]" if rate < limit else "[red]over the limit[/]"
-        console.print(f"{label}: {rate:.2%} (limit {limit:.1%}) {verdict}")
-    if rates["complaint_rate"] is not None and rates["complaint_rate"] >= rates["complaint_target"]:
-        say(f"Gmail asks bulk senders to keep spam complaints under {rates['complaint_target']:.1%}, "
-            f"and never to reach {rates['complaint_limit']:.1%}.")
+    console.print(table("Provider events (recipients)", ["Provider", "Sent", *(c.replace("_", " ").capitalize()
+                                                                            for c in _EVENT_COLUMNS)],
+                        [[p["provider"], p["sent"], *(p[k] for k in _EVENT_COLUMNS)] for p in providers]))
+    for p in providers:
+        for label, rate, limit in (("complaint rate", p["complaint_rate"], p["complaint_limit"]),
+                                   ("hard-bounce rate", p["hard_bounce_rate"], p["hard_bounce_limit"])):
+            if rate is not None:
+                verdict = "[green]within the limit[/]" if rate <= limit else "[red bold]over the limit[/]"
+                console.print(f"{p['provider']} {label}: {rate:.2%} (limit {limit:.1%}) {verdict}")
+    if not data["rates"]["ok"]:
+        say("Gmail, Yahoo and the providers throttle or suspend senders over these limits: remove the "
+            "addresses that bounce and make unsubscribing easy before the next send.")
+
+
+_EVENT_COLUMNS = ("delivered", "hard_bounced", "soft_bounced", "rejected", "complained", "opened", "clicked")
 
 
 @campaigns.command("resume")

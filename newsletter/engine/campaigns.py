@@ -169,6 +169,7 @@ def describe_campaign(store: Store, campaign_id: int) -> dict[str, Any]:
         campaign = get_campaign(session, campaign_id)
         counts = ledger.counts(session, campaign_id)
         events = campaign_events(session, campaign_id)
+        report = campaign_report(session, campaign_id, campaign.transport)
         return {
             **campaign_summary(campaign),
             "counts": counts,
@@ -176,15 +177,9 @@ def describe_campaign(store: Store, campaign_id: int) -> dict[str, Any]:
             "unknown": ledger.rows_with_status(session, campaign_id, LedgerStatus.UNKNOWN),
             "failed": ledger.rows_with_status(session, campaign_id, LedgerStatus.FAILED),
             "events": events,
-            "rates": event_rates(events, counts),
+            "providers": report["providers"],
+            "rates": report["overall"],
         }
-
-
-# Gmail's bulk-sender rules: keep the spam rate under 0.1%, never reach 0.3%.
-# Bounces have no published Gmail figure; 2% is the common industry ceiling.
-COMPLAINT_RATE_LIMIT = 0.003
-COMPLAINT_RATE_TARGET = 0.001
-BOUNCE_RATE_LIMIT = 0.02
 
 
 def campaign_events(session: Session, campaign_id: int) -> dict[str, int]:
@@ -194,23 +189,11 @@ def campaign_events(session: Session, campaign_id: int) -> dict[str, int]:
     return campaign_event_counts(session, campaign_id)
 
 
-def event_rates(events: dict[str, int], counts: dict[str, int]) -> dict[str, Any]:
-    """Complaint rate (complaints / delivered) and bounce rate (bounces / sent) against the thresholds.
+def campaign_report(session: Session, campaign_id: int, transport: str) -> dict[str, Any]:
+    """Per provider, what the events say and the complaint and hard-bounce rates (newsletter.events.report)."""
+    from newsletter.events.report import campaign_report as report
 
-    Rates are None until there is something to divide by. ``ok`` is False when
-    a rate is at or over its limit.
-    """
-    sent = counts.get("sent", 0)
-    delivered = events.get("delivered", 0) or sent
-    complaint = events.get("complained", 0) / delivered if delivered else None
-    bounce = events.get("bounced", 0) / sent if sent else None
-    return {
-        "complaint_rate": complaint, "complaint_limit": COMPLAINT_RATE_LIMIT,
-        "complaint_target": COMPLAINT_RATE_TARGET,
-        "bounce_rate": bounce, "bounce_limit": BOUNCE_RATE_LIMIT,
-        "ok": ((complaint is None or complaint < COMPLAINT_RATE_LIMIT)
-               and (bounce is None or bounce < BOUNCE_RATE_LIMIT)),
-    }
+    return report(session, campaign_id, transport)
 
 
 def campaign_summary(campaign: Campaign) -> dict[str, Any]:

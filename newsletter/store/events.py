@@ -4,6 +4,8 @@
   event id (providers deliver at least once and repeat events), with the
   normalised kind (``newsletter.tracking.EventKind``), the ledger row it
   belongs to when our Message-ID names one, and the raw event as received.
+- ``soft_bounces``: one row per soft bounce, the address as a hash (three
+  within thirty days suppress it: ``newsletter.audience.rules.soft_bounce``).
 - ``signup_attempts``: when each address asked for a confirmation email (the
   per-address rate limit of ``POST /subscribe``; a table, so it survives
   restarts and holds across several server processes).
@@ -15,10 +17,25 @@ The archive's queries (sent editions) live here too: all SQL sits in
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Index, Integer, String, Text, delete, func, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Index,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.models import Base, Campaign, Delivery, Edition, MailingList, UTCDateTime, utcnow
@@ -47,6 +64,18 @@ class ProviderEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SoftBounce(Base):
+    """One soft bounce of an address (kept as a hash), for the soft-bounce limit."""
+
+    __tablename__ = "soft_bounces"
+    __table_args__ = (Index("ix_soft_bounces_hash_time", "email_hash", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SignupAttempt(Base):
@@ -78,9 +107,25 @@ class LegacyLinks(Base):
 
 
 events_t = ProviderEvent.__table__
+deliveries_t = Delivery.__table__
+
+EVENTS_LOCK = 0x6E6C4576  # "nlEv": the PostgreSQL advisory lock held while a batch of events is applied
 
 
 # -- events -----------------------------------------------------------------------------------
+
+def lock_events(session: Session) -> None:
+    """Apply event batches one at a time until the transaction ends.
+
+    Copies of one batch (or overlapping batches) handled in parallel would
+    otherwise wait on each other's event ids, ledger rows and subscribers in
+    different orders (deadlocks), and two soft bounces of one address in two
+    batches would each count without the other. SQLite transactions here
+    begin IMMEDIATE and are serial already; PostgreSQL takes a transaction
+    advisory lock (held for the few milliseconds a batch takes).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(EVENTS_LOCK)))
 
 def known_event_ids(session: Session, event_ids: list[str]) -> set[str]:
     """Those of ``event_ids`` already stored (one query per 500 ids)."""
@@ -91,16 +136,106 @@ def known_event_ids(session: Session, event_ids: list[str]) -> set[str]:
     return found
 
 
-def ledger_rows(session: Session, delivery_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """delivery id -> (campaign id, subscriber id) for the ids that exist."""
-    result: dict[int, tuple[int, int]] = {}
-    table = Delivery.__table__
+@dataclass
+class Outcome:
+    """What the events said so far about one ledger row (its event columns, see ``Delivery``)."""
+
+    event_provider: str | None = None
+    delivered_at: datetime | None = None
+    deferred_at: datetime | None = None
+    opened_at: datetime | None = None
+    clicked_at: datetime | None = None
+    complained_at: datetime | None = None
+    refused: str | None = None
+
+
+OUTCOME_FIELDS = tuple(Outcome.__dataclass_fields__)
+
+
+@dataclass
+class LedgerRow:
+    """A ledger row as the event pipeline needs it."""
+
+    campaign_id: int
+    subscriber_id: int
+    status: str
+    outcome: Outcome
+
+
+def ledger_rows(session: Session, delivery_ids: list[int]) -> dict[int, LedgerRow]:
+    """delivery id -> its campaign, subscriber, status and event columns, for the ids that exist."""
+    result: dict[int, LedgerRow] = {}
+    table = deliveries_t
+    columns = [table.c[name] for name in OUTCOME_FIELDS]
     for start in range(0, len(delivery_ids), 500):
         chunk = delivery_ids[start:start + 500]
-        rows = session.execute(select(table.c.id, table.c.campaign_id, table.c.subscriber_id)
-                               .where(table.c.id.in_(chunk)))
-        result.update({row[0]: (row[1], row[2]) for row in rows})
+        rows = session.execute(select(table.c.id, table.c.campaign_id, table.c.subscriber_id, table.c.status,
+                                      *columns).where(table.c.id.in_(chunk)))
+        result.update({row[0]: LedgerRow(row[1], row[2], row[3], Outcome(*row[4:])) for row in rows})
     return result
+
+
+def save_outcomes(session: Session, outcomes: dict[int, Outcome]) -> None:
+    """Write the event columns of these ledger rows (one statement, executed for many rows).
+
+    Only the event columns: the sender may be writing the same rows' status
+    meanwhile, and neither overwrites the other.
+    """
+    if not outcomes:
+        return
+    values: dict[str, Any] = {name: bindparam(f"o_{name}") for name in OUTCOME_FIELDS}
+    table = Delivery.__table__
+    # The Core table, not the ORM class: an ORM update given many parameter sets wants primary-key names.
+    statement = update(table).where(table.c.id == bindparam("o_id")).values(**values)
+    session.execute(statement, [{"o_id": delivery_id, **{f"o_{k}": getattr(o, k) for k in OUTCOME_FIELDS}}
+                                for delivery_id, o in sorted(outcomes.items())])
+
+
+def add_soft_bounce(session: Session, email_hash: str, provider: str, occurred_at: datetime) -> None:
+    session.add(SoftBounce(email_hash=email_hash, provider=provider, occurred_at=occurred_at))
+    session.flush()
+
+
+def soft_bounces_since(session: Session, email_hash: str, since: datetime) -> int:
+    """How many soft bounces of this address happened at or after ``since``."""
+    table = SoftBounce.__table__
+    return session.scalar(select(func.count()).where(table.c.email_hash == email_hash,
+                                                     table.c.occurred_at >= since)) or 0
+
+
+def provider_report(session: Session, campaign_id: int, transport: str) -> list[dict[str, Any]]:
+    """Per provider, what the events say about a campaign's ledger rows (one row per recipient).
+
+    ``sent``: rows the provider took (``sent`` in the ledger, or described
+    by its events); a row without events is counted for the campaign's own
+    transport. Then the
+    rows the provider's events call delivered, bounced hard, bounced soft
+    (and not delivered since), rejected, complained, opened and clicked.
+    """
+    table = deliveries_t
+    provider = func.coalesce(table.c.event_provider, literal(transport))
+
+    def rows_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
+        return func.count(case((condition, 1)))
+
+    query = (select(provider,
+                    rows_where((table.c.status == LedgerStatus.SENT) | table.c.event_provider.is_not(None)),
+                    rows_where(table.c.delivered_at.is_not(None)),
+                    rows_where(table.c.refused == "hard"),
+                    rows_where((table.c.refused == "soft") & table.c.delivered_at.is_(None)),
+                    rows_where(table.c.refused == "rejected"),
+                    rows_where(table.c.complained_at.is_not(None)),
+                    rows_where(table.c.opened_at.is_not(None)),
+                    rows_where(table.c.clicked_at.is_not(None)))
+             .where(table.c.campaign_id == campaign_id)
+             .group_by(provider).order_by(provider))
+    names = ("sent", "delivered", "hard_bounced", "soft_bounced", "rejected", "complained", "opened", "clicked")
+    report = []
+    for row in session.execute(query):
+        counts = dict(zip(names, (int(n) for n in row[1:]), strict=True))
+        if row[0] == transport or counts["delivered"] or any(counts[n] for n in names[2:]):
+            report.append({"provider": row[0], **counts})
+    return report
 
 
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:

@@ -284,13 +284,62 @@ def requeue(session: Session, campaign_id: int, from_status: str) -> int:
                                     .values(status=LedgerStatus.PENDING, updated_at=utcnow())))
 
 
+def refused_by_provider() -> ColumnElement[bool]:
+    """SQL: the row's events say the provider or the receiving server refused the message.
+
+    A hard bounce or a rejection; a soft bounce unless a later delivery
+    was reported. Any other event for the row says the provider had it.
+    """
+    return or_(deliveries_t.c.refused.in_(("hard", "rejected")),
+               and_(deliveries_t.c.refused == "soft", deliveries_t.c.delivered_at.is_(None)))
+
+
+def settle_from_events(session: Session, from_status: str, *conditions: ColumnElement[bool]) -> int:
+    """Settle rows in ``from_status`` that provider events describe: ``failed`` (with the reason) when
+    the events say the message was refused, else ``sent``; returns how many moved.
+
+    The update is conditional on ``from_status``, as every ledger write is:
+    a row that ``campaigns retry`` put back to pending in the meantime is
+    left to that retry, and a row settled here is not requeued by it.
+    """
+    refused = refused_by_provider()
+    return rowcount(session.execute(
+        update(deliveries_t)
+        .where(*conditions, deliveries_t.c.status == from_status, deliveries_t.c.event_provider.is_not(None))
+        .values(status=case((refused, literal(LedgerStatus.FAILED)), else_=literal(LedgerStatus.SENT)),
+                error=case((refused, "the provider's events report it " + func.coalesce(deliveries_t.c.refused, "")
+                            + " (settled from events)"),
+                           else_=literal(None)),
+                updated_at=utcnow())))
+
+
+def received_after_all(session: Session, campaign_ids: list[int]) -> int:
+    """Campaigns marked ``failed`` (nobody received them) that now have a ``sent`` row become ``sent``.
+
+    Events can settle a row of unknown outcome to sent after the campaign
+    finished; the campaign then reached someone (and belongs in the archive).
+    """
+    table = Campaign.__table__
+    reached = select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == table.c.id,
+                                              deliveries_t.c.status == LedgerStatus.SENT).exists()
+    return rowcount(session.execute(update(table)
+                                    .where(table.c.id.in_(campaign_ids),
+                                           table.c.status == CampaignStatus.FAILED, reached)
+                                    .values(status=CampaignStatus.SENT)))
+
+
 def orphaned_to_unknown(session: Session, campaign_id: int) -> int:
-    """Rows left ``sending`` by a process that died: the provider may have them."""
+    """Rows left ``sending`` by a process that died: the provider may have them.
+
+    Rows the provider's events already describe (an event can arrive before
+    the sender records the answer) are settled from them instead.
+    """
+    settle_from_events(session, LedgerStatus.SENDING, deliveries_t.c.campaign_id == campaign_id)
     return rowcount(session.execute(update(deliveries_t)
-                                    .where(deliveries_t.c.campaign_id == campaign_id,
-                                           deliveries_t.c.status == LedgerStatus.SENDING)
-                                    .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
-                                            error="the sender stopped while this message was in flight")))
+                           .where(deliveries_t.c.campaign_id == campaign_id,
+                                  deliveries_t.c.status == LedgerStatus.SENDING)
+                           .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
+                                   error="the sender stopped while this message was in flight")))
 
 
 def rows_with_status(session: Session, campaign_id: int, status: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -389,13 +438,16 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
 
 
 def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
-    """Rows of one range left ``sending`` by a worker that died: the provider may have them."""
+    """Rows of one range left ``sending`` by a worker that died: the provider may have them
+    (rows the provider's events already describe are settled from them, as in :func:`orphaned_to_unknown`)."""
+    settle_from_events(session, LedgerStatus.SENDING, deliveries_t.c.campaign_id == campaign_id,
+                       deliveries_t.c.id.between(first_id, last_id))
     return rowcount(session.execute(update(deliveries_t)
-                                    .where(deliveries_t.c.campaign_id == campaign_id,
-                                           deliveries_t.c.id.between(first_id, last_id),
-                                           deliveries_t.c.status == LedgerStatus.SENDING)
-                                    .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
-                                            error="the worker stopped while this message was in flight")))
+                           .where(deliveries_t.c.campaign_id == campaign_id,
+                                  deliveries_t.c.id.between(first_id, last_id),
+                                  deliveries_t.c.status == LedgerStatus.SENDING)
+                           .values(status=LedgerStatus.UNKNOWN, updated_at=utcnow(),
+                                   error="the worker stopped while this message was in flight")))
 
 
 def settle_if_done(session: Session, campaign_id: int, from_status: str, to_status: str) -> bool:

@@ -240,3 +240,13 @@ class Delivery(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What the provider's events said (newsletter.events.pipeline): who reported, when the message was
+    # delivered, last deferred, first opened, first clicked, reported as spam; ``refused`` is ``hard`` or
+    # ``soft`` (a bounce) or ``rejected`` (the provider would not send it). The campaign report counts these.
+    event_provider: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deferred_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    complained_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refused: Mapped[str | None] = mapped_column(String(8), nullable=True)

@@ -36,7 +36,7 @@ async def provider_webhook(request):
     from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
-    from newsletter.events.pipeline import record_events
+    from newsletter.events.pipeline import SoftBounceLimit, record_events
 
     ctx = request.app.state.ctx
     provider = request.path_params["provider"]
@@ -73,6 +73,7 @@ async def provider_webhook(request):
         events = source.parse(body)
     except ValueError:
         return JSONResponse({"error": "the body is not a JSON array of events"}, status_code=400)
-    counts = await ctx.run(record_events, ctx.store, events, ctx.settings.secret_keys, ctx.now())
+    limit = SoftBounceLimit(ctx.settings.soft_bounce_limit, ctx.settings.soft_bounce_days)
+    counts = await ctx.run(record_events, ctx.store, events, ctx.settings.secret_keys, ctx.now(), limit)
     return JSONResponse(counts)
 
