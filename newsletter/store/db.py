@@ -24,7 +24,7 @@ from newsletter.errors import ConfigError
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; when the database is at it, Alembic is not even imported
 # (tests/test_store.py checks this matches the migration scripts).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0009"
 # How long SQLite waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 
