@@ -109,6 +109,10 @@ class ImportWriter:
         self.next_id = self.baseline_id + 1
         # Most imports meet an empty suppression list: then no chunk needs to ask it.
         self.suppressions_exist = connection.execute(select(suppressions_t.c.email_hash).limit(1)).first() is not None
+        self.written = 0  # subscribers added so far
+        self._analyzed_at = 0  # subscribers written by this import when PostgreSQL last sampled the tables
+        if connection.dialect.name == "postgresql":
+            self._statistics_if_stale()
 
     def write(self, rows: list[ValidRow]) -> ChunkCounts:
         counts = ChunkCounts()
@@ -144,7 +148,33 @@ class ImportWriter:
             else:
                 counts.skip(valid.line, "already there, nothing to change")
         self._apply(plan)
+        if plan.new and not plan.sqlite and self.written > max(10_000, 2 * self._analyzed_at):
+            self._analyze()
         return counts
+
+    def _statistics_if_stale(self) -> None:
+        """PostgreSQL: sample the tables an import reads when they changed a lot since last sampled.
+
+        Rows written in bulk (an earlier import, not yet seen by autovacuum)
+        leave the planner believing the tables are nearly empty: it then
+        answers a chunk's lookups by scanning a whole table (EXPLAIN showed
+        0.4 s a chunk on 50,000 rows).
+        """
+        stale = self.connection.exec_driver_sql(
+            "SELECT coalesce(sum(n_mod_since_analyze), 0) > 1000 + 0.2 * coalesce(sum(n_live_tup), 0) "
+            "FROM pg_stat_user_tables WHERE relid IN ('subscribers'::regclass, 'memberships'::regclass)").scalar()
+        if stale:
+            self._analyze()
+
+    def _analyze(self) -> None:
+        """PostgreSQL: ANALYZE the tables this import reads (it counts this transaction's own new rows).
+
+        Run as the rows grow (at 10,000, then each doubling) so the lookups of
+        later chunks stay index lookups; a few tenths of a second each. Not the
+        tables' owner: PostgreSQL skips it with a warning.
+        """
+        self.connection.exec_driver_sql("ANALYZE subscribers, memberships")
+        self._analyzed_at = self.written
 
     def _list_id_of(self, name: str) -> int:
         if name not in self._list_ids:
@@ -201,7 +231,10 @@ class ImportWriter:
         if self.connection.dialect.name != "sqlite":
             # One array parameter: psycopg parses a query's placeholders in
             # Python, which cost more than the lookup on 2,000 of them.
-            return self.connection.exec_driver_sql(sql.replace("IN ({})", "= ANY(%s)"), (list(values),)).all()
+            # The array's type said outright: psycopg would send small ints as smallint[].
+            array = "integer[]" if isinstance(values[0], int) else "text[]"
+            return self.connection.exec_driver_sql(sql.replace("IN ({})", f"= ANY(%s::{array})"),
+                                                   (list(values),)).all()
         return self.connection.exec_driver_sql(sql.format(", ".join(["?"] * len(values))), tuple(values)).all()
 
     def _plan_update(self, plan: _Plan, valid: ValidRow, current: dict) -> bool:
@@ -288,6 +321,7 @@ class ImportWriter:
 
     def _insert_subscribers(self, rows: list[tuple]) -> list[int]:
         """Insert subscriber rows and return their ids, in order."""
+        self.written += len(rows)
         if self.connection.dialect.name == "sqlite":
             # The import holds SQLite's write lock (BEGIN IMMEDIATE), so it may
             # number rows itself; RETURNING with executemany runs row by row there.
