@@ -116,16 +116,21 @@ def copy_limit(url: str, data: Path) -> float:
 
 
 def bench_import(schemas: Schemas, scratch: Path, data: Path, rows: int, env: dict) -> str:
-    limit = copy_limit(schemas.new(), data)
+    # The limit is taken just before and just after the import and averaged: on a shared
+    # machine the load moves between measurements, and the ratio is what matters.
+    before = copy_limit(schemas.new(), data)
     url = schemas.new()
     folder = new_workspace(scratch, "letter-pg", env)
     pg_env = dict(env, NEWSLETTER_DATABASE_URL=url)
     seconds, peak, _ = cli(["subscribers", "import", str(data), "--list", "readers", "--json"], folder, pg_env)
+    after = copy_limit(schemas.new(), data)
     again, again_peak, _ = cli(["subscribers", "import", str(data), "--list", "readers", "--json"], folder, pg_env)
+    limit = (before + after) / 2
     ratio = seconds / limit
     verdict = "met" if ratio <= 3 and peak <= 250 else "NOT MET"
     print(f"import, {rows:,} rows on PostgreSQL: {seconds:.1f} s ({rows / seconds:,.0f} rows/s), peak {peak:.0f} MB; "
-          f"COPY limit {limit:.2f} s -> {ratio:.1f}x [target <= 3x, <= 250 MB: {verdict}]")
+          f"COPY limit {limit:.2f} s ({before:.2f} before, {after:.2f} after) -> {ratio:.1f}x "
+          f"[target <= 3x, <= 250 MB: {verdict}]")
     print(f"re-import (nothing changes): {again:.1f} s, peak {again_peak:.0f} MB")
     return url
 

@@ -488,4 +488,10 @@ class _Plan:
 
     def json(self, value: dict) -> str:
         """The JSON column's storage form: its text (SQLite stores it; COPY hands it to PostgreSQL)."""
-        return _ENCODE_JSON(value)
+        return _encoded_json(tuple(value.items())) if value else "{}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_json(items: tuple) -> str:
+    """Attributes (text keys and values) encoded once per distinct value: a list's attributes repeat."""
+    return _ENCODE_JSON(dict(items))
