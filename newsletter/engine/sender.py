@@ -223,7 +223,7 @@ def campaign_fence(campaign_id: int, sender: str | None):
     """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign."""
     if sender is None:
         return None
-    return lambda session: ledger.fence(session, campaign_id, sender)
+    return lambda session: ledger.fence(session, campaign_id, sender, beat=False)  # the Heartbeat thread beats
 
 
 def send_range(store, settings, campaign_id: int, transport, report: SendReport, *, sender: str | None,

@@ -145,18 +145,26 @@ def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str,
     return session.execute(update(table).where(*conditions).values(status=to_status, **values)).rowcount == 1
 
 
-def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None) -> bool:
+def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None, *, beat: bool = True) -> bool:
     """True when ``sender`` is still the campaign's sender (and it is ``sending``); beats its heartbeat.
 
-    Run first in every transaction that claims rows or records results: the
-    update locks the campaign row on PostgreSQL, so a takeover (which updates
-    the same row) either committed before (this returns False) or waits until
+    Run first in every transaction that claims rows or records results: it
+    locks the campaign row on PostgreSQL, so a takeover (which updates the
+    same row) either committed before (this returns False) or waits until
     this transaction commits.
+
+    ``beat=False`` (the send loop's batches, whose heartbeat a thread beats):
+    on PostgreSQL the row is locked ``FOR SHARE`` instead of updated, so the
+    processes of one send claim and record side by side instead of queueing
+    on the row, while a takeover's update still waits for every one of them
+    (and a fence arriving after the takeover queued waits behind it, then
+    sees the new sender). On SQLite writers are serialised anyway: it beats.
     """
     table = Campaign.__table__
-    return session.execute(update(table)
-                           .where(table.c.id == campaign_id, table.c.sender == sender, table.c.status == SENDING)
-                           .values(heartbeat_at=now or utcnow())).rowcount == 1
+    conditions = (table.c.id == campaign_id, table.c.sender == sender, table.c.status == SENDING)
+    if not beat and session.get_bind().dialect.name == "postgresql":
+        return session.execute(select(table.c.id).where(*conditions).with_for_update(read=True)).first() is not None
+    return session.execute(update(table).where(*conditions).values(heartbeat_at=now or utcnow())).rowcount == 1
 
 
 def set_campaign(session: Session, campaign_id: int, **values) -> None:
