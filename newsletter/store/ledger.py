@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Integer, and_, any_, bindparam, case, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.store.models import (
     ACTIVE,
@@ -274,7 +275,7 @@ def mark(session: Session, delivery_ids: list[int], status: str, from_status: st
     return result.rowcount
 
 
-def _id_among(session: Session, delivery_ids: list[int]):
+def _id_among(session: Session, delivery_ids: list[int]) -> ColumnElement[bool]:
     """``deliveries.id`` among ``delivery_ids``: ``= ANY(array)`` on PostgreSQL, an IN list on SQLite.
 
     One array parameter gives one statement text whatever the batch size (so
