@@ -232,7 +232,7 @@ class StatementClock:
 
     LABELS = (("FOR UPDATE", "claim: read pending rows (FOR UPDATE SKIP LOCKED)"),
               ("RETURNING deliveries.id", "claim: pending -> sending (RETURNING)"),
-              ("UPDATE campaigns SET heartbeat_at", "fence: the campaign's sender (heartbeat)"),
+              ("FOR SHARE", "fence: the campaign's sender (FOR SHARE)"),
               ("INSERT INTO deliveries", "snapshot: the campaign's rows (INSERT ... SELECT)"),
               ("unnest", "record: per-row outcomes (one statement a batch)"),
               ("BETWEEN", "record: a batch accepted (id range)"),
@@ -293,14 +293,14 @@ def bench_ledger(url: str, rows: int) -> None:
     while True:
         clock.explaining = batches >= rows // BATCH // 2
         with store.session() as session:
-            ledger.fence(session, campaign_id, sender)
+            ledger.fence(session, campaign_id, sender, beat=False)
             claim = ledger.claim_pending(session, campaign_id, list_id, after, BATCH)
         if claim is None:
             break
         after, batches = claim.last_id, batches + 1
         ids = [c.delivery_id for c in claim.rows]
         with store.session() as session:
-            ledger.fence(session, campaign_id, sender)
+            ledger.fence(session, campaign_id, sender, beat=False)
             if batches % 10 == 0:  # one batch in ten answered per row (some refused): the engine's slow path
                 ledger.mark(session, ids[1:], "sent", "sending", provider_id="bench-id")
                 ledger.mark_each(session, [{"b_id": ids[0], "status": "failed", "provider_id": None,
