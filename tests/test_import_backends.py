@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -191,3 +192,31 @@ def _csv(rows) -> str:
     for local, domain, name, case, city in rows:
         writer.writerow([case(f"{local}@{domain}"), name, city])
     return buffer.getvalue()
+
+
+def test_an_import_does_not_wait_for_another_imports_analyze(tmp_path):
+    """ANALYZE's lock lasts to the end of an import's transaction: a second import skips it, and goes on."""
+    from newsletter.store.importing import ImportWriter, ValidRow
+
+    schemas = postgres_schema_url()
+    store = Store(next(schemas))
+    try:
+        with store.engine.connect() as first, store.engine.connect() as second:
+            first.begin()
+            first.exec_driver_sql("ANALYZE subscribers, memberships")  # held until `first` ends
+            second.exec_driver_sql("SET lock_timeout = '5s'")  # (begins its transaction) without the import's own
+            # short timeout, ANALYZE would fail here after 5 s
+            writer = ImportWriter(second, None, "test")
+            writer.written = 20_000
+            started = time.monotonic()
+            writer._analyze()  # would wait for `first` without the import's short lock timeout
+            assert time.monotonic() - started < 3
+            counts = writer.write([ValidRow(2, "a@example.org", "a@example.org", "h" * 64, "A", {}, None,
+                                            "subscribed", None)])
+            assert counts.added == 1
+            assert second.exec_driver_sql("SHOW lock_timeout").scalar() == "5s"  # the session's own, restored
+            second.commit()
+            first.rollback()
+    finally:
+        store.close()
+        next(schemas, None)
