@@ -220,3 +220,45 @@ def test_an_import_does_not_wait_for_another_imports_analyze(tmp_path):
     finally:
         store.close()
         next(schemas, None)
+
+
+LIST_STATUSES = st.dictionaries(st.sampled_from(["readers", "news", "Zoë's list"]),
+                                st.sampled_from(["confirmed", "pending", "unsubscribed"]), max_size=3)
+OWN_ROWS = st.lists(st.tuples(LOCALS, DOMAINS, NAMES, CASES,
+                              st.sampled_from(["active", "unsubscribed", "bounced", "complained", "ACTIVE", "gone"]),
+                              LIST_STATUSES, st.sampled_from(["", "", "unsubscribed", "bounced", "complained"])),
+                    min_size=0, max_size=10)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(first=OWN_ROWS, second=OWN_ROWS, chunk=st.sampled_from([2, 2000]), resubscribe=st.booleans(),
+       onto=st.sampled_from([None, "readers"]))
+def test_sqlite_and_postgresql_import_our_export_format_the_same_way(both_stores, monkeypatch, first, second, chunk,
+                                                                     resubscribe, onto):
+    """Our export's rows restore statuses, lists, suppressions and consents: the same on both databases."""
+    from newsletter.audience import parsing
+
+    sqlite, pg, folder = both_stores
+    monkeypatch.setattr(parsing, "CHUNK_ROWS", chunk)
+    texts = [_own_csv(first), _own_csv(first[: len(first) // 2] + second)]
+    results = []
+    for store in (sqlite, pg):
+        clear(store)
+        reports = [import_file(store, folder, f"own{i}.csv", text, list_name=onto, resubscribe=resubscribe)
+                   for i, text in enumerate(texts)]
+        results.append((reports, stored_state(store)))
+    assert results[0] == results[1]
+
+
+def _own_csv(rows) -> str:
+    import json
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
+                     "created_at"])
+    for local, domain, name, case, status, lists, suppressed in rows:
+        writer.writerow([case(f"{local}@{domain}"), name, status, "", ";".join(lists),
+                         json.dumps(lists, ensure_ascii=False), suppressed, "", "2026-01-01T00:00:00+00:00"])
+    return buffer.getvalue()
