@@ -232,7 +232,7 @@ def campaign_fence(campaign_id: int, sender: str | None) -> Fence | None:
     """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign."""
     if sender is None:
         return None
-    return lambda session: ledger.fence(session, campaign_id, sender)
+    return lambda session: ledger.fence(session, campaign_id, sender, beat=False)  # the Heartbeat thread beats
 
 
 def send_range(store: Store, settings: Settings, campaign_id: int, transport: Transport, report: SendReport, *,

@@ -227,7 +227,8 @@ class Delivery(Base):
         # Subscriber first: the same uniqueness, and it also serves "deliveries of a
         # subscriber" and the cascade when one is erased (one index fewer to fill).
         UniqueConstraint("subscriber_id", "campaign_id", name="uq_deliveries_subscriber_campaign"),
-        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        # The id last: a claim reads the next pending rows of a campaign in id order (migration 0009).
+        Index("ix_deliveries_campaign_status_id", "campaign_id", "status", "id"),
         NEVER_REUSE_IDS,
     )
 
