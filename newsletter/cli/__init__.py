@@ -136,8 +136,10 @@ def _environment_failure(exc: BaseException) -> tuple[str, str] | None:
         where = f" writing {exc.filename}" if exc.filename else ""
         return (f"no space left on the device{where}",
                 "free some disk space and run the command again; files are written whole or not at all")
+    import sqlite3
+
     original = getattr(exc, "orig", exc)  # SQLAlchemy wraps the driver's error
-    if type(original).__name__ == "OperationalError" and type(original).__module__ == "sqlite3":
+    if isinstance(original, sqlite3.OperationalError):
         text = str(original).lower()
         if "database is locked" in text or "database is busy" in text:
             from newsletter.store.db import BUSY_TIMEOUT_SECONDS
