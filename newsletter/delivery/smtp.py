@@ -300,7 +300,7 @@ class SmtpTransport(Transport):
         envelope_sender = self._verp(sender, recipient)
         for attempt in (1, 2):
             if slot[0] is not None and slot[0].local_hostname != self.ehlo_name:
-                _quit(slot)  # greeted before the From domain was known (open's early check)
+                self._greet_again(slot)  # greeted before the From domain was known (open's early check)
             if slot[0] is None:
                 slot[0] = self._connect()
             try:
@@ -317,6 +317,24 @@ class SmtpTransport(Transport):
         if self.local_hostname:
             return self.local_hostname
         return self._from_host or "localhost"  # only until the first message names its From domain
+
+    def _greet_again(self, slot: _Slot) -> None:
+        """Greet the connection in ``slot`` again with :attr:`ehlo_name` (RFC 5321 allows a second EHLO).
+
+        After AUTH a second EHLO may cost the login on some servers: such a
+        connection is closed instead, and the next one greets right.
+        """
+        conn = slot[0]
+        if conn is None or self.config.username:
+            _quit(slot)
+            return
+        conn.local_hostname = self.ehlo_name
+        try:
+            code, _ = conn.ehlo()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if code != 250:
+            _quit(slot)
 
     def _verp(self, sender: str, recipient: Recipient) -> str:
         """The envelope sender of ``recipient``'s message: ``local+tag@domain`` under VERP, else ``sender``."""
