@@ -1,0 +1,169 @@
+"""Read messages out of a local mailbox: an mbox file or a Maildir folder, a capped size each.
+
+:func:`open_mailbox` picks the format from what ``source`` is (a folder
+with ``new/`` and ``cur/``: Maildir; a file: mbox) and gives a
+:class:`Mailbox` whose :meth:`~Mailbox.messages` yields
+:class:`MailboxMessage`\\ s (at most ``max_bytes`` of each is kept: a huge
+message is read no further, so memory stays bounded).
+
+Maildir: the messages in ``new/``, and those in ``cur/`` without the
+``S`` (seen) flag. :meth:`Mailbox.mark_done` moves a message to ``cur/``
+with ``S`` added to its flags (the Maildir convention: ``name:2,S``); the
+caller calls it only after what it learned is committed, so a crash in
+between means the message is read again (harmless when the consumer
+deduplicates). ``include_seen`` reads the seen ones too.
+
+mbox (mboxrd / mboxo): read only, never changed; split on ``From `` lines
+after a blank line, ``>From `` unquoted. Reading it twice yields the same
+messages again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.errors import NewsletterError
+
+DEFAULT_MAX_BYTES = 1_000_000
+_QUOTED_FROM = re.compile(rb"^>(>*From )")
+
+
+class MailboxError(NewsletterError):
+    """The mailbox cannot be read."""
+
+
+@dataclass(frozen=True)
+class MailboxMessage:
+    """One message: ``key`` names it within its mailbox (a Maildir file name, or an mbox ordinal)."""
+
+    key: str
+    data: bytes
+    truncated: bool = False
+
+
+class Mailbox:
+    """A source of messages; ``kind`` is ``maildir`` or ``mbox``."""
+
+    kind = ""
+
+    def messages(self) -> Iterator[MailboxMessage]:
+        raise NotImplementedError
+
+    def mark_done(self, message: MailboxMessage) -> None:
+        """Record that ``message`` was processed (a no-op where the mailbox is read only)."""
+
+
+def open_mailbox(source: str | os.PathLike[str], *, include_seen: bool = False,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> Mailbox:
+    """The mailbox at ``source``; :class:`MailboxError` (with a hint) when it is neither format."""
+    path = Path(source)
+    if path.is_dir():
+        if (path / "new").is_dir() and (path / "cur").is_dir():
+            return Maildir(path, include_seen=include_seen, max_bytes=max_bytes)
+        raise MailboxError(f"{path} is a folder but not a Maildir (no new/ and cur/ in it)",
+                           hint="give a Maildir folder (with new/, cur/, tmp/) or an mbox file")
+    if path.is_file():
+        return Mbox(path, max_bytes=max_bytes)
+    raise MailboxError(f"{path}: no such file or folder", hint="give an mbox file or a Maildir folder")
+
+
+class Maildir(Mailbox):
+    kind = "maildir"
+
+    def __init__(self, path: Path, *, include_seen: bool, max_bytes: int):
+        self.path, self.include_seen, self.max_bytes = path, include_seen, max_bytes
+
+    def messages(self) -> Iterator[MailboxMessage]:
+        for folder in ("new", "cur"):
+            try:
+                names = sorted(os.listdir(self.path / folder))
+            except OSError as exc:
+                raise MailboxError(f"cannot list {self.path / folder}: {exc.strerror}",
+                                   hint="check the folder's permissions") from None
+            for name in names:
+                if name.startswith("."):
+                    continue
+                if folder == "cur" and not self.include_seen and "S" in _flags(name):
+                    continue
+                file = self.path / folder / name
+                try:
+                    with file.open("rb") as handle:
+                        data = handle.read(self.max_bytes + 1)
+                except FileNotFoundError:
+                    continue  # taken by another reader meanwhile
+                except IsADirectoryError:
+                    continue
+                except OSError as exc:
+                    raise MailboxError(f"cannot read {file}: {exc.strerror}",
+                                       hint="check the file's permissions") from None
+                yield MailboxMessage(f"{folder}/{name}", data[:self.max_bytes], len(data) > self.max_bytes)
+
+    def mark_done(self, message: MailboxMessage) -> None:
+        folder, _, name = message.key.partition("/")
+        base, _, info = name.partition(":")
+        flags = _flags(name) | {"S"}
+        target = self.path / "cur" / f"{base}:2,{''.join(sorted(flags))}"
+        source = self.path / folder / name
+        if source == target:
+            return
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            pass  # moved by another reader: it was processed there
+
+
+def _flags(name: str) -> set[str]:
+    """The Maildir flags in a file name's ``:2,FLAGS`` info."""
+    _, sep, info = name.partition(":2,")
+    return set(info) if sep else set()
+
+
+class Mbox(Mailbox):
+    kind = "mbox"
+
+    def __init__(self, path: Path, *, max_bytes: int):
+        self.path, self.max_bytes = path, max_bytes
+
+    def messages(self) -> Iterator[MailboxMessage]:
+        try:
+            handle = self.path.open("rb")
+        except OSError as exc:
+            raise MailboxError(f"cannot read {self.path}: {exc.strerror}",
+                               hint="check the file's permissions") from None
+        with handle:
+            index = 0
+            lines: list[bytes] = []
+            size = 0
+            truncated = False
+            started = False
+            previous_blank = True
+            # readline with a limit: a huge line without a break is read in pieces, never whole.
+            for line in iter(lambda: handle.readline(65536), b""):
+                if line.startswith(b"From ") and previous_blank:
+                    if started:
+                        yield self._message(index, lines, truncated)
+                        index += 1
+                    started, lines, size, truncated = True, [], 0, False
+                    previous_blank = False
+                    continue
+                previous_blank = line in (b"\n", b"\r\n")
+                if not started:
+                    continue  # text before the first From line is no message
+                if size >= self.max_bytes:
+                    truncated = True
+                    continue
+                line = _QUOTED_FROM.sub(rb"\1", line)
+                lines.append(line)
+                size += len(line)
+            if started:
+                yield self._message(index, lines, truncated)
+
+    def _message(self, index: int, lines: list[bytes], truncated: bool) -> MailboxMessage:
+        data = b"".join(lines)
+        if data.endswith(b"\n\n"):  # the blank line before the next From line belongs to the mbox
+            data = data[:-1]
+        return MailboxMessage(str(index), data[:self.max_bytes], truncated)
