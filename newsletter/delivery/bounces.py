@@ -200,11 +200,14 @@ def _returned_headers(message: Message) -> Message | None:
 
 
 def _text(value: object) -> str:
-    """A header value as one clean line: RFC 2047 left as is, control characters (CR, LF, NUL) removed."""
+    """A header value as one clean line: RFC 2047 left as is, control characters (CR, LF, NUL) removed,
+    bytes that are not UTF-8 replaced (U+FFFD)."""
     if value is None:
         return ""
     if not isinstance(value, str):  # an email.header.Header for undecodable bytes
         value = str(value)
+    # The parser keeps bytes that are not ASCII as lone surrogates, which no database column takes.
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return _CONTROL.sub(" ", value).strip()[:MAX_FIELD_CHARS]
 
 
