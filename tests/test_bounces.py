@@ -201,15 +201,18 @@ def test_read_an_mbox_twice_changes_nothing_the_second_time(store, cli, tmp_path
     assert mbox.read_bytes() == before  # read only
 
 
-def test_messages_stay_new_when_the_database_commit_fails(workspace, cli, tmp_path, database_url):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the failure is made by locking the SQLite file; the order is the same on PostgreSQL")
-    store = open_store(load_settings())
-    seed_campaign(store, ["gone@example.org"], transport="smtp", secret=load_settings().secret_key)
+def test_messages_stay_new_when_the_database_commit_fails(plain_workspace, cli, tmp_path, monkeypatch):
+    """Another process holds the SQLite file: the events cannot commit, so no message is marked done."""
+    from newsletter.store import db
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_SECONDS", 0.2)  # wait for the lock briefly, not 30 s
+    settings_ = load_settings()
+    store = open_store(settings_)
+    seed_campaign(store, ["gone@example.org"], transport="smtp", secret=settings_.secret_key)
     store.close()
     box = write_maildir(tmp_path / "Maildir", [sample("postfix-user-unknown.eml")])
-    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0.1)
-    holder.execute("BEGIN EXCLUSIVE")  # another process holds the database: our commit cannot happen
+    holder = sqlite3.connect(settings_.database_url.removeprefix("sqlite:///"), timeout=0.1)
+    holder.execute("BEGIN EXCLUSIVE")
     try:
         result = cli("bounces", "read", box)
     finally:
