@@ -24,9 +24,10 @@ Outcomes per recipient:
 
 The envelope: the EHLO name is ``local_hostname`` ([smtp] ehlo_name), else
 the domain of the message's From address (``from_settings``: of the
-workspace's sender; the one connection ``open`` makes early to check the
-login before the From is known is replaced before the first message); never the machine's own name (smtplib's default, ``[127.0.0.1]`` on a host
-without a dotted name), which receiving servers hold against the sender. The
+workspace's sender; a connection ``open`` made to check the login before
+the From was known greets again before the first message); never the
+machine's own name (smtplib's default, ``[127.0.0.1]`` on a host without a
+dotted name), which receiving servers hold against the sender. The
 envelope sender (Return-Path) is ``envelope_from`` ([smtp] return_path), else
 the From address; with ``verp_secret`` ([smtp] verp = true) each message goes
 out from ``<local>+<verp tag>@<domain>``, the tag naming its delivery
