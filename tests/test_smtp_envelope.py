@@ -141,3 +141,20 @@ def test_every_verp_local_part_fits_rfc_5321(campaign, delivery):
 @given(st.text(max_size=200))
 def test_any_text_is_no_verp_tag_of_ours(text):
     assert message_id.parse_verp_tag(text, [SECRET]) is None
+
+
+def test_a_return_path_too_long_for_verp_stops_the_send_with_a_hint(server, tmp_path):
+    long_local = "b" * 30  # 30 + "+" + a 38-character tag > 64
+    folder = workspace(tmp_path, {"return_path": f"{long_local}@clinic.example", "verp": True}, server.port)
+    from newsletter.delivery.base import PermanentTransportError
+
+    with SmtpTransport.from_settings(load_settings(folder, environ={})) as smtp:
+        with pytest.raises(PermanentTransportError) as info:
+            smtp.send_batch(make_message(), recipients(1))
+    assert "return_path" in info.value.hint and server.messages == []
+
+
+def test_a_bad_return_path_is_refused_at_the_door(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings(workspace(tmp_path, {}, 2525), environ={"NEWSLETTER_SMTP_RETURN_PATH": "bounces@x\r\nBcc: y"})
+    assert "NEWSLETTER_SMTP_RETURN_PATH" in str(info.value)
