@@ -47,6 +47,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.errors import MessageError
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -79,7 +80,7 @@ def parse_bounce(data: bytes, secret_keys: tuple[str, ...] | list[str]) -> Bounc
     """The events of the DSN in ``data`` (one raw message); never raises on bad input."""
     try:
         return _parse(data[:MAX_MESSAGE_BYTES], tuple(secret_keys))
-    except (ValueError, TypeError, LookupError, AttributeError, IndexError, AssertionError, RecursionError):
+    except (ValueError, TypeError, LookupError, AttributeError, AssertionError, RecursionError, MessageError):
         # The standard library's parser is lenient but not total on hostile bytes (odd charsets,
         # broken encodings): a message it cannot read is, for us, not a DSN.
         return Bounce(dsn=False)
