@@ -255,3 +255,34 @@ def test_read_prints_a_table_and_refuses_a_missing_source_in_one_line(workspace,
     folder.mkdir()
     assert "not a Maildir" in cli("bounces", "read", folder).stderr
     assert "Example:" in cli("bounces", "read", "--help").stdout
+
+
+def test_read_an_imap_folder_on_dovecot_marks_seen_only_what_it_applied(store, cli, monkeypatch):
+    """Bounces arrive in a real Dovecot IMAP folder; read once they are applied and marked \\Seen."""
+    import imaplib
+
+    from support.imap import dovecot_server
+
+    secret = load_settings().secret_key
+    seeded = seed_campaign(store, ["gone@example.org"], transport="smtp", secret=secret)
+    mid, verp = ids_of(seeded, "gone@example.org", secret)
+    with dovecot_server() as (port, user, password):
+        client = imaplib.IMAP4("127.0.0.1", port)
+        client.login(user, password)
+        for data in (sample("microsoft-recipient-not-found.eml", rcpt="gone@example.org", message_id=mid, verp=verp),
+                     sample("not-a-bounce.eml")):
+            client.append("INBOX", None, None, data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", password)
+        url = f"imap://{user}@127.0.0.1:{port}/INBOX"
+        report = cli("bounces", "read", url, "--json").json()
+        assert {k: report[k] for k in ("mailbox", "read", "dsn", "not_dsn", "matched", "hard")} == {
+            "mailbox": "imap", "read": 2, "dsn": 1, "not_dsn": 1, "matched": 1, "hard": 1}
+        client.select("INBOX")
+        assert client.uid("SEARCH", None, "UNSEEN")[1] == [b""]
+        assert cli("bounces", "read", url, "--json").json()["read"] == 0
+        monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", "wrong-secret-77")
+        refused = cli("bounces", "read", url)
+        client.logout()
+    assert state(store, ["gone@example.org"])["gone@example.org"]["suppressed"] == "bounced"
+    assert refused.exit_code == 1 and "NEWSLETTER_IMAP_PASSWORD" in refused.stderr
+    assert "wrong-secret-77" not in refused.stderr and "Traceback" not in refused.stderr

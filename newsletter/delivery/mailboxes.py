@@ -1,4 +1,4 @@
-"""Read messages out of a local mailbox: an mbox file or a Maildir folder, a capped size each.
+r"""Read messages out of a local mailbox: an mbox file or a Maildir folder, a capped size each.
 
 :func:`open_mailbox` picks the format from what ``source`` is (a folder
 with ``new/`` and ``cur/``: Maildir; a file: mbox) and gives a
@@ -13,6 +13,13 @@ caller calls it only after what it learned is committed, so a crash in
 between means the message is read again (harmless when the consumer
 deduplicates). ``include_seen`` reads the seen ones too.
 
+IMAP (``imap://user:password@host:port/FOLDER``, ``imaps://`` for TLS;
+STARTTLS is required to a host that is not loopback): the messages without
+``\Seen`` (all with ``include_seen``), the first ``max_bytes`` of each
+fetched with ``BODY.PEEK`` (reading marks nothing); :meth:`Mailbox.mark_done`
+sets ``\Seen``. The password is percent-decoded, or read from
+``NEWSLETTER_IMAP_PASSWORD`` when the URL has none, and never shown.
+
 mbox (mboxrd / mboxo): read only, never changed; split on ``From `` lines
 after a blank line, ``>From `` unquoted. Reading it twice yields the same
 messages again.
@@ -20,11 +27,14 @@ messages again.
 
 from __future__ import annotations
 
+import imaplib
 import os
 import re
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from newsletter.errors import NewsletterError
 
@@ -56,10 +66,21 @@ class Mailbox:
     def mark_done(self, message: MailboxMessage) -> None:
         """Record that ``message`` was processed (a no-op where the mailbox is read only)."""
 
+    def close(self) -> None:
+        """Let go of the mailbox (an IMAP connection)."""
+
+    @property
+    def shown(self) -> str:
+        """Where the mailbox is, for people (no password)."""
+        return ""
+
 
 def open_mailbox(source: str | os.PathLike[str], *, include_seen: bool = False,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> Mailbox:
     """The mailbox at ``source``; :class:`MailboxError` (with a hint) when it is neither format."""
+    text = os.fspath(source)
+    if isinstance(text, str) and text.lower().startswith(("imap://", "imaps://")):
+        return Imap(text, include_seen=include_seen, max_bytes=max_bytes)
     path = Path(source)
     if path.is_dir():
         if (path / "new").is_dir() and (path / "cur").is_dir():
@@ -68,7 +89,8 @@ def open_mailbox(source: str | os.PathLike[str], *, include_seen: bool = False,
                            hint="give a Maildir folder (with new/, cur/, tmp/) or an mbox file")
     if path.is_file():
         return Mbox(path, max_bytes=max_bytes)
-    raise MailboxError(f"{path}: no such file or folder", hint="give an mbox file or a Maildir folder")
+    raise MailboxError(f"{path}: no such file or folder",
+                       hint="give an mbox file, a Maildir folder or imap://user@host/FOLDER")
 
 
 class Maildir(Mailbox):
@@ -167,3 +189,94 @@ class Mbox(Mailbox):
         if data.endswith(b"\n\n"):  # the blank line before the next From line belongs to the mbox
             data = data[:-1]
         return MailboxMessage(str(index), data[:self.max_bytes], truncated)
+
+
+class Imap(Mailbox):
+    kind = "imap"
+
+    def __init__(self, url: str, *, include_seen: bool, max_bytes: int):
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.username:
+            raise MailboxError(f"{_safe(url)} is not an IMAP URL with a user and a host",
+                               hint="write it as imap://user@host:143/INBOX (password in NEWSLETTER_IMAP_PASSWORD)")
+        self.implicit_tls = parts.scheme.lower() == "imaps"
+        self.host = parts.hostname
+        try:
+            self.port = parts.port or (993 if self.implicit_tls else 143)
+        except ValueError:
+            raise MailboxError(f"{_safe(url)}: the port is not a number", hint="e.g. imap://user@host:143/INBOX") from None
+        self.user = unquote(parts.username)
+        self._password = unquote(parts.password) if parts.password else os.environ.get("NEWSLETTER_IMAP_PASSWORD", "")
+        self.folder = unquote(parts.path.lstrip("/")) or "INBOX"
+        if not self.folder.isascii() or any(ord(c) < 32 or ord(c) == 127 for c in self.folder):
+            raise MailboxError(f"the IMAP folder {self.folder[:80]!r} must be printable ASCII",
+                               hint="name the folder as the server lists it, e.g. INBOX or INBOX.bounces")
+        self.include_seen, self.max_bytes = include_seen, max_bytes
+        self._conn: imaplib.IMAP4 | None = None
+        self._shown = _safe(url)
+
+    @property
+    def shown(self) -> str:
+        return self._shown
+
+    def _connect(self) -> imaplib.IMAP4:
+        from newsletter.config import is_loopback_host
+
+        try:
+            conn: imaplib.IMAP4
+            if self.implicit_tls:
+                conn = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=ssl.create_default_context(), timeout=30)
+            else:
+                conn = imaplib.IMAP4(self.host, self.port, timeout=30)
+                if not is_loopback_host(self.host):
+                    conn.starttls(ssl.create_default_context())
+            conn.login(self.user, self._password)
+            code, _ = conn.select(_quoted(self.folder))
+            if code != "OK":
+                raise MailboxError(f"the IMAP folder {self.folder!r} cannot be opened on {self.host}",
+                                   hint="check the folder name in the URL's path (e.g. /INBOX)")
+        except imaplib.IMAP4.error as exc:
+            raise MailboxError(f"the IMAP server {self.host}:{self.port} refused: {_one_line(exc)}",
+                               hint="check the user and NEWSLETTER_IMAP_PASSWORD") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise MailboxError(f"cannot reach the IMAP server {self.host}:{self.port}: {exc.strerror or exc}",
+                               hint="check the host and port, or use imaps:// for TLS on 993") from None
+        return conn
+
+    def messages(self) -> Iterator[MailboxMessage]:
+        self._conn = conn = self._connect()
+        try:
+            _, found = conn.uid("SEARCH", None, "ALL" if self.include_seen else "UNSEEN")  # type: ignore[arg-type]
+            uids = (found[0] or b"").split() if found and isinstance(found[0], bytes) else []
+            for uid in uids:
+                _, fetched = conn.uid("FETCH", uid.decode(), f"(BODY.PEEK[]<0.{self.max_bytes + 1}>)")
+                data = b"".join(item[1] for item in fetched if isinstance(item, tuple) and len(item) > 1)
+                yield MailboxMessage(uid.decode(), data[:self.max_bytes], len(data) > self.max_bytes)
+        except imaplib.IMAP4.error as exc:
+            raise MailboxError(f"reading {self.folder!r} on {self.host} failed: {_one_line(exc)}",
+                               hint="run the command again: messages already applied are marked seen") from None
+
+    def mark_done(self, message: MailboxMessage) -> None:
+        if self._conn is not None:
+            self._conn.uid("STORE", message.key, "+FLAGS", "(\\Seen)")
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.logout()
+            except (imaplib.IMAP4.error, OSError):
+                pass
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _quoted(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

@@ -1,15 +1,15 @@
 """Read bounce messages from a mailbox and apply them: ``newsletter bounces read SOURCE``.
 
 The SMTP sender's bounce loop: the mailbox the return path delivers to (an
-mbox file or a Maildir folder) holds the DSNs receiving servers sent back;
+mbox file, a Maildir folder or an IMAP folder) holds the DSNs receiving servers sent back;
 :func:`read_bounces` parses each (``newsletter.delivery.bounces``) and feeds
 the events to the provider-neutral pipeline (``newsletter.events.pipeline``),
 which deduplicates them, matches them to the ledger and applies the audience
 rules (hard bounce: suppressed; soft: counted).
 
 Order, per batch of messages: parse, commit the events (one transaction),
-then mark the batch's Maildir messages done (moved to ``cur/`` with the
-seen flag). A crash between the commit and the move means those messages
+then mark the batch's messages done (Maildir: moved to ``cur/`` with the
+seen flag; IMAP: ``\\Seen`` set). A crash between the commit and the move means those messages
 are read again next time, and their events, already stored, change nothing.
 """
 
@@ -63,7 +63,7 @@ def read_bounces(settings: Settings, store: Store, source: str | os.PathLike[str
                  include_seen: bool = False, now: datetime | None = None, batch: int = BATCH) -> BounceReport:
     """Read every bounce in the mailbox at ``source`` and apply them; returns the counts."""
     mailbox = open_mailbox(source, include_seen=include_seen, max_bytes=MAX_MESSAGE_BYTES)
-    report = BounceReport(source=str(source), mailbox=mailbox.kind)
+    report = BounceReport(source=mailbox.shown or str(source), mailbox=mailbox.kind)
     limit = SoftBounceLimit(settings.soft_bounce_limit, settings.soft_bounce_days)
     pending: list[MailboxMessage] = []
     events: list[TrackingEvent] = []
@@ -80,22 +80,25 @@ def read_bounces(settings: Settings, store: Store, source: str | os.PathLike[str
         pending.clear()
         events.clear()
 
-    for message in mailbox.messages():
-        report.read += 1
-        report.truncated += int(message.truncated)
-        bounce = parse_bounce(message.data, settings.secret_keys)
-        if bounce.dsn:
-            report.dsn += 1
-            report.events += len(bounce.events)
-            events.extend(bounce.events)
-        else:
-            report.not_dsn += 1
-        pending.append(message)
-        if len(pending) >= batch:
-            _count_kinds(report, events)
-            flush()
-    _count_kinds(report, events)
-    flush()
+    try:
+        for message in mailbox.messages():
+            report.read += 1
+            report.truncated += int(message.truncated)
+            bounce = parse_bounce(message.data, settings.secret_keys)
+            if bounce.dsn:
+                report.dsn += 1
+                report.events += len(bounce.events)
+                events.extend(bounce.events)
+            else:
+                report.not_dsn += 1
+            pending.append(message)
+            if len(pending) >= batch:
+                _count_kinds(report, events)
+                flush()
+        _count_kinds(report, events)
+        flush()
+    finally:
+        mailbox.close()
     return report
 
 
