@@ -29,21 +29,23 @@ def bounces():
 @bounces.command("read")
 @click.argument("source", type=click.Path(exists=False, dir_okay=True, file_okay=True))
 @click.option("--all", "include_seen", is_flag=True,
-              help="Maildir: read the messages already marked seen too (repeats change nothing).")
+              help="Maildir, IMAP: read the messages already marked seen too (repeats change nothing).")
 @json_option
 @pass_app
 def read(app, source, include_seen, as_json):
-    """Apply the bounce reports (RFC 3464 DSNs) in an mbox file or a Maildir folder.
+    """Apply the bounce reports (RFC 3464 DSNs) in an mbox file, a Maildir folder or an IMAP folder.
 
     A hard bounce suppresses the address; soft bounces count towards
     [events] soft_bounce_limit, as for a provider's events. A Maildir's
-    messages are moved to cur/ and marked seen once applied; an mbox file
-    is only read (reading it again changes nothing).
+    messages are moved to cur/ and marked seen once applied, an IMAP
+    folder's marked \\Seen (its password in NEWSLETTER_IMAP_PASSWORD); an
+    mbox file is only read (reading it again changes nothing).
 
     \b
     Example:
       newsletter bounces read ~/Maildir/.bounces
       newsletter bounces read bounces.mbox --json
+      newsletter bounces read imap://bounces@mail.example.org/INBOX
     """
     from newsletter.usecases.bounces import read_bounces
 

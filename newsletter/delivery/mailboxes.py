@@ -204,7 +204,8 @@ class Imap(Mailbox):
         try:
             self.port = parts.port or (993 if self.implicit_tls else 143)
         except ValueError:
-            raise MailboxError(f"{_safe(url)}: the port is not a number", hint="e.g. imap://user@host:143/INBOX") from None
+            raise MailboxError(f"{_safe(url)}: the port is not a number",
+                               hint="e.g. imap://user@host:143/INBOX") from None
         self.user = unquote(parts.username)
         self._password = unquote(parts.password) if parts.password else os.environ.get("NEWSLETTER_IMAP_PASSWORD", "")
         self.folder = unquote(parts.path.lstrip("/")) or "INBOX"
