@@ -136,6 +136,9 @@ class Maildir(Mailbox):
             os.replace(source, target)
         except FileNotFoundError:
             pass  # moved by another reader: it was processed there
+        except OSError as exc:
+            raise MailboxError(f"cannot move {source} to cur/: {exc.strerror}",
+                               hint="check the Maildir's permissions; what was applied is stored") from None
 
 
 def _flags(name: str) -> set[str]:
@@ -258,8 +261,14 @@ class Imap(Mailbox):
                                hint="run the command again: messages already applied are marked seen") from None
 
     def mark_done(self, message: MailboxMessage) -> None:
-        if self._conn is not None:
+        if self._conn is None:
+            return
+        try:
             self._conn.uid("STORE", message.key, "+FLAGS", "(\\Seen)")
+        except (imaplib.IMAP4.error, OSError) as exc:
+            raise MailboxError(f"marking a message seen on {self.host} failed: {_one_line(exc)}",
+                               hint="run the command again: what was applied is stored, repeats change nothing"
+                               ) from None
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
