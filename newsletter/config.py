@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class Settings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     dkim_key_file: str | None = None
+    smtp_ehlo_name: str | None = None  # empty: the From domain (never this machine's name)
+    smtp_return_path: str | None = None  # the envelope sender; empty: the From address
+    smtp_verp: bool = False  # envelope sender bounces+<delivery tag>@domain, for newsletter bounces read
     sendgrid_api_key: str | None = field(default=None, repr=False)
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
     sendgrid_sandbox: bool = False
@@ -194,6 +198,9 @@ def load_settings(
         dkim_selector=reader.text("smtp", "dkim_selector", default="") or None,
         dkim_domain=reader.text("smtp", "dkim_domain", default="") or None,
         dkim_key_file=reader.text("smtp", "dkim_key_file", default="") or None,
+        smtp_ehlo_name=reader.hostname("smtp", "ehlo_name") or None,
+        smtp_return_path=reader.address("smtp", "return_path") or None,
+        smtp_verp=reader.flag("smtp", "verp", default=False),
         sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
         sendgrid_host=reader.text("sendgrid", "host", default=DEFAULT_SENDGRID_HOST).rstrip("/"),
         sendgrid_sandbox=reader.flag("sendgrid", "sandbox", default=False),
@@ -336,6 +343,9 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+_HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
 class _Reader:
     """Reads typed values from the TOML tree, the environment winning."""
 
@@ -390,6 +400,36 @@ class _Reader:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
             return value.lower() in ("1", "true", "yes")
         raise self.fail(section, key, f"must be true or false (got {value!r})")
+
+    def hostname(self, section: str, key: str) -> str:
+        """A DNS host name (letters, digits, dots, hyphens; IDN as its ASCII form), or empty."""
+        value = self.text(section, key, default="")
+        if not value:
+            return ""
+        try:
+            ascii_name = value.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            ascii_name = ""
+        labels = ascii_name.split(".")
+        if (not ascii_name or len(ascii_name) > 253
+                or not all(_HOST_LABEL.fullmatch(label) for label in labels)):
+            raise self.fail(section, key, f"is not a host name (got {value[:80]!r})",
+                            hint="write the sending host's name, e.g. mail.example.org")
+        return ascii_name
+
+    def address(self, section: str, key: str) -> str:
+        """An email address (normalised), or empty."""
+        value = self.text(section, key, default="")
+        if not value:
+            return ""
+        from newsletter.errors import InvalidAddress
+        from newsletter.vocabulary.addresses import normalise_address
+
+        try:
+            return normalise_address(value)
+        except InvalidAddress as exc:
+            raise self.fail(section, key, f"is not an email address: {exc}",
+                            hint="write a plain address, e.g. bounces@example.org") from None
 
     def choice(self, section: str, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.text(section, key, default).lower()

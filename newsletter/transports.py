@@ -65,7 +65,9 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (
                   "topic_arns": "NEWSLETTER_SES_TOPIC_ARNS", "sns_allow_loopback": "NEWSLETTER_SES_SNS_ALLOW_LOOPBACK"},
              secrets=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
              process_safe=False, shared_throttle=True),
-    Provider("smtp", "newsletter.delivery.smtp:SmtpTransport", section="smtp", env={"url": "NEWSLETTER_SMTP_URL"}),
+    Provider("smtp", "newsletter.delivery.smtp:SmtpTransport", section="smtp",
+             env={"url": "NEWSLETTER_SMTP_URL", "ehlo_name": "NEWSLETTER_SMTP_EHLO_NAME",
+                  "return_path": "NEWSLETTER_SMTP_RETURN_PATH", "verp": "NEWSLETTER_SMTP_VERP"}),
     Provider("file", "newsletter.delivery.file:FileTransport"),
     Provider("console", "newsletter.delivery.console:ConsoleTransport"),
     # In-process outbox for tests and previews: other processes would not share it.

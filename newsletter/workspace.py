@@ -45,6 +45,12 @@ processes = 0
 # dkim_selector = "news"
 # dkim_domain = "example.org"
 # dkim_key_file = "/etc/newsletter/dkim.pem"
+# The name we greet the server with (default: the From address's domain)
+# ehlo_name = "mail.example.org"
+# Where bounces go (default: the From address); verp = true gives each message its own
+# bounce address so `newsletter bounces read MAILBOX` matches bounces to deliveries
+# return_path = "bounces@example.org"
+# verp = true
 
 [sendgrid]
 # The API key is read from the SENDGRID_API_KEY environment variable only.

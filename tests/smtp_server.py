@@ -8,6 +8,7 @@ ask for AUTH and offer STARTTLS or implicit TLS, and injects faults:
 - ``mail_faults``: a list of ``(code, text)`` answered to the next MAIL FROM commands;
 - ``data_faults``: a list of ``(code, text)`` answered to the next DATA
   commands, one each, before normal service resumes;
+- ``ehlo_names``: every EHLO name clients greeted with (and each message's ``ehlo``);
 - ``drop_after_data``: the next N DATA commands are read in full, then the
   connection is cut without an answer (the client cannot know the outcome).
 
@@ -43,6 +44,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters (SMTPUTF8, BODY=8BITMIME)
+    ehlo: str | None = None  # the name the client greeted with on this message's connection
 
     def parsed(self):
         return message_from_bytes(self.data, policy=policy.default)
@@ -60,6 +62,13 @@ class Handler:
     drop_after_data: int = 0
     mail_faults: list[tuple[int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ehlo_names: list[str] = field(default_factory=list)  # every EHLO name, in order
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.lock:
+            self.ehlo_names.append(hostname)
+        session.host_name = hostname
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_faults:
@@ -88,7 +97,7 @@ class Handler:
             self.count += len(envelope.rcpt_tos)
             if not self.sink:
                 self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
-                                              list(envelope.mail_options)))
+                                              list(envelope.mail_options), session.host_name))
         return "250 Message accepted"
 
 

@@ -56,7 +56,10 @@ def test_providers_declare_their_settings_section_and_environment():
         ("mailgun", "domain"): "NEWSLETTER_MAILGUN_DOMAIN",
         ("mailgun", "region"): "NEWSLETTER_MAILGUN_REGION",
         ("mailgun", "host"): "NEWSLETTER_MAILGUN_HOST",
-        ("smtp", "url"): "NEWSLETTER_SMTP_URL"}
+        ("smtp", "url"): "NEWSLETTER_SMTP_URL",
+        ("smtp", "ehlo_name"): "NEWSLETTER_SMTP_EHLO_NAME",
+        ("smtp", "return_path"): "NEWSLETTER_SMTP_RETURN_PATH",
+        ("smtp", "verp"): "NEWSLETTER_SMTP_VERP"}
     assert all(var.startswith("NEWSLETTER_SES_") for (section, _key), var in overrides.items() if section == "ses")
     assert registry.env_overrides().items() <= ENV_OVERRIDES.items()
     assert registry.PROVIDERS["sendgrid"].secrets == ("SENDGRID_API_KEY",)

@@ -53,3 +53,49 @@ def parse(message_id: str | None, known_tags: frozenset[str]) -> OurMessageId | 
     if not (0 < campaign_id <= MAX_ID and 0 < delivery_id <= MAX_ID):
         return None
     return OurMessageId(campaign_id, delivery_id)
+
+
+# VERP (variable envelope return path): the envelope sender of each message names its delivery, so a
+# bounce that comes back by mail, to ``bounces+<verp tag>@domain``, is matched to its ledger row even when
+# the bounce quotes nothing of the message. The tag is ``<campaign>.<delivery>.<mac>``: the mac, an HMAC
+# of both ids under the workspace secret, proves the address is ours (a forged bounce cannot name another
+# delivery). At most 10 + 1 + 10 + 1 + 16 = 38 characters of RFC 5321 atext, so ``bounces+`` and the tag
+# fit a 64-character local part.
+_ANY_OURS = re.compile(r"^nl\.[0-9a-f]+\.(\d{1,12})\.(\d{1,12})@")
+VERP_TAG = re.compile(r"^(\d{1,10})\.(\d{1,10})\.([0-9a-f]{16})$")
+VERP_MAC_CHARS = 16
+
+
+def _verp_mac(secret_key: str, campaign_id: int, delivery_id: int) -> str:
+    return hmac.new(secret_key.encode(), f"verp.{campaign_id}.{delivery_id}".encode(),
+                    hashlib.sha256).hexdigest()[:VERP_MAC_CHARS]
+
+
+def verp_tag(secret_key: str, our_message_id: str) -> str | None:
+    """The VERP tag naming the delivery of ``our_message_id`` (one of ours), or None for any other id."""
+    match = _ANY_OURS.match(our_message_id)
+    if not match:
+        return None
+    campaign_id, delivery_id = int(match.group(1)), int(match.group(2))
+    if not (0 < campaign_id <= MAX_ID and 0 < delivery_id <= MAX_ID):
+        return None
+    return f"{campaign_id}.{delivery_id}.{_verp_mac(secret_key, campaign_id, delivery_id)}"
+
+
+def parse_verp_tag(value: str, secret_keys: Iterable[str]) -> OurMessageId | None:
+    """The delivery a VERP tag names when its mac holds under one of ``secret_keys``, else None."""
+    match = VERP_TAG.match(value.lower())
+    if not match:
+        return None
+    campaign_id, delivery_id = int(match.group(1)), int(match.group(2))
+    if not (0 < campaign_id <= MAX_ID and 0 < delivery_id <= MAX_ID):
+        return None
+    for key in secret_keys:
+        if hmac.compare_digest(_verp_mac(key, campaign_id, delivery_id), match.group(3)):
+            return OurMessageId(campaign_id, delivery_id)
+    return None
+
+
+def message_id_for(secret_key: str, ids: OurMessageId, domain: str) -> str:
+    """Our Message-ID for ``ids`` under ``secret_key`` (what a VERP bounce stands for, for the event pipeline)."""
+    return id_template(secret_key, ids.campaign_id, f"@{domain}").format(ids.delivery_id)

@@ -22,6 +22,18 @@ Outcomes per recipient:
 - the connection drops or times out after the message went out but before
   the server's answer: UNKNOWN (it may have been accepted).
 
+The envelope: the EHLO name is ``local_hostname`` ([smtp] ehlo_name), else
+the domain of the message's From address (``from_settings``: of the
+workspace's sender; a connection ``open`` made to check the login before
+the From was known greets again before the first message); never the
+machine's own name (smtplib's default, ``[127.0.0.1]`` on a host without a
+dotted name), which receiving servers hold against the sender. The
+envelope sender (Return-Path) is ``envelope_from`` ([smtp] return_path), else
+the From address; with ``verp_secret`` ([smtp] verp = true) each message goes
+out from ``<local>+<verp tag>@<domain>``, the tag naming its delivery
+(``newsletter.delivery.message_id.verp_tag``), so a bounce that comes back
+by mail is matched to it (``newsletter.delivery.bounces``).
+
 Problems that fail every message (authentication refused, the sender
 refused with 5xx, a TLS certificate that does not verify) raise
 :class:`PermanentTransportError`; when some recipients of the batch were
@@ -42,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter.delivery import message_id
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import MimeRenderer
@@ -59,6 +72,7 @@ DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
                 b"content-type", b"list-unsubscribe", b"list-unsubscribe-post"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+VERP_TAG_CHARS = 38  # the longest tag message_id.verp_tag makes
 
 
 @dataclass(frozen=True)
@@ -131,13 +145,15 @@ class SmtpTransport(Transport):
                  timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None,
                  envelope_from: str | None = None, local_hostname: str | None = None,
                  dkim_selector: str | None = None, dkim_domain: str | None = None,
-                 dkim_key: bytes | str | Path | None = None):
+                 dkim_key: bytes | str | Path | None = None, verp_secret: str | None = None):
         super().__init__()
         self.config = SmtpConfig(host, port or DEFAULT_PORTS[tls], tls, username, password, max(1, connections),
                                  timeout)
         self.ssl_context = ssl_context
         self.envelope_from = envelope_from
         self.local_hostname = local_hostname
+        self.verp_secret = verp_secret
+        self._from_host: str | None = None  # the From domain, learned from the first message when needed
         self._dkim = _dkim_options(dkim_selector, dkim_domain, dkim_key)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._executor: ThreadPoolExecutor | None = None
@@ -161,6 +177,17 @@ class SmtpTransport(Transport):
         for option in ("dkim_selector", "dkim_domain"):
             if getattr(settings, option, None) and option not in overrides:
                 overrides[option] = getattr(settings, option)
+        if getattr(settings, "smtp_ehlo_name", None) and "local_hostname" not in overrides:
+            overrides["local_hostname"] = settings.smtp_ehlo_name
+        if "local_hostname" not in overrides and settings.sender_address:
+            try:
+                overrides["local_hostname"] = _host_of(wire_address(settings.sender_address))
+            except UnsendableAddress:
+                pass  # _send reports the sender address; EHLO then uses the From domain
+        if getattr(settings, "smtp_return_path", None) and "envelope_from" not in overrides:
+            overrides["envelope_from"] = settings.smtp_return_path
+        if getattr(settings, "smtp_verp", False) and "verp_secret" not in overrides:
+            overrides["verp_secret"] = settings.secret_key
         key_file = getattr(settings, "dkim_key_file", None)
         if key_file and "dkim_key" not in overrides:
             overrides["dkim_key"] = _read_dkim_key(key_file)
@@ -206,9 +233,15 @@ class SmtpTransport(Transport):
         try:
             renderer = MimeRenderer(message)
             sender = wire_address(self.envelope_from) if self.envelope_from else parse_mailbox(message.from_email)[1]
+            if self._from_host is None:
+                self._from_host = _host_of(parse_mailbox(message.from_email)[1])
         except UnsendableAddress as exc:
             raise PermanentTransportError(f"the sender address cannot be sent: {exc}",
                                           hint="check NEWSLETTER_FROM (the sender address)") from None
+        if self.verp_secret and len(sender.rpartition("@")[0]) + 1 + VERP_TAG_CHARS > 64:
+            raise PermanentTransportError(
+                f"the return path {sender!r} is too long for VERP: its local part and the tag must fit 64 characters",
+                hint="use a short return path such as bounces@your-domain ([smtp] return_path)")
         workers = min(self.config.connections, len(recipients))
         size = -(-len(recipients) // workers)
         chunks = [recipients[i:i + size] for i in range(0, len(recipients), size)]
@@ -265,16 +298,54 @@ class SmtpTransport(Transport):
         except BUILD_ERRORS as exc:
             return unbuildable(recipient, exc)
         utf8 = renderer.needs_smtputf8(address)
+        envelope_sender = self._verp(sender, recipient)
         for attempt in (1, 2):
+            if slot[0] is not None and slot[0].local_hostname != self.ehlo_name:
+                self._greet_again(slot)  # greeted before the From domain was known (open's early check)
             if slot[0] is None:
                 slot[0] = self._connect()
             try:
-                return self._transaction(slot, sender, recipient, address, data, utf8)
+                return self._transaction(slot, envelope_sender, recipient, address, data, utf8)
             except _Stale as exc:
                 _quit(slot)
                 if attempt == 2:
                     return _failed(recipient, f"connection lost before the message went out: {exc}")
         raise AssertionError("unreachable")
+
+    @property
+    def ehlo_name(self) -> str:
+        """The name we greet with: ``local_hostname``, else the From domain (never this machine's)."""
+        if self.local_hostname:
+            return self.local_hostname
+        return self._from_host or "localhost"  # only until the first message names its From domain
+
+    def _greet_again(self, slot: _Slot) -> None:
+        """Greet the connection in ``slot`` again with :attr:`ehlo_name` (RFC 5321 allows a second EHLO).
+
+        After AUTH a second EHLO may cost the login on some servers: such a
+        connection is closed instead, and the next one greets right.
+        """
+        conn = slot[0]
+        if conn is None or self.config.username:
+            _quit(slot)
+            return
+        conn.local_hostname = self.ehlo_name
+        try:
+            code, _ = conn.ehlo()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if code != 250:
+            _quit(slot)
+
+    def _verp(self, sender: str, recipient: Recipient) -> str:
+        """The envelope sender of ``recipient``'s message: ``local+tag@domain`` under VERP, else ``sender``."""
+        if not self.verp_secret:
+            return sender
+        tag = message_id.verp_tag(self.verp_secret, recipient.message_id)
+        if tag is None:  # not one of our ledger's ids (a test message): nothing to name
+            return sender
+        local, _, domain = sender.rpartition("@")
+        return f"{local}+{tag}@{domain}"
 
     def _transaction(self, slot: _Slot, sender: str, recipient: Recipient, address: str, data: bytes,
                      utf8: bool) -> SendResult:
@@ -356,10 +427,10 @@ class SmtpTransport(Transport):
         conn: smtplib.SMTP
         try:
             if config.tls == "ssl":
-                conn = smtplib.SMTP_SSL(config.host, config.port, local_hostname=self.local_hostname,
+                conn = smtplib.SMTP_SSL(config.host, config.port, local_hostname=self.ehlo_name,
                                         timeout=config.timeout, context=context)
             else:
-                conn = smtplib.SMTP(config.host, config.port, local_hostname=self.local_hostname,
+                conn = smtplib.SMTP(config.host, config.port, local_hostname=self.ehlo_name,
                                     timeout=config.timeout)
         except ssl.SSLError as exc:
             raise _tls_error(exc, config) from None
@@ -402,6 +473,11 @@ class SmtpTransport(Transport):
 
     def __repr__(self) -> str:
         return f"<SmtpTransport {self.config.host}:{self.config.port} tls={self.config.tls}>"
+
+
+def _host_of(address: str) -> str:
+    """The domain of ``address`` in its wire form (IDNA), for EHLO."""
+    return address.rpartition("@")[2].strip("[]").lower() or "localhost"
 
 
 def _read_dkim_key(path: str) -> bytes:

@@ -1,0 +1,239 @@
+"""Bounce messages that come back by mail: read a DSN (RFC 3464) into tracking events.
+
+An SMTP sender has no provider to post events: the receiving side's mail
+server reports a failed delivery by mailing a Delivery Status Notification
+to the envelope sender (the Return-Path). :func:`parse_bounce` turns one
+such message, as bytes, into :class:`~newsletter.tracking.TrackingEvent`\\ s
+of provider ``smtp`` for the provider-neutral event pipeline
+(``newsletter.events.pipeline``), so the same suppression rules apply as for
+a provider's webhook. It reads; it stores nothing (it must not import the store).
+
+What a DSN is here: a ``multipart/report`` (or any message) with a
+``message/delivery-status`` part; its per-recipient blocks give
+``Action``, ``Status``, ``Final-Recipient``, ``Original-Recipient`` and
+``Diagnostic-Code``. Per recipient block:
+
+- ``Action: failed`` with a ``5.x.x`` status (or, without a status, a 5xx
+  diagnostic code): a hard BOUNCED event (the address is suppressed);
+- ``Action: failed`` with a ``4.x.x`` status, or with neither status nor
+  code (the MTA gave up after temporary failures; we do not suppress on a
+  guess): a soft BOUNCED event (counted towards the soft-bounce limit);
+- ``Action: delayed``: DEFERRED (the MTA is still trying: nothing counted);
+- ``delivered``, ``relayed``, ``expanded``: no event.
+
+Which delivery it was, strongest proof first:
+
+1. the VERP address (``<local>+<tag>@domain``, see
+   ``newsletter.delivery.message_id.verp_tag``) in the bounce's ``To``,
+   ``Delivered-To``, ``X-Original-To`` or ``Envelope-To``: its HMAC proves
+   the delivery is ours;
+2. our Message-ID in the returned headers (``text/rfc822-headers`` or
+   ``message/rfc822``): the pipeline checks its workspace tag.
+
+Neither: the event carries no Message-ID; the pipeline applies the address
+rules to the recipient alone and reports it unmatched.
+
+Events are deduplicated by their id, a hash of the bounce's own Message-ID
+(or, lacking one, of its bytes) and the recipient: reading the same mailbox
+twice changes nothing. Hostile input is expected: at most
+:data:`MAX_MESSAGE_BYTES` of a message are read (the caller caps), header
+values are cleaned of control characters and capped, and no input raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.errors import MessageError
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+from newsletter.delivery import message_id
+from newsletter.tracking import EventKind, TrackingEvent, clean_text
+
+PROVIDER = "smtp"
+MAX_MESSAGE_BYTES = 1_000_000  # a DSN's reports are at its start; the returned message may be huge
+MAX_RECIPIENTS = 100  # per-recipient blocks read from one report
+MAX_FIELD_CHARS = 500
+MAX_ADDRESS_CHARS = 320
+VERP_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
+_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_CODE = re.compile(r"\b([245])\d\d\b")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass
+class Bounce:
+    """What one message turned out to be: ``dsn`` (False: not a DSN) and its events (none when not)."""
+
+    dsn: bool
+    events: list[TrackingEvent] = field(default_factory=list)
+    verp_matched: bool = False  # the delivery was named by a VERP address
+
+
+def parse_bounce(data: bytes, secret_keys: tuple[str, ...] | list[str]) -> Bounce:
+    """The events of the DSN in ``data`` (one raw message); never raises on bad input."""
+    try:
+        return _parse(data[:MAX_MESSAGE_BYTES], tuple(secret_keys))
+    except (ValueError, TypeError, LookupError, AttributeError, AssertionError, RecursionError, MessageError):
+        # The standard library's parser is lenient but not total on hostile bytes (odd charsets,
+        # broken encodings): a message it cannot read is, for us, not a DSN.
+        return Bounce(dsn=False)
+
+
+def _parse(data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
+    message = message_from_bytes(data, policy=policy.compat32)
+    status_part = _find(message, "message/delivery-status")
+    if status_part is None:
+        return Bounce(dsn=False)
+    blocks = _field_blocks(status_part)
+    per_message, per_recipient = (blocks[0], blocks[1:]) if blocks else ({}, [])
+    ours, verp = _our_message_id(message, secret_keys)
+    bounce_id = _text(message.get("message-id")) or hashlib.sha256(data).hexdigest()
+    when = _date(per_message.get("arrival-date")) or _date(_text(message.get("date")))
+    events = []
+    for fields in per_recipient[:MAX_RECIPIENTS]:
+        event = _event(fields, bounce_id, ours, when)
+        if event is not None:
+            events.append(event)
+    return Bounce(dsn=True, events=events, verp_matched=verp)
+
+
+def _event(fields: dict[str, str], bounce_id: str, ours: str | None, when: datetime | None) -> TrackingEvent | None:
+    action = fields.get("action", "").strip().lower()
+    if action not in ("failed", "delayed"):
+        return None
+    recipient = _address(fields.get("original-recipient")) or _address(fields.get("final-recipient"))
+    status = fields.get("status", "")
+    diagnostic = fields.get("diagnostic-code", "")
+    status_match = _STATUS.match(status)
+    status_class = status_match.group(1) if status_match else None
+    if status_class is None:
+        code = _CODE.search(diagnostic.partition(";")[2] or diagnostic)
+        status_class = code.group(1) if code else None
+    kind = EventKind.DEFERRED if action == "delayed" else EventKind.BOUNCED
+    hard = kind is EventKind.BOUNCED and status_class == "5"
+    key = "\n".join((bounce_id, recipient, action)).encode("utf-8", "replace")
+    raw: dict[str, Any] = {name: value for name, value in fields.items()
+                           if name in ("action", "status", "final-recipient", "original-recipient",
+                                       "diagnostic-code", "remote-mta", "last-attempt-date")}
+    raw["bounce-message-id"] = bounce_id[:MAX_FIELD_CHARS]
+    detail = " ".join(part for part in (status_match.group(0).strip() if status_match else "",
+                                        diagnostic.partition(";")[2].strip() or diagnostic) if part)
+    return TrackingEvent(
+        provider=PROVIDER, kind=kind, event_id="smtp-dsn:" + hashlib.sha256(key).hexdigest(),
+        recipient=recipient, occurred_at=_date(fields.get("last-attempt-date")) or when, raw=raw,
+        message_id=ours, hard=hard, detail=clean_text(detail, MAX_FIELD_CHARS))
+
+
+def _find(message: Message, content_type: str) -> Message | None:
+    """The first part of ``content_type`` anywhere in ``message`` (depth-first)."""
+    for part in message.walk():
+        if part.get_content_type() == content_type:
+            return part
+    return None
+
+
+def _field_blocks(part: Message) -> list[dict[str, str]]:
+    """The field blocks of a ``message/delivery-status`` part: per-message first, then per recipient."""
+    payload = part.get_payload()
+    blocks: list[dict[str, str]] = []
+    if isinstance(payload, list):
+        for block in payload:
+            if isinstance(block, Message):
+                blocks.append(_fields(block))
+        return [block for block in blocks if block]
+    # Not split by the parser (a malformed part): split on blank lines ourselves.
+    raw = part.get_payload(decode=True)
+    text = raw if isinstance(raw, bytes) else str(payload).encode("utf-8", "replace")
+    for chunk in re.split(rb"\r?\n\s*\r?\n", text):
+        fields = _fields(BytesHeaderParser(policy=policy.compat32).parsebytes(chunk.strip() + b"\n"))
+        if fields:
+            blocks.append(fields)
+    return blocks
+
+
+def _fields(block: Message) -> dict[str, str]:
+    """A block's fields, names lowercased, values cleaned and capped (the first of a repeated field)."""
+    fields: dict[str, str] = {}
+    for name, value in block.items():
+        fields.setdefault(str(name).strip().lower(), _text(value))
+    return fields
+
+
+def _our_message_id(message: Message, secret_keys: tuple[str, ...]) -> tuple[str | None, bool]:
+    """Our Message-ID for the delivery the bounce is about, and whether a VERP address named it."""
+    if secret_keys:
+        for header in VERP_HEADERS:
+            for value in message.get_all(header) or []:
+                for _, address in getaddresses([_text(value)]):
+                    local, _, domain = address.rpartition("@")
+                    tag = local.partition("+")[2]
+                    ids = message_id.parse_verp_tag(tag, secret_keys) if tag else None
+                    if ids is not None:
+                        return message_id.message_id_for(secret_keys[0], ids, domain or "verp.invalid"), True
+    returned = _returned_headers(message)
+    if returned is not None:
+        found = _text(returned.get("message-id")).strip().strip("<>").strip()
+        if found:
+            return found[:MAX_FIELD_CHARS], False
+    return None, False
+
+
+def _returned_headers(message: Message) -> Message | None:
+    """The headers of the message that bounced, as the DSN returned them (headers only, or whole)."""
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "text/rfc822-headers":
+            raw = part.get_payload(decode=True)
+            if isinstance(raw, bytes):
+                return BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
+        elif content_type == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                return inner[0]
+    return None
+
+
+def _text(value: object) -> str:
+    """A header value as one clean line: RFC 2047 left as is, control characters (CR, LF, NUL) removed,
+    bytes that are not UTF-8 replaced (U+FFFD)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):  # an email.header.Header for undecodable bytes
+        value = str(value)
+    # The parser keeps bytes that are not ASCII as lone surrogates, which no database column takes.
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _CONTROL.sub(" ", value).strip()[:MAX_FIELD_CHARS]
+
+
+def _address(value: str | None) -> str:
+    """The address of an ``rfc822; user@host`` field (other address types: empty)."""
+    if not value:
+        return ""
+    kind, _, address = value.partition(";")
+    if not address:
+        kind, address = "rfc822", kind
+    if kind.strip().lower() != "rfc822":
+        return ""
+    address = address.strip().strip("<>").strip()
+    if "@" not in address or " " in address or len(address) > MAX_ADDRESS_CHARS:
+        return ""
+    return address
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
