@@ -463,3 +463,34 @@ def test_a_takeover_waits_for_a_claim_in_progress_and_then_sees_its_rows(store_s
     assert counts["unknown"] == 10 and counts["sending"] == 0 and counts["pending"] == 50
     with store.session() as session:
         assert not ledger.fence(session, campaign_id, "test:1:x")  # the old sender is fenced out
+
+
+def test_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover(store_settings, workspace, database_url):
+    """PostgreSQL: the check just before the transport is called only reads the campaign row: its transaction
+    takes no transaction id (so its commit flushes nothing), a takeover does not wait for it, and once the
+    takeover committed the same look fences the old sender out."""
+    from newsletter.engine.sender import CampaignFence, take_over
+    from newsletter.store.db import Store
+    from sqlalchemy import text
+
+    store, _ = store_settings
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite: the fence beats (writers are serialised there); the lock-free look is PostgreSQL's")
+    settings, campaign_id = ready_campaign(store_settings, workspace)
+    _snapshot(store, campaign_id)
+    fence = CampaignFence(campaign_id, "test:1:x")
+    other = Store(database_url)
+    taken: list[str] = []
+    try:
+        with store.session() as session:
+            assert fence.peek(session)
+            assert session.execute(text("SELECT pg_current_xact_id_if_assigned()")).scalar() is None
+            taker = threading.Thread(target=lambda: taken.append(take_over(other, settings, campaign_id)))
+            taker.start()
+            taker.join(30)
+            assert taken, "the takeover waited for the look's transaction"
+        with store.session() as session:
+            assert not fence.peek(session)
+            assert not fence(session)
+    finally:
+        other.close()

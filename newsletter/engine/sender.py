@@ -228,11 +228,28 @@ def _beat(store: Store, campaign_id: int, sender: str) -> bool:
         return ledger.fence(session, campaign_id, sender)
 
 
+class CampaignFence:
+    """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign.
+
+    It locks the campaign row for the rest of the transaction (see
+    :func:`newsletter.store.ledger.fence`); :meth:`peek` only reads it, for
+    the look just before a provider call, whose transaction ends before the
+    call. The Heartbeat thread beats; neither does.
+    """
+
+    def __init__(self, campaign_id: int, sender: str):
+        self.campaign_id, self.sender = campaign_id, sender
+
+    def __call__(self, session: Session) -> bool:
+        return ledger.fence(session, self.campaign_id, self.sender, beat=False)
+
+    def peek(self, session: Session) -> bool:
+        return ledger.fence(session, self.campaign_id, self.sender, beat=False, lock=False)
+
+
 def campaign_fence(campaign_id: int, sender: str | None) -> Fence | None:
-    """The fence of the single-machine path: ``fence(session)`` is True while ``sender`` owns the campaign."""
-    if sender is None:
-        return None
-    return lambda session: ledger.fence(session, campaign_id, sender, beat=False)  # the Heartbeat thread beats
+    """The fence of the single-machine path (a :class:`CampaignFence`), None without a sender."""
+    return None if sender is None else CampaignFence(campaign_id, sender)
 
 
 def send_range(store: Store, settings: Settings, campaign_id: int, transport: Transport, report: SendReport, *,
@@ -321,7 +338,7 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
     ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible, strict=True)}
     if fence is not None:  # taken over since the claim (a pause, a freeze)? then these rows are not ours to send
         with store.session() as session:
-            _check(fence, session, campaign_id)
+            _check(fence.peek if isinstance(fence, CampaignFence) else fence, session, campaign_id)
     try:
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:

@@ -142,7 +142,8 @@ def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str,
     return rowcount(session.execute(update(table).where(*conditions).values(status=to_status, **values))) == 1
 
 
-def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None, *, beat: bool = True) -> bool:
+def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None, *, beat: bool = True,
+          lock: bool = True) -> bool:
     """True when ``sender`` is still the campaign's sender (and it is ``sending``); beats its heartbeat.
 
     Run first in every transaction that claims rows or records results: it
@@ -156,11 +157,18 @@ def fence(session: Session, campaign_id: int, sender: str, now: datetime | None 
     on the row, while a takeover's update still waits for every one of them
     (and a fence arriving after the takeover queued waits behind it, then
     sees the new sender). On SQLite writers are serialised anyway: it beats.
+
+    ``lock=False`` (with ``beat=False``, PostgreSQL): a plain read, for a
+    check whose transaction ends before the work it guards (the look just
+    before a provider call): a lock released at that commit would hold
+    nothing back, and a read takes no transaction id, so its commit writes
+    and flushes nothing.
     """
     table = Campaign.__table__
     conditions = (table.c.id == campaign_id, table.c.sender == sender, table.c.status == CampaignStatus.SENDING)
     if not beat and session.get_bind().dialect.name == "postgresql":
-        return session.execute(select(table.c.id).where(*conditions).with_for_update(read=True)).first() is not None
+        query = select(table.c.id).where(*conditions)
+        return session.execute(query.with_for_update(read=True) if lock else query).first() is not None
     return rowcount(session.execute(update(table).where(*conditions).values(heartbeat_at=now or utcnow()))) == 1
 
 
@@ -230,7 +238,7 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
              .with_for_update(of=deliveries_t, skip_locked=True))
     if up_to is not None:
         query = query.where(deliveries_t.c.id <= up_to)
-    read = _as_candidates(session.execute(query))
+    read = _as_candidates(session.execute(query).all())  # all(): one fetch, not a driver call per row
     if not read:
         return None
     skipped = skipped_now(session, [c.delivery_id for c in read if not c.eligible])
@@ -241,7 +249,7 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
                                        deliveries_t.c.status == LedgerStatus.PENDING)
                                 .values(status=LedgerStatus.SENDING, updated_at=utcnow(),
                                         attempts=deliveries_t.c.attempts + 1)
-                                .returning(deliveries_t.c.id)))
+                                .returning(deliveries_t.c.id)).all())
     rows = [c for c in read if c.eligible and c.delivery_id in moved]
     unvetted = moved.difference(c.delivery_id for c in rows)
     last_id = read[-1].delivery_id
@@ -485,7 +493,7 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
     """
     query = (_candidates(campaign_id, list_id).where(deliveries_t.c.id.between(first_id, last_id))
              .limit(limit).with_for_update(of=deliveries_t, skip_locked=True))
-    batch = _as_candidates(session.execute(query))
+    batch = _as_candidates(session.execute(query).all())
     skipped_now(session, [c.delivery_id for c in batch if not c.eligible])
     eligible = [c for c in batch if c.eligible]
     moved = mark(session, [c.delivery_id for c in eligible], LedgerStatus.SENDING, LedgerStatus.PENDING,
