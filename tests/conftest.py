@@ -14,10 +14,17 @@ import os
 import sys
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from support.articles import RECENT, SEED
 from support.cli import Result
 from support.services import postgres_schema_url
+
+# CI (`.ci/run` sets HYPOTHESIS_PROFILE=ci) draws the same examples for a test in every run, so a
+# green main stays green; a plain `make test` draws new ones each run, and what they find becomes a
+# test of its own (as test_cli_tables and test_save_link show).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Fixtures shared as a plugin (tests/support/standins.py): the stand-in SMTP and SendGrid servers.
 pytest_plugins = ["support.standins"]

@@ -68,6 +68,13 @@ def test_no_status_word_is_ever_cut(width, rows):
         assert status in status_cells
 
 
+def test_short_cells_that_cannot_all_fit_fold_the_widest_first_never_the_status():
+    """Found by hypothesis: 24-character file names count as short cells; at 80 columns they must fold."""
+    text = _render(80, [_row("unsubscribed", "0" * 24, "0")])
+    assert max(cell_len(line) for line in text.splitlines()) <= 80
+    assert "unsubscribed" in [line.split("│")[2].strip() for line in text.splitlines() if line.startswith("│")]
+
+
 def test_off_a_terminal_tables_are_plain_tab_separated_rows(workspace, cli, tmp_path):
     people = tmp_path / "people.csv"
     people.write_text('email,name\npatricia@example.org,"Dubois, Patricia"\nmax@example.org,"Max\tTab"\n')

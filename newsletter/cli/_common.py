@@ -155,6 +155,12 @@ class _FitTable:
             if name in self.columns and self.columns.index(name) in keep:
                 keep.remove(self.columns.index(name))
                 dropped.append(name)
+        # Still too wide with every short column whole (short file names, long dates): the widest of them
+        # fold as well, widest first, so a status word (the shortest cells) is the last one ever given up.
+        for i in sorted((i for i in keep if atomic[i]), key=lambda i: -natural[i]):
+            if needed(keep) <= width:
+                break
+            atomic[i] = False
         caption = f"{', '.join(dropped)} left out to fit the terminal; --json has everything" if dropped else None
         full = [max(widest_cell[i], cell_len(self.columns[i])) for i in range(count)]
         if sum(full[i] for i in keep) + 3 * len(keep) + 1 <= width:
