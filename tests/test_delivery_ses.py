@@ -312,24 +312,32 @@ def test_the_pacer_keeps_many_threads_under_the_rate():
     def sleep(seconds):
         slept.append(seconds)
 
-    pacer = RatePacer(100, burst=0.0, clock=lambda: now[0], sleep=sleep)
+    pacer = RatePacer(100, clock=lambda: now[0], sleep=sleep)
     for _ in range(50):
         pacer.take()
     # 50 slots at 100/s from t=0: the last one waits 0.49 s
     assert max(slept) == pytest.approx(0.49) and len(slept) == 49
-    now[0] = 10.0  # a long pause saves at most the burst
-    slept.clear()
-    fresh = RatePacer(100, burst=0.25, clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):
-        fresh.take()
-    assert len([s for s in slept if s > 1e-6]) == 2  # nothing is saved before the first message
-    slept.clear()
-    pacer = RatePacer(100, burst=0.25, clock=lambda: now[0], sleep=sleep)
+
+
+def test_the_pacer_credits_no_idle_time():
+    """After 10 s idle, 30 slots at 100/s: the first is free, the others wait their turn (no burst)."""
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    pacer = RatePacer(100, clock=lambda: now[0], sleep=sleep)
     pacer.take()
-    now[0] = 20.0
+    now[0] = 10.0
+    sent = []
     for _ in range(30):
         pacer.take()
-    assert len([s for s in slept if s > 1e-6]) == 4  # 26 slots free (25 saved, 1 now), the next 4 wait
+        sent.append(now[0])
+    assert sent[0] == 10.0
+    assert sent[-1] == pytest.approx(10.29)
+    # counted per 0.1 s window from the end of the pause: the rate's 10 in each, nothing saved up
+    per_window = [sum(1 for t in sent if 10.0 + k / 10 - 1e-9 <= t < 10.0 + (k + 1) / 10 - 1e-9) for k in range(3)]
+    assert per_window == [10, 10, 10]
 
 
 def test_settings_build_the_transport(workspace, monkeypatch):
@@ -380,25 +388,21 @@ def test_bad_credentials_through_the_cli_are_one_line(workspace, cli, tmp_path, 
 
 
 @settings(max_examples=60, deadline=None)
-@given(rate=st.floats(1, 500), burst=st.floats(0, 1),
-       pauses=st.lists(st.floats(0, 2), min_size=1, max_size=300))
-def test_the_pacer_never_runs_ahead_of_rate_plus_its_saving(rate, burst, pauses):
+@given(rate=st.floats(1, 500), pauses=st.lists(st.floats(0, 2), min_size=1, max_size=300))
+def test_the_pacer_never_runs_ahead_of_its_rate(rate, pauses):
+    """Whatever the idle gaps, two slots are at least ``1 / rate`` apart: no saving, no burst."""
     now = [0.0]
 
     def sleep(seconds):
         now[0] += seconds
 
-    pacer = RatePacer(rate, burst=burst, clock=lambda: now[0], sleep=sleep)
+    pacer = RatePacer(rate, clock=lambda: now[0], sleep=sleep)
     sent = []
     for pause in pauses:
         now[0] += pause  # the engine recording a batch, a slow request...
         pacer.take()
         sent.append(now[0])
-    saved = max(1 / rate, burst)
-    low = 0
-    for high, when in enumerate(sent):
-        while when - sent[low] >= 1.0:
-            low += 1
-        assert high - low + 1 <= rate * (1 + saved) + 1 + 1e-6
+    for earlier, later in zip(sent, sent[1:]):
+        assert later - earlier >= 1 / rate - 1e-9
     if len(sent) > 1 and not any(pauses[1:]):  # no pauses: exactly the rate
         assert sent[-1] - sent[0] == pytest.approx((len(sent) - 1) / rate)

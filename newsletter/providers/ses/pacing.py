@@ -14,21 +14,21 @@ from collections.abc import Callable
 
 
 class RatePacer:
-    """A token bucket: ``rate`` slots a second, at most ``burst`` seconds of them saved up.
+    """Slots ``rate`` a second, one after another, never saved up.
 
-    ``take()`` blocks until the caller may send (thread-safe). Over any
-    span the slots handed out are at most ``rate * span + rate * burst + 1``:
-    the small saving lets the sender catch up after a short pause (the
-    engine recording a batch between two) without ever running ahead of
-    the rate for long. ``rate <= 0`` means no limit.
+    ``take()`` blocks until the caller may send (thread-safe). Each slot
+    comes ``1 / rate`` seconds after the previous one, or now when the
+    previous one is older: time spent idle (a throttling pause, the engine
+    recording a batch) is never credited, so over any span the slots handed
+    out are at most ``rate * span + 1`` and a sender resumes at the rate,
+    never in a burst. ``rate <= 0`` means no limit.
     """
 
-    def __init__(self, rate: float, burst: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self.rate = rate
         self.clock, self.sleep = clock, sleep
-        self._saved = max(1.0 / rate, burst) if rate > 0 else 0.0  # seconds of slots that may be saved
-        self._next: float | None = None  # the time of the next free slot (none saved before the first)
+        self._next: float | None = None  # the time of the next free slot
         self._lock = threading.Lock()
 
     def take(self) -> None:
@@ -37,7 +37,7 @@ class RatePacer:
             return
         with self._lock:
             now = self.clock()
-            slot = now if self._next is None else max(self._next, now - self._saved)
+            slot = now if self._next is None else max(self._next, now)
             self._next = slot + 1.0 / self.rate
         if slot > now:
             self.sleep(slot - now)
