@@ -25,6 +25,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,41 @@ ENV_OVERRIDES = {
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
     **registry.env_overrides(),
 }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A transport's sending limits: ``rate`` messages a second, ``hourly_cap`` and ``daily_cap``
+    messages per UTC hour and day (0: no limit)."""
+
+    rate: float = 0.0
+    hourly_cap: int = 0
+    daily_cap: int = 0
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """``[delivery.warmup]``: the day's cap is ``start * factor ** days`` since ``start_date`` (UTC days),
+    never above the daily cap; days before ``start_date`` count as the first."""
+
+    start: int
+    factor: float
+    start_date: date
+
+
+@dataclass(frozen=True)
+class SmtpRelay:
+    """One of ``[[smtp.relays]]``: where, who (the password read from the ``password_env`` variable),
+    its share of the messages (``weight``), its own rate (0: none) and connection pool."""
+
+    host: str
+    port: int | None = None
+    tls: str = ""  # empty: as an smtp:// URL to this host would (STARTTLS, none on loopback)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    weight: float = 1.0
+    rate: float = 0.0
+    pool_size: int = 4
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,22 @@ class Settings:
     # soft_bounce_days (newsletter.events.pipeline).
     soft_bounce_limit: int = 3
     soft_bounce_days: float = 30.0
+    # Quotas (newsletter.engine.quotas): [delivery] hourly_cap / daily_cap for every transport, and
+    # rate / hourly_cap / daily_cap in a transport's own section ([smtp], [sendgrid]...) for it alone.
+    hourly_cap: int = 0
+    daily_cap: int = 0
+    transport_limits: Mapping[str, Limits] = field(default_factory=dict)
+    warmup: Warmup | None = None
+    # Several SMTP relays ([[smtp.relays]]) instead of one [smtp] url (newsletter.delivery.relays).
+    smtp_relays: tuple[SmtpRelay, ...] = field(default=(), repr=False)
+    relay_failures: int = 3  # consecutive connection or login failures before a relay is skipped
+    relay_cooldown_seconds: float = 300.0  # for this long
+
+    def limits_for(self, transport: str | None = None) -> Limits:
+        """The limits of ``transport`` (default: the workspace's): its own section's, else [delivery]'s."""
+        own = self.transport_limits.get(transport or self.transport, Limits())
+        return Limits(rate=own.rate or self.send_rate, hourly_cap=own.hourly_cap or self.hourly_cap,
+                      daily_cap=own.daily_cap or self.daily_cap)
 
     @property
     def sender(self) -> str:
@@ -232,6 +284,13 @@ def load_settings(
         signup_origins=reader.origins("web", "signup_origins"),
         soft_bounce_limit=int(reader.number("events", "soft_bounce_limit", default=3, minimum=1)),
         soft_bounce_days=reader.number("events", "soft_bounce_days", default=30.0, minimum=0.01),
+        hourly_cap=reader.count("delivery", "hourly_cap"),
+        daily_cap=reader.count("delivery", "daily_cap"),
+        transport_limits=reader.transport_limits(),
+        warmup=reader.warmup(),
+        smtp_relays=reader.relays(env),
+        relay_failures=int(reader.number("smtp", "relay_failures", default=3, minimum=1)),
+        relay_cooldown_seconds=reader.number("smtp", "relay_cooldown_seconds", default=300.0, minimum=0),
     )
 
 
@@ -343,6 +402,14 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 _HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -392,6 +459,92 @@ class _Reader:
             raise self.fail(section, key, f"must be at least {minimum:g} (got {number:g})",
                             hint=f"the default is {default:g}")
         return number
+
+    def count(self, section: str, key: str) -> int:
+        """A whole number of messages, 0 (the default) meaning no limit."""
+        number = self.number(section, key, default=0, minimum=0)
+        if number != int(number):
+            raise self.fail(section, key, f"must be a whole number (got {number:g})", hint="e.g. 10000")
+        return int(number)
+
+    def transport_limits(self) -> dict[str, Limits]:
+        """``rate``, ``hourly_cap`` and ``daily_cap`` of each transport's own section, where set."""
+        result = {}
+        for name in TRANSPORTS:
+            table = self.raw.get(name, {})
+            if isinstance(table, dict) and any(key in table for key in ("rate", "hourly_cap", "daily_cap")):
+                result[name] = Limits(rate=self.number(name, "rate", default=0.0, minimum=0.0),
+                                      hourly_cap=self.count(name, "hourly_cap"),
+                                      daily_cap=self.count(name, "daily_cap"))
+        return result
+
+    def warmup(self) -> Warmup | None:
+        """``[delivery.warmup]``: start (messages on the first day), factor (daily growth), start_date."""
+        table = self.get("delivery", "warmup", None)
+        if table is None:
+            return None
+        where = f"{self.path}: [delivery.warmup]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table", hint="write it as a [delivery.warmup] section")
+        unknown = set(table) - {"start", "factor", "start_date"}
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}",
+                              hint="it takes start, factor and start_date")
+        sub = _Reader(self.path, {"delivery.warmup": table}, {})
+        start = sub.count("delivery.warmup", "start")
+        factor = sub.number("delivery.warmup", "factor", default=2.0, minimum=1.0)
+        if start < 1:
+            raise ConfigError(f"{where} start must be at least 1 message a day",
+                              hint="e.g. start = 500 (the first day's volume)")
+        if factor > 100:
+            raise ConfigError(f"{where} factor must be at most 100 (got {factor:g})", hint="e.g. factor = 2.0")
+        value = table.get("start_date")
+        try:
+            when = value if isinstance(value, date) else date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"{where} start_date must be a date such as 2026-12-01 (got {value!r})",
+                              hint="the first day of the warm-up, in UTC") from None
+        if isinstance(when, datetime):  # a TOML date-time: its day
+            when = when.date()
+        return Warmup(start, factor, when)
+
+    def relays(self, env: Mapping[str, str]) -> tuple[SmtpRelay, ...]:
+        """``[[smtp.relays]]``: host, port, tls, user, password_env, weight, rate, pool_size."""
+        table = self.raw.get("smtp", {})
+        items = table.get("relays", []) if isinstance(table, dict) else []
+        where = f"{self.path}: [[smtp.relays]]"
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ConfigError(f"{where} must be a list of tables", hint="write each relay as a [[smtp.relays]] table")
+        if len(items) > 32:
+            raise ConfigError(f"{where}: at most 32 relays (got {len(items)})")
+        result = []
+        for index, item in enumerate(items, 1):
+            name = f"relays.{index}"
+            unknown = set(item) - {"host", "port", "tls", "user", "password_env", "weight", "rate", "pool_size"}
+            if unknown:
+                raise ConfigError(f"{where} number {index} has unknown keys: {', '.join(sorted(unknown))}",
+                                  hint="a relay takes host, port, tls, user, password_env, weight, rate, pool_size")
+            sub = _Reader(self.path, {name: item}, {})
+            host = sub.hostname(name, "host") if not _is_ip(str(item.get("host", ""))) else str(item["host"])
+            if not host:
+                raise ConfigError(f"{where} number {index} has no host", hint='host = "relay1.example.org"')
+            password_env = sub.text(name, "password_env", default="")
+            if password_env and not env.get(password_env):
+                raise ConfigError(f"{where} number {index}: the environment variable {password_env} is not set",
+                                  hint=f"set {password_env} to the relay's password")
+            tls = sub.text(name, "tls", default="").lower()
+            if tls not in ("", "starttls", "ssl", "none"):
+                raise ConfigError(f"{where} number {index}: tls must be starttls, ssl or none (got {tls!r})")
+            port = int(sub.number(name, "port", default=0, minimum=0))
+            if port > 65535:
+                raise ConfigError(f"{where} number {index}: port must be at most 65535 (got {port})")
+            result.append(SmtpRelay(
+                host=host, port=port or None, tls=tls, user=sub.text(name, "user", default="") or None,
+                password=env.get(password_env) if password_env else None,
+                weight=sub.number(name, "weight", default=1.0, minimum=0.001),
+                rate=sub.number(name, "rate", default=0.0, minimum=0.0),
+                pool_size=max(1, min(64, int(sub.number(name, "pool_size", default=4, minimum=1))))))
+        return tuple(result)
 
     def flag(self, section: str, key: str, default: bool) -> bool:
         value = self.get(section, key, default)

@@ -402,7 +402,7 @@ def test_the_pacer_never_runs_ahead_of_its_rate(rate, pauses):
         now[0] += pause  # the engine recording a batch, a slow request...
         pacer.take()
         sent.append(now[0])
-    for earlier, later in zip(sent, sent[1:]):
+    for earlier, later in zip(sent, sent[1:], strict=False):
         assert later - earlier >= 1 / rate - 1e-9
     if len(sent) > 1 and not any(pauses[1:]):  # no pauses: exactly the rate
         assert sent[-1] - sent[0] == pytest.approx((len(sent) - 1) / rate)

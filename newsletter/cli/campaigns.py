@@ -89,6 +89,8 @@ def show(app, campaign_id, as_json):
                       f"{data['counts']['unknown']} unknown.")
     if data["error"]:
         console.print(f"[red]{data['error']}[/]")
+    if data["status"] == "paused" and data.get("pause_reason"):
+        console.print(f"[yellow]paused: {data['pause_reason']}[/] (newsletter run resumes it then)")
     console.print(table(None, list(data["counts"]), [list(data["counts"].values())]))
     _print_events(console, data)
     for kind, hint in (("unknown", "--unknown"), ("failed", "--failed")):

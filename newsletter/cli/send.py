@@ -92,6 +92,8 @@ def finish_report(report, as_json: bool) -> None:
             f"{report.campaign_id}; send again with: newsletter campaigns retry {report.campaign_id} --failed "
             f"(or --unknown)[/]")
         sys.exit(2)
+    if report.status == "paused" and getattr(report, "pause_reason", ""):
+        say(f"[yellow]Paused: {report.pause_reason} (newsletter run resumes it then)[/]")
     if report.status == "paused" and report.counts.get("pending"):
         say(f"{report.counts['pending']} still pending;"
             f" continue with: newsletter campaigns resume {report.campaign_id}")

@@ -211,6 +211,9 @@ def campaign_summary(campaign: Campaign) -> dict[str, Any]:
         "started_at": campaign.started_at,
         "finished_at": campaign.finished_at,
         "error": campaign.error or None,
+        # paused by a quota (newsletter.engine.quotas): why, and when it goes on
+        "pause_reason": campaign.pause_reason or None,
+        "resume_at": campaign.resume_at,
     }
 
 

@@ -21,6 +21,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsletter import transports as registry
@@ -89,8 +90,8 @@ def send_in_processes(store: Store, settings: Settings, campaign_id: int, transp
     context = multiprocessing.get_context("spawn")
     messages: Messages = context.Queue()
     halt = context.Event()
-    # The provider's rate is shared: each child paces at its part of it.
-    child_settings = dataclasses.replace(settings, send_rate=settings.send_rate / len(ranges))
+    # The provider's rate is shared: each child paces at its part of it (the caps are counted in the database).
+    child_settings = _rate_shared(settings, transport_name, len(ranges))
     children = [context.Process(target=_child, name=f"newsletter-send-{index}", daemon=True,
                                 args=(child_settings, campaign_id, transport_name, low, high, messages, halt,
                                       os.getpid(), sender))
@@ -101,6 +102,14 @@ def send_in_processes(store: Store, settings: Settings, campaign_id: int, transp
     for child in children:
         child.join()
     return outcome
+
+
+def _rate_shared(settings: Settings, transport_name: str, parts: int) -> Settings:
+    """``settings`` with the transport's rate divided among ``parts`` processes."""
+    limits = settings.limits_for(transport_name)
+    own = dataclasses.replace(limits, rate=limits.rate / parts)
+    return dataclasses.replace(settings, send_rate=settings.send_rate / parts,
+                               transport_limits={**settings.transport_limits, transport_name: own})
 
 
 def _follow(children: Sequence[BaseProcess], messages: Messages, halt: Event, stop: StopSignal | None,
@@ -126,6 +135,9 @@ def _follow(children: Sequence[BaseProcess], messages: Messages, halt: Event, st
             continue
         answered += 1
         if kind == "done":
+            quota = payload.pop("quota", None)
+            if quota is not None and report.resume_at is None:  # a cap was reached: the campaign pauses
+                report.pause_reason, report.resume_at = quota[0], datetime.fromisoformat(quota[1])
             for name, value in payload.items():
                 setattr(report, name, getattr(report, name) + value if name != "interrupted" else value)
             interrupted = interrupted or payload["interrupted"]
@@ -169,12 +181,18 @@ def _child(settings: Settings, campaign_id: int, transport_name: str, low: int, 
         messages.put(("progress", done - sent[0]))
         sent[0] = done
 
+    from newsletter.engine.quotas import QuotaReached
+
+    quota: tuple[str, str] | None = None
     try:
         with get_transport(settings, transport_name) as transport:
-            interrupted = send_range(store, settings, campaign_id, transport, report, sender=sender, after_id=low,
-                                     up_to=high, on_progress=progress, stop=_Stop(halt))
+            try:
+                interrupted = send_range(store, settings, campaign_id, transport, report, sender=sender,
+                                         after_id=low, up_to=high, on_progress=progress, stop=_Stop(halt))
+            except QuotaReached as exc:
+                interrupted, quota = True, (exc.reason, exc.resume_at.isoformat())
         messages.put(("done", {"sent": report.sent, "failed": report.failed, "unknown": report.unknown,
-                               "skipped": report.skipped, "interrupted": interrupted}))
+                               "skipped": report.skipped, "interrupted": interrupted, "quota": quota}))
     except PermanentTransportError as exc:
         messages.put(("error", ("permanent", exc.message, exc.hint)))
     except Fenced as exc:

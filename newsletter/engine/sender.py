@@ -8,6 +8,11 @@ For each batch (never the whole list in memory):
 2. mark the rest ``sending`` and commit — before the transport is called;
 3. send, then commit each row's outcome: ``sent``, ``failed`` or ``unknown``.
 
+Hourly and daily caps (:mod:`newsletter.engine.quotas`) are counted in
+step 2's transaction; when one is reached the campaign pauses with the
+reason and the time its window opens (``pause_reason``, ``resume_at``),
+and the scheduler daemon resumes it then.
+
 A crash between 2 and 3 leaves ``sending`` rows; :func:`resume_campaign`
 turns them into ``unknown`` (the provider may have them) and never sends
 them blindly; ``retry_campaign(..., "unknown")`` does, on purpose. A
@@ -46,6 +51,7 @@ from newsletter.engine.fencing import (
     new_sender_id,
     stale_seconds,
 )
+from newsletter.engine.quotas import Quota, QuotaReached
 from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import utcnow
@@ -66,6 +72,7 @@ Fence = Callable[["Session"], bool]
 
 _LEDGER_OF = {Outcome.SENT: LedgerStatus.SENT, Outcome.QUEUED: LedgerStatus.SENT, Outcome.REJECTED: LedgerStatus.FAILED,
               Outcome.FAILED: LedgerStatus.FAILED, Outcome.UNKNOWN: LedgerStatus.UNKNOWN}
+_LAST_ID = 2**31 - 1  # "no upper bound" for a range of row ids (the largest INTEGER)
 # The default staleness limit (see newsletter.engine.fencing.stale_seconds for the setting).
 HEARTBEAT_STALE_SECONDS = DEFAULT_STALE_SECONDS
 
@@ -82,11 +89,16 @@ class SendReport:
     skipped: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    pause_reason: str = ""  # paused by a quota: why (campaigns show prints it)
+    resume_at: datetime | None = None  # ... and when its window opens
 
     def as_dict(self) -> dict[str, Any]:
-        return {"campaign_id": self.campaign_id, "status": self.status, "sent": self.sent, "failed": self.failed,
+        data = {"campaign_id": self.campaign_id, "status": self.status, "sent": self.sent, "failed": self.failed,
                 "unknown": self.unknown, "skipped": self.skipped, "counts": self.counts,
                 "seconds": round(self.seconds, 3)}
+        if self.resume_at is not None:
+            data.update(pause_reason=self.pause_reason, resume_at=self.resume_at.isoformat())
+        return data
 
 
 class _Pacer:
@@ -135,7 +147,8 @@ def start_campaign(store: Store, settings: Settings, campaign_id: int, transport
         campaign = get_campaign(session, campaign_id)
         if not ledger.claim_campaign(session, campaign_id, (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED),
                                      CampaignStatus.SENDING,
-                                     started_at=utcnow(), heartbeat_at=utcnow(), sender=sender):
+                                     started_at=utcnow(), heartbeat_at=utcnow(), sender=sender,
+                                     pause_reason="", resume_at=None):
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
@@ -173,7 +186,7 @@ def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: st
                                 f"taken for dead {stale:g} s after its last heartbeat")
         if not ledger.claim_campaign(session, campaign_id, RESUMABLE, CampaignStatus.SENDING,
                                      expected_sender=campaign.sender,
-                                     heartbeat_at=utcnow(), sender=sender):
+                                     heartbeat_at=utcnow(), sender=sender, pause_reason="", resume_at=None):
             raise Conflict(f"campaign {campaign_id} changed state; try again",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.orphaned_to_unknown(session, campaign_id)
@@ -218,6 +231,8 @@ def _run(store: Store, settings: Settings, campaign_id: int, transport: Transpor
         finish_campaign(store, campaign_id, CampaignStatus.STOPPED, report,
                         error=f"{exc.message} ({exc.hint})" if exc.hint else exc.message, sender=sender)
         raise
+    except QuotaReached as exc:
+        report.pause_reason, report.resume_at, interrupted = exc.reason, exc.resume_at, True
     finish_campaign(store, campaign_id, CampaignStatus.PAUSED if interrupted else None, report, sender=sender)
     report.seconds = time.monotonic() - started
     return report
@@ -256,8 +271,11 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
                sender: str | None,
                after_id: int = 0, up_to: int | None = None, limit: int | None = None,
                on_progress: Callable[[int, int], None] | None = None, stop: StopSignal | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> bool:
+               sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None) -> bool:
     """The loop over pending rows with ids in (after_id, up_to]; True when stopped early.
+
+    Raises :class:`~newsletter.engine.quotas.QuotaReached` when a cap of the
+    transport leaves no room (``clock``: the quotas' UTC clock, for tests).
 
     ``sender`` is this run's identity: every claim and every write of results
     is fenced on it (Fenced is raised once another process owns the
@@ -272,7 +290,8 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
     fence = campaign_fence(campaign_id, sender)
-    pacer, done = _Pacer(settings.send_rate, sleep), 0
+    pacer, done = _Pacer(settings.limits_for(transport.name).rate, sleep), 0
+    quota = Quota.of(settings, transport.name, clock)
     if on_progress:
         on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while True:
@@ -282,7 +301,8 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
         if stop is not None and stop.is_set():
             return True
-        claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence)
+        claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence,
+                            quota=quota if quota.capped else None)
         if claim is None:
             return False
         after_id = claim.last_id
@@ -301,16 +321,28 @@ def campaign_message(settings: Settings, campaign: Campaign) -> Message:
 
 
 def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,
-                up_to: int | None = None, *, fence: Fence | None = None) -> Claim | None:
+                up_to: int | None = None, *, fence: Fence | None = None, quota: Quota | None = None) -> Claim | None:
     """Claim the next rows (the eligible ones ``sending``, the others ``skipped``) and commit.
 
     Returns the :class:`~newsletter.store.ledger.Claim` (only rows this claim
     itself moved), or None at the end. ``fence(session)`` runs first in the
-    same transaction; Fenced when it fails.
+    same transaction; Fenced when it fails. With a ``quota``, the rows
+    claimed are counted against its caps in the same transaction (at most
+    what fits); QuotaReached when nothing fits and rows are still pending.
     """
     with store.session() as session:
         _check(fence, session, campaign_id)
+        windows: list[Any] = []
+        if quota is not None:
+            try:
+                want, windows = quota.take(session, want)
+            except QuotaReached:
+                if ledger.pending_in_range(session, campaign_id, after_id + 1, up_to or _LAST_ID) == 0:
+                    return None  # the cap was reached with the last row: the campaign is done
+                raise
         claim = ledger.claim_pending(session, campaign_id, list_id, after_id, want, up_to)
+        if quota is not None:  # only the rows sent count: give back what was not claimed, or was skipped
+            quota.give_back(session, windows, want - (len(claim.rows) if claim is not None else 0))
         if claim is None:
             return None
         report.skipped += claim.skipped
@@ -414,6 +446,8 @@ def finish_campaign(store: Store, campaign_id: int, status: str | None, report: 
         if status == CampaignStatus.SENT and ledger.nobody_received(counts):
             status = CampaignStatus.FAILED
         values: dict[str, Any] = {"status": status, "heartbeat_at": None, "sender": None}
+        if status == CampaignStatus.PAUSED and report.resume_at is not None:
+            values.update(pause_reason=report.pause_reason, resume_at=report.resume_at)
         if status in (CampaignStatus.SENT, CampaignStatus.FAILED):
             values["finished_at"] = utcnow()
         if error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ class Runtime:
     inflight: set = field(default_factory=set)
     lock: threading.Condition = field(default_factory=threading.Condition)
     lease_acquired_at: datetime | None = None
+    clock: Callable[[], datetime] = utcnow  # the UTC clock of quota windows (tests inject one)
 
     @contextmanager
     def running(self, key):
@@ -152,7 +154,7 @@ def _resume_here(rt: Runtime, campaign_id: int):
     """Resume on this machine: the daemon continues sends it (or a dead local sender) began, even with a broker."""
     from newsletter.usecases.dispatch import ThisMachine, Watch
 
-    return ThisMachine(rt.store, rt.settings).resume(campaign_id, Watch(stop=rt.stop))
+    return ThisMachine(rt.store, rt.settings).resume(campaign_id, Watch(stop=rt.stop, clock=rt.clock))
 
 
 def _run_waves(rt: Runtime, campaign_id: int, transport: str, now: datetime) -> None:
@@ -198,6 +200,21 @@ def resume_orphan(campaign_id: int, orphan: bool = False) -> None:
             wave_runs.settle(rt.store, campaign_id)
 
 
+def resume_after_quota(campaign_id: int) -> None:
+    """The job that resumes a campaign a quota paused, once its window opened (it may pause again)."""
+    with _job(campaign_id) as rt:
+        if rt is None:
+            return
+        with rt.store.session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if (campaign is None or campaign.status != CampaignStatus.PAUSED or campaign.resume_at is None
+                    or campaign.resume_at > rt.clock()):
+                return  # resumed by hand, cancelled, or not yet
+            transport = campaign.transport
+        send(rt, campaign_id, transport, "resuming after its quota window opened",
+             lambda: _resume_here(rt, campaign_id))
+
+
 def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> None:
     """Run ``run()`` (a send through ``transport_name``) with logging; the daemon never dies of one campaign."""
     with rt.store.session() as session:
@@ -210,6 +227,8 @@ def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> 
         log.info("campaign %s: %s (sent %s, failed %s, unknown %s, skipped %s) in %.1f s%s", campaign_id,
                  report.status, report.sent, report.failed, report.unknown, report.skipped, report.seconds,
                  "; the next newsletter run continues it" if handed_over else "")
+        if report.status == CampaignStatus.PAUSED and report.resume_at is not None:
+            log.info("campaign %s: paused: %s", campaign_id, report.pause_reason)
     except Conflict as exc:
         log.info("campaign %s: not started here: %s", campaign_id, exc.message)
     except NewsletterError as exc:

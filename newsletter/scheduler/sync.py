@@ -13,7 +13,9 @@ job ``schedule-<id>`` with its cron trigger. Jobs with no row behind them
 dead is resumed: a process on this host that no longer exists, or one on
 another host whose heartbeat is older than the staleness limit
 (``NEWSLETTER_SENDER_STALE_SECONDS``). A sender on another machine with a
-fresh heartbeat is alive, however long its campaign has been sending.
+fresh heartbeat is alive, however long its campaign has been sending. A
+campaign a quota paused (``resume_at``) is resumed once its window opens
+(``resume-<id>`` job, :func:`newsletter.scheduler.jobs.resume_after_quota`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,17 @@ def plan_sync(daemon) -> None:
     for campaign_id in stale:
         if campaign_id not in rt.inflight and scheduler.get_job(f"resume-{campaign_id}") is None:
             daemon._submit_resume(campaign_id, False)
+    for campaign_id in paused_due(rt):
+        if campaign_id not in rt.inflight and scheduler.get_job(f"resume-{campaign_id}") is None:
+            jobs.log.info("campaign %s: its quota window opened; resuming", campaign_id)
+            scheduler.add_job(jobs.resume_after_quota, args=[campaign_id], id=f"resume-{campaign_id}",
+                              jobstore="internal", replace_existing=True, misfire_grace_time=None)
+
+
+def paused_due(rt) -> list[int]:
+    """Campaigns paused by a quota whose window has opened by ``rt.clock()``."""
+    with rt.store.session() as session:
+        return q.paused_until(session, rt.clock())
 
 
 def _ensure_campaign_job(scheduler, job, campaign_id, due, grace) -> None:

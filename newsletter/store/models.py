@@ -215,6 +215,10 @@ class Campaign(Base):
     # tell a dead sender (killed) from a live one without waiting for the heartbeat.
     sender: Mapped[str | None] = mapped_column(String(300), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
+    # A campaign paused by a quota (newsletter.engine.quotas): why, and when the window opens again
+    # (the scheduler daemon resumes it then). Cleared when it resumes.
+    pause_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    resume_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     edition: Mapped[Edition] = relationship()
 
@@ -251,3 +255,15 @@ class Delivery(Base):
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     complained_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     refused: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
+class SendCounter(Base):
+    """Messages counted against one quota window: ``scope`` (a transport and its account), ``window``
+    (``hour`` or ``day``) starting at ``starts_at`` (UTC). Counted before the provider is called."""
+
+    __tablename__ = "send_counters"
+
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window: Mapped[str] = mapped_column(String(8), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from newsletter.store.ledger import audience_conditions, memberships_t, subscribers_t
 from newsletter.store.models import Base, Campaign, UTCDateTime, utcnow
 from newsletter.store.sql import rowcount
+from newsletter.vocabulary import CampaignStatus
 
 # Wave and schedule-run states
 WAVE_PENDING, WAVE_SENDING, WAVE_SENT, WAVE_MISSED, WAVE_CANCELLED = (
@@ -163,6 +164,13 @@ def lease_of(session: Session, name: str) -> SchedulerLease | None:
 
 def campaigns_in(session: Session, statuses: tuple[str, ...]) -> list[Campaign]:
     return list(session.scalars(select(Campaign).where(Campaign.status.in_(statuses)).order_by(Campaign.id)))
+
+
+def paused_until(session: Session, now: datetime) -> list[int]:
+    """Campaigns paused by a quota whose window has opened (``resume_at`` at or before ``now``)."""
+    return list(session.scalars(select(Campaign.id).where(
+        Campaign.status == CampaignStatus.PAUSED, Campaign.resume_at.is_not(None), Campaign.resume_at <= now)
+        .order_by(Campaign.id)))
 
 
 def claim_scheduled(session: Session, campaign_id: int, to_status: str, from_statuses: tuple[str, ...],

@@ -83,12 +83,40 @@ def send_now(store, settings, plan: SendPlan, watch: Watch, *, limit: int | None
                                   article_path=plan.article, again=plan.again)
     size = f"{plan.audience} subscribers of " if plan.audience else ""
     watch.note(f"Campaign {campaign_id}: sending to {size}{plan.list_name} via {plan.transport}")
-    return dispatcher_for(store, settings).start(campaign_id, watch, limit=limit)
+    dispatcher = dispatcher_for(store, settings)
+    report = dispatcher.start(campaign_id, watch, limit=limit)
+    return report if limit is not None else go_on_after_quota(dispatcher, campaign_id, report, watch)
 
 
 def resume(store, settings, campaign_id: int, watch: Watch):
     """Send what a stopped or killed campaign has not sent yet; returns the SendReport."""
-    return dispatcher_for(store, settings).resume(campaign_id, watch)
+    dispatcher = dispatcher_for(store, settings)
+    return go_on_after_quota(dispatcher, campaign_id, dispatcher.resume(campaign_id, watch), watch)
+
+
+def go_on_after_quota(dispatcher, campaign_id: int, report, watch: Watch):
+    """In the foreground: while a quota paused the campaign, say when it goes on, wait, and resume then.
+
+    Stopping the wait (Ctrl-C, ``watch.stop``) leaves the campaign paused,
+    for ``campaigns resume`` or the scheduler daemon. Returns the last report.
+    """
+    from newsletter.errors import Conflict
+    from newsletter.vocabulary import CampaignStatus
+
+    while (report is not None and not dispatcher.on_workers and report.status == CampaignStatus.PAUSED
+           and report.resume_at is not None and not watch.stop.is_set()):
+        from newsletter.engine.quotas import show_utc
+
+        watch.note(f"Paused: {report.pause_reason}. Waiting until {show_utc(report.resume_at)} "
+                   f"(Ctrl-C stops; continue later with: newsletter campaigns resume {campaign_id})")
+        if not watch.wait_until(report.resume_at):
+            break
+        try:
+            report = dispatcher.resume(campaign_id, watch)
+        except Conflict as exc:  # the scheduler daemon (newsletter run) took it on at the same moment
+            watch.note(f"Campaign {campaign_id} goes on elsewhere: {exc.message}")
+            break
+    return report
 
 
 def retry(store, settings, campaign_id: int, which: str | None, watch: Watch):

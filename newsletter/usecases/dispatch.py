@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -28,12 +29,32 @@ class Watch:
     stop following; they carry on). ``on_progress(done, total)``: called as
     recipients are done. ``note(text)``: a line for people. ``follow``: on
     the workers, watch the ledger until they are done (the daemon does not).
+    ``clock``: the UTC clock the quotas count windows by (tests inject one);
+    :meth:`wait_until` waits for a quota's window to open (False: stopped).
     """
 
     stop: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[int, int | None], None] | None = None
     note: Callable[[str], None] = _ignore
     follow: bool = True
+    clock: Callable[[], datetime] | None = None
+    waiter: Callable[[datetime], bool] | None = None
+
+    def now(self) -> datetime:
+        from newsletter.store.models import utcnow
+
+        return (self.clock or utcnow)()
+
+    def wait_until(self, when: datetime) -> bool:
+        """Wait until ``when`` (UTC); False when stopped first."""
+        if self.waiter is not None:
+            return self.waiter(when)
+        while not self.stop.is_set():
+            left = (when - self.now()).total_seconds()
+            if left <= 0:
+                return True
+            self.stop.wait(min(left, 60.0))  # a long wait, checked again each minute (the clock may jump)
+        return False
 
 
 class Dispatcher(Protocol):
@@ -66,7 +87,7 @@ class ThisMachine:
 
         return self._run(campaign_id, lambda transport: start_campaign(
             self.store, self.settings, campaign_id, transport, limit=limit, on_progress=watch.on_progress,
-            stop=watch.stop))
+            stop=watch.stop, clock=watch.clock))
 
     def resume(self, campaign_id: int, watch: Watch, *, retry: str | None = None):
         from newsletter.engine.sender import resume_campaign, retry_campaign
@@ -74,9 +95,9 @@ class ThisMachine:
         def run(transport):
             if retry:
                 return retry_campaign(self.store, self.settings, campaign_id, transport, retry,
-                                      on_progress=watch.on_progress, stop=watch.stop)
+                                      on_progress=watch.on_progress, stop=watch.stop, clock=watch.clock)
             return resume_campaign(self.store, self.settings, campaign_id, transport,
-                                   on_progress=watch.on_progress, stop=watch.stop)
+                                   on_progress=watch.on_progress, stop=watch.stop, clock=watch.clock)
 
         return self._run(campaign_id, run)
 
