@@ -21,7 +21,10 @@ Contract (at-least-once messages, exactly-once rows):
    rows are pending but no chunk is left (``send --limit``), ``paused``.
 
 A campaign that is no longer ``sending`` (paused, stopped) makes workers
-give their chunks back after the batch in flight. A 401 from the provider
+give their chunks back after the batch in flight. A cap reached (the gate's
+:meth:`~newsletter.distributed.limits.SendGate.take_quota`) pauses the
+campaign with its reason and the time its window opens; the scheduler
+daemon queues it again then. A 401 from the provider
 stops the campaign, as it does on one machine.
 """
 
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.engine.fencing import Fenced, new_sender_id, sender_alive, stale_seconds
+from newsletter.engine.quotas import QuotaReached
 from newsletter.engine.sender import (
     RecipientBuilder,
     SendReport,
@@ -210,10 +214,13 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
                         remaining = ledger.pending_in_range(session, c, report.first_id, report.last_id)
                     if remaining == 0:
                         break
-                want = min(batch_size, remaining)
+                want, windows = min(batch_size, remaining), []
                 if gate is not None:
+                    want, windows = gate.take_quota(want)  # counted before the claim (QuotaReached: none left)
                     gate.wait(want)
                 batch = _claim(ctx, chunk_id, campaign.list_id, report, want, fence)
+                if gate is not None:  # only rows sent count: give back what the claim did not use
+                    gate.give_back(windows, want - sum(1 for candidate in batch or () if candidate.eligible))
                 if batch is None:
                     return
                 if not batch:
@@ -234,6 +241,10 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     except PermanentTransportError as exc:
         _copy(totals, report)
         _stop(ctx, chunk_id, report, exc)
+        return
+    except QuotaReached as exc:
+        _copy(totals, report)
+        _pause(ctx, chunk_id, report, exc)
         return
     _copy(totals, report)
     _finish(ctx, chunk_id, report)
@@ -271,6 +282,17 @@ def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
             report.campaign_status = CampaignStatus.PAUSED
     if report.campaign_status:
         log.info("campaign %s is %s", report.campaign_id, report.campaign_status)
+
+
+def _pause(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: QuotaReached) -> None:
+    """A cap is reached: pause the campaign for every worker (with the reason and the time its window
+    opens, for campaigns show and the scheduler daemon) and give the chunk back."""
+    with ctx.store.session() as session:
+        paused = chunks_db.pause_for_quota(session, report.campaign_id, exc.reason, exc.resume_at)
+        chunks_db.release_chunk(session, chunk_id, ctx.identity)
+    report.outcome, report.campaign_status = "paused", CampaignStatus.PAUSED
+    if paused:
+        log.info("campaign %s paused: %s", report.campaign_id, exc.reason)
 
 
 def _stop(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: PermanentTransportError) -> None:

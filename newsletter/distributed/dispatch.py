@@ -81,7 +81,7 @@ def resume_distributed(store, settings, campaign_id: int, *, broker=None, retry:
         # Take the campaign first (one winner), and only then touch the ledger.
         resumable = (CampaignStatus.PAUSED, CampaignStatus.STOPPED, CampaignStatus.SENT, CampaignStatus.FAILED)
         if not ledger.claim_campaign(session, campaign_id, resumable, CampaignStatus.SENDING,
-                                     heartbeat_at=utcnow(), sender=None, error=""):
+                                     heartbeat_at=utcnow(), sender=None, error="", pause_reason="", resume_at=None):
             raise Conflict(f"campaign {campaign_id} changed state; try again")
         if retry:
             ledger.requeue(session, campaign_id, LedgerStatus.FAILED if retry == "failed" else LedgerStatus.UNKNOWN)

@@ -8,6 +8,14 @@ Both live in Redis, so that they hold across processes and machines:
   It counts what went out in the current window only, so time spent idle
   (a shared 429 pause) is never saved up: after a pause the workers get one
   window's worth again, not a burst;
+- the caps: a transport's hourly and daily caps and the warm-up plan
+  (:mod:`newsletter.engine.quotas`), counted per UTC window under keys
+  that expire after it (:meth:`SendGate.take_quota`, one Lua script: all
+  windows checked and counted at once, so two workers never both take the
+  last slots). A worker counts before it claims the rows and gives back
+  what the claim did not use: a worker that dies after counting
+  over-counts, never under-counts. When nothing fits, it pauses the campaign
+  with the reason and the time the window opens, as on one machine;
 - the pause: when SendGrid answers 429, the worker that got it records
   "paused until T" (the ``X-RateLimit-Reset`` time) under a shared key;
   every worker waits for it before its next batch. It is hooked into the
@@ -26,10 +34,37 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from newsletter.delivery.retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from newsletter.config import Limits, Warmup
+    from newsletter.store.quotas import Window
+
 log = logging.getLogger(__name__)
+
+# KEYS: one counter per window; ARGV: want, then each window's cap, then each key's time to live (ms).
+# Returns {granted, the 1-based index of the window with the least room (of full ones, the last)}.
+_TAKE_SCRIPT = """
+local want = tonumber(ARGV[1])
+local n = #KEYS
+local tight, tight_room = 1, nil
+for i = 1, n do
+  local room = tonumber(ARGV[1 + i]) - tonumber(redis.call('GET', KEYS[i]) or '0')
+  if room < 0 then room = 0 end
+  if tight_room == nil or room <= tight_room then tight, tight_room = i, room end
+end
+local granted = math.min(want, tight_room)
+if granted > 0 then
+  for i = 1, n do
+    redis.call('INCRBY', KEYS[i], granted)
+    redis.call('PEXPIRE', KEYS[i], ARGV[1 + n + i])
+  end
+end
+return {granted, tight}
+"""
 
 _PAUSE_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -78,13 +113,62 @@ class SendGate:
     """
 
     def __init__(self, client, rate: float, name: str = "sendgrid", *, prefix: str = "newsletter",
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 limits: Limits | None = None, warmup: Warmup | None = None, scope: str | None = None,
+                 utc_clock: Callable[[], datetime] | None = None):
         from dramatiq.rate_limits.backends import RedisBackend
 
         self.client, self.rate, self.sleep, self.clock = client, rate, sleep, clock
+        self.name, self.prefix = name, prefix
         self.pause_key = f"{prefix}:{name}:paused-until"
         self.limiter = _window_limiter(RedisBackend(client=client), f"{prefix}:{name}:rate", rate) if rate > 0 else None
         self._pause = client.register_script(_PAUSE_SCRIPT)
+        # the caps (newsletter.engine.quotas), counted under the transport's scope (its account)
+        self.limits, self.warmup, self.scope = limits, warmup, scope or name
+        self.utc_clock = utc_clock or (lambda: datetime.now(UTC))
+        self._take = client.register_script(_TAKE_SCRIPT)
+
+    @property
+    def capped(self) -> bool:
+        return self.limits is not None and bool(self.limits.hourly_cap or self.limits.daily_cap or self.warmup)
+
+    def _cap_key(self, window: Window) -> str:
+        return f"{self.prefix}:{self.scope}:cap:{window.kind}:{window.starts_at:%Y%m%dT%H}"
+
+    def take_quota(self, want: int) -> tuple[int, list[Window]]:
+        """Count up to ``want`` messages against the caps; returns (granted, the windows counted in).
+
+        Raises :class:`~newsletter.engine.quotas.QuotaReached` when nothing
+        fits. Give back what was not sent after all with :meth:`give_back`.
+        """
+        from newsletter.engine.quotas import reached, windows
+
+        if not self.capped or want <= 0 or self.limits is None:
+            return want, []
+        now = self.utc_clock()
+        current = windows(self.limits, self.warmup, now)
+        if not current:
+            return want, []
+        # each counter outlives its window by a day, so a late give_back still finds it
+        ttls = [int(((w.ends_at - now).total_seconds() + 86400) * 1000) for w in current]
+        granted, tight = self._with_redis(lambda: self._take(
+            keys=[self._cap_key(w) for w in current], args=[want, *(w.cap for w in current), *ttls]))
+        if int(granted) == 0:
+            raise reached(self.name, current[int(tight) - 1], self.limits, self.warmup, now)
+        return int(granted), current
+
+    def give_back(self, current: list[Window], count: int) -> None:
+        """Uncount ``count`` messages taken and not sent (rows skipped or already done at the claim)."""
+        if not current or count <= 0:
+            return
+
+        def uncount() -> None:
+            pipe = self.client.pipeline()
+            for window in current:
+                pipe.decrby(self._cap_key(window), count)
+            pipe.execute()
+
+        self._with_redis(uncount)
 
     def wait(self, count: int) -> float:
         """Block until ``count`` messages may go out; returns the seconds waited."""
@@ -153,16 +237,18 @@ def open_gate(settings, name: str) -> SendGate | None:
     configuration error: a per-worker rate would multiply by the workers.
     """
     from newsletter.distributed.broker import redis_url
+    from newsletter.engine.quotas import scope_of
     from newsletter.errors import ConfigError
 
+    limits = settings.limits_for(name)
     url = redis_url(settings)
     if url is None:
-        if settings.send_rate > 0:
-            raise ConfigError("a global send rate needs Redis, and the broker is RabbitMQ",
+        if limits.rate > 0 or limits.hourly_cap or limits.daily_cap or settings.warmup:
+            raise ConfigError("a global send rate or cap needs Redis, and the broker is RabbitMQ",
                               hint="set NEWSLETTER_REDIS_URL=redis://host:6379/0 for the rate limiter")
         log.warning("no Redis for the rate limiter: a 429 pauses only the worker that got it")
         return None
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-    return SendGate(client, settings.send_rate, name)
+    return SendGate(client, limits.rate, name, limits=limits, warmup=settings.warmup, scope=scope_of(settings, name))

@@ -91,6 +91,14 @@ def windows(limits: Limits, warmup: Warmup | None, now: datetime) -> list[Window
     return result
 
 
+def reached(transport: str, window: Window, limits: Limits, warmup: Warmup | None, now: datetime) -> QuotaReached:
+    """The QuotaReached of a full ``window`` (naming the warm-up day when the plan set its cap)."""
+    warm = (window.kind == DAY and warmup is not None and window.cap == warmup_cap(warmup, now.date())
+            and window.cap != limits.daily_cap)
+    day = max(0, (now.date() - warmup.start_date).days) if warm and warmup is not None else None
+    return QuotaReached(transport, window, window.ends_at, day)
+
+
 def account_of(settings: Settings, transport: str) -> str:
     """What names the provider account behind ``transport`` (hashed by :func:`scope_of`, never shown)."""
     if transport == "smtp":
@@ -144,19 +152,8 @@ class Quota:
             return want, current
         taken = counters.take(session, self.scope, current, want)
         if taken.granted == 0 and want > 0 and taken.tightest is not None:
-            window = taken.tightest
-            warm = (window.kind == DAY and self.warmup is not None
-                    and window.cap == warmup_cap(self.warmup, now.date()) and window.cap != self.limits.daily_cap)
-            resume_at = self._opens(window, now)
-            day = max(0, (now.date() - self.warmup.start_date).days) if warm and self.warmup else None
-            raise QuotaReached(self.transport, window, resume_at, day)
+            raise reached(self.transport, taken.tightest, self.limits, self.warmup, now)
         return taken.granted, current
 
     def give_back(self, session: Session, current: list[Window], count: int) -> None:
         counters.give_back(session, self.scope, current, count)
-
-    def _opens(self, window: Window, now: datetime) -> datetime:
-        """When sending may go on: the end of the full window, or later if the next one is full too."""
-        at = window.ends_at
-        # A zero-room next window only happens with a cap of 0, which config refuses; one step is enough.
-        return max(at, now)

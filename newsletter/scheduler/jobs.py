@@ -211,8 +211,18 @@ def resume_after_quota(campaign_id: int) -> None:
                     or campaign.resume_at > rt.clock()):
                 return  # resumed by hand, cancelled, or not yet
             transport = campaign.transport
-        send(rt, campaign_id, transport, "resuming after its quota window opened",
-             lambda: _resume_here(rt, campaign_id))
+        from newsletter.usecases.dispatch import Watch, dispatcher_for
+
+        dispatcher = dispatcher_for(rt.store, rt.settings)
+        if not dispatcher.on_workers:
+            send(rt, campaign_id, transport, "resuming after its quota window opened",
+                 lambda: _resume_here(rt, campaign_id))
+            return
+        try:  # the workers send it again: queue its chunks
+            dispatcher.resume(campaign_id, Watch(stop=rt.stop, follow=False, clock=rt.clock,
+                                                 note=lambda text: log.info("campaign %s: %s", campaign_id, text)))
+        except NewsletterError as exc:
+            log.error("campaign %s: %s%s", campaign_id, exc.message, f" ({exc.hint})" if exc.hint else "")
 
 
 def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> None:

@@ -190,6 +190,15 @@ def chunk_progress(session: Session, campaign_id: int) -> dict[str, Any]:
     return result
 
 
+def pause_for_quota(session: Session, campaign_id: int, reason: str, resume_at: datetime) -> bool:
+    """``sending`` -> ``paused`` because a cap is reached, with why and when it may go on; one winner."""
+    result = session.execute(update(campaigns_t).where(campaigns_t.c.id == campaign_id,
+                                                       campaigns_t.c.status == CampaignStatus.SENDING)
+                             .values(status=CampaignStatus.PAUSED, heartbeat_at=None, sender=None,
+                                     pause_reason=reason, resume_at=resume_at))
+    return rowcount(result) == 1
+
+
 def pause_if_drained(session: Session, campaign_id: int) -> bool:
     """``sending`` -> ``paused`` when no chunk of the campaign is left to run but rows are
     pending (a send with ``--limit``); conditional, one winner."""

@@ -58,7 +58,8 @@ def take(session: Session, scope: str, windows: list[Window], want: int) -> Take
                                                  counters_t.c.starts_at < min(start for _, start in keys) - KEEP))
     used = _used(session, scope, keys, lock=True)
     room = {w: w.cap - used.get((w.kind, w.starts_at), 0) for w in windows}
-    tightest = min(windows, key=lambda w: room[w])
+    # the least room; of full windows, the one that ends last (it decides when sending may go on)
+    tightest = min(windows, key=lambda w: (max(room[w], 0), -w.ends_at.timestamp()))
     granted = max(0, min(want, room[tightest]))
     if granted:
         _add(session, scope, keys, granted)
