@@ -340,6 +340,9 @@ def mail_host(settings: Settings, transport: str | None = None) -> str | None:
     """The host the chosen transport hands mail to, or None when mail stays here (file, console, memory)."""
     transport = transport or settings.transport
     if transport == "smtp":
+        if settings.smtp_relays and not settings.smtp_url:  # the first relay that leaves this machine, if any
+            hosts = [relay.host for relay in settings.smtp_relays]
+            return next((host for host in hosts if not is_loopback_host(host)), hosts[0])
         return urlsplit(settings.smtp_url or "").hostname or "(no SMTP URL)"
     if transport == "sendgrid":
         return urlsplit(settings.sendgrid_host or DEFAULT_SENDGRID_HOST).hostname or "(no SendGrid host)"

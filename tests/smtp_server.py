@@ -153,7 +153,8 @@ class SmtpServer:
         ok = isinstance(auth_data, LoginPassword) and (
             auth_data.login.decode(), auth_data.password.decode()
         ) == tuple(self.credentials)
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers a refusal with 535, as real servers do (handled=True sends nothing)
+        return AuthResult(success=ok, handled=False)
 
     @property
     def messages(self) -> list[Received]:

@@ -48,6 +48,7 @@ import re
 import smtplib
 import ssl
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,11 @@ def _safe_url(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
+class RelayRefused(PermanentTransportError):
+    """The server refused us at connection time (login, TLS, STARTTLS or AUTH missing): every message
+    through it would fail, though another server may take them (newsletter.delivery.relays)."""
+
+
 class _Stale(Exception):
     """The connection failed before the message went out in full: safe to try again."""
 
@@ -158,6 +164,10 @@ class SmtpTransport(Transport):
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        #: Called before each message (a relay's own rate, newsletter.delivery.relays); None: no pacing.
+        self.pacer: Callable[[], None] | None = None
+        #: Connections that could not be made or logged into, in all (a relay's health).
+        self.connect_failures = 0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SmtpTransport:
@@ -166,14 +176,30 @@ class SmtpTransport(Transport):
                    connections=config.connections, timeout=config.timeout, **options)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> SmtpTransport:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Transport:
+        """The transport of ``[smtp]``: several relays (:mod:`newsletter.delivery.relays`) when
+        ``[[smtp.relays]]`` lists them, else the server of ``url``."""
         url = overrides.pop("url", None) or settings.smtp_url
+        if getattr(settings, "smtp_relays", ()) and not url:
+            from newsletter.delivery.relays import RelayTransport
+
+            return RelayTransport.from_settings(settings, **overrides)
+        return cls.from_url(cls._require_url(url), **cls.options_from(settings, overrides))
+
+    @staticmethod
+    def _require_url(url: str | None) -> str:
         if not url:
             raise ConfigError(
                 "the smtp transport needs NEWSLETTER_SMTP_URL",
                 hint="set NEWSLETTER_SMTP_URL=smtp://user:password@host:587?tls=starttls"
                      " (or [smtp] url in newsletter.toml)",
             )
+        return url
+
+    @staticmethod
+    def options_from(settings: Settings, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The constructor options ``settings`` give (EHLO name, return path, VERP, DKIM); ``overrides`` win."""
+        overrides = dict(overrides)
         for option in ("dkim_selector", "dkim_domain"):
             if getattr(settings, option, None) and option not in overrides:
                 overrides[option] = getattr(settings, option)
@@ -191,7 +217,7 @@ class SmtpTransport(Transport):
         key_file = getattr(settings, "dkim_key_file", None)
         if key_file and "dkim_key" not in overrides:
             overrides["dkim_key"] = _read_dkim_key(key_file)
-        return cls.from_url(url, **overrides)
+        return overrides
 
     def open(self) -> None:
         """Start the workers and make one connection now, so bad credentials fail before any send."""
@@ -299,6 +325,8 @@ class SmtpTransport(Transport):
             return unbuildable(recipient, exc)
         utf8 = renderer.needs_smtputf8(address)
         envelope_sender = self._verp(sender, recipient)
+        if self.pacer is not None:
+            self.pacer()
         for attempt in (1, 2):
             if slot[0] is not None and slot[0].local_hostname != self.ehlo_name:
                 self._greet_again(slot)  # greeted before the From domain was known (open's early check)
@@ -433,8 +461,10 @@ class SmtpTransport(Transport):
                 conn = smtplib.SMTP(config.host, config.port, local_hostname=self.ehlo_name,
                                     timeout=config.timeout)
         except ssl.SSLError as exc:
+            self.connect_failures += 1
             raise _tls_error(exc, config) from None
         except (OSError, smtplib.SMTPException) as exc:
+            self.connect_failures += 1
             raise _ConnectFailed(str(exc) or type(exc).__name__) from None
         try:
             conn.ehlo()
@@ -445,20 +475,24 @@ class SmtpTransport(Transport):
                 conn.login(config.username, config.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
-            raise PermanentTransportError(
+            self.connect_failures += 1
+            raise RelayRefused(
                 f"the SMTP server at {config.host}:{config.port} refused our login ({exc.smtp_code})",
                 hint="check the user and password in NEWSLETTER_SMTP_URL", status=exc.smtp_code) from None
         except smtplib.SMTPNotSupportedError as exc:
             conn.close()
-            raise PermanentTransportError(
+            self.connect_failures += 1
+            raise RelayRefused(
                 f"the SMTP server at {config.host}:{config.port}"
                 f" does not offer {'STARTTLS' if 'STARTTLS' in str(exc) else 'AUTH'}",
                 hint="change ?tls= (starttls, ssl, none) or the credentials in NEWSLETTER_SMTP_URL") from None
         except ssl.SSLError as exc:
             conn.close()
+            self.connect_failures += 1
             raise _tls_error(exc, config) from None
         except (OSError, smtplib.SMTPException) as exc:
             conn.close()
+            self.connect_failures += 1
             raise _ConnectFailed(str(exc) or type(exc).__name__) from None
         return conn
 
@@ -509,7 +543,7 @@ def _dkim_options(selector: str | None, domain: str | None,
 
 
 def _tls_error(exc: ssl.SSLError, config: SmtpConfig) -> PermanentTransportError:
-    return PermanentTransportError(
+    return RelayRefused(
         f"TLS with {config.host}:{config.port} failed: {exc.reason or exc}",
         hint="check the server's certificate and name, or the tls= option of NEWSLETTER_SMTP_URL",
     )

@@ -11,7 +11,7 @@ which events SES publishes.
 Requests run on a thread pool (``concurrency`` in flight: a boto3 client is
 thread-safe, its session is not, so the session is made once in
 :meth:`SesTransport.open`), paced together by one
-:class:`~newsletter.providers.ses.pacing.RatePacer` at the account's
+:class:`~newsletter.delivery.pacing.RatePacer` at the account's
 ``MaxSendRate`` (read with ``GetAccount`` when the transport opens) or the
 configured override. botocore's own retries are off: ours are below.
 
@@ -48,10 +48,10 @@ from typing import TYPE_CHECKING, Any
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import MimeRenderer
+from newsletter.delivery.pacing import RatePacer
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.wire import UnsendableAddress, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
-from newsletter.providers.ses.pacing import RatePacer
 from newsletter.providers.ses.tags import message_tags
 
 if TYPE_CHECKING:

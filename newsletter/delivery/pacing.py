@@ -1,7 +1,8 @@
 """Keeping many sending threads under one rate: :class:`RatePacer`.
 
 SES limits an account to ``MaxSendRate`` messages a second and answers
-throttling errors past it. The transport's threads each take a slot from
+throttling errors past it; an SMTP relay has its own rate
+(``[[smtp.relays]] rate``). The transport's threads each take a slot from
 one pacer before each request, so together they keep the rate however
 many are in flight.
 """
