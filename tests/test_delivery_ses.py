@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Outcome
-from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.pacing import RatePacer
+from newsletter.delivery.retry import RetryPolicy
 from newsletter.providers.ses.tags import message_id_from_tag, message_tags
 from newsletter.providers.ses.transport import SesTransport
 
