@@ -314,3 +314,48 @@ def test_the_scheduler_resumes_a_campaign_paused_at_a_cap_when_the_window_opens(
     finally:
         jobs.install(None)
         store.close()
+
+
+# ---------------------------------------------------------------- the rate, shared and never credited
+
+class EpochClock:
+    """Epoch seconds that sleeping advances (one clock for both senders: they take turns)."""
+
+    def __init__(self, now: float):
+        self.now, self.slept = now, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_rate_is_shared_by_two_senders_and_idle_time_is_not_credited(database_url):
+    """Two senders (two engines on one database) at 100/s in batches of 50: one timeline; after 30 s idle
+    they go on at the rate, never in a burst. Counted per one-second window of the injected clock."""
+    from newsletter.engine.quotas import shared_pace
+    from newsletter.engine.sender import _Pacer
+    from newsletter.store.db import Store
+
+    clock = EpochClock(datetime(2026, 12, 2, 10, 0, tzinfo=UTC).timestamp())
+    stores = [Store(database_url), Store(database_url)]
+    pacers = [_Pacer(100, clock.sleep, clock, book=shared_pace(store, "smtp:test")) for store in stores]
+    starts = []
+    for turn in range(8):
+        pacers[turn % 2].turn(50)
+        starts.append(clock.now)
+    first = starts[0]
+    assert [round(s - first, 6) for s in starts] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    clock.now += 30.0  # idle: a 429 pause, a quota pause
+    resumed = clock.now
+    later = []
+    for turn in range(6):
+        pacers[turn % 2].turn(50)
+        later.append(clock.now)
+    assert later[0] == resumed  # the booking that ended long ago is not carried into the future
+    per_second = [sum(50 for s in later if resumed + k <= s < resumed + k + 1) for k in range(3)]
+    assert per_second == [100, 100, 100]  # the rate, not a burst of what the idle time would have allowed
+    for store in stores:
+        store.close()

@@ -15,7 +15,6 @@ forwards a stop request (SIGTERM, Ctrl-C) and every child finishes its batch.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import signal
@@ -90,8 +89,8 @@ def send_in_processes(store: Store, settings: Settings, campaign_id: int, transp
     context = multiprocessing.get_context("spawn")
     messages: Messages = context.Queue()
     halt = context.Event()
-    # The provider's rate is shared: each child paces at its part of it (the caps are counted in the database).
-    child_settings = _rate_shared(settings, transport_name, len(ranges))
+    # The rate and the caps are kept in the database (newsletter.engine.quotas): the children share them.
+    child_settings = settings
     children = [context.Process(target=_child, name=f"newsletter-send-{index}", daemon=True,
                                 args=(child_settings, campaign_id, transport_name, low, high, messages, halt,
                                       os.getpid(), sender))
@@ -102,14 +101,6 @@ def send_in_processes(store: Store, settings: Settings, campaign_id: int, transp
     for child in children:
         child.join()
     return outcome
-
-
-def _rate_shared(settings: Settings, transport_name: str, parts: int) -> Settings:
-    """``settings`` with the transport's rate divided among ``parts`` processes."""
-    limits = settings.limits_for(transport_name)
-    own = dataclasses.replace(limits, rate=limits.rate / parts)
-    return dataclasses.replace(settings, send_rate=settings.send_rate / parts,
-                               transport_limits={**settings.transport_limits, transport_name: own})
 
 
 def _follow(children: Sequence[BaseProcess], messages: Messages, halt: Event, stop: StopSignal | None,

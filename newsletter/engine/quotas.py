@@ -24,7 +24,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from newsletter.store import quotas as counters
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from newsletter.config import Limits, Settings, Warmup
+    from newsletter.store.db import Store
 
 HOUR, DAY = "hour", "day"
 # Far above any real volume: a warm-up's growth stops mattering long before it.
@@ -157,3 +158,14 @@ class Quota:
 
     def give_back(self, session: Session, current: list[Window], count: int) -> None:
         counters.give_back(session, self.scope, current, count)
+
+
+def shared_pace(store: Store, scope: str) -> Callable[[float, float], float]:
+    """The engine pacer's ``book(now, seconds)``, kept in the database (``send_pace``) for ``scope``:
+    every process sending through the transport books from one timeline (epoch seconds)."""
+
+    def book(now: float, seconds: float) -> float:
+        with store.session() as session:
+            return counters.book(session, scope, datetime.fromtimestamp(now, UTC), seconds).timestamp()
+
+    return book

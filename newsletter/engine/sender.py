@@ -51,7 +51,7 @@ from newsletter.engine.fencing import (
     new_sender_id,
     stale_seconds,
 )
-from newsletter.engine.quotas import Quota, QuotaReached
+from newsletter.engine.quotas import Quota, QuotaReached, shared_pace
 from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import utcnow
@@ -104,24 +104,33 @@ class SendReport:
 class _Pacer:
     """Keeps the send rate at or under ``rate`` messages a second (0: no limit).
 
-    Before each batch, :meth:`turn` waits until the previous bookings are
-    used up, then books this batch's messages from *now*: time spent idle
-    (a 25 s 429 wait, a slow provider) is never saved up for a burst after.
+    Before each batch, :meth:`turn` books this batch's messages from the end
+    of the previous bookings, or from *now* when they are over, and waits
+    until its booking starts: time spent idle (a 25 s 429 wait, a slow
+    provider, a quota pause) is never saved up for a burst after.
+    ``book(now, seconds)`` keeps the bookings elsewhere and returns when
+    this one starts (the engine's: in the database, shared by every process
+    sending through the transport, :func:`newsletter.engine.quotas.shared_pace`);
+    without it they are this object's own.
     """
 
     def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
-        self.rate, self.sleep, self.clock = rate, sleep, clock
+                 clock: Callable[[], float] = time.monotonic,
+                 book: Callable[[float, float], float] | None = None):
+        self.rate, self.sleep, self.clock, self.book = rate, sleep, clock, book
         self.free_at: float | None = None
 
     def turn(self, count: int) -> None:
         if self.rate <= 0 or count <= 0:
             return
         now = self.clock()
-        if self.free_at is not None and self.free_at > now:
-            self.sleep(self.free_at - now)
-            now = max(self.clock(), self.free_at)
-        self.free_at = now + count / self.rate
+        if self.book is not None:
+            start = self.book(now, count / self.rate)
+        else:
+            start = now if self.free_at is None else max(self.free_at, now)
+            self.free_at = start + count / self.rate
+        if start > now:
+            self.sleep(start - now)
 
 
 def this_sender() -> str:
@@ -290,8 +299,10 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
     fence = campaign_fence(campaign_id, sender)
-    pacer, done = _Pacer(settings.limits_for(transport.name).rate, sleep), 0
     quota = Quota.of(settings, transport.name, clock)
+    # the transport's rate, booked in the database: it holds across every process sending through it
+    pacer, done = _Pacer(quota.limits.rate, sleep, clock=lambda: quota.clock().timestamp(),
+                         book=shared_pace(store, quota.scope)), 0
     if on_progress:
         on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while True:

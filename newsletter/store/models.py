@@ -267,3 +267,12 @@ class SendCounter(Base):
     window: Mapped[str] = mapped_column(String(8), primary_key=True)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SendPace(Base):
+    """A transport's (and account's) send rate shared by every process: the time its next message may go."""
+
+    __tablename__ = "send_pace"
+
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    free_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import SendCounter
+from newsletter.store.models import SendCounter, SendPace
 from newsletter.store.sql import dialect_insert, rowcount
 
 counters_t = SendCounter.__table__
+pace_t = SendPace.__table__
 # Rows of windows older than this are deleted when a new day's row is made: nothing reads them.
 KEEP = timedelta(days=8)
 
@@ -93,3 +94,16 @@ def _used(session: Session, scope: str, keys: list[tuple[str, datetime]], *,
 def _add(session: Session, scope: str, keys: list[tuple[str, datetime]], amount: int) -> None:
     session.execute(update(counters_t).where(_match(scope, keys)).values(sent=counters_t.c.sent + amount))
 
+
+
+def book(session: Session, scope: str, now: datetime, seconds: float) -> datetime:
+    """Book ``seconds`` of the scope's sending time; returns when they start: now, or when the
+    bookings before end. The row is locked for the transaction: two processes book one after the
+    other. Time nobody booked is lost, never saved up for a burst."""
+    session.execute(dialect_insert(session, pace_t).values(scope=scope, free_at=now)
+                    .on_conflict_do_nothing(index_elements=["scope"]))
+    free_at = session.execute(select(pace_t.c.free_at).where(pace_t.c.scope == scope).with_for_update()).scalar_one()
+    start: datetime = max(free_at, now)
+    session.execute(update(pace_t).where(pace_t.c.scope == scope)
+                    .values(free_at=start + timedelta(seconds=seconds)))
+    return start
