@@ -215,6 +215,10 @@ class Campaign(Base):
     # tell a dead sender (killed) from a live one without waiting for the heartbeat.
     sender: Mapped[str | None] = mapped_column(String(300), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
+    # The random part of the campaign's Message-IDs (newsletter.delivery.message_id), drawn when it is
+    # created: a rebuilt database numbers campaigns from 1 again, and must not repeat old ids.
+    # NULL for campaigns created before migration 0011: their ids keep the old form.
+    id_nonce: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     edition: Mapped[Edition] = relationship()
 
