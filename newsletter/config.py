@@ -83,6 +83,8 @@ class Settings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     dkim_key_file: str | None = None
+    dkim_ed25519_selector: str | None = None  # a second, Ed25519 signature beside the main (RSA) one
+    dkim_ed25519_key_file: str | None = None
     smtp_ehlo_name: str | None = None  # empty: the From domain (never this machine's name)
     smtp_return_path: str | None = None  # the envelope sender; empty: the From address
     smtp_verp: bool = False  # envelope sender bounces+<delivery tag>@domain, for newsletter bounces read
@@ -198,6 +200,8 @@ def load_settings(
         dkim_selector=reader.text("smtp", "dkim_selector", default="") or None,
         dkim_domain=reader.text("smtp", "dkim_domain", default="") or None,
         dkim_key_file=reader.text("smtp", "dkim_key_file", default="") or None,
+        dkim_ed25519_selector=reader.text("smtp", "dkim_ed25519_selector", default="") or None,
+        dkim_ed25519_key_file=reader.text("smtp", "dkim_ed25519_key_file", default="") or None,
         smtp_ehlo_name=reader.hostname("smtp", "ehlo_name") or None,
         smtp_return_path=reader.address("smtp", "return_path") or None,
         smtp_verp=reader.flag("smtp", "verp", default=False),
