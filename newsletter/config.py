@@ -56,6 +56,7 @@ ENV_OVERRIDES = {
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
+    ("doctor", "dns_server"): "NEWSLETTER_DNS_SERVER",
     **registry.env_overrides(),
 }
 
@@ -85,6 +86,7 @@ class Settings:
     dkim_key_file: str | None = None
     dkim_ed25519_selector: str | None = None  # a second, Ed25519 signature beside the main (RSA) one
     dkim_ed25519_key_file: str | None = None
+    dns_server: str | None = None  # "host" or "host:port" newsletter doctor asks; empty: the system's resolver
     smtp_ehlo_name: str | None = None  # empty: the From domain (never this machine's name)
     smtp_return_path: str | None = None  # the envelope sender; empty: the From address
     smtp_verp: bool = False  # envelope sender bounces+<delivery tag>@domain, for newsletter bounces read
@@ -236,6 +238,7 @@ def load_settings(
         signup_origins=reader.origins("web", "signup_origins"),
         soft_bounce_limit=int(reader.number("events", "soft_bounce_limit", default=3, minimum=1)),
         soft_bounce_days=reader.number("events", "soft_bounce_days", default=30.0, minimum=0.01),
+        dns_server=reader.text("doctor", "dns_server", default="") or None,
     )
 
 
