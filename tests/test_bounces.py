@@ -43,6 +43,9 @@ EXPECTED = {
     "microsoft-recipient-not-found.eml": (True, EventKind.BOUNCED, True),
     "hostile-non-utf8.eml": (True, EventKind.BOUNCED, True),
     "hostile-crlf-injection.eml": (True, EventKind.BOUNCED, True),
+    "qmail-no-mailbox.eml": (True, EventKind.BOUNCED, True),
+    "qmail-remote-rejected.eml": (True, EventKind.BOUNCED, True),
+    "qmail-queue-too-long.eml": (True, EventKind.BOUNCED, False),
     "hostile-no-status-part.eml": (False, None, None),
     "not-a-bounce.eml": (False, None, None),
 }
@@ -286,3 +289,30 @@ def test_read_an_imap_folder_on_dovecot_marks_seen_only_what_it_applied(store, c
     assert state(store, ["gone@example.org"])["gone@example.org"]["suppressed"] == "bounced"
     assert refused.exit_code == 1 and "NEWSLETTER_IMAP_PASSWORD" in refused.stderr
     assert "wrong-secret-77" not in refused.stderr and "Traceback" not in refused.stderr
+
+
+# -- qmail's plain-text bounces (QSBMF) -----------------------------------------------------------
+
+def test_qmail_reasons_and_statuses_are_read_from_its_own_words():
+    local, = parse_bounce(sample("qmail-no-mailbox.eml", verp=VERP), [KEY]).events
+    assert local.detail.startswith("5.1.1 ") and "Sorry, no mailbox here by that name" in local.detail
+    remote, = parse_bounce(sample("qmail-remote-rejected.eml", verp=VERP), [KEY]).events
+    assert remote.detail.startswith("5.1.1 ") and "User unknown in virtual mailbox table" in remote.detail
+    slow, = parse_bounce(sample("qmail-queue-too-long.eml", verp=VERP), [KEY]).events
+    assert slow.detail.startswith("4.3.2 ") and "in the queue too long" in slow.detail and not slow.hard
+
+
+def test_a_qmail_bounce_for_two_recipients_is_two_events_and_ip_numbers_are_not_codes():
+    data = sample("qmail-remote-rejected.eml", verp=VERP).replace(
+        b"\n--- Enclosed", b"\n<second@example.net>:\nConnected to 203.0.113.250 but sender was rejected.\n"
+                          b"I'm not going to try again; this message has been in the queue too long.\n\n--- Enclosed")
+    first, second = parse_bounce(data, [KEY]).events
+    assert (first.recipient, first.hard) == ("gone@example.org", True)
+    assert (second.recipient, second.hard) == ("second@example.net", False)
+    assert first.event_id != second.event_id
+
+
+def test_plain_text_that_only_looks_like_qmail_is_not_a_bounce():
+    text = sample("qmail-no-mailbox.eml", verp=VERP).replace(b"Hi. This is the qmail-send program",
+                                                              b"Hello. This is the mail program")
+    assert parse_bounce(text, [KEY]).dsn is False
