@@ -213,3 +213,18 @@ def test_a_provider_transport_skips_what_the_provider_does(plain_workspace, cli,
     assert results(report) == {"SPF clinic.example": "ok", "DKIM": "skipped", "DMARC policy clinic.example": "ok",
                                "DMARC alignment clinic.example": "skipped", "MX (bounces)": "skipped",
                                "TLS (relay)": "skipped"}
+
+
+@pytest.mark.parametrize("value", ["dns.example", "127.0.0.1:notaport", "127.0.0.1:70000", "[::1", "a:b:c"])
+def test_a_dns_server_that_is_not_an_address_is_a_one_line_error(plain_workspace, cli, monkeypatch, value):
+    monkeypatch.setenv("NEWSLETTER_DNS_SERVER", value)
+    result = cli("doctor")
+    assert result.exit_code == 1 and "is not an IP address" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value, expected", [("127.0.0.1", ("127.0.0.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+                                             ("[::1]:5300", ("::1", 5300)), ("::1", ("::1", 53))])
+def test_dns_server_forms(value, expected):
+    from newsletter.delivery.receiving import split_host_port
+
+    assert split_host_port(value, 53) == expected

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.dkimsign import DkimKey
+from newsletter.errors import ConfigError
 from newsletter.vocabulary import CheckResult
 
 DNS_TIMEOUT = 3.0  # seconds for one lookup, all retries included
@@ -60,15 +61,17 @@ class Lookup:
     :class:`Unreachable` (and every lookup after it too, without trying)."""
 
     def __init__(self, server: str | None = None, timeout: float = DNS_TIMEOUT):
+        """ConfigError at once when ``server`` is not ``ip[:port]``."""
         self.server, self.timeout, self.down = server, timeout, ""
+        self._address = split_host_port(server, 53) if server else None
         self._resolver: dns.resolver.Resolver | None = None
 
     def _get_resolver(self) -> dns.resolver.Resolver:
         import dns.resolver
 
         if self._resolver is None:
-            if self.server:
-                host, port = split_host_port(self.server, 53)
+            if self._address:
+                host, port = self._address
                 resolver = dns.resolver.Resolver(configure=False)
                 resolver.nameservers = [host]
                 resolver.port = port
@@ -119,15 +122,25 @@ class Lookup:
 
 
 def split_host_port(value: str, default_port: int) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as (host, port)."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if value.count(":") == 1:
-        host, port = value.split(":")
-        return host, int(port)
-    return value, default_port
+    """``ip``, ``ip:port``, ``[v6]`` or ``[v6]:port`` as (ip, port); ConfigError for anything else (a
+    resolver is named by its address: looking its name up would need a resolver)."""
+    text = value.strip()
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else port if bracket and not rest else ""
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError(port)
+    except ValueError:
+        raise ConfigError(f"the DNS server {value[:80]!r} is not an IP address with an optional port",
+                          hint="write it as 127.0.0.1:5353, 192.0.2.53 or [2001:db8::53]:53 "
+                               "(NEWSLETTER_DNS_SERVER or [doctor] dns_server)") from None
+    return host, number
 
 
 def organisational(domain: str) -> str:
