@@ -13,6 +13,7 @@ import email.policy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from newsletter.config import load_settings
 from newsletter.delivery import message_id
 from newsletter.providers.ses.tags import message_id_from_tag, message_tags
 
@@ -44,15 +45,16 @@ def send_once(cli, tmp_path, workspace) -> set[str]:
 
 def test_two_fresh_databases_with_the_same_secret_give_different_ids(workspace, database_url, cli, tmp_path,
                                                                      monkeypatch):
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    """The workspace (and its secret key file) stays; its database is replaced by an empty one."""
+    keys = load_settings(workspace).secret_keys
     first = send_once(cli, tmp_path, workspace)
     with another_database(database_url, tmp_path) as rebuilt:
         monkeypatch.setenv("NEWSLETTER_DATABASE_URL", rebuilt)
         second = send_once(cli, tmp_path, workspace)
     # The same campaign and delivery numbers in both databases...
-    numbers = {(p.campaign_id, p.delivery_id) for p in (message_id.parse(i, message_id.tags([SECRET]))
-                                                        for i in first | second) if p}
-    assert len(numbers) == 3
+    assert load_settings(workspace).secret_keys == keys
+    parsed = [message_id.parse(i, message_id.tags(keys)) for i in first | second]
+    assert all(parsed) and len({(p.campaign_id, p.delivery_id) for p in parsed}) == 3
     # ...and still no id in common.
     assert first.isdisjoint(second)
 
