@@ -57,6 +57,7 @@ ENV_OVERRIDES = {
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
+    ("doctor", "dns_server"): "NEWSLETTER_DNS_SERVER",
     **registry.env_overrides(),
 }
 
@@ -119,6 +120,9 @@ class Settings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     dkim_key_file: str | None = None
+    dkim_ed25519_selector: str | None = None  # a second, Ed25519 signature beside the main (RSA) one
+    dkim_ed25519_key_file: str | None = None
+    dns_server: str | None = None  # "host" or "host:port" newsletter doctor asks; empty: the system's resolver
     smtp_ehlo_name: str | None = None  # empty: the From domain (never this machine's name)
     smtp_return_path: str | None = None  # the envelope sender; empty: the From address
     smtp_verp: bool = False  # envelope sender bounces+<delivery tag>@domain, for newsletter bounces read
@@ -250,6 +254,8 @@ def load_settings(
         dkim_selector=reader.text("smtp", "dkim_selector", default="") or None,
         dkim_domain=reader.text("smtp", "dkim_domain", default="") or None,
         dkim_key_file=reader.text("smtp", "dkim_key_file", default="") or None,
+        dkim_ed25519_selector=reader.text("smtp", "dkim_ed25519_selector", default="") or None,
+        dkim_ed25519_key_file=reader.text("smtp", "dkim_ed25519_key_file", default="") or None,
         smtp_ehlo_name=reader.hostname("smtp", "ehlo_name") or None,
         smtp_return_path=reader.address("smtp", "return_path") or None,
         smtp_verp=reader.flag("smtp", "verp", default=False),
@@ -291,6 +297,7 @@ def load_settings(
         smtp_relays=reader.relays(env),
         relay_failures=int(reader.number("smtp", "relay_failures", default=3, minimum=1)),
         relay_cooldown_seconds=reader.number("smtp", "relay_cooldown_seconds", default=300.0, minimum=0),
+        dns_server=reader.text("doctor", "dns_server", default="") or None,
     )
 
 

@@ -91,3 +91,30 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     """Replace ``path`` with ``data`` in one step."""
     with atomic_binary_file(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def create_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to the new file ``path``, readable by its owner only (mode 0600), in one step.
+
+    For secrets (a private key): the content is written and synced under a
+    temporary name, then linked into place, which fails when ``path``
+    exists, so an existing key is never replaced, and a reader (or a crash)
+    never sees half a key. InputError when ``path`` exists or cannot be made.
+    """
+    from newsletter.errors import InputError
+
+    path = Path(path)
+    with atomic_binary_file(path.with_name(f".{path.name}.new")) as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
+    staged = path.with_name(f".{path.name}.new")
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        raise InputError(f"{path} already exists: it was left as it is",
+                         hint="choose another --out file (or move the old key away first)") from None
+    except OSError as exc:
+        raise _disk_full(exc, path) or InputError(f"cannot write {path}: {exc.strerror or exc}",
+                                                  hint="choose a folder you may write to") from None
+    finally:
+        staged.unlink(missing_ok=True)

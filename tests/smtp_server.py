@@ -184,8 +184,8 @@ class _Controller(Controller):
         return _CountingSMTP(self.handler, on_connect=self._owner._count_connection, **self.SMTP_kwargs)
 
 
-def make_self_signed_cert(folder) -> tuple[str, str]:
-    """A certificate and key for 127.0.0.1/localhost, written into ``folder``."""
+def make_self_signed_cert(folder, days: int = 1) -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1/localhost, valid for ``days``, written into ``folder``."""
     import datetime
     import ipaddress
 
@@ -204,7 +204,7 @@ def make_self_signed_cert(folder) -> tuple[str, str]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]

@@ -43,6 +43,9 @@ EXPECTED = {
     "microsoft-recipient-not-found.eml": (True, EventKind.BOUNCED, True),
     "hostile-non-utf8.eml": (True, EventKind.BOUNCED, True),
     "hostile-crlf-injection.eml": (True, EventKind.BOUNCED, True),
+    "qmail-no-mailbox.eml": (True, EventKind.BOUNCED, True),
+    "qmail-remote-rejected.eml": (True, EventKind.BOUNCED, True),
+    "qmail-queue-too-long.eml": (True, EventKind.BOUNCED, False),
     "hostile-no-status-part.eml": (False, None, None),
     "not-a-bounce.eml": (False, None, None),
 }
@@ -286,3 +289,104 @@ def test_read_an_imap_folder_on_dovecot_marks_seen_only_what_it_applied(store, c
     assert state(store, ["gone@example.org"])["gone@example.org"]["suppressed"] == "bounced"
     assert refused.exit_code == 1 and "NEWSLETTER_IMAP_PASSWORD" in refused.stderr
     assert "wrong-secret-77" not in refused.stderr and "Traceback" not in refused.stderr
+
+
+# -- qmail's plain-text bounces (QSBMF) -----------------------------------------------------------
+
+def test_qmail_reasons_and_statuses_are_read_from_its_own_words():
+    local, = parse_bounce(sample("qmail-no-mailbox.eml", verp=VERP), [KEY]).events
+    assert local.detail.startswith("5.1.1 ") and "Sorry, no mailbox here by that name" in local.detail
+    remote, = parse_bounce(sample("qmail-remote-rejected.eml", verp=VERP), [KEY]).events
+    assert remote.detail.startswith("5.1.1 ") and "User unknown in virtual mailbox table" in remote.detail
+    slow, = parse_bounce(sample("qmail-queue-too-long.eml", verp=VERP), [KEY]).events
+    assert slow.detail.startswith("4.3.2 ") and "in the queue too long" in slow.detail and not slow.hard
+
+
+def test_a_qmail_bounce_for_two_recipients_is_two_events_and_ip_numbers_are_not_codes():
+    data = sample("qmail-remote-rejected.eml", verp=VERP).replace(
+        b"\n--- Enclosed", b"\n<second@example.net>:\nConnected to 203.0.113.250 but sender was rejected.\n"
+                          b"I'm not going to try again; this message has been in the queue too long.\n\n--- Enclosed")
+    first, second = parse_bounce(data, [KEY]).events
+    assert (first.recipient, first.hard) == ("gone@example.org", True)
+    assert (second.recipient, second.hard) == ("second@example.net", False)
+    assert first.event_id != second.event_id
+
+
+def test_plain_text_that_only_looks_like_qmail_is_not_a_bounce():
+    text = sample("qmail-no-mailbox.eml", verp=VERP).replace(b"Hi. This is the qmail-send program",
+                                                              b"Hello. This is the mail program")
+    assert parse_bounce(text, [KEY]).dsn is False
+
+
+# -- POP3 (Dovecot) --------------------------------------------------------------------------------
+
+def test_read_a_pop3_mailbox_on_dovecot_deletes_only_the_bounces_it_applied(store, cli, monkeypatch):
+    """Bounces arrive in a real Dovecot mailbox read over POP3: applied, then deleted at QUIT; the
+    auto-reply stays for people to read, and a second read applies nothing again."""
+    import imaplib
+
+    from support.imap import dovecot_with_pop3
+
+    secret = load_settings().secret_key
+    seeded = seed_campaign(store, ["gone@example.org", "full@example.org"], transport="smtp", secret=secret)
+    mid, verp = ids_of(seeded, "gone@example.org", secret)
+    with dovecot_with_pop3() as (imap_port, pop3_port, user, password):
+        client = imaplib.IMAP4("127.0.0.1", imap_port)
+        client.login(user, password)
+        for data in (sample("qmail-no-mailbox.eml", rcpt="gone@example.org", message_id=mid, verp=verp),
+                     sample("not-a-bounce.eml")):
+            client.append("INBOX", None, None, data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        monkeypatch.setenv("NEWSLETTER_POP3_PASSWORD", password)
+        url = f"pop3://{user}@127.0.0.1:{pop3_port}"
+        report = cli("bounces", "read", url, "--json").json()
+        assert {k: report[k] for k in ("mailbox", "read", "dsn", "not_dsn", "matched", "hard")} == {
+            "mailbox": "pop3", "read": 2, "dsn": 1, "not_dsn": 1, "matched": 1, "hard": 1}
+        client.select("INBOX")
+        _, left = client.uid("SEARCH", None, "ALL")
+        assert len(left[0].split()) == 1  # the auto-reply
+        again = cli("bounces", "read", url, "--json").json()
+        assert (again["read"], again["dsn"], again["applied"]) == (1, 0, 0)
+        monkeypatch.setenv("NEWSLETTER_POP3_PASSWORD", "wrong-secret-78")
+        refused = cli("bounces", "read", url)
+        client.logout()
+    assert state(store, ["gone@example.org"])["gone@example.org"]["suppressed"] == "bounced"
+    assert refused.exit_code == 1 and "NEWSLETTER_POP3_PASSWORD" in refused.stderr
+    assert "wrong-secret-78" not in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_pop3_read_cut_off_before_quit_deletes_nothing_and_caps_a_huge_message():
+    """A connection lost after reading (no QUIT) deletes nothing; a message over the cap is fetched with
+    TOP and cut."""
+    import imaplib
+
+    from support.imap import dovecot_with_pop3
+
+    huge = sample("exim-failed.eml", verp=VERP).replace(b"\n", b"\r\n") + (b"y" * 76 + b"\r\n") * 20_000
+    with dovecot_with_pop3() as (imap_port, pop3_port, user, password):
+        client = imaplib.IMAP4("127.0.0.1", imap_port)
+        client.login(user, password)
+        client.append("INBOX", None, None, huge)
+        box = open_mailbox(f"pop3://{user}:{password}@127.0.0.1:{pop3_port}", max_bytes=100_000)
+        [message] = list(box.messages())
+        box.mark_done(message)
+        box._conn.sock.close()  # the connection drops before QUIT
+        box._conn = None
+        assert message.truncated and len(message.data) <= 100_000
+        assert parse_bounce(message.data, [KEY]).events[0].hard
+        client.select("INBOX")
+        _, left = client.uid("SEARCH", None, "ALL")
+        client.logout()
+    assert len(left[0].split()) == 1
+
+
+@pytest.mark.parametrize("url, words", [
+    ("pop3://127.0.0.1:110", "with a user and a host"),
+    ("pop3://u@127.0.0.1:110/INBOX", "POP3 has no folders"),
+    ("pop3://u:p@127.0.0.1:notaport", "port is not a number"),
+])
+def test_bad_pop3_urls_are_one_line_errors_without_the_password(url, words):
+    from newsletter.delivery.mailboxes import MailboxError
+
+    with pytest.raises(MailboxError, match=words) as info:
+        open_mailbox(url)
+    assert ":p@" not in str(info.value)

@@ -74,9 +74,10 @@ def test_providers_declare_their_settings_section_and_environment():
 # -- our Message-ID ------------------------------------------------------------------------------
 
 def test_message_id_format_and_parse_round_trip():
-    template = message_id.id_template("key-one", 42, "News <news@clinic.example>".split("<")[-1].rstrip(">"))
+    template = message_id.id_template("key-one", 42, "News <news@clinic.example>".split("<")[-1].rstrip(">"),
+                                      nonce="0123456789abcdef")
     made = template.format(7)
-    assert made == f"nl.{message_id.tag('key-one')}.42.7@clinic.example"
+    assert made == f"nl.{message_id.tag('key-one')}.42.7.0123456789abcdef@clinic.example"
     assert message_id.parse(made, message_id.tags(["key-two", "key-one"])) == message_id.OurMessageId(42, 7)
 
 

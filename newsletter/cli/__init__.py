@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("newsletter.cli.schedule:schedule", "Schedule an article for a list at a time."),
     "campaigns": ("newsletter.cli.campaigns:campaigns", "Show, cancel, resume and retry campaigns."),
     "bounces": ("newsletter.cli.bounces:bounces", "Read bounce messages from a mailbox (SMTP senders)."),
+    "dkim": ("newsletter.cli.dkim:dkim", "Make a DKIM key and print the DNS record to publish."),
+    "doctor": ("newsletter.cli.doctor:doctor", "Check SPF, DKIM, DMARC, bounce MX and the relay's TLS."),
     "run": ("newsletter.cli.run:run", "Run the scheduler daemon."),
     "serve": ("newsletter.cli.serve:serve", "Serve unsubscribe, confirm, webhook and archive pages."),
     "worker": ("newsletter.cli.worker:worker", "Run a scale-out worker."),

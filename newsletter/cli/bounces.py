@@ -33,19 +33,21 @@ def bounces():
 @json_option
 @pass_app
 def read(app, source, include_seen, as_json):
-    """Apply the bounce reports (RFC 3464 DSNs) in an mbox file, a Maildir folder or an IMAP folder.
+    """Apply the bounce reports (RFC 3464 DSNs, qmail's) in an mbox file, a Maildir, IMAP or POP3 mailbox.
 
     A hard bounce suppresses the address; soft bounces count towards
     [events] soft_bounce_limit, as for a provider's events. A Maildir's
     messages are moved to cur/ and marked seen once applied, an IMAP
-    folder's marked \\Seen (its password in NEWSLETTER_IMAP_PASSWORD); an
-    mbox file is only read (reading it again changes nothing).
+    folder's marked \\Seen (its password in NEWSLETTER_IMAP_PASSWORD), a POP3
+    mailbox's bounce reports deleted (NEWSLETTER_POP3_PASSWORD); an mbox
+    file is only read (reading it again changes nothing).
 
     \b
     Example:
       newsletter bounces read ~/Maildir/.bounces
       newsletter bounces read bounces.mbox --json
       newsletter bounces read imap://bounces@mail.example.org/INBOX
+      newsletter bounces read pop3s://bounces@mail.example.org
     """
     from newsletter.usecases.bounces import read_bounces
 

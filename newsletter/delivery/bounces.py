@@ -21,6 +21,16 @@ What a DSN is here: a ``multipart/report`` (or any message) with a
 - ``Action: delayed``: DEFERRED (the MTA is still trying: nothing counted);
 - ``delivered``, ``relayed``, ``expanded``: no event.
 
+qmail sends no DSN but a plain-text report (QSBMF, cr.yp.to/proto/qsbmf.txt):
+"Hi. This is the qmail-send program at HOST.", then one paragraph per
+recipient (``<address>:`` and qmail's reason, e.g. ``Remote host said: 550
+...`` or ``(#5.1.1)``), then ``--- Below this line is a copy of the
+message.`` (or ``--- Enclosed are the original headers of the message.``)
+and the returned message. qmail reports only failures it gave up on, so
+each recipient is ``Action: failed``, hard when the reason carries a 5xx
+code or a ``#5.x.x`` status, soft otherwise (a 4xx, or "in the queue too
+long" without a code).
+
 Which delivery it was, strongest proof first:
 
 1. the VERP address (``<local>+<tag>@domain``, see
@@ -65,6 +75,12 @@ VERP_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelop
 _STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _CODE = re.compile(r"\b([245])\d\d\b")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_QMAIL_GREETING = re.compile(r"\A\s*Hi\. This is the qmail-send program at ")
+_QMAIL_COPY = re.compile(r"^--- (?:Below this line is a copy of the message|"
+                         r"Enclosed are the original headers of the message)\.?[ \t]*\r?$", re.MULTILINE)
+_QMAIL_RECIPIENT = re.compile(r"\A<([^<>\s]*)>:[ \t]*\Z")
+_QMAIL_STATUS = re.compile(r"\(#([245]\.\d{1,3}\.\d{1,3})\)")  # qmail-local's and qmail-remote's own codes
+_QMAIL_CODE = re.compile(r"Remote host said: ([245])\d\d(?:[ -]([245]\.\d{1,3}\.\d{1,3}))?\b")
 
 
 @dataclass
@@ -90,7 +106,7 @@ def _parse(data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
     message = message_from_bytes(data, policy=policy.compat32)
     status_part = _find(message, "message/delivery-status")
     if status_part is None:
-        return Bounce(dsn=False)
+        return _qmail(message, data, secret_keys)
     blocks = _field_blocks(status_part)
     per_message, per_recipient = (blocks[0], blocks[1:]) if blocks else ({}, [])
     ours, verp = _our_message_id(message, secret_keys)
@@ -129,6 +145,50 @@ def _event(fields: dict[str, str], bounce_id: str, ours: str | None, when: datet
         provider=PROVIDER, kind=kind, event_id="smtp-dsn:" + hashlib.sha256(key).hexdigest(),
         recipient=recipient, occurred_at=_date(fields.get("last-attempt-date")) or when, raw=raw,
         message_id=ours, hard=hard, detail=clean_text(detail, MAX_FIELD_CHARS))
+
+
+def _qmail(message: Message, data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
+    """A qmail-send bounce (see the module docstring) as failed events, or not a DSN."""
+    if message.is_multipart():
+        return Bounce(dsn=False)
+    payload = message.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return Bounce(dsn=False)
+    text = payload.decode("utf-8", "replace")
+    if not _QMAIL_GREETING.match(text):
+        return Bounce(dsn=False)
+    report, copy, returned = text, "", ""
+    marker = _QMAIL_COPY.search(text)
+    if marker:
+        report, copy, returned = text[:marker.start()], marker.group(0), text[marker.end():]
+    ours, verp = _our_message_id(message, secret_keys)
+    if not verp and copy:
+        headers = BytesHeaderParser(policy=policy.compat32).parsebytes(
+            returned.lstrip("\r\n").encode("utf-8", "replace"))
+        found = _text(headers.get("message-id")).strip().strip("<>").strip()
+        ours = found[:MAX_FIELD_CHARS] or ours
+    bounce_id = _text(message.get("message-id")) or hashlib.sha256(data).hexdigest()
+    when = _date(_text(message.get("date")))
+    events = []
+    for paragraph in re.split(r"\r?\n[ \t]*\r?\n", report)[1:]:
+        lines = paragraph.strip("\r\n").splitlines()
+        match = _QMAIL_RECIPIENT.match(lines[0].strip()) if lines else None
+        recipient = _address(match.group(1)) if match else ""
+        if not recipient:
+            continue
+        reason = " ".join(line.strip() for line in lines[1:] if line.strip())
+        # The reason's own status (#5.1.1), else the remote's enhanced code, else its reply code's class
+        # (x.0.0); none of them: 4.0.0, a soft bounce (IP addresses in the text are never read as codes).
+        own, remote = _QMAIL_STATUS.search(reason), _QMAIL_CODE.search(reason)
+        status = own.group(1) if own else (remote.group(2) or f"{remote.group(1)}.0.0") if remote else "4.0.0"
+        fields = {"action": "failed", "final-recipient": f"rfc822; {recipient}", "status": status,
+                  "diagnostic-code": f"qmail; {reason}"}
+        event = _event({name: _text(value) for name, value in fields.items()}, bounce_id, ours, when)
+        if event is not None:
+            events.append(event)
+        if len(events) >= MAX_RECIPIENTS:
+            break
+    return Bounce(dsn=True, events=events, verp_matched=verp)
 
 
 def _find(message: Message, content_type: str) -> Message | None:

@@ -20,6 +20,17 @@ fetched with ``BODY.PEEK`` (reading marks nothing); :meth:`Mailbox.mark_done`
 sets ``\Seen``. The password is percent-decoded, or read from
 ``NEWSLETTER_IMAP_PASSWORD`` when the URL has none, and never shown.
 
+POP3 (``pop3://user:password@host:port``, ``pop3s://`` for TLS; STLS is
+required to a host that is not loopback): every message in the maildrop
+(POP3 has no seen flag), the first ``max_bytes`` of each (``TOP`` when the
+server's ``LIST`` size is larger, ``RETR`` otherwise).
+:meth:`Mailbox.mark_done` marks a bounce report deleted (a message that is
+no bounce report stays, for people to read); the server removes
+it at :meth:`Mailbox.close` (``QUIT``), so a connection lost before then
+deletes nothing and the messages are read again (harmless: their events
+are stored once). The password is percent-decoded, or read from
+``NEWSLETTER_POP3_PASSWORD``, and never shown.
+
 mbox (mboxrd / mboxo): read only, never changed; split on ``From `` lines
 after a blank line, ``>From `` unquoted. Reading it twice yields the same
 messages again.
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import imaplib
 import os
+import poplib
 import re
 import ssl
 from collections.abc import Iterator
@@ -66,6 +78,11 @@ class Mailbox:
     def mark_done(self, message: MailboxMessage) -> None:
         """Record that ``message`` was processed (a no-op where the mailbox is read only)."""
 
+    def mark_not_bounce(self, message: MailboxMessage) -> None:
+        """Record that ``message`` was read and is no bounce report (an auto-reply): as :meth:`mark_done`,
+        except where that would delete it (POP3 keeps it for people to read)."""
+        self.mark_done(message)
+
     def close(self) -> None:
         """Let go of the mailbox (an IMAP connection)."""
 
@@ -81,6 +98,8 @@ def open_mailbox(source: str | os.PathLike[str], *, include_seen: bool = False,
     text = os.fspath(source)
     if isinstance(text, str) and text.lower().startswith(("imap://", "imaps://")):
         return Imap(text, include_seen=include_seen, max_bytes=max_bytes)
+    if isinstance(text, str) and text.lower().startswith(("pop3://", "pop3s://")):
+        return Pop3(text, max_bytes=max_bytes)
     path = Path(source)
     if path.is_dir():
         if (path / "new").is_dir() and (path / "cur").is_dir():
@@ -90,7 +109,7 @@ def open_mailbox(source: str | os.PathLike[str], *, include_seen: bool = False,
     if path.is_file():
         return Mbox(path, max_bytes=max_bytes)
     raise MailboxError(f"{path}: no such file or folder",
-                       hint="give an mbox file, a Maildir folder or imap://user@host/FOLDER")
+                       hint="give an mbox file, a Maildir folder, imap://user@host/FOLDER or pop3://user@host")
 
 
 class Maildir(Mailbox):
@@ -277,6 +296,103 @@ class Imap(Mailbox):
                 conn.logout()
             except (imaplib.IMAP4.error, OSError):
                 pass
+
+
+class Pop3(Mailbox):
+    kind = "pop3"
+
+    def __init__(self, url: str, *, max_bytes: int):
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.username:
+            raise MailboxError(f"{_safe(url)} is not a POP3 URL with a user and a host",
+                               hint="write it as pop3://user@host:110 (password in NEWSLETTER_POP3_PASSWORD), "
+                                    "or pop3s://user@host:995")
+        if parts.path.strip("/"):
+            raise MailboxError(f"{_safe(url)}: POP3 has no folders", hint="drop the path: pop3://user@host")
+        self.implicit_tls = parts.scheme.lower() == "pop3s"
+        self.host = parts.hostname
+        try:
+            self.port = parts.port or (995 if self.implicit_tls else 110)
+        except ValueError:
+            raise MailboxError(f"{_safe(url)}: the port is not a number", hint="e.g. pop3://user@host:110") from None
+        self.user = unquote(parts.username)
+        self._password = unquote(parts.password) if parts.password else os.environ.get("NEWSLETTER_POP3_PASSWORD", "")
+        self.max_bytes = max_bytes
+        self._conn: poplib.POP3 | None = None
+        self._shown = _safe(url)
+
+    @property
+    def shown(self) -> str:
+        return self._shown
+
+    def _connect(self) -> poplib.POP3:
+        from newsletter.config import is_loopback_host
+
+        conn: poplib.POP3 | None = None
+        try:
+            if self.implicit_tls:
+                conn = poplib.POP3_SSL(self.host, self.port, timeout=30, context=ssl.create_default_context())
+            else:
+                conn = poplib.POP3(self.host, self.port, timeout=30)
+                if not is_loopback_host(self.host):
+                    conn.stls(ssl.create_default_context())
+            conn.user(self.user)
+            conn.pass_(self._password)
+        except poplib.error_proto as exc:
+            if conn is not None:
+                conn.close()
+            raise MailboxError(f"the POP3 server {self.host}:{self.port} refused: {_one_line(exc)}",
+                               hint="check the user and NEWSLETTER_POP3_PASSWORD (and that it offers STLS)"
+                               ) from None
+        except (OSError, ssl.SSLError) as exc:
+            if conn is not None:
+                conn.close()
+            raise MailboxError(f"cannot reach the POP3 server {self.host}:{self.port}: {exc.strerror or exc}",
+                               hint="check the host and port, or use pop3s:// for TLS on 995") from None
+        return conn
+
+    def messages(self) -> Iterator[MailboxMessage]:
+        self._conn = conn = self._connect()
+        try:
+            _, listing, _ = conn.list()
+            for line in listing:
+                number, _, size = line.decode("ascii", "replace").partition(" ")
+                if not number.isdigit():
+                    continue
+                whole = not size.strip().isdigit() or int(size) <= self.max_bytes
+                if whole:
+                    _, lines, _ = conn.retr(int(number))
+                else:
+                    _, lines, _ = conn.top(int(number), max(100, self.max_bytes // 1000))
+                data = b"\r\n".join(lines) + b"\r\n"
+                yield MailboxMessage(number, data[:self.max_bytes], not whole or len(data) > self.max_bytes)
+        except (poplib.error_proto, OSError) as exc:
+            raise MailboxError(f"reading the POP3 mailbox on {self.host} failed: {_one_line(exc)}",
+                               hint="run the command again: nothing is deleted until all that was read is "
+                                    "applied") from None
+
+    def mark_done(self, message: MailboxMessage) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.dele(int(message.key))
+        except (poplib.error_proto, OSError) as exc:
+            raise MailboxError(f"marking a message deleted on {self.host} failed: {_one_line(exc)}",
+                               hint="run the command again: what was applied is stored, repeats change nothing"
+                               ) from None
+
+    def mark_not_bounce(self, message: MailboxMessage) -> None:
+        """Kept: POP3 has no seen flag, and deleting an auto-reply would lose it (it is read again next time,
+        counted as not a bounce, and changes nothing)."""
+
+    def close(self) -> None:
+        """QUIT: the server deletes the messages marked done (only now, and only on a clean end)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (poplib.error_proto, OSError):
+                conn.close()
 
 
 def _safe(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Our campaign Message-IDs: ``nl.<tag>.<campaign>.<delivery>@<domain>``, made and read here only.
+"""Our campaign Message-IDs: ``nl.<tag>.<campaign>.<delivery>.<nonce>@<domain>``, made and read here only.
 
 The engine gives every ledger row a Message-ID of this form (stable across
 resumes: a resent message keeps its id); providers echo it back in their
@@ -6,6 +6,12 @@ events, and the event pipeline finds the ledger row from it. ``tag`` is
 keyed by the workspace's secret key, so two workspaces sending from one
 domain never share ids and events for other senders' mail are told apart;
 every key of the rotation is accepted when reading.
+
+``nonce`` is random, drawn once per campaign and stored with it: campaign
+and delivery numbers start again at 1 in a rebuilt database, and with the
+same secret the ids would repeat, which Gmail answers by silently dropping
+the "duplicate". Ids made before the nonce existed (no ``.<nonce>``) still
+parse, so events for old mail keep matching.
 """
 
 from __future__ import annotations
@@ -13,11 +19,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PATTERN = re.compile(r"^nl\.([0-9a-f]+)\.(\d{1,12})\.(\d{1,12})@")
+PATTERN = re.compile(r"^nl\.([0-9a-f]+)\.(\d{1,12})\.(\d{1,12})(?:\.[0-9a-f]{8,32})?@")
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL; a larger one cannot be ours
+NONCE_CHARS = 16  # 64 random bits: a repeat across rebuilt databases is out of reach
+_NONCE = re.compile(r"^[0-9a-f]{8,32}$")
+
+
+def new_nonce() -> str:
+    """A fresh random nonce for one campaign's Message-IDs (hex, ``NONCE_CHARS`` long)."""
+    return secrets.token_hex(NONCE_CHARS // 2)
 
 
 def tag(secret_key: str) -> str:
@@ -30,10 +44,19 @@ def tags(secret_keys: Iterable[str]) -> frozenset[str]:
     return frozenset(tag(key) for key in secret_keys)
 
 
-def id_template(secret_key: str, campaign_id: int, sender_address: str) -> str:
-    """A ``str.format`` template with one ``{}`` for the delivery id (one format call per recipient)."""
+def id_template(secret_key: str, campaign_id: int, sender_address: str, nonce: str | None = None) -> str:
+    """A ``str.format`` template with one ``{}`` for the delivery id (one format call per recipient).
+
+    ``nonce`` is the campaign's stored random part (:func:`new_nonce`); None
+    draws a fresh one (ids unique, but not stable across calls); ``""``
+    makes the form without it, for campaigns created before nonces existed.
+    """
     domain = sender_address.rpartition("@")[2] or "localhost"
-    return f"nl.{tag(secret_key)}.{campaign_id}.{{}}@{domain}"
+    nonce = new_nonce() if nonce is None else nonce
+    if nonce and not _NONCE.match(nonce):
+        raise ValueError("a Message-ID nonce is 8 to 32 lowercase hex characters")
+    suffix = f".{nonce}" if nonce else ""
+    return f"nl.{tag(secret_key)}.{campaign_id}.{{}}{suffix}@{domain}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +84,7 @@ def parse(message_id: str | None, known_tags: frozenset[str]) -> OurMessageId | 
 # of both ids under the workspace secret, proves the address is ours (a forged bounce cannot name another
 # delivery). At most 10 + 1 + 10 + 1 + 16 = 38 characters of RFC 5321 atext, so ``bounces+`` and the tag
 # fit a 64-character local part.
-_ANY_OURS = re.compile(r"^nl\.[0-9a-f]+\.(\d{1,12})\.(\d{1,12})@")
+_ANY_OURS = re.compile(r"^nl\.[0-9a-f]+\.(\d{1,12})\.(\d{1,12})(?:\.[0-9a-f]{8,32})?@")
 VERP_TAG = re.compile(r"^(\d{1,10})\.(\d{1,10})\.([0-9a-f]{16})$")
 VERP_MAC_CHARS = 16
 
@@ -97,5 +120,9 @@ def parse_verp_tag(value: str, secret_keys: Iterable[str]) -> OurMessageId | Non
 
 
 def message_id_for(secret_key: str, ids: OurMessageId, domain: str) -> str:
-    """Our Message-ID for ``ids`` under ``secret_key`` (what a VERP bounce stands for, for the event pipeline)."""
-    return id_template(secret_key, ids.campaign_id, f"@{domain}").format(ids.delivery_id)
+    """Our Message-ID for ``ids`` under ``secret_key`` (what a VERP bounce stands for, for the event pipeline).
+
+    Without the campaign's nonce (a VERP tag does not carry it): :func:`parse`
+    reads the same ids from it, which is all the pipeline matches on.
+    """
+    return id_template(secret_key, ids.campaign_id, f"@{domain}", nonce="").format(ids.delivery_id)

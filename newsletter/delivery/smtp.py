@@ -57,6 +57,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.delivery import message_id
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
+from newsletter.delivery.dkimsign import DkimKey, load_key, read_key, sign_all
 from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
 from newsletter.delivery.mime import MimeRenderer
 from newsletter.delivery.wire import UnsendableAddress, parse_mailbox, wire_address
@@ -70,8 +71,6 @@ _Slot = list[smtplib.SMTP | None]
 
 URL_HINT = "write it as smtp://user:password@host:587?tls=starttls (or smtps://...:465, or ?tls=none)"
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
-DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
-                b"content-type", b"list-unsubscribe", b"list-unsubscribe-post"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 VERP_TAG_CHARS = 38  # the longest tag message_id.verp_tag makes
 
@@ -139,7 +138,9 @@ class SmtpTransport(Transport):
     """Sends through an SMTP server over ``connections`` reused connections.
 
     DKIM signing is on when ``dkim_selector``, ``dkim_domain`` and
-    ``dkim_key`` (PEM bytes, or a path to a PEM file) are all given.
+    ``dkim_key`` (PEM bytes, or a path to a PEM file; RSA or Ed25519) are
+    all given; ``dkim_extra`` adds more signatures (an Ed25519 one beside
+    the RSA one), each made by ``newsletter.delivery.dkimsign``.
     ``ssl_context`` replaces the default (verifying) TLS context.
     """
 
@@ -151,7 +152,8 @@ class SmtpTransport(Transport):
                  timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None,
                  envelope_from: str | None = None, local_hostname: str | None = None,
                  dkim_selector: str | None = None, dkim_domain: str | None = None,
-                 dkim_key: bytes | str | Path | None = None, verp_secret: str | None = None):
+                 dkim_key: bytes | str | Path | None = None, verp_secret: str | None = None,
+                 dkim_extra: tuple[DkimKey, ...] = ()):
         super().__init__()
         self.config = SmtpConfig(host, port or DEFAULT_PORTS[tls], tls, username, password, max(1, connections),
                                  timeout)
@@ -160,7 +162,7 @@ class SmtpTransport(Transport):
         self.local_hostname = local_hostname
         self.verp_secret = verp_secret
         self._from_host: str | None = None  # the From domain, learned from the first message when needed
-        self._dkim = _dkim_options(dkim_selector, dkim_domain, dkim_key)
+        self._dkim = _dkim_options(dkim_selector, dkim_domain, dkim_key) + tuple(dkim_extra)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -217,6 +219,9 @@ class SmtpTransport(Transport):
         key_file = getattr(settings, "dkim_key_file", None)
         if key_file and "dkim_key" not in overrides:
             overrides["dkim_key"] = _read_dkim_key(key_file)
+        extra_file = getattr(settings, "dkim_ed25519_key_file", None)
+        if extra_file and "dkim_extra" not in overrides:
+            overrides["dkim_extra"] = (_extra_key(settings, extra_file),)
         return overrides
 
     def open(self) -> None:
@@ -497,13 +502,7 @@ class SmtpTransport(Transport):
         return conn
 
     def _sign(self, data: bytes) -> bytes:
-        import dkim
-
-        if self._dkim is None:
-            return data
-        selector, domain, key = self._dkim
-        signature: bytes = dkim.sign(data, selector, domain, key, include_headers=DKIM_HEADERS, linesep=b"\r\n")
-        return signature + data
+        return sign_all(data, self._dkim)
 
     def __repr__(self) -> str:
         return f"<SmtpTransport {self.config.host}:{self.config.port} tls={self.config.tls}>"
@@ -523,10 +522,23 @@ def _read_dkim_key(path: str) -> bytes:
                           hint="point dkim_key_file at the PEM private key of your DKIM selector") from None
 
 
-def _dkim_options(selector: str | None, domain: str | None,
-                  key: bytes | str | Path | None) -> tuple[bytes, bytes, bytes] | None:
+def _extra_key(settings: Settings, path: str) -> DkimKey:
+    """The Ed25519 key signed with beside the main one ([smtp] dkim_ed25519_key_file)."""
+    selector, domain = getattr(settings, "dkim_ed25519_selector", None), settings.dkim_domain
+    if not (selector and domain):
+        raise ConfigError("[smtp] dkim_ed25519_key_file needs dkim_ed25519_selector and dkim_domain",
+                          hint="give the selector its record is published under, e.g. dkim_ed25519_selector = "
+                               '"news-ed"')
+    key = read_key(selector, domain, path)
+    if key.key_type != "ed25519":
+        raise ConfigError(f"[smtp] dkim_ed25519_key_file {path} holds an RSA key",
+                          hint="point it at an Ed25519 key: newsletter dkim keygen --type ed25519")
+    return key
+
+
+def _dkim_options(selector: str | None, domain: str | None, key: bytes | str | Path | None) -> tuple[DkimKey, ...]:
     if not (selector or domain or key):
-        return None
+        return ()
     if not (selector and domain and key):
         raise ConfigError("DKIM signing needs a selector, a domain and a private key", hint="give all three, or none")
     if isinstance(key, bytes):
@@ -539,7 +551,7 @@ def _dkim_options(selector: str | None, domain: str | None,
         except OSError as exc:
             raise ConfigError(f"cannot read the DKIM key {key}: {exc.strerror}",
                               hint="check the path and its permissions") from None
-    return selector.encode(), domain.encode(), pem
+    return (load_key(selector, domain, pem),)
 
 
 def _tls_error(exc: ssl.SSLError, config: SmtpConfig) -> PermanentTransportError:

@@ -196,7 +196,7 @@ def _take(ctx: WorkerContext, report: ChunkReport):
 def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: ChunkReport) -> None:
     settings, store, c = ctx.settings, ctx.store, report.campaign_id
     message = campaign_message(settings, campaign)
-    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id)
+    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce)
     gate = ctx.gate(campaign.transport)
     totals = SendReport(c, CampaignStatus.SENDING)
     transport = ctx.transport(campaign.transport)

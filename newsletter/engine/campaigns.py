@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from newsletter.delivery.message_id import new_nonce
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import ledger
 from newsletter.store.audience import get_list
@@ -75,7 +76,7 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
             tags=list(edition.article.tags or []))
         campaign = Campaign(edition_id=stored.id, list_id=mailing_list.id, list_name=mailing_list.name,
                             status=status, transport=transport, scheduled_at=scheduled_at,
-                            timezone=timezone, error="")
+                            timezone=timezone, error="", id_nonce=new_nonce())
         session.add(campaign)
         session.flush()
         return campaign.id

@@ -293,11 +293,11 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     """
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
-        list_id, slug = campaign.list_id, campaign.edition.slug
+        list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         message = campaign_message(settings, campaign)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = RecipientBuilder(settings, slug, campaign_id, list_id)
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce)
     fence = campaign_fence(campaign_id, sender)
     quota = Quota.of(settings, transport.name, clock)
     # the transport's rate, booked in the database: it holds across every process sending through it
@@ -481,11 +481,14 @@ class RecipientBuilder:
     find the ledger row from it (also sent as custom_args).
     """
 
-    def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None):
+    def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None,
+                 id_nonce: str | None = None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
         self.keys = tuple(settings.secret_keys)
-        # Stable across resumes (a resent message keeps its Message-ID), unique per workspace.
-        self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address)
+        # Stable across resumes (a resent message keeps its Message-ID), unique per workspace, and,
+        # through the campaign's stored random nonce, never repeated by a rebuilt database. A campaign
+        # stored without one (created before migration 0011) keeps the old form: its ids stay stable.
+        self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address, nonce=id_nonce or "")
 
     def recipient(self, candidate: Candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)

@@ -219,6 +219,10 @@ class Campaign(Base):
     # (the scheduler daemon resumes it then). Cleared when it resumes.
     pause_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     resume_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The random part of the campaign's Message-IDs (newsletter.delivery.message_id), drawn when it is
+    # created: a rebuilt database numbers campaigns from 1 again, and must not repeat old ids.
+    # NULL for campaigns created before migration 0011: their ids keep the old form.
+    id_nonce: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     edition: Mapped[Edition] = relationship()
 

@@ -65,7 +65,7 @@ def read_bounces(settings: Settings, store: Store, source: str | os.PathLike[str
     mailbox = open_mailbox(source, include_seen=include_seen, max_bytes=MAX_MESSAGE_BYTES)
     report = BounceReport(source=mailbox.shown or str(source), mailbox=mailbox.kind)
     limit = SoftBounceLimit(settings.soft_bounce_limit, settings.soft_bounce_days)
-    pending: list[MailboxMessage] = []
+    pending: list[tuple[MailboxMessage, bool]] = []  # each message, and whether it was a bounce report
     events: list[TrackingEvent] = []
 
     def flush() -> None:
@@ -75,8 +75,11 @@ def read_bounces(settings: Settings, store: Store, source: str | os.PathLike[str
             report.unmatched += counts["unmatched"]
             report.repeated += counts["received"] - counts["new"]
             report.applied += counts["applied"]
-        for message in pending:  # only now that their events are committed
-            mailbox.mark_done(message)
+        for message, was_bounce in pending:  # only now that their events are committed
+            if was_bounce:
+                mailbox.mark_done(message)
+            else:
+                mailbox.mark_not_bounce(message)
         pending.clear()
         events.clear()
 
@@ -91,7 +94,7 @@ def read_bounces(settings: Settings, store: Store, source: str | os.PathLike[str
                 events.extend(bounce.events)
             else:
                 report.not_dsn += 1
-            pending.append(message)
+            pending.append((message, bounce.dsn))
             if len(pending) >= batch:
                 _count_kinds(report, events)
                 flush()

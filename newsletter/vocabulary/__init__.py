@@ -9,6 +9,7 @@ from newsletter.vocabulary.addresses import address_hash, address_key, normalise
 from newsletter.vocabulary.statuses import (
     ArrivalStatus,
     CampaignStatus,
+    CheckResult,
     ConsentAction,
     LedgerStatus,
     MembershipStatus,
@@ -18,6 +19,7 @@ from newsletter.vocabulary.statuses import (
 
 __all__ = [
     "ArrivalStatus",
+    "CheckResult",
     "CampaignStatus",
     "ConsentAction",
     "LedgerStatus",

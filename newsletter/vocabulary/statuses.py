@@ -78,3 +78,13 @@ class LedgerStatus(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"          # the provider may have it: never resent blindly
     SKIPPED = "skipped"
+
+
+class CheckResult(StrEnum):
+    """The result of one ``newsletter doctor`` check."""
+
+    OK = "ok"
+    WARN = "warn"  # works, but receivers may hold it against you
+    FAIL = "fail"  # receivers will reject or junk mail because of it
+    UNKNOWN = "unknown"  # could not be checked (offline, resolver or relay unreachable)
+    SKIPPED = "skipped"  # does not apply to this set-up

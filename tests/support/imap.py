@@ -1,10 +1,13 @@
-"""A real IMAP server for tests: Dovecot (Debian's dovecot-imapd) started in a temporary folder.
+"""A real IMAP (and POP3) server for tests: Dovecot (Debian's dovecot-imapd, dovecot-pop3d) started in a
+temporary folder.
 
 ``dovecot_server()`` starts ``dovecot -F`` with its own configuration, one
 static password, mail stored as Maildir under a folder of its own, listening
 on 127.0.0.1 at a free port; it yields ``(port, user, password)`` once the
 port answers, and stops the server it started (by its process id). Without
 the ``dovecot`` binary the test skips (fails under NEWSLETTER_REQUIRE_SERVICES=1).
+``dovecot_with_pop3()`` serves the same mailbox over POP3 too, and yields
+``(imap_port, pop3_port, user, password)`` (messages are put in over IMAP).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ DOVECOT = "/usr/sbin/dovecot"
 USER, PASSWORD = "bounces", "imap-test-pass"
 
 CONFIG = """\
-protocols = imap
+protocols = {protocols}
 listen = 127.0.0.1
 base_dir = {root}/run
 state_dir = {root}/state
@@ -55,9 +58,36 @@ service imap-login {{
 }}
 """
 
+POP3_CONFIG = """\
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"""
+POP3_LOGIN = "/usr/lib/dovecot/pop3-login"
+
 
 @contextmanager
 def dovecot_server() -> Iterator[tuple[int, str, str]]:
+    with _dovecot(pop3=False) as (port, _pop3_port, user, password):
+        yield port, user, password
+
+
+@contextmanager
+def dovecot_with_pop3() -> Iterator[tuple[int, int, str, str]]:
+    if not Path(POP3_LOGIN).exists():
+        need_service("Dovecot's POP3 server is not installed (apt-get install dovecot-pop3d)")
+    with _dovecot(pop3=True) as ports:
+        yield ports
+
+
+@contextmanager
+def _dovecot(pop3: bool) -> Iterator[tuple[int, int, str, str]]:
     if not Path(DOVECOT).exists():
         need_service("Dovecot is not installed (apt-get install dovecot-imapd)")
     try:
@@ -71,23 +101,25 @@ def dovecot_server() -> Iterator[tuple[int, str, str]]:
         (root / sub).mkdir()
     for sub in ("mail", "home"):
         os.chown(root / sub, mail_user.pw_uid, mail_user.pw_gid)
-    port = free_port()
-    (root / "dovecot.conf").write_text(CONFIG.format(root=root, port=port, password=PASSWORD,
-                                                     uid=mail_user.pw_uid, gid=mail_user.pw_gid))
+    port, pop3_port = free_port(), free_port() if pop3 else 0
+    config = CONFIG.format(root=root, port=port, password=PASSWORD, uid=mail_user.pw_uid, gid=mail_user.pw_gid,
+                           protocols="imap pop3" if pop3 else "imap")
+    (root / "dovecot.conf").write_text(config + (POP3_CONFIG.format(pop3_port=pop3_port) if pop3 else ""))
     process = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-                    raise RuntimeError(f"dovecot did not start: {output[-500:]}") from None
-                time.sleep(0.05)  # polling the port: the event is the socket answering
-        yield port, USER, PASSWORD
+        for listening in (port, pop3_port) if pop3 else (port,):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", listening), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+                        raise RuntimeError(f"dovecot did not start: {output[-500:]}") from None
+                    time.sleep(0.05)  # polling the port: the event is the socket answering
+        yield port, pop3_port, USER, PASSWORD
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -8,9 +8,9 @@ headers) and in message tags (events always carry them, in ``mail.tags``).
 
 A tag value may hold only ASCII letters, digits, ``_`` and ``-``, at most
 256 characters (API reference, ``MessageTag``). Our Message-IDs,
-``nl.<tag>.<campaign>.<delivery>@<domain>`` (``newsletter.delivery.message_id``),
-are written ``nl_<tag>_<campaign>_<delivery>`` (the domain is the sender's,
-read back from the event's ``mail.source``).
+``nl.<tag>.<campaign>.<delivery>.<nonce>@<domain>`` (``newsletter.delivery.message_id``;
+older ones have no ``.<nonce>``), are written ``nl_<tag>_<campaign>_<delivery>_<nonce>``
+(the domain is the sender's, read back from the event's ``mail.source``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import re
 MESSAGE_TAG = "newsletter_message"
 CAMPAIGN_TAG = "newsletter_campaign"
 _VALUE = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_OURS = re.compile(r"nl\.([0-9a-f]{1,64})\.(\d{1,12})\.(\d{1,12})@")
-_TAGGED = re.compile(r"nl_([0-9a-f]{1,64})_(\d{1,12})_(\d{1,12})")
+_OURS = re.compile(r"nl\.([0-9a-f]{1,64})\.(\d{1,12})\.(\d{1,12})(?:\.([0-9a-f]{1,32}))?@")
+_TAGGED = re.compile(r"nl_([0-9a-f]{1,64})_(\d{1,12})_(\d{1,12})(?:_([0-9a-f]{1,32}))?")
 
 
 def valid_value(value: str) -> bool:
@@ -38,7 +38,9 @@ def message_tags(message_id: str, campaign_id: str | None) -> list[dict[str, str
     tags = []
     match = _OURS.match(message_id)
     if match:
-        tags.append({"Name": MESSAGE_TAG, "Value": "nl_{}_{}_{}".format(*match.groups())})
+        nonce = match.group(4)
+        tags.append({"Name": MESSAGE_TAG, "Value": "nl_{}_{}_{}".format(*match.groups()[:3])
+                     + (f"_{nonce}" if nonce else "")})
     if campaign_id and valid_value(campaign_id):
         tags.append({"Name": CAMPAIGN_TAG, "Value": campaign_id})
     return tags
@@ -49,4 +51,5 @@ def message_id_from_tag(value: str, domain: str) -> str | None:
     match = _TAGGED.fullmatch(value)
     if not match:
         return None
-    return "nl.{}.{}.{}@{}".format(*match.groups(), domain or "invalid")
+    nonce = match.group(4)
+    return "nl.{}.{}.{}{}@{}".format(*match.groups()[:3], f".{nonce}" if nonce else "", domain or "invalid")
