@@ -262,4 +262,4 @@ def lift_suppression(session: Session, subscriber: Subscriber) -> None:
 def erase(session: Session, subscriber: Subscriber) -> None:
     """Remove a subscriber's data for good, keeping only a hash on the suppression list."""
     q.suppress(session, subscriber.email_hash, SuppressionReason.ERASED, "")
-    session.delete(subscriber)
+    q.delete_subscriber(session, subscriber)

@@ -226,7 +226,7 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
                 if not batch:
                     break
                 remaining -= len(batch)
-                totals.skipped += sum(1 for candidate in batch if not candidate.eligible)
+                totals.skipped += sum(1 for candidate in batch if not candidate.eligible and not candidate.gone)
                 eligible = [candidate for candidate in batch if candidate.eligible]
                 if eligible:
                     send_claimed(store, transport, message, builder, eligible, totals, c, fence=fence)

@@ -28,6 +28,16 @@ import time
 log = logging.getLogger("newsletter.worker")
 
 SHUTDOWN_TIMEOUT_MS = 24 * 3600 * 1000  # "after its chunk": as long as the chunk takes
+# A chunk of 1,000 rows takes a worker about 0.1 s. Dramatiq's consumer fetches
+# only while fewer than its prefetch count are unfinished (two per thread by
+# default), and each fetch that finds nothing to do (the thread is busy) backs
+# off, doubling up to the worker timeout (1 s by default): the thread then
+# finished its chunks and sat idle waiting for the next fetch, 40% of the time
+# in a py-spy profile of one worker. Four chunks per thread in hand and fetches
+# at most 0.1 s apart keep it busy; a stopping worker gives its prefetched
+# messages back to the broker, so the larger prefetch loses nothing.
+PREFETCH_PER_THREAD = 4
+CONSUMER_POLL_MS = 100
 
 
 def run_worker(settings, *, threads: int = 1, queues: tuple[str, ...] = (), idle_requeue: float = 60.0,
@@ -47,7 +57,13 @@ def run_worker(settings, *, threads: int = 1, queues: tuple[str, ...] = (), idle
     context = WorkerContext(store, settings, gate_for=lambda name: open_gate(settings, name))
     actors.set_context(context)
     broker.emit_after("process_boot")  # what the dramatiq CLI does: starts the time-limit watchdog
-    worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues or (QUEUE,)))
+    # Dramatiq's own variables (dramatiq_worker_timeout, dramatiq_queue_prefetch), when set, win.
+    worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues or (QUEUE,)),
+                             worker_timeout=int(os.environ.get("dramatiq_worker_timeout") or CONSUMER_POLL_MS))
+    # The prefetch count has no constructor parameter: Dramatiq reads its variable when imported and
+    # keeps the count in this public attribute until start().
+    if not os.environ.get("dramatiq_queue_prefetch"):
+        worker.queue_prefetch = max(worker.queue_prefetch, PREFETCH_PER_THREAD * threads)
     stop = stop or _signal_stop()
     worker.start()
     log.info("worker %s: %d thread(s) on queue(s) %s, broker %s, database %s", context.identity, threads,

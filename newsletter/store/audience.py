@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from newsletter.errors import Conflict, NotFound
 from newsletter.store.models import (
     Consent,
+    Delivery,
     MailingList,
     Membership,
     Subscriber,
@@ -68,6 +69,16 @@ def delete_list(session: Session, name: str) -> int:
     session.execute(delete(Membership).where(Membership.list_id == mailing_list.id))
     session.delete(mailing_list)
     return members
+
+
+def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
+    """Delete a subscriber with their memberships, consents and ledger rows.
+
+    The ledger has no foreign key to subscribers (migration 0017): its rows
+    go here, in the same transaction, as the database's cascade took them.
+    """
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
+    session.delete(subscriber)
 
 
 def list_counts(session: Session) -> list[dict[str, Any]]:

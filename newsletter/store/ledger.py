@@ -23,6 +23,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -94,8 +95,10 @@ def snapshot_audience(session: Session, campaign_id: int, list_id: int,
               .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
               .where(*conditions)
               .order_by(subscribers_t.c.id))
+    # preserve_rowcount: psycopg's driver gives SQLAlchemy no count for an INSERT ... SELECT otherwise (-1).
     statement = insert(deliveries_t).from_select(
-        ["campaign_id", "subscriber_id", "email", "status", "attempts"], source)
+        ["campaign_id", "subscriber_id", "email", "status", "attempts"], source).execution_options(
+        preserve_rowcount=True)
     return rowcount(session.execute(statement))
 
 
@@ -172,6 +175,17 @@ def fence(session: Session, campaign_id: int, sender: str, now: datetime | None 
     return rowcount(session.execute(update(table).where(*conditions).values(heartbeat_at=now or utcnow()))) == 1
 
 
+def delete_campaign(session: Session, campaign_id: int) -> None:
+    """Delete a campaign and its ledger rows.
+
+    The ledger has no foreign key to campaigns (migration 0017): its rows go
+    here, in the same transaction, as the database's cascade took them. The
+    campaign's other rows (chunks, waves, scheduler records) still cascade.
+    """
+    session.execute(delete(deliveries_t).where(deliveries_t.c.campaign_id == campaign_id))
+    session.execute(delete(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id))
+
+
 def set_campaign(session: Session, campaign_id: int, **values: Any) -> None:
     session.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id).values(**values))
 
@@ -186,17 +200,24 @@ class Candidate:
     name: str
     attributes: dict[str, Any]
     eligible: bool
+    # The subscriber no longer exists (erased while the snapshot was being taken): the row is deleted, not sent.
+    gone: bool = False
 
 
 def _candidates(campaign_id: int, list_id: int | None) -> Select[*tuple[Any, ...]]:
     """Pending rows of a campaign with what sending needs and whether they may still be sent:
-    the subscriber active, still a confirmed member, not on the suppression list."""
+    the subscriber active, still a confirmed member, not on the suppression list.
+
+    The subscriber is an outer join: without a foreign key (migration 0017) a
+    row can outlive its subscriber when an erase commits while the snapshot
+    is being taken; such a row is read (subscriber status NULL) and deleted
+    by the claim instead of being left pending for ever."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
     return (
         select(deliveries_t.c.id, deliveries_t.c.subscriber_id, deliveries_t.c.email, subscribers_t.c.name,
                subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed)
-        .join(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
+        .outerjoin(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
         .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
                                        memberships_t.c.list_id == list_id))
         .where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.status == LedgerStatus.PENDING)
@@ -206,8 +227,20 @@ def _candidates(campaign_id: int, list_id: int | None) -> Select[*tuple[Any, ...
 
 def _as_candidates(rows: Iterable[Row[*tuple[Any, ...]]]) -> list[Candidate]:
     return [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
-                      row[5] == SubscriberStatus.ACTIVE and row[6] == MembershipStatus.CONFIRMED and not row[7])
+                      row[5] == SubscriberStatus.ACTIVE and row[6] == MembershipStatus.CONFIRMED and not row[7],
+                      row[5] is None)
             for row in rows]
+
+
+def _ineligible(session: Session, read: list[Candidate]) -> int:
+    """Rows of a claim that may not be sent: ``skipped`` (left the list, suppressed), or deleted when
+    their subscriber is gone (the cascade the foreign key made before migration 0017); returns how
+    many were skipped."""
+    gone = [c.delivery_id for c in read if c.gone]
+    if gone:
+        session.execute(delete(deliveries_t).where(_id_among(session, gone),
+                                                   deliveries_t.c.status == LedgerStatus.PENDING))
+    return skipped_now(session, [c.delivery_id for c in read if not c.eligible and not c.gone])
 
 
 @dataclass
@@ -241,7 +274,7 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     read = _as_candidates(session.execute(query).all())  # all(): one fetch, not a driver call per row
     if not read:
         return None
-    skipped = skipped_now(session, [c.delivery_id for c in read if not c.eligible])
+    skipped = _ineligible(session, read)
     # One range statement (no thousand-item IN list to bind); RETURNING names the rows it moved.
     moved = set(session.scalars(update(deliveries_t)
                                 .where(deliveries_t.c.campaign_id == campaign_id,
@@ -494,7 +527,7 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
     query = (_candidates(campaign_id, list_id).where(deliveries_t.c.id.between(first_id, last_id))
              .limit(limit).with_for_update(of=deliveries_t, skip_locked=True))
     batch = _as_candidates(session.execute(query).all())
-    skipped_now(session, [c.delivery_id for c in batch if not c.eligible])
+    _ineligible(session, batch)
     eligible = [c for c in batch if c.eligible]
     moved = mark(session, [c.delivery_id for c in eligible], LedgerStatus.SENDING, LedgerStatus.PENDING,
                  count_attempt=True)

@@ -47,7 +47,7 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
             first = campaign.scheduled_at
     except Exception:
         with store.session() as session:  # leave no stray draft behind
-            session.delete(get_campaign(session, campaign_id))
+            ledger.delete_campaign(session, campaign_id)
         raise
     return {"campaign_id": campaign_id, "scheduled_at": first, "timezone": when.zone, "waves": planned}
 
