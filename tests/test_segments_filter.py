@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from newsletter.errors import InputError
 from newsletter.vocabulary.filters import (
     And,
@@ -33,6 +32,7 @@ from newsletter.vocabulary.filters import (
     parse_filter,
     render,
 )
+
 from support.filter_oracle import Person, Sent, evaluate
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -56,8 +56,9 @@ def test_and_binds_tighter_than_or_and_parentheses_group():
 def test_every_construct_parses():
     tree = parse_filter("x in (1, 2.5, 'it\\'s', true) or list:readers:pending or list:\"the list\" or dormant "
                         "or bounced or y exists or z contains \"ab\" or tag:\"Early  Adopter\" or sent_within(2w)")
-    assert tree == Or((In("x", (1, 2.5, "it's", True)), OnList("readers", "pending"), OnList("the list"), Dormant(), Bounced(), Exists("y"),
-                         Compare("z", "contains", "ab"), HasTag("early adopter"), Within("sent", 14)))
+    assert tree == Or((In("x", (1, 2.5, "it's", True)), OnList("readers", "pending"), OnList("the list"), Dormant(),
+                       Bounced(), Exists("y"), Compare("z", "contains", "ab"), HasTag("early adopter"),
+                       Within("sent", 14)))
 
 
 @pytest.mark.parametrize(("text", "column", "expected"), [
@@ -192,12 +193,11 @@ def filter_store(database_url):
 
 
 def _load(store, ids, persons) -> dict[int, Person]:
-    from sqlalchemy import delete
-
     from newsletter.store.events import ProviderEvent
     from newsletter.store.models import Delivery, Membership, Subscriber, SubscriberTag, Tag
     from newsletter.store.segments import tag_many
     from newsletter.vocabulary import address_hash
+    from sqlalchemy import delete
 
     by_id = {}
     with store.session() as session:
