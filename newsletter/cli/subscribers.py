@@ -303,6 +303,29 @@ def unsubscribe_command(app, email, list_name):
         say(escape(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}"))
 
 
+@subscribers.command("tag")
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--add", "add", multiple=True, help="A tag to add (or a comma list); repeat for more.")
+@click.option("--remove", "remove", multiple=True, help="A tag to remove (or a comma list); repeat for more.")
+@json_option
+@pass_app
+def tag_command(app, emails, add, remove, as_json):
+    """Add or remove tags on subscribers (all of them or, if one is unknown, none).
+
+    \b
+    Example:
+      newsletter subscribers tag ada@example.org bob@example.org --add vip --remove trial
+    """
+    from newsletter.usecases.segments import tag, tag_names
+
+    data = tag(app.store, list(emails), tag_names(add, "--add"), tag_names(remove, "--remove"))
+    if as_json:
+        print_json(data)
+        return
+    say(escape(f"Tagged {data['subscribers']} subscribers: {data['added']} tags added, "
+               f"{data['removed']} removed"))
+
+
 @subscribers.command("remove")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

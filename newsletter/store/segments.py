@@ -295,7 +295,7 @@ def audience_ids(session: Session, list_ids: Sequence[int], node: Node | None, *
 
 
 def campaign_audience(session: Session, campaign_id: int) -> tuple[bool, list[ColumnElement[bool]]]:
-    """What a campaign's snapshot adds to its list's audience: (include dormant?, extra conditions).
+    """What a campaign's snapshot does beyond its list's audience: (include dormant?, the filter's conditions).
 
     The filter text recorded on the campaign is parsed again here, at
     snapshot time, so engagement predicates are measured from then.
@@ -305,7 +305,7 @@ def campaign_audience(session: Session, campaign_id: int) -> tuple[bool, list[Co
     if row is None:
         return False, []
     text, to_dormant = row
-    conditions: list[ColumnElement[bool]] = [] if to_dormant else [subscribers_t.c.dormant_at.is_(None)]
+    conditions: list[ColumnElement[bool]] = []
     if text:
         conditions.append(filter_condition(parse_filter(text, "the campaign's filter"), _dialect(session), utcnow()))
     return bool(to_dormant), conditions
