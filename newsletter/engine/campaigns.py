@@ -71,7 +71,7 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
         mailing_list = get_list(session, list_name)
         refuse_duplicate(session, edition, mailing_list, again)
         if audience_filter or to_dormant:
-            _refuse_empty_segment(session, mailing_list.id, audience_filter, to_dormant)
+            _refuse_empty_segment(session, mailing_list, audience_filter, to_dormant)
         elif not ledger.has_audience(session, mailing_list.id):
             raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
                              hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
@@ -88,14 +88,16 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
         return campaign.id
 
 
-def _refuse_empty_segment(session: Session, list_id: int, audience_filter: str | None, to_dormant: bool) -> None:
+def _refuse_empty_segment(session: Session, mailing_list: MailingList, audience_filter: str | None,
+                          to_dormant: bool) -> None:
     from newsletter.store.segments import audience_ids
     from newsletter.vocabulary.filters import parse_filter
 
     node = parse_filter(audience_filter, "--where") if audience_filter else None
-    if not audience_ids(session, [list_id], node, include_dormant=to_dormant, limit=1):
-        raise InputError("nobody on the list matches this segment now",
-                         hint="check it with: newsletter segments count --list LIST --where '...'")
+    if not audience_ids(session, [mailing_list.id], node, include_dormant=to_dormant, limit=1):
+        raise InputError(f"nobody in {mailing_list.name} matches the filter now (or all who do are suppressed, "
+                         "dormant or unconfirmed)",
+                         hint=f"check it with: newsletter segments count --list {mailing_list.name} --where '...'")
 
 
 # A campaign of the same edition in one of these states means the list has it, or is about to.
