@@ -11,10 +11,10 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 
 import pytest
-
 from newsletter.audience import manage
 from newsletter.store import audience as q
 from newsletter.vocabulary import address_hash
+
 from support.web import open_site, path_of
 
 PEOPLE = {
@@ -39,9 +39,8 @@ def audience(workspace, cli):
     assert cli("subscribers", "add", "ada@example.org", "--list", "other").exit_code == 0
     with open_site(None) as site, site.store.session() as session:
         q.suppress(session, address_hash("dee@example.org"), "bounced")
-        from sqlalchemy import update
-
         from newsletter.store.models import Subscriber, utcnow
+        from sqlalchemy import update
         session.execute(update(Subscriber).where(Subscriber.email_key == "eve@example.org")
                         .values(dormant_at=utcnow()))
     return workspace
@@ -115,7 +114,8 @@ def test_bad_audiences_are_one_line_errors(audience, cli, args, words):
 
 
 def test_a_segment_over_two_lists_needs_the_base_list_named(audience, cli):
-    assert cli("segments", "create", "both", "--list", "readers", "--list", "other", "--where", "tag:vip").exit_code == 0
+    created = cli("segments", "create", "both", "--list", "readers", "--list", "other", "--where", "tag:vip")
+    assert created.exit_code == 0, created.stderr
     refused = cli("send", "articles/welcome.md", "--segment", "both", "--yes")
     assert refused.exit_code == 1 and "say which one to send to" in refused.stderr
     sent = cli("send", "articles/welcome.md", "--segment", "both", "--list", "other", "--yes", "--json")
