@@ -47,6 +47,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -355,6 +356,26 @@ def tag_many(session: Session, pairs: Sequence[tuple[int, str]]) -> int:
     for start in range(0, len(rows), 5000):  # bounded statements: SQLite's variable limit
         total += rowcount(session.execute(dialect_insert(session, subscriber_tags_t)
                                           .values(rows[start:start + 5000]).on_conflict_do_nothing()))
+    return total
+
+
+def tag_many_on(connection: Connection, pairs: Sequence[tuple[int, str]]) -> int:
+    """:func:`tag_many` on a Core connection (the importer's transaction)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    names = sorted({name for _, name in pairs})
+    now = utcnow()
+    connection.execute(upsert(tags_t).values([{"name": name, "created_at": now} for name in names])
+                       .on_conflict_do_nothing(index_elements=["name"]))
+    ids = {name: tag_id for name, tag_id in
+           connection.execute(select(tags_t.c.name, tags_t.c.id).where(tags_t.c.name.in_(names))).all()}
+    rows = [{"subscriber_id": sid, "tag_id": ids[name]} for sid, name in sorted(set(pairs))]
+    total = 0
+    for start in range(0, len(rows), 5000):
+        total += connection.execute(upsert(subscriber_tags_t).values(rows[start:start + 5000])
+                                    .on_conflict_do_nothing()).rowcount
     return total
 
 
