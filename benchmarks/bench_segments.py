@@ -86,11 +86,10 @@ def expected(rows: int) -> int:
 
 
 def measure(url: str, label: str, rows: int, rounds: int) -> None:
-    from sqlalchemy import text
-
     from newsletter.store.db import Store
     from newsletter.store.segments import audience_count, filter_condition
     from newsletter.vocabulary.filters import parse_filter
+    from sqlalchemy import text
 
     store = Store(url)
     try:
@@ -110,9 +109,8 @@ def measure(url: str, label: str, rows: int, rounds: int) -> None:
         print(f"{label}: count {count:,} of {rows:,} in {min(times):.3f} s (best of {rounds}; "
               f"all: {', '.join(f'{t:.3f}' for t in times)}) {'OK' if min(times) <= 1 else 'OVER the 1 s goal'}")
         with store.session() as session:
-            from sqlalchemy import func, select
-
             from newsletter.store.segments import audience_base, memberships_t, subscribers_t
+            from sqlalchemy import func, select
 
             query = (select(func.count()).select_from(memberships_t)
                      .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
@@ -145,9 +143,8 @@ def main() -> None:
     if not args.postgres:
         print("PostgreSQL: skipped (give --postgres URL or set NEWSLETTER_TEST_POSTGRES_URL)")
         return
-    from sqlalchemy import create_engine
-
     from newsletter.store.db import normalise_url
+    from sqlalchemy import create_engine
 
     base = normalise_url(args.postgres)
     schema = f"bench_{uuid.uuid4().hex[:8]}"

@@ -128,10 +128,11 @@ class _Compiler:
         if isinstance(node, Exists):
             return self.exists(node.field)
         if isinstance(node, HasTag):
-            return (select(subscriber_tags_t.c.tag_id)
-                    .join(tags_t, tags_t.c.id == subscriber_tags_t.c.tag_id)
-                    .where(subscriber_tags_t.c.subscriber_id == subscribers_t.c.id, tags_t.c.name == node.name)
-                    .exists())
+            # An uncorrelated IN, not a correlated EXISTS: SQLite can then start from the tag's
+            # subscribers (or build their set once) instead of probing per audience row.
+            tag_id = select(tags_t.c.id).where(tags_t.c.name == node.name).scalar_subquery()
+            return subscribers_t.c.id.in_(select(subscriber_tags_t.c.subscriber_id)
+                                          .where(subscriber_tags_t.c.tag_id == tag_id))
         if isinstance(node, OnList):
             other = memberships_t.alias("other_membership")
             return (select(other.c.list_id).join(lists_t, lists_t.c.id == other.c.list_id)
