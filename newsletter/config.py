@@ -56,6 +56,8 @@ ENV_OVERRIDES = {
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
+    ("audience", "sunset_after_sends"): "NEWSLETTER_SUNSET_AFTER_SENDS",
+    ("audience", "sunset_after_days"): "NEWSLETTER_SUNSET_AFTER_DAYS",
     **registry.env_overrides(),
 }
 
@@ -120,6 +122,10 @@ class Settings:
     # soft_bounce_days (newsletter.events.pipeline).
     soft_bounce_limit: int = 3
     soft_bounce_days: float = 30.0
+    # The sunset policy (usecases/segments.py): no open or click in this many sends / days makes a
+    # subscriber dormant (skipped unless --to-dormant). 0: off (the default).
+    sunset_after_sends: int = 0
+    sunset_after_days: float = 0.0
 
     @property
     def sender(self) -> str:
@@ -232,6 +238,8 @@ def load_settings(
         signup_origins=reader.origins("web", "signup_origins"),
         soft_bounce_limit=int(reader.number("events", "soft_bounce_limit", default=3, minimum=1)),
         soft_bounce_days=reader.number("events", "soft_bounce_days", default=30.0, minimum=0.01),
+        sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
+        sunset_after_days=reader.number("audience", "sunset_after_days", default=0, minimum=0),
     )
 
 

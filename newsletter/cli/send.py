@@ -56,6 +56,7 @@ def send(app, article, list_name, segment, where, to_dormant, transport, dry_run
     plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,
                          compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes,
                          target=target)
+    _sunset_note(plan.sunset)
     if dry_run:
         # the follow-up command repeats every option in use, so it works when pasted
         send_it = command_line("newsletter", "send", article, list=list_name, segment=segment, where=where,
@@ -68,6 +69,18 @@ def send(app, article, list_name, segment, where, to_dormant, transport, dry_run
     with watching() as watch:
         report = use.send_now(app.store, app.settings, plan, watch, limit=limit)
     finish_report(report, as_json)
+
+
+def _sunset_note(sunset: dict | None) -> None:
+    """What the sunset policy did before this send, on stderr (so --json stays one document)."""
+    if not sunset or sunset["policy"] == "off":
+        return
+    if sunset["note"]:
+        click.echo(f"Note: {sunset['note']}", err=True)
+    elif sunset["marked"] or sunset["woken"]:
+        verb = "would mark" if sunset["dry_run"] else "marked"
+        click.echo(f"Sunset policy: {verb} {sunset['marked']} dormant, {sunset['woken']} active again "
+                   f"({sunset['dormant']} dormant are skipped; include them with --to-dormant)", err=True)
 
 
 @contextmanager

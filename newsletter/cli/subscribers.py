@@ -326,6 +326,38 @@ def tag_command(app, emails, add, remove, as_json):
                f"{data['removed']} removed"))
 
 
+@subscribers.command("sunset")
+@click.option("--dry-run", is_flag=True, help="Count whom the policy would mark dormant; change nothing.")
+@json_option
+@pass_app
+def sunset_command(app, dry_run, as_json):
+    """Apply the sunset policy now: mark dormant who stopped opening and clicking, wake who engaged.
+
+    The policy is [audience] sunset_after_sends / sunset_after_days in
+    newsletter.toml (off by default); every `send` applies it first.
+    Dormant subscribers are skipped unless a send says --to-dormant.
+
+    \b
+    Example:
+      newsletter subscribers sunset --dry-run
+    """
+    from newsletter.usecases.segments import apply_sunset
+
+    data = apply_sunset(app.store, app.settings, dry_run=dry_run)
+    if as_json:
+        print_json(data)
+        return
+    if data["policy"] == "off":
+        say(f"The sunset policy is off ([audience] sunset_after_sends / sunset_after_days); "
+            f"{data['dormant']} subscribers are dormant")
+    elif data["note"]:
+        say(f"[yellow]{escape(data['note'])}[/]")
+    else:
+        verb = "Would mark" if dry_run else "Marked"
+        say(f"{verb} {data['marked']} subscribers dormant, {data['woken']} active again; "
+            f"{data['dormant']} dormant now (send to them with --to-dormant)")
+
+
 @subscribers.command("remove")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

@@ -317,6 +317,79 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
+# -- the sunset policy ------------------------------------------------------------------------
+
+def _engaged_since(since: ColumnElement[Any] | datetime) -> ColumnElement[bool]:
+    """An open or click of the subscriber at or after ``since``: in the ledger or in the event records."""
+    in_ledger = select(deliveries_t.c.id).where(
+        deliveries_t.c.subscriber_id == subscribers_t.c.id,
+        or_(deliveries_t.c.opened_at >= since, deliveries_t.c.clicked_at >= since)).exists()
+    in_events = select(events_t.c.id).where(
+        events_t.c.subscriber_id == subscribers_t.c.id, events_t.c.kind.in_((EventKind.OPENED, EventKind.CLICKED)),
+        events_t.c.occurred_at >= since).exists()
+    return or_(in_ledger, in_events)
+
+
+def engagement_recorded(session: Session) -> bool:
+    """Whether the store holds any open or click at all (none: tracking is off, so nobody can be judged)."""
+    ledger = session.execute(select(deliveries_t.c.id).where(
+        or_(deliveries_t.c.opened_at.is_not(None), deliveries_t.c.clicked_at.is_not(None))).limit(1)).first()
+    if ledger is not None:
+        return True
+    return session.execute(select(events_t.c.id).where(
+        events_t.c.kind.in_((EventKind.OPENED, EventKind.CLICKED))).limit(1)).first() is not None
+
+
+def sunset_condition(now: datetime, after_sends: int, after_days: float) -> ColumnElement[bool]:
+    """Active, awake subscribers with no open or click in their last ``after_sends`` sends and/or ``after_days``.
+
+    Sends: the ``after_sends``-th most recent message sent to them, and no
+    engagement since it (fewer sends: not judged). Days: a message sent to
+    them within the last ``after_days`` and no engagement in that time. With
+    both set, both must hold. 0 turns a rule off.
+    """
+    conditions: list[ColumnElement[bool]] = [subscribers_t.c.status == SubscriberStatus.ACTIVE,
+                                             subscribers_t.c.dormant_at.is_(None)]
+    if after_sends:
+        # An alias, correlated to the subscriber only: inside _engaged_since's own query over deliveries,
+        # a plain reference would correlate to that query's row instead.
+        sends = deliveries_t.alias("sends")
+        nth_last_send = (select(sends.c.updated_at)
+                         .where(sends.c.subscriber_id == subscribers_t.c.id, sends.c.status == LedgerStatus.SENT)
+                         .order_by(sends.c.updated_at.desc()).limit(1).offset(after_sends - 1)
+                         .correlate(subscribers_t).scalar_subquery())
+        conditions += [nth_last_send.is_not(None), ~_engaged_since(nth_last_send)]
+    if after_days:
+        since = now - timedelta(days=after_days)
+        sent_lately = select(deliveries_t.c.id).where(
+            deliveries_t.c.subscriber_id == subscribers_t.c.id, deliveries_t.c.status == LedgerStatus.SENT,
+            deliveries_t.c.updated_at >= since).exists()
+        conditions += [subscribers_t.c.created_at < since, sent_lately, ~_engaged_since(since)]
+    return and_(*conditions)
+
+
+def count_sunset(session: Session, now: datetime, after_sends: int, after_days: float) -> int:
+    """How many :func:`mark_dormant` would mark now."""
+    return session.execute(select(func.count()).select_from(subscribers_t)
+                           .where(sunset_condition(now, after_sends, after_days))).scalar() or 0
+
+
+def mark_dormant(session: Session, now: datetime, after_sends: int, after_days: float) -> int:
+    """Set ``dormant_at`` on whom the policy sets aside; returns how many."""
+    return rowcount(session.execute(update(subscribers_t).where(sunset_condition(now, after_sends, after_days))
+                                    .values(dormant_at=now)))
+
+
+def wake_engaged(session: Session, subscriber_ids: Sequence[int] | None = None) -> int:
+    """Clear ``dormant_at`` for dormant subscribers who opened or clicked since (all, or these); returns how many."""
+    conditions = [subscribers_t.c.dormant_at.is_not(None), _engaged_since(subscribers_t.c.dormant_at)]
+    if subscriber_ids is not None:
+        if not subscriber_ids:
+            return 0
+        conditions.append(subscribers_t.c.id.in_(sorted(set(subscriber_ids))))
+    return rowcount(session.execute(update(subscribers_t).where(*conditions).values(dormant_at=None)))
+
+
 # -- tags --------------------------------------------------------------------------------------
 
 def ensure_tags(session: Session, names: Iterable[str]) -> dict[str, int]:

@@ -42,6 +42,7 @@ class SendPlan:
     audience: int | None
     again: bool = False
     target: Audience | None = None  # a segment, --where or --to-dormant send (usecases.segments)
+    sunset: dict | None = None  # what the sunset policy did just before (usecases.segments.apply_sunset)
 
     def campaign_audience(self) -> dict:
         """What ``create_campaign`` records for the snapshot to apply (nothing for a whole list)."""
@@ -77,8 +78,11 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
     require_sendable(settings)
     stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
     edition = prepare_edition(settings, article, **compose.as_dict())
+    from newsletter.usecases.segments import apply_sunset
+
+    sunset = apply_sunset(store, settings, dry_run=dry_run)  # who is dormant now decides the audience
     audience = _count(store, list_name, target) if count or dry_run else None
-    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target)
+    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target, sunset)
     if not dry_run:
         from newsletter.delivery import get_transport
 

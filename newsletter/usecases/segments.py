@@ -70,11 +70,8 @@ def resolve_audience(store, list_name: str | None, segment: str | None = None, w
     if where is not None:
         parse_filter(where, "--where")
         filters.append(where)
-    if len(filters) == 2:
-        text = f"({filters[0]}) and ({filters[1]})"
-    else:
-        text = filters[0] if filters else None
-    return Audience(list_name, text, segment, to_dormant)
+    combined = f"({filters[0]}) and ({filters[1]})" if len(filters) == 2 else (filters[0] if filters else None)
+    return Audience(list_name, combined, segment, to_dormant)
 
 
 def audience_size(store, audience: Audience) -> int:
@@ -211,3 +208,41 @@ def tag(store, emails: list[str], add: list[str], remove: list[str]) -> dict[str
         added, removed = segments.tag_subscribers(session, ids, add, remove)
     return {"subscribers": len(set(ids)), "added": added, "removed": removed, "tags_added": add,
             "tags_removed": remove}
+
+
+# -- the sunset policy --------------------------------------------------------------------------
+
+NO_ENGAGEMENT_NOTE = ("the sunset policy is on, but no open or click is recorded (is tracking off?): "
+                      "nobody was marked dormant")
+
+
+def apply_sunset(store, settings, *, now=None, dry_run: bool = False) -> dict[str, Any]:
+    """Apply ``[audience] sunset_after_sends`` / ``sunset_after_days``: wake those who engaged, mark the rest.
+
+    Dormant subscribers are skipped by sends unless ``--to-dormant``. Where
+    the store holds no open or click at all, engagement is unknown, not
+    absent: nobody is marked and ``engagement_data`` is False. ``dry_run``
+    counts without writing. Returns ``policy`` (off/on), ``marked``,
+    ``woken``, ``dormant`` (now), ``engagement_data`` and a ``note``.
+    """
+    from newsletter.store import segments
+    from newsletter.store.models import Subscriber, utcnow
+
+    sends, days = settings.sunset_after_sends, settings.sunset_after_days
+    now = now or utcnow()
+    result: dict[str, Any] = {"policy": "on" if sends or days else "off", "after_sends": sends, "after_days": days,
+                              "marked": 0, "woken": 0, "engagement_data": None, "note": None, "dry_run": dry_run}
+    with store.session() as session:
+        if sends or days:
+            result["engagement_data"] = segments.engagement_recorded(session)
+            if not result["engagement_data"]:
+                result["note"] = NO_ENGAGEMENT_NOTE
+            elif dry_run:
+                result["marked"] = segments.count_sunset(session, now, sends, days)
+            else:
+                result["woken"] = segments.wake_engaged(session)
+                result["marked"] = segments.mark_dormant(session, now, sends, days)
+        from sqlalchemy import func, select
+
+        result["dormant"] = session.scalar(select(func.count()).where(Subscriber.dormant_at.is_not(None))) or 0
+    return result
