@@ -121,3 +121,28 @@ def test_a_segment_over_two_lists_needs_the_base_list_named(audience, cli):
     sent = cli("send", "articles/welcome.md", "--segment", "both", "--list", "other", "--yes", "--json")
     assert sent.exit_code == 0, sent.stderr
     assert set(_outbox(audience)) == {"ada@example.org"}
+
+
+def test_preview_renders_as_the_segments_members(audience, cli):
+    from newsletter.config import load_settings
+    from newsletter.store.db import open_store
+    from newsletter.usecases.segments import resolve_audience
+    from newsletter.web.preview import create_preview_app
+    from starlette.testclient import TestClient
+
+    assert cli("segments", "create", "london-vips", "--list", "readers", "--where", WHERE).exit_code == 0
+    settings = load_settings()
+    store = open_store(settings)
+    try:
+        target = resolve_audience(store, None, "london-vips")
+        app = create_preview_app(settings, audience / "articles" / "welcome.md", store=store, watch=False,
+                                 audience=target)
+        with TestClient(app) as client:
+            listed = client.get("/api/subscribers").json()
+            assert [s["email"] for s in listed["subscribers"]] == ["ada@example.org"]
+            assert listed["audience"] == "segment london-vips of readers"
+            assert client.get("/email.html", params={"as": "ada@example.org"}).status_code == 200
+    finally:
+        store.close()
+    refused = cli("preview", "articles/welcome.md", "--segment", "nope", "--no-open")
+    assert refused.exit_code == 1 and "no segment named 'nope'" in refused.stderr

@@ -98,6 +98,21 @@ def first_member(store, audience: Audience) -> int | None:
     return found[0] if found else None
 
 
+def members(store, audience: Audience, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` subscribers a send to ``audience`` would reach (``email``, ``name``, ``status``)."""
+    from sqlalchemy import select
+
+    from newsletter.store.models import Subscriber
+    from newsletter.store.segments import audience_ids, list_ids
+
+    with store.session() as session:
+        ids = audience_ids(session, list_ids(session, [audience.list_name]), audience.node,
+                           include_dormant=audience.to_dormant, limit=limit)
+        rows = session.execute(select(Subscriber.email, Subscriber.name, Subscriber.status)
+                               .where(Subscriber.id.in_(ids)).order_by(Subscriber.id)).all()
+    return [{"email": email, "name": name, "status": status} for email, name, status in rows]
+
+
 # -- segments ---------------------------------------------------------------------------------
 
 def create_segment(store, name: str, lists: list[str], where: str) -> dict[str, Any]:
