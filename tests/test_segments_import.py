@@ -89,3 +89,18 @@ def test_importing_again_adds_new_tags_to_people_it_updates(workspace, cli, tmp_
     cli("subscribers", "import", str(first), "--list", "readers")
     assert cli("subscribers", "import", str(again), "--list", "readers", "--json").json()["updated"] == 1
     assert tags(cli) == {"vip": 1, "trial": 1}
+
+
+def test_tags_travel_through_our_own_export(workspace, cli, tmp_path, monkeypatch, database_url):
+    from support.stores import another_database
+
+    cli("subscribers", "add", "ada@example.org", "--list", "readers")
+    cli("subscribers", "tag", "ada@example.org", "--add", "vip,early adopter")
+    out = tmp_path / "out.csv"
+    assert cli("subscribers", "export", "--output", str(out)).exit_code == 0
+    assert shown(cli, "ada@example.org")["tags"] == ["early adopter", "vip"]
+    with another_database(database_url, tmp_path) as other:
+        monkeypatch.setenv("NEWSLETTER_DATABASE_URL", other)
+        report = cli("subscribers", "import", str(out), "--json").json()
+        assert (report["format"], report["added"]) == ("newsletter", 1)
+        assert shown(cli, "ada@example.org")["tags"] == ["early adopter", "vip"]

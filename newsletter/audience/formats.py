@@ -271,7 +271,7 @@ _OWN_STATUS: dict[str, Arrival] = {
                SubscriberStatus.ACTIVE: Arrival.SUBSCRIBED, SubscriberStatus.UNSUBSCRIBED: Arrival.UNSUBSCRIBED,
                SubscriberStatus.BOUNCED: Arrival.BOUNCED, SubscriberStatus.COMPLAINED: Arrival.COMPLAINED}
 _OWN_COLUMNS = {"email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
-                "created_at"}
+                "created_at", "tags"}
 _NEUTRALISED = ("'=", "'+", "'-", "'@", "'\t", "'\r", "''")
 
 
@@ -304,4 +304,5 @@ def read_newsletter_row(row: Row) -> ImportRow:
     attributes = _json_object(row.get("attributes", ""), "attributes")
     attributes.update(_extra(row, _OWN_COLUMNS))
     return ImportRow(email=row.get("email", ""), name=row.get("name", ""), attributes=attributes,
-                     timezone=row.get("timezone") or None, status=status, lists=lists)
+                     timezone=row.get("timezone") or None, status=status, lists=lists,
+                     tags=split_tags(row.get("tags", "")))

@@ -257,6 +257,11 @@ def show(app, email, as_json):
                   + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
     if data["timezone"]:
         console.print(f"time zone: {data['timezone']}")
+    if data.get("tags"):
+        console.print(escape("tags: " + ", ".join(data["tags"])))
+    if data.get("dormant_since"):
+        console.print(f"dormant since {_when(data['dormant_since'])} (sunset policy; sends skip them unless "
+                      "--to-dormant)")
     if data["attributes"]:
         console.print(escape("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items())))
     console.print(table("Lists", ["List", "Status", "Subscribed", "Confirmed", "Unsubscribed"],
