@@ -58,6 +58,8 @@ ENV_OVERRIDES = {
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
     ("doctor", "dns_server"): "NEWSLETTER_DNS_SERVER",
+    ("audience", "sunset_after_sends"): "NEWSLETTER_SUNSET_AFTER_SENDS",
+    ("audience", "sunset_after_days"): "NEWSLETTER_SUNSET_AFTER_DAYS",
     **registry.env_overrides(),
 }
 
@@ -176,6 +178,10 @@ class Settings:
         own = self.transport_limits.get(transport or self.transport, Limits())
         return Limits(rate=own.rate or self.send_rate, hourly_cap=own.hourly_cap or self.hourly_cap,
                       daily_cap=own.daily_cap or self.daily_cap)
+    # The sunset policy (usecases/segments.py): no open or click in this many sends / days makes a
+    # subscriber dormant (skipped unless --to-dormant). 0: off (the default).
+    sunset_after_sends: int = 0
+    sunset_after_days: float = 0.0
 
     @property
     def sender(self) -> str:
@@ -298,6 +304,8 @@ def load_settings(
         relay_failures=int(reader.number("smtp", "relay_failures", default=3, minimum=1)),
         relay_cooldown_seconds=reader.number("smtp", "relay_cooldown_seconds", default=300.0, minimum=0),
         dns_server=reader.text("doctor", "dns_server", default="") or None,
+        sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
+        sunset_after_days=reader.number("audience", "sunset_after_days", default=0, minimum=0),
     )
 
 

@@ -8,6 +8,7 @@ quote, so that ``subscribers import`` can take exactly one off again).
 Consent travels with the data: ``list_statuses`` holds each list's
 membership status (JSON) and ``suppressed`` the suppression reason, so
 importing an export restores who left what (``formats.read_newsletter_row``).
+``tags`` travel too (a comma list: tag names hold no commas).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from sqlalchemy import select
 
 from newsletter.store.audience import iter_subscribers
 from newsletter.store.models import Suppression
+from newsletter.store.segments import tags_of
 from newsletter.vocabulary.addresses import address_hash
 
 CSV_COLUMNS = ["email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
-               "created_at"]
+               "created_at", "tags"]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 _BATCH = 1000
 
@@ -47,6 +49,7 @@ def subscriber_records(store, list_name: str | None = None, status: str | None =
             hashes = {address_hash(subscriber.email): subscriber.id for subscriber, _ in batch}
             reasons = {hashes[h]: reason for h, reason in session.execute(
                 select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes))))}
+            tags = tags_of(session, [subscriber.id for subscriber, _ in batch])
             for subscriber, memberships in batch:
                 statuses = {name: s for name, s in memberships}
                 record = {
@@ -59,6 +62,7 @@ def subscriber_records(store, list_name: str | None = None, status: str | None =
                     "timezone": subscriber.timezone,
                     "attributes": subscriber.attributes,
                     "created_at": subscriber.created_at.isoformat(),
+                    "tags": tags.get(subscriber.id, []),
                 }
                 if list_name is not None:
                     record["list_status"] = statuses.get(list_name)
@@ -71,7 +75,7 @@ def write_csv(records: Iterator[dict], out: IO[str]) -> int:
     count = 0
     for record in records:
         row = dict(record, lists=";".join(record["lists"]),
-                   list_statuses=json.dumps(record["list_statuses"], ensure_ascii=False),
+                   list_statuses=json.dumps(record["list_statuses"], ensure_ascii=False), tags=",".join(record["tags"]),
                    attributes=json.dumps(record["attributes"], ensure_ascii=False) if record["attributes"] else "")
         writer.writerow([neutralise("" if row[c] is None else str(row[c])) for c in CSV_COLUMNS])
         count += 1

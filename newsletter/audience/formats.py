@@ -13,16 +13,20 @@ Formats and how they are recognised (headers compared case-insensitively):
   had left is subscribed again. Cells the export neutralised against
   spreadsheet formulas get their leading quote back off.
 - ``mailchimp``: an "Email Address" column. "First Name"/"Last Name" make the
-  name, TIMEZONE the time zone, OPTIN_IP the consent IP; the *unsubscribed*
+  name, TIMEZONE the time zone, OPTIN_IP the consent IP, TAGS (a quoted comma
+  list: ``"vip","early adopter"``) the tags, OPTIN_TIME and CONFIRM_TIME the
+  membership's consent times (UTC); the *unsubscribed*
   export (UNSUB_TIME) imports as unsubscribed, the *cleaned* one (CLEAN_TIME)
   as bounced; other columns become attributes.
 - ``listmonk``: ``email``, ``name`` and an ``attributes`` column holding JSON
   (its export adds ``uuid`` and ``status``; "blocklisted" imports as unsubscribed).
 - ``substack``: ``email`` with ``active_subscription``/``email_disabled``;
-  a disabled address imports as unsubscribed.
+  a disabled address imports as unsubscribed; ``created_at`` is when they
+  subscribed (the consent time).
 - ``buttondown``: ``email`` (or ``email_address``) with ``creation_date`` or a
   subscriber ``type``; "unsubscribed" imports as unsubscribed, "unactivated"
-  as pending; ``metadata`` JSON becomes attributes.
+  as pending; ``metadata`` JSON becomes attributes, ``tags`` tags and
+  ``creation_date`` the consent time.
 - ``csv``: any CSV with an email column (email, e-mail, email address, mail);
   ``name``, ``first_name``/``last_name`` and ``timezone`` are understood,
   every other non-empty column becomes an attribute.
@@ -55,6 +59,10 @@ class ImportRow:
     ip: str | None = None
     # our own export: list name -> membership status to restore (None: not given)
     lists: dict[str, str] | None = None
+    tags: tuple[str, ...] = ()
+    # when they opted in / confirmed, as the file says it (checked and converted by the parser)
+    opted_in: str | None = None
+    confirmed: str | None = None
 
 
 Row = dict[str, str]
@@ -170,7 +178,26 @@ def read_csv_row(row: Row) -> ImportRow:
     )
 
 
-_MAILCHIMP_USED = {"email address", "first name", "last name", "timezone", "optin_ip", "confirm_ip"}
+_MAILCHIMP_USED = {"email address", "first name", "last name", "timezone", "optin_ip", "confirm_ip", "tags",
+                   "optin_time", "confirm_time"}
+
+
+def split_tags(cell: str) -> tuple[str, ...]:
+    """The tags of one cell: a comma list whose items may be quoted (Mailchimp: ``"vip","early adopter"``),
+    or a JSON array (``["vip"]``)."""
+    import csv
+
+    cell = cell.strip()
+    if not cell:
+        return ()
+    if cell.startswith("["):
+        try:
+            items = json.loads(cell)
+        except json.JSONDecodeError:
+            items = None
+        if isinstance(items, list):
+            return tuple(str(item) for item in items if str(item).strip())
+    return tuple(item for item in next(csv.reader([cell], skipinitialspace=True)) if item.strip())
 
 
 def read_mailchimp_row(row: Row) -> ImportRow:
@@ -186,6 +213,11 @@ def read_mailchimp_row(row: Row) -> ImportRow:
         timezone=row.get("timezone") or None,
         status=status,
         ip=row.get("confirm_ip") or row.get("optin_ip") or None,
+        # Mailchimp's audience export: TAGS, OPTIN_TIME, CONFIRM_TIME (UTC, "2019-05-14 19:36:42"); see
+        # https://mailchimp.com/developer/marketing/docs/account-exports/ and Mailchimp's "export your audience".
+        tags=split_tags(row.get("tags", "")),
+        opted_in=row.get("optin_time") or None,
+        confirmed=row.get("confirm_time") or None,
     )
 
 
@@ -194,8 +226,11 @@ def read_substack_row(row: Row) -> ImportRow:
     return ImportRow(
         email=_email(row),
         name=row.get("name", ""),
-        attributes=_extra(row, set(EMAIL_HEADERS) | {"name", "email_disabled"}),
+        attributes=_extra(row, set(EMAIL_HEADERS) | {"name", "email_disabled", "created_at"}),
         status=Arrival.UNSUBSCRIBED if disabled else Arrival.SUBSCRIBED,
+        # Substack's "Export" of the email list: email, active_subscription, expiry, plan, email_disabled,
+        # created_at (when they subscribed); its dashboard guide: https://on.substack.com/p/subscriber-dashboard-guide
+        opted_in=row.get("created_at") or None,
     )
 
 
@@ -216,14 +251,18 @@ _BUTTONDOWN_STATUS = {"unsubscribed": Arrival.UNSUBSCRIBED, "unactivated": Arriv
 def read_buttondown_row(row: Row) -> ImportRow:
     kind = (row.get("subscriber_type") or row.get("type") or "").lower()
     attributes = _json_object(row.get("metadata", ""), "metadata")
-    for key in ("tags", "notes", "source", "referrer_url"):
+    for key in ("notes", "source", "referrer_url"):
         if row.get(key):
             attributes[key] = row[key]
+    # Buttondown's subscriber export: email (email_address), creation_date, tags, metadata, notes,
+    # referrer_url, type (https://docs.buttondown.com/api-subscribers-list and its CSV export)
     return ImportRow(
         email=_email(row),
         name=row.get("name", ""),
         attributes=attributes,
         status=_BUTTONDOWN_STATUS.get(kind, Arrival.SUBSCRIBED),
+        tags=split_tags(row.get("tags", "")),
+        opted_in=row.get("creation_date") or None,
     )
 
 
@@ -232,7 +271,7 @@ _OWN_STATUS: dict[str, Arrival] = {
                SubscriberStatus.ACTIVE: Arrival.SUBSCRIBED, SubscriberStatus.UNSUBSCRIBED: Arrival.UNSUBSCRIBED,
                SubscriberStatus.BOUNCED: Arrival.BOUNCED, SubscriberStatus.COMPLAINED: Arrival.COMPLAINED}
 _OWN_COLUMNS = {"email", "name", "status", "timezone", "lists", "list_statuses", "suppressed", "attributes",
-                "created_at"}
+                "created_at", "tags"}
 _NEUTRALISED = ("'=", "'+", "'-", "'@", "'\t", "'\r", "''")
 
 
@@ -265,4 +304,5 @@ def read_newsletter_row(row: Row) -> ImportRow:
     attributes = _json_object(row.get("attributes", ""), "attributes")
     attributes.update(_extra(row, _OWN_COLUMNS))
     return ImportRow(email=row.get("email", ""), name=row.get("name", ""), attributes=attributes,
-                     timezone=row.get("timezone") or None, status=status, lists=lists)
+                     timezone=row.get("timezone") or None, status=status, lists=lists,
+                     tags=split_tags(row.get("tags", "")))

@@ -164,8 +164,16 @@ def describe(store, email: str, deliveries_of=None) -> dict:
                 for m in sorted(subscriber.memberships, key=lambda m: m.mailing_list.name)
             ],
             "consent": _consent_history(session, subscriber),
+            "tags": _tags(session, subscriber.id),
+            "dormant_since": subscriber.dormant_at,
             "deliveries": deliveries_of(session, subscriber.id) if deliveries_of else [],
         }
+
+
+def _tags(session, subscriber_id: int) -> list[str]:
+    from newsletter.store.segments import tags_of
+
+    return tags_of(session, [subscriber_id]).get(subscriber_id, [])
 
 
 def _consent_history(session, subscriber: Subscriber) -> list[dict]:

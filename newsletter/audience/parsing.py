@@ -160,7 +160,38 @@ def _validate(cells: list[str], keys: list[str], read_cells, line: int, zones: d
     if row.lists is not None:
         lists = tuple((clean_list_name(name), status) for name, status in row.lists.items())
     return ValidRow(line, address, address.lower(), address_hash(address), clean_name(row.name) or "",
-                    clean_attributes(row.attributes), row.timezone, row.status, clean_ip(row.ip), lists)
+                    clean_attributes(row.attributes), row.timezone, row.status, clean_ip(row.ip), lists,
+                    _clean_tags(row.tags), _consent_time(row.opted_in, "opt-in time"),
+                    _consent_time(row.confirmed, "confirmation time"))
+
+
+def _clean_tags(raw: tuple[str, ...]) -> tuple[str, ...]:
+    from newsletter.vocabulary.filters import normalise_tag, tag_problem
+
+    tags = []
+    for item in raw:
+        name = normalise_tag(item)
+        problem = tag_problem(name)
+        if problem:
+            raise InputError(f"tag {item[:40]!r}: {problem}")
+        tags.append(name)
+    return tuple(dict.fromkeys(tags))
+
+
+def _consent_time(text: str | None, what: str):
+    """An export's time (ISO 8601; without an offset it is UTC, as Mailchimp's are), or None."""
+    from datetime import UTC, datetime, timedelta
+
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"the {what} {text[:40]!r} is not a date and time (YYYY-MM-DD HH:MM:SS)") from None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when > datetime.now(UTC) + timedelta(days=1):
+        raise InputError(f"the {what} {text[:40]!r} is in the future")
+    return when
 
 
 def _is_zone(name: str) -> bool:

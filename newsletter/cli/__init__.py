@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("newsletter.cli.run:run", "Run the scheduler daemon."),
     "serve": ("newsletter.cli.serve:serve", "Serve unsubscribe, confirm, webhook and archive pages."),
     "worker": ("newsletter.cli.worker:worker", "Run a scale-out worker."),
+    "tags": ("newsletter.cli.tags:tags", "List, rename and delete subscriber tags."),
+    "segments": ("newsletter.cli.segments:segments", "Saved filters over lists: create, count, show, delete."),
 }
 
 

@@ -84,6 +84,12 @@ def show(app, campaign_id, as_json):
     console = stdout_console()
     console.print(f"[bold]Campaign {data['id']}[/] {data['status']}: {data['subject']!r} to {data['list']} "
                   f"via {data['transport']}")
+    if data.get("where") or data.get("to_dormant"):
+        from rich.markup import escape
+
+        segment = f"segment {data['segment']}: " if data.get("segment") else ""
+        dormant = " (dormant subscribers included)" if data.get("to_dormant") else ""
+        console.print(f"Audience: {escape(segment)}{escape(data.get('where') or 'everyone')}{dormant}")
     if data["status"] == "failed":
         console.print(f"[red bold]Nobody received this campaign[/]: {data['counts']['failed']} failed, "
                       f"{data['counts']['unknown']} unknown.")

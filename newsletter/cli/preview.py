@@ -23,8 +23,11 @@ from newsletter.cli.compose import compose_options
               help="Address to listen on (anything but loopback is reachable by others).")
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--no-open", is_flag=True, help="Do not open a browser (headless use).")
+@click.option("--list", "list_name", default=None, help="With --where: the list whose members 'Render as' offers.")
+@click.option("--segment", default=None, help="'Render as' offers this segment's members (the send's audience).")
+@click.option("--where", default=None, help="'Render as' offers the list's members matching this filter.")
 @pass_app
-def preview(app, article, recent_title, recent_url, theme, host, port, no_open):
+def preview(app, article, recent_title, recent_url, theme, host, port, no_open, list_name, segment, where):
     """Preview ARTICLE's email in the browser while you write it.
 
     The page shows the email at desktop and phone widths, in light and dark
@@ -36,6 +39,7 @@ def preview(app, article, recent_title, recent_url, theme, host, port, no_open):
     Example:
       newsletter preview articles/ketamine.md
       newsletter preview article.txt --recent-url https://example.org/blog/types --port 8030 --no-open
+      newsletter preview articles/event.md --segment london-vips
     """
     from newsletter.config import is_loopback_host
     from newsletter.errors import InputError
@@ -45,12 +49,18 @@ def preview(app, article, recent_title, recent_url, theme, host, port, no_open):
     if not path.is_file():
         raise InputError(f"article not found: {article}", hint="give the path of a .md, .txt or .html file")
     settings = app.settings
+    audience = None
+    if segment or where or list_name:
+        from newsletter.usecases.segments import resolve_audience
+
+        audience = resolve_audience(app.store, list_name, segment, where)
     if not is_loopback_host(host):
         say(f"[yellow]Warning:[/] listening on {_escape(host)}: anyone who can reach this machine"
             " can see the preview and send test emails.")
     sock = bind_socket(host, port)
     try:
-        server = _server(app, settings, path, sock, host, recent_title, recent_url, theme, make_server, local_hosts)
+        server = _server(app, settings, path, sock, host, recent_title, recent_url, theme, make_server, local_hosts,
+                         audience)
         url = page_url(host, sock.getsockname()[1])
         say(f"Previewing [bold]{_escape(article)}[/] at {url}  (Ctrl-C to stop)")
         if not no_open:
@@ -64,12 +74,13 @@ def preview(app, article, recent_title, recent_url, theme, host, port, no_open):
         sock.close()
 
 
-def _server(app, settings, path, sock, host, recent_title, recent_url, theme, make_server, local_hosts):
+def _server(app, settings, path, sock, host, recent_title, recent_url, theme, make_server, local_hosts,
+            audience=None):
     from newsletter.web.preview import create_preview_app
 
     web_app = create_preview_app(
         settings, path, recent_title=recent_title, recent_url=recent_url, theme=theme,
-        store_opener=lambda: app.store, allowed_hosts=local_hosts(host),
+        store_opener=lambda: app.store, allowed_hosts=local_hosts(host), audience=audience,
     )
     error = web_app.state.preview.snapshot.error
     if error:

@@ -11,7 +11,10 @@ from newsletter.cli.compose import compose_options
 
 @click.command("schedule")
 @click.argument("article")
-@click.option("--list", "list_name", required=True, help="The list to send to.")
+@click.option("--list", "list_name", default=None, help="The list to send to (a one-list --segment implies it).")
+@click.option("--segment", default=None, help="Send to a saved segment of the list (newsletter segments).")
+@click.option("--where", default=None, help="Send to the list's subscribers matching this filter, e.g. 'tag:vip'.")
+@click.option("--to-dormant", is_flag=True, help="Include dormant subscribers (re-engagement; the sunset policy).")
 @click.option("--at", "at", metavar="TIME", help='When: ISO 8601 local time in --tz ("2026-12-01 09:00", '
               "2026-12-01T09:00:30), or with an offset.")
 @click.option("--tz", "zone", metavar="ZONE", help="IANA time zone of TIME, e.g. America/New_York (default: UTC).")
@@ -27,8 +30,8 @@ from newsletter.cli.compose import compose_options
 @compose_options
 @json_option
 @pass_app
-def schedule(app, article, list_name, at, zone, local_time, cron, transport, again, recent_title, recent_url, theme,
-             as_json):
+def schedule(app, article, list_name, segment, where, to_dormant, at, zone, local_time, cron, transport, again,
+             recent_title, recent_url, theme, as_json):
     """Schedule ARTICLE for a list at a time; `newsletter run` sends it when due.
 
     The edition is composed and checked now (errors stop it). The time is
@@ -45,12 +48,19 @@ def schedule(app, article, list_name, at, zone, local_time, cron, transport, aga
       newsletter schedule articles/ketamine.md --list readers --at "2026-12-01 09:00" --tz America/New_York
       newsletter schedule articles/ketamine.md --list readers --at "2026-12-01 09:00" --local-time
       newsletter schedule articles/ --list readers --cron "0 9 * * MON" --tz Europe/Paris
+      newsletter schedule articles/event.md --segment london --at "2026-12-01 09:00"
     """
     from newsletter.errors import InputError
     from newsletter.usecases import campaigns as use
+    from newsletter.usecases.segments import resolve_audience
 
     compose = use.ComposeOptions(recent_title, recent_url, theme)
+    target = resolve_audience(app.store, list_name, segment, where, to_dormant)
+    list_name = target.list_name
     if cron:
+        if segment or where or to_dormant:
+            raise InputError("--cron sends to a whole list: --segment, --where and --to-dormant apply to one article",
+                             hint='schedule one article with --at TIME, or drop --segment/--where')
         if at or local_time or again:
             raise InputError("--cron cannot be combined with --at, --local-time or --again",
                              hint='use --cron "0 9 * * MON" with a folder (each run sends an article new to the '
@@ -59,7 +69,7 @@ def schedule(app, article, list_name, at, zone, local_time, cron, transport, aga
                                         transport=transport, compose=compose)
         return _print_recurring(result, article, as_json)
     result = use.schedule_at(app.store, app.settings, article, list_name, at, zone=zone, local_time=local_time,
-                             transport=transport, compose=compose, again=again)
+                             transport=transport, compose=compose, again=again, target=target)
     _print_one_shot(result, local_time, as_json)
 
 

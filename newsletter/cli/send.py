@@ -15,7 +15,10 @@ from newsletter.usecases.editions import command_line, compose_flags
 
 @click.command("send")
 @click.argument("article")
-@click.option("--list", "list_name", required=True, help="The list to send to.")
+@click.option("--list", "list_name", default=None, help="The list to send to (a one-list --segment implies it).")
+@click.option("--segment", default=None, help="Send to a saved segment of the list (newsletter segments).")
+@click.option("--where", default=None, help="Send to the list's subscribers matching this filter, e.g. 'tag:vip'.")
+@click.option("--to-dormant", is_flag=True, help="Include dormant subscribers (re-engagement; the sunset policy).")
 @click.option("--transport", default=None, type=click.Choice(registry.names()),
               help="Override the workspace's transport.")
 @click.option("--dry-run", is_flag=True, help="Show the audience size and one rendered sample; send nothing.")
@@ -27,34 +30,57 @@ from newsletter.usecases.editions import command_line, compose_flags
 @compose_options
 @json_option
 @pass_app
-def send(app, article, list_name, transport, dry_run, limit, yes, again, recent_title, recent_url, theme, as_json):
+def send(app, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, recent_title,
+         recent_url, theme, as_json):
     """Send ARTICLE to every confirmed subscriber of a list, now.
 
     The pre-flight checks run first (errors stop the send). Each recipient has
     a ledger row, committed before and after the provider is called, so a
     killed send resumes with `newsletter campaigns resume ID`. An edition the
     list already received (or is receiving) is refused unless --again.
+    --segment or --where send to part of the list; consent and the
+    unsubscribe link stay the list's. Dormant subscribers are skipped unless
+    --to-dormant.
 
     \b
     Example:
       newsletter send articles/welcome.md --list readers --dry-run
       newsletter send articles/welcome.md --list readers --yes
+      newsletter send articles/event.md --list readers --where 'city = "London"' --yes
     """
     from newsletter.usecases import campaigns as use
+    from newsletter.usecases.segments import resolve_audience
 
+    target = resolve_audience(app.store, list_name, segment, where, to_dormant)
+    list_name = target.list_name
     plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,
-                         compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes)
+                         compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes,
+                         target=target)
+    _sunset_note(plan.sunset)
     if dry_run:
         # the follow-up command repeats every option in use, so it works when pasted
-        send_it = command_line("newsletter", "send", article, list=list_name, transport=transport, again=again,
+        send_it = command_line("newsletter", "send", article, list=list_name, segment=segment, where=where,
+                               to_dormant=to_dormant, transport=transport, again=again,
                                limit=limit and str(limit), **compose_flags(recent_title, recent_url, theme), yes=True)
         return _print_dry_run(use.dry_run(app.store, app.settings, plan), send_it, as_json)
     if not yes:
-        click.confirm(f"Send {plan.edition.subject!r} to {plan.audience} subscribers of {list_name} via "
+        click.confirm(f"Send {plan.edition.subject!r} to {plan.audience} subscribers of {target.describe()} via "
                       f"{plan.transport}?", abort=True, err=True)
     with watching() as watch:
         report = use.send_now(app.store, app.settings, plan, watch, limit=limit)
     finish_report(report, as_json)
+
+
+def _sunset_note(sunset: dict | None) -> None:
+    """What the sunset policy did before this send, on stderr (so --json stays one document)."""
+    if not sunset or sunset["policy"] == "off":
+        return
+    if sunset["note"]:
+        click.echo(f"Note: {sunset['note']}", err=True)
+    elif sunset["marked"] or sunset["woken"]:
+        verb = "would mark" if sunset["dry_run"] else "marked"
+        click.echo(f"Sunset policy: {verb} {sunset['marked']} dormant, {sunset['woken']} active again "
+                   f"({sunset['dormant']} dormant are skipped; include them with --to-dormant)", err=True)
 
 
 @contextmanager

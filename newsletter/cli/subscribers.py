@@ -257,6 +257,11 @@ def show(app, email, as_json):
                   + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
     if data["timezone"]:
         console.print(f"time zone: {data['timezone']}")
+    if data.get("tags"):
+        console.print(escape("tags: " + ", ".join(data["tags"])))
+    if data.get("dormant_since"):
+        console.print(f"dormant since {_when(data['dormant_since'])} (sunset policy; sends skip them unless "
+                      "--to-dormant)")
     if data["attributes"]:
         console.print(escape("attributes: " + ", ".join(f"{k}={v}" for k, v in data["attributes"].items())))
     console.print(table("Lists", ["List", "Status", "Subscribed", "Confirmed", "Unsubscribed"],
@@ -301,6 +306,61 @@ def unsubscribe_command(app, email, list_name):
                    + "; the address is suppressed"))
     else:
         say(escape(f"Unsubscribed {email} from {list_name}" if left else f"{email} had already left {list_name}"))
+
+
+@subscribers.command("tag")
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--add", "add", multiple=True, help="A tag to add (or a comma list); repeat for more.")
+@click.option("--remove", "remove", multiple=True, help="A tag to remove (or a comma list); repeat for more.")
+@json_option
+@pass_app
+def tag_command(app, emails, add, remove, as_json):
+    """Add or remove tags on subscribers (all of them or, if one is unknown, none).
+
+    \b
+    Example:
+      newsletter subscribers tag ada@example.org bob@example.org --add vip --remove trial
+    """
+    from newsletter.usecases.segments import tag, tag_names
+
+    data = tag(app.store, list(emails), tag_names(add, "--add"), tag_names(remove, "--remove"))
+    if as_json:
+        print_json(data)
+        return
+    say(escape(f"Tagged {data['subscribers']} subscribers: {data['added']} tags added, "
+               f"{data['removed']} removed"))
+
+
+@subscribers.command("sunset")
+@click.option("--dry-run", is_flag=True, help="Count whom the policy would mark dormant; change nothing.")
+@json_option
+@pass_app
+def sunset_command(app, dry_run, as_json):
+    """Apply the sunset policy now: mark dormant who stopped opening and clicking, wake who engaged.
+
+    The policy is [audience] sunset_after_sends / sunset_after_days in
+    newsletter.toml (off by default); every `send` applies it first.
+    Dormant subscribers are skipped unless a send says --to-dormant.
+
+    \b
+    Example:
+      newsletter subscribers sunset --dry-run
+    """
+    from newsletter.usecases.segments import apply_sunset
+
+    data = apply_sunset(app.store, app.settings, dry_run=dry_run)
+    if as_json:
+        print_json(data)
+        return
+    if data["policy"] == "off":
+        say(f"The sunset policy is off ([audience] sunset_after_sends / sunset_after_days); "
+            f"{data['dormant']} subscribers are dormant")
+    elif data["note"]:
+        say(f"[yellow]{escape(data['note'])}[/]")
+    else:
+        verb = "Would mark" if dry_run else "Marked"
+        say(f"{verb} {data['marked']} subscribers dormant, {data['woken']} active again; "
+            f"{data['dormant']} dormant now (send to them with --to-dormant)")
 
 
 @subscribers.command("remove")

@@ -56,18 +56,24 @@ def require_sendable(settings: Settings, transport: str | None = None) -> None:
 
 def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, list_name: str, transport: str, *,
                     status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
-                    timezone: str | None = None, article_path: str = "", again: bool = False) -> int:
+                    timezone: str | None = None, article_path: str = "", again: bool = False,
+                    audience_filter: str | None = None, segment_name: str | None = None,
+                    to_dormant: bool = False) -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id.
 
     The duplicate-send guard (:func:`refuse_duplicate`) runs in the same
     transaction, with the list's row locked, so two sends of one edition
     cannot both pass it. ``again`` is the user's explicit override.
+    ``audience_filter`` (a segment's filter text) and ``to_dormant`` are
+    recorded on the campaign; its snapshot applies them when sending starts.
     """
     require_sendable(settings, transport)
     with store.session() as session:
         mailing_list = get_list(session, list_name)
         refuse_duplicate(session, edition, mailing_list, again)
-        if not ledger.has_audience(session, mailing_list.id):
+        if audience_filter or to_dormant:
+            _refuse_empty_segment(session, mailing_list, audience_filter, to_dormant)
+        elif not ledger.has_audience(session, mailing_list.id):
             raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
                              hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
         stored = ledger.save_edition(
@@ -76,10 +82,24 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
             tags=list(edition.article.tags or []))
         campaign = Campaign(edition_id=stored.id, list_id=mailing_list.id, list_name=mailing_list.name,
                             status=status, transport=transport, scheduled_at=scheduled_at,
-                            timezone=timezone, error="", id_nonce=new_nonce())
+                            timezone=timezone, error="", id_nonce=new_nonce(),
+                            audience_filter=audience_filter or None, segment_name=segment_name,
+                            to_dormant=to_dormant)
         session.add(campaign)
         session.flush()
         return campaign.id
+
+
+def _refuse_empty_segment(session: Session, mailing_list: MailingList, audience_filter: str | None,
+                          to_dormant: bool) -> None:
+    from newsletter.store.segments import audience_ids
+    from newsletter.vocabulary.filters import parse_filter
+
+    node = parse_filter(audience_filter, "--where") if audience_filter else None
+    if not audience_ids(session, [mailing_list.id], node, include_dormant=to_dormant, limit=1):
+        raise InputError(f"nobody in {mailing_list.name} matches the filter now (or all who do are suppressed, "
+                         "dormant or unconfirmed)",
+                         hint=f"check it with: newsletter segments count --list {mailing_list.name} --where '...'")
 
 
 # A campaign of the same edition in one of these states means the list has it, or is about to.
@@ -215,6 +235,10 @@ def campaign_summary(campaign: Campaign) -> dict[str, Any]:
         # paused by a quota (newsletter.engine.quotas): why, and when it goes on
         "pause_reason": campaign.pause_reason or None,
         "resume_at": campaign.resume_at,
+        # a segment send: the filter its snapshot applied, and the segment it came from
+        "segment": campaign.segment_name,
+        "where": campaign.audience_filter,
+        "to_dormant": campaign.to_dormant,
     }
 
 

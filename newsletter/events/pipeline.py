@@ -110,11 +110,22 @@ def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterab
         fresh = [row for event_id, row in rows.items() if event_id in inserted]
         settled = _record_outcomes(session, fresh, ledger_rows, now)
         applied = sum(_apply(session, row, now, limit) for row in fresh)
+        _wake_engaged(session, fresh)
     matched = sum(1 for row in fresh if row.delivery_id is not None)
     if settled:
         log.info("%d ledger rows of unknown outcome settled from %s events", settled, fresh[0].event.provider)
     return {"received": len(events), "new": len(fresh), "matched": matched, "unmatched": len(fresh) - matched,
             "applied": applied}
+
+
+def _wake_engaged(session: Session, rows: list[_Row]) -> None:
+    """An open or click makes a dormant subscriber (the sunset policy's) active again."""
+    from newsletter.store.segments import wake_engaged
+
+    engaged = [row.subscriber_id for row in rows
+               if row.subscriber_id is not None and row.event.kind in (EventKind.OPENED, EventKind.CLICKED)]
+    if engaged:
+        wake_engaged(session, engaged)
 
 
 def _match(session: Session, rows: list[_Row]) -> dict[int, ev.LedgerRow]:

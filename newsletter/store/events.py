@@ -48,7 +48,9 @@ class ProviderEvent(Base):
     """One event from the email provider, stored once, with the raw event kept."""
 
     __tablename__ = "provider_events"
-    __table_args__ = (Index("ix_provider_events_campaign_kind", "campaign_id", "kind"),)
+    __table_args__ = (Index("ix_provider_events_campaign_kind", "campaign_id", "kind"),
+                      # one subscriber's opens and clicks: segment engagement predicates (migration 0012)
+                      Index("ix_provider_events_subscriber", "subscriber_id", "kind", "occurred_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(20))

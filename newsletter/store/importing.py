@@ -68,6 +68,10 @@ class ValidRow(NamedTuple):
     ip: str | None
     # our own export: ((list name, membership status), ...) to restore, or None
     lists: tuple[tuple[str, str], ...] | None = None
+    # tags (normalised) and the consent times another tool recorded (Mailchimp OPTIN_TIME, CONFIRM_TIME)
+    tags: tuple[str, ...] = ()
+    opted_in_at: datetime | None = None
+    confirmed_at: datetime | None = None
 
 
 @dataclass
@@ -144,6 +148,7 @@ class ImportWriter:
                 counts.skip(valid.line, "the same address as an earlier line")
             elif self._plan_update(plan, valid, current):
                 counts.updated += 1
+                plan.touched.append((int(current["id"]), valid))
             elif (self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED
                   and valid.lists is None):
                 counts.skip(valid.line, f"unsubscribed from {self.list_name}; --resubscribe adds them again "
@@ -151,6 +156,7 @@ class ImportWriter:
             else:
                 counts.skip(valid.line, "already there, nothing to change")
         self._apply(plan)
+        self._tags_and_consent_times(plan)
         if plan.new and not plan.sqlite and self.written > max(10_000, 2 * self._analyzed_at):
             self._analyze()
         return counts
@@ -337,12 +343,39 @@ class ImportWriter:
             if reason:
                 plan.suppress.append((valid.hash, reason))
         ids = self._insert_subscribers(rows)
+        plan.touched += zip(ids, plan.new, strict=True)
         for subscriber_id, valid in zip(ids, plan.new, strict=False):
             if valid.lists is not None:
                 plan.memberships += [(subscriber_id, list_id, status, valid.ip)
                                      for list_id, status in self._wanted_lists(valid).items()]
             elif self.list_id is not None:
                 plan.memberships.append((subscriber_id, self.list_id, _ARRIVAL[valid.status][1], valid.ip))
+
+    def _tags_and_consent_times(self, plan: _Plan) -> None:
+        """Tags of the rows added or updated; consent times of the memberships this chunk created.
+
+        Few rows carry either, so they go after the bulk writes as their own
+        small statements (the million-row plain CSV never gets here).
+        """
+        from newsletter.store.segments import tag_many_on
+
+        tagged = [(sid, name) for sid, valid in plan.touched for name in valid.tags]
+        if tagged:
+            tag_many_on(self.connection, tagged)
+        timed = {sid: valid for sid, valid in plan.touched if valid.opted_in_at or valid.confirmed_at}
+        changes = []
+        for sid, list_id, status, _ip in plan.memberships:
+            valid = timed.get(sid)
+            if valid is None or status == MembershipStatus.UNSUBSCRIBED:
+                continue
+            opted_in = valid.opted_in_at or valid.confirmed_at
+            confirmed = (valid.confirmed_at or valid.opted_in_at) if status == MembershipStatus.CONFIRMED else None
+            changes.append({"b_sid": sid, "b_list": list_id, "subscribed_at": opted_in, "confirmed_at": confirmed})
+        if changes:
+            self.connection.execute(
+                update(memberships_t).where(memberships_t.c.subscriber_id == bindparam("b_sid"),
+                                            memberships_t.c.list_id == bindparam("b_list"))
+                .values(subscribed_at=bindparam("subscribed_at"), confirmed_at=bindparam("confirmed_at")), changes)
 
     def _insert_subscribers(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """Insert subscriber rows and return their ids, in order."""
@@ -502,6 +535,7 @@ class _Plan:
         self.rejoin: list[tuple[int, int, str]] = []  # subscriber, list, status
         self.suppress: list[tuple[str, str]] = []
         self.unsuppress: list[str] = []
+        self.touched: list[tuple[int, ValidRow]] = []  # subscribers added or updated, with their row
 
     def json(self, value: dict[str, Any]) -> str:
         """The JSON column's storage form: its text (SQLite stores it; COPY hands it to PostgreSQL)."""

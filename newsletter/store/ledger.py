@@ -45,12 +45,13 @@ memberships_t = Membership.__table__
 suppressions_t = Suppression.__table__
 
 
-def audience_conditions(list_id: int) -> ColumnElement[bool]:
-    """Confirmed members of the list, active, and not on the suppression list."""
+def audience_conditions(list_id: int, *, include_dormant: bool = False) -> ColumnElement[bool]:
+    """Confirmed members of the list, active, not on the suppression list, and (unless asked) not dormant."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
+    awake = [] if include_dormant else [subscribers_t.c.dormant_at.is_(None)]  # the sunset policy's (segments)
     return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == MembershipStatus.CONFIRMED,
-                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed)
+                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed, *awake)
 
 
 def audience_size(session: Session, list_id: int) -> int:
@@ -80,9 +81,13 @@ def snapshot_audience(session: Session, campaign_id: int, list_id: int,
     Subscribers are unique by normalised address, so this is one message per address.
     Rows that already exist (a snapshot taken twice) are left alone. ``zones``
     restricts it to subscribers in those time zones (None in it: no zone set),
-    for local-time waves.
+    for local-time waves. A segment campaign's filter (and ``--to-dormant``)
+    applies here, at snapshot time (``store.segments.campaign_audience``).
     """
-    conditions = [audience_conditions(list_id)]
+    from newsletter.store.segments import campaign_audience
+
+    include_dormant, segment = campaign_audience(session, campaign_id)
+    conditions = [audience_conditions(list_id, include_dormant=include_dormant), *segment]
     if session.execute(select(deliveries_t.c.id).where(deliveries_t.c.campaign_id == campaign_id).limit(1)).first():
         # Only a second snapshot (the next wave) needs the per-row check.
         conditions.append(~select(deliveries_t.c.subscriber_id).where(

@@ -90,6 +90,8 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.ACTIVE)  # a SubscriberStatus
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set by the sunset policy (no open or click for a while): skipped by sends unless --to-dormant.
+    dormant_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -130,7 +132,10 @@ class Membership(Base):
 
     __tablename__ = "memberships"
     # WITHOUT ROWID on SQLite: the primary key is the table, one B-tree less to fill.
-    __table_args__ = (Index("ix_memberships_list_status", "list_id", "status"), {"sqlite_with_rowid": False})
+    __table_args__ = (Index("ix_memberships_list_status", "list_id", "status"),
+                      # segment filters on the join date (``joined > 2026-01-01``) within a list (migration 0012)
+                      Index("ix_memberships_list_status_subscribed", "list_id", "status", "subscribed_at"),
+                      {"sqlite_with_rowid": False})
 
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
@@ -223,6 +228,11 @@ class Campaign(Base):
     # created: a rebuilt database numbers campaigns from 1 again, and must not repeat old ids.
     # NULL for campaigns created before migration 0011: their ids keep the old form.
     id_nonce: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # A segment send: the filter text its audience snapshot applies (and the segment it came from, if any);
+    # ``to_dormant`` includes the dormant subscribers the sunset policy set aside (migration 0012).
+    audience_filter: Mapped[str | None] = mapped_column(Text, nullable=True)
+    segment_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    to_dormant: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     edition: Mapped[Edition] = relationship()
 
@@ -282,3 +292,35 @@ class SendPace(Base):
 
     scope: Mapped[str] = mapped_column(String(100), primary_key=True)
     free_at: Mapped[datetime] = mapped_column(UTCDateTime)
+class Tag(Base):
+    """A label on subscribers (``vip``, ``trial``), matched by ``tag:NAME`` in segment filters."""
+
+    __tablename__ = "tags"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SubscriberTag(Base):
+    """A tag on a subscriber."""
+
+    __tablename__ = "subscriber_tags"
+    __table_args__ = (Index("ix_subscriber_tags_tag", "tag_id", "subscriber_id"), {"sqlite_with_rowid": False})
+
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Segment(Base):
+    """A saved, named filter over lists (``lists``: their names): never a copy of the people it selects."""
+
+    __tablename__ = "segments"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    lists: Mapped[list[str]] = mapped_column(JSON)
+    filter_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,6 +16,7 @@ from newsletter.usecases.editions import audience_of, prepare_edition, sample_fo
 
 if TYPE_CHECKING:
     from newsletter.compose.edition import Edition
+    from newsletter.usecases.segments import Audience
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,31 @@ class SendPlan:
     edition: Edition
     audience: int | None
     again: bool = False
+    target: Audience | None = None  # a segment, --where or --to-dormant send (usecases.segments)
+    sunset: dict | None = None  # what the sunset policy did just before (usecases.segments.apply_sunset)
+
+    def campaign_audience(self) -> dict:
+        """What ``create_campaign`` records for the snapshot to apply (nothing for a whole list)."""
+        return _campaign_audience(self.target)
+
+
+def _campaign_audience(target: Audience | None) -> dict:
+    if target is None:
+        return {}
+    return {"audience_filter": target.filter_text, "segment_name": target.segment, "to_dormant": target.to_dormant}
+
+
+def _count(store, list_name: str, target: Audience | None) -> int:
+    if target is None or not (target.filter_text or target.to_dormant):
+        return audience_of(store, list_name)
+    from newsletter.usecases.segments import audience_size
+
+    return audience_size(store, target)
 
 
 def plan_send(store, settings, article: str, list_name: str, *, transport: str | None = None,
               compose: ComposeOptions = ComposeOptions(), again: bool = False, dry_run: bool = False,
-              count: bool = True) -> SendPlan:
+              count: bool = True, target: Audience | None = None) -> SendPlan:
     """Compose and check ``article`` for ``list_name``; raise on anything that would stop the send.
 
     ``count``: size the audience (most of a second for a million members;
@@ -57,8 +78,11 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
     require_sendable(settings)
     stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
     edition = prepare_edition(settings, article, **compose.as_dict())
-    audience = audience_of(store, list_name) if count or dry_run else None
-    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again)
+    from newsletter.usecases.segments import apply_sunset
+
+    sunset = apply_sunset(store, settings, dry_run=dry_run)  # who is dormant now decides the audience
+    audience = _count(store, list_name, target) if count or dry_run else None
+    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target, sunset)
     if not dry_run:
         from newsletter.delivery import get_transport
 
@@ -69,7 +93,12 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
 
 def dry_run(store, settings, plan: SendPlan) -> dict:
     """What a send would do: its audience and one rendered sample (written to build/)."""
-    sample_path, recipient = sample_for_list(store, settings, plan.edition, plan.list_name)
+    member = None
+    if plan.target is not None and (plan.target.filter_text or plan.target.to_dormant):
+        from newsletter.usecases.segments import first_member
+
+        member = first_member(store, plan.target)
+    sample_path, recipient = sample_for_list(store, settings, plan.edition, plan.list_name, member_id=member)
     return {"campaign_id": None, "dry_run": True, "audience": plan.audience, "list": plan.list_name,
             "transport": plan.transport, "subject": plan.edition.subject, "sample": str(sample_path),
             "sample_recipient": recipient}
@@ -80,9 +109,10 @@ def send_now(store, settings, plan: SendPlan, watch: Watch, *, limit: int | None
     from newsletter.engine.campaigns import create_campaign
 
     campaign_id = create_campaign(store, settings, plan.edition, plan.list_name, plan.transport,
-                                  article_path=plan.article, again=plan.again)
+                                  article_path=plan.article, again=plan.again, **plan.campaign_audience())
     size = f"{plan.audience} subscribers of " if plan.audience else ""
-    watch.note(f"Campaign {campaign_id}: sending to {size}{plan.list_name} via {plan.transport}")
+    where = plan.target.describe() if plan.target else plan.list_name
+    watch.note(f"Campaign {campaign_id}: sending to {size}{where} via {plan.transport}")
     dispatcher = dispatcher_for(store, settings)
     report = dispatcher.start(campaign_id, watch, limit=limit)
     return report if limit is not None else go_on_after_quota(dispatcher, campaign_id, report, watch)
@@ -130,7 +160,7 @@ def retry(store, settings, campaign_id: int, which: str | None, watch: Watch):
 
 def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone: str | None = None,
                 local_time: bool = False, transport: str | None = None, compose: ComposeOptions = ComposeOptions(),
-                again: bool = False) -> dict:
+                again: bool = False, target: Audience | None = None) -> dict:
     """Store a campaign the daemon sends at ``at`` (``local_time``: in each subscriber's zone, in waves).
 
     Returns the summary of :func:`newsletter.usecases.planning.schedule_campaign` plus ``audience``,
@@ -156,9 +186,9 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
     chosen = transport or settings.transport
     get_transport(settings, chosen)  # a missing API key or SMTP URL fails now, not at send time
     edition = prepare_edition(settings, article, **compose.as_dict())
-    audience = audience_of(store, list_name)
+    audience = _count(store, list_name, target)
     result = schedule_campaign(store, settings, edition, list_name, chosen, when, article_path=article,
-                               local_time=local_time, again=again)
+                               local_time=local_time, again=again, audience=_campaign_audience(target))
     return {**result, "list": list_name, "audience": audience, "subject": edition.subject, "when": when}
 
 

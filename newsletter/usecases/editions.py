@@ -112,8 +112,8 @@ def audience_of(store, list_name: str) -> int:
     return size
 
 
-def sample_for_list(store, settings, edition, list_name: str) -> tuple[Path, str]:
-    """Write the message the list's first recipient would get; returns its path and address."""
+def sample_for_list(store, settings, edition, list_name: str, member_id: int | None = None) -> tuple[Path, str]:
+    """Write the message the list's first recipient (or subscriber ``member_id``) would get; returns path, address."""
     from newsletter.audience.tokens import UNSUBSCRIBE, make_token
     from newsletter.compose.edition import edition_message, sample_recipient
     from newsletter.delivery.mime import as_file_bytes, build_mime
@@ -123,7 +123,12 @@ def sample_for_list(store, settings, edition, list_name: str) -> tuple[Path, str
 
     with store.session() as session:
         mailing_list = get_list(session, list_name)
-        first = ledger.first_audience_member(session, mailing_list.id)
+        if member_id is not None:
+            from newsletter.store.models import Subscriber
+
+            first = session.get(Subscriber, member_id)
+        else:
+            first = ledger.first_audience_member(session, mailing_list.id)
         if first is None:
             raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
                              hint=f"add some with: newsletter subscribers import FILE --list {list_name}")

@@ -23,22 +23,25 @@ from newsletter.vocabulary import CampaignStatus
 
 
 def schedule_campaign(store, settings, edition, list_name: str, transport: str, when: When, *,
-                      article_path: str = "", local_time: bool = False, again: bool = False) -> dict:
+                      article_path: str = "", local_time: bool = False, again: bool = False,
+                      audience: dict | None = None) -> dict:
     """Store a ``scheduled`` campaign (with its waves for ``local_time``); returns its summary.
 
     The daemon (``newsletter run``) picks it up from the campaigns table at
     its next sync: no process but the daemon touches APScheduler.
 
     ``again``: the duplicate-send guard's override (see ``create_campaign``).
+    ``audience``: a segment send's ``audience_filter``/``segment_name``/``to_dormant`` (``create_campaign``).
     """
     if not local_time:
         campaign_id = create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.SCHEDULED,
                                       scheduled_at=when.utc, timezone=when.zone, article_path=article_path,
-                                      again=again)
+                                      again=again, **(audience or {}))
         return {"campaign_id": campaign_id, "scheduled_at": when.utc, "timezone": when.zone, "waves": []}
     # A draft until its waves exist: the daemon never sees a half-planned campaign.
     campaign_id = create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.DRAFT,
-                                  scheduled_at=when.utc, timezone=when.zone, article_path=article_path, again=again)
+                                  scheduled_at=when.utc, timezone=when.zone, article_path=article_path, again=again,
+                                  **(audience or {}))
     try:
         with store.session() as session:
             campaign = get_campaign(session, campaign_id)

@@ -77,19 +77,21 @@ class ChangeHub:
 
 def create_preview_app(settings, article_path, *, recent_title=None, recent_url=None, theme=None, store=None,
                        transport_factory: Callable[[], Any] | None = None, watch: bool = True,
-                       allowed_hosts: list[str] | None = None, store_opener: Callable[[], Any] | None = None):
+                       allowed_hosts: list[str] | None = None, store_opener: Callable[[], Any] | None = None,
+                       audience=None):
     """The preview app for ``article_path`` under ``settings``, composed once already.
 
     ``store``: the subscriber store for "Render as" (or ``store_opener`` to open
     it on first use); ``transport_factory``: builds the transport for "Send
     test" (default ``get_transport(settings)``); ``watch``: recompose when the
     article or a template changes (off in tests that call /api/refresh);
-    ``allowed_hosts``: Host header values accepted (a DNS-rebinding guard).
+    ``allowed_hosts``: Host header values accepted (a DNS-rebinding guard);
+    ``audience``: a segment (``usecases.segments.Audience``) whose members "Render as" offers.
     """
     from starlette.applications import Starlette
 
     state = PreviewState(settings, article_path, recent_title=recent_title, recent_url=recent_url, theme=theme,
-                         store=store, store_opener=store_opener)
+                         store=store, store_opener=store_opener, audience=audience)
     state.refresh()
     hub = ChangeHub()
     handlers = _Handlers(state, hub, transport_factory or _configured_transport(settings))

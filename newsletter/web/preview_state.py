@@ -77,8 +77,10 @@ class PreviewState:
     """
 
     def __init__(self, settings, article_path, *, recent_title=None, recent_url=None, theme=None,
-                 store=None, store_opener: Callable[[], Any] | None = None):
+                 store=None, store_opener: Callable[[], Any] | None = None, audience=None):
         self.settings = settings
+        # preview --segment/--where: "Render as" offers that audience's members (usecases.segments.Audience)
+        self.audience = audience
         self.article_path = Path(article_path)
         self.options = {"recent_title": recent_title, "recent_url": recent_url, "theme": theme}
         self._store = store
@@ -234,6 +236,11 @@ class PreviewState:
         store = self._open_store()
         if store is None:
             return {"subscribers": [], "error": self._store_error}
+        if self.audience is not None:
+            from newsletter.usecases.segments import members
+
+            return {"subscribers": members(store, self.audience, SUBSCRIBER_LIMIT), "error": None,
+                    "audience": self.audience.describe()}
         with store.session() as session:
             rows = [{"email": s.email, "name": s.name, "status": s.status}
                     for s, _lists in islice(iter_subscribers(session, chunk=SUBSCRIBER_LIMIT), SUBSCRIBER_LIMIT)]
