@@ -54,6 +54,7 @@ ENV_OVERRIDES = {
     ("delivery", "sender_stale_seconds"): "NEWSLETTER_SENDER_STALE_SECONDS",
     ("web", "confirm_token_days"): "NEWSLETTER_CONFIRM_TOKEN_DAYS",
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
+    ("web", "logo"): "NEWSLETTER_LOGO",
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
     **registry.env_overrides(),
@@ -120,6 +121,8 @@ class Settings:
     # soft_bounce_days (newsletter.events.pipeline).
     soft_bounce_limit: int = 3
     soft_bounce_days: float = 30.0
+    # The public pages' logo: an image file (PNG, JPEG, GIF, WebP, SVG), relative to the workspace; empty: none.
+    logo: str = ""
 
     @property
     def sender(self) -> str:
@@ -232,6 +235,7 @@ def load_settings(
         signup_origins=reader.origins("web", "signup_origins"),
         soft_bounce_limit=int(reader.number("events", "soft_bounce_limit", default=3, minimum=1)),
         soft_bounce_days=reader.number("events", "soft_bounce_days", default=30.0, minimum=0.01),
+        logo=reader.text("web", "logo", default=""),
     )
 
 

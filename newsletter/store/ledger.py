@@ -44,12 +44,19 @@ memberships_t = Membership.__table__
 suppressions_t = Suppression.__table__
 
 
-def audience_conditions(list_id: int) -> ColumnElement[bool]:
-    """Confirmed members of the list, active, and not on the suppression list."""
+def audience_conditions(list_id: int, now: datetime | None = None) -> ColumnElement[bool]:
+    """Confirmed members of the list, active, not on the suppression list, and not snoozed at ``now``
+    (default: the current time)."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
     return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == MembershipStatus.CONFIRMED,
-                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed)
+                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed,
+                not_snoozed(now or utcnow()))
+
+
+def not_snoozed(now: datetime) -> ColumnElement[bool]:
+    """No snooze from the preference centre runs at ``now`` (one ends at its ``snoozed_until``)."""
+    return or_(subscribers_t.c.snoozed_until.is_(None), subscribers_t.c.snoozed_until <= now)
 
 
 def audience_size(session: Session, list_id: int) -> int:

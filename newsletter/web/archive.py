@@ -47,6 +47,7 @@ def neutral_values(settings, slug: str) -> dict[str, str]:
     """Merge values for a reader we do not know: every other field (attributes) renders empty."""
     return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL,
             "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+            "preferences_url": f"{settings.base_url}/unsubscribe",  # the same help page: no reader is known
             "web_url": web_url(settings, slug)}
 
 
