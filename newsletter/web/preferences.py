@@ -103,9 +103,16 @@ def _token(ctx, request) -> TokenData:
     return read_token(ctx.settings.secret_keys, UNSUBSCRIBE, request.path_params["token"])
 
 
-def _page(ctx, request, view: prefs.Preferences, *, done: str | None = None, status: int = 200):
+def _sentence(exc: NewsletterError) -> str:
+    text = exc.message[:1].upper() + exc.message[1:] + "."
+    return f"{text} {exc.hint[:1].upper()}{exc.hint[1:]}." if exc.hint else text
+
+
+def _page(ctx, request, view: prefs.Preferences, *, done: str | None = None, error: str | None = None,
+          status: int = 200):
     response = ctx.pages.page(
-        "preferences.html", status, heading="Your subscription", done=done, masked_email=mask_email(view.email),
+        "preferences.html", status, heading="Your subscription", done=done, error=error,
+        masked_email=mask_email(view.email),
         view=view, snooze_days=prefs.SNOOZE_DAYS, token=request.path_params["token"],
         action_url=request.url.path, snoozed_until=_day(view.snoozed_until, ctx.now()))
     # The page's own forms must send our Origin (the same-origin check); its
@@ -145,8 +152,13 @@ async def preferences_post(request):
             raise InputError("this request did not say what to do", hint="use the buttons on the page")
         proof = prefs.proof_of(ip=client_ip(request), user_agent=request.headers.get("user-agent"),
                                source_url=f"{ctx.settings.base_url}/preferences")
-        done = await ctx.run(apply, ctx.store, data, action, form, newsletter_name=ctx.settings.name,
-                             now=ctx.now(), proof=proof, deliveries_of=_deliveries_query())
+        try:
+            done = await ctx.run(apply, ctx.store, data, action, form, newsletter_name=ctx.settings.name,
+                                 now=ctx.now(), proof=proof, deliveries_of=_deliveries_query())
+        except NewsletterError as exc:
+            # A refused value (a time zone, an unticked box): the page again, saying why, when the link is good.
+            view = await ctx.run(load, ctx.store, data, ctx.settings.name)
+            return _page(ctx, request, view, error=_sentence(exc), status=ctx.error_status(exc))
         if action == "export":
             return _download(done)
         if action == "erase":
