@@ -209,7 +209,8 @@ def test_name_and_time_zone_are_validated_and_saved(site, reader):
     path = page_path(site, reader)
     before = state(site)
     bad = post(site, path, "profile", name="Ann", timezone="Mars/Olympus")
-    assert bad.status_code == 400 and "Unknown time zone &#39;Mars/Olympus&#39;" in bad.text and "Save my details" in bad.text
+    assert bad.status_code == 400 and "Save my details" in bad.text
+    assert "Unknown time zone &#39;Mars/Olympus&#39;" in bad.text
     assert state(site) == before
     saved = post(site, path, "profile", name="Ann\r\nBcc: x@evil.example", timezone="Europe/Paris")
     assert saved.status_code == 200 and "Saved your name and time zone." in saved.text
