@@ -166,6 +166,13 @@ def consent_proof(session: Session, **proof: Any) -> Iterator[None]:
             session.info[PROOF_KEY] = before
 
 
+def last_signup(session: Session, subscriber_id: int, list_id: int) -> Consent | None:
+    """The newest ``subscribe`` row of a subscriber on a list that names a confirmation email."""
+    return session.scalar(select(Consent).where(Consent.subscriber_id == subscriber_id, Consent.list_id == list_id,
+                                                Consent.action == "subscribe", Consent.message_id.is_not(None))
+                          .order_by(Consent.id.desc()).limit(1))
+
+
 def consents_of(session: Session, subscriber_id: int) -> list[Consent]:
     return list(session.scalars(select(Consent).where(Consent.subscriber_id == subscriber_id).order_by(Consent.id)))
 

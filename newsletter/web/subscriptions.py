@@ -36,7 +36,7 @@ from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_ad
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.store import audience as q
 from newsletter.store import events as ev
-from newsletter.store.models import Subscriber
+from newsletter.store.models import Subscriber, utcnow
 from newsletter.vocabulary import MembershipStatus
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.pages import mask_email
@@ -116,8 +116,14 @@ def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
 
 
 def confirm_by_token(store, data: TokenData, ip: str | None,
-                     newsletter_name: str = "our newsletter") -> SubscriptionView:
-    """Confirm the pending membership a confirmation token names. Idempotent, also when posted in parallel."""
+                     newsletter_name: str = "our newsletter", user_agent: str | None = None) -> SubscriptionView:
+    """Confirm the pending membership a confirmation token names. Idempotent, also when posted in parallel.
+
+    The ``confirm`` consent row carries the proof of the double opt-in: when
+    it was asked for and the confirmation email's Message-ID (from the
+    signup's row, when the signup form made it), when it was confirmed, and
+    the confirming browser's IP and user agent.
+    """
     if data.list_id is None:
         raise InputError("this confirmation link names no list", hint="subscribe again")
     with store.session() as session:
@@ -127,7 +133,12 @@ def confirm_by_token(store, data: TokenData, ip: str | None,
             raise NotFound("this subscription no longer exists", hint="subscribe again")
         if view.list_status == MembershipStatus.UNSUBSCRIBED:
             raise NotFound("you unsubscribed from this list since", hint="subscribe again")
-        view.list_status = rules.confirm(session, subscriber, data.list_id, SOURCE, ip)
+        asked = q.last_signup(session, subscriber.id, data.list_id)
+        with q.consent_proof(session, form="confirmation page v1", consent_text="Confirm my subscription",
+                             user_agent=(user_agent or "")[:500] or None, confirmed_at=utcnow(),
+                             requested_at=asked.requested_at if asked else None,
+                             message_id=asked.message_id if asked else None):
+            view.list_status = rules.confirm(session, subscriber, data.list_id, SOURCE, ip)
         return view
 
 
@@ -201,7 +212,7 @@ async def confirm_post(request):
     ctx = request.app.state.ctx
     try:
         view = await ctx.run(confirm_by_token, ctx.store, _token(ctx, request, CONFIRM), client_ip(request),
-                             ctx.settings.name)
+                             ctx.settings.name, request.headers.get("user-agent"))
     except NewsletterError as exc:
         return ctx.error_page(exc)
     return ctx.pages.page("confirm.html", heading="You are subscribed", confirmed=True,
