@@ -198,6 +198,11 @@ def consent_history(session, subscriber: Subscriber) -> list[dict]:
     return sorted(joined + changes, key=lambda entry: entry["at"])
 
 
+def existing_subscriber(session, email: str) -> Subscriber:
+    """The subscriber of ``email`` (normalised); NotFound with a hint when we hold none."""
+    return _existing(session, email)
+
+
 def _existing(session, email: str) -> Subscriber:
     address = normalise_address(email)
     subscriber = q.find_subscriber(session, address_key(address))

@@ -195,3 +195,32 @@ def _fit(proof: dict[str, Any], text: str) -> dict[str, Any]:
     """``proof`` for one action: the text of the button pressed is the consent text shown."""
     return {**{key: value for key, value in proof.items() if key != "ip"},
             "consent_text": proof.get("consent_text") or text}
+
+
+# -- by request (the CLI) -----------------------------------------------------------------------
+
+def export_by_request(store, email: str, *, source: str = "cli", deliveries_of=None) -> dict[str, Any]:
+    """:func:`export_data` for an address (a request by mail): NotFound when we hold none. Logged."""
+    from newsletter.audience.manage import existing_subscriber
+
+    with store.session() as session:
+        subscriber = existing_subscriber(session, email)
+        return export_data(session, q.locked_subscriber(session, subscriber.id) or subscriber, source=source,
+                           deliveries_of=deliveries_of, form="newsletter subscribers export-data")
+
+
+def proof_by_address(store, email: str) -> dict[str, Any]:
+    """The consent proof of one address: who, the lists now, and every consent event with its proof."""
+    from newsletter.audience.manage import existing_subscriber
+
+    with store.session() as session:
+        subscriber = existing_subscriber(session, email)
+        return {
+            "email": subscriber.email, "name": subscriber.name, "status": subscriber.status,
+            "suppressed": q.suppression_reason(session, subscriber.email_hash),
+            "lists": [{"name": m.mailing_list.name, "display_name": m.mailing_list.display_name, "status": m.status,
+                       "subscribed_at": m.subscribed_at, "confirmed_at": m.confirmed_at,
+                       "unsubscribed_at": m.unsubscribed_at}
+                      for m in sorted(subscriber.memberships, key=lambda m: m.mailing_list.name)],
+            "consent": consent_proof(session, subscriber),
+        }

@@ -1,0 +1,90 @@
+"""Proof of consent and data rights from the command line, on both backends.
+
+A real double opt-in signup through the public app (form post, confirmation
+email, the confirm button), then ``subscribers consent`` (text, --json,
+--html) and ``subscribers export-data``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from newsletter.store import audience as q
+
+from support.web import open_site, path_of
+
+AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Safari/605.1.15"
+CONFIRM_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1) Mobile/15E148"
+
+
+@pytest.fixture
+def signed_up(workspace):
+    """ada@example.org signed up on the double opt-in public list "news" and confirmed; returns the
+    confirmation email's Message-ID (without angle brackets)."""
+    with open_site(None) as site:
+        with site.store.session() as session:
+            q.create_list(session, "news", double_opt_in=True, public=True, display_name="Clinic News")
+        response = site.client.post("/subscribe", data={"email": "Ada@Example.org", "name": "Ada", "list": "news"},
+                                    headers={"User-Agent": AGENT, "Referer": "https://news.clinic.example/subscribe"})
+        assert response.status_code == 200
+        [message] = site.transport.outbox
+        [link] = site.confirm_links()
+        assert site.client.get(path_of(link)).status_code == 200  # the page alone confirms nothing
+        confirmed = site.client.post(path_of(link), headers={"User-Agent": CONFIRM_AGENT})
+        assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
+        return message["Message-ID"].strip("<>")
+
+
+def test_consent_proof_of_a_double_opt_in_signup(signed_up, cli):
+    result = cli("subscribers", "consent", "ada@example.org", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert [m["status"] for m in data["lists"]] == ["confirmed"]
+    subscribe, confirm = data["consent"]
+    assert (subscribe["action"], subscribe["list"], subscribe["ip"]) == ("subscribe", "news", "testclient")
+    assert subscribe["form"] == "signup form v1"
+    assert subscribe["consent_text"].startswith("Subscribe to Clinic News from ")
+    assert subscribe["source_url"] == "https://news.clinic.example/subscribe"
+    assert subscribe["user_agent"] == AGENT
+    assert subscribe["message_id"] == signed_up and subscribe["requested_at"] and subscribe["confirmed_at"] is None
+    assert (confirm["action"], confirm["list"], confirm["ip"], confirm["user_agent"]) == (
+        "confirm", "news", "testclient", CONFIRM_AGENT)
+    assert confirm["message_id"] == signed_up
+    assert confirm["requested_at"] == subscribe["requested_at"]
+    assert confirm["confirmed_at"] >= confirm["requested_at"]
+
+
+def test_consent_proof_as_text_and_as_a_printable_page(signed_up, cli):
+    text = cli("subscribers", "consent", "ada@example.org")
+    assert text.exit_code == 0, text.stderr
+    assert "Ada@example.org" in text.stdout and "subscribe" in text.stdout and "confirm" in text.stdout
+    page = cli("subscribers", "consent", "ada@example.org", "--html")
+    assert page.exit_code == 0, page.stderr
+    html = page.stdout
+    assert html.startswith("<!doctype html>") and "<h1>Proof of consent</h1>" in html
+    assert f"&lt;{signed_up}&gt;" in html and "testclient" in html and "signup form v1" in html
+    assert "Clinic News" in html and AGENT in html
+
+
+def test_export_data_by_request_is_complete_and_logged(signed_up, cli, tmp_path):
+    target = tmp_path / "ada.json"
+    result = cli("subscribers", "export-data", "ADA@example.org", "--out", str(target))
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(target.read_text(encoding="utf-8"))
+    assert data["format"] == "newsletter subscriber data v1"
+    assert (data["email"], data["name"]) == ("Ada@example.org", "Ada")  # as it was typed; found case-insensitively
+    assert [c["action"] for c in data["consent"]] == ["subscribe", "confirm", "export"]
+    assert data["consent"][0]["message_id"] == signed_up
+    logged = cli("subscribers", "consent", "ada@example.org", "--json").json()["consent"][-1]
+    assert (logged["action"], logged["source"], logged["form"]) == (
+        "export", "cli", "newsletter subscribers export-data")
+    printed = cli("subscribers", "export-data", "ada@example.org")
+    assert json.loads(printed.stdout)["email"] == "Ada@example.org"
+
+
+def test_unknown_addresses_are_one_line_errors(workspace, cli):
+    for command in ("consent", "export-data"):
+        result = cli("subscribers", command, "nobody@example.org")
+        assert result.exit_code == 1
+        assert "no subscriber nobody@example.org" in result.stderr and "Traceback" not in result.stderr
