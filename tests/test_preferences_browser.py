@@ -27,7 +27,8 @@ from test_preferences import tampered
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-AXE = Path(__file__).resolve().parent.parent / "benchmarks" / ".data" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+NODE_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / ".data" / "node"
+AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 PHONE, DESKTOP = 375, 1200
 MAX_TABS = 80
 
