@@ -195,3 +195,28 @@ def test_dark_mode_and_the_refusal_of_a_tampered_link_are_axe_clean(centre, axe_
     assert refused.locator("form").count() == 0
     assert axe_violations(refused, axe_source) == []
     assert manage.describe(store, "ann@example.org") == before
+
+
+def test_the_other_public_pages_share_the_layout_and_are_axe_clean(centre, axe_source):
+    """Unsubscribe, confirm, subscribe and archive: the same branded layout, clean at phone width and in dark."""
+    from newsletter.audience.tokens import confirm_url, unsubscribe_url
+    from newsletter.config import load_settings
+
+    open_page, _path, store = centre
+    settings = load_settings()
+    with store.session() as session:
+        q.update_list(session, "events", double_opt_in=True)
+    pending = manage.add_subscriber(store, "bob@example.org", list_name="events")
+    reader = manage.add_subscriber(store, "ann@example.org", list_name="news")
+    pages = {"unsubscribe": path_of(unsubscribe_url(settings, reader.subscriber_id, reader.list_id, reader.email)),
+             "confirm": path_of(confirm_url(settings, pending.subscriber_id, pending.list_id, pending.email)),
+             "subscribe": "/subscribe", "archive": "/archive"}
+    before = (manage.describe(store, "ann@example.org"), manage.describe(store, "bob@example.org"))
+    for name, at in pages.items():
+        for dark in (False, True):
+            page = open_page(PHONE, dark=dark, at=at)
+            assert open_page.last_response.status == 200, name
+            assert page.locator("header.brand").inner_text() == settings.name, name
+            assert axe_violations(page, axe_source) == [], (name, dark)
+            assert no_sideways_scroll(page), name
+    assert (manage.describe(store, "ann@example.org"), manage.describe(store, "bob@example.org")) == before
