@@ -88,3 +88,36 @@ def test_unknown_addresses_are_one_line_errors(workspace, cli):
         result = cli("subscribers", command, "nobody@example.org")
         assert result.exit_code == 1
         assert "no subscriber nobody@example.org" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unsubscribes_record_how_they_came(signed_up, cli):
+    from newsletter.audience.tokens import unsubscribe_url
+
+    with open_site(None) as site:
+        with site.store.session() as session:
+            ada = q.find_subscriber(session, "ada@example.org")
+            news = q.get_list(session, "news")
+            ids = (ada.id, news.id, ada.email)
+        path = path_of(unsubscribe_url(site.settings, *ids[:2], ids[2]))
+        one_click = site.client.post(path, data={"List-Unsubscribe": "One-Click"},
+                                     headers={"User-Agent": "GoogleOneClick/1.0"})
+        assert one_click.status_code == 200
+        again = site.client.post(path, data={"action": "resubscribe"}, headers={"User-Agent": AGENT})
+        assert again.status_code == 200
+    consent = cli("subscribers", "consent", "ada@example.org", "--json").json()["consent"]
+    assert [(c["action"], c["form"], c["user_agent"]) for c in consent[-2:]] == [
+        ("unsubscribe", "one-click (RFC 8058)", "GoogleOneClick/1.0"),
+        ("resubscribe", "unsubscribe page v1", AGENT)]
+
+
+def test_show_says_until_when_mail_is_paused(signed_up, cli):
+    from datetime import UTC, datetime
+
+    with open_site(None) as site:
+        with site.store.session() as session:
+            q.find_subscriber(session, "ada@example.org").snoozed_until = datetime(2027, 1, 31, 9, 30, tzinfo=UTC)
+    shown = cli("subscribers", "show", "ada@example.org")
+    assert shown.exit_code == 0, shown.stderr
+    assert "mail paused until 2027-01-31 09:30 UTC" in shown.stdout
+    shown_json = cli("subscribers", "show", "ada@example.org", "--json").json()
+    assert shown_json["snoozed_until"] == "2027-01-31T09:30:00+00:00"

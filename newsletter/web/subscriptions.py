@@ -90,14 +90,14 @@ def load_view(store, data: TokenData, newsletter_name: str = "our newsletter") -
 
 
 def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
-                         newsletter_name: str = "our newsletter") -> str:
+                         newsletter_name: str = "our newsletter", *, proof: dict | None = None) -> str:
     """Apply ``action`` (``list``, ``all`` or ``resubscribe``) for a token; returns a sentence for the page.
 
     ``list`` with a token that names no list means every list. Idempotent:
     doing it twice (or twice at once) changes nothing the second time and
-    answers the same.
+    answers the same. ``proof`` (``form``, ``user_agent``) goes on the consent rows.
     """
-    with store.session() as session:
+    with store.session() as session, q.consent_proof(session, **(proof or {})):
         subscriber = _subscriber(session, data, lock=True)
         view = _view(session, subscriber, data, newsletter_name)
         if action == "resubscribe":
@@ -170,8 +170,11 @@ async def unsubscribe_post(request):
     ctx = request.app.state.ctx
     try:
         data = _token(ctx, request, UNSUBSCRIBE)
-        action = await _unsubscribe_action(request)
-        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request), ctx.settings.name)
+        action, one_click = await _unsubscribe_action(request)
+        proof = {"form": "one-click (RFC 8058)" if one_click else "unsubscribe page v1",
+                 "user_agent": (request.headers.get("user-agent") or "")[:500] or None}
+        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request), ctx.settings.name,
+                             proof=proof)
         view = await ctx.run(load_view, ctx.store, data, ctx.settings.name)
     except NewsletterError as exc:
         return ctx.error_page(exc)
@@ -179,16 +182,19 @@ async def unsubscribe_post(request):
     return ctx.pages.page("unsubscribe.html", heading=heading, done=done, **_view_context(ctx, view, request))
 
 
-async def _unsubscribe_action(request) -> str:
-    """``list``, ``all`` or ``resubscribe`` from the form; ``List-Unsubscribe=One-Click`` means ``list``."""
+async def _unsubscribe_action(request) -> tuple[str, bool]:
+    """``list``, ``all`` or ``resubscribe`` from the form; ``List-Unsubscribe=One-Click`` means ``list``.
+
+    Also whether it was a mail client's one-click post (rather than a button of the page).
+    """
     form = await read_form(request)
     action = (form.get("action") or "").strip().lower()
     if action in ACTIONS:
-        return action
+        return action, False
     if "List-Unsubscribe" in form:
         # RFC 8058 requires the value One-Click; any client that names the key
         # means to unsubscribe, and refusing it would keep mailing the reader.
-        return "list"
+        return "list", True
     raise InputError("this request did not say what to do", hint="use the buttons on the unsubscribe page")
 
 
