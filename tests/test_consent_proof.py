@@ -121,3 +121,13 @@ def test_show_says_until_when_mail_is_paused(signed_up, cli):
     assert "mail paused until 2027-01-31 09:30 UTC" in shown.stdout
     shown_json = cli("subscribers", "show", "ada@example.org", "--json").json()
     assert shown_json["snoozed_until"] == "2027-01-31T09:30:00+00:00"
+
+
+def test_an_erased_address_says_how_it_was_erased_and_nothing_more(signed_up, cli):
+    assert cli("subscribers", "remove", "ada@example.org", "--yes").exit_code == 0
+    for command in ("consent", "export-data", "show"):
+        result = cli("subscribers", command, "ada@example.org")
+        assert result.exit_code == 1
+        assert ("no subscriber ada@example.org: their data was erased (erased with newsletter subscribers remove)"
+                in result.stderr)
+        assert "only a hash of the address is kept" in result.stderr and "Traceback" not in result.stderr

@@ -28,7 +28,14 @@ from newsletter.audience.fields import (
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import audience as q
 from newsletter.store.models import Subscriber, utcnow
-from newsletter.vocabulary import ConsentAction, SubscriberStatus, address_hash, address_key, normalise_address
+from newsletter.vocabulary import (
+    ConsentAction,
+    SubscriberStatus,
+    SuppressionReason,
+    address_hash,
+    address_key,
+    normalise_address,
+)
 
 
 @dataclass
@@ -141,9 +148,9 @@ def unsubscribe(store, email: str, list_name: str | None = None, source: str = "
 
 
 def erase(store, email: str) -> None:
-    """Remove a subscriber's data for good, keeping only a hash on the suppression list."""
+    """Remove a subscriber's data for good, keeping only a hash on the suppression list (its detail says how)."""
     with store.session() as session:
-        rules.erase(session, _existing(session, email))
+        rules.erase(session, _existing(session, email), detail="erased with newsletter subscribers remove")
 
 
 def describe(store, email: str, deliveries_of=None) -> dict:
@@ -206,6 +213,11 @@ def existing_subscriber(session, email: str) -> Subscriber:
 def _existing(session, email: str) -> Subscriber:
     address = normalise_address(email)
     subscriber = q.find_subscriber(session, address_key(address))
+    if subscriber is None and q.suppression_reason(session, address_hash(address)) == SuppressionReason.ERASED:
+        # What an erasure leaves: the hash, and how it was erased (no date or name: nothing personal).
+        detail = q.suppression_detail(session, address_hash(address)) or "erased"
+        raise NotFound(f"no subscriber {address}: their data was erased ({detail})",
+                       hint="only a hash of the address is kept, on the suppression list")
     if subscriber is None:
         raise NotFound(f"no subscriber {address}", hint=f"add them with: newsletter subscribers add {address}")
     return subscriber

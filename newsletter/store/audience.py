@@ -118,6 +118,10 @@ def suppression_reason(session: Session, email_hash: str) -> str | None:
     return session.scalar(select(Suppression.reason).where(Suppression.email_hash == email_hash))
 
 
+def suppression_detail(session: Session, email_hash: str) -> str | None:
+    return session.scalar(select(Suppression.detail).where(Suppression.email_hash == email_hash))
+
+
 def suppress(session: Session, email_hash: str, reason: str, detail: str = "") -> None:
     """Put an address hash on the suppression list (the newest reason wins).
 
