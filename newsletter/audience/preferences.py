@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.audience import rules
 from newsletter.audience.fields import clean_name, clean_timezone_length, one_line
+from newsletter.audience.manage import consent_history, describe_subscriber, existing_subscriber, validate_timezone
 from newsletter.errors import InputError, NotFound
 from newsletter.store import audience as q
 from newsletter.store.models import MailingList, Subscriber, utcnow
@@ -153,8 +154,6 @@ def snooze(session: Session, subscriber: Subscriber, days: int, now: datetime, *
 def update_profile(session: Session, subscriber: Subscriber, name: str, timezone: str, *, source: str,
                    **proof: Any) -> str:
     """A new name and time zone (empty: none), through the door of ``subscribers add``."""
-    from newsletter.audience.manage import validate_timezone
-
     cleaned_name = clean_name(name) or ""
     zone = validate_timezone(clean_timezone_length(timezone.strip() or None))
     changed = [what for what, old, new in (("name", subscriber.name or "", cleaned_name),
@@ -170,8 +169,6 @@ def update_profile(session: Session, subscriber: Subscriber, name: str, timezone
 def export_data(session: Session, subscriber: Subscriber, *, source: str, deliveries_of=None,
                 now: datetime | None = None, **proof: Any) -> dict[str, Any]:
     """Everything we hold about them (GDPR art. 15 and 20), the export itself logged as a consent event."""
-    from newsletter.audience.manage import describe_subscriber
-
     q.record_consent(session, subscriber.id, None, ConsentAction.EXPORT, source, proof.get("ip"),
                      **_fit(proof, "Download my data"))
     session.flush()
@@ -186,8 +183,6 @@ def erase_subscriber(session: Session, subscriber: Subscriber, *, source: str) -
 
 def consent_proof(session: Session, subscriber: Subscriber) -> list[dict[str, Any]]:
     """The consent history with every proof column we hold, oldest first (``subscribers consent``)."""
-    from newsletter.audience.manage import consent_history
-
     return consent_history(session, subscriber)
 
 
@@ -201,8 +196,6 @@ def _fit(proof: dict[str, Any], text: str) -> dict[str, Any]:
 
 def export_by_request(store, email: str, *, source: str = "cli", deliveries_of=None) -> dict[str, Any]:
     """:func:`export_data` for an address (a request by mail): NotFound when we hold none. Logged."""
-    from newsletter.audience.manage import existing_subscriber
-
     with store.session() as session:
         subscriber = existing_subscriber(session, email)
         return export_data(session, q.locked_subscriber(session, subscriber.id) or subscriber, source=source,
@@ -211,8 +204,6 @@ def export_by_request(store, email: str, *, source: str = "cli", deliveries_of=N
 
 def proof_by_address(store, email: str) -> dict[str, Any]:
     """The consent proof of one address: who, the lists now, and every consent event with its proof."""
-    from newsletter.audience.manage import existing_subscriber
-
     with store.session() as session:
         subscriber = existing_subscriber(session, email)
         return {
