@@ -11,6 +11,7 @@ import json
 
 import pytest
 from newsletter.store import audience as q
+from newsletter.web.signup import CONSENT_TEXT
 
 from support.web import open_site, path_of
 
@@ -25,6 +26,8 @@ def signed_up(workspace):
     with open_site(None) as site:
         with site.store.session() as session:
             q.create_list(session, "news", double_opt_in=True, public=True, display_name="Clinic News")
+        form = site.client.get("/subscribe")
+        assert CONSENT_TEXT.format(newsletter=site.settings.name) in form.text  # the text the proof records
         response = site.client.post("/subscribe", data={"email": "Ada@Example.org", "name": "Ada", "list": "news"},
                                     headers={"User-Agent": AGENT, "Referer": "https://news.clinic.example/subscribe"})
         assert response.status_code == 200
@@ -44,7 +47,7 @@ def test_consent_proof_of_a_double_opt_in_signup(signed_up, cli):
     subscribe, confirm = data["consent"]
     assert (subscribe["action"], subscribe["list"], subscribe["ip"]) == ("subscribe", "news", "testclient")
     assert subscribe["form"] == "signup form v1"
-    assert subscribe["consent_text"].startswith("Subscribe to Clinic News from ")
+    assert subscribe["consent_text"] == CONSENT_TEXT.format(newsletter="letter")  # the workspace's name
     assert subscribe["source_url"] == "https://news.clinic.example/subscribe"
     assert subscribe["user_agent"] == AGENT
     assert subscribe["message_id"] == signed_up and subscribe["requested_at"] and subscribe["confirmed_at"] is None
@@ -131,3 +134,17 @@ def test_an_erased_address_says_how_it_was_erased_and_nothing_more(signed_up, cl
         assert ("no subscriber ada@example.org: their data was erased (erased with newsletter subscribers remove)"
                 in result.stderr)
         assert "only a hash of the address is kept" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_signup_from_the_publishers_own_website_records_no_text_it_did_not_see(workspace, cli):
+    with open_site(None, signup_origins=("https://www.clinic.example",)) as site:
+        with site.store.session() as session:
+            q.create_list(session, "news", public=True, display_name="Clinic News")
+        response = site.client.post("/subscribe", data={"email": "bo@example.org", "list": "news"},
+                                    headers={"User-Agent": AGENT, "Origin": "https://www.clinic.example",
+                                             "Referer": "https://www.clinic.example/newsletter"})
+        assert response.status_code == 200
+    [subscribe] = cli("subscribers", "consent", "bo@example.org", "--json").json()["consent"]
+    assert (subscribe["form"], subscribe["consent_text"], subscribe["source_url"]) == (
+        "signup form on another page", None, "https://www.clinic.example/newsletter")
+    assert subscribe["confirmed_at"] == subscribe["requested_at"] and subscribe["message_id"] is None

@@ -290,3 +290,7 @@ def test_a_send_skips_snoozed_readers_and_its_footer_opens_each_readers_page(sit
         page = site.client.get(path_of(link))
         assert page.status_code == 200
         assert f"{address[0]}•••@example.org" in page.text
+    # The archive's copy is nobody's: its footer leads to the page that says where the personal link is.
+    archived = site.client.get(f"/archive/{edition.slug}").text
+    assert 'href="https://news.clinic.example/preferences"' in archived and "/preferences/" not in archived
+    assert "Manage your subscription" in site.client.get("/preferences").text

@@ -44,6 +44,7 @@ def every_page(site) -> dict[str, str]:
         "confirm": path_of(confirm_url(settings, reader.subscriber_id, reader.list_id, reader.email,
                                        issued=site.clock.now)),
         "subscribe": "/subscribe", "archive": "/archive", "not found": "/nothing-here",
+        "preferences help": "/preferences",
     }
     pages = {}
     for name, path in paths.items():

@@ -9,6 +9,7 @@ Routes (the token is always the last path segment, nothing after it):
     POST /confirm/{token}       confirm a double opt-in subscription
     GET  /preferences/{token}   the preference centre; changes nothing
     POST /preferences/{token}   its buttons: lists, pause, name and time zone, download, erase
+    GET  /preferences           where to find your own preference centre link
     GET  /subscribe             a plain signup form
     POST /subscribe             the form endpoint websites post to
     POST /webhooks/{provider}   a provider's signed event webhook (/webhooks/sendgrid)
@@ -126,6 +127,7 @@ def _routes():
         Route("/confirm/{token}", subscriptions.confirm_post, methods=["POST"]),
         Route("/preferences/{token}", preferences.preferences_page, methods=["GET"]),
         Route("/preferences/{token}", preferences.preferences_post, methods=["POST"]),
+        Route("/preferences", archive.preferences_help, methods=["GET"]),
         Route("/subscribe", signup.subscribe_form, methods=["GET"]),
         Route("/subscribe", signup.subscribe_post, methods=["POST"]),
         Route("/webhooks/{provider}", webhook.provider_webhook, methods=["POST"]),

@@ -74,8 +74,10 @@ class Signup:
 
 
 FORM = "signup form v1"
-# What the signup form says next to its button (templates/web/subscribe.html): the consent text shown.
-CONSENT_TEXT = "Subscribe to {list} from {newsletter}: email address, name (optional), and a Subscribe button."
+EXTERNAL_FORM = "signup form on another page"
+# What our own signup page says above its button (templates/web/subscribe.html): the consent text shown.
+CONSENT_TEXT = ("By subscribing you agree to get {newsletter} by email. "
+                "Every email has a link to unsubscribe or change your preferences.")
 
 
 def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str,
@@ -108,7 +110,7 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     return result
 
 
-def _record_signup(session, ctx, added: manage.AddResult, list_name: str, ip: str | None, source: str,
+def _record_signup(session, ctx, added: manage.AddResult, ip: str | None, source: str,
                    proof: dict) -> None:
     """The signup's consent row (see :func:`subscribe`); the Message-ID only when a confirmation goes out."""
     from newsletter.audience.preferences import USER_AGENT_MAX
@@ -116,12 +118,20 @@ def _record_signup(session, ctx, added: manage.AddResult, list_name: str, ip: st
 
     pending = added.list_status == MembershipStatus.PENDING
     now = ctx.now()
+    # Our own page's text is known; a form on the publisher's website says what it says (not known here).
+    ours = _from_our_page(ctx.settings, proof.get("source_url") or "")
     q.record_consent(session, added.subscriber_id, added.list_id, ConsentAction.SUBSCRIBE, source[:200], ip,
-                     form=FORM, consent_text=CONSENT_TEXT.format(list=list_name, newsletter=ctx.settings.name),
+                     form=FORM if ours else EXTERNAL_FORM,
+                     consent_text=CONSENT_TEXT.format(newsletter=ctx.settings.name) if ours else None,
                      source_url=(proof.get("source_url") or "")[:2000] or None,
                      user_agent=(proof.get("user_agent") or "")[:USER_AGENT_MAX] or None,
                      requested_at=now, confirmed_at=None if pending else now,
                      message_id=proof["message_id"] if pending else None)
+
+
+def _from_our_page(settings, page: str) -> bool:
+    """Whether ``page`` (the Referer) is our own ``/subscribe`` page."""
+    return bool(settings.base_url) and page.split("?", 1)[0] == f"{settings.base_url}/subscribe"
 
 
 def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
@@ -147,7 +157,7 @@ def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
         added = manage.add_subscriber_in(session, address, name=None if subscriber else (name or None),
                                          list_name=mailing_list.name, resubscribe=True, source=source, ip=ip)
         if proof is not None and added.list_id is not None:
-            _record_signup(session, ctx, added, result.list_name, ip, source, proof)
+            _record_signup(session, ctx, added, ip, source, proof)
         return result, added, (subscriber.name or "") if subscriber else name
 
 
@@ -277,7 +287,8 @@ async def subscribe_form(request):
             return [{"value": ml.name, "label": ml.reader_name(ctx.settings.name)} for ml in q.public_lists(session)]
 
     response = ctx.pages.page("subscribe.html", error=None, email="", name="", lists=await ctx.run(offered),
-                              action_url=request.url.path, robots="index")
+                              action_url=request.url.path, robots="index",
+                              consent_text=CONSENT_TEXT.format(newsletter=ctx.settings.name))
     # No token on this page: let the browser send our Origin with the form (the same-origin check).
     response.headers["Referrer-Policy"] = "same-origin"
     return response
