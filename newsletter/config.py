@@ -55,6 +55,7 @@ ENV_OVERRIDES = {
     ("delivery", "sender_stale_seconds"): "NEWSLETTER_SENDER_STALE_SECONDS",
     ("web", "confirm_token_days"): "NEWSLETTER_CONFIRM_TOKEN_DAYS",
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
+    ("web", "logo"): "NEWSLETTER_LOGO",
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
     ("doctor", "dns_server"): "NEWSLETTER_DNS_SERVER",
@@ -182,6 +183,8 @@ class Settings:
     # subscriber dormant (skipped unless --to-dormant). 0: off (the default).
     sunset_after_sends: int = 0
     sunset_after_days: float = 0.0
+    # The public pages' logo: an image file (PNG, JPEG, GIF, WebP, SVG), relative to the workspace; empty: none.
+    logo: str = ""
 
     @property
     def sender(self) -> str:
@@ -306,6 +309,7 @@ def load_settings(
         dns_server=reader.text("doctor", "dns_server", default="") or None,
         sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
         sunset_after_days=reader.number("audience", "sunset_after_days", default=0, minimum=0),
+        logo=reader.text("web", "logo", default=""),
     )
 
 

@@ -28,7 +28,14 @@ from newsletter.audience.fields import (
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import audience as q
 from newsletter.store.models import Subscriber, utcnow
-from newsletter.vocabulary import SubscriberStatus, address_hash, address_key, normalise_address
+from newsletter.vocabulary import (
+    ConsentAction,
+    SubscriberStatus,
+    SuppressionReason,
+    address_hash,
+    address_key,
+    normalise_address,
+)
 
 
 @dataclass
@@ -141,33 +148,38 @@ def unsubscribe(store, email: str, list_name: str | None = None, source: str = "
 
 
 def erase(store, email: str) -> None:
-    """Remove a subscriber's data for good, keeping only a hash on the suppression list."""
+    """Remove a subscriber's data for good, keeping only a hash on the suppression list (its detail says how)."""
     with store.session() as session:
-        rules.erase(session, _existing(session, email))
+        rules.erase(session, _existing(session, email), detail="erased with newsletter subscribers remove")
 
 
 def describe(store, email: str, deliveries_of=None) -> dict:
     """Everything we hold about one subscriber, as plain data (the ``show --json`` shape)."""
     with store.session() as session:
-        subscriber = _existing(session, email)
-        return {
-            "email": subscriber.email,
-            "name": subscriber.name,
-            "status": subscriber.status,
-            "timezone": subscriber.timezone,
-            "attributes": subscriber.attributes,
-            "created_at": subscriber.created_at,
-            "suppressed": q.suppression_reason(session, subscriber.email_hash),
-            "lists": [
-                {"name": m.mailing_list.name, "status": m.status, "subscribed_at": m.subscribed_at,
-                 "confirmed_at": m.confirmed_at, "unsubscribed_at": m.unsubscribed_at}
-                for m in sorted(subscriber.memberships, key=lambda m: m.mailing_list.name)
-            ],
-            "consent": _consent_history(session, subscriber),
-            "tags": _tags(session, subscriber.id),
-            "dormant_since": subscriber.dormant_at,
-            "deliveries": deliveries_of(session, subscriber.id) if deliveries_of else [],
-        }
+        return describe_subscriber(session, _existing(session, email), deliveries_of)
+
+
+def describe_subscriber(session, subscriber: Subscriber, deliveries_of=None) -> dict:
+    """:func:`describe` in the caller's session (the data export of the preference centre too)."""
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status,
+        "timezone": subscriber.timezone,
+        "snoozed_until": subscriber.snoozed_until,
+        "attributes": subscriber.attributes,
+        "created_at": subscriber.created_at,
+        "suppressed": q.suppression_reason(session, subscriber.email_hash),
+        "lists": [
+            {"name": m.mailing_list.name, "status": m.status, "subscribed_at": m.subscribed_at,
+             "confirmed_at": m.confirmed_at, "unsubscribed_at": m.unsubscribed_at}
+            for m in sorted(subscriber.memberships, key=lambda m: m.mailing_list.name)
+        ],
+        "consent": consent_history(session, subscriber),
+        "tags": _tags(session, subscriber.id),
+        "dormant_since": subscriber.dormant_at,
+        "deliveries": deliveries_of(session, subscriber.id) if deliveries_of else [],
+    }
 
 
 def _tags(session, subscriber_id: int) -> list[str]:
@@ -176,21 +188,44 @@ def _tags(session, subscriber_id: int) -> list[str]:
     return tags_of(session, [subscriber_id]).get(subscriber_id, [])
 
 
-def _consent_history(session, subscriber: Subscriber) -> list[dict]:
-    """How each list was joined (from the membership), then every later change, oldest first."""
-    joined = [{"action": "import" if m.consent_source.startswith("import:") else "subscribe",
-               "list": m.mailing_list.name, "source": m.consent_source, "ip": m.consent_ip, "at": m.subscribed_at}
-              for m in subscriber.memberships]
+PROOF_FIELDS = ("form", "consent_text", "source_url", "user_agent", "requested_at", "confirmed_at", "message_id",
+                "detail")
+
+
+def consent_history(session, subscriber: Subscriber) -> list[dict]:
+    """How each list was joined, then every later change, oldest first, with the proof we hold.
+
+    A list joined by an import or the CLI has its record on the membership;
+    one joined by a web form or the preference centre has a ``subscribe``
+    row of its own (with the form, text, page and browser): that row
+    replaces the membership's entry.
+    """
     names = {m.list_id: m.mailing_list.name for m in subscriber.memberships}
+    rows = q.consents_of(session, subscriber.id)
+    recorded = {c.list_id for c in rows if c.action == ConsentAction.SUBSCRIBE}
+    joined = [{"action": "import" if m.consent_source.startswith("import:") else "subscribe",
+               "list": m.mailing_list.name, "source": m.consent_source, "ip": m.consent_ip, "at": m.subscribed_at,
+               **dict.fromkeys(PROOF_FIELDS)}
+              for m in subscriber.memberships if m.list_id not in recorded]
     changes = [{"action": c.action, "list": None if c.list_id is None else names.get(c.list_id), "source": c.source,
-                "ip": c.ip, "at": c.created_at}
-               for c in q.consents_of(session, subscriber.id)]
+                "ip": c.ip, "at": c.created_at, **{name: getattr(c, name) for name in PROOF_FIELDS}}
+               for c in rows]
     return sorted(joined + changes, key=lambda entry: entry["at"])
+
+
+def existing_subscriber(session, email: str) -> Subscriber:
+    """The subscriber of ``email`` (normalised); NotFound with a hint when we hold none."""
+    return _existing(session, email)
 
 
 def _existing(session, email: str) -> Subscriber:
     address = normalise_address(email)
     subscriber = q.find_subscriber(session, address_key(address))
+    if subscriber is None and q.suppression_reason(session, address_hash(address)) == SuppressionReason.ERASED:
+        # What an erasure leaves: the hash, and how it was erased (no date or name: nothing personal).
+        detail = q.suppression_detail(session, address_hash(address)) or "erased"
+        raise NotFound(f"no subscriber {address}: their data was erased ({detail})",
+                       hint="only a hash of the address is kept, on the suppression list")
     if subscriber is None:
         raise NotFound(f"no subscriber {address}", hint=f"add them with: newsletter subscribers add {address}")
     return subscriber

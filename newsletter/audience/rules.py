@@ -259,7 +259,8 @@ def lift_suppression(session: Session, subscriber: Subscriber) -> None:
         subscriber.status, subscriber.updated_at = SubscriberStatus.ACTIVE, utcnow()
 
 
-def erase(session: Session, subscriber: Subscriber) -> None:
-    """Remove a subscriber's data for good, keeping only a hash on the suppression list."""
-    q.suppress(session, subscriber.email_hash, SuppressionReason.ERASED, "")
+def erase(session: Session, subscriber: Subscriber, detail: str = "") -> None:
+    """Remove a subscriber's data for good, keeping only a hash on the suppression list (and ``detail``,
+    which must hold no personal data: who asked, by which way)."""
+    q.suppress(session, subscriber.email_hash, SuppressionReason.ERASED, detail[:DETAIL_MAX])
     q.delete_subscriber(session, subscriber)

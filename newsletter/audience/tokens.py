@@ -146,6 +146,19 @@ def confirm_url(settings, subscriber_id: int, list_id: int, email: str, issued: 
     return f"{settings.base_url}/confirm/{token}"
 
 
+def preferences_url(settings, subscriber_id: int, email: str, list_id: int | None = None) -> str:
+    """The preference centre of one subscriber: ``{base_url}/preferences/{token}``.
+
+    The token is the UNSUBSCRIBE token of the same message (the list it
+    names is ignored there): a send signs one token per recipient, not two,
+    and both links travel in the same email, so a second key would protect
+    nothing. It never verifies for another subscriber (the address is
+    signed); links from before addresses were signed are refused.
+    """
+    return (f"{settings.base_url}/preferences/"
+            f"{make_token(settings.secret_keys, UNSUBSCRIBE, subscriber_id, list_id, email)}")
+
+
 def unsubscribe_url(settings, subscriber_id: int, list_id: int | None, email: str) -> str:
     return (f"{settings.base_url}/unsubscribe/"
             f"{make_token(settings.secret_keys, UNSUBSCRIBE, subscriber_id, list_id, email)}")

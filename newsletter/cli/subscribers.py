@@ -257,6 +257,8 @@ def show(app, email, as_json):
                   + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
     if data["timezone"]:
         console.print(f"time zone: {data['timezone']}")
+    if data.get("snoozed_until"):
+        console.print(f"mail paused until {_when(data['snoozed_until'])} UTC (preference centre)")
     if data.get("tags"):
         console.print(escape("tags: " + ", ".join(data["tags"])))
     if data.get("dormant_since"):
@@ -272,6 +274,92 @@ def show(app, email, as_json):
     if data["deliveries"]:
         console.print(table("Deliveries", ["Campaign", "Status", "Updated"],
                             [[d["campaign_id"], d["status"], _when(d["updated_at"])] for d in data["deliveries"]]))
+
+
+@subscribers.command("consent")
+@click.argument("email")
+@json_option
+@click.option("--html", "as_html", is_flag=True, help="Print a printable HTML page (save it, print it to PDF).")
+@pass_app
+def consent_command(app, email, as_json, as_html):
+    """Print the proof of consent of one address: every consent event and what proves it.
+
+    Each event: when, what (subscribe, confirm, unsubscribe, resubscribe,
+    snooze, profile, export), the list, the source, and where we hold them
+    the form and its version, the text shown, the page or file, IP, user
+    agent, when it was asked for and confirmed, and the confirmation
+    email's Message-ID (double opt-in).
+
+    \b
+    Example:
+      newsletter subscribers consent ada@example.org --html > ada-consent.html
+    """
+    from newsletter.audience.preferences import proof_by_address
+
+    data = proof_by_address(app.store, email)
+    if as_json:
+        print_json(data)
+        return
+    if as_html:
+        from datetime import UTC, datetime
+
+        from newsletter.web.pages import Pages
+
+        sys.stdout.write(Pages(app.settings).render("consent.html", proof=data, printed_at=datetime.now(UTC)))
+        return
+    console = stdout_console()
+    console.print(f"[bold]{escape(data['email'])}[/] {escape(data['name'])}  status: {data['status']}"
+                  + (f"  (suppressed: {data['suppressed']})" if data["suppressed"] else ""))
+    console.print(table("Lists", ["List", "Status", "Subscribed", "Confirmed", "Unsubscribed"],
+                        [[m["name"], m["status"], _when(m["subscribed_at"]), _when(m["confirmed_at"]),
+                          _when(m["unsubscribed_at"])] for m in data["lists"]]))
+    console.print(table("Consent", ["When", "Action", "List", "Source", "IP", "Proof"],
+                        [[_when(c["at"]), c["action"], c["list"] or "", c["source"], c["ip"], _proof_cell(c)]
+                         for c in data["consent"]], drop=("Proof",)))
+
+
+def _proof_cell(entry: dict) -> str:
+    """The proof columns of one consent event as short ``name: value`` lines."""
+    labels = (("form", "form"), ("consent_text", "text"), ("source_url", "page"), ("user_agent", "browser"),
+              ("requested_at", "asked"), ("confirmed_at", "confirmed"), ("message_id", "message"),
+              ("detail", "detail"))
+    lines = []
+    for key, label in labels:
+        value = entry.get(key)
+        if value:
+            lines.append(f"{label}: {_when(value) if hasattr(value, 'strftime') else value}")
+    return "\n".join(lines)
+
+
+@subscribers.command("export-data")
+@click.argument("email")
+@click.option("--out", "output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the JSON to this file (default: standard output).")
+@pass_app
+def export_data_command(app, email, output):
+    """Everything held about one address, as JSON (a data-access request by mail, GDPR art. 15).
+
+    The same file the preference centre's "Download my data" gives; the
+    export is logged as a consent event (source cli).
+
+    \b
+    Example:
+      newsletter subscribers export-data ada@example.org --out ada.json
+    """
+    import json
+
+    from newsletter.audience.preferences import export_by_request
+
+    data = export_by_request(app.store, email, deliveries_of=_deliveries_query())
+    text = json.dumps(data, indent=2, default=lambda value: value.isoformat(), ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from newsletter.fileio import atomic_text_file
+
+    with atomic_text_file(output) as handle:
+        handle.write(text)
+    say(escape(f"Wrote everything held about {data['email']} to {output}"))
 
 
 def _deliveries_query():

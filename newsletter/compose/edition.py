@@ -120,7 +120,8 @@ def theme_context(article: Article, settings) -> dict:
         "article": article,
         "recent": recent,
         "newsletter": _footer(settings),
-        "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url")},
+        "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url",
+                                                   "preferences_url")},
     }
 
 
@@ -177,6 +178,11 @@ def unsubscribe_url(settings, token: str) -> str:
     return f"{settings.base_url}/unsubscribe/{token}"
 
 
+def preferences_url(settings, token: str) -> str:
+    """The recipient's preference centre (the same token as the unsubscribe link: see audience.tokens)."""
+    return f"{settings.base_url}/preferences/{token}"
+
+
 def web_url(settings, slug: str) -> str:
     """The edition's web-version URL in the public archive."""
     return f"{settings.base_url}/archive/{slug}"
@@ -199,6 +205,7 @@ def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: s
         "email": email,
         "unsubscribe_url": unsubscribe_url(settings, token),
         "web_url": web_url(settings, slug),
+        "preferences_url": preferences_url(settings, token),
     }
 
 

@@ -128,6 +128,7 @@ def _footer(footer: dict[str, str]) -> list[str]:
         *_wrap(f"You are receiving this because you subscribed to {name} with %%email:raw%%."),
         "",
         "Unsubscribe: %%unsubscribe_url:raw%%",
+        "Manage your subscription: %%preferences_url:raw%%",
         "View in your browser: %%web_url:raw%%",
         "",
         *_wrap(f"{sender} · {footer.get('postal_address', '')}".strip(" ·")),

@@ -7,6 +7,7 @@ an unsubscribe changes) live in ``newsletter.audience.rules``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Row, case, delete, func, select
@@ -128,6 +129,10 @@ def suppression_reason(session: Session, email_hash: str) -> str | None:
     return session.scalar(select(Suppression.reason).where(Suppression.email_hash == email_hash))
 
 
+def suppression_detail(session: Session, email_hash: str) -> str | None:
+    return session.scalar(select(Suppression.detail).where(Suppression.email_hash == email_hash))
+
+
 def suppress(session: Session, email_hash: str, reason: str, detail: str = "") -> None:
     """Put an address hash on the suppression list (the newest reason wins).
 
@@ -145,8 +150,42 @@ def unsuppress(session: Session, email_hash: str) -> None:
 
 
 def record_consent(session: Session, subscriber_id: int, list_id: int | None, action: str,
-                   source: str, ip: str | None = None) -> None:
-    session.add(Consent(subscriber_id=subscriber_id, list_id=list_id, action=action, source=source, ip=ip))
+                   source: str, ip: str | None = None, **proof: Any) -> Consent:
+    """Add a consent row; ``proof`` sets its other columns (``form``, ``consent_text``, ``source_url``,
+    ``user_agent``, ``requested_at``, ``confirmed_at``, ``message_id``, ``detail``).
+
+    Columns not given come from ``session.info[PROOF_KEY]`` when the caller
+    set it (:func:`consent_proof`): one web request's proof reaches every
+    row the audience rules add for it.
+    """
+    proof = {**session.info.get(PROOF_KEY, {}), **proof}
+    consent = Consent(subscriber_id=subscriber_id, list_id=list_id, action=action, source=source, ip=ip, **proof)
+    session.add(consent)
+    return consent
+
+
+PROOF_KEY = "newsletter.consent_proof"
+
+
+@contextmanager
+def consent_proof(session: Session, **proof: Any) -> Iterator[None]:
+    """Within the block, every consent row added in ``session`` carries ``proof`` (unless told otherwise)."""
+    before = session.info.get(PROOF_KEY)
+    session.info[PROOF_KEY] = {key: value for key, value in proof.items() if value is not None}
+    try:
+        yield
+    finally:
+        if before is None:
+            session.info.pop(PROOF_KEY, None)
+        else:
+            session.info[PROOF_KEY] = before
+
+
+def last_signup(session: Session, subscriber_id: int, list_id: int) -> Consent | None:
+    """The newest ``subscribe`` row of a subscriber on a list that names a confirmation email."""
+    return session.scalar(select(Consent).where(Consent.subscriber_id == subscriber_id, Consent.list_id == list_id,
+                                                Consent.action == "subscribe", Consent.message_id.is_not(None))
+                          .order_by(Consent.id.desc()).limit(1))
 
 
 def consents_of(session: Session, subscriber_id: int) -> list[Consent]:

@@ -45,13 +45,21 @@ memberships_t = Membership.__table__
 suppressions_t = Suppression.__table__
 
 
-def audience_conditions(list_id: int, *, include_dormant: bool = False) -> ColumnElement[bool]:
-    """Confirmed members of the list, active, not on the suppression list, and (unless asked) not dormant."""
+def audience_conditions(list_id: int, *, include_dormant: bool = False,
+                        now: datetime | None = None) -> ColumnElement[bool]:
+    """Confirmed members of the list, active, not on the suppression list, not snoozed at ``now``
+    (default: the current time) and (unless asked) not dormant."""
     suppressed = select(suppressions_t.c.email_hash).where(
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
     awake = [] if include_dormant else [subscribers_t.c.dormant_at.is_(None)]  # the sunset policy's (segments)
     return and_(memberships_t.c.list_id == list_id, memberships_t.c.status == MembershipStatus.CONFIRMED,
-                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed, *awake)
+                subscribers_t.c.status == SubscriberStatus.ACTIVE, ~suppressed, *awake,
+                not_snoozed(now or utcnow()))
+
+
+def not_snoozed(now: datetime) -> ColumnElement[bool]:
+    """No snooze from the preference centre runs at ``now`` (one ends at its ``snoozed_until``)."""
+    return or_(subscribers_t.c.snoozed_until.is_(None), subscribers_t.c.snoozed_until <= now)
 
 
 def audience_size(session: Session, list_id: int) -> int:

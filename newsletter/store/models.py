@@ -92,6 +92,8 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set by the sunset policy (no open or click for a while): skipped by sends unless --to-dormant.
     dormant_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Mail paused until then (the preference centre's snooze); the audience snapshot skips them (migration 0013).
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -166,6 +168,17 @@ class Consent(Base):
     source: Mapped[str] = mapped_column(String(200))
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The proof of consent (migration 0013), where we have it: the form or command and its version, the
+    # consent text shown, the page or file it came from, the browser, when it was asked for and confirmed,
+    # and the confirmation email's Message-ID (double opt-in); ``detail`` says what the action changed.
+    form: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    consent_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class Suppression(Base):

@@ -43,6 +43,11 @@ class ConsentAction(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     RESUBSCRIBE = "resubscribe"
+    # The preference centre and the data-rights commands (a web signup's own row is SUBSCRIBE).
+    SUBSCRIBE = "subscribe"
+    SNOOZE = "snooze"
+    PROFILE = "profile"
+    EXPORT = "export"
 
 
 class ArrivalStatus(StrEnum):

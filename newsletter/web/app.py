@@ -7,6 +7,9 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /unsubscribe           where to find your own unsubscribe link
     GET  /confirm/{token}       page with a button; changes nothing
     POST /confirm/{token}       confirm a double opt-in subscription
+    GET  /preferences/{token}   the preference centre; changes nothing
+    POST /preferences/{token}   its buttons: lists, pause, name and time zone, download, erase
+    GET  /preferences           where to find your own preference centre link
     GET  /subscribe             a plain signup form
     POST /subscribe             the form endpoint websites post to
     POST /webhooks/{provider}   a provider's signed event webhook (/webhooks/sendgrid)
@@ -15,7 +18,7 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /feed.xml              Atom feed
     GET  /healthz               200 "ok" (load balancers)
 
-See the modules ``subscriptions``, ``signup``, ``webhook`` and ``archive`` for
+See the modules ``subscriptions``, ``preferences``, ``signup``, ``webhook`` and ``archive`` for
 each rule, and ``guards`` for what protects them all: request bodies are
 capped before they are read (413), an unexpected error is logged without
 personal data, and no redirect is built from the request's Host header
@@ -111,7 +114,7 @@ def _routes():
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from newsletter.web import archive, signup, subscriptions, webhook
+    from newsletter.web import archive, preferences, signup, subscriptions, webhook
 
     async def health(_request):
         return PlainTextResponse("ok")
@@ -122,6 +125,9 @@ def _routes():
         Route("/unsubscribe", archive.unsubscribe_help, methods=["GET"]),
         Route("/confirm/{token}", subscriptions.confirm_page, methods=["GET"]),
         Route("/confirm/{token}", subscriptions.confirm_post, methods=["POST"]),
+        Route("/preferences/{token}", preferences.preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", preferences.preferences_post, methods=["POST"]),
+        Route("/preferences", archive.preferences_help, methods=["GET"]),
         Route("/subscribe", signup.subscribe_form, methods=["GET"]),
         Route("/subscribe", signup.subscribe_post, methods=["POST"]),
         Route("/webhooks/{provider}", webhook.provider_webhook, methods=["POST"]),

@@ -47,6 +47,7 @@ def neutral_values(settings, slug: str) -> dict[str, str]:
     """Merge values for a reader we do not know: every other field (attributes) renders empty."""
     return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL,
             "unsubscribe_url": f"{settings.base_url}/unsubscribe",
+            "preferences_url": f"{settings.base_url}/preferences",  # a help page: no reader is known
             "web_url": web_url(settings, slug)}
 
 
@@ -144,4 +145,15 @@ async def unsubscribe_help(request):
         "Unsubscribing", "Every email we send has an unsubscribe link of its own at the bottom, "
         "and most mail apps show an Unsubscribe button next to the sender.",
         "Use the link in one of your emails: it unsubscribes you in one click, no login needed.",
+        link={"href": f"{ctx.settings.base_url}/archive", "text": "Read past issues"})
+
+
+async def preferences_help(request):
+    """``GET /preferences`` (no token): where the archive's "manage your subscription" link leads."""
+    ctx = request.app.state.ctx
+    return ctx.pages.message(
+        "Managing your subscription", "Every email we send ends with a \"Manage your subscription\" link of its "
+        "own: it opens your page, where you choose your lists, pause our email, change your name and time zone, "
+        "download or erase your data.",
+        "Use the link in one of your emails: no login needed.",
         link={"href": f"{ctx.settings.base_url}/archive", "text": "Read past issues"})

@@ -73,26 +73,69 @@ class Signup:
     emailed: bool = False
 
 
-def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str) -> Signup:
-    """Record a signup and send the confirmation email when one is due (see the module docstring)."""
+FORM = "signup form v1"
+EXTERNAL_FORM = "signup form on another page"
+# What our own signup page says above its button (templates/web/subscribe.html): the consent text shown.
+CONSENT_TEXT = ("By subscribing you agree to get {newsletter} by email. "
+                "Every email has a link to unsubscribe or change your preferences.")
+
+
+def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str,
+              user_agent: str | None = None, source_url: str | None = None) -> Signup:
+    """Record a signup and send the confirmation email when one is due (see the module docstring).
+
+    The signup is also a ``subscribe`` consent row with its proof: the form
+    and its text, ``source_url`` (the page it was on), IP, ``user_agent``,
+    when it was asked for, and the Message-ID of the confirmation email
+    (made before the transaction, so the row names the message that is sent).
+    """
+    from newsletter.delivery.mime import new_message_id
+
     address = normalise_address(email[:320])
     # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
     name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
+    message_id = new_message_id(ctx.settings.sender_address or "localhost")
+    proof = {"user_agent": user_agent, "source_url": source_url, "message_id": message_id}
     try:
-        result, added, to_name = _signup(ctx, address, list_name, name, ip, source)
+        result, added, to_name = _signup(ctx, address, list_name, name, ip, source, proof)
     except IntegrityError:
         # A parallel insert of the same new subscriber or membership that did
         # not take the signup lock (an import, the CLI) won; the retry, a new
         # transaction (its attempt was rolled back too), finds its row.
-        result, added, to_name = _signup(ctx, address, list_name, name, ip, source)
+        result, added, to_name = _signup(ctx, address, list_name, name, ip, source, proof)
     if added is not None and added.list_status == MembershipStatus.PENDING and added.list_id is not None:
-        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name, name=to_name)
+        send_confirmation(ctx, added.email, added.subscriber_id, added.list_id, result.list_name, name=to_name,
+                          message_id=message_id)
         result.emailed = True
     return result
 
 
+def _record_signup(session, ctx, added: manage.AddResult, ip: str | None, source: str,
+                   proof: dict) -> None:
+    """The signup's consent row (see :func:`subscribe`); the Message-ID only when a confirmation goes out."""
+    from newsletter.audience.preferences import USER_AGENT_MAX
+    from newsletter.vocabulary import ConsentAction
+
+    pending = added.list_status == MembershipStatus.PENDING
+    now = ctx.now()
+    # Our own page's text is known; a form on the publisher's website says what it says (not known here).
+    ours = _from_our_page(ctx.settings, proof.get("source_url") or "")
+    q.record_consent(session, added.subscriber_id, added.list_id, ConsentAction.SUBSCRIBE, source[:200], ip,
+                     form=FORM if ours else EXTERNAL_FORM,
+                     consent_text=CONSENT_TEXT.format(newsletter=ctx.settings.name) if ours else None,
+                     source_url=(proof.get("source_url") or "")[:2000] or None,
+                     user_agent=(proof.get("user_agent") or "")[:USER_AGENT_MAX] or None,
+                     requested_at=now, confirmed_at=None if pending else now,
+                     message_id=proof["message_id"] if pending else None)
+
+
+def _from_our_page(settings, page: str) -> bool:
+    """Whether ``page`` (the Referer) is our own ``/subscribe`` page."""
+    return bool(settings.base_url) and page.split("?", 1)[0] == f"{settings.base_url}/subscribe"
+
+
 def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
-            source: str) -> tuple[Signup, manage.AddResult | None, str]:
+            source: str, proof: dict | None = None) -> tuple[Signup, manage.AddResult | None, str]:
     """One transaction: count the attempt, then join when nothing forbids it (None: nothing changed).
 
     Also returns the name the confirmation greets: the name on file for a
@@ -113,6 +156,8 @@ def _signup(ctx, address: str, list_name: str, name: str, ip: str | None,
             return result, None, ""
         added = manage.add_subscriber_in(session, address, name=None if subscriber else (name or None),
                                          list_name=mailing_list.name, resubscribe=True, source=source, ip=ip)
+        if proof is not None and added.list_id is not None:
+            _record_signup(session, ctx, added, ip, source, proof)
         return result, added, (subscriber.name or "") if subscriber else name
 
 
@@ -153,9 +198,10 @@ def _count_attempt(session, address: str, ip: str | None, now: datetime) -> None
 
 
 def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_name: str, *,
-                      name: str = "") -> None:
+                      name: str = "", message_id: str | None = None) -> None:
     """Send the confirmation email to ``name <address>`` (``list_name``: the name readers see).
 
+    ``message_id``: the Message-ID the signup's consent row recorded (default: a new one).
     DeliveryError when refused.
     """
     from newsletter.delivery.message import Message, Outcome, Recipient
@@ -169,7 +215,8 @@ def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_
                       tags=["confirmation"], metadata={"kind": "confirmation"})
     # Personal values travel as merge data, never in the template: a name or
     # address holding "%%...%%" cannot inject anything.
-    recipient = Recipient(email=address, message_id=new_message_id(settings.sender_address), name=name or "",
+    recipient = Recipient(email=address, message_id=message_id or new_message_id(settings.sender_address),
+                          name=name or "",
                           merge_data={"email": address, "list": list_name, "newsletter": settings.name,
                                       "confirm_url": confirm_url(settings, subscriber_id, list_id, address,
                                                                  issued=ctx.clock())})
@@ -208,7 +255,9 @@ async def subscribe_post(request):
             # A bot filled the hidden field: answer as if all went well.
             return _thanks(ctx, request, Signup(form.get("list", ""), True))
         result = await ctx.run(subscribe, ctx, email=form.get("email", ""), list_name=form.get("list", ""),
-                               name=form.get("name", ""), ip=client_ip(request), source=_source(request))
+                               name=form.get("name", ""), ip=client_ip(request), source=_source(request),
+                               user_agent=request.headers.get("user-agent"),
+                               source_url=request.headers.get("referer") or request.headers.get("origin"))
     except NewsletterError as exc:
         if _wants_json(request):
             return JSONResponse({"ok": False, "error": exc.message, "hint": exc.hint},
@@ -238,7 +287,8 @@ async def subscribe_form(request):
             return [{"value": ml.name, "label": ml.reader_name(ctx.settings.name)} for ml in q.public_lists(session)]
 
     response = ctx.pages.page("subscribe.html", error=None, email="", name="", lists=await ctx.run(offered),
-                              action_url=request.url.path, robots="index")
+                              action_url=request.url.path, robots="index",
+                              consent_text=CONSENT_TEXT.format(newsletter=ctx.settings.name))
     # No token on this page: let the browser send our Origin with the form (the same-origin check).
     response.headers["Referrer-Policy"] = "same-origin"
     return response

@@ -36,7 +36,7 @@ from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, TokenData, check_ad
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.store import audience as q
 from newsletter.store import events as ev
-from newsletter.store.models import Subscriber
+from newsletter.store.models import Subscriber, utcnow
 from newsletter.vocabulary import MembershipStatus
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.pages import mask_email
@@ -90,14 +90,14 @@ def load_view(store, data: TokenData, newsletter_name: str = "our newsletter") -
 
 
 def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
-                         newsletter_name: str = "our newsletter") -> str:
+                         newsletter_name: str = "our newsletter", *, proof: dict | None = None) -> str:
     """Apply ``action`` (``list``, ``all`` or ``resubscribe``) for a token; returns a sentence for the page.
 
     ``list`` with a token that names no list means every list. Idempotent:
     doing it twice (or twice at once) changes nothing the second time and
-    answers the same.
+    answers the same. ``proof`` (``form``, ``user_agent``) goes on the consent rows.
     """
-    with store.session() as session:
+    with store.session() as session, q.consent_proof(session, **(proof or {})):
         subscriber = _subscriber(session, data, lock=True)
         view = _view(session, subscriber, data, newsletter_name)
         if action == "resubscribe":
@@ -116,8 +116,14 @@ def unsubscribe_by_token(store, data: TokenData, action: str, ip: str | None,
 
 
 def confirm_by_token(store, data: TokenData, ip: str | None,
-                     newsletter_name: str = "our newsletter") -> SubscriptionView:
-    """Confirm the pending membership a confirmation token names. Idempotent, also when posted in parallel."""
+                     newsletter_name: str = "our newsletter", user_agent: str | None = None) -> SubscriptionView:
+    """Confirm the pending membership a confirmation token names. Idempotent, also when posted in parallel.
+
+    The ``confirm`` consent row carries the proof of the double opt-in: when
+    it was asked for and the confirmation email's Message-ID (from the
+    signup's row, when the signup form made it), when it was confirmed, and
+    the confirming browser's IP and user agent.
+    """
     if data.list_id is None:
         raise InputError("this confirmation link names no list", hint="subscribe again")
     with store.session() as session:
@@ -127,7 +133,12 @@ def confirm_by_token(store, data: TokenData, ip: str | None,
             raise NotFound("this subscription no longer exists", hint="subscribe again")
         if view.list_status == MembershipStatus.UNSUBSCRIBED:
             raise NotFound("you unsubscribed from this list since", hint="subscribe again")
-        view.list_status = rules.confirm(session, subscriber, data.list_id, SOURCE, ip)
+        asked = q.last_signup(session, subscriber.id, data.list_id)
+        with q.consent_proof(session, form="confirmation page v1", consent_text="Confirm my subscription",
+                             user_agent=(user_agent or "")[:500] or None, confirmed_at=utcnow(),
+                             requested_at=asked.requested_at if asked else None,
+                             message_id=asked.message_id if asked else None):
+            view.list_status = rules.confirm(session, subscriber, data.list_id, SOURCE, ip)
         return view
 
 
@@ -159,8 +170,11 @@ async def unsubscribe_post(request):
     ctx = request.app.state.ctx
     try:
         data = _token(ctx, request, UNSUBSCRIBE)
-        action = await _unsubscribe_action(request)
-        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request), ctx.settings.name)
+        action, one_click = await _unsubscribe_action(request)
+        proof = {"form": "one-click (RFC 8058)" if one_click else "unsubscribe page v1",
+                 "user_agent": (request.headers.get("user-agent") or "")[:500] or None}
+        done = await ctx.run(unsubscribe_by_token, ctx.store, data, action, client_ip(request), ctx.settings.name,
+                             proof=proof)
         view = await ctx.run(load_view, ctx.store, data, ctx.settings.name)
     except NewsletterError as exc:
         return ctx.error_page(exc)
@@ -168,16 +182,19 @@ async def unsubscribe_post(request):
     return ctx.pages.page("unsubscribe.html", heading=heading, done=done, **_view_context(ctx, view, request))
 
 
-async def _unsubscribe_action(request) -> str:
-    """``list``, ``all`` or ``resubscribe`` from the form; ``List-Unsubscribe=One-Click`` means ``list``."""
+async def _unsubscribe_action(request) -> tuple[str, bool]:
+    """``list``, ``all`` or ``resubscribe`` from the form; ``List-Unsubscribe=One-Click`` means ``list``.
+
+    Also whether it was a mail client's one-click post (rather than a button of the page).
+    """
     form = await read_form(request)
     action = (form.get("action") or "").strip().lower()
     if action in ACTIONS:
-        return action
+        return action, False
     if "List-Unsubscribe" in form:
         # RFC 8058 requires the value One-Click; any client that names the key
         # means to unsubscribe, and refusing it would keep mailing the reader.
-        return "list"
+        return "list", True
     raise InputError("this request did not say what to do", hint="use the buttons on the unsubscribe page")
 
 
@@ -201,7 +218,7 @@ async def confirm_post(request):
     ctx = request.app.state.ctx
     try:
         view = await ctx.run(confirm_by_token, ctx.store, _token(ctx, request, CONFIRM), client_ip(request),
-                             ctx.settings.name)
+                             ctx.settings.name, request.headers.get("user-agent"))
     except NewsletterError as exc:
         return ctx.error_page(exc)
     return ctx.pages.page("confirm.html", heading="You are subscribed", confirmed=True,
