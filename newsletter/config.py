@@ -56,6 +56,7 @@ ENV_OVERRIDES = {
     ("web", "signup_origins"): "NEWSLETTER_SIGNUP_ORIGINS",
     ("events", "soft_bounce_limit"): "NEWSLETTER_SOFT_BOUNCE_LIMIT",
     ("events", "soft_bounce_days"): "NEWSLETTER_SOFT_BOUNCE_DAYS",
+    ("tracking", "mode"): "NEWSLETTER_TRACKING_MODE",
     **registry.env_overrides(),
 }
 
@@ -120,6 +121,11 @@ class Settings:
     # soft_bounce_days (newsletter.events.pipeline).
     soft_bounce_limit: int = 3
     soft_bounce_days: float = 30.0
+    # First-party click and open tracking (newsletter.compose.clicks): off, aggregate (no one named) or
+    # personal (only readers whose tracking consent is recorded); a click this soon after its message was
+    # sent is a link scanner's.
+    tracking_mode: str = "aggregate"
+    tracking_machine_seconds: float = 10.0
 
     @property
     def sender(self) -> str:
@@ -232,6 +238,8 @@ def load_settings(
         signup_origins=reader.origins("web", "signup_origins"),
         soft_bounce_limit=int(reader.number("events", "soft_bounce_limit", default=3, minimum=1)),
         soft_bounce_days=reader.number("events", "soft_bounce_days", default=30.0, minimum=0.01),
+        tracking_mode=reader.choice("tracking", "mode", ("off", "aggregate", "personal"), default="aggregate"),
+        tracking_machine_seconds=reader.number("tracking", "machine_seconds", default=10.0, minimum=0.0),
     )
 
 

@@ -8,6 +8,7 @@ snapshotted into the ledger when sending starts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import ledger
 from newsletter.store.audience import get_list
 from newsletter.store.models import Campaign
-from newsletter.vocabulary import CampaignStatus, LedgerStatus
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -55,8 +56,14 @@ def require_sendable(settings: Settings, transport: str | None = None) -> None:
 
 def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, list_name: str, transport: str, *,
                     status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
-                    timezone: str | None = None, article_path: str = "", again: bool = False) -> int:
+                    timezone: str | None = None, article_path: str = "", again: bool = False,
+                    tracking: TrackingChoice | None = None) -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id.
+
+    ``tracking`` (default: clicks on, opens off, the workspace's mode) is
+    recorded with the campaign's article links in the same transaction
+    (``newsletter.store.tracking``), so every batch and every resume
+    tracks alike.
 
     The duplicate-send guard (:func:`refuse_duplicate`) runs in the same
     transaction, with the list's row locked, so two sends of one edition
@@ -78,7 +85,26 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
                             timezone=timezone, error="")
         session.add(campaign)
         session.flush()
+        _save_tracking(session, settings, campaign.id, edition.html, tracking or TrackingChoice())
         return campaign.id
+
+
+@dataclass(frozen=True)
+class TrackingChoice:
+    """A campaign's tracking options (``--track-clicks/--no-track-clicks``, ``--track-opens``)."""
+
+    clicks: bool = True
+    opens: bool = False
+
+
+def _save_tracking(session: Session, settings: Settings, campaign_id: int, html: str, choice: TrackingChoice) -> None:
+    from newsletter.compose.clicks import article_links
+    from newsletter.store.tracking import save_plan
+
+    mode = TrackingMode(settings.tracking_mode)
+    clicks, opens = choice.clicks and mode != TrackingMode.OFF, choice.opens and mode != TrackingMode.OFF
+    links = article_links(html, settings.base_url) if clicks else []
+    save_plan(session, campaign_id, mode, clicks, opens, links)
 
 
 # A campaign of the same edition in one of these states means the list has it, or is about to.

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsletter.audience.tokens import UNSUBSCRIBE, make_token
+from newsletter.compose import clicks
 from newsletter.compose.edition import merge_values
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
@@ -49,7 +50,8 @@ from newsletter.engine.fencing import (
 from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import utcnow
-from newsletter.vocabulary import CampaignStatus, LedgerStatus
+from newsletter.store.tracking import TrackingPlan, load_plan
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -267,10 +269,11 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         list_id, slug = campaign.list_id, campaign.edition.slug
-        message = campaign_message(settings, campaign)
+        tracking = load_plan(session, campaign_id)
+        message = campaign_message(settings, campaign, tracking)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = RecipientBuilder(settings, slug, campaign_id, list_id)
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id, tracking)
     fence = campaign_fence(campaign_id, sender)
     pacer, done = _Pacer(settings.send_rate, sleep), 0
     if on_progress:
@@ -293,10 +296,17 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
             on_progress(done, total)
 
 
-def campaign_message(settings: Settings, campaign: Campaign) -> Message:
-    """The provider-neutral Message of a stored campaign (its edition as composed)."""
+def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None) -> Message:
+    """The provider-neutral Message of a stored campaign (its edition as composed, links tracked as
+    ``tracking`` says: see ``newsletter.compose.clicks``)."""
     edition = campaign.edition
-    return Message(subject=edition.subject, from_email=settings.sender, html=edition.html, text=edition.text,
+    html, text = edition.html, edition.text
+    if tracking is not None and (tracking.clicks or tracking.opens):
+        common = {"base_url": settings.base_url, "secret_key": settings.secret_key, "campaign_id": campaign.id}
+        html = clicks.tracked_html(html, tracking.links, clicks=tracking.clicks, opens=tracking.opens, **common)
+        if tracking.clicks:
+            text = clicks.tracked_text(text, tracking.links, **common)
+    return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 
 
@@ -436,8 +446,12 @@ class RecipientBuilder:
     find the ledger row from it (also sent as custom_args).
     """
 
-    def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None):
+    def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None,
+                 tracking: TrackingPlan | None = None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
+        # Personal tracking only for readers whose consent is recorded; everyone else gets aggregate links.
+        self.personal = tracking is not None and tracking.mode == TrackingMode.PERSONAL and (
+            tracking.clicks or tracking.opens)
         self.keys = tuple(settings.secret_keys)
         # Stable across resumes (a resent message keeps its Message-ID), unique per workspace.
         self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address)
@@ -446,6 +460,8 @@ class RecipientBuilder:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)
+        values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
+                                              self.personal and clicks.consents(candidate.attributes)))
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(
             email=candidate.email, message_id=message_id, name=candidate.name, merge_data=values,

@@ -40,11 +40,12 @@ class SendPlan:
     edition: Edition
     audience: int | None
     again: bool = False
+    tracking: object = None  # an engine.campaigns.TrackingChoice; None: clicks tracked, opens not
 
 
 def plan_send(store, settings, article: str, list_name: str, *, transport: str | None = None,
               compose: ComposeOptions = ComposeOptions(), again: bool = False, dry_run: bool = False,
-              count: bool = True) -> SendPlan:
+              count: bool = True, track_clicks: bool = True, track_opens: bool = False) -> SendPlan:
     """Compose and check ``article`` for ``list_name``; raise on anything that would stop the send.
 
     ``count``: size the audience (most of a second for a million members;
@@ -58,7 +59,8 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
     stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
     edition = prepare_edition(settings, article, **compose.as_dict())
     audience = audience_of(store, list_name) if count or dry_run else None
-    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again)
+    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again,
+                    _tracking(track_clicks, track_opens))
     if not dry_run:
         from newsletter.delivery import get_transport
 
@@ -80,7 +82,7 @@ def send_now(store, settings, plan: SendPlan, watch: Watch, *, limit: int | None
     from newsletter.engine.campaigns import create_campaign
 
     campaign_id = create_campaign(store, settings, plan.edition, plan.list_name, plan.transport,
-                                  article_path=plan.article, again=plan.again)
+                                  article_path=plan.article, again=plan.again, tracking=plan.tracking)
     size = f"{plan.audience} subscribers of " if plan.audience else ""
     watch.note(f"Campaign {campaign_id}: sending to {size}{plan.list_name} via {plan.transport}")
     return dispatcher_for(store, settings).start(campaign_id, watch, limit=limit)
@@ -102,7 +104,7 @@ def retry(store, settings, campaign_id: int, which: str | None, watch: Watch):
 
 def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone: str | None = None,
                 local_time: bool = False, transport: str | None = None, compose: ComposeOptions = ComposeOptions(),
-                again: bool = False) -> dict:
+                again: bool = False, track_clicks: bool = True, track_opens: bool = False) -> dict:
     """Store a campaign the daemon sends at ``at`` (``local_time``: in each subscriber's zone, in waves).
 
     Returns the summary of :func:`newsletter.usecases.planning.schedule_campaign` plus ``audience``,
@@ -130,8 +132,14 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
     edition = prepare_edition(settings, article, **compose.as_dict())
     audience = audience_of(store, list_name)
     result = schedule_campaign(store, settings, edition, list_name, chosen, when, article_path=article,
-                               local_time=local_time, again=again)
+                               local_time=local_time, again=again, tracking=_tracking(track_clicks, track_opens))
     return {**result, "list": list_name, "audience": audience, "subject": edition.subject, "when": when}
+
+
+def _tracking(clicks: bool, opens: bool):
+    from newsletter.engine.campaigns import TrackingChoice
+
+    return TrackingChoice(clicks=clicks, opens=opens)
 
 
 def schedule_recurring(store, settings, folder: str, list_name: str, cron: str, *, zone: str | None = None,

@@ -14,6 +14,7 @@ from newsletter.vocabulary.statuses import (
     MembershipStatus,
     SubscriberStatus,
     SuppressionReason,
+    TrackingMode,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MembershipStatus",
     "SubscriberStatus",
     "SuppressionReason",
+    "TrackingMode",
     "address_hash",
     "address_key",
     "normalise_address",

@@ -78,3 +78,18 @@ class LedgerStatus(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"          # the provider may have it: never resent blindly
     SKIPPED = "skipped"
+
+
+class TrackingMode(StrEnum):
+    """``[tracking] mode``: how much a campaign's links and pixel may say about a reader.
+
+    ``off``: links go straight to their targets, no pixel. ``aggregate``
+    (the default): link-level counts only; every recipient gets the same
+    links, naming the campaign and the link, never the person. ``personal``:
+    per-delivery clicks and opens, only for subscribers whose tracking
+    consent is recorded; the others get aggregate links.
+    """
+
+    OFF = "off"
+    AGGREGATE = "aggregate"
+    PERSONAL = "personal"
