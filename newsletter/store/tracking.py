@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.store.models import Base, UTCDateTime
+from newsletter.store.models import Base, Delivery, UTCDateTime
 from newsletter.store.sql import dialect_insert
 
 OPEN_POSITION = 0  # the position opens are counted under (links start at 1)
@@ -136,3 +136,20 @@ def counts_by_hour(session: Session, campaign_id: int, kind: str) -> dict[dateti
         if when is not None:
             result[when] = (int(human or 0), int(machine or 0))
     return result
+
+
+@dataclass(frozen=True)
+class SentRow:
+    """A ledger row as a first-party click needs it: its campaign, status and when it was last written."""
+
+    campaign_id: int
+    status: str
+    updated_at: datetime | None
+
+
+def sent_row(session: Session, delivery_id: int) -> SentRow | None:
+    """The ledger row ``delivery_id``, or None when it is gone."""
+    deliveries = Delivery.__table__
+    row = session.execute(select(deliveries.c.campaign_id, deliveries.c.status, deliveries.c.updated_at)
+                          .where(deliveries.c.id == delivery_id)).first()
+    return None if row is None else SentRow(int(row[0]), str(row[1]), row[2])
