@@ -92,8 +92,8 @@ def load_plan(session: Session, campaign_id: int) -> TrackingPlan | None:
                           .where(tracking_t.c.campaign_id == campaign_id)).first()
     if row is None:
         return None
-    links = dict(session.execute(select(links_t.c.position, links_t.c.url)
-                                 .where(links_t.c.campaign_id == campaign_id)).tuples().all())
+    links = {int(position): str(url) for position, url in session.execute(
+        select(links_t.c.position, links_t.c.url).where(links_t.c.campaign_id == campaign_id))}
     return TrackingPlan(campaign_id, row[0], bool(row[1]), bool(row[2]), links)
 
 
