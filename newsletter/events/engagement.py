@@ -74,7 +74,9 @@ def summary(session: Session, campaign_id: int, now: datetime) -> dict[str, Any]
         "complaint_rate": _ratio(counts["complained"], delivered),
         "unsubscribe_rate": _ratio(counts["unsubscribed"], delivered),
         "click_rate": _ratio(counts["unique_clicks"] if click_basis == "unique" else counts["clicks"], delivered),
-        "open_rate": _ratio(counts["unique_opens"] or counts["opens"], delivered),
+        # Not measured (None) when no pixel was sent and no provider reported an open.
+        "open_rate": _ratio(counts["unique_opens"] or counts["opens"], delivered)
+        if (plan is not None and plan.opens) or counts["unique_opens"] or counts["machine_opens"] else None,
     }
     return {
         "campaign_id": info.id, "subject": info.subject, "list": info.list_name, "status": info.status,

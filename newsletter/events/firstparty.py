@@ -89,7 +89,7 @@ class Bursts:
     def another_link(self, client: str, position: int, when: float) -> bool:
         """Record a click; True when the same client clicked a different link within the window."""
         with self._lock:
-            recent = [(t, p) for t, p in self._recent.pop(client, []) if when - t <= self.seconds]
+            recent = [(t, p) for t, p in self._recent.pop(client, []) if abs(when - t) <= self.seconds]
             burst = any(p != position for _, p in recent)
             recent.append((when, position))
             self._recent[client] = recent[-20:]

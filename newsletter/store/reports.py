@@ -103,7 +103,8 @@ def domain_counts(session: Session, campaign_id: int, limit: int = 5) -> list[di
 def unsubscribed(session: Session, campaign_id: int, list_id: int | None, since: datetime,
                  until: datetime | None) -> int:
     """Recipients who unsubscribed after this campaign: through the provider for its messages, or from
-    its list between ``since`` (its start) and ``until`` (the list's next campaign, or now)."""
+    its list between ``since`` (its start) and ``until`` (the list's next campaign, or now). Those who
+    complained are counted as complaints only (a complaint ends their memberships too)."""
     by_event = (select(events_t.c.subscriber_id)
                 .where(events_t.c.campaign_id == campaign_id, events_t.c.kind == "unsubscribed",
                        events_t.c.subscriber_id.is_not(None)))
@@ -111,7 +112,9 @@ def unsubscribed(session: Session, campaign_id: int, list_id: int | None, since:
     by_consent = (select(consents.c.subscriber_id)
                   .join(deliveries_t, (deliveries_t.c.subscriber_id == consents.c.subscriber_id)
                         & (deliveries_t.c.campaign_id == campaign_id))
-                  .where(consents.c.action == ConsentAction.UNSUBSCRIBE, consents.c.created_at >= since))
+                  # a complaint ends memberships too; it is counted as a complaint, not twice
+                  .where(consents.c.action == ConsentAction.UNSUBSCRIBE, consents.c.created_at >= since,
+                         deliveries_t.c.complained_at.is_(None)))
     if list_id is not None:
         by_consent = by_consent.where((consents.c.list_id == list_id) | consents.c.list_id.is_(None))
     if until is not None:

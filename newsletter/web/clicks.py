@@ -15,7 +15,6 @@ from newsletter.events.firstparty import Bursts, Request, record
 # The smallest transparent GIF (43 bytes).
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 _NO_STORE = {"cache-control": "no-store, private", "referrer-policy": "no-referrer"}
-_BURSTS = Bursts()
 
 
 async def click(request):
@@ -23,7 +22,7 @@ async def click(request):
     from starlette.responses import RedirectResponse
 
     ctx = request.app.state.ctx
-    recorded = await ctx.run(_record, ctx, request, "click")
+    recorded = await ctx.run(_record, ctx, request, "click", _bursts(request.app))
     if recorded is None or recorded.url is None:
         return _invalid(ctx)
     return RedirectResponse(recorded.url, status_code=303, headers=_NO_STORE)
@@ -34,18 +33,26 @@ async def pixel(request):
     from starlette.responses import Response
 
     ctx = request.app.state.ctx
-    recorded = await ctx.run(_record, ctx, request, "open")
+    recorded = await ctx.run(_record, ctx, request, "open", None)
     if recorded is None:
         return _invalid(ctx)
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
-def _record(ctx, request, kind: str):
+def _bursts(app) -> Bursts:
+    """The app's memory of recent clicks per client (one per app: tests and workers do not share it)."""
+    bursts = getattr(app.state, "click_bursts", None)
+    if bursts is None:
+        bursts = app.state.click_bursts = Bursts()
+    return bursts
+
+
+def _record(ctx, request, kind: str, bursts: Bursts | None):
     settings = ctx.settings
     seen = Request(request.method, request.headers.get("user-agent", "")[:500],
                    request.client.host if request.client else None)
     return record(ctx.store, settings.secret_keys, request.path_params["token"], kind, seen, ctx.now(),
-                  machine_seconds=settings.tracking_machine_seconds, bursts=_BURSTS)
+                  machine_seconds=settings.tracking_machine_seconds, bursts=bursts)
 
 
 def _invalid(ctx):
