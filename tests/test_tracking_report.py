@@ -142,3 +142,47 @@ def test_report_of_a_missing_campaign_is_one_line(workspace, cli):
     result = cli("campaigns", "report", "99")
     assert result.exit_code == 1 and "campaign 99 does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the HTML report in Chromium ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    from browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+def test_html_report_reads_in_chromium_at_375_and_1200_px_without_script_or_network(seeded, cli, browser,
+                                                                                   tmp_path, database_url):
+    from browser import artefact_path, local_only
+
+    _first, second = seeded
+    page_file = tmp_path / "report.html"
+    result = cli("campaigns", "report", str(second), "--html", str(page_file), "--json")
+    assert result.exit_code == 0, result.stderr
+    html = page_file.read_text()
+    assert "<script" not in html.lower() and "http-equiv" not in html.lower()
+    backend = "postgres" if database_url.startswith("postgresql") else "sqlite"
+    layout = {}
+    for width in (375, 1200):
+        context = browser.new_context(viewport={"width": width, "height": 900}, java_script_enabled=False)
+        page = context.new_page()
+        refused = local_only(page, "file://")
+        page.goto(page_file.as_uri())
+        assert refused == []  # nothing fetched from the network
+        assert page.locator("svg:visible").count() >= 4  # timeline (one of its two drawings), rates, link bars
+        assert page.locator(".tile b").first.inner_text() == "10"
+        assert page.get_by_text("Clicks per hour, first 72 hours").is_visible()
+        assert page.locator("td.url").first.inner_text().startswith(SURVEY)
+        # nothing wider than the screen: no sideways scrolling on a phone
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        boxes = [page.locator("section.card").nth(i).bounding_box() for i in (1, 2)]
+        layout[width] = boxes
+        page.screenshot(path=str(artefact_path(f"report-{backend}-{width}.png")), full_page=True)
+        context.close()
+    rates_box, links_box = layout[1200]
+    assert rates_box["y"] == links_box["y"] and links_box["x"] > rates_box["x"]  # two columns on a desktop
+    rates_box, links_box = layout[375]
+    assert links_box["y"] > rates_box["y"] + rates_box["height"] - 1  # one column on a phone

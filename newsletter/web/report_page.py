@@ -30,7 +30,11 @@ h1{{font-size:1.5rem;line-height:1.25;margin:8px 0 4px}} h2{{font-size:1.05rem;m
 .tile b{{display:block;font-size:1.4rem}} .tile span{{color:#51575d;font-size:.85rem}}
 table{{width:100%;border-collapse:collapse;font-size:.9rem}}
 th,td{{text-align:left;padding:6px 4px;border-bottom:1px solid #e4e8e6;vertical-align:top}}
-td.n,th.n{{text-align:right;white-space:nowrap}}
+td.n,th.n{{text-align:right}} td.n{{white-space:nowrap}}
+@media (max-width:480px){{main{{padding:10px}} .card{{padding:12px}} table{{font-size:.82rem}} th,td{{padding:5px 3px}}}}
+.scroll{{overflow-x:auto}}
+.narrow-only{{display:none}}
+@media (max-width:600px){{.narrow-only{{display:block}} .wide-only{{display:none}}}}
 td.url{{word-break:break-all}}
 .note{{color:#51575d;font-size:.85rem;margin:8px 0 0}}
 svg{{display:block;width:100%;height:auto}}
@@ -87,9 +91,18 @@ def _card(heading: str, body: str, *, wide: bool = False, note: str = "") -> str
 
 
 def _timeline_svg(timeline: dict[str, Any]) -> str:
+    """Two drawings of the timeline: a wide one, and one with larger type for phones (CSS shows one)."""
+    legend = (f'<p class="legend"><span><i style="background:{ACCENT}"></i>people</span>'
+              f'<span><i style="background:{MACHINE}"></i>machines</span>'
+              f'<span><i style="background:{OPEN}"></i>opens</span></p>')
+    return (f'<div class="wide-only">{_timeline_drawing(timeline, 720, 220, 11, 12)}</div>'
+            f'<div class="narrow-only">{_timeline_drawing(timeline, 340, 220, 12, 24)}</div>{legend}')
+
+
+def _timeline_drawing(timeline: dict[str, Any], width: int, height: int, font: int, every: int) -> str:
     clicks, machine, opens = timeline["clicks"], timeline["machine_clicks"], timeline["opens"]
     hours = len(clicks)
-    width, height, left, bottom = 720, 220, 36, 24
+    left, bottom = 12 + 3 * font, 12 + font
     peak = max([c + m for c, m in zip(clicks, machine, strict=True)] + opens + [1])
     step = (width - left - 4) / hours
     scale = (height - bottom - 10) / peak
@@ -97,7 +110,7 @@ def _timeline_svg(timeline: dict[str, Any]) -> str:
     for tick in (0, peak // 2, peak):
         y = height - bottom - tick * scale
         out.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e8e6"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#51575d">{tick}</text>')
+                   f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="{font}" text-anchor="end" fill="#51575d">{tick}</text>')
     for i, (human, bot) in enumerate(zip(clicks, machine, strict=True)):
         x = left + i * step + 1
         if human:
@@ -109,14 +122,12 @@ def _timeline_svg(timeline: dict[str, Any]) -> str:
     if any(opens):
         points = " ".join(f"{left + (i + 0.5) * step:.1f},{height - bottom - n * scale:.1f}" for i, n in enumerate(opens))
         out.append(f'<polyline points="{points}" fill="none" stroke="{OPEN}" stroke-width="2"/>')
-    for hour in range(0, hours + 1, 12):
-        out.append(f'<text x="{left + hour * step:.1f}" y="{height - 6}" font-size="11" text-anchor="middle" '
-                   f'fill="#51575d">{hour}h</text>')
+    for hour in range(0, hours + 1, every):
+        anchor = "end" if hour == hours else "middle"
+        out.append(f'<text x="{left + hour * step:.1f}" y="{height - 4}" font-size="{font}" '
+                   f'text-anchor="{anchor}" fill="#51575d">{hour}h</text>')
     out.append("</svg>")
-    legend = (f'<p class="legend"><span><i style="background:{ACCENT}"></i>people</span>'
-              f'<span><i style="background:{MACHINE}"></i>machines</span>'
-              f'<span><i style="background:{OPEN}"></i>opens</span></p>')
-    return "".join(out) + legend
+    return "".join(out)
 
 
 def _rates_svg(report: dict[str, Any]) -> str:
@@ -172,8 +183,8 @@ def _domains_table(domains: list[dict[str, Any]]) -> str:
     rows = "".join(f'<tr><td>{escape(d["domain"])}</td><td class="n">{d["sent"]}</td><td class="n">'
                    f'{d["delivered"]}</td><td class="n">{d["bounced"]}</td><td class="n">{d["clicked"]}</td></tr>'
                    for d in domains)
-    return ('<table><thead><tr><th>Domain</th><th class="n">Sent</th><th class="n">Delivered</th>'
-            '<th class="n">Bounced</th><th class="n">Clicked</th></tr></thead><tbody>' + rows + "</tbody></table>")
+    return ('<div class="scroll"><table><thead><tr><th>Domain</th><th class="n">Sent</th><th class="n">Delivered</th>'
+            '<th class="n">Bounced</th><th class="n">Clicked</th></tr></thead><tbody>' + rows + "</tbody></table></div>")
 
 
 def _notes(report: dict[str, Any]) -> str:
