@@ -32,6 +32,7 @@ import hashlib
 import ipaddress
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,10 +129,10 @@ def record(db: Store, secret_keys: Sequence[str], token: str, kind: str, request
     ids = clicks.read_token(secret_keys, token, kind)
     if ids is None or (kind == "open") != (ids.position == store.OPEN_POSITION):
         return None
+    url = _link_url(db, ids.campaign_id, ids.position) if kind == "click" else None
+    if kind == "click" and url is None:
+        return None
     with db.session() as session:
-        url = store.link_url(session, ids.campaign_id, ids.position) if kind == "click" else None
-        if kind == "click" and url is None:
-            return None
         row = store.sent_row(session, ids.delivery_id) if ids.delivery_id is not None else None
         personal = row is not None and row.campaign_id == ids.campaign_id
         reason = agent_reason(request, kind)
@@ -145,9 +146,52 @@ def record(db: Store, secret_keys: Sequence[str], token: str, kind: str, request
                 reason = "burst"
         machine = reason is not None
         store.count(session, ids.campaign_id, kind, ids.position, hour_of(now), machine)
-        if personal and not machine and ids.delivery_id is not None:
-            record_events_in(session, [_event(secret_keys, kind, ids, now)], secret_keys, now)
+        event = _event(secret_keys, kind, ids, now) if personal and not machine else None
+        if event is not None and not _already_recorded(db, event.event_id):
+            record_events_in(session, [event], secret_keys, now)
+    if event is not None:
+        _remember_recorded(db, event.event_id)  # committed: a repeat needs no trip through the pipeline
     return Recorded(url, machine, reason or "", personal)
+
+
+_LINKS: weakref.WeakKeyDictionary[Store, dict[tuple[int, int], str]] = weakref.WeakKeyDictionary()
+_LINKS_LOCK = threading.Lock()
+_LINKS_KEPT = 50_000
+
+
+def _link_url(db: Store, campaign_id: int, position: int) -> str | None:
+    """A link's URL, remembered per store: links never change once their campaign exists, and ids are never
+    reused, so a click needs no query for them after the first. Unknown links are not remembered."""
+    with _LINKS_LOCK:
+        known = _LINKS.setdefault(db, {})
+        url = known.get((campaign_id, position))
+    if url is not None:
+        return url
+    with db.session() as session:
+        url = store.link_url(session, campaign_id, position)
+    if url is not None:
+        with _LINKS_LOCK:
+            if len(known) >= _LINKS_KEPT:
+                known.clear()
+            known[(campaign_id, position)] = url
+    return url
+
+
+_RECORDED: weakref.WeakKeyDictionary[Store, OrderedDict[str, None]] = weakref.WeakKeyDictionary()
+
+
+def _already_recorded(db: Store, event_id: str) -> bool:
+    """True when this process already stored the event (the pipeline would skip it as a repeat anyway)."""
+    with _LINKS_LOCK:
+        return event_id in _RECORDED.get(db, ())
+
+
+def _remember_recorded(db: Store, event_id: str) -> None:
+    with _LINKS_LOCK:
+        recorded = _RECORDED.setdefault(db, OrderedDict())
+        recorded[event_id] = None
+        while len(recorded) > _LINKS_KEPT:
+            recorded.popitem(last=False)
 
 
 def _client_key(campaign_id: int, request: Request) -> str:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, bindparam, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.models import Base, Delivery, UTCDateTime
@@ -97,22 +98,32 @@ def load_plan(session: Session, campaign_id: int) -> TrackingPlan | None:
     return TrackingPlan(campaign_id, row[0], bool(row[1]), bool(row[2]), links)
 
 
+_LINK_URL = select(links_t.c.url).where(links_t.c.campaign_id == bindparam("c"), links_t.c.position == bindparam("p"))
+
+
 def link_url(session: Session, campaign_id: int, position: int) -> str | None:
     """Where link ``position`` of the campaign goes, or None when it has no such link."""
-    return session.scalar(select(links_t.c.url).where(links_t.c.campaign_id == campaign_id,
-                                                      links_t.c.position == position))
+    return session.scalar(_LINK_URL, {"c": campaign_id, "p": position})
+
+
+_COUNT_STATEMENTS: dict[tuple[str, bool], Any] = {}
 
 
 def count(session: Session, campaign_id: int, kind: str, position: int, hour: datetime, machine: bool) -> None:
-    """Add one request to its hour's human or machine count (an upsert: safe from several processes)."""
-    column = "machine" if machine else "human"
-    statement = dialect_insert(session, counts_t).values(
-        campaign_id=campaign_id, kind=kind, position=position, hour=hour,
-        human=0 if machine else 1, machine=1 if machine else 0)
-    statement = statement.on_conflict_do_update(
-        index_elements=["campaign_id", "kind", "position", "hour"],
-        set_={column: counts_t.c[column] + 1})
-    session.execute(statement)
+    """Add one request to its hour's human or machine count (an upsert: safe from several processes).
+
+    The statement is built once per database kind and reused with bound values: a click is a hot path.
+    """
+    dialect = session.get_bind().dialect.name
+    statement = _COUNT_STATEMENTS.get((dialect, machine))
+    if statement is None:
+        column = "machine" if machine else "human"
+        insert = dialect_insert(session, counts_t).values(
+            campaign_id=bindparam("c"), kind=bindparam("k"), position=bindparam("p"), hour=bindparam("h"),
+            human=0 if machine else 1, machine=1 if machine else 0)
+        statement = _COUNT_STATEMENTS[(dialect, machine)] = insert.on_conflict_do_update(
+            index_elements=["campaign_id", "kind", "position", "hour"], set_={column: counts_t.c[column] + 1})
+    session.execute(statement, {"c": campaign_id, "k": kind, "p": position, "h": hour})
 
 
 def counts_by_link(session: Session, campaign_id: int, kind: str) -> dict[int, tuple[int, int]]:
@@ -147,9 +158,11 @@ class SentRow:
     updated_at: datetime | None
 
 
+_SENT_ROW = select(Delivery.__table__.c.campaign_id, Delivery.__table__.c.status, Delivery.__table__.c.updated_at) \
+    .where(Delivery.__table__.c.id == bindparam("d"))
+
+
 def sent_row(session: Session, delivery_id: int) -> SentRow | None:
     """The ledger row ``delivery_id``, or None when it is gone."""
-    deliveries = Delivery.__table__
-    row = session.execute(select(deliveries.c.campaign_id, deliveries.c.status, deliveries.c.updated_at)
-                          .where(deliveries.c.id == delivery_id)).first()
+    row = session.execute(_SENT_ROW, {"d": delivery_id}).first()
     return None if row is None else SentRow(int(row[0]), str(row[1]), row[2])
