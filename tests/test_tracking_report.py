@@ -186,3 +186,27 @@ def test_html_report_reads_in_chromium_at_375_and_1200_px_without_script_or_netw
     assert rates_box["y"] == links_box["y"] and links_box["x"] > rates_box["x"]  # two columns on a desktop
     rates_box, links_box = layout[375]
     assert links_box["y"] > rates_box["y"] + rates_box["height"] - 1  # one column on a phone
+
+
+def test_png_report_is_drawn_with_matplotlib(seeded, cli, tmp_path):
+    import struct
+
+    _first, second = seeded
+    image = tmp_path / "report.png"
+    result = cli("campaigns", "report", str(second), "--png", str(image), "--json")
+    assert result.exit_code == 0, result.stderr
+    data = image.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])  # IHDR: 10 x 7 inches at 120 dpi
+    assert (width, height) == (1200, 840)
+
+
+def test_png_without_matplotlib_is_one_line_with_a_hint(seeded, cli, tmp_path, monkeypatch):
+    import sys
+
+    _first, second = seeded
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    result = cli("campaigns", "report", str(second), "--png", str(tmp_path / "r.png"))
+    assert result.exit_code == 1
+    assert "--png needs matplotlib" in result.stderr and "newsletter[charts]" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r.png").exists()
