@@ -302,10 +302,12 @@ def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingP
     edition = campaign.edition
     html, text = edition.html, edition.text
     if tracking is not None and (tracking.clicks or tracking.opens):
-        common = {"base_url": settings.base_url, "secret_key": settings.secret_key, "campaign_id": campaign.id}
-        html = clicks.tracked_html(html, tracking.links, clicks=tracking.clicks, opens=tracking.opens, **common)
+        base_url, key = settings.base_url, settings.secret_key
+        html = clicks.tracked_html(html, tracking.links, base_url=base_url, secret_key=key, campaign_id=campaign.id,
+                                   clicks=tracking.clicks, opens=tracking.opens)
         if tracking.clicks:
-            text = clicks.tracked_text(text, tracking.links, **common)
+            text = clicks.tracked_text(text, tracking.links, base_url=base_url, secret_key=key,
+                                       campaign_id=campaign.id)
     return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 

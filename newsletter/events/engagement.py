@@ -94,7 +94,7 @@ def campaign_report(session: Session, campaign_id: int, now: datetime) -> dict[s
     plan = tr.load_plan(session, campaign_id)
     clicks = tr.counts_by_link(session, campaign_id, "click")
     unique = q.unique_clickers_by_link(session, campaign_id, FIRST_PARTY)
-    links = [{"position": position, "url": url, "clicks": clicks.get(position, (0, 0))[0],
+    links: list[dict[str, Any]] = [{"position": position, "url": url, "clicks": clicks.get(position, (0, 0))[0],
               "machine_clicks": clicks.get(position, (0, 0))[1], "unique_clicks": unique.get(position, 0)}
              for position, url in sorted((plan.links if plan else {}).items())]
     links.sort(key=lambda link: (-link["clicks"], link["position"]))
@@ -145,8 +145,10 @@ def _previous(session: Session, campaign_id: int, rates: dict[str, float | None]
     for name in RATE_NAMES:
         values = [s[name] for s in summaries if s[name] is not None]
         average[name] = sum(values) / len(values) if values else None
-    compared = {name: (rates[name] - average[name]) if rates[name] is not None and average[name] is not None
-                else None for name in RATE_NAMES}
+    compared: dict[str, float | None] = {}
+    for name in RATE_NAMES:
+        this, before = rates[name], average[name]
+        compared[name] = this - before if this is not None and before is not None else None
     return {"campaign_ids": ids, "rates": average}, compared
 
 

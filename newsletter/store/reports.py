@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.store.events import ProviderEvent
-from newsletter.store.models import Campaign, Consent, Delivery, Edition
+from newsletter.store.models import Campaign, Consent, Delivery, Edition, UTCDateTime
 from newsletter.vocabulary import CampaignStatus, ConsentAction, LedgerStatus
 
 deliveries_t = Delivery.__table__
@@ -153,7 +153,7 @@ def provider_event_times(session: Session, campaign_id: int, kind: str, exclude_
     column = events_t.c.occurred_at
     rows = session.execute(select(column).where(events_t.c.campaign_id == campaign_id, events_t.c.kind == kind,
                                                 events_t.c.provider != exclude_provider))
-    processor = column.type.process_result_value  # type: ignore[attr-defined]
+    processor = UTCDateTime().process_result_value
     dialect = session.get_bind().dialect
     result = []
     for (when,) in rows:

@@ -142,8 +142,8 @@ def counts_by_hour(session: Session, campaign_id: int, kind: str) -> dict[dateti
     result: dict[datetime, tuple[int, int]] = {}
     for hour, human, machine in rows:
         # SQLite hands back the stored text for an aggregate's group key only through the column type.
-        when = counts_t.c.hour.type.process_result_value(hour, session.get_bind().dialect) \
-            if not isinstance(hour, datetime) or hour.tzinfo is None else hour
+        when = hour if isinstance(hour, datetime) and hour.tzinfo is not None \
+            else UTCDateTime().process_result_value(hour, session.get_bind().dialect)
         if when is not None:
             result[when] = (int(human or 0), int(machine or 0))
     return result

@@ -16,6 +16,7 @@ from newsletter.usecases.editions import audience_of, prepare_edition, sample_fo
 
 if TYPE_CHECKING:
     from newsletter.compose.edition import Edition
+    from newsletter.engine.campaigns import TrackingChoice
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class SendPlan:
     edition: Edition
     audience: int | None
     again: bool = False
-    tracking: object = None  # an engine.campaigns.TrackingChoice; None: clicks tracked, opens not
+    tracking: TrackingChoice | None = None  # None: clicks tracked, opens not
 
 
 def plan_send(store, settings, article: str, list_name: str, *, transport: str | None = None,
@@ -136,7 +137,7 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
     return {**result, "list": list_name, "audience": audience, "subject": edition.subject, "when": when}
 
 
-def _tracking(clicks: bool, opens: bool):
+def _tracking(clicks: bool, opens: bool) -> TrackingChoice:
     from newsletter.engine.campaigns import TrackingChoice
 
     return TrackingChoice(clicks=clicks, opens=opens)

@@ -16,30 +16,30 @@ ACCENT = "#1b5e4f"
 MACHINE = "#b9c3c9"
 OPEN = "#c7772e"
 
-_CSS = f"""
-*{{box-sizing:border-box}}
-body{{margin:0;background:#f4f6f5;color:#1d2327;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}}
-main{{max-width:1120px;margin:0 auto;padding:16px}}
-h1{{font-size:1.5rem;line-height:1.25;margin:8px 0 4px}} h2{{font-size:1.05rem;margin:0 0 10px}}
-.meta{{color:#51575d;margin:0 0 16px}}
-.grid{{display:grid;grid-template-columns:1fr;gap:16px}}
-@media (min-width:800px){{.grid{{grid-template-columns:1fr 1fr}} .wide{{grid-column:1/-1}}}}
-.card{{background:#fff;border-radius:10px;padding:16px;box-shadow:0 1px 2px rgba(0,0,0,.08);min-width:0}}
-.tiles{{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:10px}}
-.tile{{background:#fff;border-radius:10px;padding:12px;box-shadow:0 1px 2px rgba(0,0,0,.08)}}
-.tile b{{display:block;font-size:1.4rem}} .tile span{{color:#51575d;font-size:.85rem}}
-table{{width:100%;border-collapse:collapse;font-size:.9rem}}
-th,td{{text-align:left;padding:6px 4px;border-bottom:1px solid #e4e8e6;vertical-align:top}}
-td.n,th.n{{text-align:right}} td.n{{white-space:nowrap}}
-@media (max-width:480px){{main{{padding:10px}} .card{{padding:12px}} table{{font-size:.82rem}} th,td{{padding:5px 3px}}}}
-.scroll{{overflow-x:auto}}
-.narrow-only{{display:none}}
-@media (max-width:600px){{.narrow-only{{display:block}} .wide-only{{display:none}}}}
-td.url{{word-break:break-all}}
-.note{{color:#51575d;font-size:.85rem;margin:8px 0 0}}
-svg{{display:block;width:100%;height:auto}}
-.legend span{{display:inline-block;margin-right:12px;font-size:.85rem}}
-.legend i{{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}}
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f4f6f5;color:#1d2327;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{max-width:1120px;margin:0 auto;padding:16px}
+h1{font-size:1.5rem;line-height:1.25;margin:8px 0 4px} h2{font-size:1.05rem;margin:0 0 10px}
+.meta{color:#51575d;margin:0 0 16px}
+.grid{display:grid;grid-template-columns:1fr;gap:16px}
+@media (min-width:800px){.grid{grid-template-columns:1fr 1fr} .wide{grid-column:1/-1}}
+.card{background:#fff;border-radius:10px;padding:16px;box-shadow:0 1px 2px rgba(0,0,0,.08);min-width:0}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:10px}
+.tile{background:#fff;border-radius:10px;padding:12px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.tile b{display:block;font-size:1.4rem} .tile span{color:#51575d;font-size:.85rem}
+table{width:100%;border-collapse:collapse;font-size:.9rem}
+th,td{text-align:left;padding:6px 4px;border-bottom:1px solid #e4e8e6;vertical-align:top}
+td.n,th.n{text-align:right} td.n{white-space:nowrap}
+@media (max-width:480px){main{padding:10px} .card{padding:12px} table{font-size:.82rem} th,td{padding:5px 3px}}
+.scroll{overflow-x:auto}
+.narrow-only{display:none}
+@media (max-width:600px){.narrow-only{display:block} .wide-only{display:none}}
+td.url{word-break:break-all}
+.note{color:#51575d;font-size:.85rem;margin:8px 0 0}
+svg{display:block;width:100%;height:auto}
+.legend span{display:inline-block;margin-right:12px;font-size:.85rem}
+.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 """
 
 
@@ -110,7 +110,8 @@ def _timeline_drawing(timeline: dict[str, Any], width: int, height: int, font: i
     for tick in (0, peak // 2, peak):
         y = height - bottom - tick * scale
         out.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e8e6"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="{font}" text-anchor="end" fill="#51575d">{tick}</text>')
+                   f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="{font}" text-anchor="end" '
+                   f'fill="#51575d">{tick}</text>')
     for i, (human, bot) in enumerate(zip(clicks, machine, strict=True)):
         x = left + i * step + 1
         if human:
@@ -120,7 +121,8 @@ def _timeline_drawing(timeline: dict[str, Any], width: int, height: int, font: i
             out.append(f'<rect x="{x:.1f}" y="{height - bottom - (human + bot) * scale:.1f}" width="{step - 2:.1f}" '
                        f'height="{bot * scale:.1f}" fill="{MACHINE}"><title>hour {i}: {bot} machine</title></rect>')
     if any(opens):
-        points = " ".join(f"{left + (i + 0.5) * step:.1f},{height - bottom - n * scale:.1f}" for i, n in enumerate(opens))
+        points = " ".join(f"{left + (i + 0.5) * step:.1f},{height - bottom - n * scale:.1f}"
+                          for i, n in enumerate(opens))
         out.append(f'<polyline points="{points}" fill="none" stroke="{OPEN}" stroke-width="2"/>')
     for hour in range(0, hours + 1, every):
         anchor = "end" if hour == hours else "middle"
@@ -183,8 +185,10 @@ def _domains_table(domains: list[dict[str, Any]]) -> str:
     rows = "".join(f'<tr><td>{escape(d["domain"])}</td><td class="n">{d["sent"]}</td><td class="n">'
                    f'{d["delivered"]}</td><td class="n">{d["bounced"]}</td><td class="n">{d["clicked"]}</td></tr>'
                    for d in domains)
-    return ('<div class="scroll"><table><thead><tr><th>Domain</th><th class="n">Sent</th><th class="n">Delivered</th>'
-            '<th class="n">Bounced</th><th class="n">Clicked</th></tr></thead><tbody>' + rows + "</tbody></table></div>")
+    head = ('<th>Domain</th><th class="n">Sent</th><th class="n">Delivered</th><th class="n">Bounced</th>'
+            '<th class="n">Clicked</th>')
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+
 
 
 def _notes(report: dict[str, Any]) -> str:
