@@ -251,3 +251,20 @@ def test_personal_click_seconds_after_sending_is_a_scanner(site, cli, tmp_path, 
     assert site.client.get(link, headers={"User-Agent": BROWSER_AGENT}).status_code == 303
     assert row_of(site, "yes@example.org").clicked_at is None
     assert counts(site, campaign_id) == {link_for(site, campaign_id, SURVEY): (0, 1)}
+
+
+def test_a_list_can_have_its_own_mode(site, cli, tmp_path):
+    with Path("newsletter.toml").open("a") as config:
+        config.write('\n[tracking]\nmode = "personal"\nlists = { readers = "off" }\n')
+    _, messages = send(cli, tmp_path, "--track-opens", people=CONSENTING)
+    message = messages["yes@example.org"]
+    assert tracked_links(message) == [] and "/o/" not in html_of(message) and f'href="{SURVEY}"' in html_of(message)
+
+
+def test_a_bad_list_mode_is_one_line(workspace, cli):
+    with Path("newsletter.toml").open("a") as config:
+        config.write('\n[tracking]\nlists = { readers = "everything" }\n')
+    result = cli("campaigns", "list")
+    assert result.exit_code == 1
+    assert "[tracking] lists gives list 'readers' the mode 'everything'" in result.stderr
+    assert "use one of off, aggregate, personal" in result.stderr and "Traceback" not in result.stderr

@@ -85,7 +85,7 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
                             timezone=timezone, error="")
         session.add(campaign)
         session.flush()
-        _save_tracking(session, settings, campaign.id, edition.html, tracking or TrackingChoice())
+        _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html, tracking or TrackingChoice())
         return campaign.id
 
 
@@ -97,11 +97,12 @@ class TrackingChoice:
     opens: bool = False
 
 
-def _save_tracking(session: Session, settings: Settings, campaign_id: int, html: str, choice: TrackingChoice) -> None:
+def _save_tracking(session: Session, settings: Settings, campaign_id: int, list_name: str, html: str,
+                   choice: TrackingChoice) -> None:
     from newsletter.compose.clicks import article_links
     from newsletter.store.tracking import save_plan
 
-    mode = TrackingMode(settings.tracking_mode)
+    mode = TrackingMode(settings.tracking_mode_for(list_name))
     clicks, opens = choice.clicks and mode != TrackingMode.OFF, choice.opens and mode != TrackingMode.OFF
     links = article_links(html, settings.base_url) if clicks else []
     save_plan(session, campaign_id, mode, clicks, opens, links)
