@@ -40,6 +40,7 @@ SECRET_FILE = "secret_key"
 TRANSPORTS = registry.names()  # every registered transport (newsletter.transports)
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 DEFAULT_POSTMARK_HOST = "https://api.postmarkapp.com"
+TRACKING_MODES = ("off", "aggregate", "personal")  # newsletter.vocabulary.TrackingMode's values
 MAILGUN_REGIONS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 # (section, key) -> environment variable that overrides it; each provider's section from the registry
@@ -61,6 +62,7 @@ ENV_OVERRIDES = {
     ("doctor", "dns_server"): "NEWSLETTER_DNS_SERVER",
     ("audience", "sunset_after_sends"): "NEWSLETTER_SUNSET_AFTER_SENDS",
     ("audience", "sunset_after_days"): "NEWSLETTER_SUNSET_AFTER_DAYS",
+    ("tracking", "mode"): "NEWSLETTER_TRACKING_MODE",
     **registry.env_overrides(),
 }
 
@@ -185,6 +187,17 @@ class Settings:
     sunset_after_days: float = 0.0
     # The public pages' logo: an image file (PNG, JPEG, GIF, WebP, SVG), relative to the workspace; empty: none.
     logo: str = ""
+    # First-party click and open tracking (newsletter.compose.clicks): off, aggregate (no one named) or
+    # personal (only readers whose tracking consent is recorded); a click this soon after its message was
+    # sent is a link scanner's.
+    tracking_mode: str = "aggregate"
+    tracking_machine_seconds: float = 10.0
+    # Per-list modes (``[tracking] lists = { patients = "off" }``): list name -> mode, overriding tracking_mode.
+    tracking_list_modes: tuple[tuple[str, str], ...] = ()
+
+    def tracking_mode_for(self, list_name: str) -> str:
+        """The tracking mode of a list: its own when ``[tracking] lists`` names it, else the workspace's."""
+        return dict(self.tracking_list_modes).get(list_name, self.tracking_mode)
 
     @property
     def sender(self) -> str:
@@ -310,6 +323,9 @@ def load_settings(
         sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
         sunset_after_days=reader.number("audience", "sunset_after_days", default=0, minimum=0),
         logo=reader.text("web", "logo", default=""),
+        tracking_mode=reader.choice("tracking", "mode", TRACKING_MODES, default="aggregate"),
+        tracking_machine_seconds=reader.number("tracking", "machine_seconds", default=10.0, minimum=0.0),
+        tracking_list_modes=reader.list_modes("tracking", "lists", TRACKING_MODES),
     )
 
 
@@ -605,6 +621,19 @@ class _Reader:
         except InvalidAddress as exc:
             raise self.fail(section, key, f"is not an email address: {exc}",
                             hint="write a plain address, e.g. bounces@example.org") from None
+
+    def list_modes(self, section: str, key: str, choices: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """A table of list name -> one of ``choices`` (``lists = { patients = "off" }``); empty when absent."""
+        value = self.get(section, key, {})
+        if not isinstance(value, dict):
+            raise self.fail(section, key, "must be a table of list names", hint='write lists = { patients = "off" }')
+        modes = []
+        for name, mode in value.items():
+            if not isinstance(mode, str) or mode.strip().lower() not in choices:
+                raise self.fail(section, key, f"gives list {name!r} the mode {mode!r}",
+                                hint=f"use one of {', '.join(choices)}")
+            modes.append((str(name), mode.strip().lower()))
+        return tuple(modes)
 
     def choice(self, section: str, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.text(section, key, default).lower()

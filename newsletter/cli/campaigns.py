@@ -281,3 +281,14 @@ def stop_recurring(app, schedule_id):
             raise NotFound(f"no recurring schedule {schedule_id}", hint="see them with: newsletter campaigns recurring")
         schedule.active = False
     say(f"Recurring schedule {schedule_id} stopped.")
+
+
+def _add_report_commands() -> None:
+    """``report`` and ``compare`` live in ``newsletter.cli.reports``."""
+    from newsletter.cli.reports import compare, report
+
+    campaigns.add_command(report)
+    campaigns.add_command(compare)
+
+
+_add_report_commands()

@@ -7,6 +7,7 @@ import click
 from newsletter import transports as registry
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
+from newsletter.cli.send import tracking_options
 
 
 @click.command("schedule")
@@ -27,10 +28,12 @@ from newsletter.cli.compose import compose_options
 @click.option("--again", is_flag=True,
               help="Schedule it even though this list already received this edition (same slug or same content). "
                    "Never while it is being sent.")
+@tracking_options
 @compose_options
 @json_option
 @pass_app
 def schedule(app, article, list_name, segment, where, to_dormant, at, zone, local_time, cron, transport, again,
+             track_clicks, track_opens,
              recent_title, recent_url, theme, as_json):
     """Schedule ARTICLE for a list at a time; `newsletter run` sends it when due.
 
@@ -69,7 +72,8 @@ def schedule(app, article, list_name, segment, where, to_dormant, at, zone, loca
                                         transport=transport, compose=compose)
         return _print_recurring(result, article, as_json)
     result = use.schedule_at(app.store, app.settings, article, list_name, at, zone=zone, local_time=local_time,
-                             transport=transport, compose=compose, again=again, target=target)
+                             transport=transport, compose=compose, again=again, target=target,
+                             track_clicks=track_clicks, track_opens=track_opens)
     _print_one_shot(result, local_time, as_json)
 
 

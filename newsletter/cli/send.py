@@ -13,6 +13,15 @@ from newsletter.cli.compose import compose_options
 from newsletter.usecases.editions import command_line, compose_flags
 
 
+def tracking_options(command):
+    """``--track-clicks/--no-track-clicks`` (default on) and ``--track-opens`` (default off)."""
+    command = click.option("--track-opens", is_flag=True, default=False,
+                           help="Add an open pixel (off by default: opens are estimates, and personal data).")(command)
+    return click.option("--track-clicks/--no-track-clicks", default=True, show_default=True,
+                        help="Rewrite article links to first-party tracked links ([tracking] mode decides how "
+                             "much they say).")(command)
+
+
 @click.command("send")
 @click.argument("article")
 @click.option("--list", "list_name", default=None, help="The list to send to (a one-list --segment implies it).")
@@ -27,10 +36,12 @@ from newsletter.usecases.editions import command_line, compose_flags
 @click.option("--again", is_flag=True,
               help="Send it even though this list already received this edition (same slug or same content). "
                    "Never while it is being sent.")
+@tracking_options
 @compose_options
 @json_option
 @pass_app
-def send(app, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, recent_title,
+def send(app, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, track_clicks,
+         track_opens, recent_title,
          recent_url, theme, as_json):
     """Send ARTICLE to every confirmed subscriber of a list, now.
 
@@ -55,7 +66,7 @@ def send(app, article, list_name, segment, where, to_dormant, transport, dry_run
     list_name = target.list_name
     plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,
                          compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes,
-                         target=target)
+                         target=target, track_clicks=track_clicks, track_opens=track_opens)
     _sunset_note(plan.sunset)
     if dry_run:
         # the follow-up command repeats every option in use, so it works when pasted

@@ -28,6 +28,7 @@ def serve(app, host, port, forwarded_allow_ips):
       POST /webhooks/sendgrid       GET /archive[/SLUG]       GET /feed.xml
       POST /webhooks/mailgun
       POST /webhooks/ses (Amazon SES events through SNS)
+      GET /c/TOKEN (tracked links: 303 to the link)   GET /o/TOKEN (open pixel)
 
     \b
     Example:

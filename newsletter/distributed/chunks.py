@@ -48,6 +48,7 @@ from newsletter.engine.sender import (
 from newsletter.store import distributed as chunks_db
 from newsletter.store import ledger
 from newsletter.store.models import Campaign, utcnow
+from newsletter.store.tracking import load_plan
 from newsletter.vocabulary import CampaignStatus
 
 log = logging.getLogger("newsletter.worker")
@@ -195,8 +196,10 @@ def _take(ctx: WorkerContext, report: ChunkReport):
 
 def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: ChunkReport) -> None:
     settings, store, c = ctx.settings, ctx.store, report.campaign_id
-    message = campaign_message(settings, campaign)
-    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce)
+    with store.session() as session:
+        tracking = load_plan(session, c)
+    message = campaign_message(settings, campaign, tracking)
+    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce, tracking)
     gate = ctx.gate(campaign.transport)
     totals = SendReport(c, CampaignStatus.SENDING)
     transport = ctx.transport(campaign.transport)

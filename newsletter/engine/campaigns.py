@@ -8,6 +8,7 @@ snapshotted into the ledger when sending starts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import ledger
 from newsletter.store.audience import get_list
 from newsletter.store.models import Campaign
-from newsletter.vocabulary import CampaignStatus, LedgerStatus
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -58,8 +59,13 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
                     status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
                     timezone: str | None = None, article_path: str = "", again: bool = False,
                     audience_filter: str | None = None, segment_name: str | None = None,
-                    to_dormant: bool = False) -> int:
+                    to_dormant: bool = False, tracking: TrackingChoice | None = None) -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id.
+
+    ``tracking`` (default: clicks on, opens off, the workspace's mode) is
+    recorded with the campaign's article links in the same transaction
+    (``newsletter.store.tracking``), so every batch and every resume
+    tracks alike.
 
     The duplicate-send guard (:func:`refuse_duplicate`) runs in the same
     transaction, with the list's row locked, so two sends of one edition
@@ -87,6 +93,7 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
                             to_dormant=to_dormant)
         session.add(campaign)
         session.flush()
+        _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html, tracking or TrackingChoice())
         return campaign.id
 
 
@@ -100,6 +107,25 @@ def _refuse_empty_segment(session: Session, mailing_list: MailingList, audience_
         raise InputError(f"nobody in {mailing_list.name} matches the filter now (or all who do are suppressed, "
                          "dormant or unconfirmed)",
                          hint=f"check it with: newsletter segments count --list {mailing_list.name} --where '...'")
+
+
+@dataclass(frozen=True)
+class TrackingChoice:
+    """A campaign's tracking options (``--track-clicks/--no-track-clicks``, ``--track-opens``)."""
+
+    clicks: bool = True
+    opens: bool = False
+
+
+def _save_tracking(session: Session, settings: Settings, campaign_id: int, list_name: str, html: str,
+                   choice: TrackingChoice) -> None:
+    from newsletter.compose.clicks import article_links
+    from newsletter.store.tracking import save_plan
+
+    mode = TrackingMode(settings.tracking_mode_for(list_name))
+    clicks, opens = choice.clicks and mode != TrackingMode.OFF, choice.opens and mode != TrackingMode.OFF
+    links = article_links(html, settings.base_url) if clicks else []
+    save_plan(session, campaign_id, mode, clicks, opens, links)
 
 
 # A campaign of the same edition in one of these states means the list has it, or is about to.

@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsletter.audience.tokens import UNSUBSCRIBE, make_token
+from newsletter.compose import clicks
 from newsletter.compose.edition import merge_values
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
@@ -55,7 +56,8 @@ from newsletter.engine.quotas import Quota, QuotaReached, shared_pace
 from newsletter.errors import Conflict
 from newsletter.store import ledger
 from newsletter.store.models import utcnow
-from newsletter.vocabulary import CampaignStatus, LedgerStatus
+from newsletter.store.tracking import TrackingPlan, load_plan
+from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -294,10 +296,11 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     with store.session() as session:
         campaign = get_campaign(session, campaign_id)
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
-        message = campaign_message(settings, campaign)
+        tracking = load_plan(session, campaign_id)
+        message = campaign_message(settings, campaign, tracking)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce)
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
     fence = campaign_fence(campaign_id, sender)
     quota = Quota.of(settings, transport.name, clock)
     # the transport's rate, booked in the database: it holds across every process sending through it
@@ -324,10 +327,19 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
             on_progress(done, total)
 
 
-def campaign_message(settings: Settings, campaign: Campaign) -> Message:
-    """The provider-neutral Message of a stored campaign (its edition as composed)."""
+def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None) -> Message:
+    """The provider-neutral Message of a stored campaign (its edition as composed, links tracked as
+    ``tracking`` says: see ``newsletter.compose.clicks``)."""
     edition = campaign.edition
-    return Message(subject=edition.subject, from_email=settings.sender, html=edition.html, text=edition.text,
+    html, text = edition.html, edition.text
+    if tracking is not None and (tracking.clicks or tracking.opens):
+        base_url, key = settings.base_url, settings.secret_key
+        html = clicks.tracked_html(html, tracking.links, base_url=base_url, secret_key=key, campaign_id=campaign.id,
+                                   clicks=tracking.clicks, opens=tracking.opens)
+        if tracking.clicks:
+            text = clicks.tracked_text(text, tracking.links, base_url=base_url, secret_key=key,
+                                       campaign_id=campaign.id)
+    return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
 
 
@@ -482,8 +494,11 @@ class RecipientBuilder:
     """
 
     def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None,
-                 id_nonce: str | None = None):
+                 id_nonce: str | None = None, tracking: TrackingPlan | None = None):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
+        # Personal tracking only for readers whose consent is recorded; everyone else gets aggregate links.
+        self.personal = tracking is not None and tracking.mode == TrackingMode.PERSONAL and (
+            tracking.clicks or tracking.opens)
         self.keys = tuple(settings.secret_keys)
         # Stable across resumes (a resent message keeps its Message-ID), unique per workspace, and,
         # through the campaign's stored random nonce, never repeated by a rebuilt database. A campaign
@@ -494,6 +509,8 @@ class RecipientBuilder:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)
+        values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
+                                              self.personal and clicks.consents(candidate.attributes)))
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(
             email=candidate.email, message_id=message_id, name=candidate.name, merge_data=values,

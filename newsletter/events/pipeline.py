@@ -95,22 +95,29 @@ def record_events(store: Store, events: list[TrackingEvent], secret_keys: Iterab
     ledger: ignored but for the address rules) and ``applied`` (of those,
     that changed the audience).
     """
+    with store.session() as session:
+        return record_events_in(session, events, secret_keys, now, soft_bounces)
+
+
+def record_events_in(session: Session, events: list[TrackingEvent], secret_keys: Iterable[str],
+                     now: datetime, soft_bounces: SoftBounceLimit | None = None) -> dict[str, int]:
+    """:func:`record_events` within the caller's transaction (first-party clicks record their counts in the
+    same one); the caller commits."""
     tags = message_id.tags(secret_keys)
     limit = soft_bounces or SoftBounceLimit()
     rows: dict[str, _Row] = {}
     for event in events:
         rows.setdefault(event.event_id, _Row(event, message_id.parse(event.message_id, tags)))
-    with store.session() as session:
-        ev.lock_events(session)
-        for known in ev.known_event_ids(session, list(rows)):
-            del rows[known]
-        ledger_rows = _match(session, list(rows.values()))
-        inserted = ev.insert_events(session, [_stored(row, now) for row in rows.values()])
-        # Another copy of this batch may have stored some of these events meanwhile: apply only ours.
-        fresh = [row for event_id, row in rows.items() if event_id in inserted]
-        settled = _record_outcomes(session, fresh, ledger_rows, now)
-        applied = sum(_apply(session, row, now, limit) for row in fresh)
-        _wake_engaged(session, fresh)
+    ev.lock_events(session)
+    for known in ev.known_event_ids(session, list(rows)):
+        del rows[known]
+    ledger_rows = _match(session, list(rows.values()))
+    inserted = ev.insert_events(session, [_stored(row, now) for row in rows.values()])
+    # Another copy of this batch may have stored some of these events meanwhile: apply only ours.
+    fresh = [row for event_id, row in rows.items() if event_id in inserted]
+    settled = _record_outcomes(session, fresh, ledger_rows, now)
+    applied = sum(_apply(session, row, now, limit) for row in fresh)
+    _wake_engaged(session, fresh)
     matched = sum(1 for row in fresh if row.delivery_id is not None)
     if settled:
         log.info("%d ledger rows of unknown outcome settled from %s events", settled, fresh[0].event.provider)

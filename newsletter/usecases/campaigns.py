@@ -17,6 +17,7 @@ from newsletter.usecases.editions import audience_of, prepare_edition, sample_fo
 if TYPE_CHECKING:
     from newsletter.compose.edition import Edition
     from newsletter.usecases.segments import Audience
+    from newsletter.engine.campaigns import TrackingChoice
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class SendPlan:
     again: bool = False
     target: Audience | None = None  # a segment, --where or --to-dormant send (usecases.segments)
     sunset: dict | None = None  # what the sunset policy did just before (usecases.segments.apply_sunset)
+    tracking: TrackingChoice | None = None  # None: clicks tracked, opens not
 
     def campaign_audience(self) -> dict:
         """What ``create_campaign`` records for the snapshot to apply (nothing for a whole list)."""
@@ -65,7 +67,8 @@ def _count(store, list_name: str, target: Audience | None) -> int:
 
 def plan_send(store, settings, article: str, list_name: str, *, transport: str | None = None,
               compose: ComposeOptions = ComposeOptions(), again: bool = False, dry_run: bool = False,
-              count: bool = True, target: Audience | None = None) -> SendPlan:
+              count: bool = True, target: Audience | None = None, track_clicks: bool = True,
+              track_opens: bool = False) -> SendPlan:
     """Compose and check ``article`` for ``list_name``; raise on anything that would stop the send.
 
     ``count``: size the audience (most of a second for a million members;
@@ -82,7 +85,8 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
 
     sunset = apply_sunset(store, settings, dry_run=dry_run)  # who is dormant now decides the audience
     audience = _count(store, list_name, target) if count or dry_run else None
-    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target, sunset)
+    plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target, sunset,
+                    _tracking(track_clicks, track_opens))
     if not dry_run:
         from newsletter.delivery import get_transport
 
@@ -109,7 +113,8 @@ def send_now(store, settings, plan: SendPlan, watch: Watch, *, limit: int | None
     from newsletter.engine.campaigns import create_campaign
 
     campaign_id = create_campaign(store, settings, plan.edition, plan.list_name, plan.transport,
-                                  article_path=plan.article, again=plan.again, **plan.campaign_audience())
+                                  article_path=plan.article, again=plan.again, tracking=plan.tracking,
+                                  **plan.campaign_audience())
     size = f"{plan.audience} subscribers of " if plan.audience else ""
     where = plan.target.describe() if plan.target else plan.list_name
     watch.note(f"Campaign {campaign_id}: sending to {size}{where} via {plan.transport}")
@@ -160,7 +165,8 @@ def retry(store, settings, campaign_id: int, which: str | None, watch: Watch):
 
 def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone: str | None = None,
                 local_time: bool = False, transport: str | None = None, compose: ComposeOptions = ComposeOptions(),
-                again: bool = False, target: Audience | None = None) -> dict:
+                again: bool = False, target: Audience | None = None, track_clicks: bool = True,
+                track_opens: bool = False) -> dict:
     """Store a campaign the daemon sends at ``at`` (``local_time``: in each subscriber's zone, in waves).
 
     Returns the summary of :func:`newsletter.usecases.planning.schedule_campaign` plus ``audience``,
@@ -188,8 +194,15 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
     edition = prepare_edition(settings, article, **compose.as_dict())
     audience = _count(store, list_name, target)
     result = schedule_campaign(store, settings, edition, list_name, chosen, when, article_path=article,
-                               local_time=local_time, again=again, audience=_campaign_audience(target))
+                               local_time=local_time, again=again, audience=_campaign_audience(target),
+                               tracking=_tracking(track_clicks, track_opens))
     return {**result, "list": list_name, "audience": audience, "subject": edition.subject, "when": when}
+
+
+def _tracking(clicks: bool, opens: bool) -> TrackingChoice:
+    from newsletter.engine.campaigns import TrackingChoice
+
+    return TrackingChoice(clicks=clicks, opens=opens)
 
 
 def schedule_recurring(store, settings, folder: str, list_name: str, cron: str, *, zone: str | None = None,

@@ -15,6 +15,7 @@ from newsletter.vocabulary.statuses import (
     MembershipStatus,
     SubscriberStatus,
     SuppressionReason,
+    TrackingMode,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "MembershipStatus",
     "SubscriberStatus",
     "SuppressionReason",
+    "TrackingMode",
     "address_hash",
     "address_key",
     "normalise_address",

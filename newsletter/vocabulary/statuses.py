@@ -93,3 +93,16 @@ class CheckResult(StrEnum):
     FAIL = "fail"  # receivers will reject or junk mail because of it
     UNKNOWN = "unknown"  # could not be checked (offline, resolver or relay unreachable)
     SKIPPED = "skipped"  # does not apply to this set-up
+class TrackingMode(StrEnum):
+    """``[tracking] mode``: how much a campaign's links and pixel may say about a reader.
+
+    ``off``: links go straight to their targets, no pixel. ``aggregate``
+    (the default): link-level counts only; every recipient gets the same
+    links, naming the campaign and the link, never the person. ``personal``:
+    per-delivery clicks and opens, only for subscribers whose tracking
+    consent is recorded; the others get aggregate links.
+    """
+
+    OFF = "off"
+    AGGREGATE = "aggregate"
+    PERSONAL = "personal"

@@ -16,6 +16,8 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /archive               past issues
     GET  /archive/{slug}        one issue's web version
     GET  /feed.xml              Atom feed
+    GET  /c/{token}             a tracked link: count the click, 303 to the stored URL (clicks.py)
+    GET  /o/{token}             the open pixel (only in mail sent with --track-opens)
     GET  /healthz               200 "ok" (load balancers)
 
 See the modules ``subscriptions``, ``preferences``, ``signup``, ``webhook`` and ``archive`` for
@@ -114,7 +116,7 @@ def _routes():
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from newsletter.web import archive, preferences, signup, subscriptions, webhook
+    from newsletter.web import archive, clicks, preferences, signup, subscriptions, webhook
 
     async def health(_request):
         return PlainTextResponse("ok")
@@ -134,6 +136,8 @@ def _routes():
         Route("/archive", archive.archive_index, methods=["GET"]),
         Route("/archive/{slug}", archive.archive_edition, methods=["GET"]),
         Route("/feed.xml", archive.feed, methods=["GET"]),
+        Route("/c/{token}", clicks.click, methods=["GET", "HEAD"]),
+        Route("/o/{token}", clicks.pixel, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
     ]
 
