@@ -59,7 +59,6 @@ from newsletter.vocabulary import (
     EnrolmentStatus,
     LedgerStatus,
     MembershipStatus,
-    SequenceStatus,
     SubscriberStatus,
 )
 
