@@ -380,3 +380,12 @@ def test_at_sends_at_the_readers_own_morning(readers, cli):
     assert ("tokyo@example.org", "Morning tips") not in rounds.received()
     rounds.at(due_local.astimezone(UTC) + timedelta(seconds=1))
     assert rounds.received()[("tokyo@example.org", "Morning tips")] == 1
+
+
+def test_a_step_campaign_is_not_resumed_retried_or_cancelled_by_hand(readers, cli):
+    campaign_id = create(cli)["steps"][0]["campaigns"][0]
+    for command in (("resume", campaign_id), ("retry", campaign_id, "--unknown")):
+        result = cli("campaigns", *command)
+        assert result.exit_code == 1 and "is a step of a sequence" in result.stderr
+    cancelled = cli("campaigns", "cancel", campaign_id)
+    assert cancelled.exit_code == 1 and "can no longer be cancelled" in cancelled.stderr

@@ -236,7 +236,7 @@ class Transports:
         self.open.clear()
 
 
-def run_round(store, settings, holder: str, *, first: bool = False, stop=None):
+def run_round(store, settings, holder: str, *, first: bool = False, enrol: bool = True, stop=None):
     """The daemon's round (see :mod:`newsletter.engine.sequences`), fenced on holding the scheduler lease."""
     from newsletter.engine.sequences import run_round as engine_round
     from newsletter.store.scheduling import lease_of
@@ -247,6 +247,6 @@ def run_round(store, settings, holder: str, *, first: bool = False, stop=None):
 
     transports = Transports(settings)
     try:
-        return engine_round(store, settings, transports, fence, first=first, stop=stop)
+        return engine_round(store, settings, transports, fence, first=first, enrol=enrol, stop=stop)
     finally:
         transports.close()
