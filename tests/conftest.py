@@ -33,7 +33,8 @@ pytest_plugins = ["support.standins"]
 # given here by module so each test file stays about what it tests.
 SLOW = {  # real daemons and child processes, real waits for time to pass
     "test_daemon", "test_engine_kill", "test_two_senders", "test_distributed_services",
-    "test_preview_browser", "test_serve", "test_web_concurrency",
+    "test_preview_browser", "test_serve", "test_web_concurrency", "test_sequences_daemon",
+    "test_sequences_readme",
 }
 SLOW_TESTS = {"test_add_import_export_import_over_hostile_data"}  # many Hypothesis examples on a real store
 SERVICES = {  # beyond SQLite: PostgreSQL (the postgres parameter), Redis, RabbitMQ, unshare

@@ -276,6 +276,9 @@ def list_campaigns(store: Store, status: str | None = None) -> list[dict[str, An
 
 
 def ensure_resumable(campaign: Campaign) -> None:
+    if campaign.status == CampaignStatus.AUTOMATED:
+        raise Conflict(f"campaign {campaign.id} is a step of a sequence: newsletter run sends it",
+                       hint="see the sequence's steps with: newsletter sequences list, then sequences show NAME")
     if campaign.status in FINAL_STATUSES and campaign.status != CampaignStatus.SENT:
         raise Conflict(f"campaign {campaign.id} is {campaign.status}", hint="create a new one with newsletter send")
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):

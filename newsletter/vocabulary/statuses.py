@@ -72,6 +72,22 @@ class CampaignStatus(StrEnum):
     FAILED = "failed"            # finished, and nobody received it
     CANCELLED = "cancelled"
     MISSED = "missed"
+    AUTOMATED = "automated"      # one step of a sequence: the daemon adds its ledger rows as people reach it
+
+
+class SequenceStatus(StrEnum):
+    """``Sequence.status``: whether the daemon runs it."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class EnrolmentStatus(StrEnum):
+    """``SequenceEnrolment.status``: one subscriber's way through a sequence."""
+
+    ACTIVE = "active"            # a next step is due at next_due_at
+    FINISHED = "finished"        # every step reached (sent, or skipped and recorded)
+    STOPPED = "stopped"          # left the list, unsubscribed, suppressed: no more steps
 
 
 class LedgerStatus(StrEnum):
