@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("newsletter.cli.send:send", "Send an article to a list now."),
     "schedule": ("newsletter.cli.schedule:schedule", "Schedule an article for a list at a time."),
     "campaigns": ("newsletter.cli.campaigns:campaigns", "Show, cancel, resume and retry campaigns."),
+    "feeds": ("newsletter.cli.feeds:feeds", "Turn a blog's feed (RSS, Atom, JSON Feed) into newsletters."),
     "bounces": ("newsletter.cli.bounces:bounces", "Read bounce messages from a mailbox (SMTP senders)."),
     "run": ("newsletter.cli.run:run", "Run the scheduler daemon."),
     "serve": ("newsletter.cli.serve:serve", "Serve unsubscribe, confirm, webhook and archive pages."),
