@@ -61,7 +61,8 @@ def add(app, url, list_name, every, zone, mode, draft, name, max_new, transport,
 
     \b
     Example:
-      newsletter feeds add https://blog.example/feed.xml --list readers --every "mon 09:00" --tz Europe/London --mode digest
+      newsletter feeds add https://blog.example/feed.xml --list readers --every "mon 09:00" \
+        --tz Europe/London --mode digest
     """
     from newsletter.usecases import feeds as use
 
@@ -125,7 +126,8 @@ def show(app, name, as_json):
     zone = data["timezone"]
     console.print(table(f"Feed {data['name']}", ["Field", "Value"], [
         ["URL", data["url"]], ["Title", data["title"]], ["List", data["list"]], ["Status", data["status"]],
-        ["Paused because", data["paused_reason"] or ""], ["Mode", data["mode"] + (" (drafts)" if data["draft"] else "")],
+        ["Paused because", data["paused_reason"] or ""],
+        ["Mode", data["mode"] + (" (drafts)" if data["draft"] else "")],
         ["Every", f"{data['every']} ({zone})"], ["Next poll", _when(data["next_poll"], zone)],
         ["Max new per poll", data["max_new"]], ["Items recorded", data["items"]],
         ["Last poll", _when(data["last_polled_at"], zone)], ["Last error", data["last_error"] or ""],

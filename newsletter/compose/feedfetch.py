@@ -18,7 +18,6 @@ Contract of :func:`fetch`:
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 import urllib.error
@@ -97,11 +96,10 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
     except FeedFetchError:
         raise
     except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
+        if isinstance(exc.reason, TimeoutError):  # socket.timeout is TimeoutError
             raise FeedFetchError(f"no answer within {timeout:g} s") from None
-        raise FeedFetchError(f"cannot reach the feed: {_one_line(reason)}") from None
-    except (TimeoutError, socket.timeout):
+        raise FeedFetchError(f"cannot reach the feed: {_one_line(exc.reason)}") from None
+    except TimeoutError:
         raise FeedFetchError(f"no answer within {timeout:g} s") from None
     except ssl.SSLError as exc:
         raise FeedFetchError(f"TLS error: {_one_line(exc)}") from None

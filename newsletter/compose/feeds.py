@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import html
 import json
@@ -117,7 +118,7 @@ def _xml_item(entry) -> FeedItemData:
         detail = entry.get("summary_detail") or {}
         content = _as_html(entry["summary"], detail.get("type", "text/html"))
     stamp = entry.get("published_parsed") or entry.get("updated_parsed")
-    published = datetime(*stamp[:6], tzinfo=UTC) if stamp else None
+    published = datetime.fromtimestamp(calendar.timegm(stamp), UTC) if stamp else None  # a UTC struct_time
     title = _clean(entry.get("title", ""))
     link = str(entry.get("link", "") or "")
     return FeedItemData(guid=_guid(entry.get("id"), link, title, content), title=title, link=link,
