@@ -77,7 +77,8 @@ def add(app, url, list_name, every, zone, mode, draft, name, max_new, transport,
         f"{_when(result['next_poll'], result['timezone'])}.")
     if first is not None:
         colour = "red" if first["outcome"] == "error" else "green"
-        say(f"[{colour}]First poll: {first['detail']}[/]")
+        detail = first["detail"] or first["outcome"]
+        say(f"[{colour}]{detail[:1].upper()}{detail[1:]}[/]")
     say("Keep `newsletter run` running; see it with: newsletter feeds show " + result["name"])
     click.echo(result["name"])
 
