@@ -87,7 +87,7 @@ def test_first_poll_records_then_each_new_post_is_one_email_with_the_previous_po
     assert f"{blog.base}/posts/3/more" in html
 
     again = poll(cli).json()[0]
-    assert again["outcome"] in ("not-modified",) and again["campaigns"] == []
+    assert again["outcome"] == "not-modified" and again["campaigns"] == []
     assert len(outbox(letter)) == READERS  # nothing new, no email
 
 
@@ -310,6 +310,46 @@ def test_a_post_without_guid_is_known_by_its_link(letter, cli, blog):
     assert poll(cli).json()[0]["outcome"] == "nothing-new" and outbox(letter) == []
 
 
+def test_two_polls_at_once_create_one_set_of_campaigns(letter, cli, blog, monkeypatch):
+    """Both have fetched and composed before either records: the second finds the guids taken and stops."""
+    import threading
+
+    from newsletter.config import load_settings
+    from newsletter.store.db import open_store
+    from newsletter.store.feeds import get_feed
+    from newsletter.usecases import feeds as use
+
+    url = blog.publish("/feed", "rss", posts(1))
+    add(cli, url)
+    blog.publish("/feed", "rss", posts(1, 2))
+    both_composed = threading.Barrier(2, timeout=60)
+    compose = use._compose
+
+    def compose_then_wait(*args, **kwargs):
+        editions = compose(*args, **kwargs)
+        both_composed.wait()
+        return editions
+
+    monkeypatch.setattr(use, "_compose", compose_then_wait)
+    settings = load_settings(letter)
+    store = open_store(settings)
+    try:
+        with store.session() as session:
+            feed_id = get_feed(session, "blog").id
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(use.poll_feed(store, settings, feed_id)))
+                   for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        store.close()
+    assert sorted(len(r.campaigns) for r in results) == [0, 1]
+    assert [r.detail for r in results if not r.campaigns] == ["recorded by another poll at the same time"]
+    assert len(cli("campaigns", "list", "--json").json()) == 1 and show(cli)["items"] == 2
+
+
 # --- the fetcher's limits (no store) -------------------------------------------------------------
 
 def test_fetch_refuses_a_body_over_the_cap(blog):
@@ -318,6 +358,18 @@ def test_fetch_refuses_a_body_over_the_cap(blog):
     url = blog.serve("/big", b"x" * 5000, conditional=False)
     with pytest.raises(FeedFetchError, match="more than the limit"):
         fetch(url, max_bytes=1000)
+
+
+def test_fetch_reads_a_gzipped_feed_and_caps_it_unzipped(blog):
+    from newsletter.compose.feedfetch import FeedFetchError, fetch
+
+    from support.feeds import rss
+
+    body = rss(blog.base, posts(1, 2))
+    url = blog.serve("/zipped", body, zipped=True, conditional=False)
+    assert fetch(url).body == body
+    with pytest.raises(FeedFetchError, match="once unzipped"):
+        fetch(url, max_bytes=len(body) - 1)
 
 
 def test_fetch_times_out_on_a_server_that_never_answers(blog):
