@@ -419,3 +419,14 @@ def test_items_come_oldest_first_and_a_post_without_a_date_keeps_feed_order():
     undated = (b"<rss version='2.0'><channel><title>T</title><item><title>B</title><guid>b</guid></item>"
                b"<item><title>A</title><guid>a</guid></item></channel></rss>")
     assert [item.title for item in parse_feed(undated).items] == ["A", "B"]
+
+
+def test_a_post_that_shows_template_tags_is_sent_as_written(letter, cli, blog):
+    url = blog.publish("/feed", "rss", posts(1))
+    add(cli, url)
+    shown = Post(2, title="Templates in practice",
+                 body="<p>Our emails greet you by name.</p><pre>Hello {{ name }}, {% if vip %}welcome{% endif %}</pre>")
+    blog.publish("/feed", "rss", [Post(1), shown])
+    polled = poll(cli).json()[0]
+    assert polled["outcome"] == "editions", polled["detail"]
+    assert "Hello {{ name }}" in text_of(outbox(letter)[0])

@@ -217,6 +217,7 @@ def item_article(item: FeedItemData, previous: RecentLink | None) -> Article:
     if item.link and _web(item.link):
         article.blocks.append(Paragraph([Span("Read it on the blog: "), Span(article.title, href=item.link)]))
     article.recently_published = previous if previous and previous.url else None
+    article.source = item.html  # what the post itself says (a post about templates may show {{ tags }})
     return article
 
 
@@ -243,6 +244,7 @@ def digest_article(feed_title: str, items: list[FeedItemData], previous: RecentL
     article = Article(title=f"New on {name}: {count} post{'s' if count != 1 else ''}",
                       subtitle=titles[:200], blocks=blocks, date=when.date())
     article.slug = slugify(f"{name} {when:%Y-%m-%d %H%M}") or "digest"
+    article.source = "\n".join(item.html for item in items)
     article.recently_published = previous if previous and previous.url else None
     return article
 

@@ -113,6 +113,10 @@ def get_feed(session: Session, name: str, *, lock: bool = False) -> Feed:
     return feed
 
 
+def feed_named(session: Session, name: str) -> Feed | None:
+    return session.scalars(select(Feed).where(Feed.name == name)).first()
+
+
 def feed_by_id(session: Session, feed_id: int, *, lock: bool = False) -> Feed | None:
     query = select(Feed).where(Feed.id == feed_id)
     return session.scalars(query.with_for_update() if lock else query).first()

@@ -109,7 +109,7 @@ def add_feed(store, settings, url: str, list_name: str, every: str, *, zone: str
     get_transport(settings, chosen)  # a missing API key or SMTP URL fails now, not at the first post
     with store.session() as session:
         get_list(session, list_name)
-        if session.query(q.Feed.id).filter(q.Feed.name == name).first() is not None:
+        if q.feed_named(session, name) is not None:
             raise Conflict(f"there is already a feed called {name!r}",
                            hint="choose another with --name, or see it with: newsletter feeds show " + name)
         feed = q.Feed(name=name, url=url, list_name=list_name, every=" ".join(every.split()), timezone=zone,
