@@ -43,6 +43,15 @@ def html_of(message) -> str:
     return message.get_body(preferencelist=("html",)).get_content()
 
 
+def local_file(link: str) -> Path:
+    """The file a ``file://`` preview link names."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(link)
+    assert parts.scheme == "file"
+    return Path(unquote(parts.path))
+
+
 def add(cli, url: str, *extra: str):
     result = cli("feeds", "add", url, "--list", "readers", "--every", "mon 09:00", "--tz", "Europe/London",
                  "--name", "blog", *extra, "--json")
@@ -218,11 +227,11 @@ def test_draft_mode_waits_for_approval_with_a_preview(letter, cli, blog):
     polled = poll(cli).json()[0]
     [draft] = polled["drafts"]
     assert polled["campaigns"] == [] and outbox(letter) == []
-    preview = Path(polled["previews"][0])
+    preview = local_file(polled["previews"][0])
     assert preview.is_file() and "Post 2 says hello" in preview.read_text()
     shown = show(cli)
     assert [(e["campaign_id"], e["status"]) for e in shown["editions"]] == [(draft, "draft")]
-    assert Path(shown["editions"][0]["preview"]).is_file()
+    assert local_file(shown["editions"][0]["preview"]) == preview
     wrong = cli("feeds", "approve", "blog", draft + 100)
     assert wrong.exit_code == 1 and "no draft" in wrong.stderr
     approved = cli("feeds", "approve", "blog", draft, "--json")

@@ -143,8 +143,8 @@ def show(app, name, as_json):
             for e in data["editions"]], drop=("Preview",)))
         drafts = [e["campaign_id"] for e in data["editions"] if e["status"] == "draft"]
         if drafts:
-            say(f"Drafts wait for approval: newsletter feeds approve {name} {drafts[-1]} (the preview column "
-                "is the email as a reader sees it)")
+            say(f"Drafts wait for approval: newsletter feeds approve {name} {drafts[-1]} (the preview link "
+                "opens the email as a reader sees it)")
 
 
 @feeds.command("poll")
@@ -191,7 +191,7 @@ def poll(app, name, as_json):
 def approve(app, name, edition, as_json):
     """Send a draft edition of a --draft feed (EDITION: its campaign id; without it, every draft, oldest first).
 
-    `newsletter feeds show NAME` lists the drafts with a preview file of each.
+    `newsletter feeds show NAME` lists the drafts with a preview link to each.
 
     \b
     Example:

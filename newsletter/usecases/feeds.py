@@ -61,7 +61,8 @@ ARTICLE_PREFIX = "feed:"  # an edition's article_path: "feed:NAME"
 
 @dataclass
 class PollResult:
-    """What one poll did; ``campaigns``: scheduled campaigns to send now, ``drafts``: waiting for approval."""
+    """What one poll did; ``campaigns``: scheduled campaigns to send now, ``drafts``: waiting for approval
+    (``previews``: a ``file://`` link to each draft's email as a reader sees it)."""
 
     feed: str
     outcome: str
@@ -160,7 +161,8 @@ def list_feeds(store) -> list[dict[str, Any]]:
 
 
 def describe(store, name: str, settings=None) -> dict[str, Any]:
-    """The feed, its next poll, its last polls and its editions (with a preview file for each pending draft)."""
+    """The feed, its next poll, its last polls and its editions (with a preview link, a ``file://`` URL of
+    :func:`draft_preview`, for each pending draft: ``settings`` given)."""
     from newsletter.store import feeds as q
 
     with store.session() as session:
@@ -174,7 +176,7 @@ def describe(store, name: str, settings=None) -> dict[str, Any]:
     if settings is not None:
         for edition in summary["editions"]:
             if edition["status"] == CampaignStatus.DRAFT:
-                edition["preview"] = str(draft_preview(store, settings, edition["campaign_id"]))
+                edition["preview"] = draft_preview(store, settings, edition["campaign_id"]).as_uri()
     return summary
 
 
@@ -396,7 +398,7 @@ def _record_editions(store, settings, feed_id: int, new: list[FeedItemData], edi
                         http_status=fetched.status)
     if draft:
         result.drafts = created
-        result.previews = [str(draft_preview(store, settings, campaign_id)) for campaign_id in created]
+        result.previews = [draft_preview(store, settings, campaign_id).as_uri() for campaign_id in created]
         for campaign_id, preview in zip(created, result.previews, strict=True):
             log.info("feed %s: draft campaign %s waits for approval (preview: %s; approve with: newsletter feeds "
                      "approve %s %s)", name, campaign_id, preview, name, campaign_id)
