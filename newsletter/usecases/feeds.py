@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newsletter.errors import Conflict, InputError, NewsletterError
+from newsletter.errors import Conflict, InputError, NewsletterError, NotFound
 from newsletter.vocabulary import CampaignStatus, FeedItemState, FeedPollOutcome, FeedStatus
 
 if TYPE_CHECKING:
@@ -338,7 +338,8 @@ def _compose(store, settings, feed_id: int, parsed: ParsedFeed, new: list[FeedIt
 
     with store.session() as session:
         feed = q.feed_by_id(session, feed_id)
-        assert feed is not None
+        if feed is None:
+            raise NotFound("the feed was removed during its poll")
         mode, transport, name = feed.mode, feed.transport, feed.name
     require_sendable(settings, transport)
     link = recent_link(*previous) if previous else None
@@ -526,7 +527,6 @@ def send_campaign(store, settings, campaign_id: int, watch) -> dict[str, Any]:
 
 def approve(store, settings, name: str, campaign_id: int | None, watch) -> list[dict[str, Any]]:
     """Send the feed's draft ``campaign_id`` (or every draft it has, oldest first); returns one report each."""
-    from newsletter.errors import NotFound
     from newsletter.store import feeds as q
 
     with store.session() as session:
