@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("newsletter.cli.schedule:schedule", "Schedule an article for a list at a time."),
     "campaigns": ("newsletter.cli.campaigns:campaigns", "Show, cancel, resume and retry campaigns."),
     "sequences": ("newsletter.cli.sequences:sequences", "Welcome mail and drip sequences for new members."),
+    "feeds": ("newsletter.cli.feeds:feeds", "Turn a blog's feed (RSS, Atom, JSON Feed) into newsletters."),
     "bounces": ("newsletter.cli.bounces:bounces", "Read bounce messages from a mailbox (SMTP senders)."),
     "dkim": ("newsletter.cli.dkim:dkim", "Make a DKIM key and print the DNS record to publish."),
     "doctor": ("newsletter.cli.doctor:doctor", "Check SPF, DKIM, DMARC, bounce MX and the relay's TLS."),

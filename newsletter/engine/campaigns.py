@@ -75,26 +75,39 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
     """
     require_sendable(settings, transport)
     with store.session() as session:
-        mailing_list = get_list(session, list_name)
-        refuse_duplicate(session, edition, mailing_list, again)
-        if audience_filter or to_dormant:
-            _refuse_empty_segment(session, mailing_list, audience_filter, to_dormant)
-        elif not ledger.has_audience(session, mailing_list.id):
-            raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
-                             hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
-        stored = ledger.save_edition(
-            session, slug=edition.slug, subject=edition.subject, preheader=edition.preheader or "",
-            html=edition.html, text=edition.text, theme=edition.theme, article_path=article_path,
-            tags=list(edition.article.tags or []))
-        campaign = Campaign(edition_id=stored.id, list_id=mailing_list.id, list_name=mailing_list.name,
-                            status=status, transport=transport, scheduled_at=scheduled_at,
-                            timezone=timezone, error="", id_nonce=new_nonce(),
-                            audience_filter=audience_filter or None, segment_name=segment_name,
-                            to_dormant=to_dormant)
-        session.add(campaign)
-        session.flush()
-        _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html, tracking or TrackingChoice())
-        return campaign.id
+        return add_campaign(session, settings, edition, list_name, transport, status=status,
+                            scheduled_at=scheduled_at, timezone=timezone, article_path=article_path, again=again,
+                            audience_filter=audience_filter, segment_name=segment_name, to_dormant=to_dormant,
+                            tracking=tracking)
+
+
+def add_campaign(session: Session, settings: Settings, edition: ComposedEdition, list_name: str, transport: str,
+                 *, status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
+                 timezone: str | None = None, article_path: str = "", again: bool = False,
+                 audience_filter: str | None = None, segment_name: str | None = None,
+                 to_dormant: bool = False, tracking: TrackingChoice | None = None) -> int:
+    """:func:`create_campaign` inside the caller's transaction (which has checked :func:`require_sendable`),
+    so that a caller can commit the campaign together with its own bookkeeping (a feed's items)."""
+    mailing_list = get_list(session, list_name)
+    refuse_duplicate(session, edition, mailing_list, again)
+    if audience_filter or to_dormant:
+        _refuse_empty_segment(session, mailing_list, audience_filter, to_dormant)
+    elif not ledger.has_audience(session, mailing_list.id):
+        raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
+                         hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
+    stored = ledger.save_edition(
+        session, slug=edition.slug, subject=edition.subject, preheader=edition.preheader or "",
+        html=edition.html, text=edition.text, theme=edition.theme, article_path=article_path,
+        tags=list(edition.article.tags or []))
+    campaign = Campaign(edition_id=stored.id, list_id=mailing_list.id, list_name=mailing_list.name,
+                        status=status, transport=transport, scheduled_at=scheduled_at,
+                        timezone=timezone, error="", id_nonce=new_nonce(),
+                        audience_filter=audience_filter or None, segment_name=segment_name,
+                        to_dormant=to_dormant)
+    session.add(campaign)
+    session.flush()
+    _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html, tracking or TrackingChoice())
+    return campaign.id
 
 
 def _refuse_empty_segment(session: Session, mailing_list: MailingList, audience_filter: str | None,

@@ -193,10 +193,12 @@ class Daemon:
         """Reconcile the jobs with the campaigns and schedules tables (see the module docstring)."""
         if self.runtime.stop.is_set():
             return
+        from newsletter.scheduler.feeds import sync_feeds
         from newsletter.scheduler.sync import plan_sync
 
         try:
             plan_sync(self)
+            sync_feeds(self)
         except Exception:  # noqa: BLE001 - a failed round (database restarting) is retried next round
             log.exception("sync with the campaigns table failed; retrying in %s s", self.sync_seconds)
 

@@ -109,6 +109,8 @@ class CheckResult(StrEnum):
     FAIL = "fail"  # receivers will reject or junk mail because of it
     UNKNOWN = "unknown"  # could not be checked (offline, resolver or relay unreachable)
     SKIPPED = "skipped"  # does not apply to this set-up
+
+
 class TrackingMode(StrEnum):
     """``[tracking] mode``: how much a campaign's links and pixel may say about a reader.
 
@@ -122,3 +124,28 @@ class TrackingMode(StrEnum):
     OFF = "off"
     AGGREGATE = "aggregate"
     PERSONAL = "personal"
+
+
+class FeedStatus(StrEnum):
+    """``Feed.status``: whether the scheduler polls a blog's feed."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"            # by hand, or by a jump of new items above the feed's limit
+
+
+class FeedItemState(StrEnum):
+    """``FeedItem.state``: what became of one item (post) of a feed."""
+
+    BASELINE = "baseline"        # in the feed when it was first polled (or re-polled after a jump): never sent
+    EDITION = "edition"          # in an edition: its campaign is ``FeedItem.campaign_id``
+
+
+class FeedPollOutcome(StrEnum):
+    """``FeedPoll.outcome``: what one poll of a feed did."""
+
+    BASELINE = "baseline"        # first poll: the items were recorded, nothing sent
+    EDITIONS = "editions"        # new items became editions (campaigns, or drafts)
+    NOTHING_NEW = "nothing-new"
+    NOT_MODIFIED = "not-modified"  # HTTP 304 to the conditional GET
+    PAUSED = "paused"            # too many new items at once: the feed was paused, nothing sent
+    ERROR = "error"              # HTTP error, timeout, too large, not a feed, a pre-flight error

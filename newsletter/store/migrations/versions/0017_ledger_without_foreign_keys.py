@@ -20,14 +20,14 @@ Both indexes stay: the unique ``(subscriber_id, campaign_id)`` serves the
 subscriber's rows and their deletion; the claim index serves a campaign's.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
