@@ -16,8 +16,8 @@ from newsletter.usecases.editions import audience_of, prepare_edition, sample_fo
 
 if TYPE_CHECKING:
     from newsletter.compose.edition import Edition
-    from newsletter.usecases.segments import Audience
     from newsletter.engine.campaigns import TrackingChoice
+    from newsletter.usecases.segments import Audience
 
 
 @dataclass(frozen=True)
