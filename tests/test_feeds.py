@@ -35,7 +35,7 @@ def letter(workspace, cli):
 
 def outbox(folder: Path) -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-            for p in sorted((folder / "outbox").glob("*.eml"))]
+            for p in sorted((folder / "outbox").glob("*.eml")) if not p.name.startswith(".")]
 
 
 def text_of(message) -> str:
