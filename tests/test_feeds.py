@@ -35,7 +35,7 @@ def letter(workspace, cli):
 
 def outbox(folder: Path) -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-            for p in sorted((folder / "outbox").glob("*.eml"))]
+            for p in sorted((folder / "outbox").glob("*.eml")) if not p.name.startswith(".")]
 
 
 def text_of(message) -> str:
@@ -382,6 +382,19 @@ def test_fetch_reads_a_gzipped_feed_and_caps_it_unzipped(blog):
     assert fetch(url).body == body
     with pytest.raises(FeedFetchError, match="once unzipped"):
         fetch(url, max_bytes=len(body) - 1)
+
+
+def test_fetch_follows_a_redirect_to_the_web_and_refuses_one_elsewhere(blog):
+    from newsletter.compose.feedfetch import FeedFetchError, fetch
+
+    target = blog.serve("/new-feed", b"<rss version='2.0'><channel><title>T</title></channel></rss>",
+                        conditional=False)
+    moved = blog.serve("/old-feed", b"", status=301, location=target, conditional=False)
+    fetched = fetch(moved)
+    assert fetched.status == 200 and fetched.url == target
+    away = blog.serve("/away", b"", status=302, location="ftp://blog.example/feed.xml", conditional=False)
+    with pytest.raises(FeedFetchError, match="redirects to a non-web address"):
+        fetch(away)
 
 
 def test_fetch_times_out_on_a_server_that_never_answers(blog):

@@ -51,9 +51,10 @@ def subscribe(cli, count: int) -> None:
 
 
 def recipients(folder: Path) -> Counter:
-    """How many messages each address received."""
+    """How many messages each address received (the file transport writes ``.tmp-*`` then renames: a
+    message is there once renamed)."""
     return Counter(email.message_from_bytes(p.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec
-                   for p in (folder / "outbox").glob("*.eml"))
+                   for p in (folder / "outbox").glob("*.eml") if not p.name.startswith("."))
 
 
 def add_feed(cli, url: str) -> None:

@@ -89,7 +89,7 @@ class FeedServer:
     """A local web server whose answers the test sets per path (see the module docstring)."""
 
     def __init__(self):
-        self.answers: dict[str, tuple[int, bytes, str, bool, bool]] = {}
+        self.answers: dict[str, tuple[int, bytes, str, bool, bool, str]] = {}
         self.requests: list[dict[str, str | None]] = []
         self.release = threading.Event()  # set at exit: frees handlers told to hang
         self.lock = threading.Lock()
@@ -100,8 +100,8 @@ class FeedServer:
                 with server.lock:
                     server.requests.append({"path": self.path, "if_none_match": self.headers.get("If-None-Match"),
                                             "if_modified_since": self.headers.get("If-Modified-Since")})
-                    status, body, kind, conditional, zipped = server.answers.get(
-                        self.path, (404, b"not found", "text/plain", False, False))
+                    status, body, kind, conditional, zipped, location = server.answers.get(
+                        self.path, (404, b"not found", "text/plain", False, False, ""))
                 if status == 0:  # hang: never answer until the test ends
                     server.release.wait(60)
                     return
@@ -117,6 +117,8 @@ class FeedServer:
                 self.send_header("Content-Type", kind)
                 if zipped:
                     self.send_header("Content-Encoding", "gzip")
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(body)))
                 if conditional:
                     self.send_header("ETag", etag)
@@ -142,10 +144,11 @@ class FeedServer:
         self.httpd.server_close()
 
     def serve(self, path: str, body: bytes, kind: str = "application/rss+xml", *, status: int = 200,
-              conditional: bool = True, zipped: bool = False) -> str:
-        """Answer GET ``path`` with ``body`` (status 0: never answer; ``zipped``: gzip-encoded); returns the URL."""
+              conditional: bool = True, zipped: bool = False, location: str = "") -> str:
+        """Answer GET ``path`` with ``body`` (status 0: never answer; ``zipped``: gzip-encoded; ``location``:
+        the Location header of a redirect); returns the URL."""
         with self.lock:
-            self.answers[path] = (status, body, kind, conditional, zipped)
+            self.answers[path] = (status, body, kind, conditional, zipped, location)
         return self.base + path
 
     def publish(self, path: str, kind: str, items: list[Post], **options) -> str:
