@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st_
+from newsletter.compose import clicks
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.store import tracking as st
 from newsletter.store.events import ProviderEvent
@@ -268,3 +271,26 @@ def test_a_bad_list_mode_is_one_line(workspace, cli):
     assert result.exit_code == 1
     assert "[tracking] lists gives list 'readers' the mode 'everything'" in result.stderr
     assert "use one of off, aggregate, personal" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- tokens (properties) ---------------------------------------------------------------------------
+
+IDS = st_.integers(min_value=1, max_value=2**31 - 1)
+KEYS = ("current-key", "older-key")
+
+
+@given(campaign=IDS, position=st_.integers(min_value=1, max_value=500), delivery=st_.none() | IDS,
+       where=st_.integers(min_value=0, max_value=10_000), key=st_.sampled_from(KEYS))
+def test_tokens_verify_as_made_and_any_changed_mac_character_fails(campaign, position, delivery, where, key):
+    token = clicks.link_token(key, campaign, position)
+    if delivery is not None:
+        token += clicks.person_suffix(key, campaign, delivery)
+    assert clicks.read_token(KEYS, token) == clicks.TokenIds(campaign, position, delivery)
+    assert clicks.read_token(("another-key",), token) is None  # another workspace's secret
+    assert clicks.read_token(KEYS, token, "open") is None  # a click token is no open token
+    parts = token.split(".")
+    mac_index = 2 if delivery is None or where % 2 == 0 else 4
+    mac = parts[mac_index]
+    i = 1 + where % (len(mac) - 2)  # a middle character (the last may carry only padding bits)
+    parts[mac_index] = mac[:i] + ("A" if mac[i] != "A" else "B") + mac[i + 1:]
+    assert clicks.read_token(KEYS, ".".join(parts)) is None
