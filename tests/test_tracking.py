@@ -118,8 +118,12 @@ def test_click_redirects_303_to_the_stored_url_and_counts_a_person(site, cli, tm
     assert response.headers["location"] == SURVEY
     assert response.headers["referrer-policy"] == "no-referrer"
     assert counts(site, campaign_id) == {link_for(site, campaign_id, SURVEY): (1, 0)}
-    # aggregate: nothing per delivery
+    # aggregate: nothing per delivery; the report's click rate is people's clicks over delivered messages
     assert row_of(site, "reader1@example.org").clicked_at is None
+    report = cli("campaigns", "report", str(campaign_id), "--json").json()
+    assert report["click_basis"] == "clicks" and report["counts"]["unique_clicks"] == 0
+    assert report["counts"]["clicks"] == 1 and report["rates"]["click_rate"] == pytest.approx(1 / 3)
+    assert report["tracking"] == {"mode": "aggregate", "clicks": True, "opens": False}
 
 
 def test_tampered_or_unknown_tokens_never_redirect(site, cli, tmp_path):
@@ -204,6 +208,9 @@ def test_track_opens_adds_a_pixel_and_apple_prefetch_is_a_machine(site, cli, tmp
     assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
     site.client.get(path_of(pixel.group(1)), headers={"User-Agent": "Mozilla/5.0"})  # Apple MPP's proxy
     assert counts(site, campaign_id, "open") == {0: (1, 1)}
+    report = cli("campaigns", "report", str(campaign_id), "--json").json()
+    assert (report["counts"]["opens"], report["counts"]["machine_opens"], report["counts"]["unique_opens"]) == (1, 1, 0)
+    assert report["rates"]["open_rate"] == pytest.approx(1 / 3) and report["opens_are_estimates"] is True
     # a click token is no open token
     click_token = tracked_links(messages["reader0@example.org"])[0].rsplit("/", 1)[1]
     assert site.client.get(f"/o/{click_token}").status_code == 404
