@@ -301,3 +301,62 @@ def test_tokens_verify_as_made_and_any_changed_mac_character_fails(campaign, pos
     i = 1 + where % (len(mac) - 2)  # a middle character (the last may carry only padding bits)
     parts[mac_index] = mac[:i] + ("A" if mac[i] != "A" else "B") + mac[i + 1:]
     assert clicks.read_token(KEYS, ".".join(parts)) is None
+
+
+# -- on workers (the distributed path builds its messages the same way) ---------------------------------
+
+def test_worker_chunks_send_tracked_links(workspace, cli, tmp_path, monkeypatch):
+    pytest.importorskip("dramatiq")
+    from dramatiq.brokers.stub import StubBroker
+    from newsletter.compose.edition import compose_edition
+    from newsletter.config import load_settings
+    from newsletter.delivery.base import Transport, results_for
+    from newsletter.delivery.message import Outcome
+    from newsletter.distributed.chunks import WorkerContext, run_chunk
+    from newsletter.distributed.dispatch import enqueue_campaign
+    from newsletter.engine.campaigns import TrackingChoice, create_campaign
+    from newsletter.store.db import open_store
+
+    monkeypatch.setenv("NEWSLETTER_TRACKING_MODE", "personal")
+    (tmp_path / "people.csv").write_text(CONSENTING)
+    assert cli("subscribers", "import", str(tmp_path / "people.csv"), "--list", "readers").exit_code == 0
+    shutil.copy(ARTICLE, Path("articles") / "budget.md")
+    settings = load_settings()
+    store = open_store(settings)
+    seen: dict[str, str] = {}
+
+    class Recording(Transport):
+        name, max_batch = "memory", 1000
+
+        def _send(self, message, recipients):
+            from newsletter.delivery.merge import personalise
+
+            seen.update({r.email: personalise(message.html, r.merge_data) for r in recipients})
+            return results_for(recipients, Outcome.QUEUED, provider_id="p")
+
+    class Context(WorkerContext):
+        def transport(self, name):
+            return Recording()
+
+    broker = StubBroker()
+    try:
+        edition = compose_edition(Path("articles") / "budget.md", settings)
+        campaign_id = create_campaign(store, settings, edition, "readers", "memory",
+                                      tracking=TrackingChoice(clicks=True, opens=True))
+        enqueue_campaign(store, settings, campaign_id, broker=broker)
+        from newsletter.store.distributed import campaign_chunks
+
+        with store.session() as session:
+            ranges = [(c.first_id, c.last_id) for c in campaign_chunks(session, campaign_id)]
+        for first, last in ranges:
+            run_chunk(Context(store, settings), campaign_id, first, last)
+        with store.session() as session:
+            yes_id = session.query(Delivery).filter_by(email="yes@example.org").one().id
+    finally:
+        broker.close()
+        store.close()
+    personal = re.findall(r'href="https://news\.clinic\.example/c/([^"]+)"', seen["yes@example.org"])
+    aggregate = re.findall(r'href="https://news\.clinic\.example/c/([^"]+)"', seen["no@example.org"])
+    assert [t.split(".")[3] for t in personal] == [str(yes_id), str(yes_id)]
+    assert [len(t.split(".")) for t in aggregate] == [3, 3]
+    assert "/o/" in seen["yes@example.org"] and "/o/" in seen["no@example.org"]
