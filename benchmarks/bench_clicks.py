@@ -196,6 +196,28 @@ def main() -> None:
               f"{human:,} human + {machine:,} machine = {human + machine:,}; lost: {lost} "
               f"({'PASS' if lost == 0 and answers.count(303) == len(answers) else 'FAIL'})")
         print(f"personal: {events:,} click events (one per delivery and link), {clicked:,} ledger rows clicked")
+        in_process(folder, plan[:2000])
+
+
+def in_process(folder: Path, plan: list[tuple[str, str, str]]) -> None:
+    """The click's own cost without HTTP: the same requests through ``firstparty.record`` (one transaction each)."""
+    from datetime import UTC, datetime
+
+    from newsletter.config import load_settings
+    from newsletter.events.firstparty import Bursts, Request, record
+    from newsletter.store.db import open_store
+
+    settings = load_settings(folder)
+    store = open_store(settings)
+    bursts, latencies = Bursts(), []
+    for method, path, agent in plan:
+        start = time.perf_counter()
+        record(store, settings.secret_keys, path.rsplit("/", 1)[1], "click", Request(method, agent, "127.0.0.1"),
+               datetime.now(UTC), machine_seconds=0, bursts=bursts)
+        latencies.append(time.perf_counter() - start)
+    store.close()
+    print(f"in-process (no HTTP), {len(plan):,} of the same requests: p50 {percentile(latencies, 0.5) * 1000:.2f} ms, "
+          f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

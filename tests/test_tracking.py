@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st_
+from newsletter.compose import clicks
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.store import tracking as st
 from newsletter.store.events import ProviderEvent
@@ -115,8 +118,12 @@ def test_click_redirects_303_to_the_stored_url_and_counts_a_person(site, cli, tm
     assert response.headers["location"] == SURVEY
     assert response.headers["referrer-policy"] == "no-referrer"
     assert counts(site, campaign_id) == {link_for(site, campaign_id, SURVEY): (1, 0)}
-    # aggregate: nothing per delivery
+    # aggregate: nothing per delivery; the report's click rate is people's clicks over delivered messages
     assert row_of(site, "reader1@example.org").clicked_at is None
+    report = cli("campaigns", "report", str(campaign_id), "--json").json()
+    assert report["click_basis"] == "clicks" and report["counts"]["unique_clicks"] == 0
+    assert report["counts"]["clicks"] == 1 and report["rates"]["click_rate"] == pytest.approx(1 / 3)
+    assert report["tracking"] == {"mode": "aggregate", "clicks": True, "opens": False}
 
 
 def test_tampered_or_unknown_tokens_never_redirect(site, cli, tmp_path):
@@ -201,6 +208,9 @@ def test_track_opens_adds_a_pixel_and_apple_prefetch_is_a_machine(site, cli, tmp
     assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
     site.client.get(path_of(pixel.group(1)), headers={"User-Agent": "Mozilla/5.0"})  # Apple MPP's proxy
     assert counts(site, campaign_id, "open") == {0: (1, 1)}
+    report = cli("campaigns", "report", str(campaign_id), "--json").json()
+    assert (report["counts"]["opens"], report["counts"]["machine_opens"], report["counts"]["unique_opens"]) == (1, 1, 0)
+    assert report["rates"]["open_rate"] == pytest.approx(1 / 3) and report["opens_are_estimates"] is True
     # a click token is no open token
     click_token = tracked_links(messages["reader0@example.org"])[0].rsplit("/", 1)[1]
     assert site.client.get(f"/o/{click_token}").status_code == 404
@@ -268,3 +278,85 @@ def test_a_bad_list_mode_is_one_line(workspace, cli):
     assert result.exit_code == 1
     assert "[tracking] lists gives list 'readers' the mode 'everything'" in result.stderr
     assert "use one of off, aggregate, personal" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- tokens (properties) ---------------------------------------------------------------------------
+
+IDS = st_.integers(min_value=1, max_value=2**31 - 1)
+KEYS = ("current-key", "older-key")
+
+
+@given(campaign=IDS, position=st_.integers(min_value=1, max_value=500), delivery=st_.none() | IDS,
+       where=st_.integers(min_value=0, max_value=10_000), key=st_.sampled_from(KEYS))
+def test_tokens_verify_as_made_and_any_changed_mac_character_fails(campaign, position, delivery, where, key):
+    token = clicks.link_token(key, campaign, position)
+    if delivery is not None:
+        token += clicks.person_suffix(key, campaign, delivery)
+    assert clicks.read_token(KEYS, token) == clicks.TokenIds(campaign, position, delivery)
+    assert clicks.read_token(("another-key",), token) is None  # another workspace's secret
+    assert clicks.read_token(KEYS, token, "open") is None  # a click token is no open token
+    parts = token.split(".")
+    mac_index = 2 if delivery is None or where % 2 == 0 else 4
+    mac = parts[mac_index]
+    i = 1 + where % (len(mac) - 2)  # a middle character (the last may carry only padding bits)
+    parts[mac_index] = mac[:i] + ("A" if mac[i] != "A" else "B") + mac[i + 1:]
+    assert clicks.read_token(KEYS, ".".join(parts)) is None
+
+
+# -- on workers (the distributed path builds its messages the same way) ---------------------------------
+
+def test_worker_chunks_send_tracked_links(workspace, cli, tmp_path, monkeypatch):
+    pytest.importorskip("dramatiq")
+    from dramatiq.brokers.stub import StubBroker
+    from newsletter.compose.edition import compose_edition
+    from newsletter.config import load_settings
+    from newsletter.delivery.base import Transport, results_for
+    from newsletter.delivery.message import Outcome
+    from newsletter.distributed.chunks import WorkerContext, run_chunk
+    from newsletter.distributed.dispatch import enqueue_campaign
+    from newsletter.engine.campaigns import TrackingChoice, create_campaign
+    from newsletter.store.db import open_store
+
+    monkeypatch.setenv("NEWSLETTER_TRACKING_MODE", "personal")
+    (tmp_path / "people.csv").write_text(CONSENTING)
+    assert cli("subscribers", "import", str(tmp_path / "people.csv"), "--list", "readers").exit_code == 0
+    shutil.copy(ARTICLE, Path("articles") / "budget.md")
+    settings = load_settings()
+    store = open_store(settings)
+    seen: dict[str, str] = {}
+
+    class Recording(Transport):
+        name, max_batch = "memory", 1000
+
+        def _send(self, message, recipients):
+            from newsletter.delivery.merge import personalise
+
+            seen.update({r.email: personalise(message.html, r.merge_data) for r in recipients})
+            return results_for(recipients, Outcome.QUEUED, provider_id="p")
+
+    class Context(WorkerContext):
+        def transport(self, name):
+            return Recording()
+
+    broker = StubBroker()
+    try:
+        edition = compose_edition(Path("articles") / "budget.md", settings)
+        campaign_id = create_campaign(store, settings, edition, "readers", "memory",
+                                      tracking=TrackingChoice(clicks=True, opens=True))
+        enqueue_campaign(store, settings, campaign_id, broker=broker)
+        from newsletter.store.distributed import campaign_chunks
+
+        with store.session() as session:
+            ranges = [(c.first_id, c.last_id) for c in campaign_chunks(session, campaign_id)]
+        for first, last in ranges:
+            run_chunk(Context(store, settings), campaign_id, first, last)
+        with store.session() as session:
+            yes_id = session.query(Delivery).filter_by(email="yes@example.org").one().id
+    finally:
+        broker.close()
+        store.close()
+    personal = re.findall(r'href="https://news\.clinic\.example/c/([^"]+)"', seen["yes@example.org"])
+    aggregate = re.findall(r'href="https://news\.clinic\.example/c/([^"]+)"', seen["no@example.org"])
+    assert [t.split(".")[3] for t in personal] == [str(yes_id), str(yes_id)]
+    assert [len(t.split(".")) for t in aggregate] == [3, 3]
+    assert "/o/" in seen["yes@example.org"] and "/o/" in seen["no@example.org"]

@@ -16,6 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from newsletter.cli.reports import SPARK, sparkline
 from newsletter.delivery.memory import MemoryTransport
 from newsletter.events.pipeline import record_events
 from newsletter.tracking import EventKind, TrackingEvent
@@ -210,3 +213,13 @@ def test_png_without_matplotlib_is_one_line_with_a_hint(seeded, cli, tmp_path, m
     assert result.exit_code == 1
     assert "--png needs matplotlib" in result.stderr and "newsletter[charts]" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r.png").exists()
+
+
+@settings(deadline=None)  # the first example pays for importing the CLI module on a busy machine
+@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=72))
+def test_sparkline_has_one_character_an_hour_and_the_peak_is_full(values):
+    line = sparkline(values)
+    assert len(line) == len(values)
+    assert all(ch == SPARK[0] for ch, v in zip(line, values, strict=True) if v == 0)
+    if max(values):
+        assert all(ch == SPARK[-1] for ch, v in zip(line, values, strict=True) if v == max(values))

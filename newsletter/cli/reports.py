@@ -126,9 +126,13 @@ def _print_report(data: dict[str, Any]) -> None:
         lines.append(f"{trend}  (previous {len(data['previous']['campaign_ids'])}: {_pct(before)})\n")
     console.print(Panel(lines, title="Rates", expand=False))
     timeline = data["timeline"]
-    console.print(Panel(Text(f"clicks   {sparkline(timeline['clicks'])}\nmachine  "
-                             f"{sparkline(timeline['machine_clicks'])}\nopens    {sparkline(timeline['opens'])}"),
-                        title="First 72 hours, one character an hour", expand=False))
+    # Each label on its own line: 72 hours and the panel's border fit an 80-column terminal.
+    lines = Text()
+    for label, name in (("people's clicks", "clicks"), ("machine clicks", "machine_clicks"),
+                        ("opens (estimates)", "opens")):
+        lines.append(f"{label}: {sum(timeline[name])}\n", style="dim")
+        lines.append(sparkline(timeline[name]) + ("\n" if name != "opens" else ""))
+    console.print(Panel(lines, title="First 72 hours, one character an hour", expand=False))
     if data["links"]:
         peak = max(link["clicks"] for link in data["links"]) or 1
         console.print(table("Links", ["Clicks", "Unique", "Machine", "Bar", "URL"], [
