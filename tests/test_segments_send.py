@@ -163,6 +163,8 @@ def test_a_scheduled_segment_send_records_the_filter_and_its_snapshot_applies_it
     campaign_id = scheduled.json()["campaign_id"]
     shown = cli("campaigns", "show", str(campaign_id), "--json").json()
     assert (shown["status"], shown["segment"], shown["where"]) == ("scheduled", "london-vips", WHERE)
+    listed = {row["id"]: row for row in cli("campaigns", "list", "--json").json()}
+    assert listed[campaign_id]["audience"] == 1  # the segment's size, not the list's
     # bob joins the segment after scheduling: the snapshot, taken when sending starts, includes him
     assert cli("subscribers", "tag", "bob@example.org", "--add", "vip").exit_code == 0
     settings = load_settings()
