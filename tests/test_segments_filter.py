@@ -93,6 +93,21 @@ def test_empty_too_long_and_too_deep_filters_are_refused():
             parse_filter(text)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=80) | st.lists(st.sampled_from(
+    ["a", "=", "!=", "<", "(", ")", ",", '"x"', "'y", "1", "2.5", "2026-01-01", "90d", "tag:", "list:", ":",
+     "and", "or", "not", "in", "contains", "exists", "true", "opened_within", "\n", "\x00", " "]),
+    max_size=12).map("".join))
+def test_any_text_parses_or_is_a_one_line_error_naming_a_column(text):
+    try:
+        tree = parse_filter(text)
+    except InputError as exc:
+        assert "\n" not in exc.message and "\r" not in exc.message
+        assert "column" in exc.message or "empty" in exc.message or "too long" in exc.message
+    else:
+        assert parse_filter(render(tree)) == tree
+
+
 # -- generated filters and people ----------------------------------------------------------------
 
 TEXTS = ["London", "london", "Paris", "", "Zoë", 'a"b', "x'y", "back\\slash", "10", "2026-01-05", "日本", "😀",
@@ -167,6 +182,7 @@ def people(draw):
     return result
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # a loaded CI machine draws slowly
 @given(FILTERS)
 def test_render_then_parse_gives_the_same_tree(tree):
     assert parse_filter(render(tree)) == tree

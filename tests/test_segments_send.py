@@ -146,3 +146,33 @@ def test_preview_renders_as_the_segments_members(audience, cli):
         store.close()
     refused = cli("preview", "articles/welcome.md", "--segment", "nope", "--no-open")
     assert refused.exit_code == 1 and "no segment named 'nope'" in refused.stderr
+
+
+def test_a_scheduled_segment_send_records_the_filter_and_its_snapshot_applies_it(audience, cli):
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.config import load_settings
+    from newsletter.store.db import open_store
+    from newsletter.usecases.dispatch import ThisMachine, Watch
+
+    assert cli("segments", "create", "london-vips", "--list", "readers", "--where", WHERE).exit_code == 0
+    at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    scheduled = cli("schedule", "articles/welcome.md", "--segment", "london-vips", "--at", at, "--json")
+    assert scheduled.exit_code == 0, scheduled.stderr
+    assert scheduled.json()["audience"] == 1
+    campaign_id = scheduled.json()["campaign_id"]
+    shown = cli("campaigns", "show", str(campaign_id), "--json").json()
+    assert (shown["status"], shown["segment"], shown["where"]) == ("scheduled", "london-vips", WHERE)
+    listed = {row["id"]: row for row in cli("campaigns", "list", "--json").json()}
+    assert listed[campaign_id]["audience"] == 1  # the segment's size, not the list's
+    # bob joins the segment after scheduling: the snapshot, taken when sending starts, includes him
+    assert cli("subscribers", "tag", "bob@example.org", "--add", "vip").exit_code == 0
+    settings = load_settings()
+    store = open_store(settings)
+    try:
+        ThisMachine(store, settings).start(campaign_id, Watch())
+    finally:
+        store.close()
+    assert set(_outbox(audience)) == {"ada@example.org", "bob@example.org"}
+    refused = cli("schedule", "articles/", "--segment", "london-vips", "--cron", "0 9 * * MON")
+    assert refused.exit_code == 1 and "--cron sends to a whole list" in refused.stderr

@@ -37,11 +37,14 @@ def policy(settings, sends=0, days=0):
 
 
 class History:
-    """Subscribers with ledger rows sent at given ages (days before NOW), some opened or clicked."""
+    """Subscribers and the campaigns they were sent (one campaign per age, in days before NOW), some opened
+    or clicked. With ``fan``, a reader who opens every campaign: campaigns someone engaged with are the
+    tracked ones the policy may judge by (an untracked campaign's silence proves nothing)."""
 
-    def __init__(self, store):
+    def __init__(self, store, fan: bool = True):
         self.store = store
-        self.campaigns: list[int] = []
+        self.fan = fan
+        self.campaigns: dict[float, int] = {}
         self.ids: dict[str, int] = {}
 
     def person(self, email: str, *, joined_days_ago: int = 400) -> None:
@@ -51,17 +54,27 @@ class History:
             subscriber.created_at = NOW - timedelta(days=joined_days_ago)
             self.ids[email] = subscriber.id
 
+    def campaign(self, days_ago: float) -> int:
+        if days_ago not in self.campaigns:
+            with self.store.session() as session:
+                edition = Edition(slug=f"e{len(self.campaigns)}", subject="s", html="h", text="t")
+                session.add(edition)
+                session.flush()
+                campaign = Campaign(edition_id=edition.id, list_name="readers", status="sent", transport="file")
+                session.add(campaign)
+                session.flush()
+                self.campaigns[days_ago] = campaign.id
+            if self.fan:
+                if "fan@x.org" not in self.ids:
+                    self.person("fan@x.org")
+                self.sent("fan@x.org", days_ago, opened=True)
+        return self.campaigns[days_ago]
+
     def sent(self, email: str, days_ago: float, *, opened: bool = False, clicked: bool = False) -> int:
         at = NOW - timedelta(days=days_ago)
+        campaign_id = self.campaign(days_ago)
         with self.store.session() as session:
-            edition = Edition(slug=f"e{len(self.campaigns)}", subject="s", html="h", text="t")
-            session.add(edition)
-            session.flush()
-            campaign = Campaign(edition_id=edition.id, list_name="readers", status="sent", transport="file")
-            session.add(campaign)
-            session.flush()
-            self.campaigns.append(campaign.id)
-            row = Delivery(campaign_id=campaign.id, subscriber_id=self.ids[email], email=email, status="sent",
+            row = Delivery(campaign_id=campaign_id, subscriber_id=self.ids[email], email=email, status="sent",
                            attempts=1, updated_at=at, opened_at=at + timedelta(hours=1) if opened else None,
                            clicked_at=at + timedelta(hours=2) if clicked else None)
             session.add(row)
@@ -89,7 +102,8 @@ def test_off_by_default_nobody_is_marked(history, store, settings):
     assert history.dormant() == set()
 
 
-def test_without_any_open_or_click_recorded_nobody_is_judged(history, store, settings):
+def test_without_any_open_or_click_recorded_nobody_is_judged(store, settings):
+    history = History(store, fan=False)
     history.person("a@x.org")
     for age in (30, 20, 10, 5):
         history.sent("a@x.org", age)
@@ -115,6 +129,19 @@ def test_after_n_sends_without_an_open_or_click(history, store, settings):
     result = apply_sunset(store, policy(settings, sends=3), now=NOW)
     assert result["marked"] == 2
     assert history.dormant() == {"silent@x.org", "opened-long-ago@x.org"}
+
+
+def test_sends_of_campaigns_nobody_opened_or_clicked_do_not_count(store, settings):
+    history = History(store, fan=False)
+    for email in ("untracked@x.org", "tracked@x.org", "reader@x.org"):
+        history.person(email)
+    for age in (60, 50, 40):                       # nobody engaged with these three: not tracked, it seems
+        history.sent("untracked@x.org", age)
+    for age in (30, 20, 10):
+        history.sent("tracked@x.org", age)
+        history.sent("reader@x.org", age, opened=True)
+    apply_sunset(store, policy(settings, sends=3), now=NOW)
+    assert history.dormant() == {"tracked@x.org"}
 
 
 def test_after_n_days_without_an_open_or_click(history, store, settings):
@@ -154,8 +181,8 @@ def test_an_open_after_going_dormant_wakes_them_and_sends_skip_only_the_dormant(
     assert history.dormant() == {"a@x.org"}
     with store.session() as session:
         readers = list_ids(session, ["readers"])
-        assert audience_count(session, readers, None) == 1
-        assert audience_count(session, readers, None, include_dormant=True) == 2
+        assert audience_count(session, readers, None) == 2  # b and the fan
+        assert audience_count(session, readers, None, include_dormant=True) == 3
     # a re-engagement send reaches a@x.org, who opens it: the provider's event wakes them at once
     delivery = history.sent("a@x.org", -1)
     from newsletter.delivery.message_id import id_template
@@ -184,7 +211,8 @@ def test_the_sweep_wakes_whoever_engaged_since_by_any_record(history, store, set
     assert history.dormant() == set()
 
 
-def test_the_cli_says_when_it_cannot_judge_and_applies_the_policy_before_a_send(history, store, cli, monkeypatch):
+def test_the_cli_says_when_it_cannot_judge_and_applies_the_policy_before_a_send(store, settings, cli, monkeypatch):
+    history = History(store, fan=False)
     history.person("a@x.org")
     for age in (30, 20, 10):
         history.sent("a@x.org", age)
@@ -195,7 +223,8 @@ def test_the_cli_says_when_it_cannot_judge_and_applies_the_policy_before_a_send(
     dry = cli("send", "articles/welcome.md", "--list", "readers", "--dry-run", "--json")
     assert dry.exit_code == 0 and "Note: the sunset policy is on, but no open or click" in dry.stderr
     assert dry.json()["audience"] == 2
-    history.sent("b@x.org", 40, opened=True)
+    for age in (30, 20, 10):
+        history.sent("b@x.org", age, opened=True)
     assert cli("subscribers", "sunset", "--dry-run", "--json").json()["marked"] == 1
     sent = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--json")
     assert sent.exit_code == 0, sent.stderr

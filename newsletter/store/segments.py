@@ -331,32 +331,46 @@ def _engaged_since(since: ColumnElement[Any] | datetime) -> ColumnElement[bool]:
     return or_(in_ledger, in_events)
 
 
+def observed_campaigns(session: Session) -> list[int]:
+    """The campaigns with at least one open or click recorded (ledger or event records), in id order.
+
+    Only their sends can show that someone stopped engaging: a campaign
+    nobody opened or clicked was most likely not tracked (tracking off, or
+    aggregate only), and silence there says nothing about anyone.
+    """
+    in_ledger = select(deliveries_t.c.campaign_id).where(
+        or_(deliveries_t.c.opened_at.is_not(None), deliveries_t.c.clicked_at.is_not(None))).distinct()
+    in_events = select(events_t.c.campaign_id).where(
+        events_t.c.kind.in_((EventKind.OPENED, EventKind.CLICKED)), events_t.c.campaign_id.is_not(None)).distinct()
+    found = set(session.scalars(in_ledger)) | {cid for cid in session.scalars(in_events) if cid is not None}
+    return sorted(found)
+
+
 def engagement_recorded(session: Session) -> bool:
     """Whether the store holds any open or click at all (none: tracking is off, so nobody can be judged)."""
-    ledger = session.execute(select(deliveries_t.c.id).where(
-        or_(deliveries_t.c.opened_at.is_not(None), deliveries_t.c.clicked_at.is_not(None))).limit(1)).first()
-    if ledger is not None:
-        return True
-    return session.execute(select(events_t.c.id).where(
-        events_t.c.kind.in_((EventKind.OPENED, EventKind.CLICKED))).limit(1)).first() is not None
+    return bool(observed_campaigns(session))
 
 
-def sunset_condition(now: datetime, after_sends: int, after_days: float) -> ColumnElement[bool]:
+def sunset_condition(now: datetime, after_sends: int, after_days: float,
+                     observed: Sequence[int]) -> ColumnElement[bool]:
     """Active, awake subscribers with no open or click in their last ``after_sends`` sends and/or ``after_days``.
 
-    Sends: the ``after_sends``-th most recent message sent to them, and no
-    engagement since it (fewer sends: not judged). Days: a message sent to
-    them within the last ``after_days`` and no engagement in that time. With
-    both set, both must hold. 0 turns a rule off.
+    Only sends of ``observed`` campaigns (:func:`observed_campaigns`) count.
+    Sends: the ``after_sends``-th most recent such message sent to them, and
+    no engagement since it (fewer sends: not judged). Days: such a message
+    sent to them within the last ``after_days`` and no engagement in that
+    time. With both set, both must hold. 0 turns a rule off.
     """
     conditions: list[ColumnElement[bool]] = [subscribers_t.c.status == SubscriberStatus.ACTIVE,
                                              subscribers_t.c.dormant_at.is_(None)]
+    observed_ids = list(observed) or [-1]
     if after_sends:
         # An alias, correlated to the subscriber only: inside _engaged_since's own query over deliveries,
         # a plain reference would correlate to that query's row instead.
         sends = deliveries_t.alias("sends")
         nth_last_send = (select(sends.c.updated_at)
-                         .where(sends.c.subscriber_id == subscribers_t.c.id, sends.c.status == LedgerStatus.SENT)
+                         .where(sends.c.subscriber_id == subscribers_t.c.id, sends.c.status == LedgerStatus.SENT,
+                                sends.c.campaign_id.in_(observed_ids))
                          .order_by(sends.c.updated_at.desc()).limit(1).offset(after_sends - 1)
                          .correlate(subscribers_t).scalar_subquery())
         conditions += [nth_last_send.is_not(None), ~_engaged_since(nth_last_send)]
@@ -364,20 +378,23 @@ def sunset_condition(now: datetime, after_sends: int, after_days: float) -> Colu
         since = now - timedelta(days=after_days)
         sent_lately = select(deliveries_t.c.id).where(
             deliveries_t.c.subscriber_id == subscribers_t.c.id, deliveries_t.c.status == LedgerStatus.SENT,
-            deliveries_t.c.updated_at >= since).exists()
+            deliveries_t.c.updated_at >= since, deliveries_t.c.campaign_id.in_(observed_ids)).exists()
         conditions += [subscribers_t.c.created_at < since, sent_lately, ~_engaged_since(since)]
     return and_(*conditions)
 
 
-def count_sunset(session: Session, now: datetime, after_sends: int, after_days: float) -> int:
+def count_sunset(session: Session, now: datetime, after_sends: int, after_days: float,
+                 observed: Sequence[int]) -> int:
     """How many :func:`mark_dormant` would mark now."""
     return session.execute(select(func.count()).select_from(subscribers_t)
-                           .where(sunset_condition(now, after_sends, after_days))).scalar() or 0
+                           .where(sunset_condition(now, after_sends, after_days, observed))).scalar() or 0
 
 
-def mark_dormant(session: Session, now: datetime, after_sends: int, after_days: float) -> int:
+def mark_dormant(session: Session, now: datetime, after_sends: int, after_days: float,
+                 observed: Sequence[int]) -> int:
     """Set ``dormant_at`` on whom the policy sets aside; returns how many."""
-    return rowcount(session.execute(update(subscribers_t).where(sunset_condition(now, after_sends, after_days))
+    return rowcount(session.execute(update(subscribers_t)
+                                    .where(sunset_condition(now, after_sends, after_days, observed))
                                     .values(dormant_at=now)))
 
 

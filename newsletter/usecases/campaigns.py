@@ -83,7 +83,9 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
     edition = prepare_edition(settings, article, **compose.as_dict())
     from newsletter.usecases.segments import apply_sunset
 
-    sunset = apply_sunset(store, settings, dry_run=dry_run)  # who is dormant now decides the audience
+    # who is dormant now decides the audience (the policy is off by default: then nothing to do)
+    sunset = (apply_sunset(store, settings, dry_run=dry_run)
+              if settings.sunset_after_sends or settings.sunset_after_days else None)
     audience = _count(store, list_name, target) if count or dry_run else None
     plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target, sunset,
                     _tracking(track_clicks, track_opens))

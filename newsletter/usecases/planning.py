@@ -55,6 +55,17 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
     return {"campaign_id": campaign_id, "scheduled_at": first, "timezone": when.zone, "waves": planned}
 
 
+def _segment_size(session, row: dict) -> int:
+    from newsletter.store.segments import audience_count
+    from newsletter.vocabulary.filters import parse_filter
+
+    campaign = session.get(Campaign, row["id"])
+    if campaign.list_id is None:
+        return 0
+    node = parse_filter(row["where"], "the campaign's filter") if row.get("where") else None
+    return audience_count(session, [campaign.list_id], node, include_dormant=bool(row.get("to_dormant")))
+
+
 def _refuse(campaign_id: int, status: str, verb: str) -> Conflict:
     if status == CampaignStatus.CANCELLED:
         return Conflict(f"campaign {campaign_id} is cancelled; it can no longer be {verb}",
@@ -130,6 +141,9 @@ def enrich(store, rows: list[dict]) -> list[dict]:
             total = sum(row["counts"].values())
             if total or row["status"] not in (CampaignStatus.SCHEDULED, CampaignStatus.DRAFT, CampaignStatus.MISSED):
                 row["audience"] = total
+                continue
+            if row.get("where") or row.get("to_dormant"):  # a segment send: its filter, counted now
+                row["audience"] = _segment_size(session, row)
                 continue
             if row["list"] not in sizes:
                 campaign = session.get(Campaign, row["id"])

@@ -236,7 +236,9 @@ def apply_sunset(store, settings, *, now=None, dry_run: bool = False) -> dict[st
 
     Dormant subscribers are skipped by sends unless ``--to-dormant``. Where
     the store holds no open or click at all, engagement is unknown, not
-    absent: nobody is marked and ``engagement_data`` is False. ``dry_run``
+    absent: nobody is marked and ``engagement_data`` is False. Likewise only
+    sends of campaigns someone opened or clicked count (an untracked
+    campaign's silence proves nothing). ``dry_run``
     counts without writing. Returns ``policy`` (off/on), ``marked``,
     ``woken``, ``dormant`` (now), ``engagement_data`` and a ``note``.
     """
@@ -249,14 +251,15 @@ def apply_sunset(store, settings, *, now=None, dry_run: bool = False) -> dict[st
                               "marked": 0, "woken": 0, "engagement_data": None, "note": None, "dry_run": dry_run}
     with store.session() as session:
         if sends or days:
-            result["engagement_data"] = segments.engagement_recorded(session)
-            if not result["engagement_data"]:
+            observed = segments.observed_campaigns(session)
+            result["engagement_data"] = bool(observed)
+            if not observed:
                 result["note"] = NO_ENGAGEMENT_NOTE
             elif dry_run:
-                result["marked"] = segments.count_sunset(session, now, sends, days)
+                result["marked"] = segments.count_sunset(session, now, sends, days, observed)
             else:
                 result["woken"] = segments.wake_engaged(session)
-                result["marked"] = segments.mark_dormant(session, now, sends, days)
+                result["marked"] = segments.mark_dormant(session, now, sends, days, observed)
         from sqlalchemy import func, select
 
         result["dormant"] = session.scalar(select(func.count()).where(Subscriber.dormant_at.is_not(None))) or 0

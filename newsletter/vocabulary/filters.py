@@ -163,7 +163,8 @@ class FilterSyntaxError(InputError):
 
 def _error(source: str, text: str, column: int, what: str) -> FilterSyntaxError:
     start = max(column - 1 - 20, 0)
-    excerpt = ("..." if start else "") + text[start:start + 50] + ("..." if start + 50 < len(text) else "")
+    shown = "".join(ch if ch.isprintable() else " " for ch in text[start:start + 50])  # one line, always
+    excerpt = ("..." if start else "") + shown + ("..." if start + 50 < len(text) else "")
     return FilterSyntaxError(
         f"{source}: {what} at column {column}: {excerpt}",
         hint="see the filter grammar in the README (Segments), e.g. "
