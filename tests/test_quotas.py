@@ -302,10 +302,12 @@ def test_the_scheduler_resumes_a_campaign_paused_at_a_cap_when_the_window_opens(
         assert paused_due(runtime) == [report.campaign_id]
         jobs.resume_after_quota(report.campaign_id)
         assert sent_files(workspace) == 4
+        assert _daemon_would_resume(store, settings, clock) == {report.campaign_id: False}
         data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
         assert data["status"] == "paused" and data["resume_at"].startswith("2026-12-04T00:00:00")
         clock.now = datetime(2026, 12, 4, 0, 0, 1, tzinfo=UTC)
         assert paused_due(runtime) == [report.campaign_id]
+        assert _daemon_would_resume(store, settings, clock) == {report.campaign_id: True}
         jobs.resume_after_quota(report.campaign_id)
         assert sent_files(workspace) == 5
         data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
@@ -314,6 +316,23 @@ def test_the_scheduler_resumes_a_campaign_paused_at_a_cap_when_the_window_opens(
     finally:
         jobs.install(None)
         store.close()
+
+
+def _daemon_would_resume(store, settings, clock) -> dict[int, bool]:
+    """One sync of a daemon (its scheduler built, not started) on the injected clock: for each paused
+    campaign, whether the sync queued its resume job."""
+    from newsletter.scheduler.daemon import Daemon
+    from newsletter.scheduler.sync import plan_sync
+    from newsletter.store import scheduling as q
+    from newsletter.vocabulary import CampaignStatus
+
+    daemon = Daemon(store, settings)
+    daemon.runtime.clock = clock
+    daemon.scheduler = daemon._build()
+    plan_sync(daemon)
+    with store.session() as session:
+        paused = [c.id for c in q.campaigns_in(session, (CampaignStatus.PAUSED,))]
+    return {campaign_id: daemon.scheduler.get_job(f"resume-{campaign_id}") is not None for campaign_id in paused}
 
 
 # ---------------------------------------------------------------- the rate, shared and never credited
