@@ -9,6 +9,9 @@ import textwrap
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from support.cli import populate
 
@@ -378,3 +381,43 @@ def test_the_rate_is_shared_by_two_senders_and_idle_time_is_not_credited(databas
     assert per_second == [100, 100, 100]  # the rate, not a burst of what the idle time would have allowed
     for store in stores:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def one_store(tmp_path_factory):
+    """One SQLite store for every example (each uses a scope of its own)."""
+    from newsletter.store.db import Store
+
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('quota') / 'q.db'}")
+    yield store
+    store.close()
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 40)), min_size=1, max_size=40),
+       hourly=st.integers(1, 60), daily=st.integers(1, 150))
+def test_whatever_the_takes_no_window_holds_more_than_its_cap(one_store, steps, hourly, daily):
+    """Takes of any size at any minutes: every hour and day counts at most its cap, and a take is cut
+    only by a full window."""
+    import uuid
+
+    from newsletter.config import Limits
+    from newsletter.engine.quotas import Quota, QuotaReached
+
+    clock = Clock(datetime(2026, 12, 2, 20, 0, tzinfo=UTC))
+    quota = Quota("smtp", f"smtp:{uuid.uuid4().hex}", Limits(hourly_cap=hourly, daily_cap=daily), None, clock)
+    per_hour: dict[datetime, int] = {}
+    per_day: dict[date, int] = {}
+    for minutes, want in steps:
+        clock.now += timedelta(minutes=minutes)
+        hour, day = clock.now.replace(minute=0, second=0, microsecond=0), clock.now.date()
+        try:
+            with one_store.session() as session:
+                granted, _ = quota.take(session, want)
+        except QuotaReached:
+            granted = 0
+        room = min(hourly - per_hour.get(hour, 0), daily - per_day.get(day, 0))
+        assert granted == min(want, room)
+        per_hour[hour] = per_hour.get(hour, 0) + granted
+        per_day[day] = per_day.get(day, 0) + granted
+    assert max(per_hour.values()) <= hourly and max(per_day.values()) <= daily
