@@ -276,6 +276,18 @@ def test_a_foreground_send_waits_for_the_window_and_goes_on(workspace, cli, tmp_
     assert sum(1 for note in notes if note.startswith("Paused: daily cap of 3")) == 2
 
 
+def test_a_cap_holds_across_the_sending_processes_of_one_campaign(workspace, cli, tmp_path):
+    """Two child processes share the cap: together exactly 3. (The children read the real clock: the
+    window is today's, so nothing here depends on which day it is.)"""
+    populate(cli, tmp_path, 12)
+    configure(workspace, "daily_cap = 3", batch=2)
+    text = (workspace / "newsletter.toml").read_text().replace("processes = 0\n", "processes = 2\n", 1)
+    (workspace / "newsletter.toml").write_text(text)
+    report, _ = _send(workspace, Clock(datetime(2026, 12, 2, 10, 0, tzinfo=UTC)))  # waits for no window
+    assert (report.status, report.counts["sent"], sent_files(workspace)) == ("paused", 3, 3)
+    assert report.pause_reason.startswith("daily cap of 3 for transport file reached; resumes at ")
+
+
 def test_the_last_row_at_the_cap_finishes_the_campaign(workspace, cli, tmp_path):
     populate(cli, tmp_path, 4)
     configure(workspace, "daily_cap = 4", batch=2)
