@@ -38,6 +38,16 @@ rate = 0
 batch_size = 1000
 # processes sending one large campaign (0: one per core, at most 4)
 processes = 0
+# caps per UTC hour and day, for every transport (0: none); a transport's own section may set
+# rate, hourly_cap and daily_cap for it alone. A campaign at a cap pauses until the window opens.
+# hourly_cap = 0
+# daily_cap = 0
+
+# A warm-up plan for a new domain or IP: the day's cap is start * factor ** days, up to daily_cap
+# [delivery.warmup]
+# start = 500
+# factor = 2.0
+# start_date = 2026-12-01
 
 [smtp]
 # url = "smtp://user:password@smtp.example.org:587?tls=starttls"

@@ -9,6 +9,9 @@ import textwrap
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from support.cli import populate
 
@@ -273,6 +276,18 @@ def test_a_foreground_send_waits_for_the_window_and_goes_on(workspace, cli, tmp_
     assert sum(1 for note in notes if note.startswith("Paused: daily cap of 3")) == 2
 
 
+def test_a_cap_holds_across_the_sending_processes_of_one_campaign(workspace, cli, tmp_path):
+    """Two child processes share the cap: together exactly 3. (The children read the real clock: the
+    window is today's, so nothing here depends on which day it is.)"""
+    populate(cli, tmp_path, 12)
+    configure(workspace, "daily_cap = 3", batch=2)
+    text = (workspace / "newsletter.toml").read_text().replace("processes = 0\n", "processes = 2\n", 1)
+    (workspace / "newsletter.toml").write_text(text)
+    report, _ = _send(workspace, Clock(datetime(2026, 12, 2, 10, 0, tzinfo=UTC)))  # waits for no window
+    assert (report.status, report.counts["sent"], sent_files(workspace)) == ("paused", 3, 3)
+    assert report.pause_reason.startswith("daily cap of 3 for transport file reached; resumes at ")
+
+
 def test_the_last_row_at_the_cap_finishes_the_campaign(workspace, cli, tmp_path):
     populate(cli, tmp_path, 4)
     configure(workspace, "daily_cap = 4", batch=2)
@@ -302,10 +317,12 @@ def test_the_scheduler_resumes_a_campaign_paused_at_a_cap_when_the_window_opens(
         assert paused_due(runtime) == [report.campaign_id]
         jobs.resume_after_quota(report.campaign_id)
         assert sent_files(workspace) == 4
+        assert _daemon_would_resume(store, settings, clock) == {report.campaign_id: False}
         data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
         assert data["status"] == "paused" and data["resume_at"].startswith("2026-12-04T00:00:00")
         clock.now = datetime(2026, 12, 4, 0, 0, 1, tzinfo=UTC)
         assert paused_due(runtime) == [report.campaign_id]
+        assert _daemon_would_resume(store, settings, clock) == {report.campaign_id: True}
         jobs.resume_after_quota(report.campaign_id)
         assert sent_files(workspace) == 5
         data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
@@ -314,6 +331,23 @@ def test_the_scheduler_resumes_a_campaign_paused_at_a_cap_when_the_window_opens(
     finally:
         jobs.install(None)
         store.close()
+
+
+def _daemon_would_resume(store, settings, clock) -> dict[int, bool]:
+    """One sync of a daemon (its scheduler built, not started) on the injected clock: for each paused
+    campaign, whether the sync queued its resume job."""
+    from newsletter.scheduler.daemon import Daemon
+    from newsletter.scheduler.sync import plan_sync
+    from newsletter.store import scheduling as q
+    from newsletter.vocabulary import CampaignStatus
+
+    daemon = Daemon(store, settings)
+    daemon.runtime.clock = clock
+    daemon.scheduler = daemon._build()
+    plan_sync(daemon)
+    with store.session() as session:
+        paused = [c.id for c in q.campaigns_in(session, (CampaignStatus.PAUSED,))]
+    return {campaign_id: daemon.scheduler.get_job(f"resume-{campaign_id}") is not None for campaign_id in paused}
 
 
 # ---------------------------------------------------------------- the rate, shared and never credited
@@ -359,3 +393,43 @@ def test_the_rate_is_shared_by_two_senders_and_idle_time_is_not_credited(databas
     assert per_second == [100, 100, 100]  # the rate, not a burst of what the idle time would have allowed
     for store in stores:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def one_store(tmp_path_factory):
+    """One SQLite store for every example (each uses a scope of its own)."""
+    from newsletter.store.db import Store
+
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('quota') / 'q.db'}")
+    yield store
+    store.close()
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 40)), min_size=1, max_size=40),
+       hourly=st.integers(1, 60), daily=st.integers(1, 150))
+def test_whatever_the_takes_no_window_holds_more_than_its_cap(one_store, steps, hourly, daily):
+    """Takes of any size at any minutes: every hour and day counts at most its cap, and a take is cut
+    only by a full window."""
+    import uuid
+
+    from newsletter.config import Limits
+    from newsletter.engine.quotas import Quota, QuotaReached
+
+    clock = Clock(datetime(2026, 12, 2, 20, 0, tzinfo=UTC))
+    quota = Quota("smtp", f"smtp:{uuid.uuid4().hex}", Limits(hourly_cap=hourly, daily_cap=daily), None, clock)
+    per_hour: dict[datetime, int] = {}
+    per_day: dict[date, int] = {}
+    for minutes, want in steps:
+        clock.now += timedelta(minutes=minutes)
+        hour, day = clock.now.replace(minute=0, second=0, microsecond=0), clock.now.date()
+        try:
+            with one_store.session() as session:
+                granted, _ = quota.take(session, want)
+        except QuotaReached:
+            granted = 0
+        room = min(hourly - per_hour.get(hour, 0), daily - per_day.get(day, 0))
+        assert granted == min(want, room)
+        per_hour[hour] = per_hour.get(hour, 0) + granted
+        per_day[day] = per_day.get(day, 0) + granted
+    assert max(per_hour.values()) <= hourly and max(per_day.values()) <= daily

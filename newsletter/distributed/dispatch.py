@@ -37,7 +37,9 @@ MIN_TIME_LIMIT_MS = 3_600_000
 
 
 def time_limit_ms(settings) -> int:
-    rate = settings.send_rate
+    # the slowest rate any transport may send at ([delivery] rate, or a transport's own section's)
+    rates = [r for r in (settings.send_rate, *(limits.rate for limits in settings.transport_limits.values())) if r > 0]
+    rate = min(rates, default=0.0)
     return max(MIN_TIME_LIMIT_MS, int(3 * CHUNK_SIZE / rate * 1000)) if rate > 0 else MIN_TIME_LIMIT_MS
 
 
