@@ -52,9 +52,13 @@ processes = 0
 [smtp]
 # url = "smtp://user:password@smtp.example.org:587?tls=starttls"
 # DKIM signing (optional): selector, domain and the private key's file
+# (`newsletter dkim keygen` makes one and prints these lines and the DNS record)
 # dkim_selector = "news"
 # dkim_domain = "example.org"
 # dkim_key_file = "/etc/newsletter/dkim.pem"
+# A second, Ed25519 signature beside the RSA one: keygen --type ed25519
+# dkim_ed25519_selector = "newse"
+# dkim_ed25519_key_file = "/etc/newsletter/dkim-ed25519.pem"
 # The name we greet the server with (default: the From address's domain)
 # ehlo_name = "mail.example.org"
 # Where bounces go (default: the From address); verp = true gives each message its own

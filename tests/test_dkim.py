@@ -21,7 +21,7 @@ from newsletter.errors import ConfigError
 
 from smtp_server import SmtpServer
 from support.delivery import make_message, make_recipients
-from support.opendkim import opendkim_verify
+from support.opendkim import opendkim_verify, verify_with_testmsg
 
 DOMAIN = "clinic.example"
 
@@ -83,6 +83,23 @@ def test_a_signed_message_verifies_with_dkimpy_and_opendkim(server, tmp_path, ki
     assert verified_by_dkimpy(raw, [key])
     verdict = opendkim_verify(raw, {key.record_name: key.record}, tmp_path / "opendkim")
     assert verdict.passed, verdict.output
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_opendkim_testmsg_verifies_a_signed_message_and_refuses_a_changed_one(server, tmp_path, kind):
+    """OpenDKIM's opendkim-testmsg (libopendkim 2.11 verifies Ed25519 too), DNS answered by the test."""
+    pem, key = new_key(kind)
+    raw = send_signed(server, tmp_path, key, pem)
+    records = {key.record_name: key.record}
+    verdict = verify_with_testmsg(raw, records, tmp_path / "testmsg")
+    assert verdict.passed, verdict.output
+    changed = verify_with_testmsg(raw.replace(b"Dear Reader 0", b"Dear Mallory"), records, tmp_path / "changed")
+    assert not changed.passed and "Bad signature" in changed.output
+    head, body = raw.split(b"\r\n\r\n", 1)
+    # A second List-Unsubscribe (not a singleton field, so no syntax error: the oversigned h= breaks it).
+    added = verify_with_testmsg(head + b"\r\nList-Unsubscribe: <https://evil.example/u>\r\n\r\n" + body,
+                                records, tmp_path / "added")
+    assert not added.passed and "Bad signature" in added.output, added.output
 
 
 def test_from_subject_and_list_unsubscribe_are_oversigned(server, tmp_path):

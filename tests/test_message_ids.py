@@ -67,13 +67,12 @@ def test_a_campaigns_ids_are_stable_and_carry_its_nonce():
     assert message_id.parse(made.format(7), message_id.tags([SECRET])) == message_id.OurMessageId(42, 7)
 
 
-def test_without_a_stored_nonce_each_template_draws_a_fresh_one():
-    assert message_id.id_template(SECRET, 1, "a@b.example").format(1) != \
-        message_id.id_template(SECRET, 1, "a@b.example").format(1)
+def test_each_campaign_draws_a_fresh_nonce():
+    assert len({message_id.new_nonce() for _ in range(100)}) == 100
 
 
 def test_a_campaign_stored_before_nonces_keeps_the_old_form_and_it_still_parses():
-    old = message_id.id_template(SECRET, 3, "a@b.example", nonce="").format(9)
+    old = message_id.id_template(SECRET, 3, "a@b.example").format(9)
     assert old == f"nl.{message_id.tag(SECRET)}.3.9@b.example"
     assert message_id.parse(old, message_id.tags([SECRET])) == message_id.OurMessageId(3, 9)
 
@@ -96,3 +95,44 @@ def test_ids_with_a_nonce_read_back_through_events_verp_and_ses_tags(campaign, d
     assert message_id.parse(back, message_id.tags([SECRET])) == ids
     tag, = [t for t in message_tags(ours, str(campaign)) if t["Name"] == "newsletter_message"]
     assert message_id_from_tag(tag["Value"], "clinic.example") == ours
+
+
+# -- events for mail of another database -----------------------------------------------------------
+
+def test_an_event_whose_nonce_is_not_its_campaigns_matches_nothing(workspace):
+    """After a rebuild with the same secret, campaign 1 delivery 1 is someone else: an event for the old
+    mail (its id carries the old campaign's nonce) must not touch the new row or its subscriber."""
+    from datetime import UTC, datetime
+
+    from newsletter.events.pipeline import record_events
+    from newsletter.store.db import open_store
+    from newsletter.store.models import Campaign
+    from newsletter.tracking import EventKind
+
+    from support.events import SECRET as EVENTS_SECRET
+    from support.events import event, seed_campaign, state
+
+    store = open_store(load_settings())
+    try:
+        seeded = seed_campaign(store, ["ann@example.org"], secret=EVENTS_SECRET)
+        ours, theirs = message_id.new_nonce(), message_id.new_nonce()
+        with store.session() as session:
+            session.get(Campaign, seeded.campaign_id).id_nonce = ours
+        delivery = seeded.delivery_ids["ann@example.org"]
+        made = {nonce: message_id.id_template(EVENTS_SECRET, seeded.campaign_id, "news@clinic.example",
+                                              nonce=nonce).format(delivery) for nonce in (ours, theirs)}
+        now = datetime.now(UTC)
+        before = state(store, ["ann@example.org"])
+        old = record_events(store, [event(EventKind.UNSUBSCRIBED, "ann@example.org", "ev-old",
+                                          message_id=made[theirs])], [EVENTS_SECRET], now)
+        assert (old["matched"], old["unmatched"]) == (0, 1)
+        assert state(store, ["ann@example.org"]) == before  # still on the list, the ledger row untouched
+        new = record_events(store, [event(EventKind.DELIVERED, "ann@example.org", "ev-new",
+                                          message_id=made[ours])], [EVENTS_SECRET], now)
+        assert (new["matched"], new["unmatched"]) == (1, 0)
+        legacy = message_id.id_template(EVENTS_SECRET, seeded.campaign_id, "news@clinic.example",
+                                        nonce="").format(delivery)  # no nonce (old form, or rebuilt from VERP)
+        assert record_events(store, [event(EventKind.OPENED, "ann@example.org", "ev-legacy", message_id=legacy)],
+                             [EVENTS_SECRET], now)["matched"] == 1
+    finally:
+        store.close()

@@ -21,9 +21,9 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-PATTERN = re.compile(r"^nl\.([0-9a-f]+)\.(\d{1,12})\.(\d{1,12})(?:\.[0-9a-f]{8,32})?@")
+PATTERN = re.compile(r"^nl\.([0-9a-f]+)\.(\d{1,12})\.(\d{1,12})(?:\.([0-9a-f]{8,32}))?@")
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL; a larger one cannot be ours
 NONCE_CHARS = 16  # 64 random bits: a repeat across rebuilt databases is out of reach
 _NONCE = re.compile(r"^[0-9a-f]{8,32}$")
@@ -44,15 +44,14 @@ def tags(secret_keys: Iterable[str]) -> frozenset[str]:
     return frozenset(tag(key) for key in secret_keys)
 
 
-def id_template(secret_key: str, campaign_id: int, sender_address: str, nonce: str | None = None) -> str:
+def id_template(secret_key: str, campaign_id: int, sender_address: str, nonce: str = "") -> str:
     """A ``str.format`` template with one ``{}`` for the delivery id (one format call per recipient).
 
-    ``nonce`` is the campaign's stored random part (:func:`new_nonce`); None
-    draws a fresh one (ids unique, but not stable across calls); ``""``
-    makes the form without it, for campaigns created before nonces existed.
+    ``nonce`` is the campaign's stored random part (:func:`new_nonce`; the
+    engine always passes it); ``""`` makes the form without one, as for
+    campaigns created before nonces existed (such ids match by numbers alone).
     """
     domain = sender_address.rpartition("@")[2] or "localhost"
-    nonce = new_nonce() if nonce is None else nonce
     if nonce and not _NONCE.match(nonce):
         raise ValueError("a Message-ID nonce is 8 to 32 lowercase hex characters")
     suffix = f".{nonce}" if nonce else ""
@@ -61,10 +60,17 @@ def id_template(secret_key: str, campaign_id: int, sender_address: str, nonce: s
 
 @dataclass(frozen=True)
 class OurMessageId:
-    """The ids one of our Message-IDs names."""
+    """The ids one of our Message-IDs names, and its campaign nonce when it carries one (ids of the old
+    form and those rebuilt from a VERP tag do not). Two are equal when their ids are."""
 
     campaign_id: int
     delivery_id: int
+    nonce: str | None = field(default=None, compare=False)
+
+    def same_campaign(self, stored_nonce: str | None) -> bool:
+        """False only when both this id and the campaign carry a nonce and they differ: the id was made
+        for a campaign of another database (rebuilt with the same secret) that had the same number."""
+        return self.nonce is None or stored_nonce is None or self.nonce == stored_nonce
 
 
 def parse(message_id: str | None, known_tags: frozenset[str]) -> OurMessageId | None:
@@ -75,7 +81,7 @@ def parse(message_id: str | None, known_tags: frozenset[str]) -> OurMessageId | 
     campaign_id, delivery_id = int(match.group(2)), int(match.group(3))
     if not (0 < campaign_id <= MAX_ID and 0 < delivery_id <= MAX_ID):
         return None
-    return OurMessageId(campaign_id, delivery_id)
+    return OurMessageId(campaign_id, delivery_id, match.group(4))
 
 
 # VERP (variable envelope return path): the envelope sender of each message names its delivery, so a

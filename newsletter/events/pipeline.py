@@ -139,9 +139,14 @@ def _match(session: Session, rows: list[_Row]) -> dict[int, ev.LedgerRow]:
     """Fill campaign, delivery and subscriber ids from the ledger rows the events claim; returns those rows."""
     claimed = sorted({row.claim.delivery_id for row in rows if row.claim is not None})
     ledger_rows = ev.ledger_rows(session, claimed)
+    # An id whose nonce is not its campaign's was made by another database with the same secret (one
+    # rebuilt since): its numbers name someone else here, so it matches nothing.
+    nonces = ev.campaign_nonces(session, sorted({row.claim.campaign_id for row in rows
+                                                 if row.claim is not None and row.claim.nonce is not None}))
     for row in rows:
         found = ledger_rows.get(row.claim.delivery_id) if row.claim else None
-        if found and row.claim and found.campaign_id == row.claim.campaign_id:
+        if found and row.claim and found.campaign_id == row.claim.campaign_id and \
+                row.claim.same_campaign(nonces.get(row.claim.campaign_id)):
             row.campaign_id, row.subscriber_id = found.campaign_id, found.subscriber_id
             row.delivery_id = row.claim.delivery_id
     return ledger_rows

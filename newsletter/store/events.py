@@ -177,6 +177,16 @@ def ledger_rows(session: Session, delivery_ids: list[int]) -> dict[int, LedgerRo
     return result
 
 
+def campaign_nonces(session: Session, campaign_ids: list[int]) -> dict[int, str | None]:
+    """campaign id -> its Message-ID nonce (None for campaigns made before migration 0011)."""
+    result: dict[int, str | None] = {}
+    for start in range(0, len(campaign_ids), 500):
+        chunk = campaign_ids[start:start + 500]
+        rows = session.execute(select(Campaign.id, Campaign.id_nonce).where(Campaign.id.in_(chunk)))
+        result.update({row[0]: row[1] for row in rows})
+    return result
+
+
 def save_outcomes(session: Session, outcomes: dict[int, Outcome]) -> None:
     """Write the event columns of these ledger rows (one statement, executed for many rows).
 

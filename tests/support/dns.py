@@ -40,9 +40,10 @@ def _free_port() -> int:
 class ZoneServer:
     """``with ZoneServer(zone_text) as dns:`` serves the zone at ``dns.address`` ("127.0.0.1:PORT")."""
 
-    def __init__(self, zone: str):
+    def __init__(self, zone: str, port: int = 0):
+        """``port`` 0: a free one."""
         self.resolver = _ZoneResolver(zone)
-        self.port = 0
+        self.port, self._fixed_port = port, port
         self._servers: list[DNSServer] = []
 
     @property
@@ -52,7 +53,7 @@ class ZoneServer:
     def __enter__(self) -> ZoneServer:
         logger = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
         for _ in range(5):  # the UDP port found free may be taken for TCP: try another
-            self.port = _free_port()
+            self.port = self._fixed_port or _free_port()
             try:
                 udp = DNSServer(self.resolver, address="127.0.0.1", port=self.port, logger=logger)
                 tcp = DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
