@@ -107,6 +107,12 @@ def test_an_old_owner_waiting_for_the_shared_pause_claims_nothing_after_a_takeov
                     chunks_db.take_chunk(session, chunk, "worker-2.clinic.example:4242:0a1b2c")
             return 0.0
 
+        def take_quota(self, want):  # no caps configured: everything asked for is granted
+            return want, []
+
+        def give_back(self, windows, count):
+            pass
+
     old = Scripted()
     context = _context(store, settings, old)
     gate = PausedGate()
