@@ -167,7 +167,7 @@ def _hand_over(store: Store, plan: Plan, report: RoundReport, clock: Clock, grac
                     campaigns[key] = q.step_campaign(session, sequence, item.position, item.round,
                                                      plan.editions[item.position])
                 items.append(q.Handover(item, campaigns[key], next_due, missed))
-            moved = q.hand_over_many(session, items)
+            moved = q.hand_over_many(session, items, now)
         missed_count = sum(1 for item in moved if item.missed)
         report.missed += missed_count
         report.queued += len(moved) - missed_count

@@ -364,7 +364,7 @@ class Handover:
     missed: str = ""
 
 
-def hand_over_many(session: Session, items: list[Handover]) -> list[Handover]:
+def hand_over_many(session: Session, items: list[Handover], now: datetime) -> list[Handover]:
     """Move each enrolment past its due step and put the step in the ledger, in this transaction;
     returns the items this call moved.
 
@@ -372,8 +372,9 @@ def hand_over_many(session: Session, items: list[Handover]) -> list[Handover]:
     group (the enrolment still at that step in that round); only the
     enrolments it returned get their next due time and their ledger row:
     ``pending``, or ``skipped`` with the reason when the step came too late.
+    ``now`` (the round's clock) stamps the rows: :func:`skip_stale` measures
+    how long a row waited against it.
     """
-    now = utcnow()
     groups: dict[tuple[int, int], list[Handover]] = {}
     for item in items:
         groups.setdefault((item.due.round, item.due.position), []).append(item)
