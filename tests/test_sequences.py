@@ -426,3 +426,16 @@ def test_two_rounds_racing_hand_over_and_send_each_step_once(readers, cli, tmp_p
     assert together == Counter({(email, TIPS): 1 for email in emails})
     shown = cli("sequences", "show", "onboarding", "--json").json()
     assert (shown["steps"][1]["sent"], shown["steps"][1]["skipped"]) == (40, 0)
+
+
+def test_a_step_that_fails_its_pre_flight_check_stops_the_creation(workspace, cli):
+    from support.articles import SEED
+
+    assert cli("lists", "create", "readers").exit_code == 0
+    folder = workspace / "sequences" / "seed"
+    folder.mkdir(parents=True)
+    # the seed names its recently published article without a URL: composing it is an error, as for a send
+    (folder / "01-welcome.txt").write_text("---\nafter: 0d\n---\n" + SEED.read_text(encoding="utf-8"))
+    result = cli("sequences", "create", "seed", "--list", "readers", "--folder", "sequences/seed")
+    assert result.exit_code == 1 and "has no URL" in result.stderr and "Hint:" in result.stderr
+    assert cli("sequences", "list", "--json").json() == []
