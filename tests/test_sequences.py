@@ -389,3 +389,53 @@ def test_a_step_campaign_is_not_resumed_retried_or_cancelled_by_hand(readers, cl
         assert result.exit_code == 1 and "is a step of a sequence" in result.stderr
     cancelled = cli("campaigns", "cancel", campaign_id)
     assert cancelled.exit_code == 1 and "can no longer be cancelled" in cancelled.stderr
+
+
+def test_two_rounds_racing_hand_over_and_send_each_step_once(readers, cli, tmp_path):
+    """The daemon runs one round at a time under its lease; were two to race, the conditional
+    hand-over and the ledger's claims still give each reader's step to exactly one of them."""
+    import threading
+
+    from support.cli import populate
+
+    create(cli)
+    emails = populate(cli, tmp_path, 40, "readers")
+    first, start = Rounds(), now()
+    first.at(start)
+    assert sum(first.received().values()) == 40
+    racers = [Rounds(), Rounds()]
+    for racer in racers:
+        racer.first = False
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def race(racer):
+        barrier.wait()
+        try:
+            racer.at(start + timedelta(days=3, seconds=1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=race, args=(racer,)) for racer in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    together = racers[0].received() + racers[1].received()
+    assert together == Counter({(email, TIPS): 1 for email in emails})
+    shown = cli("sequences", "show", "onboarding", "--json").json()
+    assert (shown["steps"][1]["sent"], shown["steps"][1]["skipped"]) == (40, 0)
+
+
+def test_a_step_that_fails_its_pre_flight_check_stops_the_creation(workspace, cli):
+    from support.articles import SEED
+
+    assert cli("lists", "create", "readers").exit_code == 0
+    folder = workspace / "sequences" / "seed"
+    folder.mkdir(parents=True)
+    # the seed names its recently published article without a URL: composing it is an error, as for a send
+    (folder / "01-welcome.txt").write_text("---\nafter: 0d\n---\n" + SEED.read_text(encoding="utf-8"))
+    result = cli("sequences", "create", "seed", "--list", "readers", "--folder", "sequences/seed")
+    assert result.exit_code == 1 and "has no URL" in result.stderr and "Hint:" in result.stderr
+    assert cli("sequences", "list", "--json").json() == []

@@ -110,6 +110,7 @@ def test_welcome_within_seconds_then_killed_and_restarted_every_step_goes_once(w
     wait_until(lambda: sum(outbox(workspace).values()) == 3)
     assert time.monotonic() - joined < 60  # "within a minute" of joining; here within a few sync intervals
     assert outbox(workspace) == Counter({(email, WELCOME): 1 for email in readers})
+    wait_until(lambda: steps_of(cli)[0]["sent"] == 3)  # the outcomes are committed just after the files appear
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # killed while the next steps wait for their time
     assert [(s["sent"], s["pending"]) for s in steps_of(cli)] == [(3, 0), (0, 3), (0, 3)]
     due = next(r for r in dry_run(cli) if r["step"] == 1)["when"]

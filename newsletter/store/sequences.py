@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -246,28 +247,33 @@ class Joiner:
     round: int
 
 
-def joiners(session: Session, sequence: Sequence, limit: int) -> list[Joiner]:
+def joiners(session: Session, sequence: Sequence, limit: int, after_id: int = 0) -> list[Joiner]:
     """Members to enrol now: confirmed since the sequence was created (any time with
     ``enrol_existing``), in the audience, not enrolled; with ``restart_on_rejoin`` also those
-    enrolled whose confirmation is newer than the join their round started from."""
+    enrolled whose confirmation is newer than the join their round started from.
+
+    By subscriber id, from ``after_id`` on: a caller going through a large list pages on the
+    last id it got, so the whole look reads the list once."""
     joined = func.coalesce(memberships_t.c.confirmed_at, memberships_t.c.subscribed_at)
     base = (select(subscribers_t.c.id, joined, subscribers_t.c.timezone)
             .select_from(memberships_t)
             .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
-            .where(_in_audience(sequence.list_id)))
+            .where(_in_audience(sequence.list_id), memberships_t.c.subscriber_id > after_id))
     if not sequence.enrol_existing:
         base = base.where(joined >= sequence.created_at)
     enrolled = select(enrolments_t.c.id).where(enrolments_t.c.sequence_id == sequence.id,
                                                enrolments_t.c.subscriber_id == subscribers_t.c.id).exists()
-    out = [Joiner(int(sid), when, zone, None, 0)
-           for sid, when, zone in session.execute(base.where(~enrolled).order_by(subscribers_t.c.id).limit(limit))]
+    # Ordered by the memberships' own key: each page is a range of it, read once.
+    first_time = base.where(~enrolled).order_by(memberships_t.c.subscriber_id).limit(limit)
+    out = [Joiner(int(sid), when, zone, None, 0) for sid, when, zone in session.execute(first_time)]
     if sequence.restart_on_rejoin and len(out) < limit:
         again = (select(subscribers_t.c.id, joined, subscribers_t.c.timezone, enrolments_t.c.id, enrolments_t.c.round)
                  .select_from(memberships_t)
                  .join(subscribers_t, subscribers_t.c.id == memberships_t.c.subscriber_id)
                  .join(enrolments_t, and_(enrolments_t.c.subscriber_id == subscribers_t.c.id,
                                           enrolments_t.c.sequence_id == sequence.id))
-                 .where(_in_audience(sequence.list_id), joined > enrolments_t.c.joined_at)
+                 .where(_in_audience(sequence.list_id), joined > enrolments_t.c.joined_at,
+                        subscribers_t.c.id > after_id)
                  .order_by(subscribers_t.c.id).limit(limit - len(out)))
         out += [Joiner(int(sid), when, zone, int(eid), int(rnd) + 1) for sid, when, zone, eid, rnd in
                 session.execute(again)]
@@ -289,6 +295,23 @@ def enrol(session: Session, sequence_id: int, joiner: Joiner, joined_at: datetim
                                    enrolments_t.c.round == joiner.round - 1)
         .values(round=joiner.round, joined_at=joined_at, next_position=0, next_due_at=first_due, status=status,
                 detail="joined again: restarted", updated_at=now))) == 1
+
+
+def enrol_new(session: Session, sequence_id: int, rows: list[tuple[int, datetime, datetime]]) -> int:
+    """Enrol first-time readers ``(subscriber_id, joined_at, first_due)`` in one executemany.
+
+    The unique (sequence, subscriber) makes a reader enrolled twice an
+    IntegrityError that rolls the whole batch back (only the lease holder enrols).
+    """
+    if not rows:
+        return 0
+    now = utcnow()
+    session.execute(insert(enrolments_t), [
+        {"sequence_id": sequence_id, "subscriber_id": subscriber_id, "round": 0, "joined_at": joined_at,
+         "next_position": 0, "next_due_at": first_due, "status": EnrolmentStatus.ACTIVE, "detail": "",
+         "updated_at": now}
+        for subscriber_id, joined_at, first_due in rows])
+    return len(rows)
 
 
 def stop_leavers(session: Session, sequence: Sequence) -> int:
@@ -330,29 +353,53 @@ def due_now(session: Session, sequence_id: int, now: datetime, limit: int) -> li
     return [Due(int(e), int(s), str(m), z, int(r), int(p), d) for e, s, m, z, r, p, d in rows]
 
 
-def hand_over(session: Session, due: Due, campaign_id: int, next_due: datetime | None, *, missed: str = "") -> bool:
-    """Move the enrolment past ``due.position`` and put the step in the ledger, in this transaction.
+@dataclass
+class Handover:
+    """One due step to hand over: the enrolment, the step's campaign, the reader's next due time
+    (None: it was the last step), and ``missed`` (the reason, when it came too late)."""
 
-    The enrolment moves only if it is still at that step in that round (the
-    conditional update is the claim); only then is the ledger row inserted:
-    ``pending``, or ``skipped`` with ``missed`` as its error when the step
-    came too late. ``next_due`` None: that was the last step. True when
-    this call moved it.
+    due: Due
+    campaign_id: int
+    next_due: datetime | None
+    missed: str = ""
+
+
+def hand_over_many(session: Session, items: list[Handover], now: datetime) -> list[Handover]:
+    """Move each enrolment past its due step and put the step in the ledger, in this transaction;
+    returns the items this call moved.
+
+    The claim is one conditional ``UPDATE ... RETURNING`` per (round, step)
+    group (the enrolment still at that step in that round); only the
+    enrolments it returned get their next due time and their ledger row:
+    ``pending``, or ``skipped`` with the reason when the step came too late.
+    ``now`` (the round's clock) stamps the rows: :func:`skip_stale` measures
+    how long a row waited against it.
     """
-    now = utcnow()
-    moved = rowcount(session.execute(
-        update(enrolments_t).where(enrolments_t.c.id == due.enrolment_id, enrolments_t.c.round == due.round,
-                                   enrolments_t.c.next_position == due.position,
-                                   enrolments_t.c.status == EnrolmentStatus.ACTIVE)
-        .values(next_position=due.position + 1, next_due_at=next_due, updated_at=now,
-                status=EnrolmentStatus.ACTIVE if next_due is not None else EnrolmentStatus.FINISHED)))
-    if moved != 1:
-        return False
-    session.execute(insert(deliveries_t).values(
-        campaign_id=campaign_id, subscriber_id=due.subscriber_id, email=due.email,
-        status=LedgerStatus.SKIPPED if missed else LedgerStatus.PENDING, attempts=0, updated_at=now,
-        error=missed[:1000] or None))
-    return True
+    groups: dict[tuple[int, int], list[Handover]] = {}
+    for item in items:
+        groups.setdefault((item.due.round, item.due.position), []).append(item)
+    moved: list[Handover] = []
+    for (round_, position), group in groups.items():
+        ids = set(session.scalars(
+            update(enrolments_t).where(enrolments_t.c.id.in_([i.due.enrolment_id for i in group]),
+                                       enrolments_t.c.round == round_, enrolments_t.c.next_position == position,
+                                       enrolments_t.c.status == EnrolmentStatus.ACTIVE)
+            .values(next_position=position + 1, updated_at=now)
+            .returning(enrolments_t.c.id)).all())
+        moved += [item for item in group if item.due.enrolment_id in ids]
+    if not moved:
+        return moved
+    session.execute(update(enrolments_t).where(enrolments_t.c.id == bindparam("e_id"))
+                    .values(next_due_at=bindparam("e_due"), status=bindparam("e_status")), [
+        {"e_id": item.due.enrolment_id, "e_due": item.next_due,
+         "e_status": EnrolmentStatus.ACTIVE if item.next_due is not None else EnrolmentStatus.FINISHED}
+        for item in moved])
+    session.execute(insert(deliveries_t), [
+        {"campaign_id": item.campaign_id, "subscriber_id": item.due.subscriber_id, "email": item.due.email,
+         "status": LedgerStatus.SKIPPED if item.missed else LedgerStatus.PENDING, "attempts": 0, "updated_at": now,
+         "error": item.missed[:1000] or None}
+        for item in moved])
+    return moved
 
 
 def pending_campaigns(session: Session, sequence_id: int) -> list[int]:
