@@ -9,8 +9,19 @@ recipients over the campaign's own started_at -> finished_at.
 
     python benchmarks/bench_workers.py --recipients 100000 --workers 1,2,4
 
-Prints one line per worker count and the speed-up over one worker. Uses a
-schema of its own in the PostgreSQL database and Redis database 14 (flushed).
+Prints one line per worker count and the speed-up over one worker, and
+(issue 15) one worker against the single-machine loop: the same campaign
+sent again by ``newsletter send`` without a broker, in one process
+(``NEWSLETTER_SEND_PROCESSES=1``: per process, as a worker is), just before
+each worker run, so every ratio compares figures of the same minutes
+(target: one worker >= 0.8 of it; 2 and 4 workers x1.8 and x3.2 of one).
+For each run it also prints where the CPU went (the workers, PostgreSQL's
+processes, the stand-in, and the rest of the machine, in cores, from
+/proc): when the machine's cores are all busy, that is the bottleneck and
+more workers cannot scale.
+
+Uses a schema of its own in the PostgreSQL database and Redis database 14
+(flushed).
 """
 
 from __future__ import annotations
@@ -48,11 +59,19 @@ def main() -> None:
             env = setup(Path(tmp), args, schema, url)
             print(f"{args.recipients:,} recipients; {os.cpu_count()} CPUs; PostgreSQL, Redis broker, "
                   f"local SendGrid v3 server (no validation)")
-            base = None
+            base, singles = None, []
             for count in counts:
-                rate = run(Path(tmp), env, count, args.redis)
+                single, _ = measured(lambda: send_here(Path(tmp), env))
+                singles.append(single)
+                rate, cpu = measured(lambda count=count: run(Path(tmp), env, count, args.redis))
                 base = base or rate / count
-                print(f"{count} worker process(es): {rate:>9,.0f} recipients/s   x{rate / (base):.2f} of one")
+                print(f"{count} worker process(es): {rate:>9,.0f} recipients/s   x{rate / base:.2f} of one; "
+                      f"single-machine loop (one process) just before: {single:,.0f}/s -> {rate / single:.2f}; "
+                      f"CPU in cores: {cpu}")
+            if counts[0] == 1:
+                share = base / singles[0]
+                print(f"one worker / the single-machine loop sent just before it: {share:.2f} "
+                      f"[target >= 0.8: {'met' if share >= 0.8 else 'NOT MET'}]")
     finally:
         server.terminate()
         drop_schema(args.postgres, schema)
@@ -80,6 +99,89 @@ def setup(folder: Path, args, schema: str, sendgrid_url: str) -> dict:
     return env
 
 
+def send_here(folder: Path, env: dict) -> float:
+    """The same campaign again through the single-machine loop in one process; recipients per second."""
+    subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json", "--again"],
+                   env={**env, "NEWSLETTER_SEND_PROCESSES": "1"}, cwd=folder / "letter", check=True,
+                   capture_output=True)
+    return campaign_rate(env)
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+ROLES = ("newsletter", "postgres", "stand-in")
+
+
+def process_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far by each process of a role: ``newsletter`` (workers and sends),
+    ``postgres`` (the server's processes), ``stand-in`` (the SendGrid server), read from /proc."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = stat.split("(", 1)[1].rsplit(")", 1)[0], stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        if b"fake_sendgrid" in command:
+            found[int(entry.name)] = ("stand-in", seconds)
+        elif name == "postgres":
+            found[int(entry.name)] = ("postgres", seconds)
+        elif b"newsletter" in command and (b"worker" in command or b"send" in command):
+            found[int(entry.name)] = ("newsletter", seconds)
+    return found
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (/proc/stat: all but idle and iowait)."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (sum(int(v) for v in first) - int(first[3]) - int(first[4])) / TICKS
+
+
+def measured(action) -> tuple[float, str]:
+    """Run ``action`` and say how many cores each role kept busy meanwhile.
+
+    /proc is sampled every 0.2 s in a thread, so processes that start and end
+    within the run (the workers, PostgreSQL's backends) are counted up to
+    their last sample.
+    """
+    import threading
+
+    baseline, latest, done = process_cpu(), {}, threading.Event()
+
+    def sample() -> None:
+        while True:
+            latest.update(process_cpu())
+            if done.wait(0.2):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    busy, start = machine_busy(), time.monotonic()
+    sampler.start()
+    try:
+        result = action()
+    finally:
+        done.set()
+        sampler.join()
+    seconds, busy = time.monotonic() - start, machine_busy() - busy
+    cores = dict.fromkeys(ROLES, 0.0)
+    for pid, (role, used) in latest.items():
+        cores[role] += (used - baseline.get(pid, (role, 0.0))[1]) / seconds
+    machine = busy / seconds
+    others = max(0.0, machine - sum(cores.values()))
+    text = (f"newsletter {cores['newsletter']:.2f}, PostgreSQL {cores['postgres']:.2f}, stand-in "
+            f"{cores['stand-in']:.2f}, everything else {others:.2f}; machine {machine:.2f} of {os.cpu_count()}")
+    if machine >= 0.9 * (os.cpu_count() or 1):
+        text += " (saturated: the cores are the bottleneck)"
+    elif cores["postgres"] >= 0.9:
+        text += " (PostgreSQL near a core)"
+    elif cores["stand-in"] >= 0.9:
+        text += " (the stand-in near a core)"
+    return result, text
+
+
 def run(folder: Path, env: dict, count: int, redis_url: str) -> float:
     """Send one campaign with ``count`` workers; recipients per second of the campaign."""
     import redis
@@ -90,7 +192,7 @@ def run(folder: Path, env: dict, count: int, redis_url: str) -> float:
                                 stderr=subprocess.DEVNULL) for _ in range(count)]
     try:
         time.sleep(2)  # let them start and connect
-        subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json"],
+        subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json", "--again"],
                        env=env, cwd=folder / "letter", check=True, capture_output=True)
         return campaign_rate(env)
     finally:

@@ -133,3 +133,58 @@ def test_a_suppressed_reader_is_still_skipped_not_deleted(ledger_store):
         assert claim.skipped == 1
         assert ledger.counts(session, first)[LedgerStatus.SKIPPED] == 1
     assert len(_rows(store, campaign_id=first)) == len(READERS)
+
+
+def test_upgrade_keeps_the_ledger_and_a_downgrade_restores_the_keys(database_url):
+    """0009 -> 0017 keeps every row (SQLite rebuilds the table); back to 0009 the keys return, without
+    the rows whose subscriber is gone (they would break them)."""
+    from newsletter.store.db import create_db_engine
+
+    from test_store import _upgrade_to
+
+    store = Store(database_url)  # at the newest revision: build a ledger the store's way
+    store.close()
+    _upgrade_to(database_url, "0009", down=True)
+    engine = create_db_engine(database_url)
+    try:
+        assert {key["referred_table"] for key in inspect(engine).get_foreign_keys("deliveries")} == {
+            "campaigns", "subscribers"}
+        now = "2026-01-01 00:00:00"
+        with engine.begin() as connection:
+            for i in (1, 2):
+                connection.execute(text(
+                    "INSERT INTO subscribers (id, email, email_key, email_hash, name, attributes, status, "
+                    "created_at, updated_at) VALUES (:i, :e, :e, :h, '', '{}', 'active', :t, :t)"),
+                    {"i": i, "e": f"r{i}@example.org", "h": f"{i:064d}", "t": now})
+            connection.execute(text("INSERT INTO editions (id, slug, subject, preheader, html, text, theme, "
+                                    "article_path, tags, created_at) VALUES (1, 's', 'S', '', 'h', 't', 'default',"
+                                    " '', '[]', :t)"), {"t": now})
+            connection.execute(text("INSERT INTO campaigns (id, edition_id, list_name, status, transport, "
+                                    "created_at, error) VALUES (1, 1, 'readers', 'sent', 'file', :t, '')"),
+                               {"t": now})
+            for i in (1, 2):
+                connection.execute(text("INSERT INTO deliveries (id, campaign_id, subscriber_id, email, status, "
+                                        "attempts) VALUES (:i, 1, :i, :e, 'sent', 1)"), {"i": i, "e": f"r{i}@x.org"})
+    finally:
+        engine.dispose()
+
+    store = Store(database_url)  # upgrades to the newest revision
+    try:
+        assert inspect(store.engine).get_foreign_keys("deliveries") == []
+        assert [email for _, email in _rows(store)] == ["r1@x.org", "r2@x.org"]
+        with store.engine.begin() as connection:  # gone behind the store's back: the row stays
+            connection.execute(text("DELETE FROM subscribers WHERE id = 2"))
+        assert len(_rows(store)) == 2
+    finally:
+        store.close()
+
+    _upgrade_to(database_url, "0009", down=True)
+    engine = create_db_engine(database_url)
+    try:
+        assert {key["referred_table"] for key in inspect(engine).get_foreign_keys("deliveries")} == {
+            "campaigns", "subscribers"}
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT email FROM deliveries ORDER BY id")).scalars().all() == [
+                "r1@x.org"]
+    finally:
+        engine.dispose()

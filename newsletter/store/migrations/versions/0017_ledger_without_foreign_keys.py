@@ -52,15 +52,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name == "sqlite":
+    # Rows the store left behind (a subscriber erased by hand) would fail the restored keys: remove them.
+    for column, table in REFERENCES:
+        op.execute(f"DELETE FROM deliveries WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = "
+                   f"deliveries.{column})")
+    if op.get_bind().dialect.name == "sqlite":
         with op.batch_alter_table("deliveries", naming_convention=NAMING, recreate="always",
                                   table_kwargs={"sqlite_autoincrement": True}) as batch:
             for column, table in REFERENCES:
                 batch.create_foreign_key(f"fk_deliveries_{column}_{table}", table, [column], ["id"],
                                          ondelete="CASCADE")
         return
-    # Rows the store left behind would fail the restored keys: remove them first.
     for column, table in REFERENCES:
-        op.execute(f"DELETE FROM deliveries AS d WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = d.{column})")
         op.create_foreign_key(f"deliveries_{column}_fkey", "deliveries", table, [column], ["id"], ondelete="CASCADE")
