@@ -78,6 +78,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Breaker:
+    """When a running campaign pauses by itself (``[delivery] breaker_*``, newsletter.engine.breaker).
+
+    Rates count once ``min_sample`` messages of the campaign were sent; a
+    rate at a threshold trips it (0 turns that check off).
+    """
+
+    complaint_warn: float = 0.001       # Gmail's "keep under 0.1%"
+    complaint_pause: float = 0.003      # Gmail's "never reach 0.3%"
+    hard_bounce_pause: float = 0.02
+    min_sample: int = 1000
+    transport_failures: int = 50        # failures in a row of one kind (DNS, connection, ...)
+
+
+@dataclass(frozen=True)
 class Warmup:
     """``[delivery.warmup]``: the day's cap is ``start * factor ** days`` since ``start_date`` (UTC days),
     never above the daily cap; days before ``start_date`` count as the first."""
@@ -174,6 +189,8 @@ class Settings:
     # Several SMTP relays ([[smtp.relays]]) instead of one [smtp] url (newsletter.delivery.relays).
     smtp_relays: tuple[SmtpRelay, ...] = field(default=(), repr=False)
     relay_failures: int = 3  # consecutive connection or login failures before a relay is skipped
+    # The circuit breaker (newsletter.engine.breaker): [delivery] breaker_* keys.
+    breaker: Breaker = field(default_factory=Breaker)
     relay_cooldown_seconds: float = 300.0  # for this long
 
     def limits_for(self, transport: str | None = None) -> Limits:
@@ -318,6 +335,7 @@ def load_settings(
         warmup=reader.warmup(),
         smtp_relays=reader.relays(env),
         relay_failures=int(reader.number("smtp", "relay_failures", default=3, minimum=1)),
+        breaker=reader.breaker(),
         relay_cooldown_seconds=reader.number("smtp", "relay_cooldown_seconds", default=300.0, minimum=0),
         dns_server=reader.text("doctor", "dns_server", default="") or None,
         sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
@@ -504,6 +522,30 @@ class _Reader:
         if number != int(number):
             raise self.fail(section, key, f"must be a whole number (got {number:g})", hint="e.g. 10000")
         return int(number)
+
+    def breaker(self) -> Breaker:
+        """``[delivery] breaker_*``: the circuit breaker's thresholds (rates as fractions: 0.003 is 0.3%)."""
+        default = Breaker()
+
+        def rate(key: str, value: float) -> float:
+            number = self.number("delivery", f"breaker_{key}", default=value, minimum=0.0)
+            if number > 1:
+                raise self.fail("delivery", f"breaker_{key}", f"is a fraction, at most 1 (got {number:g})",
+                                hint=f"0.003 means 0.3%; the default is {value:g}")
+            return number
+
+        def whole(key: str, value: int) -> int:
+            number = self.number("delivery", f"breaker_{key}", default=value, minimum=0)
+            if number != int(number):
+                raise self.fail("delivery", f"breaker_{key}", f"must be a whole number (got {number:g})",
+                                hint=f"the default is {value}")
+            return int(number)
+
+        return Breaker(complaint_warn=rate("complaint_warn", default.complaint_warn),
+                       complaint_pause=rate("complaint_pause", default.complaint_pause),
+                       hard_bounce_pause=rate("hard_bounce_pause", default.hard_bounce_pause),
+                       min_sample=whole("min_sample", default.min_sample),
+                       transport_failures=whole("transport_failures", default.transport_failures))
 
     def transport_limits(self) -> dict[str, Limits]:
         """``rate``, ``hourly_cap`` and ``daily_cap`` of each transport's own section, where set."""

@@ -396,6 +396,37 @@ def requeue(session: Session, campaign_id: int, from_status: str) -> int:
                                     .values(status=LedgerStatus.PENDING, updated_at=utcnow())))
 
 
+def failed_to_pending(session: Session, delivery_ids: list[int]) -> int:
+    """Rows recorded ``failed`` for a cause that was ours or the network's go back to ``pending``
+    (the circuit breaker: nothing of them was accepted, and the person did nothing wrong)."""
+    if not delivery_ids:
+        return 0
+    return rowcount(session.execute(update(deliveries_t)
+                                    .where(_id_among(session, delivery_ids),
+                                           deliveries_t.c.status == LedgerStatus.FAILED)
+                                    .values(status=LedgerStatus.PENDING, error=None, updated_at=utcnow())))
+
+
+@dataclass(frozen=True)
+class Reception:
+    """What a campaign's events say so far: messages sent, recipients who complained, hard bounces."""
+
+    sent: int
+    complained: int
+    hard_bounced: int
+
+
+def reception(session: Session, campaign_id: int) -> Reception:
+    """One aggregate over the campaign's ledger rows (the circuit breaker reads it between batches)."""
+    table = deliveries_t
+    row = session.execute(select(
+        func.count().filter(table.c.status == LedgerStatus.SENT),
+        func.count().filter(table.c.complained_at.is_not(None)),
+        func.count().filter(table.c.refused == "hard"),
+    ).where(table.c.campaign_id == campaign_id)).one()
+    return Reception(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
 def refused_by_provider() -> ColumnElement[bool]:
     """SQL: the row's events say the provider or the receiving server refused the message.
 
