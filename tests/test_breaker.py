@@ -38,7 +38,8 @@ def _thresholds(**values):
 
 
 def _results(count: int, cause: str | None, start: int = 0, outcome=Outcome.FAILED):
-    results = [SendResult(f"m{i}", outcome, retryable=True, error="x", cause=cause) for i in range(start, start + count)]
+    results = [SendResult(f"m{i}", outcome, retryable=True, error="x", cause=cause)
+               for i in range(start, start + count)]
     return results, {r.message_id: i for i, r in enumerate(results, start)}
 
 

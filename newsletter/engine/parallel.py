@@ -176,9 +176,8 @@ def _child(settings: Settings, campaign_id: int, transport_name: str, low: int, 
         messages.put(("progress", done - sent[0]))
         sent[0] = done
 
-    from newsletter.engine.quotas import QuotaReached
-
     from newsletter.engine.breaker import BreakerTripped
+    from newsletter.engine.quotas import QuotaReached
 
     quota: tuple[str, str] | None = None
     tripped: str | None = None
