@@ -191,6 +191,14 @@ class Settings:
     relay_failures: int = 3  # consecutive connection or login failures before a relay is skipped
     # The circuit breaker (newsletter.engine.breaker): [delivery] breaker_* keys.
     breaker: Breaker = field(default_factory=Breaker)
+    # Gmail's list identity (newsletter.delivery.mime.list_headers): the domain of List-Id (default the
+    # sender's), the sender field of Feedback-ID (default the sender's domain), and the RFC 9477
+    # complaints mailbox (CFBL-Address; none by default).
+    list_id_domain: str = ""
+    feedback_sender_id: str = ""
+    complaints_address: str = ""
+    # The sender of confirmation and other non-subscription mail ([web] confirm_from; default: sender).
+    confirm_from: str = ""
     relay_cooldown_seconds: float = 300.0  # for this long
 
     def limits_for(self, transport: str | None = None) -> Limits:
@@ -220,6 +228,16 @@ class Settings:
     def sender(self) -> str:
         """The From header value, ``Name <address>``."""
         return formataddr((self.sender_name, self.sender_address))
+
+    @property
+    def transactional_sender(self) -> str:
+        """The From of confirmation and other non-subscription mail: ``[web] confirm_from``, else :attr:`sender`
+        (Gmail asks that it differ from the newsletters' where it can)."""
+        return self.confirm_from or self.sender
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2].lower()
 
     @property
     def mailgun_base_url(self) -> str:
@@ -336,6 +354,10 @@ def load_settings(
         smtp_relays=reader.relays(env),
         relay_failures=int(reader.number("smtp", "relay_failures", default=3, minimum=1)),
         breaker=reader.breaker(),
+        list_id_domain=reader.text("delivery", "list_id_domain", default="").lower().strip("."),
+        feedback_sender_id=reader.text("delivery", "feedback_sender_id", default=""),
+        complaints_address=reader.address("delivery", "complaints_address"),
+        confirm_from=reader.mailbox("web", "confirm_from"),
         relay_cooldown_seconds=reader.number("smtp", "relay_cooldown_seconds", default=300.0, minimum=0),
         dns_server=reader.text("doctor", "dns_server", default="") or None,
         sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
@@ -682,6 +704,21 @@ class _Reader:
         if value not in choices:
             raise self.fail(section, key, f"must be one of {', '.join(choices)} (got {value!r})")
         return value
+
+    def mailbox(self, section: str, key: str) -> str:
+        """A ``Name <address>`` (the name optional), normalised; empty when absent."""
+        value = self.text(section, key, default="")
+        if not value:
+            return ""
+        from newsletter.errors import InvalidAddress
+        from newsletter.vocabulary.addresses import normalise_address
+
+        name, address = parseaddr(value)
+        try:
+            return formataddr((name, normalise_address(address)))
+        except InvalidAddress as exc:
+            raise self.fail(section, key, f"is not a valid sender ({exc.message})",
+                            hint='write it as "Name <you@example.org>"') from None
 
     def sender(self) -> tuple[str, str]:
         """The ``from`` key: ``Name <address>``; empty until configured."""

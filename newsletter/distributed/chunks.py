@@ -200,7 +200,7 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     settings, store, c = ctx.settings, ctx.store, report.campaign_id
     with store.session() as session:
         tracking = load_plan(session, c)
-    message = campaign_message(settings, campaign, tracking)
+        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
     builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce, tracking)
     gate = ctx.gate(campaign.transport)
     totals = SendReport(c, CampaignStatus.SENDING)

@@ -45,7 +45,7 @@ from newsletter.compose.edition import merge_values
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
-from newsletter.delivery.mime import unsubscribe_headers
+from newsletter.delivery.mime import list_headers, unsubscribe_headers
 from newsletter.engine import fencing
 from newsletter.engine.breaker import Breaker, BreakerTripped
 from newsletter.engine.campaigns import RESUMABLE, audience_list_id, ensure_resumable, get_campaign
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.message import SendResult
     from newsletter.store.db import Store
     from newsletter.store.ledger import Candidate, Claim
-    from newsletter.store.models import Campaign
+    from newsletter.store.models import Campaign, MailingList
 
 # ``fence(session)``: True while this run still owns the campaign (checked in the session's transaction).
 Fence = Callable[["Session"], bool]
@@ -313,7 +313,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         campaign = get_campaign(session, campaign_id)
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
-        message = campaign_message(settings, campaign, tracking)
+        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
@@ -348,9 +348,11 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
             on_progress(done, total)
 
 
-def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None) -> Message:
+def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None,
+                     mailing_list: MailingList | None = None) -> Message:
     """The provider-neutral Message of a stored campaign (its edition as composed, links tracked as
-    ``tracking`` says: see ``newsletter.compose.clicks``)."""
+    ``tracking`` says: see ``newsletter.compose.clicks``), with the bulk identity headers of
+    ``mailing_list`` (``List-Id``, ``Feedback-ID``, ``CFBL-Address``: :func:`bulk_headers`)."""
     edition = campaign.edition
     html, text = edition.html, edition.text
     if tracking is not None and (tracking.clicks or tracking.opens):
@@ -361,7 +363,20 @@ def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingP
             text = clicks.tracked_text(text, tracking.links, base_url=base_url, secret_key=key,
                                        campaign_id=campaign.id)
     return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
+                   headers=bulk_headers(settings, campaign.id, mailing_list),
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
+
+
+def bulk_headers(settings: Settings, campaign_id: int, mailing_list: MailingList | None) -> dict[str, str]:
+    """``List-Id`` and ``Feedback-ID`` (and ``CFBL-Address`` with ``[delivery] complaints_address``) of a
+    campaign to ``mailing_list``; none without a list or a sender address."""
+    domain = settings.list_id_domain or settings.sender_domain
+    if mailing_list is None or not domain:
+        return {}
+    return list_headers(list_name=mailing_list.name, display_name=mailing_list.reader_name(settings.name),
+                        domain=domain, campaign_id=campaign_id, workspace=settings.name,
+                        sender_id=settings.feedback_sender_id or domain,
+                        complaints_address=settings.complaints_address or None)
 
 
 def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,

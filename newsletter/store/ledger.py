@@ -35,7 +35,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import Campaign, Delivery, Edition, Membership, Subscriber, Suppression, utcnow
+from newsletter.store.models import (
+    Campaign,
+    Delivery,
+    Edition,
+    MailingList,
+    Membership,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
 from newsletter.store.sql import rowcount
 from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
 
@@ -405,6 +414,11 @@ def failed_to_pending(session: Session, delivery_ids: list[int]) -> int:
                                     .where(_id_among(session, delivery_ids),
                                            deliveries_t.c.status == LedgerStatus.FAILED)
                                     .values(status=LedgerStatus.PENDING, error=None, updated_at=utcnow())))
+
+
+def list_of(session: Session, list_id: int | None) -> MailingList | None:
+    """The list a campaign goes to (None for none, or a list since deleted)."""
+    return session.get(MailingList, list_id) if list_id is not None else None
 
 
 @dataclass(frozen=True)
