@@ -292,3 +292,59 @@ def test_below_the_minimum_sample_a_bounce_does_not_pause(workspace, cli, tmp_pa
     report = start_campaign(store, settings, campaign_id, Reporting(store, settings, kind="bounce", count=1))
     assert (report.status, report.sent) == ("sent", 10)
     store.close()
+
+
+def test_scale_out_workers_pause_on_an_unreachable_host_and_resume_sends_everyone_once(
+        workspace, cli, tmp_path, monkeypatch):
+    pytest.importorskip("dramatiq")
+    from dramatiq.brokers.stub import StubBroker
+    from newsletter.compose.edition import compose_edition
+    from newsletter.config import load_settings
+    from newsletter.distributed.chunks import WorkerContext, run_chunk
+    from newsletter.distributed.dispatch import enqueue_campaign, resume_distributed
+    from newsletter.engine.campaigns import create_campaign
+    from newsletter.store import ledger
+    from newsletter.store.db import open_store
+    from newsletter.store.distributed import campaign_chunks
+
+    emails = populate(cli, tmp_path, 2000)
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{_closed_port()}?tls=none")
+    settings = load_settings(workspace)
+    store, broker = open_store(settings), StubBroker()
+    try:
+        c = create_campaign(store, settings, compose_edition("articles/welcome.md", settings), "readers", "smtp")
+        assert enqueue_campaign(store, settings, c, broker=broker) == 2
+        with store.session() as session:
+            chunks = [(chunk.first_id, chunk.last_id) for chunk in campaign_chunks(session, c)]
+        first = run_chunk(WorkerContext(store, settings), c, *chunks[0])
+        assert (first.outcome, first.campaign_status, first.failed) == ("paused", "paused", 0)
+        assert run_chunk(WorkerContext(store, settings), c, *chunks[1]).outcome == "not-sending"
+        data = cli("campaigns", "show", str(c), "--json").json()
+        assert data["status"] == "paused" and data["pause_reason"].startswith("circuit breaker:")
+        assert data["resume_at"] is None
+        with store.session() as session:
+            assert ledger.counts(session, c)["pending"] == 2000
+        with SmtpServer() as server:
+            monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{server.port}?tls=none")
+            fixed = load_settings(workspace)
+            assert resume_distributed(store, fixed, c, broker=broker) == 2
+            for first_id, last_id in chunks:
+                run_chunk(WorkerContext(store, fixed), c, first_id, last_id)
+            got = Counter(to for m in server.messages for to in m.rcpt_tos)
+        assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+        assert cli("campaigns", "show", str(c), "--json").json()["status"] == "sent"
+    finally:
+        broker.close()
+        store.close()
+
+
+def test_several_sending_processes_pause_together_on_an_unreachable_host(workspace, cli, tmp_path, monkeypatch):
+    populate(cli, tmp_path, 2000)
+    configure(workspace, "", batch=200)
+    config = workspace / "newsletter.toml"
+    config.write_text(config.read_text().replace("processes = 0\n", "processes = 2\n", 1))
+    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://127.0.0.1:{_closed_port()}?tls=none")
+    started = time.monotonic()
+    report = _send(workspace)
+    _assert_paused_with_everything_pending(cli, report, 2000, started)
