@@ -328,13 +328,13 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while True:
         if stop is not None and stop.is_set() or (limit is not None and done >= limit):
-            return True
+            return _stopped(store, breaker, fence, report, campaign_id)
         with store.session() as session:  # complaints and bounces the events recorded since the last batch
             breaker.check(session, campaign_id)
         want = batch_size if limit is None else min(batch_size, limit - done)
         pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
         if stop is not None and stop.is_set():
-            return True
+            return _stopped(store, breaker, fence, report, campaign_id)
         claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence,
                             quota=quota if quota.capped else None)
         if claim is None:
@@ -346,6 +346,16 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         done += claim.seen
         if on_progress:
             on_progress(done, total)
+
+
+def _stopped(store: Store, breaker: Breaker, fence: Fence | None, report: SendReport, campaign_id: int) -> bool:
+    """Stopped mid-run (another process's breaker tripped, Ctrl-C): rows of a streak of transport failures
+    not yet long enough to trip go back to ``pending`` with the rest. Returns True (stopped early)."""
+    if breaker.streak:
+        with store.session() as session:
+            _check(fence, session, campaign_id)
+            report.failed -= breaker.release(session)
+    return True
 
 
 def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None,
