@@ -90,6 +90,7 @@ class Breaker:
     hard_bounce_pause: float = 0.02
     min_sample: int = 1000
     transport_failures: int = 50        # failures in a row of one kind (DNS, connection, ...)
+    check_seconds: float = 5.0          # read the rates at most this often (a scan of the campaign's rows)
 
 
 @dataclass(frozen=True)
@@ -567,7 +568,9 @@ class _Reader:
                        complaint_pause=rate("complaint_pause", default.complaint_pause),
                        hard_bounce_pause=rate("hard_bounce_pause", default.hard_bounce_pause),
                        min_sample=whole("min_sample", default.min_sample),
-                       transport_failures=whole("transport_failures", default.transport_failures))
+                       transport_failures=whole("transport_failures", default.transport_failures),
+                       check_seconds=self.number("delivery", "breaker_check_seconds", default=default.check_seconds,
+                                                 minimum=0.0))
 
     def transport_limits(self) -> dict[str, Limits]:
         """``rate``, ``hourly_cap`` and ``daily_cap`` of each transport's own section, where set."""

@@ -73,6 +73,20 @@ def test_the_transport_threshold_is_configurable_and_zero_turns_it_off():
     assert Breaker(_thresholds(transport_failures=0)).observe(*_results(500, "timeout")) is None
 
 
+def test_the_rates_are_read_at_most_every_check_seconds(monkeypatch):
+    from newsletter.engine import breaker as module
+    from newsletter.store.ledger import Reception
+
+    reads, now = [], [100.0]
+    monkeypatch.setattr(module.ledger, "reception", lambda session, campaign_id: reads.append(now[0]) or
+                        Reception(sent=2000, complained=0, hard_bounced=0))
+    breaker = module.Breaker(_thresholds(check_seconds=5.0), clock=lambda: now[0])
+    for step in (0.0, 1.0, 4.9, 5.0, 9.9, 10.0):
+        now[0] = 100.0 + step
+        breaker.check(None, 1)
+    assert reads == [100.0, 105.0, 110.0]
+
+
 def test_thresholds_come_from_delivery(workspace):
     from newsletter.config import Breaker as Thresholds
     from newsletter.config import load_settings
@@ -215,7 +229,7 @@ def _campaign(workspace, cli, tmp_path, count: int, delivery: str, batch: int = 
     from newsletter.store.db import open_store
 
     emails = populate(cli, tmp_path, count)
-    configure(workspace, delivery, batch=batch)
+    configure(workspace, "breaker_check_seconds = 0\n" + delivery, batch=batch)  # read the rates before each batch
     settings = load_settings(workspace)
     store = open_store(settings)
     campaign_id = create_campaign(store, settings, compose_edition("articles/welcome.md", settings), "readers",

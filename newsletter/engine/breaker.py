@@ -18,8 +18,8 @@ a single complaint never does (1 in 1,000 is 0.1%: a warning).
 
 Complaints and bounces reach the ledger through the event pipeline
 (webhooks, ``bounces read``); the send loop reads the campaign's counts
-between batches (:meth:`Breaker.check`: one aggregate query), and the
-scale-out workers do the same per chunk.
+between batches (:meth:`Breaker.check`: one aggregate query, at most every
+``check_seconds``, 5 s), and the scale-out workers do the same per chunk.
 
 When the breaker trips, the rows of the failing streak, recorded
 ``failed``, go back to ``pending`` (:meth:`Breaker.release`): nothing of
@@ -34,7 +34,8 @@ bounce, with the rate still at the threshold, pauses it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from newsletter.delivery.message import TRANSPORT_CAUSES, Outcome
@@ -72,8 +73,9 @@ class Breaker:
     its own streak, and every one of them reads the rates from the ledger.
     """
 
-    def __init__(self, thresholds: Thresholds):
-        self.thresholds = thresholds
+    def __init__(self, thresholds: Thresholds, clock: Callable[[], float] = time.monotonic):
+        self.thresholds, self.clock = thresholds, clock
+        self.checked_at: float | None = None
         self.cause: str | None = None
         self.streak: list[int] = []  # the ledger rows of the current streak
         self.warned = False
@@ -105,8 +107,16 @@ class Breaker:
         return moved
 
     def check(self, session: Session, campaign_id: int) -> None:
-        """Read the campaign's complaint and hard-bounce counts; warn, or raise BreakerTripped."""
-        t = self.thresholds
+        """Read the campaign's complaint and hard-bounce counts; warn, or raise BreakerTripped.
+
+        At most once every ``check_seconds`` (the first call always reads):
+        the counts are one scan of the campaign's ledger rows, ~0.4 s at
+        200,000 rows on SQLite, too much to repeat before every batch.
+        """
+        t, now = self.thresholds, self.clock()
+        if self.checked_at is not None and now - self.checked_at < t.check_seconds:
+            return
+        self.checked_at = now
         seen = ledger.reception(session, campaign_id)
         # A person who resumed a campaign the breaker paused has seen these counts: only a new
         # complaint or bounce (with the rate still over) pauses it again.
