@@ -129,6 +129,8 @@ def finish_report(report, as_json: bool) -> None:
             f"{report.campaign_id}; send again with: newsletter campaigns retry {report.campaign_id} --failed "
             f"(or --unknown)[/]")
         sys.exit(2)
+    for warning in getattr(report, "warnings", ()):  # the circuit breaker's (a complaint rate at 0.1%)
+        say(f"[yellow]Warning: {warning}[/]")
     if report.status == "paused" and getattr(report, "pause_reason", ""):
         then = ("newsletter run resumes it then" if getattr(report, "resume_at", None) is not None
                 else f"resume it with: newsletter campaigns resume {report.campaign_id}")
