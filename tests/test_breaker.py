@@ -73,6 +73,35 @@ def test_the_transport_threshold_is_configurable_and_zero_turns_it_off():
     assert Breaker(_thresholds(transport_failures=0)).observe(*_results(500, "timeout")) is None
 
 
+def test_connect_failures_name_their_cause():
+    import socket
+
+    from newsletter.delivery.message import cause_of
+
+    assert cause_of(socket.gaierror(-2, "Name or service not known")) == "dns"
+    assert cause_of(TimeoutError("timed out")) == "timeout"
+    assert cause_of(ConnectionRefusedError(111, "Connection refused")) == "connection"
+
+
+def test_an_unresolvable_smtp_host_is_a_dns_failure_of_every_recipient(monkeypatch):
+    """No lookup leaves the machine: the resolver is replaced by one that fails as a missing name does."""
+    import socket
+
+    from newsletter.delivery.smtp import SmtpTransport
+
+    from support.delivery import make_message, make_recipients
+
+    def no_such_name(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    transport = SmtpTransport("smtp.nowhere.invalid", 25, tls="none")
+    recipients = make_recipients(3)
+    with transport:
+        results = transport.send_batch(make_message(), recipients)
+    assert [(r.outcome, r.cause) for r in results] == [(Outcome.FAILED, "dns")] * 3
+
+
 def test_the_rates_are_read_at_most_every_check_seconds(monkeypatch):
     from newsletter.engine import breaker as module
     from newsletter.store.ledger import Reception
