@@ -78,6 +78,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Breaker:
+    """When a running campaign pauses by itself (``[delivery] breaker_*``, newsletter.engine.breaker).
+
+    Rates count once ``min_sample`` messages of the campaign were sent; a
+    rate at a threshold trips it (0 turns that check off).
+    """
+
+    complaint_warn: float = 0.001       # Gmail's "keep under 0.1%"
+    complaint_pause: float = 0.003      # Gmail's "never reach 0.3%"
+    hard_bounce_pause: float = 0.02
+    min_sample: int = 1000
+    transport_failures: int = 50        # failures in a row of one kind (DNS, connection, ...)
+    check_seconds: float = 5.0          # read the rates at most this often (a scan of the campaign's rows)
+
+
+@dataclass(frozen=True)
 class Warmup:
     """``[delivery.warmup]``: the day's cap is ``start * factor ** days`` since ``start_date`` (UTC days),
     never above the daily cap; days before ``start_date`` count as the first."""
@@ -174,6 +190,16 @@ class Settings:
     # Several SMTP relays ([[smtp.relays]]) instead of one [smtp] url (newsletter.delivery.relays).
     smtp_relays: tuple[SmtpRelay, ...] = field(default=(), repr=False)
     relay_failures: int = 3  # consecutive connection or login failures before a relay is skipped
+    # The circuit breaker (newsletter.engine.breaker): [delivery] breaker_* keys.
+    breaker: Breaker = field(default_factory=Breaker)
+    # Gmail's list identity (newsletter.delivery.mime.list_headers): the domain of List-Id (default the
+    # sender's), the sender field of Feedback-ID (default the sender's domain), and the RFC 9477
+    # complaints mailbox (CFBL-Address; none by default).
+    list_id_domain: str = ""
+    feedback_sender_id: str = ""
+    complaints_address: str = ""
+    # The sender of confirmation and other non-subscription mail ([web] confirm_from; default: sender).
+    confirm_from: str = ""
     relay_cooldown_seconds: float = 300.0  # for this long
 
     def limits_for(self, transport: str | None = None) -> Limits:
@@ -203,6 +229,16 @@ class Settings:
     def sender(self) -> str:
         """The From header value, ``Name <address>``."""
         return formataddr((self.sender_name, self.sender_address))
+
+    @property
+    def transactional_sender(self) -> str:
+        """The From of confirmation and other non-subscription mail: ``[web] confirm_from``, else :attr:`sender`
+        (Gmail asks that it differ from the newsletters' where it can)."""
+        return self.confirm_from or self.sender
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2].lower()
 
     @property
     def mailgun_base_url(self) -> str:
@@ -318,6 +354,11 @@ def load_settings(
         warmup=reader.warmup(),
         smtp_relays=reader.relays(env),
         relay_failures=int(reader.number("smtp", "relay_failures", default=3, minimum=1)),
+        breaker=reader.breaker(),
+        list_id_domain=reader.text("delivery", "list_id_domain", default="").lower().strip("."),
+        feedback_sender_id=reader.text("delivery", "feedback_sender_id", default=""),
+        complaints_address=reader.address("delivery", "complaints_address"),
+        confirm_from=reader.mailbox("web", "confirm_from"),
         relay_cooldown_seconds=reader.number("smtp", "relay_cooldown_seconds", default=300.0, minimum=0),
         dns_server=reader.text("doctor", "dns_server", default="") or None,
         sunset_after_sends=int(reader.number("audience", "sunset_after_sends", default=0, minimum=0)),
@@ -505,6 +546,32 @@ class _Reader:
             raise self.fail(section, key, f"must be a whole number (got {number:g})", hint="e.g. 10000")
         return int(number)
 
+    def breaker(self) -> Breaker:
+        """``[delivery] breaker_*``: the circuit breaker's thresholds (rates as fractions: 0.003 is 0.3%)."""
+        default = Breaker()
+
+        def rate(key: str, value: float) -> float:
+            number = self.number("delivery", f"breaker_{key}", default=value, minimum=0.0)
+            if number > 1:
+                raise self.fail("delivery", f"breaker_{key}", f"is a fraction, at most 1 (got {number:g})",
+                                hint=f"0.003 means 0.3%; the default is {value:g}")
+            return number
+
+        def whole(key: str, value: int) -> int:
+            number = self.number("delivery", f"breaker_{key}", default=value, minimum=0)
+            if number != int(number):
+                raise self.fail("delivery", f"breaker_{key}", f"must be a whole number (got {number:g})",
+                                hint=f"the default is {value}")
+            return int(number)
+
+        return Breaker(complaint_warn=rate("complaint_warn", default.complaint_warn),
+                       complaint_pause=rate("complaint_pause", default.complaint_pause),
+                       hard_bounce_pause=rate("hard_bounce_pause", default.hard_bounce_pause),
+                       min_sample=whole("min_sample", default.min_sample),
+                       transport_failures=whole("transport_failures", default.transport_failures),
+                       check_seconds=self.number("delivery", "breaker_check_seconds", default=default.check_seconds,
+                                                 minimum=0.0))
+
     def transport_limits(self) -> dict[str, Limits]:
         """``rate``, ``hourly_cap`` and ``daily_cap`` of each transport's own section, where set."""
         result = {}
@@ -640,6 +707,21 @@ class _Reader:
         if value not in choices:
             raise self.fail(section, key, f"must be one of {', '.join(choices)} (got {value!r})")
         return value
+
+    def mailbox(self, section: str, key: str) -> str:
+        """A ``Name <address>`` (the name optional), normalised; empty when absent."""
+        value = self.text(section, key, default="")
+        if not value:
+            return ""
+        from newsletter.errors import InvalidAddress
+        from newsletter.vocabulary.addresses import normalise_address
+
+        name, address = parseaddr(value)
+        try:
+            return formataddr((name, normalise_address(address)))
+        except InvalidAddress as exc:
+            raise self.fail(section, key, f"is not a valid sender ({exc.message})",
+                            hint='write it as "Name <you@example.org>"') from None
 
     def sender(self) -> tuple[str, str]:
         """The ``from`` key: ``Name <address>``; empty until configured."""

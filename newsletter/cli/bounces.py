@@ -9,6 +9,7 @@ from newsletter.cli._common import json_option, pass_app, print_json, stdout_con
 ROWS = (("read", "Messages read"), ("dsn", "Bounce reports (DSN)"), ("not_dsn", "Not a bounce report"),
         ("truncated", "Cut at the size limit"), ("events", "Recipients reported"), ("hard", "Hard bounces"),
         ("soft", "Soft bounces"), ("delayed", "Delayed (still being tried)"),
+        ("complaints", "Complaints (ARF)"),
         ("matched", "Matched to a delivery"), ("unmatched", "Not matched"), ("repeated", "Already read before"),
         ("applied", "Audience changes"))
 
@@ -35,7 +36,8 @@ def bounces():
 def read(app, source, include_seen, as_json):
     """Apply the bounce reports (RFC 3464 DSNs, qmail's) in an mbox file, a Maildir, IMAP or POP3 mailbox.
 
-    A hard bounce suppresses the address; soft bounces count towards
+    Complaint reports (ARF, RFC 5965, as sent to [delivery] complaints_address)
+    suppress the complainer. A hard bounce suppresses the address; soft bounces count towards
     [events] soft_bounce_limit, as for a provider's events. A Maildir's
     messages are moved to cur/ and marked seen once applied, an IMAP
     folder's marked \\Seen (its password in NEWSLETTER_IMAP_PASSWORD), a POP3

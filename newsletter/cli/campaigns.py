@@ -96,7 +96,9 @@ def show(app, campaign_id, as_json):
     if data["error"]:
         console.print(f"[red]{data['error']}[/]")
     if data["status"] == "paused" and data.get("pause_reason"):
-        console.print(f"[yellow]paused: {data['pause_reason']}[/] (newsletter run resumes it then)")
+        then = ("newsletter run resumes it then" if data.get("resume_at")
+                else f"resume it with: newsletter campaigns resume {data['id']}")
+        console.print(f"[yellow]paused: {data['pause_reason']}[/] ({then})")
     console.print(table(None, list(data["counts"]), [list(data["counts"].values())]))
     _print_events(console, data)
     for kind, hint in (("unknown", "--unknown"), ("failed", "--failed")):

@@ -129,8 +129,12 @@ def finish_report(report, as_json: bool) -> None:
             f"{report.campaign_id}; send again with: newsletter campaigns retry {report.campaign_id} --failed "
             f"(or --unknown)[/]")
         sys.exit(2)
+    for warning in getattr(report, "warnings", ()):  # the circuit breaker's (a complaint rate at 0.1%)
+        say(f"[yellow]Warning: {warning}[/]")
     if report.status == "paused" and getattr(report, "pause_reason", ""):
-        say(f"[yellow]Paused: {report.pause_reason} (newsletter run resumes it then)[/]")
+        then = ("newsletter run resumes it then" if getattr(report, "resume_at", None) is not None
+                else f"resume it with: newsletter campaigns resume {report.campaign_id}")
+        say(f"[yellow]Paused: {report.pause_reason} ({then})[/]")
     if report.status == "paused" and report.counts.get("pending"):
         say(f"{report.counts['pending']} still pending;"
             f" continue with: newsletter campaigns resume {report.campaign_id}")

@@ -131,9 +131,10 @@ def results_for(
     provider_id: str | None = None,
     retryable: bool = False,
     error: str | None = None,
+    cause: str | None = None,
 ) -> list[SendResult]:
     """The same result for every recipient (a whole-request answer)."""
-    return [SendResult(r.message_id, outcome, provider_id, retryable, error) for r in recipients]
+    return [SendResult(r.message_id, outcome, provider_id, retryable, error, cause) for r in recipients]
 
 
 #: What building one recipient's message may raise because of that recipient's

@@ -43,6 +43,16 @@ Which delivery it was, strongest proof first:
 Neither: the event carries no Message-ID; the pipeline applies the address
 rules to the recipient alone and reports it unmatched.
 
+Complaint reports (ARF, RFC 5965: a ``multipart/report`` with a
+``message/feedback-report`` part), which mailbox providers send to the
+``CFBL-Address`` (RFC 9477) or a feedback-loop mailbox, read the same way:
+``Feedback-Type: abuse`` (or ``fraud``) is a COMPLAINED event, which the
+pipeline applies by suppressing the complainer. The recipient comes from
+``Original-Rcpt-To`` or ``Removal-Recipient`` when the provider kept them
+(most redact them), the delivery from our Message-ID in the returned
+message (or a VERP address in its headers); other feedback types
+(``not-spam``, ``auth-failure``, ``virus``) give no event.
+
 Events are deduplicated by their id, a hash of the bounce's own Message-ID
 (or, lacking one, of its bytes) and the recipient: reading the same mailbox
 twice changes nothing. Hostile input is expected: at most
@@ -71,6 +81,8 @@ MAX_MESSAGE_BYTES = 1_000_000  # a DSN's reports are at its start; the returned 
 MAX_RECIPIENTS = 100  # per-recipient blocks read from one report
 MAX_FIELD_CHARS = 500
 MAX_ADDRESS_CHARS = 320
+# ARF feedback types that are a person's complaint (RFC 5965 section 7.3; "fraud": a phishing report).
+COMPLAINT_FEEDBACK_TYPES = ("abuse", "fraud")
 VERP_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
 _STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _CODE = re.compile(r"\b([245])\d\d\b")
@@ -85,7 +97,8 @@ _QMAIL_CODE = re.compile(r"Remote host said: ([245])\d\d(?:[ -]([245]\.\d{1,3}\.
 
 @dataclass
 class Bounce:
-    """What one message turned out to be: ``dsn`` (False: not a DSN) and its events (none when not)."""
+    """What one message turned out to be: ``dsn`` (False: neither a DSN nor an ARF report) and its events
+    (none when not)."""
 
     dsn: bool
     events: list[TrackingEvent] = field(default_factory=list)
@@ -104,6 +117,9 @@ def parse_bounce(data: bytes, secret_keys: tuple[str, ...] | list[str]) -> Bounc
 
 def _parse(data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
     message = message_from_bytes(data, policy=policy.compat32)
+    feedback_part = _find(message, "message/feedback-report")
+    if feedback_part is not None:
+        return _arf(message, feedback_part, data, secret_keys)
     status_part = _find(message, "message/delivery-status")
     if status_part is None:
         return _qmail(message, data, secret_keys)
@@ -145,6 +161,30 @@ def _event(fields: dict[str, str], bounce_id: str, ours: str | None, when: datet
         provider=PROVIDER, kind=kind, event_id="smtp-dsn:" + hashlib.sha256(key).hexdigest(),
         recipient=recipient, occurred_at=_date(fields.get("last-attempt-date")) or when, raw=raw,
         message_id=ours, hard=hard, detail=clean_text(detail, MAX_FIELD_CHARS))
+
+
+def _arf(message: Message, part: Message, data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
+    """An ARF complaint report (RFC 5965) as one COMPLAINED event, or none for other feedback types."""
+    blocks = _field_blocks(part)
+    fields = blocks[0] if blocks else {}
+    kind = fields.get("feedback-type", "").strip().lower()
+    if kind not in COMPLAINT_FEEDBACK_TYPES:
+        return Bounce(dsn=True)
+    ours, verp = _our_message_id(message, secret_keys)
+    recipient = (_address(fields.get("original-rcpt-to")) or _address(fields.get("removal-recipient")))
+    report_id = _text(message.get("message-id")) or hashlib.sha256(data).hexdigest()
+    when = _date(fields.get("arrival-date")) or _date(_text(message.get("date")))
+    key = "\n".join((report_id, recipient, ours or "")).encode("utf-8", "replace")
+    raw: dict[str, Any] = {name: value for name, value in fields.items()
+                           if name in ("feedback-type", "user-agent", "version", "arrival-date", "reporting-mta",
+                                       "source-ip", "reported-domain", "original-mail-from")}
+    raw["report-message-id"] = report_id[:MAX_FIELD_CHARS]
+    detail = " ".join(part for part in (f"ARF {kind}", fields.get("user-agent", ""),
+                                        fields.get("reporting-mta", "")) if part)
+    event = TrackingEvent(
+        provider=PROVIDER, kind=EventKind.COMPLAINED, event_id="smtp-arf:" + hashlib.sha256(key).hexdigest(),
+        recipient=recipient, occurred_at=when, raw=raw, message_id=ours, detail=clean_text(detail, MAX_FIELD_CHARS))
+    return Bounce(dsn=True, events=[event], verp_matched=verp)
 
 
 def _qmail(message: Message, data: bytes, secret_keys: tuple[str, ...]) -> Bounce:

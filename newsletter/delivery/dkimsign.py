@@ -27,8 +27,10 @@ from newsletter.errors import ConfigError
 KEY_TYPES = ("rsa", "ed25519")
 RSA_BITS = 2048  # RFC 8301: at least 1024, 2048 recommended; 4096 does not fit many DNS hosts' TXT forms
 SIGNED_HEADERS = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"mime-version",
-                  b"content-type", b"list-unsubscribe", b"list-unsubscribe-post")
-OVERSIGNED = (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
+                  b"content-type", b"list-unsubscribe", b"list-unsubscribe-post",
+                  # the list identity; RFC 9477 requires the signature to cover CFBL-Address
+                  b"list-id", b"feedback-id", b"cfbl-address", b"cfbl-feedback-id")
+OVERSIGNED = (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post", b"cfbl-address")
 CANONICALIZE = (b"relaxed", b"relaxed")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _ALGORITHM = {"rsa": b"rsa-sha256", "ed25519": b"ed25519-sha256"}

@@ -59,3 +59,22 @@ class SendResult:
     provider_id: str | None = None
     retryable: bool = False
     error: str | None = None
+    #: Why a FAILED result failed when the cause is ours or the network's, not the recipient's
+    #: (:data:`TRANSPORT_CAUSES`): the engine's circuit breaker counts these in a row.
+    cause: str | None = None
+
+
+#: The transport-level causes a result may name (``SendResult.cause``).
+DNS, CONNECTION, AUTHENTICATION, TIMEOUT = "dns", "connection", "authentication", "timeout"
+TRANSPORT_CAUSES = (DNS, CONNECTION, AUTHENTICATION, TIMEOUT)
+
+
+def cause_of(exc: BaseException | None) -> str:
+    """The transport cause of a failure to connect: ``dns``, ``timeout`` or ``connection``."""
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return DNS
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    return CONNECTION

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import random
+import re
 import time
 from datetime import UTC, datetime
 from email import policy
@@ -48,6 +49,37 @@ def new_message_id(sender_address: str) -> str:
     """A unique Message-ID (without angle brackets) in the sender's domain."""
     domain = sender_address.rpartition("@")[2] or "localhost"
     return make_msgid(domain=domain)[1:-1]
+
+
+_ID_PART = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def identity_part(value: str, *, limit: int = 60) -> str:
+    """``value`` as one dot-atom label / Feedback-ID field: ASCII letters, digits and ``-`` only."""
+    return _ID_PART.sub("-", value).strip("-")[:limit].strip("-") or "x"
+
+
+def list_headers(*, list_name: str, display_name: str, domain: str, campaign_id: int, workspace: str,
+                 sender_id: str, complaints_address: str | None = None) -> dict[str, str]:
+    """The bulk-mail identity headers of one campaign to one list (Gmail's sender guidelines).
+
+    - ``List-Id`` (RFC 2919): ``"Display name" <list-name.domain>``, the
+      same for every campaign to the list, so receivers tell lists apart;
+    - ``Feedback-ID`` (Gmail's feedback loop): ``campaign:list:workspace:sender``,
+      fields without ``:`` (the first field varies most, as Gmail asks);
+    - ``CFBL-Address`` (RFC 9477) with ``report=arf``, and ``CFBL-Feedback-ID``,
+      when a complaints mailbox is configured: receivers send complaint
+      reports (ARF) there, which ``newsletter bounces read`` applies.
+    """
+    quoted = display_name.replace("\\", "").replace('"', "").replace("\r", " ").replace("\n", " ").strip()
+    list_id = f"{identity_part(list_name).lower()}.{domain.lower()}"
+    headers = {"List-Id": f'"{quoted}" <{list_id}>' if quoted else f"<{list_id}>",
+               "Feedback-ID": ":".join(identity_part(part) for part in
+                                       (f"c{campaign_id}", list_name, workspace, sender_id))}
+    if complaints_address:
+        headers["CFBL-Address"] = f"{complaints_address}; report=arf"
+        headers["CFBL-Feedback-ID"] = headers["Feedback-ID"]
+    return headers
 
 
 def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:

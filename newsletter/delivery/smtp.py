@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from newsletter.delivery import message_id
 from newsletter.delivery.base import BUILD_ERRORS, PermanentTransportError, Transport, unbuildable
 from newsletter.delivery.dkimsign import DkimKey, load_key, read_key, sign_all
-from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
+from newsletter.delivery.message import CONNECTION, Message, Outcome, Recipient, SendResult, cause_of
 from newsletter.delivery.mime import MimeRenderer
 from newsletter.delivery.wire import UnsendableAddress, parse_mailbox, wire_address
 from newsletter.errors import ConfigError
@@ -132,6 +132,10 @@ class _Stale(Exception):
 
 class _ConnectFailed(Exception):
     """No connection could be made (refused, timed out, DNS): nothing was sent."""
+
+    def __init__(self, text: str, cause: str = CONNECTION):
+        super().__init__(text)
+        self.cause = cause  # SendResult.cause: what the engine's circuit breaker counts
 
 
 class SmtpTransport(Transport):
@@ -298,6 +302,7 @@ class SmtpTransport(Transport):
         slot = self._slots.get()
         results: list[SendResult] = []
         error: PermanentTransportError | None = None
+        cause: str | None = None
         try:
             for recipient in chunk:
                 if stop.is_set():
@@ -306,7 +311,9 @@ class SmtpTransport(Transport):
                     results.append(self._deliver(slot, renderer, sender, recipient))
                 except _ConnectFailed as exc:
                     results.append(_failed(recipient,
-                                           f"cannot connect to {self.config.host}:{self.config.port}: {exc}"))
+                                           f"cannot connect to {self.config.host}:{self.config.port}: {exc}",
+                                           cause=exc.cause))
+                    cause = exc.cause
                     break  # the rest of the chunk would wait for the same timeout
                 except PermanentTransportError as exc:
                     error = exc
@@ -315,8 +322,9 @@ class SmtpTransport(Transport):
         finally:
             self._slots.put(slot)
         for recipient in chunk[len(results):]:
-            results.append(_failed(recipient, "not attempted: "
-                                   + ("the send stopped" if error or stop.is_set() else "no connection")))
+            stopped = bool(error or stop.is_set())
+            results.append(_failed(recipient, "not attempted: " + ("the send stopped" if stopped else "no connection"),
+                                   cause=None if stopped else cause))
         return results, error
 
     def _deliver(self, slot: _Slot, renderer: MimeRenderer, sender: str, recipient: Recipient) -> SendResult:
@@ -470,7 +478,7 @@ class SmtpTransport(Transport):
             raise _tls_error(exc, config) from None
         except (OSError, smtplib.SMTPException) as exc:
             self.connect_failures += 1
-            raise _ConnectFailed(str(exc) or type(exc).__name__) from None
+            raise _ConnectFailed(str(exc) or type(exc).__name__, cause_of(exc)) from None
         try:
             conn.ehlo()
             if config.tls == "starttls":
@@ -498,7 +506,7 @@ class SmtpTransport(Transport):
         except (OSError, smtplib.SMTPException) as exc:
             conn.close()
             self.connect_failures += 1
-            raise _ConnectFailed(str(exc) or type(exc).__name__) from None
+            raise _ConnectFailed(str(exc) or type(exc).__name__, cause_of(exc)) from None
         return conn
 
     def _sign(self, data: bytes) -> bytes:
@@ -570,8 +578,8 @@ def _by_code(recipient: Recipient, code: int, reply: bytes, stage: str) -> SendR
     return SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=f"unexpected answer {error}")
 
 
-def _failed(recipient: Recipient, error: str) -> SendResult:
-    return SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=error)
+def _failed(recipient: Recipient, error: str, cause: str | None = None) -> SendResult:
+    return SendResult(recipient.message_id, Outcome.FAILED, retryable=True, error=error, cause=cause)
 
 
 def _queue_id(reply: bytes) -> str | None:

@@ -34,8 +34,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from newsletter.delivery.base import PermanentTransportError
+from newsletter.engine.breaker import Breaker, BreakerTripped
 from newsletter.engine.fencing import Fenced, new_sender_id, sender_alive, stale_seconds
 from newsletter.engine.quotas import QuotaReached
 from newsletter.engine.sender import (
@@ -198,13 +200,14 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     settings, store, c = ctx.settings, ctx.store, report.campaign_id
     with store.session() as session:
         tracking = load_plan(session, c)
-    message = campaign_message(settings, campaign, tracking)
+        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
     builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce, tracking)
     gate = ctx.gate(campaign.transport)
     totals = SendReport(c, CampaignStatus.SENDING)
     transport = ctx.transport(campaign.transport)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     remaining = 0
+    breaker = Breaker(settings.breaker)  # this worker's streak; the rates are the campaign's, from the ledger
 
     def fence(session) -> bool:  # this worker still owns the chunk (checked with every write)
         return chunks_db.hold_chunk(session, chunk_id, ctx.identity)
@@ -212,11 +215,12 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     try:
         with transport:
             while True:
-                if remaining <= 0:
-                    with store.session() as session:
+                with store.session() as session:
+                    breaker.check(session, c)  # complaints and bounces recorded since the last batch
+                    if remaining <= 0:
                         remaining = ledger.pending_in_range(session, c, report.first_id, report.last_id)
-                    if remaining == 0:
-                        break
+                if remaining == 0:
+                    break
                 want, windows = min(batch_size, remaining), []
                 if gate is not None:
                     want, windows = gate.take_quota(want)  # counted before the claim (QuotaReached: none left)
@@ -232,7 +236,8 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
                 totals.skipped += sum(1 for candidate in batch if not candidate.eligible and not candidate.gone)
                 eligible = [candidate for candidate in batch if candidate.eligible]
                 if eligible:
-                    send_claimed(store, transport, message, builder, eligible, totals, c, fence=fence)
+                    send_claimed(store, transport, message, builder, eligible, totals, c, fence=fence,
+                                 breaker=breaker)
     except Fenced:
         # Another worker took the chunk over (we were taken for dead, e.g. during a long shared
         # pause): it owns the rows now; ours in flight are ``unknown`` in its ledger. Stop here.
@@ -247,7 +252,11 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
         return
     except QuotaReached as exc:
         _copy(totals, report)
-        _pause(ctx, chunk_id, report, exc)
+        _pause(ctx, chunk_id, report, exc.reason, exc.resume_at)
+        return
+    except BreakerTripped as exc:
+        _copy(totals, report)
+        _pause(ctx, chunk_id, report, exc.reason, None)
         return
     _copy(totals, report)
     _finish(ctx, chunk_id, report)
@@ -287,15 +296,16 @@ def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
         log.info("campaign %s is %s", report.campaign_id, report.campaign_status)
 
 
-def _pause(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: QuotaReached) -> None:
-    """A cap is reached: pause the campaign for every worker (with the reason and the time its window
-    opens, for campaigns show and the scheduler daemon) and give the chunk back."""
+def _pause(ctx: WorkerContext, chunk_id: int, report: ChunkReport, reason: str, resume_at: datetime | None) -> None:
+    """A cap is reached, or the circuit breaker tripped: pause the campaign for every worker (with the
+    reason and, for a cap, the time its window opens, for campaigns show and the scheduler daemon; the
+    breaker's pause has none: a person resumes it) and give the chunk back."""
     with ctx.store.session() as session:
-        paused = chunks_db.pause_for_quota(session, report.campaign_id, exc.reason, exc.resume_at)
+        paused = chunks_db.pause_for_quota(session, report.campaign_id, reason, resume_at)
         chunks_db.release_chunk(session, chunk_id, ctx.identity)
     report.outcome, report.campaign_status = "paused", CampaignStatus.PAUSED
     if paused:
-        log.info("campaign %s paused: %s", report.campaign_id, exc.reason)
+        log.info("campaign %s paused: %s", report.campaign_id, reason)
 
 
 def _stop(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: PermanentTransportError) -> None:

@@ -129,6 +129,10 @@ def _follow(children: Sequence[BaseProcess], messages: Messages, halt: Event, st
             quota = payload.pop("quota", None)
             if quota is not None and report.resume_at is None:  # a cap was reached: the campaign pauses
                 report.pause_reason, report.resume_at = quota[0], datetime.fromisoformat(quota[1])
+            tripped = payload.pop("breaker", None)
+            if tripped is not None and not report.pause_reason:  # the circuit breaker: a person resumes it
+                report.pause_reason = tripped
+            report.warnings.extend(w for w in payload.pop("warnings", ()) if w not in report.warnings)
             for name, value in payload.items():
                 setattr(report, name, getattr(report, name) + value if name != "interrupted" else value)
             interrupted = interrupted or payload["interrupted"]
@@ -172,9 +176,11 @@ def _child(settings: Settings, campaign_id: int, transport_name: str, low: int, 
         messages.put(("progress", done - sent[0]))
         sent[0] = done
 
+    from newsletter.engine.breaker import BreakerTripped
     from newsletter.engine.quotas import QuotaReached
 
     quota: tuple[str, str] | None = None
+    tripped: str | None = None
     try:
         with get_transport(settings, transport_name) as transport:
             try:
@@ -182,8 +188,12 @@ def _child(settings: Settings, campaign_id: int, transport_name: str, low: int, 
                                          after_id=low, up_to=high, on_progress=progress, stop=_Stop(halt))
             except QuotaReached as exc:
                 interrupted, quota = True, (exc.reason, exc.resume_at.isoformat())
+            except BreakerTripped as exc:
+                interrupted, tripped = True, exc.reason
+                halt.set()  # the other processes stop too: the cause is theirs as well
         messages.put(("done", {"sent": report.sent, "failed": report.failed, "unknown": report.unknown,
-                               "skipped": report.skipped, "interrupted": interrupted, "quota": quota}))
+                               "skipped": report.skipped, "interrupted": interrupted, "quota": quota,
+                               "breaker": tripped, "warnings": report.warnings}))
     except PermanentTransportError as exc:
         messages.put(("error", ("permanent", exc.message, exc.hint)))
     except Fenced as exc:

@@ -13,6 +13,12 @@ step 2's transaction; when one is reached the campaign pauses with the
 reason and the time its window opens (``pause_reason``, ``resume_at``),
 and the scheduler daemon resumes it then.
 
+The circuit breaker (:mod:`newsletter.engine.breaker`) reads the
+campaign's complaint and hard-bounce rates between batches and counts
+transport failures in a row; when it trips, the campaign pauses with the
+reason and no ``resume_at`` (a person resumes it), and the failing streak's
+rows go back to ``pending``.
+
 A crash between 2 and 3 leaves ``sending`` rows; :func:`resume_campaign`
 turns them into ``unknown`` (the provider may have them) and never sends
 them blindly; ``retry_campaign(..., "unknown")`` does, on purpose. A
@@ -39,8 +45,9 @@ from newsletter.compose.edition import merge_values
 from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
-from newsletter.delivery.mime import unsubscribe_headers
+from newsletter.delivery.mime import list_headers, unsubscribe_headers
 from newsletter.engine import fencing
+from newsletter.engine.breaker import Breaker, BreakerTripped
 from newsletter.engine.campaigns import RESUMABLE, audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
     DEFAULT_STALE_SECONDS,
@@ -67,7 +74,7 @@ if TYPE_CHECKING:
     from newsletter.delivery.message import SendResult
     from newsletter.store.db import Store
     from newsletter.store.ledger import Candidate, Claim
-    from newsletter.store.models import Campaign
+    from newsletter.store.models import Campaign, MailingList
 
 # ``fence(session)``: True while this run still owns the campaign (checked in the session's transaction).
 Fence = Callable[["Session"], bool]
@@ -91,8 +98,9 @@ class SendReport:
     skipped: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    pause_reason: str = ""  # paused by a quota: why (campaigns show prints it)
-    resume_at: datetime | None = None  # ... and when its window opens
+    pause_reason: str = ""  # paused by a quota or the circuit breaker: why (campaigns show prints it)
+    resume_at: datetime | None = None  # ... and when its window opens (None: a person resumes it)
+    warnings: list[str] = field(default_factory=list)  # the breaker's warnings (a complaint rate at 0.1%)
 
     def as_dict(self) -> dict[str, Any]:
         data = {"campaign_id": self.campaign_id, "status": self.status, "sent": self.sent, "failed": self.failed,
@@ -100,6 +108,10 @@ class SendReport:
                 "seconds": round(self.seconds, 3)}
         if self.resume_at is not None:
             data.update(pause_reason=self.pause_reason, resume_at=self.resume_at.isoformat())
+        elif self.pause_reason:
+            data.update(pause_reason=self.pause_reason, resume_at=None)
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
         return data
 
 
@@ -244,6 +256,8 @@ def _run(store: Store, settings: Settings, campaign_id: int, transport: Transpor
         raise
     except QuotaReached as exc:
         report.pause_reason, report.resume_at, interrupted = exc.reason, exc.resume_at, True
+    except BreakerTripped as exc:
+        report.pause_reason, report.resume_at, interrupted = exc.reason, None, True
     finish_campaign(store, campaign_id, CampaignStatus.PAUSED if interrupted else None, report, sender=sender)
     report.seconds = time.monotonic() - started
     return report
@@ -286,7 +300,9 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     """The loop over pending rows with ids in (after_id, up_to]; True when stopped early.
 
     Raises :class:`~newsletter.engine.quotas.QuotaReached` when a cap of the
-    transport leaves no room (``clock``: the quotas' UTC clock, for tests).
+    transport leaves no room (``clock``: the quotas' UTC clock, for tests),
+    and :class:`~newsletter.engine.breaker.BreakerTripped` when the circuit
+    breaker trips (its warnings go to ``report.warnings``).
 
     ``sender`` is this run's identity: every claim and every write of results
     is fenced on it (Fenced is raised once another process owns the
@@ -297,7 +313,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         campaign = get_campaign(session, campaign_id)
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
-        message = campaign_message(settings, campaign, tracking)
+        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
@@ -306,30 +322,47 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     # the transport's rate, booked in the database: it holds across every process sending through it
     pacer, done = _Pacer(quota.limits.rate, sleep, clock=lambda: quota.clock().timestamp(),
                          book=shared_pace(store, quota.scope)), 0
+    breaker = Breaker(settings.breaker)
+    breaker.warnings = report.warnings
     if on_progress:
         on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
     while True:
         if stop is not None and stop.is_set() or (limit is not None and done >= limit):
-            return True
+            return _stopped(store, breaker, fence, report, campaign_id)
+        with store.session() as session:  # complaints and bounces the events recorded since the last batch
+            breaker.check(session, campaign_id)
         want = batch_size if limit is None else min(batch_size, limit - done)
         pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
         if stop is not None and stop.is_set():
-            return True
+            return _stopped(store, breaker, fence, report, campaign_id)
         claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence,
                             quota=quota if quota.capped else None)
         if claim is None:
             return False
         after_id = claim.last_id
         if claim.rows:
-            send_claimed(store, transport, message, builder, claim.rows, report, campaign_id, fence=fence)
+            send_claimed(store, transport, message, builder, claim.rows, report, campaign_id, fence=fence,
+                         breaker=breaker)
         done += claim.seen
         if on_progress:
             on_progress(done, total)
 
 
-def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None) -> Message:
+def _stopped(store: Store, breaker: Breaker, fence: Fence | None, report: SendReport, campaign_id: int) -> bool:
+    """Stopped mid-run (another process's breaker tripped, Ctrl-C): rows of a streak of transport failures
+    not yet long enough to trip go back to ``pending`` with the rest. Returns True (stopped early)."""
+    if breaker.streak:
+        with store.session() as session:
+            _check(fence, session, campaign_id)
+            report.failed -= breaker.release(session)
+    return True
+
+
+def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None,
+                     mailing_list: MailingList | None = None) -> Message:
     """The provider-neutral Message of a stored campaign (its edition as composed, links tracked as
-    ``tracking`` says: see ``newsletter.compose.clicks``)."""
+    ``tracking`` says: see ``newsletter.compose.clicks``), with the bulk identity headers of
+    ``mailing_list`` (``List-Id``, ``Feedback-ID``, ``CFBL-Address``: :func:`bulk_headers`)."""
     edition = campaign.edition
     html, text = edition.html, edition.text
     if tracking is not None and (tracking.clicks or tracking.opens):
@@ -340,7 +373,20 @@ def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingP
             text = clicks.tracked_text(text, tracking.links, base_url=base_url, secret_key=key,
                                        campaign_id=campaign.id)
     return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
+                   headers=bulk_headers(settings, campaign.id, mailing_list),
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
+
+
+def bulk_headers(settings: Settings, campaign_id: int, mailing_list: MailingList | None) -> dict[str, str]:
+    """``List-Id`` and ``Feedback-ID`` (and ``CFBL-Address`` with ``[delivery] complaints_address``) of a
+    campaign to ``mailing_list``; none without a list or a sender address."""
+    domain = settings.list_id_domain or settings.sender_domain
+    if mailing_list is None or not domain:
+        return {}
+    return list_headers(list_name=mailing_list.name, display_name=mailing_list.reader_name(settings.name),
+                        domain=domain, campaign_id=campaign_id, workspace=settings.name,
+                        sender_id=settings.feedback_sender_id or domain,
+                        complaints_address=settings.complaints_address or None)
 
 
 def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,
@@ -379,8 +425,12 @@ def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
 
 def send_claimed(store: Store, transport: Transport, message: Message, builder: RecipientBuilder,
                  eligible: list[Candidate], report: SendReport, campaign_id: int, *,
-                 fence: Fence | None = None) -> None:
+                 fence: Fence | None = None, breaker: Breaker | None = None) -> None:
     """Send rows already marked ``sending`` and commit each outcome.
+
+    With a ``breaker``, the outcomes are counted for its streak of
+    transport failures: when it trips, the streak's rows go back to
+    ``pending`` (in one fenced transaction) and BreakerTripped is raised.
 
     On PermanentTransportError the rows the transport answered for
     (``exc.results``) are recorded and the rest go back to ``pending``:
@@ -414,6 +464,12 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
         finish_campaign(store, campaign_id, CampaignStatus.PAUSED, report, fence=fence)
         raise
     record_results(store, results, ids, report, campaign_id, fence=fence)
+    reason = breaker.observe(results, ids) if breaker is not None else None
+    if reason is not None and breaker is not None:
+        with store.session() as session:
+            _check(fence, session, campaign_id)
+            report.failed -= breaker.release(session)
+        raise BreakerTripped(reason)
 
 
 def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
@@ -469,7 +525,7 @@ def finish_campaign(store: Store, campaign_id: int, status: str | None, report: 
         if status == CampaignStatus.SENT and ledger.nobody_received(counts):
             status = CampaignStatus.FAILED
         values: dict[str, Any] = {"status": status, "heartbeat_at": None, "sender": None}
-        if status == CampaignStatus.PAUSED and report.resume_at is not None:
+        if status == CampaignStatus.PAUSED and report.pause_reason:  # resume_at None: a person resumes it
             values.update(pause_reason=report.pause_reason, resume_at=report.resume_at)
         if status in (CampaignStatus.SENT, CampaignStatus.FAILED):
             values["finished_at"] = utcnow()

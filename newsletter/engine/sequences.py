@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from newsletter.engine.sender import RecipientBuilder, SendReport, campaign_message, claim_batch, send_claimed
 from newsletter.scheduling.sequences import Timing, due_after
 from newsletter.scheduling.times import show
+from newsletter.store import ledger
 from newsletter.store import sequences as q
 from newsletter.store.models import Campaign, utcnow
 from newsletter.vocabulary import SequenceStatus
@@ -210,7 +211,7 @@ def _send_campaign(store: Store, settings: Settings, campaign_id: int, transport
         if campaign is None:
             return
         list_id, slug = campaign.list_id, campaign.edition.slug
-        message = campaign_message(settings, campaign)
+        message = campaign_message(settings, campaign, mailing_list=ledger.list_of(session, list_id))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     after_id = 0

@@ -190,8 +190,9 @@ def chunk_progress(session: Session, campaign_id: int) -> dict[str, Any]:
     return result
 
 
-def pause_for_quota(session: Session, campaign_id: int, reason: str, resume_at: datetime) -> bool:
-    """``sending`` -> ``paused`` because a cap is reached, with why and when it may go on; one winner."""
+def pause_for_quota(session: Session, campaign_id: int, reason: str, resume_at: datetime | None) -> bool:
+    """``sending`` -> ``paused`` because a cap is reached, with why and when it may go on; one winner.
+    The circuit breaker pauses here too, with no ``resume_at``: a person resumes it."""
     result = session.execute(update(campaigns_t).where(campaigns_t.c.id == campaign_id,
                                                        campaigns_t.c.status == CampaignStatus.SENDING)
                              .values(status=CampaignStatus.PAUSED, heartbeat_at=None, sender=None,

@@ -35,7 +35,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from newsletter.store.models import Campaign, Delivery, Edition, Membership, Subscriber, Suppression, utcnow
+from newsletter.store.models import (
+    Campaign,
+    Delivery,
+    Edition,
+    MailingList,
+    Membership,
+    Subscriber,
+    Suppression,
+    utcnow,
+)
 from newsletter.store.sql import rowcount
 from newsletter.vocabulary import CampaignStatus, LedgerStatus, MembershipStatus, SubscriberStatus
 
@@ -394,6 +403,42 @@ def requeue(session: Session, campaign_id: int, from_status: str) -> int:
                                     .where(deliveries_t.c.campaign_id == campaign_id,
                                            deliveries_t.c.status == from_status)
                                     .values(status=LedgerStatus.PENDING, updated_at=utcnow())))
+
+
+def failed_to_pending(session: Session, delivery_ids: list[int]) -> int:
+    """Rows recorded ``failed`` for a cause that was ours or the network's go back to ``pending``
+    (the circuit breaker: nothing of them was accepted, and the person did nothing wrong)."""
+    if not delivery_ids:
+        return 0
+    return rowcount(session.execute(update(deliveries_t)
+                                    .where(_id_among(session, delivery_ids),
+                                           deliveries_t.c.status == LedgerStatus.FAILED)
+                                    .values(status=LedgerStatus.PENDING, error=None, updated_at=utcnow())))
+
+
+def list_of(session: Session, list_id: int | None) -> MailingList | None:
+    """The list a campaign goes to (None for none, or a list since deleted)."""
+    return session.get(MailingList, list_id) if list_id is not None else None
+
+
+@dataclass(frozen=True)
+class Reception:
+    """What a campaign's events say so far: messages sent, recipients who complained, hard bounces."""
+
+    sent: int
+    complained: int
+    hard_bounced: int
+
+
+def reception(session: Session, campaign_id: int) -> Reception:
+    """One aggregate over the campaign's ledger rows (the circuit breaker reads it between batches)."""
+    table = deliveries_t
+    row = session.execute(select(
+        func.count().filter(table.c.status == LedgerStatus.SENT),
+        func.count().filter(table.c.complained_at.is_not(None)),
+        func.count().filter(table.c.refused == "hard"),
+    ).where(table.c.campaign_id == campaign_id)).one()
+    return Reception(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
 
 
 def refused_by_provider() -> ColumnElement[bool]:

@@ -36,7 +36,8 @@ BATCH = 200
 class BounceReport:
     """What one read found: messages ``read``; of those, ``dsn`` (bounce reports) and ``not_dsn``;
     ``truncated`` (longer than the size read). Events of the reports: ``events`` in all, by kind ``hard``,
-    ``soft`` and ``delayed``; of the new ones ``matched`` to a delivery of ours and ``unmatched``;
+    ``soft``, ``delayed`` and ``complaints`` (ARF reports, RFC 5965); of the new ones ``matched`` to a
+    delivery of ours and ``unmatched``;
     ``repeated`` (stored by an earlier read); ``applied`` (changes to the audience: a suppression or a
     counted soft bounce)."""
 
@@ -53,6 +54,7 @@ class BounceReport:
     hard: int = 0
     soft: int = 0
     delayed: int = 0
+    complaints: int = 0
     applied: int = 0
 
     def as_dict(self) -> dict[str, object]:
@@ -111,6 +113,8 @@ def _count_kinds(report: BounceReport, events: list[TrackingEvent]) -> None:
     for event in events:
         if event.kind is EventKind.DEFERRED:
             report.delayed += 1
+        elif event.kind is EventKind.COMPLAINED:
+            report.complaints += 1
         elif event.hard:
             report.hard += 1
         else:

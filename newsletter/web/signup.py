@@ -210,7 +210,8 @@ def send_confirmation(ctx, address: str, subscriber_id: int, list_id: int, list_
     settings = ctx.settings
     if not settings.sender_address:
         raise ConfigError("signups are not set up: the sender address is missing", hint="set NEWSLETTER_FROM")
-    message = Message(subject=f"Confirm your subscription to {settings.name}", from_email=settings.sender,
+    message = Message(subject=f"Confirm your subscription to {settings.name}",
+                      from_email=settings.transactional_sender,
                       html=ctx.pages.render("confirm_email.html"), text=ctx.pages.render("confirm_email.txt"),
                       tags=["confirmation"], metadata={"kind": "confirmation"})
     # Personal values travel as merge data, never in the template: a name or

@@ -43,7 +43,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.base import PermanentTransportError, Transport, results_for
-from newsletter.delivery.message import Message, Outcome, Recipient, SendResult
+from newsletter.delivery.message import Message, Outcome, Recipient, SendResult, cause_of
 from newsletter.delivery.retry import RetryPolicy
 from newsletter.delivery.wire import UnsendableAddress
 from newsletter.errors import ConfigError
@@ -236,7 +236,8 @@ class SendGridTransport(Transport):
             # request never went out in full, so SendGrid cannot have accepted it.
             error = f"connection failed before sending: {_reason(exc.reason)}"
             return (self.retry.backoff(attempt),
-                    results_for(recipients, Outcome.FAILED, retryable=True, error=error), None)
+                    results_for(recipients, Outcome.FAILED, retryable=True, error=error,
+                                cause=cause_of(exc.reason if isinstance(exc.reason, BaseException) else None)), None)
         except OSError as exc:  # timeout, reset, RemoteDisconnected, after the body went out
             error = f"no answer after the request was sent ({_reason(exc)}): it may have been accepted"
             return None, results_for(recipients, Outcome.UNKNOWN, error=error), None
