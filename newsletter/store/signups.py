@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, Select, String, UniqueConstraint, delete, func, select
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.models import NEVER_REUSE_IDS, Base, MailingList, UTCDateTime
@@ -98,7 +98,7 @@ def quarantine(session: Session, *, email: str, email_key: str, name: str, list_
     return rowcount(inserted) == 1
 
 
-def _held_query() -> Select[Any]:
+def _held_query() -> Any:  # a Select of the Held columns
     q = QuarantinedSignup
     return (select(q.id, q.email, q.name, q.list_id, MailingList.name.label("list_name"), q.reasons, q.ip,
                    q.source, q.source_url, q.user_agent, q.created_at)

@@ -12,6 +12,8 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /preferences           where to find your own preference centre link
     GET  /subscribe             a plain signup form
     POST /subscribe             the form endpoint websites post to
+    GET  /subscribe/challenge   a proof-of-work challenge (JSON) for the form's script
+    GET  /subscribe/altcha.js   the script that solves it in the browser
     POST /webhooks/{provider}   a provider's signed event webhook (/webhooks/sendgrid)
     GET  /archive               past issues
     GET  /archive/{slug}        one issue's web version
@@ -131,6 +133,8 @@ def _routes():
         Route("/preferences/{token}", preferences.preferences_post, methods=["POST"]),
         Route("/preferences", archive.preferences_help, methods=["GET"]),
         Route("/subscribe", signup.subscribe_form, methods=["GET"]),
+        Route("/subscribe/challenge", signup.challenge_json, methods=["GET"]),
+        Route("/subscribe/altcha.js", signup.challenge_script, methods=["GET"]),
         Route("/subscribe", signup.subscribe_post, methods=["POST"]),
         Route("/webhooks/{provider}", webhook.provider_webhook, methods=["POST"]),
         Route("/archive", archive.archive_index, methods=["GET"]),
