@@ -80,9 +80,10 @@ def spend_challenge(session: Session, key: str, expires_at: datetime, now: datet
     """Record challenge ``key`` as spent; False when it already was (a replay). Forgets expired ones."""
     table = UsedChallenge.__table__
     session.execute(delete(table).where(table.c.expires_at < now))
+    # RETURNING, not rowcount: psycopg answers -1 for an INSERT that SQLAlchemy gave an implicit RETURNING.
     inserted = session.execute(dialect_insert(session, table).values(key=key, expires_at=expires_at)
-                               .on_conflict_do_nothing(index_elements=["key"]))
-    return rowcount(inserted) == 1
+                               .on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key))
+    return inserted.first() is not None
 
 
 def quarantine(session: Session, *, email: str, email_key: str, name: str, list_id: int, reasons: str,
@@ -94,8 +95,8 @@ def quarantine(session: Session, *, email: str, email_key: str, name: str, list_
         dialect_insert(session, table).values(
             email=email, email_key=email_key, name=name, list_id=list_id, reasons=reasons[:200], ip=ip,
             source=source[:200], source_url=source_url, user_agent=user_agent, created_at=now)
-        .on_conflict_do_nothing(index_elements=["email_key", "list_id"]))
-    return rowcount(inserted) == 1
+        .on_conflict_do_nothing(index_elements=["email_key", "list_id"]).returning(table.c.id))
+    return inserted.first() is not None
 
 
 def _held_query() -> Any:  # a Select of the Held columns
