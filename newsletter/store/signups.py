@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, delete, func, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.models import NEVER_REUSE_IDS, Base, MailingList, UTCDateTime
@@ -56,6 +56,8 @@ class QuarantinedSignup(Base):
     source: Mapped[str] = mapped_column(String(200), default="")
     source_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # A signup form's typed fields (newsletter forms), given to the subscriber when approved.
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -73,6 +75,7 @@ class Held:
     source: str
     source_url: str | None
     user_agent: str | None
+    attributes: dict[str, Any]
     created_at: datetime
 
 
@@ -88,13 +91,14 @@ def spend_challenge(session: Session, key: str, expires_at: datetime, now: datet
 
 def quarantine(session: Session, *, email: str, email_key: str, name: str, list_id: int, reasons: str,
                ip: str | None, source: str, source_url: str | None, user_agent: str | None,
-               now: datetime) -> bool:
+               now: datetime, attributes: dict[str, Any] | None = None) -> bool:
     """Hold a signup; False when the same address already waits for the same list (nothing changed)."""
     table = QuarantinedSignup.__table__
     inserted = session.execute(
         dialect_insert(session, table).values(
             email=email, email_key=email_key, name=name, list_id=list_id, reasons=reasons[:200], ip=ip,
-            source=source[:200], source_url=source_url, user_agent=user_agent, created_at=now)
+            source=source[:200], source_url=source_url, user_agent=user_agent, attributes=attributes or {},
+            created_at=now)
         .on_conflict_do_nothing(index_elements=["email_key", "list_id"]).returning(table.c.id))
     return inserted.first() is not None
 
@@ -102,7 +106,7 @@ def quarantine(session: Session, *, email: str, email_key: str, name: str, list_
 def _held_query() -> Any:  # a Select of the Held columns
     q = QuarantinedSignup
     return (select(q.id, q.email, q.name, q.list_id, MailingList.name.label("list_name"), q.reasons, q.ip,
-                   q.source, q.source_url, q.user_agent, q.created_at)
+                   q.source, q.source_url, q.user_agent, q.attributes, q.created_at)
             .join(MailingList, MailingList.id == q.list_id))
 
 

@@ -91,7 +91,8 @@ CONSENT_TEXT = ("By subscribing you agree to get {newsletter} by email. "
 
 
 def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str,
-              user_agent: str | None = None, source_url: str | None = None, challenge: str = "") -> Signup:
+              user_agent: str | None = None, source_url: str | None = None, challenge: str = "",
+              attributes: dict[str, str] | None = None) -> Signup:
     """Record a signup and send the confirmation email when one is due (see the module docstring).
 
     The signup is also a ``subscribe`` consent row with its proof: the form
@@ -99,7 +100,8 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     when it was asked for, and the Message-ID of the confirmation email
     (made before the transaction, so the row names the message that is sent).
 
-    ``challenge``: the form's solved proof-of-work payload (empty: none).
+    ``challenge``: the form's solved proof-of-work payload (empty: none); ``attributes``: a signup
+    form's validated fields (given to a new subscriber only, like the name).
     """
     from newsletter.delivery.mime import new_message_id
 
@@ -107,7 +109,8 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
     name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
     message_id = new_message_id(ctx.settings.sender_address or "localhost")
-    proof = {"user_agent": user_agent, "source_url": source_url, "message_id": message_id}
+    proof = {"user_agent": user_agent, "source_url": source_url, "message_id": message_id,
+             "attributes": attributes or {}}
     work = protection.check_solution(ctx.settings, challenge, ctx.clock()) if challenge else None
     try:
         result, added, to_name = _signup(ctx, address, list_name, name, ip, source, proof, work)
@@ -179,7 +182,8 @@ def _signup(ctx, address: str, list_name: str, name: str, ip: str | None, source
             held_store.quarantine(session, email=address, email_key=address_key(address), name=name,
                                   list_id=mailing_list.id, reasons=", ".join(reasons), ip=ip, source=source,
                                   source_url=((proof or {}).get("source_url") or "")[:2000] or None,
-                                  user_agent=((proof or {}).get("user_agent") or "")[:500] or None, now=now)
+                                  user_agent=((proof or {}).get("user_agent") or "")[:500] or None, now=now,
+                                  attributes=(proof or {}).get("attributes") or {})
         return result, None, ""
 
 
@@ -199,8 +203,10 @@ def _join(session, ctx, address: str, mailing_list, name: str, ip: str | None, s
     if not _may_join(session, address, mailing_list):
         return result, None, ""
     subscriber = q.find_subscriber(session, address_key(address))
+    attributes = None if subscriber else ((proof or {}).get("attributes") or None)
     added = manage.add_subscriber_in(session, address, name=None if subscriber else (name or None),
-                                     list_name=mailing_list.name, resubscribe=True, source=source, ip=ip)
+                                     list_name=mailing_list.name, resubscribe=True, source=source, ip=ip,
+                                     attributes=attributes)
     if proof is not None and added.list_id is not None:
         _record_signup(session, ctx, added, ip, source, proof)
     return result, added, (subscriber.name or "") if subscriber else name
@@ -411,6 +417,7 @@ def approve_held(ctx, held_id: int) -> Approval:
             mailing_list = q.find_list(session, held.list_name)
             result = Signup(mailing_list.reader_name(ctx.settings.name), mailing_list.double_opt_in)
             proof = {"user_agent": held.user_agent, "source_url": held.source_url, "message_id": message_id}
+            proof["attributes"] = held.attributes
             _, added, to_name = _join(session, ctx, held.email, mailing_list, held.name, held.ip, held.source,
                                       proof, result)
             return held, result, added, to_name

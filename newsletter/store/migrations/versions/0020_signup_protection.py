@@ -1,10 +1,11 @@
-"""Signup protection: spent proof-of-work challenges, the quarantine, and network rate limits.
+"""Signup protection (spent proof-of-work challenges, the quarantine, network rate limits) and signup forms.
 
 ``signup_challenges_used`` keeps each spent challenge's hash until it
 expires (replays refused); ``signup_quarantine`` holds suspicious signups
 until approved or rejected; ``signup_attempts.network_hash`` (nullable:
 adding it rewrites nothing) counts signups per /24 or /48. See
-``newsletter/store/signups.py``.
+``newsletter/store/signups.py``. ``signup_forms``: the embeddable forms of
+``newsletter forms`` (``newsletter/store/forms.py``).
 
 Revision ID: 0020
 Revises: 0017
@@ -43,13 +44,27 @@ def upgrade() -> None:
         sa.Column("source", sa.String(200), nullable=False),
         sa.Column("source_url", sa.String(2000), nullable=True),
         sa.Column("user_agent", sa.String(500), nullable=True),
+        sa.Column("attributes", sa.JSON, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.UniqueConstraint("email_key", "list_id", name="uq_signup_quarantine_key_list"),
         sqlite_autoincrement=True,
     )
 
 
+    op.create_table(
+        "signup_forms",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False, unique=True),
+        sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("fields", sa.JSON, nullable=False),
+        sa.Column("redirect_url", sa.String(2000), nullable=True),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sqlite_autoincrement=True,
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("signup_forms")
     op.drop_table("signup_quarantine")
     op.drop_table("signup_challenges_used")
     op.drop_index("ix_signup_attempts_network_time", "signup_attempts")
