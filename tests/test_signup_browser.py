@@ -23,7 +23,9 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def signup_site(workspace):
-    """``(open(javascript) -> page, outbox, store)`` on a served public app with the proof of work on."""
+    """``(open(javascript, path) -> page, outbox, store)`` on a served public app with the proof of work on
+    and a signup form ``clinic`` (a city field) for the list."""
+    from newsletter.audience.forms import create_form
     from newsletter.config import load_settings
     from newsletter.delivery.memory import MemoryTransport
     from newsletter.store.db import open_store
@@ -33,6 +35,7 @@ def signup_site(workspace):
     store = open_store(settings)
     with store.session() as session:
         q.create_list(session, "news", public=True, double_opt_in=True, display_name="Clinic News")
+    create_form(store, settings, "clinic", "news", ("city:text",), None)
     transport = MemoryTransport()
     app = create_app(settings, store, transport_factory=lambda _s: transport)
     try:
@@ -41,13 +44,13 @@ def signup_site(workspace):
             app.state.ctx.settings = dataclasses.replace(settings, signup_origins=(base_url,))
             contexts = []
 
-            def open_page(javascript: bool):
+            def open_page(javascript: bool, path: str = "/subscribe"):
                 context = browser.new_context(java_script_enabled=javascript)
                 contexts.append(context)
                 open_page.refused += local_only(context, base_url)
                 page = context.new_page()
                 page.set_default_timeout(30_000)
-                page.goto(f"{base_url}/subscribe")
+                page.goto(f"{base_url}{path}")
                 return page
 
             open_page.refused = []
@@ -82,3 +85,16 @@ def test_without_javascript_the_signup_is_held_and_no_email_goes_out(signup_site
     page.wait_for_selector("text=Check your inbox")
     assert outbox == []
     assert _held(store) == ["nojs@example.org"]
+
+
+def test_a_hosted_form_page_solves_its_challenge_and_keeps_its_prefilled_field(signup_site):
+    open_page, outbox, store = signup_site
+    page = open_page(javascript=True, path="/forms/clinic?city=Paris")
+    assert page.input_value("#f-city") == "Paris"
+    page.fill("#email", "bea@example.org")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Check your inbox")
+    assert [m["To"] for m in outbox] == ["bea@example.org"]
+    assert _held(store) == []
+    with store.session() as session:
+        assert q.find_subscriber(session, "bea@example.org").attributes == {"city": "Paris"}
