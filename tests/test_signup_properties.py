@@ -52,3 +52,28 @@ def test_typed_fields_become_clean_attributes_or_one_input_error(data):
         assert not any(ord(c) < 32 or ord(c) == 127 for c in value)
     if "visits" in attributes:
         float(attributes["visits"])
+
+
+def test_signup_settings_are_read_and_a_bad_domain_is_a_config_error(tmp_path, monkeypatch):
+    import pytest
+    from newsletter.config import load_settings
+    from newsletter.errors import ConfigError
+    from newsletter.workspace import init_workspace
+
+    folder = tmp_path / "letter"
+    init_workspace(folder, sender="Clinic News <news@clinic.example>", postal_address="1 Main Street",
+                   base_url="https://news.clinic.example")
+    config = folder / "newsletter.toml"
+    original = config.read_text()
+    config.write_text(original + '\n[signups]\nproof_of_work = true\nnetwork_limit = 50\n'
+                      'allow_domains = "Staff.Example, @ok.example"\ndeny_domains = ["spam.example"]\n')
+    settings = load_settings(folder)
+    assert (settings.signup_proof_of_work, settings.signup_network_limit) == (True, 50)
+    assert settings.signup_allow_domains == ("staff.example", "ok.example")
+    assert settings.signup_deny_domains == ("spam.example",)
+    monkeypatch.setenv("NEWSLETTER_SIGNUP_PROOF_OF_WORK", "0")
+    assert load_settings(folder).signup_proof_of_work is False
+    config.write_text(original + '\n[signups]\ndeny_domains = ["not a domain"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(folder)
+    assert "deny_domains" in info.value.message and "not a domain" in info.value.message
