@@ -63,6 +63,7 @@ ENV_OVERRIDES = {
     ("audience", "sunset_after_sends"): "NEWSLETTER_SUNSET_AFTER_SENDS",
     ("audience", "sunset_after_days"): "NEWSLETTER_SUNSET_AFTER_DAYS",
     ("tracking", "mode"): "NEWSLETTER_TRACKING_MODE",
+    ("signups", "proof_of_work"): "NEWSLETTER_SIGNUP_PROOF_OF_WORK",
     **registry.env_overrides(),
 }
 
@@ -220,6 +221,17 @@ class Settings:
     tracking_machine_seconds: float = 10.0
     # Per-list modes (``[tracking] lists = { patients = "off" }``): list name -> mode, overriding tracking_mode.
     tracking_list_modes: tuple[tuple[str, str], ...] = ()
+    # Signup protection (newsletter.audience.protection): a signup without a solved proof-of-work challenge
+    # is quarantined when proof_of_work is on (its PBKDF2 iterations per try: proof_of_work_cost); a
+    # network (/24, /48) past network_quarantine signups an hour has the next ones quarantined, past
+    # network_limit refused; domains in deny_domains are quarantined, allow_domains are never held as
+    # disposable.
+    signup_proof_of_work: bool = False
+    signup_proof_of_work_cost: int = 2000
+    signup_network_quarantine: int = 10
+    signup_network_limit: int = 100
+    signup_allow_domains: tuple[str, ...] = ()
+    signup_deny_domains: tuple[str, ...] = ()
 
     def tracking_mode_for(self, list_name: str) -> str:
         """The tracking mode of a list: its own when ``[tracking] lists`` names it, else the workspace's."""
@@ -367,6 +379,12 @@ def load_settings(
         tracking_mode=reader.choice("tracking", "mode", TRACKING_MODES, default="aggregate"),
         tracking_machine_seconds=reader.number("tracking", "machine_seconds", default=10.0, minimum=0.0),
         tracking_list_modes=reader.list_modes("tracking", "lists", TRACKING_MODES),
+        signup_proof_of_work=reader.flag("signups", "proof_of_work", default=False),
+        signup_proof_of_work_cost=int(reader.number("signups", "proof_of_work_cost", default=2000, minimum=1)),
+        signup_network_quarantine=int(reader.number("signups", "network_quarantine", default=10, minimum=0)),
+        signup_network_limit=int(reader.number("signups", "network_limit", default=100, minimum=1)),
+        signup_allow_domains=reader.domains("signups", "allow_domains"),
+        signup_deny_domains=reader.domains("signups", "deny_domains"),
     )
 
 
@@ -658,6 +676,24 @@ class _Reader:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
             return value.lower() in ("1", "true", "yes")
         raise self.fail(section, key, f"must be true or false (got {value!r})")
+
+    def domains(self, section: str, key: str) -> tuple[str, ...]:
+        """Mail domains, a list or one string separated by commas or spaces (lower-cased, IDN as ASCII)."""
+        value = self.get(section, key, [])
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise self.fail(section, key, "must be a list of domains", hint='write it as ["example.org"]')
+        result = []
+        for item in items:
+            try:
+                name = item.strip().lstrip("@").encode("idna").decode("ascii").lower()
+            except UnicodeError:
+                name = ""
+            if not name or len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+                raise self.fail(section, key, f"is not a domain (got {item[:80]!r})",
+                                hint="write mail domains such as example.org")
+            result.append(name)
+        return tuple(result)
 
     def hostname(self, section: str, key: str) -> str:
         """A DNS host name (letters, digits, dots, hyphens; IDN as its ASCII form), or empty."""

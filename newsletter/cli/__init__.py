@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("newsletter.cli.init:init_command", "Create a workspace folder."),
     "subscribers": ("newsletter.cli.subscribers:subscribers", "Add, import, export, list and remove subscribers."),
     "lists": ("newsletter.cli.lists:lists_group", "Create, list and delete mailing lists."),
+    "forms": ("newsletter.cli.forms:forms", "Signup forms to embed in a website, with typed fields."),
     "compose": ("newsletter.cli.compose:compose", "Turn an article into .html, .txt and .eml files."),
     "check": ("newsletter.cli.compose:check", "Pre-flight checks of an article's email."),
     "preview": ("newsletter.cli.preview:preview", "Preview an article's email in the browser, live."),

@@ -468,3 +468,12 @@ def remove(app, email, yes):
         click.confirm(f"Erase everything about {email}?", abort=True, err=True)
     erase(app.store, email)
     say(escape(f"Erased {email}; its hash stays on the suppression list"))
+
+
+def _add_quarantine() -> None:
+    from newsletter.cli.quarantine import quarantine
+
+    subscribers.add_command(quarantine)
+
+
+_add_quarantine()

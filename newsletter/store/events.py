@@ -85,11 +85,14 @@ class SignupAttempt(Base):
 
     __tablename__ = "signup_attempts"
     __table_args__ = (Index("ix_signup_attempts_hash_time", "email_hash", "created_at"),
-                      Index("ix_signup_attempts_ip_time", "ip_hash", "created_at"))
+                      Index("ix_signup_attempts_ip_time", "ip_hash", "created_at"),
+                      Index("ix_signup_attempts_network_time", "network_hash", "created_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64))
     ip_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The client's /24 (IPv4) or /48 (IPv6), hashed: the network limits (store.signups, migration 0020).
+    network_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -311,12 +314,18 @@ def signup_attempts_from_since(session: Session, ip_hash_value: str, since: date
                                                      table.c.created_at >= since)) or 0
 
 
+def signup_attempts_from_network_since(session: Session, network_hash: str, since: datetime) -> int:
+    table = SignupAttempt.__table__
+    return session.scalar(select(func.count()).where(table.c.network_hash == network_hash,
+                                                     table.c.created_at >= since)) or 0
+
+
 def record_signup_attempt(session: Session, email_hash: str, now: datetime, keep: timedelta,
-                          ip_hash: str | None = None) -> None:
+                          ip_hash: str | None = None, network_hash: str | None = None) -> None:
     """Record an attempt and forget those older than ``keep`` (the table stays small)."""
     table = SignupAttempt.__table__
     session.execute(delete(table).where(table.c.created_at < now - keep))
-    session.add(SignupAttempt(email_hash=email_hash, ip_hash=ip_hash, created_at=now))
+    session.add(SignupAttempt(email_hash=email_hash, ip_hash=ip_hash, network_hash=network_hash, created_at=now))
     session.flush()
 
 

@@ -12,6 +12,10 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /preferences           where to find your own preference centre link
     GET  /subscribe             a plain signup form
     POST /subscribe             the form endpoint websites post to
+    GET  /subscribe/challenge   a proof-of-work challenge (JSON) for the form's script
+    GET  /subscribe/altcha.js   the script that solves it in the browser
+    GET  /forms/{name}          a signup form's hosted page (newsletter forms create), pre-filled from the query
+    POST /forms/{name}          its signups: typed fields into attributes, then its redirect
     POST /webhooks/{provider}   a provider's signed event webhook (/webhooks/sendgrid)
     GET  /archive               past issues
     GET  /archive/{slug}        one issue's web version
@@ -116,7 +120,7 @@ def _routes():
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from newsletter.web import archive, clicks, preferences, signup, subscriptions, webhook
+    from newsletter.web import archive, clicks, forms, preferences, signup, subscriptions, webhook
 
     async def health(_request):
         return PlainTextResponse("ok")
@@ -131,7 +135,11 @@ def _routes():
         Route("/preferences/{token}", preferences.preferences_post, methods=["POST"]),
         Route("/preferences", archive.preferences_help, methods=["GET"]),
         Route("/subscribe", signup.subscribe_form, methods=["GET"]),
+        Route("/subscribe/challenge", signup.challenge_json, methods=["GET"]),
+        Route("/subscribe/altcha.js", signup.challenge_script, methods=["GET"]),
         Route("/subscribe", signup.subscribe_post, methods=["POST"]),
+        Route("/forms/{name}", forms.form_page, methods=["GET"]),
+        Route("/forms/{name}", forms.form_post, methods=["POST"]),
         Route("/webhooks/{provider}", webhook.provider_webhook, methods=["POST"]),
         Route("/archive", archive.archive_index, methods=["GET"]),
         Route("/archive/{slug}", archive.archive_edition, methods=["GET"]),
