@@ -7,7 +7,7 @@ adding it rewrites nothing) counts signups per /24 or /48. See
 ``newsletter/store/signups.py``. ``signup_forms``: the embeddable forms of
 ``newsletter forms`` (``newsletter/store/forms.py``).
 
-Revision ID: 0020
+Revision ID: 0018
 Revises: 0017
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 from newsletter.store.models import UTCDateTime
 
-revision = "0020"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
