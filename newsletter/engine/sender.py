@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
 from newsletter.delivery.mime import unsubscribe_headers
-from newsletter.engine import fencing
+from newsletter.engine import abtests, fencing
 from newsletter.engine.campaigns import RESUMABLE, audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
     DEFAULT_STALE_SECONDS,
@@ -54,6 +54,7 @@ from newsletter.engine.fencing import (
 )
 from newsletter.engine.quotas import Quota, QuotaReached, shared_pace
 from newsletter.errors import Conflict
+from newsletter.store import abtests as abtest_store
 from newsletter.store import ledger
 from newsletter.store.models import utcnow
 from newsletter.store.tracking import TrackingPlan, load_plan
@@ -163,7 +164,12 @@ def start_campaign(store: Store, settings: Settings, campaign_id: int, transport
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
+        abtests.split(session, campaign_id, _now(options.get("clock")))  # an A/B campaign: its test phase
     return _run(store, settings, campaign_id, transport, sender, **options)
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    return clock() if clock is not None else utcnow()
 
 
 def resume_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport, *,
@@ -173,18 +179,21 @@ def resume_campaign(store: Store, settings: Settings, campaign_id: int, transpor
     ``requeue`` (``failed`` or ``unknown``): put those rows back to pending
     first, once the campaign is ours (see :func:`take_over`).
     """
-    sender = take_over(store, settings, campaign_id, requeue=requeue)
+    sender = take_over(store, settings, campaign_id, requeue=requeue, now=_now(options.get("clock")))
     return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: str | None = None) -> str:
+def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: str | None = None,
+              now: datetime | None = None) -> str:
     """Make a new run the campaign's sender; returns its identity.
 
     Refuses (Conflict) while another sender is alive. Otherwise, in one
     transaction and in this order: take the campaign (a conditional update on
     the sender seen, which fences the previous one out and serialises with
     its writes), turn its rows in flight to ``unknown``, and only then put
-    the ``requeue`` rows back to pending.
+    the ``requeue`` rows back to pending. An A/B campaign whose test is due
+    gets its winner in the same transaction (:func:`newsletter.engine.abtests.decide_if_due`,
+    ``now``: the time it is judged by), which releases the rest to pending.
     """
     sender, stale = new_sender_id(), stale_seconds(settings)
     with store.session() as session:
@@ -203,6 +212,7 @@ def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: st
         ledger.orphaned_to_unknown(session, campaign_id)
         if requeue:
             ledger.requeue(session, campaign_id, requeue)
+        abtests.decide_if_due(session, campaign_id, now)
     return sender
 
 
@@ -298,6 +308,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
         message = campaign_message(settings, campaign, tracking)
+        subjects = abtests.subjects_for(session, campaign_id)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
@@ -321,7 +332,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
             return False
         after_id = claim.last_id
         if claim.rows:
-            send_claimed(store, transport, message, builder, claim.rows, report, campaign_id, fence=fence)
+            send_variants(store, transport, message, subjects, builder, claim.rows, report, campaign_id, fence=fence)
         done += claim.seen
         if on_progress:
             on_progress(done, total)
@@ -372,6 +383,38 @@ def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: i
     return claim
 
 
+def send_variants(store: Store, transport: Transport, message: Message, subjects: dict[str | None, str] | None,
+                  builder: RecipientBuilder, eligible: list[Candidate], report: SendReport, campaign_id: int, *,
+                  fence: Fence | None = None) -> None:
+    """:func:`send_claimed`, one call per variant of an A/B campaign (``subjects``: see
+    :func:`newsletter.engine.abtests.subjects_for`; None: a plain campaign, one call).
+
+    When one variant's call fails, the rows of the variants not yet handed
+    to the transport go back to ``pending`` (nothing of them left us).
+    """
+    if subjects is None:
+        send_claimed(store, transport, message, builder, eligible, report, campaign_id, fence=fence)
+        return
+    groups: dict[str | None, list[Candidate]] = {}
+    for candidate in eligible:
+        groups.setdefault(candidate.variant, []).append(candidate)
+    order = list(groups.items())
+    for index, (variant, rows) in enumerate(order):
+        subject = subjects.get(variant)
+        try:
+            if subject is None:  # a winner-phase row before the decision: never claimable, so a bug
+                raise RuntimeError(f"campaign {campaign_id}: no subject for variant {variant!r}")
+            send_claimed(store, transport, replace(message, subject=subject), builder, rows, report, campaign_id,
+                         fence=fence, whole=len(order) == 1)
+        except BaseException:
+            untouched = [c.delivery_id for _, later in order[index + (0 if subject is None else 1):] for c in later]
+            if untouched:
+                with store.session() as session:
+                    if fence is None or fence(session):
+                        ledger.mark(session, untouched, LedgerStatus.PENDING, LedgerStatus.SENDING)
+            raise
+
+
 def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
     if fence is not None and not fence(session):
         raise Fenced(campaign_id)
@@ -379,8 +422,11 @@ def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
 
 def send_claimed(store: Store, transport: Transport, message: Message, builder: RecipientBuilder,
                  eligible: list[Candidate], report: SendReport, campaign_id: int, *,
-                 fence: Fence | None = None) -> None:
+                 fence: Fence | None = None, whole: bool = True) -> None:
     """Send rows already marked ``sending`` and commit each outcome.
+
+    ``whole``: these are all the rows of their claim (False for one variant's
+    part of an A/B claim: other rows of its id range are in flight too).
 
     On PermanentTransportError the rows the transport answered for
     (``exc.results``) are recorded and the rest go back to ``pending``:
@@ -398,7 +444,7 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
         answered = exc.results or []
-        record_results(store, answered, ids, report, campaign_id, fence=fence)
+        record_results(store, answered, ids, report, campaign_id, fence=fence, whole=whole)
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             _check(fence, session, campaign_id)
@@ -413,11 +459,11 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
                         error="the send was interrupted while this message was in flight")
         finish_campaign(store, campaign_id, CampaignStatus.PAUSED, report, fence=fence)
         raise
-    record_results(store, results, ids, report, campaign_id, fence=fence)
+    record_results(store, results, ids, report, campaign_id, fence=fence, whole=whole)
 
 
 def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
-                   campaign_id: int, *, fence: Fence | None = None) -> None:
+                   campaign_id: int, *, fence: Fence | None = None, whole: bool = True) -> None:
     """Commit each recipient's outcome; the common all-accepted case is one statement.
 
     ``fence(session)`` runs first in the same transaction: when it fails
@@ -436,7 +482,7 @@ def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, i
         tally["sent" if status == LedgerStatus.SENT else status] += 1
     with store.session() as session:
         _check(fence, session, campaign_id)
-        if len(accepted) == 1 and not others and len(results) == len(ids):
+        if whole and len(accepted) == 1 and not others and len(results) == len(ids):
             # Everything in flight was accepted in one request: the rows still
             # ``sending`` in the batch's id range are exactly these (the fence
             # keeps any other sender of this campaign out of the range).
@@ -466,6 +512,11 @@ def finish_campaign(store: Store, campaign_id: int, status: str | None, report: 
         nothing_left = counts[LedgerStatus.PENDING] == 0 and counts[LedgerStatus.SENDING] == 0
         if status in (None, CampaignStatus.PAUSED):  # a stop that came after the last batch still finished the send
             status = CampaignStatus.SENT if nothing_left else CampaignStatus.PAUSED
+        test = abtest_store.load_test(session, campaign_id) if counts.get(LedgerStatus.HELD) else None
+        if test is not None and test.decide_at is not None and status == CampaignStatus.SENT:
+            # An A/B campaign's test phase is done: it waits for its winner (the daemon resumes it then).
+            status, report.resume_at = CampaignStatus.PAUSED, test.decide_at
+            report.pause_reason = abtests.waiting_note(test.decide_at)
         if status == CampaignStatus.SENT and ledger.nobody_received(counts):
             status = CampaignStatus.FAILED
         values: dict[str, Any] = {"status": status, "heartbeat_at": None, "sender": None}

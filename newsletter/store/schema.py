@@ -4,7 +4,7 @@ Models live beside the queries that use them; the migrations must match the
 union (tests/test_store.py compares them).
 """
 
-from newsletter.store import distributed, events, feeds, models, scheduling, sequences, tracking  # noqa: F401
+from newsletter.store import abtests, distributed, events, feeds, models, scheduling, sequences, tracking  # noqa: F401
 from newsletter.store.models import Base
 
 metadata = Base.metadata
