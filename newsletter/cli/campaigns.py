@@ -76,7 +76,6 @@ def show(app, campaign_id, as_json):
       newsletter campaigns show 7 --json
     """
     from newsletter.engine.campaigns import describe_campaign
-
     from newsletter.usecases.abtests import show_test
 
     data = describe_campaign(app.store, campaign_id)

@@ -78,7 +78,8 @@ class ABChoice:
         if len({s.strip() for s in every}) != len(every):
             raise InputError("the A/B subjects must differ from each other and from the article's", hint=hint)
         if not MIN_SHARE <= self.share <= MAX_SHARE:
-            raise InputError(f"--test-share must be between {MIN_SHARE}% and {MAX_SHARE}%", hint="e.g. --test-share 20%")
+            raise InputError(f"--test-share must be between {MIN_SHARE}% and {MAX_SHARE}%",
+                             hint="e.g. --test-share 20%")
         if not MIN_WAIT <= self.decide_after <= MAX_WAIT:
             raise InputError("--decide-after must be between 1m and 30d", hint="e.g. --decide-after 4h")
         if self.measure not in MEASURES:
