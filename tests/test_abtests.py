@@ -273,3 +273,39 @@ def test_bad_ab_options_are_one_line_errors(workspace, cli, tmp_path, options, m
     assert result.exit_code == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not _outbox(workspace)
+
+
+def test_aggregate_links_count_each_variant_and_name_no_one(workspace, cli, tmp_path):
+    """The default mode: every B message carries the same links, naming the variant and no one; human clicks
+    on them decide, a scanner's do not, and a tampered variant token redirects nowhere."""
+    _import(cli, tmp_path, 40)
+    start = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    clock = Clock(start)
+    report, _ = _send(workspace, clock, SUBJECT_B, None, "50%", "1h", "clicks", 5)
+    assert (report.status, report.sent) == ("paused", 20)
+    test_phase = _outbox(workspace)
+    links = {s: {_first_link(m) for m in test_phase if m["Subject"] == s} for s in {m["Subject"] for m in test_phase}}
+    assert len(links) == 2 and all(len(v) == 1 for v in links.values())  # one link per variant: nobody named
+    (link_b,), (link_a,) = links[SUBJECT_B], next(v for s, v in links.items() if s != SUBJECT_B)
+    assert link_b.split("/c/")[1].split(".")[3] == "B" and link_a.split("/c/")[1].split(".")[3] == "A"
+    with open_site(None) as site:
+        site.clock.now = time.time() + 3600
+        for _ in range(3):
+            site.clock.now += 30
+            assert site.client.get(link_b, headers={"User-Agent": BROWSER}).status_code == 303
+        for _ in range(6):
+            site.clock.now += 30
+            assert site.client.get(link_a, headers={"User-Agent": SCANNER}).status_code == 303
+        site.clock.now += 30
+        assert site.client.get(link_a, headers={"User-Agent": BROWSER}).status_code == 303
+        token = link_b.split("/c/")[1]
+        middle = token.split(".")
+        middle[4] = middle[4][:5] + ("x" if middle[4][5] != "x" else "y") + middle[4][6:]
+        assert site.client.get("/c/" + ".".join(middle), headers={"User-Agent": BROWSER}).status_code == 404
+    _daemon_decides(workspace, clock, report.campaign_id, start + timedelta(hours=1))
+    data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
+    test = data["abtest"]
+    assert [(v["variant"], v["sent"], v["clicked"], v["machine_requests"]) for v in test["variants"]] == [
+        ("A", 10, 1, 6), ("B", 10, 3, 0)]
+    assert (test["winner"], test["reason"]) == ("B", "B had the highest click rate (A 10.0%, B 30.0%)")
+    assert [m["Subject"] for m in _outbox(workspace)].count(SUBJECT_B) == 30

@@ -151,22 +151,28 @@ class Decision:
 
 
 def pick(numbers: Mapping[str, Mapping[str, int]], measure: str, min_sample: int) -> Decision:
-    """Pick the winner from each variant's ``sent`` and ``clicked``/``opened`` counts (people, not requests).
+    """Pick the winner from each variant's ``sent`` and engagement counts.
 
-    Every variant must have reached ``min_sample`` people and someone must
-    have engaged; the highest rate (engaged / sent, compared exactly) wins;
-    a tie for the top, or too little data, falls back to A and says so.
+    Engaged, for ``clicks``: the people who clicked (``clicked``: the
+    per-delivery record) plus the human clicks on the variant's aggregate
+    links (``clicks``: readers without personal tracking, who are nobody in
+    particular); likewise ``opened`` and ``opens``. Machine requests are in
+    neither. Every variant must have reached ``min_sample`` people and
+    someone must have engaged; the highest rate (engaged / sent, compared
+    exactly) wins; a tie for the top, or too little data, falls back to A
+    and says so.
     """
-    key = "clicked" if measure == "clicks" else "opened"
+    people = "clicked" if measure == "clicks" else "opened"
     variants = sorted(numbers)
+    engaged = {v: numbers[v][people] + numbers[v].get(measure, 0) for v in variants}
     short = [v for v in variants if numbers[v]["sent"] < min_sample]
     if short:
         sizes = ", ".join(f"{v} {numbers[v]['sent']}" for v in short)
         return Decision("A", f"too little data: reached {sizes}, under the minimum sample of {min_sample} per "
                              "variant; sent A", True)
-    if sum(numbers[v][key] for v in variants) == 0:
+    if sum(engaged.values()) == 0:
         return Decision("A", f"too little data: no {measure} recorded in any variant; sent A", True)
-    rates = {v: Fraction(numbers[v][key], numbers[v]["sent"]) for v in variants}
+    rates = {v: Fraction(engaged[v], numbers[v]["sent"]) for v in variants}
     best = max(rates.values())
     top = [v for v in variants if rates[v] == best]
     shown = ", ".join(f"{v} {float(rates[v]):.1%}" for v in variants)
@@ -190,7 +196,8 @@ def decide_if_due(session: Session, campaign_id: int, now: datetime | None = Non
     if store.test_rows_in_flight(session, campaign_id):
         return None
     counted = {k: v for k, v in store.variant_numbers(session, campaign_id).items() if k is not None}
-    numbers = {v: counted.get(v, {"rows": 0, "sent": 0, "clicked": 0, "opened": 0, "held": 0})
+    empty = {"rows": 0, "sent": 0, "clicked": 0, "opened": 0, "held": 0, "clicks": 0, "opens": 0, "machine": 0}
+    numbers = {v: counted.get(v, empty)
                for v in VARIANTS[:len(test.subjects)]}
     decision = pick(numbers, test.measure, test.min_sample)
     if not store.claim_decision(session, campaign_id, winner=decision.winner, reason=decision.reason,

@@ -561,7 +561,8 @@ class RecipientBuilder:
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)
         values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
-                                              self.personal and clicks.consents(candidate.attributes)))
+                                              self.personal and clicks.consents(candidate.attributes),
+                                              candidate.variant))
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(
             email=candidate.email, message_id=message_id, name=candidate.name, merge_data=values,

@@ -25,7 +25,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text, bindparam, case,
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from newsletter.store.models import Base, Delivery, UTCDateTime
-from newsletter.store.sql import rowcount
+from newsletter.store.sql import dialect_insert, rowcount
 from newsletter.vocabulary import LedgerStatus
 
 
@@ -48,7 +48,24 @@ class ABTest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class ABCount(Base):
+    """Requests on an A/B test's aggregate links, per variant and kind (``click``/``open``): human and machine.
+
+    Aggregate links name the variant, never the person (``newsletter.compose.clicks``): these are the
+    test's numbers for readers without personal tracking.
+    """
+
+    __tablename__ = "ab_counts"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(1), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    human: Mapped[int] = mapped_column(Integer)
+    machine: Mapped[int] = mapped_column(Integer)
+
+
 tests_t = ABTest.__table__
+counts_t = ABCount.__table__
 deliveries_t = Delivery.__table__
 
 
@@ -135,11 +152,22 @@ def test_rows_in_flight(session: Session, campaign_id: int) -> int:
         deliveries_t.c.status.in_((LedgerStatus.PENDING, LedgerStatus.SENDING)))) or 0)
 
 
-def variant_numbers(session: Session, campaign_id: int) -> dict[str | None, dict[str, int]]:
-    """Per variant (None: the rest, the winner's rows): rows, sent, and people who clicked and opened.
+def count_request(session: Session, campaign_id: int, variant: str, kind: str, machine: bool) -> None:
+    """Add one request on an aggregate link of ``variant`` (an upsert: safe from several processes)."""
+    column = "machine" if machine else "human"
+    statement = dialect_insert(session, counts_t).values(
+        campaign_id=campaign_id, variant=variant, kind=kind, human=0 if machine else 1, machine=1 if machine else 0)
+    session.execute(statement.on_conflict_do_update(index_elements=["campaign_id", "variant", "kind"],
+                                                    set_={column: counts_t.c[column] + 1}))
 
-    Clicks and opens are the per-delivery record (``clicked_at``, ``opened_at``): first-party requests
-    classified machine never reach it (``newsletter.events.firstparty``), so these count people only.
+
+def variant_numbers(session: Session, campaign_id: int) -> dict[str | None, dict[str, int]]:
+    """Per variant (None: the rest, the winner's rows): rows, sent, people who clicked and opened, and
+    the human ``clicks``/``opens`` and ``machine`` requests on the variant's aggregate links.
+
+    ``clicked``/``opened`` are the per-delivery record (``clicked_at``, ``opened_at``): first-party
+    requests classified machine never reach it (``newsletter.events.firstparty``), so these count people.
+    Readers with aggregate links are counted by their human requests (``ab_counts``).
     """
     sent = func.sum(case((deliveries_t.c.status == LedgerStatus.SENT, 1), else_=0))
     clicked = func.count(deliveries_t.c.clicked_at)
@@ -148,6 +176,15 @@ def variant_numbers(session: Session, campaign_id: int) -> dict[str | None, dict
     rows = session.execute(select(deliveries_t.c.variant, func.count(), sent, clicked, opened, held)
                            .where(deliveries_t.c.campaign_id == campaign_id)
                            .group_by(deliveries_t.c.variant)).all()
-    return {variant: {"rows": int(n), "sent": int(s or 0), "clicked": int(c or 0), "opened": int(o or 0),
-                      "held": int(h or 0)}
-            for variant, n, s, c, o, h in rows}
+    numbers: dict[str | None, dict[str, int]] = {
+        variant: {"rows": int(n), "sent": int(s or 0), "clicked": int(c or 0), "opened": int(o or 0),
+                  "held": int(h or 0), "clicks": 0, "opens": 0, "machine": 0}
+        for variant, n, s, c, o, h in rows}
+    requests = session.execute(select(counts_t.c.variant, counts_t.c.kind, counts_t.c.human, counts_t.c.machine)
+                               .where(counts_t.c.campaign_id == campaign_id)).all()
+    for variant, kind, human, machine in requests:
+        row = numbers.get(variant)
+        if row is not None:
+            row["clicks" if kind == "click" else "opens"] += int(human)
+            row["machine"] += int(machine)
+    return numbers

@@ -81,12 +81,15 @@ def show_test(store, campaign_id: int) -> dict | None:
     variants = []
     for index, subject in enumerate(test.subjects):
         name = VARIANTS[index]
-        row = numbers.get(name, {"rows": 0, "sent": 0, "clicked": 0, "opened": 0})
+        row = numbers.get(name, {"rows": 0, "sent": 0, "clicked": 0, "opened": 0, "clicks": 0, "opens": 0,
+                                 "machine": 0})
         sent = row["sent"]
+        # engaged: people on personal links plus human requests on the variant's aggregate links (see engine.pick)
+        clicked, opened = row["clicked"] + row["clicks"], row["opened"] + row["opens"]
         variants.append({"variant": name, "subject": subject, "recipients": row["rows"], "sent": sent,
-                         "clicked": row["clicked"], "opened": row["opened"],
-                         "click_rate": round(row["clicked"] / sent, 4) if sent else None,
-                         "open_rate": round(row["opened"] / sent, 4) if sent else None,
+                         "clicked": clicked, "opened": opened, "machine_requests": row["machine"],
+                         "click_rate": round(clicked / sent, 4) if sent else None,
+                         "open_rate": round(opened / sent, 4) if sent else None,
                          "winner": name == test.winner})
     rest = numbers.get(None, {"rows": 0, "sent": 0, "held": 0})
     return {"share": test.share, "decide_after_seconds": test.decide_after, "by": test.measure,

@@ -1,6 +1,7 @@
 """A/B tests: each test's variants, split and decision, and the variant of each ledger row.
 
-``ab_tests`` (one row per A/B campaign: the subjects of variants B and C,
+``ab_counts`` (human and machine requests on each variant's aggregate
+links), ``ab_tests`` (one row per A/B campaign: the subjects of variants B and C,
 the test share, the wait, the measure, the seed of the split, when the
 winner is due, and the decision) and ``deliveries.variant`` (``A``/``B``/``C``
 on the rows of the test phase; NULL on the rest, which wait ``held`` until
@@ -38,10 +39,19 @@ def upgrade() -> None:
         sa.Column("numbers", sa.JSON, nullable=True),
         sa.Column("decided_at", UTCDateTime, nullable=True),
     )
+    op.create_table(
+        "ab_counts",
+        sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("variant", sa.String(1), primary_key=True),
+        sa.Column("kind", sa.String(8), primary_key=True),
+        sa.Column("human", sa.Integer, nullable=False),
+        sa.Column("machine", sa.Integer, nullable=False),
+    )
     op.add_column("deliveries", sa.Column("variant", sa.String(1), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("deliveries", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("variant")
+    op.drop_table("ab_counts")
     op.drop_table("ab_tests")
