@@ -309,3 +309,40 @@ def test_aggregate_links_count_each_variant_and_name_no_one(workspace, cli, tmp_
         ("A", 10, 1, 6), ("B", 10, 3, 0)]
     assert (test["winner"], test["reason"]) == ("B", "B had the highest click rate (A 10.0%, B 30.0%)")
     assert [m["Subject"] for m in _outbox(workspace)].count(SUBJECT_B) == 30
+
+
+def test_a_scheduled_test_is_started_by_the_daemon_itself_even_with_workers(workspace, cli, tmp_path):
+    """`schedule --subject-b`: the daemon's job starts it on its own machine (never the workers, which would
+    send one subject to everyone), by the daemon's clock; then decides as usual."""
+    import dataclasses
+
+    from newsletter.config import load_settings
+    from newsletter.scheduler import jobs
+    from newsletter.store.db import open_store
+    from newsletter.store.models import Campaign
+
+    emails = _import(cli, tmp_path, 10)
+    at = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    result = cli("schedule", "articles/budget.md", "--list", "readers", "--at", at, "--subject-b", SUBJECT_B,
+                 "--test-share", "40%", "--decide-after", "30m", "--min-sample", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    campaign_id = result.json()["campaign_id"]
+    settings = dataclasses.replace(load_settings(workspace), broker_url="amqp://guest:guest@127.0.0.1:9/%2F")
+    store = open_store(settings)
+    clock = Clock(datetime(2026, 12, 2, 9, 0, tzinfo=UTC))
+    runtime = jobs.Runtime(store, settings, "test-daemon", clock=clock)
+    jobs.install(runtime)
+    try:
+        with store.session() as session:  # its time has come
+            session.get(Campaign, campaign_id).scheduled_at = datetime.now(UTC)
+        jobs.fire_campaign(campaign_id)
+        assert len(_outbox(workspace)) == 4
+        shown = cli("campaigns", "show", str(campaign_id), "--json").json()
+        assert shown["status"] == "paused" and shown["abtest"]["decide_at"].startswith("2026-12-02T09:30:00")
+        clock.now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+        jobs.resume_after_quota(campaign_id)
+    finally:
+        jobs.install(None)
+        store.close()
+    assert sorted(_to(m) for m in _outbox(workspace)) == sorted(emails)
+    assert cli("campaigns", "show", str(campaign_id), "--json").json()["abtest"]["winner"] == "A"
