@@ -115,7 +115,7 @@ def _first_link(message) -> str:
     return path_of(re.findall(r'href="(https://news\.clinic\.example/c/[^"]+)"', html)[0])
 
 
-def _send(workspace, clock, *options):
+def _send(workspace, clock, *options, article_b=None):
     from newsletter.config import load_settings
     from newsletter.store.db import open_store
     from newsletter.usecases import campaigns as use
@@ -124,7 +124,7 @@ def _send(workspace, clock, *options):
 
     settings = load_settings(workspace)
     store = open_store(settings)
-    abtest = ab_choice(*options, track_clicks=True, track_opens=False)
+    abtest = ab_choice(*options, track_clicks=True, track_opens=False, article_b=article_b, settings=settings)
     plan = use.plan_send(store, settings, "articles/budget.md", "readers", abtest=abtest)
     notes: list[str] = []
     report = use.send_now(store, settings, plan, Watch(note=notes.append, clock=clock, waiter=lambda when: False))
@@ -346,3 +346,37 @@ def test_a_scheduled_test_is_started_by_the_daemon_itself_even_with_workers(work
         store.close()
     assert sorted(_to(m) for m in _outbox(workspace)) == sorted(emails)
     assert cli("campaigns", "show", str(campaign_id), "--json").json()["abtest"]["winner"] == "A"
+
+
+def test_content_variants_send_another_article_and_track_its_links(workspace, cli, tmp_path):
+    """`--article-b`: variant B is another article (its own subject, body and tracked links); people's clicks
+    on B's links decide, and the rest get B's article."""
+    _import(cli, tmp_path, 20)
+    other = Path("articles") / "rainy.md"
+    other.write_text('---\ntitle: "How much for a rainy day?"\n---\n\nThree months of rent, says '
+                     "[the calculator](https://blog.example.org/rainy-calculator).\n")
+    report, _ = _send(workspace, Clock(datetime(2026, 12, 2, 9, 0, tzinfo=UTC)), None, None, "50%", "1h", "clicks",
+                      3, article_b=str(other))
+    campaign_id = report.campaign_id
+    test_phase = _outbox(workspace)
+    b_messages = [m for m in test_phase if m["Subject"] == "How much for a rainy day?"]
+    a_messages = [m for m in test_phase if m not in b_messages]
+    assert len(b_messages) == len(a_messages) == 5
+    assert all("Three months of rent" in m.get_body(("html",)).get_content() for m in b_messages)
+    assert not any("Three months of rent" in m.get_body(("html",)).get_content() for m in a_messages)
+    with open_site(None) as site:
+        site.clock.now = time.time() + 3600
+        for _ in range(2):
+            site.clock.now += 30
+            response = site.client.get(_first_link(b_messages[0]), headers={"User-Agent": BROWSER})
+            assert (response.status_code, response.headers["location"]) == (
+                303, "https://blog.example.org/rainy-calculator")
+    shown = cli("campaigns", "show", str(campaign_id), "--json").json()["abtest"]
+    assert [(v["variant"], v["article"], v["clicked"]) for v in shown["variants"]] == [
+        ("A", "articles/budget.md", 0), ("B", str(other), 2)]
+    decide_at = datetime.fromisoformat(shown["decide_at"])
+    _daemon_decides(workspace, Clock(decide_at), campaign_id, decide_at)
+    everything = _outbox(workspace)
+    assert len({_to(m) for m in everything}) == len(everything) == 20
+    assert sum(m["Subject"] == "How much for a rainy day?" for m in everything) == 15
+    assert cli("campaigns", "show", str(campaign_id), "--json").json()["abtest"]["winner"] == "B"

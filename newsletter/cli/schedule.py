@@ -33,9 +33,9 @@ from newsletter.cli.send import abtest_options, read_abtest, tracking_options
 @compose_options
 @json_option
 @pass_app
-def schedule(app, article, list_name, segment, where, to_dormant, at, zone, local_time, cron, transport, again,
-             track_clicks, track_opens, subject_b, subject_c, test_share, decide_after, by, min_sample,
-             recent_title, recent_url, theme, as_json):
+def schedule(app, /, article, list_name, segment, where, to_dormant, at, zone, local_time, cron, transport, again,
+             track_clicks, track_opens,
+             recent_title, recent_url, theme, as_json, **ab):
     """Schedule ARTICLE for a list at a time; `newsletter run` sends it when due.
 
     The edition is composed and checked now (errors stop it). The time is
@@ -62,8 +62,7 @@ def schedule(app, article, list_name, segment, where, to_dormant, at, zone, loca
     compose = use.ComposeOptions(recent_title, recent_url, theme)
     target = resolve_audience(app.store, list_name, segment, where, to_dormant)
     list_name = target.list_name
-    abtest = read_abtest(app, subject_b, subject_c, test_share, decide_after, by, min_sample, track_clicks,
-                         track_opens, local_time)
+    abtest = read_abtest(app, ab, track_clicks, track_opens, compose, local_time)
     if cron:
         if abtest is not None:
             raise InputError("--cron cannot run an A/B test", hint="schedule one article with --at TIME")

@@ -28,6 +28,9 @@ def abtest_options(command):
         click.option("--subject-b", default=None, metavar="TEXT",
                      help="A/B test: a second subject; part of the audience gets each, the winner goes to the rest."),
         click.option("--subject-c", default=None, metavar="TEXT", help="A/B test: a third subject."),
+        click.option("--article-b", default=None, metavar="PATH",
+                     help="A/B content test: variant B is this article (its subject unless --subject-b)."),
+        click.option("--article-c", default=None, metavar="PATH", help="A/B content test: variant C's article."),
         click.option("--test-share", default=None, metavar="PERCENT",
                      help="A/B test: the share of the audience the variants go to first, split evenly "
                           "(default 20%)."),
@@ -44,13 +47,14 @@ def abtest_options(command):
     return command
 
 
-def read_abtest(app, subject_b, subject_c, test_share, decide_after, by, min_sample, track_clicks, track_opens,
-                local_time=False):
-    """The A/B test the options ask for (None: none)."""
+def read_abtest(app, ab, track_clicks, track_opens, compose, local_time=False):
+    """The A/B test the options ask for (None: none); ``ab``: the options of :func:`abtest_options`."""
     from newsletter.usecases.abtests import ab_choice
 
-    return ab_choice(subject_b, subject_c, test_share, decide_after, by, min_sample, track_clicks=track_clicks,
-                     track_opens=track_opens, on_workers=bool(app.settings.broker_url), local_time=local_time)
+    return ab_choice(ab["subject_b"], ab["subject_c"], ab["test_share"], ab["decide_after"], ab["by"],
+                     ab["min_sample"], track_clicks=track_clicks, track_opens=track_opens,
+                     on_workers=bool(app.settings.broker_url), local_time=local_time, article_b=ab["article_b"],
+                     article_c=ab["article_c"], settings=app.settings, compose=compose.as_dict())
 
 
 @click.command("send")
@@ -72,9 +76,8 @@ def read_abtest(app, subject_b, subject_c, test_share, decide_after, by, min_sam
 @compose_options
 @json_option
 @pass_app
-def send(app, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, track_clicks,
-         track_opens, subject_b, subject_c, test_share, decide_after, by, min_sample, recent_title,
-         recent_url, theme, as_json):
+def send(app, /, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, track_clicks,
+         track_opens, recent_title, recent_url, theme, as_json, **ab):
     """Send ARTICLE to every confirmed subscriber of a list, now.
 
     The pre-flight checks run first (errors stop the send). Each recipient has
@@ -95,8 +98,7 @@ def send(app, article, list_name, segment, where, to_dormant, transport, dry_run
     from newsletter.usecases import campaigns as use
     from newsletter.usecases.segments import resolve_audience
 
-    abtest = read_abtest(app, subject_b, subject_c, test_share, decide_after, by, min_sample, track_clicks,
-                         track_opens)
+    abtest = read_abtest(app, ab, track_clicks, track_opens, use.ComposeOptions(recent_title, recent_url, theme))
     target = resolve_audience(app.store, list_name, segment, where, to_dormant)
     list_name = target.list_name
     plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,

@@ -42,6 +42,8 @@ from newsletter.store.models import utcnow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from newsletter.compose.edition import Edition as ComposedEdition
+
 VARIANTS = "ABC"
 MEASURES = ("clicks", "opens")
 SUBJECT_LIMIT = 500  # the editions table's subject column
@@ -55,6 +57,8 @@ class ABChoice:
     """A campaign's A/B test as asked for: the other subjects, and how the test runs."""
 
     subjects: tuple[str, ...]  # B, and C when given
+    # content variants: B's (and C's) own composed article and its path, or None where the variant is a subject
+    editions: tuple[tuple[ComposedEdition, str] | None, ...] = ()
     share: int = 20  # percent
     decide_after: int = 4 * 3600  # seconds
     measure: str = "clicks"
@@ -75,7 +79,7 @@ class ABChoice:
                 raise InputError(f"--subject-{name.lower()} holds a control character (a line break?)",
                                  hint="put the subject on one line")
         every = [subject_a, *self.subjects]
-        if len({s.strip() for s in every}) != len(every):
+        if len({s.strip() for s in every}) != len(every) and not any(self.editions):
             raise InputError("the A/B subjects must differ from each other and from the article's", hint=hint)
         if not MIN_SHARE <= self.share <= MAX_SHARE:
             raise InputError(f"--test-share must be between {MIN_SHARE}% and {MAX_SHARE}%",
@@ -89,9 +93,25 @@ class ABChoice:
 
 
 def record(session: Session, campaign_id: int, subject_a: str, choice: ABChoice) -> None:
-    """Store the campaign's test, in the caller's (the campaign's) transaction."""
+    """Store the campaign's test, in the caller's (the campaign's) transaction; a content variant's
+    edition is stored as it was composed, like the campaign's own."""
+    from newsletter.store import ledger
+
     choice.check(subject_a)
-    store.save_test(session, campaign_id, subjects=[subject_a, *choice.subjects], share=choice.share,
+    editions: list[int | None] | None = None
+    if any(choice.editions):
+        editions = [None]
+        for pair in choice.editions:
+            if pair is None:
+                editions.append(None)
+                continue
+            edition, path = pair
+            editions.append(ledger.save_edition(
+                session, slug=edition.slug, subject=edition.subject, preheader=edition.preheader or "",
+                html=edition.html, text=edition.text, theme=edition.theme, article_path=path,
+                tags=list(edition.article.tags or [])).id)
+    store.save_test(session, campaign_id, subjects=[subject_a, *choice.subjects], editions=editions,
+                    share=choice.share,
                     decide_after=choice.decide_after, measure=choice.measure, min_sample=choice.min_sample,
                     seed=secrets.token_hex(16))
 
@@ -130,12 +150,14 @@ def split(session: Session, campaign_id: int, now: datetime) -> int | None:
     return len(dealt)
 
 
-def subjects_for(session: Session, campaign_id: int) -> dict[str | None, str] | None:
-    """Each variant's subject (None: the rows the winner goes to, once decided); None for a plain campaign."""
+def subjects_for(session: Session, campaign_id: int) -> dict[str | None, tuple[str, int | None]] | None:
+    """Each variant's subject and edition id (None: the campaign's own); the key None is the rows the winner
+    goes to, once decided. None for a plain campaign."""
     test = store.load_test(session, campaign_id)
     if test is None:
         return None
-    subjects: dict[str | None, str] = {VARIANTS[i]: s for i, s in enumerate(test.subjects)}
+    subjects: dict[str | None, tuple[str, int | None]] = {
+        VARIANTS[i]: (s, test.editions[i]) for i, s in enumerate(test.subjects)}
     if test.winner is not None:
         subjects[None] = subjects[test.winner]
     return subjects

@@ -112,7 +112,10 @@ def add_campaign(session: Session, settings: Settings, edition: ComposedEdition,
                         to_dormant=to_dormant)
     session.add(campaign)
     session.flush()
-    _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html, tracking or TrackingChoice())
+    # a content variant's links are tracked too: positions run on after the campaign's own
+    variant_html = "".join(pair[0].html for pair in (abtest.editions if abtest else ()) if pair is not None)
+    _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html + variant_html,
+                   tracking or TrackingChoice())
     if abtest is not None:
         from newsletter.engine.abtests import record
 

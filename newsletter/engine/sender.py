@@ -56,7 +56,7 @@ from newsletter.engine.quotas import Quota, QuotaReached, shared_pace
 from newsletter.errors import Conflict
 from newsletter.store import abtests as abtest_store
 from newsletter.store import ledger
-from newsletter.store.models import utcnow
+from newsletter.store.models import Edition, utcnow
 from newsletter.store.tracking import TrackingPlan, load_plan
 from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
 
@@ -308,7 +308,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
         message = campaign_message(settings, campaign, tracking)
-        subjects = abtests.subjects_for(session, campaign_id)
+        variants = variant_messages(session, settings, campaign, tracking, message)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
@@ -332,16 +332,32 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
             return False
         after_id = claim.last_id
         if claim.rows:
-            send_variants(store, transport, message, subjects, builder, claim.rows, report, campaign_id, fence=fence)
+            send_variants(store, transport, message, variants, builder, claim.rows, report, campaign_id, fence=fence)
         done += claim.seen
         if on_progress:
             on_progress(done, total)
 
 
-def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None) -> Message:
-    """The provider-neutral Message of a stored campaign (its edition as composed, links tracked as
-    ``tracking`` says: see ``newsletter.compose.clicks``)."""
-    edition = campaign.edition
+def variant_messages(session: Session, settings: Settings, campaign: Campaign, tracking: TrackingPlan | None,
+                     message: Message) -> dict[str | None, Message] | None:
+    """An A/B campaign's Message per variant (None: a plain campaign; see
+    :func:`newsletter.engine.abtests.subjects_for`): its subject, and a content variant's own edition."""
+    plan = abtests.subjects_for(session, campaign.id)
+    if plan is None:
+        return None
+    messages: dict[str | None, Message] = {}
+    for variant, (subject, edition_id) in plan.items():
+        edition = session.get(Edition, edition_id) if edition_id is not None else None
+        base = message if edition is None else campaign_message(settings, campaign, tracking, edition)
+        messages[variant] = replace(base, subject=subject)
+    return messages
+
+
+def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None,
+                     edition: Edition | None = None) -> Message:
+    """The provider-neutral Message of a stored campaign (its edition as composed, or ``edition``: an A/B
+    content variant's; links tracked as ``tracking`` says: see ``newsletter.compose.clicks``)."""
+    edition = edition or campaign.edition
     html, text = edition.html, edition.text
     if tracking is not None and (tracking.clicks or tracking.opens):
         base_url, key = settings.base_url, settings.secret_key
@@ -383,16 +399,16 @@ def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: i
     return claim
 
 
-def send_variants(store: Store, transport: Transport, message: Message, subjects: dict[str | None, str] | None,
+def send_variants(store: Store, transport: Transport, message: Message, variants: dict[str | None, Message] | None,
                   builder: RecipientBuilder, eligible: list[Candidate], report: SendReport, campaign_id: int, *,
                   fence: Fence | None = None) -> None:
-    """:func:`send_claimed`, one call per variant of an A/B campaign (``subjects``: see
-    :func:`newsletter.engine.abtests.subjects_for`; None: a plain campaign, one call).
+    """:func:`send_claimed`, one call per variant of an A/B campaign (``variants``: each one's Message, from
+    :func:`variant_messages`; None: a plain campaign, one call).
 
     When one variant's call fails, the rows of the variants not yet handed
     to the transport go back to ``pending`` (nothing of them left us).
     """
-    if subjects is None:
+    if variants is None:
         send_claimed(store, transport, message, builder, eligible, report, campaign_id, fence=fence)
         return
     groups: dict[str | None, list[Candidate]] = {}
@@ -400,14 +416,14 @@ def send_variants(store: Store, transport: Transport, message: Message, subjects
         groups.setdefault(candidate.variant, []).append(candidate)
     order = list(groups.items())
     for index, (variant, rows) in enumerate(order):
-        subject = subjects.get(variant)
+        chosen = variants.get(variant)
         try:
-            if subject is None:  # a winner-phase row before the decision: never claimable, so a bug
-                raise RuntimeError(f"campaign {campaign_id}: no subject for variant {variant!r}")
-            send_claimed(store, transport, replace(message, subject=subject), builder, rows, report, campaign_id,
-                         fence=fence, whole=len(order) == 1)
+            if chosen is None:  # a winner-phase row before the decision: never claimable, so a bug
+                raise RuntimeError(f"campaign {campaign_id}: no message for variant {variant!r}")
+            send_claimed(store, transport, chosen, builder, rows, report, campaign_id, fence=fence,
+                         whole=len(order) == 1)
         except BaseException:
-            untouched = [c.delivery_id for _, later in order[index + (0 if subject is None else 1):] for c in later]
+            untouched = [c.delivery_id for _, later in order[index + (0 if chosen is None else 1):] for c in later]
             if untouched:
                 with store.session() as session:
                     if fence is None or fence(session):

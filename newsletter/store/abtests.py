@@ -36,6 +36,8 @@ class ABTest(Base):
 
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
     subjects: Mapped[list[str]] = mapped_column(JSON)  # every variant's subject, A first
+    # content variants: each variant's edition id (None: the campaign's own edition); NULL: subjects only
+    editions: Mapped[list[int | None] | None] = mapped_column(JSON, nullable=True)
     share: Mapped[int] = mapped_column(Integer)  # percent of the audience in the test phase
     decide_after: Mapped[int] = mapped_column(Integer)  # seconds from the start of the test phase
     measure: Mapped[str] = mapped_column(String(8))  # clicks | opens
@@ -75,6 +77,7 @@ class TestRow:
 
     campaign_id: int
     subjects: list[str]
+    editions: list[int | None]
     share: int
     decide_after: int
     measure: str
@@ -87,9 +90,10 @@ class TestRow:
     decided_at: datetime | None
 
 
-def save_test(session: Session, campaign_id: int, *, subjects: list[str], share: int, decide_after: int,
-              measure: str, min_sample: int, seed: str) -> None:
-    session.execute(tests_t.insert().values(campaign_id=campaign_id, subjects=subjects, share=share,
+def save_test(session: Session, campaign_id: int, *, subjects: list[str], editions: list[int | None] | None,
+              share: int, decide_after: int, measure: str, min_sample: int, seed: str) -> None:
+    session.execute(tests_t.insert().values(campaign_id=campaign_id, subjects=subjects, editions=editions,
+                                            share=share,
                                             decide_after=decide_after, measure=measure, min_sample=min_sample,
                                             seed=seed, reason=""))
 
@@ -99,8 +103,9 @@ def load_test(session: Session, campaign_id: int) -> TestRow | None:
     row = session.get(ABTest, campaign_id)
     if row is None:
         return None
-    return TestRow(row.campaign_id, list(row.subjects), row.share, row.decide_after, row.measure, row.min_sample,
-                   row.seed, row.decide_at, row.winner, row.reason or "", row.numbers, row.decided_at)
+    editions: list[int | None] = list(row.editions) if row.editions else [None] * len(row.subjects)
+    return TestRow(row.campaign_id, list(row.subjects), editions, row.share, row.decide_after, row.measure,
+                   row.min_sample, row.seed, row.decide_at, row.winner, row.reason or "", row.numbers, row.decided_at)
 
 
 def unsplit_rows(session: Session, campaign_id: int) -> list[tuple[int, int]]:

@@ -28,6 +28,7 @@ def upgrade() -> None:
         "ab_tests",
         sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("subjects", sa.JSON, nullable=False),
+        sa.Column("editions", sa.JSON, nullable=True),
         sa.Column("share", sa.Integer, nullable=False),
         sa.Column("decide_after", sa.Integer, nullable=False),
         sa.Column("measure", sa.String(8), nullable=False),
