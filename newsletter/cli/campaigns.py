@@ -76,8 +76,12 @@ def show(app, campaign_id, as_json):
       newsletter campaigns show 7 --json
     """
     from newsletter.engine.campaigns import describe_campaign
+    from newsletter.usecases.abtests import show_test
 
     data = describe_campaign(app.store, campaign_id)
+    abtest = show_test(app.store, campaign_id)
+    if abtest is not None:
+        data["abtest"] = abtest
     if as_json:
         print_json(data)
         return
@@ -100,6 +104,8 @@ def show(app, campaign_id, as_json):
                 else f"resume it with: newsletter campaigns resume {data['id']}")
         console.print(f"[yellow]paused: {data['pause_reason']}[/] ({then})")
     console.print(table(None, list(data["counts"]), [list(data["counts"].values())]))
+    if abtest is not None:
+        _print_abtest(console, abtest)
     _print_events(console, data)
     for kind, hint in (("unknown", "--unknown"), ("failed", "--failed")):
         if data[kind]:
@@ -108,6 +114,29 @@ def show(app, campaign_id, as_json):
             say(f"Send them again on purpose with: newsletter campaigns retry {campaign_id} {hint}")
     if data["counts"]["pending"] and data["status"] in ("paused", "stopped", "sending"):
         say(f"{data['counts']['pending']} pending; continue with: newsletter campaigns resume {campaign_id}")
+
+
+def _print_abtest(console, test) -> None:
+    """Each variant's numbers (people, not requests) and the decision, or when it is due."""
+    from rich.markup import escape
+
+    def rate(value):
+        return "-" if value is None else f"{value:.1%}"
+
+    rows = [[v["variant"] + (" (winner)" if v["winner"] else ""), escape(v["subject"]), v["recipients"], v["sent"],
+             v["clicked"], rate(v["click_rate"]), v["opened"], rate(v["open_rate"])] for v in test["variants"]]
+    console.print(table(f"A/B test: {test['share']}% split evenly, winner by {test['by']} "
+                        f"(minimum {test['min_sample']} per variant)",
+                        ["Variant", "Subject", "Recipients", "Sent", "Clicked", "Click rate", "Opened", "Open rate"],
+                        rows))
+    rest = test["rest"]
+    if test["winner"]:
+        console.print(f"Decision: {test['winner']} ({escape(test['reason'])}); the rest: {rest['sent']} of "
+                      f"{rest['recipients']} sent")
+    elif test["decide_at"] is not None:
+        console.print(f"The winner is picked at {test['decide_at']:%Y-%m-%d %H:%M} UTC; {rest['held']} wait for it")
+    else:
+        console.print("The test phase has not started")
 
 
 def _print_events(console, data) -> None:

@@ -7,7 +7,7 @@ import click
 from newsletter import transports as registry
 from newsletter.cli._common import json_option, pass_app, print_json, say
 from newsletter.cli.compose import compose_options
-from newsletter.cli.send import tracking_options
+from newsletter.cli.send import abtest_options, read_abtest, tracking_options
 
 
 @click.command("schedule")
@@ -29,12 +29,13 @@ from newsletter.cli.send import tracking_options
               help="Schedule it even though this list already received this edition (same slug or same content). "
                    "Never while it is being sent.")
 @tracking_options
+@abtest_options
 @compose_options
 @json_option
 @pass_app
-def schedule(app, article, list_name, segment, where, to_dormant, at, zone, local_time, cron, transport, again,
+def schedule(app, /, article, list_name, segment, where, to_dormant, at, zone, local_time, cron, transport, again,
              track_clicks, track_opens,
-             recent_title, recent_url, theme, as_json):
+             recent_title, recent_url, theme, as_json, **ab):
     """Schedule ARTICLE for a list at a time; `newsletter run` sends it when due.
 
     The edition is composed and checked now (errors stop it). The time is
@@ -52,6 +53,7 @@ def schedule(app, article, list_name, segment, where, to_dormant, at, zone, loca
       newsletter schedule articles/ketamine.md --list readers --at "2026-12-01 09:00" --local-time
       newsletter schedule articles/ --list readers --cron "0 9 * * MON" --tz Europe/Paris
       newsletter schedule articles/event.md --segment london --at "2026-12-01 09:00"
+      newsletter schedule articles/issue.md --list readers --at "2026-12-01 09:00" --subject-b "Try this" --by clicks
     """
     from newsletter.errors import InputError
     from newsletter.usecases import campaigns as use
@@ -60,7 +62,10 @@ def schedule(app, article, list_name, segment, where, to_dormant, at, zone, loca
     compose = use.ComposeOptions(recent_title, recent_url, theme)
     target = resolve_audience(app.store, list_name, segment, where, to_dormant)
     list_name = target.list_name
+    abtest = read_abtest(app, ab, track_clicks, track_opens, compose, local_time)
     if cron:
+        if abtest is not None:
+            raise InputError("--cron cannot run an A/B test", hint="schedule one article with --at TIME")
         if segment or where or to_dormant:
             raise InputError("--cron sends to a whole list: --segment, --where and --to-dormant apply to one article",
                              hint='schedule one article with --at TIME, or drop --segment/--where')
@@ -73,7 +78,7 @@ def schedule(app, article, list_name, segment, where, to_dormant, at, zone, loca
         return _print_recurring(result, article, as_json)
     result = use.schedule_at(app.store, app.settings, article, list_name, at, zone=zone, local_time=local_time,
                              transport=transport, compose=compose, again=again, target=target,
-                             track_clicks=track_clicks, track_opens=track_opens)
+                             track_clicks=track_clicks, track_opens=track_opens, abtest=abtest)
     _print_one_shot(result, local_time, as_json)
 
 

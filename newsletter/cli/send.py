@@ -22,6 +22,41 @@ def tracking_options(command):
                              "much they say).")(command)
 
 
+def abtest_options(command):
+    """``--subject-b``, ``--subject-c``, ``--test-share``, ``--decide-after``, ``--by``, ``--min-sample``."""
+    for option in reversed((
+        click.option("--subject-b", default=None, metavar="TEXT",
+                     help="A/B test: a second subject; part of the audience gets each, the winner goes to the rest."),
+        click.option("--subject-c", default=None, metavar="TEXT", help="A/B test: a third subject."),
+        click.option("--article-b", default=None, metavar="PATH",
+                     help="A/B content test: variant B is this article (its subject unless --subject-b)."),
+        click.option("--article-c", default=None, metavar="PATH", help="A/B content test: variant C's article."),
+        click.option("--test-share", default=None, metavar="PERCENT",
+                     help="A/B test: the share of the audience the variants go to first, split evenly "
+                          "(default 20%)."),
+        click.option("--decide-after", default=None, metavar="WAIT",
+                     help="A/B test: how long after the test phase starts the winner is picked, e.g. 4h, 90m, 1d "
+                          "(default 4h; `newsletter run` picks it)."),
+        click.option("--by", default=None, type=click.Choice(["clicks", "opens"]),
+                     help="A/B test: the measure (people who clicked, or opened with --track-opens; default clicks)."),
+        click.option("--min-sample", default=None, type=click.IntRange(min=1),
+                     help="A/B test: people each variant must reach before a winner is named (default 100); "
+                          "under it, or on a tie, variant A goes to the rest."),
+    )):
+        command = option(command)
+    return command
+
+
+def read_abtest(app, ab, track_clicks, track_opens, compose, local_time=False):
+    """The A/B test the options ask for (None: none); ``ab``: the options of :func:`abtest_options`."""
+    from newsletter.usecases.abtests import ab_choice
+
+    return ab_choice(ab["subject_b"], ab["subject_c"], ab["test_share"], ab["decide_after"], ab["by"],
+                     ab["min_sample"], track_clicks=track_clicks, track_opens=track_opens,
+                     on_workers=bool(app.settings.broker_url), local_time=local_time, article_b=ab["article_b"],
+                     article_c=ab["article_c"], settings=app.settings, compose=compose.as_dict())
+
+
 @click.command("send")
 @click.argument("article")
 @click.option("--list", "list_name", default=None, help="The list to send to (a one-list --segment implies it).")
@@ -37,12 +72,12 @@ def tracking_options(command):
               help="Send it even though this list already received this edition (same slug or same content). "
                    "Never while it is being sent.")
 @tracking_options
+@abtest_options
 @compose_options
 @json_option
 @pass_app
-def send(app, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, track_clicks,
-         track_opens, recent_title,
-         recent_url, theme, as_json):
+def send(app, /, article, list_name, segment, where, to_dormant, transport, dry_run, limit, yes, again, track_clicks,
+         track_opens, recent_title, recent_url, theme, as_json, **ab):
     """Send ARTICLE to every confirmed subscriber of a list, now.
 
     The pre-flight checks run first (errors stop the send). Each recipient has
@@ -58,15 +93,17 @@ def send(app, article, list_name, segment, where, to_dormant, transport, dry_run
       newsletter send articles/welcome.md --list readers --dry-run
       newsletter send articles/welcome.md --list readers --yes
       newsletter send articles/event.md --list readers --where 'city = "London"' --yes
+      newsletter send articles/issue.md --list readers --subject-b "Try this" --test-share 20% --decide-after 4h --yes
     """
     from newsletter.usecases import campaigns as use
     from newsletter.usecases.segments import resolve_audience
 
+    abtest = read_abtest(app, ab, track_clicks, track_opens, use.ComposeOptions(recent_title, recent_url, theme))
     target = resolve_audience(app.store, list_name, segment, where, to_dormant)
     list_name = target.list_name
     plan = use.plan_send(app.store, app.settings, article, list_name, transport=transport, again=again,
                          compose=use.ComposeOptions(recent_title, recent_url, theme), dry_run=dry_run, count=not yes,
-                         target=target, track_clicks=track_clicks, track_opens=track_opens)
+                         target=target, track_clicks=track_clicks, track_opens=track_opens, abtest=abtest)
     _sunset_note(plan.sunset)
     if dry_run:
         # the follow-up command repeats every option in use, so it works when pasted

@@ -13,6 +13,10 @@ characters; every key of the rotation verifies):
 - personal: ``CAMPAIGN.LINK.MAC.DELIVERY.MAC2``: the per-recipient suffix
   (``.DELIVERY.MAC2``, one HMAC per recipient, a merge field) names the
   ledger row; ``MAC2`` covers the campaign and the delivery.
+- an A/B test's aggregate links: ``CAMPAIGN.LINK.MAC.VARIANT.MAC3``: the
+  suffix names the variant the message was (``A``, ``B``, ``C``: the same for
+  everyone who got it, naming no one); ``MAC3`` covers the campaign and the
+  variant. It lets the test count each variant's clicks without personal data.
 
 Neither carries an address, a name or anything readable about a person.
 A token whose MACs do not hold is refused (:func:`read_token` answers
@@ -61,6 +65,13 @@ def _person_message(campaign_id: int, delivery_id: int) -> str:
     return f"nl.person.{campaign_id}.{delivery_id}"
 
 
+def _variant_message(campaign_id: int, variant: str) -> str:
+    return f"nl.variant.{campaign_id}.{variant}"
+
+
+VARIANT_LETTERS = "ABC"
+
+
 def link_token(secret_key: str, campaign_id: int, position: int, kind: str = "click") -> str:
     """The aggregate token of link ``position`` (``kind`` "open" with position 0 for the pixel)."""
     return f"{campaign_id}.{position}.{_mac(secret_key, _link_message(kind, campaign_id, position))}"
@@ -71,13 +82,20 @@ def person_suffix(secret_key: str, campaign_id: int, delivery_id: int) -> str:
     return f".{delivery_id}.{_mac(secret_key, _person_message(campaign_id, delivery_id))}"
 
 
+def variant_suffix(secret_key: str, campaign_id: int, variant: str) -> str:
+    """The suffix of an A/B test's aggregate token: the variant, and its MAC."""
+    return f".{variant}.{_mac(secret_key, _variant_message(campaign_id, variant))}"
+
+
 @dataclass(frozen=True)
 class TokenIds:
-    """What a verified token names: the campaign, the link position, and the delivery when personal."""
+    """What a verified token names: the campaign, the link position, and the delivery when personal
+    (or, on an A/B test's aggregate links, the variant)."""
 
     campaign_id: int
     position: int
     delivery_id: int | None
+    variant: str | None = None
 
 
 def read_token(secret_keys: Sequence[str], token: str, kind: str = "click") -> TokenIds | None:
@@ -87,9 +105,10 @@ def read_token(secret_keys: Sequence[str], token: str, kind: str = "click") -> T
     parts = token.split(".")
     if len(parts) not in (3, 5):
         return None
+    variant = parts[3] if len(parts) == 5 and parts[3] in VARIANT_LETTERS and len(parts[3]) == 1 else None
     try:
         campaign_id, position = int(parts[0]), int(parts[1])
-        delivery_id = int(parts[3]) if len(parts) == 5 else None
+        delivery_id = int(parts[3]) if len(parts) == 5 and variant is None else None
     except ValueError:
         return None
     if not (0 < campaign_id <= MAX_ID and 0 <= position <= MAX_ID):
@@ -100,7 +119,9 @@ def read_token(secret_keys: Sequence[str], token: str, kind: str = "click") -> T
         return None
     if delivery_id is not None and not _holds(secret_keys, _person_message(campaign_id, delivery_id), parts[4]):
         return None
-    return TokenIds(campaign_id, position, delivery_id)
+    if variant is not None and not _holds(secret_keys, _variant_message(campaign_id, variant), parts[4]):
+        return None
+    return TokenIds(campaign_id, position, delivery_id, variant)
 
 
 def _holds(secret_keys: Iterable[str], message: str, mac: str) -> bool:
@@ -176,7 +197,12 @@ def tracked_text(text: str, links: dict[int, str], *, base_url: str, secret_key:
     return text
 
 
-def recipient_fields(secret_key: str, campaign_id: int, delivery_id: int, personal: bool) -> dict[str, str]:
-    """The merge fields of one recipient: the personal suffix, or "" (aggregate links)."""
-    suffix = person_suffix(secret_key, campaign_id, delivery_id) if personal else ""
+def recipient_fields(secret_key: str, campaign_id: int, delivery_id: int, personal: bool,
+                     variant: str | None = None) -> dict[str, str]:
+    """The merge fields of one recipient: the personal suffix, or the A/B ``variant``'s suffix, or ""
+    (aggregate links)."""
+    if personal:
+        suffix = person_suffix(secret_key, campaign_id, delivery_id)
+    else:
+        suffix = variant_suffix(secret_key, campaign_id, variant) if variant else ""
     return {CLICK_FIELD: suffix, OPEN_FIELD: suffix}

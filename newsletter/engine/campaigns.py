@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from newsletter.compose.edition import Edition as ComposedEdition
     from newsletter.config import Settings
+    from newsletter.engine.abtests import ABChoice
     from newsletter.store.db import Store
     from newsletter.store.models import MailingList
 
@@ -59,8 +60,12 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
                     status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
                     timezone: str | None = None, article_path: str = "", again: bool = False,
                     audience_filter: str | None = None, segment_name: str | None = None,
-                    to_dormant: bool = False, tracking: TrackingChoice | None = None) -> int:
+                    to_dormant: bool = False, tracking: TrackingChoice | None = None,
+                    abtest: ABChoice | None = None) -> int:
     """Store the edition and a campaign for ``list_name``; returns the campaign id.
+
+    ``abtest``: an A/B subject test, recorded in the same transaction
+    (:mod:`newsletter.engine.abtests`).
 
     ``tracking`` (default: clicks on, opens off, the workspace's mode) is
     recorded with the campaign's article links in the same transaction
@@ -78,14 +83,15 @@ def create_campaign(store: Store, settings: Settings, edition: ComposedEdition, 
         return add_campaign(session, settings, edition, list_name, transport, status=status,
                             scheduled_at=scheduled_at, timezone=timezone, article_path=article_path, again=again,
                             audience_filter=audience_filter, segment_name=segment_name, to_dormant=to_dormant,
-                            tracking=tracking)
+                            tracking=tracking, abtest=abtest)
 
 
 def add_campaign(session: Session, settings: Settings, edition: ComposedEdition, list_name: str, transport: str,
                  *, status: str = CampaignStatus.DRAFT, scheduled_at: datetime | None = None,
                  timezone: str | None = None, article_path: str = "", again: bool = False,
                  audience_filter: str | None = None, segment_name: str | None = None,
-                 to_dormant: bool = False, tracking: TrackingChoice | None = None) -> int:
+                 to_dormant: bool = False, tracking: TrackingChoice | None = None,
+                 abtest: ABChoice | None = None) -> int:
     """:func:`create_campaign` inside the caller's transaction (which has checked :func:`require_sendable`),
     so that a caller can commit the campaign together with its own bookkeeping (a feed's items)."""
     mailing_list = get_list(session, list_name)
@@ -106,7 +112,14 @@ def add_campaign(session: Session, settings: Settings, edition: ComposedEdition,
                         to_dormant=to_dormant)
     session.add(campaign)
     session.flush()
-    _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html, tracking or TrackingChoice())
+    # a content variant's links are tracked too: positions run on after the campaign's own
+    variant_html = "".join(pair[0].html for pair in (abtest.editions if abtest else ()) if pair is not None)
+    _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html + variant_html,
+                   tracking or TrackingChoice())
+    if abtest is not None:
+        from newsletter.engine.abtests import record
+
+        record(session, campaign.id, edition.subject, abtest)
     return campaign.id
 
 

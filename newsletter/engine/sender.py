@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ from newsletter.delivery.base import PermanentTransportError
 from newsletter.delivery.message import Message, Outcome, Recipient
 from newsletter.delivery.message_id import id_template
 from newsletter.delivery.mime import list_headers, unsubscribe_headers
-from newsletter.engine import fencing
+from newsletter.engine import abtests, fencing
 from newsletter.engine.breaker import Breaker, BreakerTripped
 from newsletter.engine.campaigns import RESUMABLE, audience_list_id, ensure_resumable, get_campaign
 from newsletter.engine.fencing import (
@@ -61,8 +61,9 @@ from newsletter.engine.fencing import (
 )
 from newsletter.engine.quotas import Quota, QuotaReached, shared_pace
 from newsletter.errors import Conflict
+from newsletter.store import abtests as abtest_store
 from newsletter.store import ledger
-from newsletter.store.models import utcnow
+from newsletter.store.models import Edition, utcnow
 from newsletter.store.tracking import TrackingPlan, load_plan
 from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
 
@@ -175,7 +176,12 @@ def start_campaign(store: Store, settings: Settings, campaign_id: int, transport
             raise Conflict(f"campaign {campaign_id} has already started ({campaign.status})",
                            hint=f"see it with: newsletter campaigns show {campaign_id}")
         ledger.snapshot_audience(session, campaign_id, audience_list_id(campaign))
+        abtests.split(session, campaign_id, _now(options.get("clock")))  # an A/B campaign: its test phase
     return _run(store, settings, campaign_id, transport, sender, **options)
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    return clock() if clock is not None else utcnow()
 
 
 def resume_campaign(store: Store, settings: Settings, campaign_id: int, transport: Transport, *,
@@ -185,18 +191,21 @@ def resume_campaign(store: Store, settings: Settings, campaign_id: int, transpor
     ``requeue`` (``failed`` or ``unknown``): put those rows back to pending
     first, once the campaign is ours (see :func:`take_over`).
     """
-    sender = take_over(store, settings, campaign_id, requeue=requeue)
+    sender = take_over(store, settings, campaign_id, requeue=requeue, now=_now(options.get("clock")))
     return _run(store, settings, campaign_id, transport, sender, **options)
 
 
-def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: str | None = None) -> str:
+def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: str | None = None,
+              now: datetime | None = None) -> str:
     """Make a new run the campaign's sender; returns its identity.
 
     Refuses (Conflict) while another sender is alive. Otherwise, in one
     transaction and in this order: take the campaign (a conditional update on
     the sender seen, which fences the previous one out and serialises with
     its writes), turn its rows in flight to ``unknown``, and only then put
-    the ``requeue`` rows back to pending.
+    the ``requeue`` rows back to pending. An A/B campaign whose test is due
+    gets its winner in the same transaction (:func:`newsletter.engine.abtests.decide_if_due`,
+    ``now``: the time it is judged by), which releases the rest to pending.
     """
     sender, stale = new_sender_id(), stale_seconds(settings)
     with store.session() as session:
@@ -215,6 +224,7 @@ def take_over(store: Store, settings: Settings, campaign_id: int, *, requeue: st
         ledger.orphaned_to_unknown(session, campaign_id)
         if requeue:
             ledger.requeue(session, campaign_id, requeue)
+        abtests.decide_if_due(session, campaign_id, now)
     return sender
 
 
@@ -314,6 +324,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
         message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
+        variants = variant_messages(session, settings, campaign, tracking, message)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
@@ -341,8 +352,8 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
             return False
         after_id = claim.last_id
         if claim.rows:
-            send_claimed(store, transport, message, builder, claim.rows, report, campaign_id, fence=fence,
-                         breaker=breaker)
+            send_variants(store, transport, message, variants, builder, claim.rows, report, campaign_id, fence=fence,
+                          breaker=breaker)
         done += claim.seen
         if on_progress:
             on_progress(done, total)
@@ -358,12 +369,29 @@ def _stopped(store: Store, breaker: Breaker, fence: Fence | None, report: SendRe
     return True
 
 
+def variant_messages(session: Session, settings: Settings, campaign: Campaign, tracking: TrackingPlan | None,
+                     message: Message) -> dict[str | None, Message] | None:
+    """An A/B campaign's Message per variant (None: a plain campaign; see
+    :func:`newsletter.engine.abtests.subjects_for`): its subject, and a content variant's own edition
+    (with ``message``'s bulk identity headers: the campaign's list is the same)."""
+    plan = abtests.subjects_for(session, campaign.id)
+    if plan is None:
+        return None
+    messages: dict[str | None, Message] = {}
+    for variant, (subject, edition_id) in plan.items():
+        edition = session.get(Edition, edition_id) if edition_id is not None else None
+        base = message if edition is None else replace(
+            campaign_message(settings, campaign, tracking, edition=edition), headers=message.headers)
+        messages[variant] = replace(base, subject=subject)
+    return messages
+
+
 def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingPlan | None = None,
-                     mailing_list: MailingList | None = None) -> Message:
-    """The provider-neutral Message of a stored campaign (its edition as composed, links tracked as
-    ``tracking`` says: see ``newsletter.compose.clicks``), with the bulk identity headers of
-    ``mailing_list`` (``List-Id``, ``Feedback-ID``, ``CFBL-Address``: :func:`bulk_headers`)."""
-    edition = campaign.edition
+                     mailing_list: MailingList | None = None, edition: Edition | None = None) -> Message:
+    """The provider-neutral Message of a stored campaign (its edition as composed, or ``edition``: an A/B
+    content variant's; links tracked as ``tracking`` says: see ``newsletter.compose.clicks``), with the bulk
+    identity headers of ``mailing_list`` (``List-Id``, ``Feedback-ID``, ``CFBL-Address``: :func:`bulk_headers`)."""
+    edition = edition or campaign.edition
     html, text = edition.html, edition.text
     if tracking is not None and (tracking.clicks or tracking.opens):
         base_url, key = settings.base_url, settings.secret_key
@@ -418,6 +446,38 @@ def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: i
     return claim
 
 
+def send_variants(store: Store, transport: Transport, message: Message, variants: dict[str | None, Message] | None,
+                  builder: RecipientBuilder, eligible: list[Candidate], report: SendReport, campaign_id: int, *,
+                  fence: Fence | None = None, breaker: Breaker | None = None) -> None:
+    """:func:`send_claimed`, one call per variant of an A/B campaign (``variants``: each one's Message, from
+    :func:`variant_messages`; None: a plain campaign, one call).
+
+    When one variant's call fails, the rows of the variants not yet handed
+    to the transport go back to ``pending`` (nothing of them left us).
+    """
+    if variants is None:
+        send_claimed(store, transport, message, builder, eligible, report, campaign_id, fence=fence, breaker=breaker)
+        return
+    groups: dict[str | None, list[Candidate]] = {}
+    for candidate in eligible:
+        groups.setdefault(candidate.variant, []).append(candidate)
+    order = list(groups.items())
+    for index, (variant, rows) in enumerate(order):
+        chosen = variants.get(variant)
+        try:
+            if chosen is None:  # a winner-phase row before the decision: never claimable, so a bug
+                raise RuntimeError(f"campaign {campaign_id}: no message for variant {variant!r}")
+            send_claimed(store, transport, chosen, builder, rows, report, campaign_id, fence=fence,
+                         breaker=breaker, whole=len(order) == 1)
+        except BaseException:
+            untouched = [c.delivery_id for _, later in order[index + (0 if chosen is None else 1):] for c in later]
+            if untouched:
+                with store.session() as session:
+                    if fence is None or fence(session):
+                        ledger.mark(session, untouched, LedgerStatus.PENDING, LedgerStatus.SENDING)
+            raise
+
+
 def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
     if fence is not None and not fence(session):
         raise Fenced(campaign_id)
@@ -425,9 +485,11 @@ def _check(fence: Fence | None, session: Session, campaign_id: int) -> None:
 
 def send_claimed(store: Store, transport: Transport, message: Message, builder: RecipientBuilder,
                  eligible: list[Candidate], report: SendReport, campaign_id: int, *,
-                 fence: Fence | None = None, breaker: Breaker | None = None) -> None:
+                 fence: Fence | None = None, breaker: Breaker | None = None, whole: bool = True) -> None:
     """Send rows already marked ``sending`` and commit each outcome.
 
+    ``whole``: these are all the rows of their claim (False for one variant's
+    part of an A/B claim: other rows of its id range are in flight too).
     With a ``breaker``, the outcomes are counted for its streak of
     transport failures: when it trips, the streak's rows go back to
     ``pending`` (in one fenced transaction) and BreakerTripped is raised.
@@ -448,7 +510,7 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
         answered = exc.results or []
-        record_results(store, answered, ids, report, campaign_id, fence=fence)
+        record_results(store, answered, ids, report, campaign_id, fence=fence, whole=whole)
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             _check(fence, session, campaign_id)
@@ -463,7 +525,7 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
                         error="the send was interrupted while this message was in flight")
         finish_campaign(store, campaign_id, CampaignStatus.PAUSED, report, fence=fence)
         raise
-    record_results(store, results, ids, report, campaign_id, fence=fence)
+    record_results(store, results, ids, report, campaign_id, fence=fence, whole=whole)
     reason = breaker.observe(results, ids) if breaker is not None else None
     if reason is not None and breaker is not None:
         with store.session() as session:
@@ -473,7 +535,7 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
 
 
 def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
-                   campaign_id: int, *, fence: Fence | None = None) -> None:
+                   campaign_id: int, *, fence: Fence | None = None, whole: bool = True) -> None:
     """Commit each recipient's outcome; the common all-accepted case is one statement.
 
     ``fence(session)`` runs first in the same transaction: when it fails
@@ -492,7 +554,7 @@ def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, i
         tally["sent" if status == LedgerStatus.SENT else status] += 1
     with store.session() as session:
         _check(fence, session, campaign_id)
-        if len(accepted) == 1 and not others and len(results) == len(ids):
+        if whole and len(accepted) == 1 and not others and len(results) == len(ids):
             # Everything in flight was accepted in one request: the rows still
             # ``sending`` in the batch's id range are exactly these (the fence
             # keeps any other sender of this campaign out of the range).
@@ -522,6 +584,11 @@ def finish_campaign(store: Store, campaign_id: int, status: str | None, report: 
         nothing_left = counts[LedgerStatus.PENDING] == 0 and counts[LedgerStatus.SENDING] == 0
         if status in (None, CampaignStatus.PAUSED):  # a stop that came after the last batch still finished the send
             status = CampaignStatus.SENT if nothing_left else CampaignStatus.PAUSED
+        test = abtest_store.load_test(session, campaign_id) if counts.get(LedgerStatus.HELD) else None
+        if test is not None and test.decide_at is not None and status == CampaignStatus.SENT:
+            # An A/B campaign's test phase is done: it waits for its winner (the daemon resumes it then).
+            status, report.resume_at = CampaignStatus.PAUSED, test.decide_at
+            report.pause_reason = abtests.waiting_note(test.decide_at)
         if status == CampaignStatus.SENT and ledger.nobody_received(counts):
             status = CampaignStatus.FAILED
         values: dict[str, Any] = {"status": status, "heartbeat_at": None, "sender": None}
@@ -566,7 +633,8 @@ class RecipientBuilder:
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)
         values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
-                                              self.personal and clicks.consents(candidate.attributes)))
+                                              self.personal and clicks.consents(candidate.attributes),
+                                              candidate.variant))
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(
             email=candidate.email, message_id=message_id, name=candidate.name, merge_data=values,

@@ -41,6 +41,7 @@ from datetime import datetime
 from newsletter.compose import clicks
 from newsletter.delivery import message_id
 from newsletter.events.pipeline import record_events_in
+from newsletter.store import abtests as abtest_store
 from newsletter.store import tracking as store
 from newsletter.store.db import Store
 from newsletter.tracking import EventKind, TrackingEvent
@@ -146,6 +147,8 @@ def record(db: Store, secret_keys: Sequence[str], token: str, kind: str, request
                 reason = "burst"
         machine = reason is not None
         store.count(session, ids.campaign_id, kind, ids.position, hour_of(now), machine)
+        if ids.variant is not None:  # an A/B test's aggregate link: its variant's count too
+            abtest_store.count_request(session, ids.campaign_id, ids.variant, kind, machine)
         event = _event(secret_keys, kind, ids, now) if personal and not machine else None
         if event is not None and not _already_recorded(db, event.event_id):
             record_events_in(session, [event], secret_keys, now)

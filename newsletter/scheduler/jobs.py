@@ -137,11 +137,14 @@ def fire_campaign(campaign_id: int) -> None:
 
 def _start(rt: Runtime, campaign_id: int, transport: str) -> None:
     """Start a due campaign through the dispatcher the settings call for (here, or queued for the workers)."""
-    from newsletter.usecases.dispatch import Watch, dispatcher_for
+    from newsletter.usecases.dispatch import ThisMachine, Watch, dispatcher_for
 
     dispatcher = dispatcher_for(rt.store, rt.settings)
-    if not dispatcher.on_workers:
-        send(rt, campaign_id, transport, "starting", lambda: dispatcher.start(campaign_id, Watch(stop=rt.stop)))
+    ab_test = _ab_test(rt, campaign_id)
+    if not dispatcher.on_workers or ab_test:  # A/B tests are sent here, by the daemon's clock (engine.abtests)
+        here = ThisMachine(rt.store, rt.settings)
+        watch = Watch(stop=rt.stop, clock=rt.clock) if ab_test else Watch(stop=rt.stop)
+        send(rt, campaign_id, transport, "starting", lambda: here.start(campaign_id, watch))
         return
     try:
         dispatcher.start(campaign_id, Watch(stop=rt.stop, follow=False,
@@ -214,7 +217,7 @@ def resume_after_quota(campaign_id: int) -> None:
         from newsletter.usecases.dispatch import Watch, dispatcher_for
 
         dispatcher = dispatcher_for(rt.store, rt.settings)
-        if not dispatcher.on_workers:
+        if not dispatcher.on_workers or _ab_test(rt, campaign_id):
             send(rt, campaign_id, transport, "resuming after its quota window opened",
                  lambda: _resume_here(rt, campaign_id))
             return
@@ -223,6 +226,14 @@ def resume_after_quota(campaign_id: int) -> None:
                                                  note=lambda text: log.info("campaign %s: %s", campaign_id, text)))
         except NewsletterError as exc:
             log.error("campaign %s: %s%s", campaign_id, exc.message, f" ({exc.hint})" if exc.hint else "")
+
+
+def _ab_test(rt: Runtime, campaign_id: int) -> bool:
+    """Whether the campaign is an A/B test: the daemon sends those itself, never through the workers."""
+    from newsletter.store.abtests import load_test
+
+    with rt.store.session() as session:
+        return load_test(session, campaign_id) is not None
 
 
 def send(rt: Runtime, campaign_id: int, transport_name: str, verb: str, run) -> None:

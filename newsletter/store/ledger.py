@@ -140,11 +140,12 @@ def save_edition(session: Session, **values: Any) -> Edition:
 
 
 def counts(session: Session, campaign_id: int) -> dict[str, int]:
-    """Ledger rows of a campaign by status (every status present, zeros included)."""
+    """Ledger rows of a campaign by status (every status present, zeros included; ``held`` only when some are)."""
     rows = session.execute(select(deliveries_t.c.status, func.count())
                            .where(deliveries_t.c.campaign_id == campaign_id)
                            .group_by(deliveries_t.c.status))
-    result: dict[str, int] = {status: 0 for status in LedgerStatus}
+    # ``held`` (an A/B campaign's rest) only where there are such rows: most campaigns never have any.
+    result: dict[str, int] = {status: 0 for status in LedgerStatus if status != LedgerStatus.HELD}
     result.update({status: int(count) for status, count in rows})
     return result
 
@@ -224,6 +225,8 @@ class Candidate:
     eligible: bool
     # The subscriber no longer exists (erased while the snapshot was being taken): the row is deleted, not sent.
     gone: bool = False
+    # An A/B campaign's test-phase variant (``A``, ``B``, ``C``); None: the winner (or no A/B test).
+    variant: str | None = None
 
 
 def _candidates(campaign_id: int, list_id: int | None) -> Select[*tuple[Any, ...]]:
@@ -238,7 +241,8 @@ def _candidates(campaign_id: int, list_id: int | None) -> Select[*tuple[Any, ...
         suppressions_t.c.email_hash == subscribers_t.c.email_hash).exists()
     return (
         select(deliveries_t.c.id, deliveries_t.c.subscriber_id, deliveries_t.c.email, subscribers_t.c.name,
-               subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed)
+               subscribers_t.c.attributes, subscribers_t.c.status, memberships_t.c.status, suppressed,
+               deliveries_t.c.variant)
         .outerjoin(subscribers_t, subscribers_t.c.id == deliveries_t.c.subscriber_id)
         .outerjoin(memberships_t, and_(memberships_t.c.subscriber_id == deliveries_t.c.subscriber_id,
                                        memberships_t.c.list_id == list_id))
@@ -250,7 +254,7 @@ def _candidates(campaign_id: int, list_id: int | None) -> Select[*tuple[Any, ...
 def _as_candidates(rows: Iterable[Row[*tuple[Any, ...]]]) -> list[Candidate]:
     return [Candidate(row[0], row[1], row[2], row[3] or "", row[4] or {},
                       row[5] == SubscriberStatus.ACTIVE and row[6] == MembershipStatus.CONFIRMED and not row[7],
-                      row[5] is None)
+                      row[5] is None, row[8])
             for row in rows]
 
 

@@ -284,6 +284,9 @@ class Delivery(Base):
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     complained_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     refused: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # An A/B campaign's test-phase rows: the variant sent (``A``, ``B``, ``C``); NULL on every other row,
+    # including an A/B campaign's rest, which gets the winner (newsletter.store.abtests, migration 0019).
+    variant: Mapped[str | None] = mapped_column(String(1), nullable=True)
 
 
 class SendCounter(Base):

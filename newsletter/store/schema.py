@@ -4,7 +4,18 @@ Models live beside the queries that use them; the migrations must match the
 union (tests/test_store.py compares them).
 """
 
-from newsletter.store import distributed, events, feeds, forms, models, scheduling, sequences, signups, tracking  # noqa: F401
+from newsletter.store import (  # noqa: F401
+    abtests,
+    distributed,
+    events,
+    feeds,
+    forms,
+    models,
+    scheduling,
+    sequences,
+    signups,
+    tracking,
+)
 from newsletter.store.models import Base
 
 metadata = Base.metadata

@@ -16,6 +16,7 @@ from newsletter.usecases.editions import audience_of, prepare_edition, sample_fo
 
 if TYPE_CHECKING:
     from newsletter.compose.edition import Edition
+    from newsletter.engine.abtests import ABChoice
     from newsletter.engine.campaigns import TrackingChoice
     from newsletter.usecases.segments import Audience
 
@@ -45,6 +46,7 @@ class SendPlan:
     target: Audience | None = None  # a segment, --where or --to-dormant send (usecases.segments)
     sunset: dict | None = None  # what the sunset policy did just before (usecases.segments.apply_sunset)
     tracking: TrackingChoice | None = None  # None: clicks tracked, opens not
+    abtest: ABChoice | None = None  # an A/B subject test (usecases.abtests)
 
     def campaign_audience(self) -> dict:
         """What ``create_campaign`` records for the snapshot to apply (nothing for a whole list)."""
@@ -68,7 +70,7 @@ def _count(store, list_name: str, target: Audience | None) -> int:
 def plan_send(store, settings, article: str, list_name: str, *, transport: str | None = None,
               compose: ComposeOptions = ComposeOptions(), again: bool = False, dry_run: bool = False,
               count: bool = True, target: Audience | None = None, track_clicks: bool = True,
-              track_opens: bool = False) -> SendPlan:
+              track_opens: bool = False, abtest: ABChoice | None = None) -> SendPlan:
     """Compose and check ``article`` for ``list_name``; raise on anything that would stop the send.
 
     ``count``: size the audience (most of a second for a million members;
@@ -81,6 +83,8 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
     require_sendable(settings)
     stale_seconds(settings)  # NEWSLETTER_SENDER_STALE_SECONDS: a bad value stops us before anything is stored
     edition = prepare_edition(settings, article, **compose.as_dict())
+    if abtest is not None:
+        abtest.check(edition.subject)
     from newsletter.usecases.segments import apply_sunset
 
     # who is dormant now decides the audience (the policy is off by default: then nothing to do)
@@ -88,7 +92,7 @@ def plan_send(store, settings, article: str, list_name: str, *, transport: str |
               if settings.sunset_after_sends or settings.sunset_after_days else None)
     audience = _count(store, list_name, target) if count or dry_run else None
     plan = SendPlan(article, list_name, transport or settings.transport, edition, audience, again, target, sunset,
-                    _tracking(track_clicks, track_opens))
+                    _tracking(track_clicks, track_opens), abtest)
     if not dry_run:
         from newsletter.delivery import get_transport
 
@@ -116,7 +120,7 @@ def send_now(store, settings, plan: SendPlan, watch: Watch, *, limit: int | None
 
     campaign_id = create_campaign(store, settings, plan.edition, plan.list_name, plan.transport,
                                   article_path=plan.article, again=plan.again, tracking=plan.tracking,
-                                  **plan.campaign_audience())
+                                  abtest=plan.abtest, **plan.campaign_audience())
     size = f"{plan.audience} subscribers of " if plan.audience else ""
     where = plan.target.describe() if plan.target else plan.list_name
     watch.note(f"Campaign {campaign_id}: sending to {size}{where} via {plan.transport}")
@@ -168,7 +172,7 @@ def retry(store, settings, campaign_id: int, which: str | None, watch: Watch):
 def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone: str | None = None,
                 local_time: bool = False, transport: str | None = None, compose: ComposeOptions = ComposeOptions(),
                 again: bool = False, target: Audience | None = None, track_clicks: bool = True,
-                track_opens: bool = False) -> dict:
+                track_opens: bool = False, abtest: ABChoice | None = None) -> dict:
     """Store a campaign the daemon sends at ``at`` (``local_time``: in each subscriber's zone, in waves).
 
     Returns the summary of :func:`newsletter.usecases.planning.schedule_campaign` plus ``audience``,
@@ -194,10 +198,12 @@ def schedule_at(store, settings, article: str, list_name: str, at: str, *, zone:
     chosen = transport or settings.transport
     get_transport(settings, chosen)  # a missing API key or SMTP URL fails now, not at send time
     edition = prepare_edition(settings, article, **compose.as_dict())
+    if abtest is not None:
+        abtest.check(edition.subject)
     audience = _count(store, list_name, target)
     result = schedule_campaign(store, settings, edition, list_name, chosen, when, article_path=article,
                                local_time=local_time, again=again, audience=_campaign_audience(target),
-                               tracking=_tracking(track_clicks, track_opens))
+                               tracking=_tracking(track_clicks, track_opens), abtest=abtest)
     return {**result, "list": list_name, "audience": audience, "subject": edition.subject, "when": when}
 
 

@@ -24,7 +24,7 @@ from newsletter.vocabulary import CampaignStatus
 
 def schedule_campaign(store, settings, edition, list_name: str, transport: str, when: When, *,
                       article_path: str = "", local_time: bool = False, again: bool = False,
-                      audience: dict | None = None, tracking=None) -> dict:
+                      audience: dict | None = None, tracking=None, abtest=None) -> dict:
     """Store a ``scheduled`` campaign (with its waves for ``local_time``); returns its summary.
 
     The daemon (``newsletter run``) picks it up from the campaigns table at
@@ -36,7 +36,7 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
     if not local_time:
         campaign_id = create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.SCHEDULED,
                                       scheduled_at=when.utc, timezone=when.zone, article_path=article_path,
-                                      again=again, tracking=tracking, **(audience or {}))
+                                      again=again, tracking=tracking, abtest=abtest, **(audience or {}))
         return {"campaign_id": campaign_id, "scheduled_at": when.utc, "timezone": when.zone, "waves": []}
     # A draft until its waves exist: the daemon never sees a half-planned campaign.
     campaign_id = create_campaign(store, settings, edition, list_name, transport, status=CampaignStatus.DRAFT,

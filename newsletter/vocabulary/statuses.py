@@ -99,6 +99,8 @@ class LedgerStatus(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"          # the provider may have it: never resent blindly
     SKIPPED = "skipped"
+    # An A/B campaign's rest, waiting for the winner (newsletter.engine.abtests): never claimed until then.
+    HELD = "held"
 
 
 class CheckResult(StrEnum):
