@@ -88,14 +88,19 @@ def test_a_removed_subscribers_id_is_never_given_to_the_next(database_url):
 def _upgrade_to(url: str, revision: str, *, down: bool = False) -> None:
     """Run Alembic to ``revision`` on ``url`` (``down``: downgrade), without Store's migrate-on-open."""
     from alembic import command
-    from newsletter.store.db import create_db_engine
+    from newsletter.store.db import _outside_transaction, create_db_engine
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     engine = create_db_engine(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # as Store's migrate does: SQLite rebuilds a table to change it, and with foreign keys on,
+            # dropping the old table would cascade-delete the rows that refer to it (the ledger's).
+            _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
+        with connection.begin():
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
     engine.dispose()
 
 
