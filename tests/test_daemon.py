@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,20 +69,29 @@ class Daemon:
         return code
 
 
-@pytest.fixture
-def daemons(letter):
+@contextmanager
+def started_daemons(folder: Path) -> Iterator[Callable[..., Daemon]]:
+    """A starter of `newsletter run` processes in ``folder``; on exit, those still running are killed."""
     started: list[Daemon] = []
 
     def start(*args: str) -> Daemon:
-        daemon = Daemon(letter, *args)
+        daemon = Daemon(folder, *args)
         started.append(daemon)
         return daemon
 
-    yield start
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+    try:
+        yield start
+    finally:
+        for daemon in started:
+            if daemon.process.poll() is None:
+                daemon.process.kill()
+                daemon.process.wait()
+
+
+@pytest.fixture
+def daemons(letter):
+    with started_daemons(letter) as start:
+        yield start
 
 
 def at(seconds: float) -> str:

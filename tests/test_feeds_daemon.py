@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.feeds import FeedServer, posts
-from test_daemon import Daemon, wait_until
+from test_daemon import started_daemons, wait_until
 
 pytestmark = pytest.mark.slow
 EVERY_SECOND = "* * * * * *"
@@ -31,18 +31,8 @@ def blog():
 
 @pytest.fixture
 def daemons(workspace):
-    started: list[Daemon] = []
-
-    def start(*args: str) -> Daemon:
-        daemon = Daemon(workspace, *args)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+    with started_daemons(workspace) as start:
+        yield start
 
 
 def subscribe(cli, count: int) -> None:

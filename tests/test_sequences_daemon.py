@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from smtp_server import SmtpServer
-from test_daemon import Daemon, wait_until
+from test_daemon import started_daemons, wait_until
 
 WELCOME, TIPS, STORIES = "Welcome aboard", "Three tips for your first week", "Stories from our readers"
 
@@ -43,18 +43,8 @@ def set_option(workspace: Path, key: str, value: str) -> None:
 
 @pytest.fixture
 def daemons(workspace):
-    started: list[Daemon] = []
-
-    def start(*args: str) -> Daemon:
-        daemon = Daemon(workspace, *args)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+    with started_daemons(workspace) as start:
+        yield start
 
 
 def create(cli, *extra: str) -> None:
