@@ -27,6 +27,7 @@ from newsletter.audience.fields import (
 )
 from newsletter.errors import Conflict, InputError, NotFound
 from newsletter.store import audience as q
+from newsletter.store import webhooks
 from newsletter.store.models import Subscriber, utcnow
 from newsletter.vocabulary import (
     ConsentAction,
@@ -98,6 +99,8 @@ def add_subscriber_in(session, email: str, *, name: str | None = None, list_name
         status = rules.join(session, subscriber, mailing_list, confirmed=confirmed, resubscribe=resubscribe,
                             source=source, ip=ip)
         list_id = mailing_list.id
+    webhooks.subscriber_event(session, "subscriber.created" if created else "subscriber.updated", subscriber,
+                              list=list_name, list_status=status, source=source)
     return AddResult(address, created, status, subscriber.id, list_id)
 
 

@@ -32,6 +32,7 @@ from newsletter.audience.fields import clean_name, clean_timezone_length, one_li
 from newsletter.audience.manage import consent_history, describe_subscriber, existing_subscriber, validate_timezone
 from newsletter.errors import InputError, NotFound
 from newsletter.store import audience as q
+from newsletter.store import webhooks
 from newsletter.store.models import MailingList, Subscriber, utcnow
 from newsletter.vocabulary import ConsentAction, MembershipStatus
 
@@ -163,6 +164,7 @@ def update_profile(session: Session, subscriber: Subscriber, name: str, timezone
     subscriber.name, subscriber.timezone, subscriber.updated_at = cleaned_name, zone, utcnow()
     q.record_consent(session, subscriber.id, None, ConsentAction.PROFILE, source, proof.get("ip"),
                      detail=f"changed: {', '.join(changed)}", **_fit(proof, "Save my details"))
+    webhooks.subscriber_event(session, "subscriber.updated", subscriber, timezone=zone, source=source)
     return f"Saved your {' and '.join(changed)}."
 
 

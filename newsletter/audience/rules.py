@@ -27,7 +27,10 @@ The rules:
 - a subscriber's status only ever gets stronger through suppression:
   active < unsubscribed < bounced < complained (a complainer who later
   bounces stays ``complained``);
-- the suppression list keeps only a hash of the address; its newest reason wins.
+- the suppression list keeps only a hash of the address; its newest reason wins;
+- each change is reported to the outgoing webhooks in the same transaction
+  (:mod:`newsletter.store.webhooks`): confirmed, unsubscribed, bounced,
+  complained, erased (``created`` and ``updated`` by :mod:`newsletter.audience.manage`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sqlalchemy.orm import Session
 from newsletter.errors import Conflict
 from newsletter.store import audience as q
 from newsletter.store import events as event_store
+from newsletter.store import webhooks
 from newsletter.store.models import MailingList, Membership, Subscriber, utcnow
 from newsletter.vocabulary import (
     ConsentAction,
@@ -87,6 +91,7 @@ def join(session: Session, subscriber: Subscriber, mailing_list: MailingList, *,
     elif membership.status == MembershipStatus.PENDING and wanted == MembershipStatus.CONFIRMED:
         membership.status, membership.confirmed_at = MembershipStatus.CONFIRMED, now
         q.record_consent(session, subscriber.id, mailing_list.id, ConsentAction.CONFIRM, source, ip)
+        webhooks.subscriber_event(session, "subscriber.confirmed", subscriber, list=mailing_list.name, source=source)
     return MembershipStatus(membership.status)
 
 
@@ -98,6 +103,8 @@ def confirm(session: Session, subscriber: Subscriber, list_id: int, source: str,
             if membership.status == MembershipStatus.PENDING:
                 membership.status, membership.confirmed_at = MembershipStatus.CONFIRMED, utcnow()
                 q.record_consent(session, subscriber.id, list_id, ConsentAction.CONFIRM, source, ip)
+                webhooks.subscriber_event(session, "subscriber.confirmed", subscriber,
+                                          list=membership.mailing_list.name, source=source)
             return MembershipStatus(membership.status)
     return None
 
@@ -121,10 +128,20 @@ def rejoin(session: Session, subscriber: Subscriber, list_id: int, source: str, 
                 MembershipStatus.CONFIRMED, now, now)
             membership.unsubscribed_at = None
             q.record_consent(session, subscriber.id, list_id, ConsentAction.RESUBSCRIBE, source, ip)
+            _joined_event(session, subscriber, list_id, source)
             return True
     session.add(Membership(subscriber_id=subscriber.id, list_id=list_id, status=MembershipStatus.CONFIRMED,
                            subscribed_at=now, confirmed_at=now, consent_source=source, consent_ip=ip))
+    _joined_event(session, subscriber, list_id, source)
     return True
+
+
+def _joined_event(session: Session, subscriber: Subscriber, list_id: int, source: str) -> None:
+    if webhooks.wanted(session, "subscriber.updated"):
+        mailing_list = session.get(MailingList, list_id)
+        webhooks.subscriber_event(session, "subscriber.updated", subscriber,
+                                  list=mailing_list.name if mailing_list else None,
+                                  list_status=MembershipStatus.CONFIRMED, source=source)
 
 
 def unsubscribe(session: Session, subscriber: Subscriber | int, list_id: int | None, source: str,
@@ -154,6 +171,9 @@ def _leave(session: Session, subscriber: Subscriber, list_id: int | None, source
             membership.status, membership.unsubscribed_at = MembershipStatus.UNSUBSCRIBED, utcnow()
             q.record_consent(session, subscriber.id, membership.list_id, ConsentAction.UNSUBSCRIBE, source, ip)
             left.append(membership)
+    if left:
+        webhooks.subscriber_event(session, "subscriber.unsubscribed", subscriber,
+                                  lists=[m.mailing_list.name for m in left], everywhere=list_id is None, source=source)
     return left
 
 
@@ -249,7 +269,20 @@ def suppress(session: Session, address_or_subscriber: str | Subscriber, reason: 
     status = _STATUS_OF_REASON.get(reason)
     if subscriber is not None and status is not None and _STRENGTH[status] >= _STRENGTH.get(subscriber.status, 0):
         subscriber.status, subscriber.updated_at = status, utcnow()
+    if reason in (SuppressionReason.BOUNCED, SuppressionReason.COMPLAINED):
+        _suppressed_event(session, reason, subscriber, address_or_subscriber, source, detail)
     return subscriber
+
+
+def _suppressed_event(session: Session, reason: SuppressionReason, subscriber: Subscriber | None,
+                      address: str | Subscriber, source: str, detail: str | None) -> None:
+    event_type = f"subscriber.{reason}"
+    extra = {"reason": str(reason), "source": source, "detail": (detail or "")[:DETAIL_MAX]}
+    if subscriber is not None:
+        webhooks.subscriber_event(session, event_type, subscriber, **extra)
+    elif isinstance(address, str):  # an address we hold no subscriber for (a bounce of a deleted one)
+        webhooks.emit(session, event_type, f"address:{address_hash(address)}",
+                      {"id": None, "email": address, **extra})
 
 
 def lift_suppression(session: Session, subscriber: Subscriber) -> None:
@@ -263,4 +296,8 @@ def erase(session: Session, subscriber: Subscriber, detail: str = "") -> None:
     """Remove a subscriber's data for good, keeping only a hash on the suppression list (and ``detail``,
     which must hold no personal data: who asked, by which way)."""
     q.suppress(session, subscriber.email_hash, SuppressionReason.ERASED, detail[:DETAIL_MAX])
+    erased = {"id": subscriber.id, "email_hash": subscriber.email_hash}
+    # Nothing personal stays behind: events of theirs still waiting to go out lose their data too.
+    webhooks.redact_subject(session, f"subscriber:{subscriber.id}", {**erased, "redacted": True})
+    webhooks.emit(session, "subscriber.erased", f"subscriber:{subscriber.id}", erased)
     q.delete_subscriber(session, subscriber)

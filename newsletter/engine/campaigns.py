@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.delivery.message_id import new_nonce
 from newsletter.errors import Conflict, InputError, NotFound
-from newsletter.store import ledger
+from newsletter.store import ledger, webhooks
 from newsletter.store.audience import get_list
 from newsletter.store.models import Campaign
 from newsletter.vocabulary import CampaignStatus, LedgerStatus, TrackingMode
@@ -112,6 +112,8 @@ def add_campaign(session: Session, settings: Settings, edition: ComposedEdition,
                         to_dormant=to_dormant)
     session.add(campaign)
     session.flush()
+    if status == CampaignStatus.SCHEDULED:
+        webhooks.campaign_event(session, campaign.id, status)
     # a content variant's links are tracked too: positions run on after the campaign's own
     variant_html = "".join(pair[0].html for pair in (abtest.editions if abtest else ()) if pair is not None)
     _save_tracking(session, settings, campaign.id, mailing_list.name, edition.html + variant_html,

@@ -43,6 +43,7 @@ from newsletter.delivery import message_id
 from newsletter.events.pipeline import record_events_in
 from newsletter.store import abtests as abtest_store
 from newsletter.store import tracking as store
+from newsletter.store import webhooks
 from newsletter.store.db import Store
 from newsletter.tracking import EventKind, TrackingEvent
 from newsletter.vocabulary import LedgerStatus
@@ -149,6 +150,8 @@ def record(db: Store, secret_keys: Sequence[str], token: str, kind: str, request
         store.count(session, ids.campaign_id, kind, ids.position, hour_of(now), machine)
         if ids.variant is not None:  # an A/B test's aggregate link: its variant's count too
             abtest_store.count_request(session, ids.campaign_id, ids.variant, kind, machine)
+        if kind == "click" and not machine and url is not None:
+            webhooks.click_event(session, ids.campaign_id, url, ids.delivery_id if personal else None)
         event = _event(secret_keys, kind, ids, now) if personal and not machine else None
         if event is not None and not _already_recorded(db, event.event_id):
             record_events_in(session, [event], secret_keys, now)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from newsletter.store import webhooks
 from newsletter.store.models import Base, Campaign, Delivery, UTCDateTime, utcnow
 from newsletter.store.sql import rowcount
 from newsletter.vocabulary import CampaignStatus, LedgerStatus
@@ -197,7 +198,10 @@ def pause_for_quota(session: Session, campaign_id: int, reason: str, resume_at: 
                                                        campaigns_t.c.status == CampaignStatus.SENDING)
                              .values(status=CampaignStatus.PAUSED, heartbeat_at=None, sender=None,
                                      pause_reason=reason, resume_at=resume_at))
-    return rowcount(result) == 1
+    if rowcount(result) != 1:
+        return False
+    webhooks.campaign_event(session, campaign_id, CampaignStatus.PAUSED)
+    return True
 
 
 def pause_if_drained(session: Session, campaign_id: int) -> bool:
@@ -208,4 +212,7 @@ def pause_if_drained(session: Session, campaign_id: int) -> bool:
     result = session.execute(update(campaigns_t).where(campaigns_t.c.id == campaign_id,
                                                        campaigns_t.c.status == CampaignStatus.SENDING, ~unfinished)
                              .values(status=CampaignStatus.PAUSED, heartbeat_at=None, sender=None))
-    return rowcount(result) == 1
+    if rowcount(result) != 1:
+        return False
+    webhooks.campaign_event(session, campaign_id, CampaignStatus.PAUSED)
+    return True

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from newsletter.store import webhooks
 from newsletter.store.models import (
     Campaign,
     Delivery,
@@ -165,7 +166,10 @@ def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str,
     conditions = [table.c.id == campaign_id, table.c.status.in_(from_statuses)]
     if expected_sender is not _UNSET:
         conditions.append(table.c.sender.is_(None) if expected_sender is None else table.c.sender == expected_sender)
-    return rowcount(session.execute(update(table).where(*conditions).values(status=to_status, **values))) == 1
+    moved = rowcount(session.execute(update(table).where(*conditions).values(status=to_status, **values))) == 1
+    if moved and (to_status != CampaignStatus.SENDING or CampaignStatus.SENDING not in from_statuses):
+        webhooks.campaign_event(session, campaign_id, to_status)  # a takeover (sending -> sending) is no news
+    return moved
 
 
 def fence(session: Session, campaign_id: int, sender: str, now: datetime | None = None, *, beat: bool = True,
@@ -210,7 +214,10 @@ def delete_campaign(session: Session, campaign_id: int) -> None:
 
 
 def set_campaign(session: Session, campaign_id: int, **values: Any) -> None:
+    """Write a campaign's columns; a new ``status`` sends its webhook event (``campaign.sent``, ...)."""
     session.execute(update(Campaign.__table__).where(Campaign.__table__.c.id == campaign_id).values(**values))
+    if "status" in values:
+        webhooks.campaign_event(session, campaign_id, values["status"])
 
 
 @dataclass
@@ -627,7 +634,10 @@ def settle_if_done(session: Session, campaign_id: int, from_status: str, to_stat
                                     Campaign.__table__.c.status == from_status, ~open_rows)
                              .values(status=settled_status(campaign_id, to_status), finished_at=now,
                                      heartbeat_at=None, sender=None))
-    return rowcount(result) == 1
+    if rowcount(result) != 1:
+        return False
+    webhooks.campaign_event(session, campaign_id)  # sent, or failed: the row says which
+    return True
 
 
 def settled_status(campaign_id: int, done_status: str) -> ColumnElement[str]:

@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from newsletter.store import webhooks
 from newsletter.store.ledger import audience_conditions, memberships_t, subscribers_t
 from newsletter.store.models import Base, Campaign, UTCDateTime, utcnow
 from newsletter.store.sql import rowcount
@@ -177,8 +178,12 @@ def claim_scheduled(session: Session, campaign_id: int, to_status: str, from_sta
                     **values: Any) -> bool:
     """A conditional status change of a campaign (cancel, miss, reschedule): one winner."""
     table = Campaign.__table__
-    return rowcount(session.execute(update(table).where(table.c.id == campaign_id, table.c.status.in_(from_statuses))
-                                    .values(status=to_status, **values))) == 1
+    moved = rowcount(session.execute(update(table).where(table.c.id == campaign_id,
+                                                         table.c.status.in_(from_statuses))
+                                     .values(status=to_status, **values))) == 1
+    if moved:
+        webhooks.campaign_event(session, campaign_id, to_status)
+    return moved
 
 
 def clear_heartbeat(session: Session, campaign_id: int) -> None:

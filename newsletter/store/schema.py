@@ -15,6 +15,7 @@ from newsletter.store import (  # noqa: F401
     sequences,
     signups,
     tracking,
+    webhooks,
 )
 from newsletter.store.models import Base
 

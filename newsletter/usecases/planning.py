@@ -19,6 +19,7 @@ from newsletter.scheduling.times import When, parse_naive, parse_when, show
 from newsletter.store import ledger
 from newsletter.store import scheduling as q
 from newsletter.store.models import Campaign
+from newsletter.store.webhooks import campaign_event
 from newsletter.vocabulary import CampaignStatus
 
 
@@ -48,6 +49,8 @@ def schedule_campaign(store, settings, edition, list_name: str, transport: str, 
             planned = wave_plans.create_waves(session, campaign, when.local.replace(tzinfo=None))
             campaign.status = CampaignStatus.SCHEDULED
             first = campaign.scheduled_at
+            session.flush()
+            campaign_event(session, campaign_id, CampaignStatus.SCHEDULED)
     except Exception:
         with store.session() as session:  # leave no stray draft behind
             ledger.delete_campaign(session, campaign_id)
