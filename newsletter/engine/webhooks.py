@@ -9,8 +9,9 @@ Contract of :func:`deliver_pass`:
   attempt: a kill loses at most the attempt in flight, which is sent again
   after its lease (the same id and body: receivers deduplicate on ``webhook-id``);
 - a failure is retried after :func:`backoff` (30 s doubling to 4 h, with
-  jitter) while the event is younger than :data:`RETRY_WINDOW` (24 h);
-  then it is given up (``failed``), and the subject's next event may go;
+  jitter) for :data:`RETRY_WINDOW` (24 h) from its first attempt; then it
+  is given up (``failed``), and the subject's next event may go (with a
+  day of its own: the window of an event that waited starts when it is first tried);
 - an endpoint that failed in this pass rests until the next one (one
   timeout per pass, not one per queued event); an endpoint failing for
   :data:`DISABLE_AFTER` with at least :data:`DISABLE_MIN_FAILURES` failures
@@ -104,7 +105,7 @@ def _attempt(store: Store, item: outbox.Claimed, claim: str, clock: Callable[[],
     next_at: datetime | None = None
     if not result.ok:
         next_at = now + backoff(item.attempts + 1)
-        if next_at > item.created_at + RETRY_WINDOW:
+        if next_at > (item.first_attempt_at or now) + RETRY_WINDOW:
             next_at = None
     with store.session() as session:
         if not outbox.record_attempt(session, item, claim, now=now, ok=result.ok, status=result.status,

@@ -138,9 +138,10 @@ class Daemon:
                           jobstore="internal", misfire_grace_time=None)
         scheduler.add_job(self._renew, "interval", seconds=max(0.2, self.lease_seconds / 3), id="lease",
                           jobstore="internal", misfire_grace_time=None)
-        from newsletter.scheduler import sequences
+        from newsletter.scheduler import sequences, webhooks
 
         sequences.add_job(scheduler, self.sync_seconds)  # welcome mail and drip sequences
+        webhooks.add_job(scheduler, self.sync_seconds)  # outgoing webhooks from the outbox
         return scheduler
 
     def _on_signal(self, signum, _frame):

@@ -46,6 +46,7 @@ class Claimed:
     body: str
     created_at: datetime
     attempts: int
+    first_attempt_at: datetime | None
 
 
 def release_expired(session: Session, now: datetime) -> int:
@@ -77,13 +78,14 @@ def claim_due(session: Session, now: datetime, claim: str, lease_until: datetime
     rows = session.execute(
         select(deliveries_t.c.id, deliveries_t.c.endpoint_id, endpoints_t.c.url, endpoints_t.c.secret,
                events_t.c.id.label("event_pk"), events_t.c.event_id, events_t.c.type, events_t.c.body,
-               events_t.c.created_at, deliveries_t.c.attempts)
+               events_t.c.created_at, deliveries_t.c.attempts, deliveries_t.c.first_attempt_at)
         .join(endpoints_t, endpoints_t.c.id == deliveries_t.c.endpoint_id)
         .join(events_t, events_t.c.id == deliveries_t.c.event_pk)
         .where(deliveries_t.c.claim == claim, deliveries_t.c.state == "sending")
         .order_by(deliveries_t.c.event_pk))
     return [Claimed(delivery_id=row[0], endpoint_id=row[1], url=row[2], secret=row[3], event_pk=row[4],
-                    event_id=row[5], event_type=row[6], body=row[7], created_at=row[8], attempts=row[9])
+                    event_id=row[5], event_type=row[6], body=row[7], created_at=row[8], attempts=row[9],
+                    first_attempt_at=row[10])
             for row in rows]
 
 
@@ -99,6 +101,7 @@ def record_attempt(session: Session, item: Claimed, claim: str, *, now: datetime
         update(deliveries_t).where(deliveries_t.c.id == item.delivery_id, deliveries_t.c.claim == claim,
                                    deliveries_t.c.state == "sending")
         .values(state=state, attempts=deliveries_t.c.attempts + 1, claim=None, lease_until=None,
+                first_attempt_at=func.coalesce(deliveries_t.c.first_attempt_at, now),
                 next_attempt_at=next_attempt_at or now, last_status=status, last_error=error, updated_at=now)))
     if not moved:
         return False

@@ -40,7 +40,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     delete,
-    distinct,
     exists,
     insert,
     literal,
@@ -130,6 +129,8 @@ class WebhookDelivery(Base):
     subject: Mapped[str] = mapped_column(String(100))
     state: Mapped[str] = mapped_column(String(12))  # pending, sending, delivered, failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The retry window runs from here: an event waiting behind its subject's earlier one keeps its whole day.
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claim: Mapped[str | None] = mapped_column(String(40), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -180,9 +181,9 @@ def wanted_types(session: Session) -> frozenset[str]:
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
     types = frozenset(session.scalars(
-        select(distinct(subscriptions_t.c.event_type))
+        select(subscriptions_t.c.event_type)
         .join(endpoints_t, endpoints_t.c.id == subscriptions_t.c.endpoint_id)
-        .where(endpoints_t.c.enabled.is_(True))))
+        .where(endpoints_t.c.enabled.is_(True)).distinct()))
     with _cache_lock:
         _cache[engine] = (time.monotonic() + CACHE_SECONDS, types)
     return types

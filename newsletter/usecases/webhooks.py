@@ -13,6 +13,7 @@ from typing import Any
 
 from newsletter.delivery import webhooks as wire
 from newsletter.engine.webhooks import PassReport, deliver_pass
+from newsletter.engine.webhooks import prune as prune_events
 from newsletter.errors import InputError, NotFound
 from newsletter.store import webhook_outbox as outbox
 from newsletter.store import webhooks as hooks
@@ -76,6 +77,11 @@ def catalogue() -> list[dict[str, Any]]:
 def deliver(store, **options: Any) -> PassReport:
     """One delivery pass (``webhooks deliver``, cron, the daemon's job)."""
     return deliver_pass(store, **options)
+
+
+def prune(store) -> int:
+    """Forget old events every endpoint received or gave up on."""
+    return prune_events(store)
 
 
 def attempts(store, *, failed_only: bool = False, endpoint_id: int | None = None, limit: int = 50) -> list[dict]:

@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(100), nullable=False),
         sa.Column("state", sa.String(12), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("first_attempt_at", UTCDateTime, nullable=True),
         sa.Column("next_attempt_at", UTCDateTime, nullable=False),
         sa.Column("claim", sa.String(40), nullable=True),
         sa.Column("lease_until", UTCDateTime, nullable=True),
