@@ -328,3 +328,58 @@ def test_backlog_counts(store, hook):
     with store.session() as session:
         assert list(backlog(session).values()) == [{"pending": 1}]
         assert session.scalar(select(func.count()).select_from(hooks.events_t)) == 1
+
+
+def test_a_sender_killed_mid_delivery_loses_nothing_and_the_same_event_goes_again(store, hook, workspace):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    usecase.add_endpoint(store, hook.url, ["subscriber.created", "subscriber.unsubscribed"])
+    manage.add_subscriber(store, "ada@example.org", list_name="readers")
+    manage.unsubscribe(store, "ada@example.org")
+    hook.hold()  # the receiver takes the request and never answers while held
+    sender = subprocess.Popen([sys.executable, "-m", "newsletter", "webhooks", "deliver"], cwd=workspace,
+                              env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        [first] = hook.wait_for(1)
+        sender.send_signal(signal.SIGKILL)
+        sender.wait(20)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+        sender.communicate()
+    assert sender.returncode == -signal.SIGKILL
+    hook.answer(then=200)
+    hook.release()
+    clock = Clock()
+    assert not engine.deliver_pass(store, clock=clock).busy  # in flight, under the dead sender's lease
+    clock.advance(seconds=engine.LEASE.total_seconds() + 1)
+    report = engine.deliver_pass(store, clock=clock)
+    assert (report.released, report.delivered) == (1, 2)
+    got = hook.wait_for(3)
+    assert [r.id for r in got][:2] == [first.id, first.id] and got[1].body == first.body
+    assert [r.event["type"] for r in got] == ["subscriber.created", "subscriber.created", "subscriber.unsubscribed"]
+    with store.session() as session:
+        assert backlog(session) == {1: {"delivered": 2}}
+
+
+def test_one_click_unsubscribe_reaches_the_crm(workspace, hook):
+    """The README's CRM mirroring: a reader uses the one-click link; the receiver gets subscriber.unsubscribed."""
+    from newsletter.audience.tokens import UNSUBSCRIBE, make_token
+
+    from support.web import open_site
+
+    with open_site(None) as site:
+        endpoint = usecase.add_endpoint(site.store, hook.url, ["subscriber.unsubscribed"])
+        added = manage.add_subscriber(site.store, "renée@bücher.example", name="Renée O'Brien", list_name="readers")
+        token = make_token(site.settings.secret_keys, UNSUBSCRIBE, added.subscriber_id, added.list_id, added.email)
+        response = site.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200
+        assert engine.deliver_pass(site.store).delivered == 1
+    [got] = hook.wait_for(1)
+    event = Webhook(endpoint["secret"]).verify(got.body, got.headers)
+    assert event["type"] == "subscriber.unsubscribed"
+    assert event["data"]["email"] == "renée@bücher.example" and event["data"]["lists"] == ["readers"]
+    assert event["data"]["everywhere"] is False and event["data"]["source"] == "web"
