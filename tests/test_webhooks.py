@@ -383,3 +383,22 @@ def test_one_click_unsubscribe_reaches_the_crm(workspace, hook):
     assert event["type"] == "subscriber.unsubscribed"
     assert event["data"]["email"] == "renée@bücher.example" and event["data"]["lists"] == ["readers"]
     assert event["data"]["everywhere"] is False and event["data"]["source"] == "web"
+
+
+def test_the_readme_lists_every_event_and_the_retry_schedule():
+    from pathlib import Path
+
+    from newsletter.vocabulary.webhooks import CATALOGUE
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Webhooks", 1)[1].split("\n## ", 1)[0]
+    for event_type in CATALOGUE:
+        assert f"| `{event_type}` |" in section, event_type
+    minutes = [engine.backoff(n, rng=FixedRandom()).total_seconds() / 60 for n in range(1, 12)]
+    assert minutes == [0.5, 1, 2, 4, 8, 16, 32, 64, 128, 240, 240]
+    assert "30 s, then 1, 2, 4, 8, 16,\n  32, 64, 128 minutes, then every 4 hours" in section
+
+
+class FixedRandom:
+    def random(self) -> float:
+        return 0.5  # no jitter
