@@ -106,7 +106,7 @@ def test_the_event_rolls_back_with_the_change(store, hook):
     assert outbox_types(store) == ["subscriber.created", "subscriber.unsubscribed"]
 
 
-def test_a_failing_receiver_is_retried_with_backoff_until_it_recovers(store, hook):
+def test_a_failing_receiver_is_retried_with_backoff_until_it_recovers(store, hook, cli):
     usecase.add_endpoint(store, hook.url, ["subscriber.created"])
     manage.add_subscriber(store, "ada@example.org", list_name="readers")
     hook.answer(500, 503)
@@ -130,6 +130,10 @@ def test_a_failing_receiver_is_retried_with_backoff_until_it_recovers(store, hoo
     assert [a["state"] for a in attempts] == ["delivered"] * 3
     [endpoint] = usecase.list_endpoints(store)
     assert endpoint["failures"] == 0 and endpoint["delivered"] == 1 and endpoint["pending"] == 0
+    shown = cli("webhooks", "deliveries")  # for people: one row per attempt, newest first
+    assert shown.exit_code == 0 and "3 attempts" in shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if got[0].id in line]
+    assert len(rows) == 3 and "HTTP 500" in rows[2] and "subscriber.created" in rows[0]
 
 
 def test_events_of_one_subscriber_arrive_in_order(store, hook):
@@ -402,3 +406,27 @@ def test_the_readme_lists_every_event_and_the_retry_schedule():
 class FixedRandom:
     def random(self) -> float:
         return 0.5  # no jitter
+
+
+def test_a_web_signup_and_its_confirmation_are_reported_in_order(workspace, hook):
+    from newsletter.store import audience as q
+
+    from support.web import open_site, path_of
+
+    with open_site(None) as site:
+        with site.store.session() as session:
+            q.create_list(session, "weekly", double_opt_in=True, public=True)
+        usecase.add_endpoint(site.store, hook.url, ["subscriber.created", "subscriber.confirmed"])
+        answer = site.client.post("/subscribe", data={"email": "Zoë@Bücher.example", "name": "Zoë\r\nBcc: x",
+                                                      "list": "weekly"})
+        assert answer.status_code == 200
+        [link] = site.confirm_links()
+        assert site.client.post(path_of(link)).status_code == 200
+        assert site.client.post(path_of(link)).status_code == 200  # a second confirmation is no news
+        engine.deliver_pass(site.store)
+    got = hook.wait_for(2)
+    assert [(r.event["type"], r.event["data"].get("list")) for r in got] == [("subscriber.created", "weekly"),
+                                                                           ("subscriber.confirmed", "weekly")]
+    assert got[0].event["data"]["list_status"] == "pending" and got[0].event["data"]["source"].startswith("web")
+    assert got[0].event["data"]["email"] == "Zoë@bücher.example"
+    assert len(hook.requests) == 2
