@@ -169,7 +169,8 @@ def test_a_dead_endpoint_gives_up_after_a_day_is_disabled_and_comes_back(store, 
     assert timedelta(hours=24) <= clock.now - hook.requests[0].event_time <= timedelta(hours=25)
     assert given_up == 1  # the creation, retried for 24 hours; the unsubscribe waited behind it
     types = hook.types()
-    assert types.index("subscriber.unsubscribed") > max(i for i, t in enumerate(types) if t == "subscriber.created")
+    last_creation = max(i for i, t in enumerate(types) if t == "subscriber.created")
+    assert all(i > last_creation for i, t in enumerate(types) if t == "subscriber.unsubscribed")
     listed = cli("webhooks", "list", "--json").json()
     assert listed[0]["enabled"] is False and "failures in a row" in listed[0]["disabled_reason"]
     assert "HTTP 500" in listed[0]["disabled_reason"]
@@ -430,3 +431,22 @@ def test_a_web_signup_and_its_confirmation_are_reported_in_order(workspace, hook
     assert got[0].event["data"]["list_status"] == "pending" and got[0].event["data"]["source"].startswith("web")
     assert got[0].event["data"]["email"] == "Zoë@bücher.example"
     assert len(hook.requests) == 2
+
+
+def test_an_import_reports_each_new_subscriber_and_only_when_wanted(store, hook, cli, tmp_path):
+    from support.cli import populate
+
+    populate(cli, tmp_path, 5)  # no endpoint: no event, and no cost
+    assert outbox_types(store) == []
+    usecase.add_endpoint(store, hook.url, ["subscriber.created"])
+    data = tmp_path / "more.csv"
+    data.write_text("email,name\nreader0@example.org,Again\nnew1@example.org,\"Doe, Jane\"\nnew2@bücher.example,Zoë\n")
+    result = cli("subscribers", "import", str(data), "--list", "readers", "--json")
+    assert result.exit_code == 0, result.stderr
+    engine.deliver_pass(store)
+    got = hook.wait_for(2)
+    assert sorted((r.event["data"]["email"], r.event["data"]["name"]) for r in got) == [
+        ("new1@example.org", "Doe, Jane"), ("new2@bücher.example", "Zoë")]
+    assert {r.event["data"]["list"] for r in got} == {"readers"}
+    assert {r.event["data"]["source"].split(":")[0] for r in got} == {"import"}
+    assert len(hook.requests) == 2  # the existing reader0 is no creation

@@ -26,6 +26,7 @@ from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+from newsletter.store import webhooks
 from newsletter.store.models import Consent, MailingList, Membership, Subscriber, Suppression, utcnow
 from newsletter.vocabulary import ArrivalStatus as Arrival
 from newsletter.vocabulary import ConsentAction, MembershipStatus, SubscriberStatus, SuppressionReason
@@ -157,9 +158,21 @@ class ImportWriter:
                 counts.skip(valid.line, "already there, nothing to change")
         self._apply(plan)
         self._tags_and_consent_times(plan)
+        self._report_created(plan)
         if plan.new and not plan.sqlite and self.written > max(10_000, 2 * self._analyzed_at):
             self._analyze()
         return counts
+
+    def _report_created(self, plan: _Plan) -> None:
+        """``subscriber.created`` for each subscriber this chunk added, when an endpoint wants it (else free)."""
+        if not plan.new or not webhooks.wanted(self.connection, "subscriber.created"):
+            return
+        webhooks.emit_many(self.connection, "subscriber.created", [
+            (f"subscriber:{sid}", {"id": sid, "email": valid.email, "name": valid.name,
+                                   "status": _ARRIVAL[valid.status][0], "list": self.list_name,
+                                   "list_status": _ARRIVAL[valid.status][1] if self.list_id is not None else None,
+                                   "source": self.source})
+            for sid, valid in plan.touched if sid > self.baseline_id])
 
     def _statistics_if_stale(self) -> None:
         """PostgreSQL: sample the tables an import reads when they changed a lot since last sampled.

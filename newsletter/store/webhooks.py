@@ -44,10 +44,12 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    true,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.selectable import Subquery
 
 from newsletter.store.models import (
     NEVER_REUSE_IDS,
@@ -168,12 +170,17 @@ _cache: weakref.WeakKeyDictionary[Engine, tuple[float, frozenset[str]]] = weakre
 _cache_lock = threading.Lock()
 
 
-def _engine(session: Session) -> Engine:
+Bind = Session | Connection  # the caller's transaction: an ORM session, or a Core connection (the importer)
+
+
+def _engine(session: Bind) -> Engine:
+    if isinstance(session, Connection):
+        return session.engine
     bind = session.get_bind()
     return bind if isinstance(bind, Engine) else bind.engine
 
 
-def wanted_types(session: Session) -> frozenset[str]:
+def wanted_types(session: Bind) -> frozenset[str]:
     """The event types some enabled endpoint receives (``*`` when one takes all), cached per process."""
     engine = _engine(session)
     with _cache_lock:
@@ -189,13 +196,13 @@ def wanted_types(session: Session) -> frozenset[str]:
     return types
 
 
-def forget_wanted(session: Session) -> None:
+def forget_wanted(session: Bind) -> None:
     """Drop this process's cached list (after a change to the endpoints)."""
     with _cache_lock:
         _cache.pop(_engine(session), None)
 
 
-def wanted(session: Session, event_type: str) -> bool:
+def wanted(session: Bind, event_type: str) -> bool:
     types = wanted_types(session)
     return event_type in types or ALL in types
 
@@ -207,7 +214,7 @@ def new_event_id() -> str:
     return f"evt_{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
 
 
-def emit(session: Session, event_type: str, subject: str,
+def emit(session: Bind, event_type: str, subject: str,
          data: dict[str, Any] | Callable[[], dict[str, Any]], now: datetime | None = None) -> str | None:
     """Write an event to the outbox in the caller's transaction, for every enabled endpoint that wants it.
 
@@ -220,23 +227,56 @@ def emit(session: Session, event_type: str, subject: str,
         return None
     now = now or utcnow()
     payload = data() if callable(data) else data
-    body = json.dumps({"type": event_type, "timestamp": now.isoformat(), "data": payload},
-                      ensure_ascii=False, separators=(",", ":"), default=str)
+    body = _body(event_type, now, payload)
     event_id = new_event_id()
     event_pk = session.execute(insert(events_t).values(event_id=event_id, type=event_type, subject=subject[:100],
                                                        body=body, created_at=now)
                                .returning(events_t.c.id)).scalar_one()
-    receivers = (select(endpoints_t.c.id, literal(event_pk), literal(subject[:100]), literal("pending"), literal(0),
-                        literal(now, UTCDateTime), literal(now, UTCDateTime))
-                 .where(endpoints_t.c.enabled.is_(True),
-                        exists().where(subscriptions_t.c.endpoint_id == endpoints_t.c.id,
-                                       subscriptions_t.c.event_type.in_((event_type, ALL)))))
-    added = rowcount(session.execute(insert(deliveries_t).from_select(
-        ["endpoint_id", "event_pk", "subject", "state", "attempts", "next_attempt_at", "updated_at"], receivers)))
-    if not added:  # the cached list was stale: nobody wants it any more
+    events = select(literal(event_pk).label("id"), literal(subject[:100]).label("subject")).subquery()
+    if not _fan_out(session, event_type, events, now):  # the cached list was stale: nobody wants it any more
         session.execute(delete(events_t).where(events_t.c.id == event_pk))
         return None
     return event_id
+
+
+def _body(event_type: str, now: datetime, data: dict[str, Any]) -> str:
+    return json.dumps({"type": event_type, "timestamp": now.isoformat(), "data": data},
+                      ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _fan_out(session: Bind, event_type: str, events: Subquery, now: datetime) -> int:
+    """A delivery row for each of ``events`` (columns ``id``, ``subject``) and each enabled endpoint that wants
+    ``event_type``, in one INSERT ... SELECT: the endpoints as they are in this transaction. Returns how many."""
+    receivers = (select(endpoints_t.c.id, events.c.id, events.c.subject, literal("pending"), literal(0),
+                        literal(now, UTCDateTime), literal(now, UTCDateTime))
+                 .join(events, true())
+                 .where(endpoints_t.c.enabled.is_(True),
+                        exists().where(subscriptions_t.c.endpoint_id == endpoints_t.c.id,
+                                       subscriptions_t.c.event_type.in_((event_type, ALL)))))
+    return rowcount(session.execute(insert(deliveries_t).from_select(
+        ["endpoint_id", "event_pk", "subject", "state", "attempts", "next_attempt_at", "updated_at"], receivers)))
+
+
+def emit_many(session: Bind, event_type: str, items: list[tuple[str, dict[str, Any]]],
+              now: datetime | None = None) -> int:
+    """:func:`emit` many events of one type (``(subject, data)`` each) in a few statements: a bulk import's.
+    Returns how many were written (0 when nobody wants the type)."""
+    if not items or not wanted(session, event_type):
+        return 0
+    now = now or utcnow()
+    written = 0
+    for start in range(0, len(items), 1000):
+        rows = [{"event_id": new_event_id(), "type": event_type, "subject": subject[:100],
+                 "body": _body(event_type, now, data), "created_at": now}
+                for subject, data in items[start:start + 1000]]
+        session.execute(insert(events_t), rows)
+        ids = [row["event_id"] for row in rows]
+        events = select(events_t.c.id, events_t.c.subject).where(events_t.c.event_id.in_(ids)).subquery()
+        if not _fan_out(session, event_type, events, now):
+            session.execute(delete(events_t).where(events_t.c.event_id.in_(ids)))
+            return written
+        written += len(rows)
+    return written
 
 
 def subscriber_event(session: Session, event_type: str, subscriber: Subscriber, **extra: Any) -> str | None:

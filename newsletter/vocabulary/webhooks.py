@@ -14,7 +14,7 @@ _SUBSCRIBER: dict[str, Any] = {"id": 42, "email": "ada@example.org", "name": "Ad
 
 # type -> (when it is sent, an example of its data)
 CATALOGUE: dict[str, tuple[str, dict[str, Any]]] = {
-    "subscriber.created": ("a new address was added one at a time (subscribers add, the signup form; not an import)",
+    "subscriber.created": ("a new address was added (subscribers add, the signup form, each new row of an import)",
                            {**_SUBSCRIBER, "list": "news", "list_status": "pending", "source": "web"}),
     "subscriber.confirmed": ("a pending member confirmed (double opt-in), or was vouched for",
                              {**_SUBSCRIBER, "list": "news", "source": "web"}),
