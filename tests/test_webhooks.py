@@ -450,3 +450,31 @@ def test_an_import_reports_each_new_subscriber_and_only_when_wanted(store, hook,
     assert {r.event["data"]["list"] for r in got} == {"readers"}
     assert {r.event["data"]["source"].split(":")[0] for r in got} == {"import"}
     assert len(hook.requests) == 2  # the existing reader0 is no creation
+
+
+def test_redirects_and_silence_are_failures_that_name_the_cause(hook):
+    from newsletter.delivery import webhooks as wire
+
+    hook.answer(301, 302)
+    for status in (301, 302):
+        result = wire.post(hook.url, b"{}", {"content-type": "application/json"})
+        assert (result.ok, result.status) == (False, status) and result.error.startswith(f"HTTP {status} ")
+    assert len(hook.requests) == 2  # neither redirect was followed
+    hook.hold()
+    silent = wire.post(hook.url, b"{}", {"content-type": "application/json"}, timeout=0.5)
+    assert (silent.ok, silent.status) == (False, None) and "0.5" in silent.error
+    hook.release()
+    with receiver() as other:
+        port = other.url.split(":")[2].split("/")[0]
+    refused = wire.post(f"http://127.0.0.1:{port}/gone", b"{}", {})  # nobody listens there any more
+    assert (refused.ok, refused.status) == (False, None) and "refused" in refused.error.lower()
+
+
+def test_removing_an_endpoint_drops_what_waited_for_it(store, hook, cli):
+    endpoint = usecase.add_endpoint(store, hook.url, ["subscriber.created"])
+    manage.add_subscriber(store, "ada@example.org", list_name="readers")
+    assert cli("webhooks", "remove", str(endpoint["id"])).exit_code == 0
+    assert not engine.deliver_pass(store).busy
+    assert hook.requests == []
+    with store.session() as session:
+        assert backlog(session) == {}

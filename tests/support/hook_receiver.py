@@ -75,6 +75,8 @@ class Receiver:
             self._arrived.notify_all()
         self._go.wait(60)
         handler.send_response(status)
+        if 300 <= status < 400:
+            handler.send_header("location", "/moved")  # a sender that followed it would be seen here
         handler.send_header("content-length", "2")
         handler.end_headers()
         handler.wfile.write(b"ok")
@@ -88,6 +90,8 @@ def receiver(path: str = "/hooks/newsletter") -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             state._handle(self)
+
+        do_GET = do_POST  # recorded too: a followed redirect would arrive as a GET
 
         def log_message(self, *args) -> None:
             pass
