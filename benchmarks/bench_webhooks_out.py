@@ -9,7 +9,8 @@ delivered per second, the check that every event arrived exactly once, and
 the peak memory (max RSS). Half the events share a subject with another
 (ordering per subject is exercised).
 
-Usage: python benchmarks/bench_webhooks_out.py [--events 2000] [--database-url URL]
+Usage: python benchmarks/bench_webhooks_out.py [--events 2000] [--database-url URL] [--latency-ms 0]
+       [--concurrency N]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the receiver's think time per request")
+    parser.add_argument("--concurrency", type=int, default=None, help="requests in flight (default: the engine's)")
     args = parser.parse_args()
 
     from newsletter.delivery.webhooks import new_secret
@@ -44,6 +47,8 @@ def main() -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers["content-length"]))
+            if args.latency_ms:
+                time.sleep(args.latency_ms / 1000)  # a receiver that takes its time (a real CRM's API)
             with lock:
                 received.append(self.headers["webhook-id"])
             self.send_response(200)
@@ -70,7 +75,8 @@ def main() -> None:
                                       {"id": n // 2, "email": f"reader{n}@example.org", "name": f"Reader {n}"}))
         written = time.perf_counter() - started
         started = time.perf_counter()
-        report = deliver_pass(store, limit=args.events * 2)
+        options = {} if args.concurrency is None else {"concurrency": args.concurrency}
+        report = deliver_pass(store, limit=args.events * 2, **options)
         delivered = time.perf_counter() - started
         store.close()
     server.shutdown()

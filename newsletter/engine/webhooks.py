@@ -6,14 +6,17 @@ Contract of :func:`deliver_pass`:
 - due heads are claimed in batches (:func:`newsletter.store.webhook_outbox.claim_due`:
   a conditional UPDATE, safe with two daemons), oldest events first; each is
   signed and POSTed, and its outcome committed at once, one transaction per
-  attempt: a kill loses at most the attempt in flight, which is sent again
+  attempt: a kill loses at most the attempts in flight, which are sent again
   after its lease (the same id and body: receivers deduplicate on ``webhook-id``);
 - a failure is retried after :func:`backoff` (30 s doubling to 4 h, with
   jitter) for :data:`RETRY_WINDOW` (24 h) from its first attempt; then it
   is given up (``failed``), and the subject's next event may go (with a
   day of its own: the window of an event that waited starts when it is first tried);
-- an endpoint that failed in this pass rests until the next one (one
-  timeout per pass, not one per queued event); an endpoint failing for
+- up to :data:`CONCURRENCY` requests are in flight at once, but an
+  endpoint not yet heard from in this pass gets one request first, and one
+  that failed rests until the next pass (one timeout per pass, not one per
+  queued event); order holds, as only heads of different subjects are
+  claimed together; an endpoint failing for
   :data:`DISABLE_AFTER` with at least :data:`DISABLE_MIN_FAILURES` failures
   in a row is disabled, and the report names it;
 - the time is ``clock()`` (tests move it); the signature's timestamp is the
@@ -27,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,6 +47,7 @@ LEASE = timedelta(seconds=wire.TIMEOUT_SECONDS + 50)
 DISABLE_AFTER = timedelta(hours=24)
 DISABLE_MIN_FAILURES = 5
 BATCH = 50
+CONCURRENCY = 8  # requests in flight at once in a pass (to endpoints already heard from in it)
 PASS_LIMIT = 1000  # attempts per pass: a big backlog is worked through over several passes
 KEEP_EVENTS = timedelta(days=7)  # delivered (or given up) events are forgotten after this
 
@@ -71,33 +76,58 @@ def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
 
 
 def deliver_pass(store: Store, *, clock: Callable[[], datetime] = utcnow, poster: Poster = wire.post,
-                 stop: threading.Event | None = None, limit: int = PASS_LIMIT) -> PassReport:
+                 stop: threading.Event | None = None, limit: int = PASS_LIMIT,
+                 concurrency: int = CONCURRENCY) -> PassReport:
     """Deliver what is due now; see the module's contract."""
-    report = PassReport()
-    claim = uuid.uuid4().hex
-    resting: set[int] = set()
+    run = _Pass(store, clock, poster, stop)
     with store.session() as session:
-        report.released = outbox.release_expired(session, clock())
-    attempted = 0
-    while attempted < limit and not (stop and stop.is_set()):
-        now = clock()
-        with store.session() as session:
-            batch = outbox.claim_due(session, now, claim, now + LEASE, min(BATCH, limit - attempted), resting)
-        if not batch:
-            break
-        for item in batch:
-            if (stop and stop.is_set()) or item.endpoint_id in resting:
-                continue
-            attempted += 1
-            if not _attempt(store, item, claim, clock, poster, report):
-                resting.add(item.endpoint_id)
-        with store.session() as session:
-            outbox.release(session, claim)  # what was skipped (a resting endpoint, a stop) waits, unchanged
-    return report
+        run.report.released = outbox.release_expired(session, clock())
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="webhooks") as pool:
+        while run.attempted < limit and not run.stopped():
+            now = clock()
+            with store.session() as session:
+                batch = outbox.claim_due(session, now, run.claim, now + LEASE, min(BATCH, limit - run.attempted),
+                                         run.resting)
+            if not batch:
+                break
+            # An endpoint not yet heard from in this pass gets one request first: a dead one costs one
+            # timeout per pass. Then the rest go side by side (heads of different subjects: order holds).
+            probes = {item.endpoint_id: item for item in reversed(batch) if item.endpoint_id not in run.proven}
+            list(pool.map(run.attempt, probes.values()))
+            list(pool.map(run.attempt, [item for item in batch if item not in probes.values()]))
+            with store.session() as session:
+                outbox.release(session, run.claim)  # what was skipped (a resting endpoint, a stop) waits, unchanged
+    return run.report
+
+
+class _Pass:
+    """One pass's state, shared by its sending threads."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime], poster: Poster,
+                 stop: threading.Event | None) -> None:
+        self.store, self.clock, self.poster, self.stop = store, clock, poster, stop
+        self.report = PassReport()
+        self.claim = uuid.uuid4().hex
+        self.resting: set[int] = set()  # endpoints that failed in this pass
+        self.proven: set[int] = set()  # endpoints that took an event in this pass
+        self.attempted = 0
+        self.lock = threading.Lock()
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def attempt(self, item: outbox.Claimed) -> None:
+        with self.lock:
+            if self.stopped() or item.endpoint_id in self.resting:
+                return
+            self.attempted += 1
+        ok = _attempt(self.store, item, self.claim, self.clock, self.poster, self.report, self.lock)
+        with self.lock:
+            (self.proven if ok else self.resting).add(item.endpoint_id)
 
 
 def _attempt(store: Store, item: outbox.Claimed, claim: str, clock: Callable[[], datetime], poster: Poster,
-             report: PassReport) -> bool:
+             report: PassReport, lock: threading.Lock) -> bool:
     """Send one claimed delivery and commit its outcome; True when the receiver took it."""
     body = item.body.encode()
     result = poster(item.url, body, wire.headers(item.secret, item.event_id, int(time.time()), body))
@@ -113,14 +143,18 @@ def _attempt(store: Store, item: outbox.Claimed, claim: str, clock: Callable[[],
             return result.ok  # the lease ran out and another sender took the row over: its outcome counts
         if result.ok:
             outbox.endpoint_succeeded(session, item.endpoint_id, now)
-            report.delivered += 1
+            with lock:
+                report.delivered += 1
             return True
+        disabled = outbox.endpoint_failed(session, item.endpoint_id, now,
+                                          disable_after_seconds=DISABLE_AFTER.total_seconds(),
+                                          min_failures=DISABLE_MIN_FAILURES, reason=result.error or "no answer")
+    with lock:
         if next_at is None:
             report.given_up += 1
         else:
             report.retrying += 1
-        if outbox.endpoint_failed(session, item.endpoint_id, now, disable_after_seconds=DISABLE_AFTER.total_seconds(),
-                                  min_failures=DISABLE_MIN_FAILURES, reason=result.error or "no answer"):
+        if disabled:
             report.disabled.append(item.url)
     return False
 
