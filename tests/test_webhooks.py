@@ -479,3 +479,19 @@ def test_removing_an_endpoint_drops_what_waited_for_it(store, hook, cli):
     assert hook.requests == []
     with store.session() as session:
         assert backlog(session) == {}
+
+
+def test_events_of_different_subscribers_are_in_flight_together(store, hook):
+    usecase.add_endpoint(store, hook.url, ["subscriber.created"])
+    for i in range(5):
+        manage.add_subscriber(store, f"reader{i}@example.org", list_name="readers")
+    hook.hold(after=1)  # the first request (the endpoint's probe) is answered; the others wait
+    reports = []
+    sender = threading.Thread(target=lambda: reports.append(engine.deliver_pass(store)))
+    sender.start()
+    try:
+        hook.wait_for(5)  # all five arrived while four were still unanswered: sent side by side
+    finally:
+        hook.release()
+        sender.join(60)
+    assert reports[0].delivered == 5 and len({r.id for r in hook.requests}) == 5

@@ -46,9 +46,12 @@ class Receiver:
         self._arrived = threading.Condition()
         self._go = threading.Event()
         self._go.set()
+        self._hold_from = 0
         self.url = ""
 
-    def hold(self) -> None:
+    def hold(self, after: int = 0) -> None:
+        """Keep requests unanswered from the ``after``-th on (0: all), until :meth:`release`."""
+        self._hold_from = after
         self._go.clear()
 
     def release(self) -> None:
@@ -72,8 +75,10 @@ class Receiver:
         with self._arrived:
             status = self.plan.pop(0) if self.plan else self.default
             self.requests.append(Received({k.lower(): v for k, v in handler.headers.items()}, body, status))
+            held = len(self.requests) > self._hold_from
             self._arrived.notify_all()
-        self._go.wait(60)
+        if held:
+            self._go.wait(60)
         handler.send_response(status)
         if 300 <= status < 400:
             handler.send_header("location", "/moved")  # a sender that followed it would be seen here
