@@ -272,7 +272,8 @@ def test_campaign_events_follow_a_send(store, hook, cli, tmp_path):
 
 def test_add_refuses_what_is_not_an_http_url_or_a_known_event(store, cli):
     for url in ("file:///etc/passwd", "gopher://127.0.0.1:25/", "ftp://example.org/x", "https://",
-                "https://user:pass@example.org/hook", "https://example.org/a\r\nX-Evil: 1", "javascript:alert(1)"):
+                "https://user:pass@example.org/hook", "https://example.org/a\r\nX-Evil: 1", "javascript:alert(1)",
+                "https://example.org:99999/h", "https://bad..idn..bücher/h"):
         result = cli("webhooks", "add", url, "--event", "subscriber.created")
         assert result.exit_code == 1, url
         assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 3, result.stderr
@@ -283,6 +284,8 @@ def test_add_refuses_what_is_not_an_http_url_or_a_known_event(store, cli):
     bad_secret = cli("webhooks", "add", "https://example.org/h", "--event", "*", "--secret", "hunter2")
     assert bad_secret.exit_code == 1 and "whsec_" in bad_secret.stderr
     assert cli("webhooks", "list", "--json").json() == []
+    idn = cli("webhooks", "add", "https://Bücher.example/hööks", "--event", "*", "--json")
+    assert idn.json()["url"] == "https://xn--bcher-kva.example/h%C3%B6%C3%B6ks"  # as it goes on the wire
 
 
 def test_catalogue_test_remove_and_help(store, hook, cli):

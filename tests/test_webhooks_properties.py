@@ -64,10 +64,19 @@ def test_an_event_carries_what_we_hold_about_a_hostile_subscriber(tmp_path):
     assert len(accepted) >= 10  # the property was exercised, not refused at the door every time
 
 
-@given(url=st.text(max_size=60))
+URLS = st.one_of(
+    st.text(max_size=60),
+    st.builds("{}://{}{}{}".format, st.sampled_from(["http", "https", "HTTPS", "ftp", "file", "javascript"]),
+              DOMAINS, st.sampled_from(["", ":8443", ":0", ":99999", ":x"]),
+              st.text(max_size=30).map(lambda t: "/" + t)),
+)
+
+
+@given(url=URLS)
 def test_only_http_urls_pass_the_door(url):
     try:
         checked = wire.check_url(url)
     except InputError:
         return
     assert checked.lower().startswith(("http://", "https://")) and not any(ord(c) < 33 for c in checked)
+    assert checked.isascii() and wire.check_url(checked) == checked  # what is stored goes on the wire as it is

@@ -23,7 +23,9 @@ import secrets
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import idna
 
 from newsletter.errors import InputError
 
@@ -66,7 +68,8 @@ def headers(secret: str, event_id: str, timestamp: int, body: bytes) -> dict[str
 
 
 def check_url(url: str) -> str:
-    """``url`` when it is an absolute http(s) URL with a host and no credentials; InputError otherwise."""
+    """``url`` as sent on the wire when it is an absolute http(s) URL with a host and no credentials
+    (an IDN host in its ``xn--`` form, other non-ASCII characters percent-encoded); InputError otherwise."""
     if any(ord(ch) < 33 or ord(ch) == 127 for ch in url):
         raise InputError("a webhook URL holds no spaces or control characters", hint="quote it as one word")
     if len(url) > 2000:
@@ -78,7 +81,21 @@ def check_url(url: str) -> str:
     if parts.username or parts.password:
         raise InputError("a webhook URL must not hold a user name or password",
                          hint="the signature authenticates each delivery; the receiver checks it")
-    return url
+    try:
+        port = f":{parts.port}" if parts.port else ""  # reading it checks it (urllib raises ValueError)
+    except ValueError:
+        raise InputError(f"not a valid port in {url[:100]!r}", hint="a port is a number from 1 to 65535") from None
+    if url.isascii():
+        return url
+    try:
+        host = idna.encode(parts.hostname, uts46=True).decode()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InputError(f"not a valid host name: {parts.hostname[:100]!r}", hint="check the URL's host") from None
+    host = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, host + port, *(quote(part, safe=_SAFE) for part in parts[2:])))
+
+
+_SAFE = "/%:@!$&'()*+,;=~?#[]"  # characters with a meaning in a URL's path, query and fragment: kept
 
 
 @dataclass(frozen=True)

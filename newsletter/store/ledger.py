@@ -154,6 +154,9 @@ def counts(session: Session, campaign_id: int) -> dict[str, int]:
 _UNSET = object()
 
 
+_FIRST_START = {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED}  # moves to sending that are campaign.started
+
+
 def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str, ...], to_status: str,
                    *, expected_sender: str | None | object = _UNSET, **values: Any) -> bool:
     """Move a campaign between statuses only if it is in one of ``from_statuses`` (one winner).
@@ -167,8 +170,8 @@ def claim_campaign(session: Session, campaign_id: int, from_statuses: tuple[str,
     if expected_sender is not _UNSET:
         conditions.append(table.c.sender.is_(None) if expected_sender is None else table.c.sender == expected_sender)
     moved = rowcount(session.execute(update(table).where(*conditions).values(status=to_status, **values))) == 1
-    if moved and (to_status != CampaignStatus.SENDING or CampaignStatus.SENDING not in from_statuses):
-        webhooks.campaign_event(session, campaign_id, to_status)  # a takeover (sending -> sending) is no news
+    if moved and (to_status != CampaignStatus.SENDING or set(from_statuses) <= _FIRST_START):
+        webhooks.campaign_event(session, campaign_id, to_status)  # a resume or a takeover is no news
     return moved
 
 
