@@ -2,6 +2,7 @@
 
 Contract of :func:`deliver_pass`:
 
+- with no enabled endpoint, nothing is read or written;
 - rows left ``sending`` by a dead sender (past their lease) are pending again first;
 - due heads are claimed in batches (:func:`newsletter.store.webhook_outbox.claim_due`:
   a conditional UPDATE, safe with two daemons), oldest events first; each is
@@ -36,6 +37,7 @@ from datetime import datetime, timedelta
 
 from newsletter.delivery import webhooks as wire
 from newsletter.store import webhook_outbox as outbox
+from newsletter.store import webhooks as hooks
 from newsletter.store.db import Store
 from newsletter.store.models import utcnow
 
@@ -81,6 +83,10 @@ def deliver_pass(store: Store, *, clock: Callable[[], datetime] = utcnow, poster
     """Deliver what is due now; see the module's contract."""
     run = _Pass(store, clock, poster, stop)
     with store.session() as session:
+        if not hooks.wanted_types(session):
+            # No enabled endpoint (this process's list, read at most every few seconds): nothing can go,
+            # and the daemon's pass every sync interval then costs no transaction at all.
+            return run.report
         run.report.released = outbox.release_expired(session, clock())
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="webhooks") as pool:
         while run.attempted < limit and not run.stopped():
