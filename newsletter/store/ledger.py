@@ -575,6 +575,20 @@ def pending_in_range(session: Session, campaign_id: int, first_id: int, last_id:
         deliveries_t.c.status == LedgerStatus.PENDING)).scalar() or 0
 
 
+def range_state(session: Session, campaign_id: int, first_id: int, last_id: int) -> tuple[int, int]:
+    """(pending, in flight) rows of the campaign with ids in [first_id, last_id]: one read of the range.
+
+    A worker taking a chunk learns from it how many rows are left to send,
+    and whether a dead owner left rows ``sending`` (then, and only then, it
+    runs :func:`orphans_in_range_to_unknown`: two writes a chunk saved).
+    """
+    pending, sending = session.execute(select(
+        func.count().filter(deliveries_t.c.status == LedgerStatus.PENDING),
+        func.count().filter(deliveries_t.c.status == LedgerStatus.SENDING),
+    ).where(deliveries_t.c.campaign_id == campaign_id, deliveries_t.c.id.between(first_id, last_id))).one()
+    return int(pending or 0), int(sending or 0)
+
+
 def claim_range(session: Session, campaign_id: int, list_id: int | None, first_id: int, last_id: int,
                 limit: int) -> list[Candidate]:
     """Claim up to ``limit`` pending rows of ``[first_id, last_id]`` for this transaction's caller.
