@@ -299,7 +299,7 @@ def _send_range(ctx: WorkerContext, chunk_id: int, memory: CampaignMemory, pendi
     totals = SendReport(c, CampaignStatus.SENDING)
     transport = ctx.transport(memory.transport)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    remaining = pending
+    remaining, after_id = pending, None
     # this process's streak and its reading of the campaign's rates (from the ledger)
     breaker = memory.breaker(settings)
     fence = ChunkFence(c, chunk_id, ctx.identity)  # this worker still owns the chunk (checked with every write)
@@ -313,19 +313,19 @@ def _send_range(ctx: WorkerContext, chunk_id: int, memory: CampaignMemory, pendi
                 if gate is not None:
                     want, windows = gate.take_quota(want)  # counted before the claim (QuotaReached: none left)
                     gate.wait(want)
-                batch = _claim(ctx, fence, memory.list_id, report, want)
+                claim = _claim(ctx, fence, memory.list_id, report, want, after_id)
                 if gate is not None:  # only rows sent count: give back what the claim did not use
-                    gate.give_back(windows, want - sum(1 for candidate in batch or () if candidate.eligible))
-                if batch is None:
+                    gate.give_back(windows, want - (len(claim.rows) if claim else 0))
+                if claim is False:
                     return
-                if not batch:  # nothing pending is left in the range
+                if claim is None:  # nothing pending is left in the range
                     break
                 # a short read: the range holds no more pending rows (this worker alone claims in it)
-                remaining = remaining - len(batch) if len(batch) >= want else 0
-                totals.skipped += sum(1 for candidate in batch if not candidate.eligible and not candidate.gone)
-                eligible = [candidate for candidate in batch if candidate.eligible]
-                if eligible:
-                    send_claimed(store, transport, memory.message, memory.builder, eligible, totals, c,
+                remaining = remaining - claim.seen if claim.seen >= want else 0
+                after_id = claim.last_id
+                totals.skipped += claim.skipped
+                if claim.rows:
+                    send_claimed(store, transport, memory.message, memory.builder, claim.rows, totals, c,
                                  fence=fence, breaker=breaker)
     except Fenced:
         # Another worker took the chunk over (we were taken for dead, e.g. during a long shared
@@ -353,9 +353,10 @@ def _send_range(ctx: WorkerContext, chunk_id: int, memory: CampaignMemory, pendi
     _finish(ctx, chunk_id, report)
 
 
-def _claim(ctx: WorkerContext, fence: ChunkFence, list_id, report: ChunkReport, want: int):
-    """The next batch of the range (maybe empty), or None when the campaign stopped sending
-    (the chunk is then given back). Fenced when another worker owns the chunk now."""
+def _claim(ctx: WorkerContext, fence: ChunkFence, list_id, report: ChunkReport, want: int, after_id: int | None):
+    """The next batch of the range (a :class:`~newsletter.store.ledger.Claim`; None when nothing pending
+    is left in it), or False when the campaign stopped sending (the chunk is then given back). Fenced when
+    another worker owns the chunk now."""
     with ctx.store.session() as session:
         if not fence(session):
             raise Fenced(report.campaign_id)
@@ -364,8 +365,9 @@ def _claim(ctx: WorkerContext, fence: ChunkFence, list_id, report: ChunkReport, 
             chunks_db.release_chunk(session, fence.chunk_id, ctx.identity)
             report.outcome, report.campaign_status = "released", status
             ctx.forget(report.campaign_id)
-            return None
-        return ledger.claim_range(session, report.campaign_id, list_id, report.first_id, report.last_id, want)
+            return False
+        return ledger.claim_in_range(session, report.campaign_id, list_id, report.first_id, report.last_id, want,
+                                     after_id=after_id)
 
 
 def _copy(totals: SendReport, report: ChunkReport) -> None:

@@ -612,6 +612,20 @@ def claim_range(session: Session, campaign_id: int, list_id: int | None, first_i
     return batch
 
 
+def claim_in_range(session: Session, campaign_id: int, list_id: int | None, first_id: int, last_id: int,
+                   limit: int, *, after_id: int | None = None) -> Claim | None:
+    """:func:`claim_pending` within ``[first_id, last_id]`` (after ``after_id``, where the previous claim
+    of the range ended, when given); None when no pending row is left there.
+
+    What a scale-out worker claims with: the same checks as
+    :func:`claim_range`, but the rows move in one range statement that
+    returns the ids it moved (no array of a thousand ids to bind), and only
+    the rows moved to ``sending`` come back (``Claim.rows``).
+    """
+    start = first_id - 1 if after_id is None else max(after_id, first_id - 1)
+    return claim_pending(session, campaign_id, list_id, start, limit, up_to=last_id)
+
+
 def orphans_in_range_to_unknown(session: Session, campaign_id: int, first_id: int, last_id: int) -> int:
     """Rows of one range left ``sending`` by a worker that died: the provider may have them
     (rows the provider's events already describe are settled from them, as in :func:`orphaned_to_unknown`)."""
