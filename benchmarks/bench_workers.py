@@ -188,8 +188,9 @@ def run(folder: Path, env: dict, count: int, redis_url: str) -> float:
 
     redis.Redis.from_url(redis_url).flushdb()
     env = {**env, "NEWSLETTER_BROKER_URL": redis_url}
-    workers = [subprocess.Popen(NEWSLETTER + ["worker"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL) for _ in range(count)]
+    log = open(os.environ["BENCH_WORKER_LOG"], "a") if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL
+    workers = [subprocess.Popen(NEWSLETTER + ["worker"], env=env, stdout=log,
+                                stderr=log) for _ in range(count)]
     try:
         time.sleep(2)  # let them start and connect
         subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json", "--again"],
