@@ -269,6 +269,11 @@ def _ineligible(session: Session, read: list[Candidate]) -> int:
     return skipped_now(session, [c.delivery_id for c in read if not c.eligible and not c.gone])
 
 
+# How far past the previous claim a claim reads, in ids per row wanted (see claim_pending): a fresh
+# snapshot's ids run on, so the next ``limit`` pending rows are within the first ``limit`` ids.
+CLAIM_WINDOW = 4
+
+
 @dataclass
 class Claim:
     """What one :func:`claim_pending` call got: the rows it moved to ``sending``, how many it
@@ -292,14 +297,28 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
     RETURNING``): of two claimers that read the same rows, each row goes to
     exactly one. On PostgreSQL the read also skips rows another claimer holds
     (``FOR UPDATE SKIP LOCKED``); SQLite's BEGIN IMMEDIATE serialises writers.
+
+    The read looks at ids in ``(after_id, after_id + CLAIM_WINDOW * limit]``
+    only. The claim index has no status (migration 0025, for HOT updates):
+    a planner whose statistics make the campaign's pending rows look rare
+    (taken before the snapshot, or from earlier campaigns all sent) would
+    otherwise read, join and sort every row after ``after_id`` at each
+    batch (measured: 272 ms a batch halfway through 100,000 rows, against
+    3 ms). When the window holds no pending row (rows already done: a
+    resumed campaign), the next pending id is looked up and the window
+    moves there.
     """
-    query = (_candidates(campaign_id, list_id).where(deliveries_t.c.id > after_id).limit(limit)
-             .with_for_update(of=deliveries_t, skip_locked=True))
-    if up_to is not None:
-        query = query.where(deliveries_t.c.id <= up_to)
-    read = _as_candidates(session.execute(query).all())  # all(): one fetch, not a driver call per row
-    if not read:
-        return None
+    while True:
+        high = after_id + CLAIM_WINDOW * limit if up_to is None else min(after_id + CLAIM_WINDOW * limit, up_to)
+        query = (_candidates(campaign_id, list_id).where(deliveries_t.c.id > after_id, deliveries_t.c.id <= high)
+                 .limit(limit).with_for_update(of=deliveries_t, skip_locked=True))
+        read = _as_candidates(session.execute(query).all())  # all(): one fetch, not a driver call per row
+        if read:
+            break
+        following = None if up_to is not None and high >= up_to else _next_pending(session, campaign_id, high, up_to)
+        if following is None:
+            return None
+        after_id = following - 1
     skipped = _ineligible(session, read)
     # One range statement (no thousand-item IN list to bind); RETURNING names the rows it moved.
     moved = set(session.scalars(update(deliveries_t)
@@ -318,6 +337,16 @@ def claim_pending(session: Session, campaign_id: int, list_id: int | None, after
                         .values(status=LedgerStatus.PENDING, attempts=deliveries_t.c.attempts - 1))
         last_id = min(unvetted) - 1  # the next claim reads them again
     return Claim(rows, skipped, len(read), last_id)
+
+
+def _next_pending(session: Session, campaign_id: int, after_id: int, up_to: int | None) -> int | None:
+    """The first pending id of the campaign after ``after_id`` (at most ``up_to``), or None."""
+    query = select(func.min(deliveries_t.c.id)).where(deliveries_t.c.campaign_id == campaign_id,
+                                                      deliveries_t.c.status == LedgerStatus.PENDING,
+                                                      deliveries_t.c.id > after_id)
+    if up_to is not None:
+        query = query.where(deliveries_t.c.id <= up_to)
+    return session.execute(query).scalar()
 
 
 def mark(session: Session, delivery_ids: list[int], status: str, from_status: str, *,
