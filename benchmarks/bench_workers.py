@@ -16,9 +16,12 @@ sent again by ``newsletter send`` without a broker, in one process
 each worker run, so every ratio compares figures of the same minutes
 (target: one worker >= 0.8 of it; 2 and 4 workers x1.8 and x3.2 of one).
 For each run it also prints where the CPU went (the workers, PostgreSQL's
-processes, the stand-in, and the rest of the machine, in cores, from
-/proc): when the machine's cores are all busy, that is the bottleneck and
-more workers cannot scale.
+processes serving this benchmark, the stand-in, and the rest of the
+machine, in cores, from /proc): when the machine's cores are all busy, that
+is the bottleneck and more workers cannot scale. And, independent of the
+load, the CPU seconds per 1,000 recipients of our processes and of their
+PostgreSQL backends (found by their ``application_name``), for one worker
+against the single-machine loop.
 
 Uses a schema of its own in the PostgreSQL database and Redis database 14
 (flushed).
@@ -38,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NEWSLETTER = [sys.executable, "-m", "newsletter"]
 API_KEY = "SG.bench-workers.secret"
+APPLICATION = f"bench-workers-{os.getpid()}"  # names our PostgreSQL backends in pg_stat_activity
 
 
 def main() -> None:
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
+    POSTGRES_URL.append(args.postgres)
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_sendgrid.py"), "--fast",
                                "--api-key", API_KEY],
@@ -59,19 +64,25 @@ def main() -> None:
             env = setup(Path(tmp), args, schema, url)
             print(f"{args.recipients:,} recipients; {os.cpu_count()} CPUs; PostgreSQL, Redis broker, "
                   f"local SendGrid v3 server (no validation)")
-            base, singles = None, []
+            base, singles, costs = None, [], []
             for count in counts:
-                single, _ = measured(lambda: send_here(Path(tmp), env))
+                single, _, single_cost = measured(lambda: send_here(Path(tmp), env), args.recipients)
                 singles.append(single)
-                rate, cpu = measured(lambda count=count: run(Path(tmp), env, count, args.redis))
+                rate, cpu, cost = run(Path(tmp), env, count, args.redis, args.recipients)
+                costs.append((single_cost, cost))
                 base = base or rate / count
                 print(f"{count} worker process(es): {rate:>9,.0f} recipients/s   x{rate / base:.2f} of one; "
                       f"single-machine loop (one process) just before: {single:,.0f}/s -> {rate / single:.2f}; "
                       f"CPU in cores: {cpu}")
+                print(f"    CPU seconds per 1,000 recipients (ours + our PostgreSQL backends): workers "
+                      f"{cost[0]:.3f} + {cost[1]:.3f} = {sum(cost):.3f}; single-machine loop {single_cost[0]:.3f} + "
+                      f"{single_cost[1]:.3f} = {sum(single_cost):.3f}")
             if counts[0] == 1:
                 share = base / singles[0]
+                single_cost, cost = costs[0]
                 print(f"one worker / the single-machine loop sent just before it: {share:.2f} "
-                      f"[target >= 0.8: {'met' if share >= 0.8 else 'NOT MET'}]")
+                      f"[target >= 0.8: {'met' if share >= 0.8 else 'NOT MET'}]; in CPU per recipient (load-"
+                      f"independent): {sum(single_cost) / sum(cost):.2f} (ours alone {single_cost[0] / cost[0]:.2f})")
     finally:
         server.terminate()
         drop_schema(args.postgres, schema)
@@ -86,7 +97,8 @@ def setup(folder: Path, args, schema: str, sendgrid_url: str) -> dict:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
     sep = "&" if "?" in args.postgres else "?"
-    env = {**os.environ, "NEWSLETTER_DATABASE_URL": f"{args.postgres}{sep}options=-csearch_path%3D{schema}",
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": f"{args.postgres}{sep}options=-csearch_path%3D{schema}"
+                                                     f"&application_name={APPLICATION}",
            "SENDGRID_API_KEY": API_KEY, "NEWSLETTER_SENDGRID_HOST": sendgrid_url, "NEWSLETTER_TRANSPORT": "sendgrid",
            "NEWSLETTER_HOME": str(folder / "letter")}
     subprocess.run(NEWSLETTER + ["init", str(folder / "letter"), "--from", "News <news@example.org>",
@@ -108,13 +120,34 @@ def send_here(folder: Path, env: dict) -> float:
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ROLES = ("newsletter", "postgres", "stand-in")
+ROLES = ("newsletter", "postgres", "stand-in", "ours")
+
+
+def our_backends(url: str | None) -> set[int]:
+    """The PostgreSQL backends serving this benchmark's processes now (by application_name)."""
+    if url is None:
+        return set()
+    from sqlalchemy import create_engine, text
+
+    engine = _ADMIN.get(url)
+    if engine is None:
+        engine = _ADMIN[url] = create_engine(url, pool_size=1)
+    with engine.connect() as connection:
+        return set(connection.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                                      {"name": APPLICATION}).scalars())
+
+
+_ADMIN: dict[str, object] = {}
+POSTGRES_URL: list[str] = []
 
 
 def process_cpu() -> dict[int, tuple[str, float]]:
     """CPU seconds used so far by each process of a role: ``newsletter`` (workers and sends),
-    ``postgres`` (the server's processes), ``stand-in`` (the SendGrid server), read from /proc."""
+    ``postgres`` (the server's processes), ``ours`` (those of them serving this benchmark),
+    ``stand-in`` (the SendGrid server), read from /proc."""
     found: dict[int, tuple[str, float]] = {}
+    backends = our_backends(POSTGRES_URL[0] if POSTGRES_URL else None)
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -124,14 +157,27 @@ def process_cpu() -> dict[int, tuple[str, float]]:
         except OSError:  # gone meanwhile
             continue
         name, fields = stat.split("(", 1)[1].rsplit(")", 1)[0], stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        pid, seconds = int(entry.name), (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        parents[pid] = int(fields[1])
         if b"fake_sendgrid" in command:
-            found[int(entry.name)] = ("stand-in", seconds)
+            found[pid] = ("stand-in", seconds)
         elif name == "postgres":
-            found[int(entry.name)] = ("postgres", seconds)
+            found[pid] = ("ours" if pid in backends else "postgres", seconds)
         elif b"newsletter" in command and (b"worker" in command or b"send" in command):
-            found[int(entry.name)] = ("newsletter", seconds)
-    return found
+            found[pid] = ("newsletter", seconds)
+    # this benchmark's processes only (its children and theirs), not other jobs' sends and stand-ins
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        for _ in range(10):
+            pid = parents.get(pid, 0)
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return {pid: value for pid, value in found.items() if value[0] not in ("newsletter", "stand-in") or ours(pid)}
 
 
 def machine_busy() -> float:
@@ -140,8 +186,9 @@ def machine_busy() -> float:
     return (sum(int(v) for v in first) - int(first[3]) - int(first[4])) / TICKS
 
 
-def measured(action) -> tuple[float, str]:
-    """Run ``action`` and say how many cores each role kept busy meanwhile.
+def measured(action, recipients: int) -> tuple[float, str, tuple[float, float]]:
+    """Run ``action`` and say how many cores each role kept busy meanwhile, and the CPU seconds per
+    1,000 recipients of our processes and of our PostgreSQL backends.
 
     /proc is sampled every 0.2 s in a thread, so processes that start and end
     within the run (the workers, PostgreSQL's backends) are counted up to
@@ -167,8 +214,14 @@ def measured(action) -> tuple[float, str]:
         sampler.join()
     seconds, busy = time.monotonic() - start, machine_busy() - busy
     cores = dict.fromkeys(ROLES, 0.0)
+    spent = dict.fromkeys(ROLES, 0.0)
     for pid, (role, used) in latest.items():
-        cores[role] += (used - baseline.get(pid, (role, 0.0))[1]) / seconds
+        cpu = used - baseline.get(pid, (role, 0.0))[1]
+        if role == "ours":
+            spent["ours"] += cpu
+            role = "postgres"
+        spent[role] += cpu
+        cores[role] += cpu / seconds
     machine = busy / seconds
     others = max(0.0, machine - sum(cores.values()))
     text = (f"newsletter {cores['newsletter']:.2f}, PostgreSQL {cores['postgres']:.2f}, stand-in "
@@ -179,22 +232,28 @@ def measured(action) -> tuple[float, str]:
         text += " (PostgreSQL near a core)"
     elif cores["stand-in"] >= 0.9:
         text += " (the stand-in near a core)"
-    return result, text
+    return result, text, (spent["newsletter"] / recipients * 1000, spent["ours"] / recipients * 1000)
 
 
-def run(folder: Path, env: dict, count: int, redis_url: str) -> float:
-    """Send one campaign with ``count`` workers; recipients per second of the campaign."""
+def run(folder: Path, env: dict, count: int, redis_url: str, recipients: int) -> tuple[float, str, tuple[float, float]]:
+    """Send one campaign with ``count`` workers: recipients per second of the campaign, and what
+    :func:`measured` says (from the send's start: the workers' start-up is not counted)."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
     env = {**env, "NEWSLETTER_BROKER_URL": redis_url}
-    workers = [subprocess.Popen(NEWSLETTER + ["worker"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL) for _ in range(count)]
+    log = open(os.environ["BENCH_WORKER_LOG"], "a") if os.environ.get("BENCH_WORKER_LOG") else subprocess.DEVNULL
+    workers = [subprocess.Popen(NEWSLETTER + ["worker"], env=env, stdout=log,
+                                stderr=log) for _ in range(count)]
     try:
         time.sleep(2)  # let them start and connect
-        subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json", "--again"],
-                       env=env, cwd=folder / "letter", check=True, capture_output=True)
-        return campaign_rate(env)
+
+        def send() -> float:
+            subprocess.run(NEWSLETTER + ["send", "articles/welcome.md", "--list", "readers", "--yes", "--json",
+                                         "--again"], env=env, cwd=folder / "letter", check=True, capture_output=True)
+            return campaign_rate(env)
+
+        return measured(send, recipients)
     finally:
         for worker in workers:
             worker.terminate()

@@ -391,3 +391,39 @@ def test_several_sending_processes_pause_together_on_an_unreachable_host(workspa
     started = time.monotonic()
     report = _send(workspace)
     _assert_paused_with_everything_pending(cli, report, 2000, started)
+
+
+def test_a_worker_pauses_on_complaints_recorded_between_its_chunks(workspace, cli, tmp_path):
+    """A worker process keeps its breaker's reading from chunk to chunk: complaints that come in
+    after its first chunk pause the campaign at its next one (a breaker made afresh for each chunk
+    took them as already seen, and read the whole ledger every time)."""
+    pytest.importorskip("dramatiq")
+    from dramatiq.brokers.stub import StubBroker
+    from newsletter.distributed.chunks import WorkerContext, run_chunk
+    from newsletter.distributed.dispatch import enqueue_campaign
+    from newsletter.store.distributed import campaign_chunks
+
+    _, settings, store, c = _campaign(workspace, cli, tmp_path, 2500, "breaker_min_sample = 1000", batch=1000)
+    complaining = Reporting(store, settings, kind="complaint", count=5)  # 5 of the first 1,000 complain: 0.5%
+
+    class Context(WorkerContext):
+        def transport(self, name):
+            return complaining
+
+    broker = StubBroker()
+    try:
+        assert enqueue_campaign(store, settings, c, broker=broker) == 3
+        with store.session() as session:
+            chunks = [(chunk.first_id, chunk.last_id) for chunk in campaign_chunks(session, c)]
+        worker = Context(store, settings)
+        first = run_chunk(worker, c, *chunks[0])
+        assert (first.outcome, first.sent) == ("done", 1000)
+        second = run_chunk(worker, c, *chunks[1])
+        assert (second.outcome, second.campaign_status, second.sent) == ("paused", "paused", 0)
+        data = cli("campaigns", "show", str(c), "--json").json()
+        assert data["pause_reason"].startswith("circuit breaker: complaint rate 0.5% (5 of 1000 sent) reached 0.3%")
+        assert data["counts"]["sent"] == 1000 and data["counts"]["pending"] == 1500
+        assert len(complaining.inner.outbox) == 1000
+    finally:
+        broker.close()
+        store.close()

@@ -218,3 +218,70 @@ def test_lost_messages_are_queued_again_by_an_idle_worker(setup):
     assert len(broker.queues["newsletter"].queue) == 3
     # A second sweeper right after finds them freshly queued.
     assert requeue_stalled(store, setup["settings"], broker, idle_seconds=60, is_alive=context.owner_alive) == 0
+
+
+def test_two_workers_finishing_the_last_chunks_together_settle_the_campaign_exactly_once(setup, monkeypatch):
+    """The last two chunks finish at the same moment in two workers (threads held at a barrier, on
+    PostgreSQL inside their finishing transactions, each chunk marked done and not yet committed; on
+    SQLite just before them, as its writers are serialised anyway): each would see the other's chunk
+    still running, and without the turn they take on the campaign row neither would settle it. Exactly
+    one settles it, and every reader got the newsletter once."""
+    import threading
+
+    from newsletter.distributed import chunks as chunks_module
+    from newsletter.distributed.chunks import run_chunk
+    from newsletter.distributed.dispatch import enqueue_campaign
+    from newsletter.store import distributed as chunks_db
+
+    store, c = setup["store"], setup["campaign_id"]
+    enqueue_campaign(store, setup["settings"], c, broker=setup["broker"])
+    ranges = [(a, b) for a, b, _, _ in chunks_of(store, c)]
+    assert run_chunk(setup["context"]("host:1:first"), c, *ranges[0]).campaign_status is None
+    together = threading.Barrier(2, timeout=30)
+    finished: list[bool] = []
+    settled: list[bool] = []
+    if store.dialect == "postgresql":
+        original = chunks_db.finish_chunk
+
+        def finish_then_meet(*args, **kwargs):
+            done = original(*args, **kwargs)  # this chunk is done in the open transaction
+            finished.append(done)
+            together.wait()  # the other worker's chunk is done too, neither committed
+            return done
+
+        monkeypatch.setattr(chunks_db, "finish_chunk", finish_then_meet)
+    else:
+        original_finish = chunks_module._finish
+
+        def meet_then_finish(*args, **kwargs):
+            together.wait()
+            finished.append(True)
+            return original_finish(*args, **kwargs)
+
+        monkeypatch.setattr(chunks_module, "_finish", meet_then_finish)
+    from newsletter.store import ledger
+
+    original_settle = ledger.settle_if_done
+
+    def counted_settle(*args, **kwargs):
+        won = original_settle(*args, **kwargs)
+        settled.append(won)
+        return won
+
+    monkeypatch.setattr(ledger, "settle_if_done", counted_settle)
+    reports: dict[str, object] = {}
+
+    def worker(name: str, first_id: int, last_id: int) -> None:
+        reports[name] = run_chunk(setup["context"](name), c, first_id, last_id)
+
+    threads = [threading.Thread(target=worker, args=(f"host:{n}:w", *ranges[n])) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert finished == [True, True]  # both really finished together
+    assert settled == [True]  # one settle, by the last to take its turn
+    assert sorted(r.campaign_status or "" for r in reports.values()) == ["", "sent"]
+    assert status_of(store, c) == "sent"
+    assert sorted(setup["sent"]) == sorted(setup["emails"])  # every reader once
+    assert counts_of(store, c)["sent"] == 2500

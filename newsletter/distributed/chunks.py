@@ -16,9 +16,17 @@ Contract (at-least-once messages, exactly-once rows):
    (:func:`~newsletter.store.distributed.hold_chunk`). A worker taken for
    dead (say, frozen through a long shared 429 pause) and overtaken stops at
    its next write: it never marks the new owner's rows, nor sends more.
-3. Mark the chunk done; if no row of the campaign is pending or in flight,
-   the campaign becomes ``sent`` (one conditional update: one winner); if
-   rows are pending but no chunk is left (``send --limit``), ``paused``.
+3. Mark the chunk done; the worker that finishes the last chunk (the
+   finishers take turns on the campaign row: exactly one sees no chunk left,
+   :func:`~newsletter.store.distributed.last_to_finish`) settles the
+   campaign: ``sent`` when no row is pending or in flight; ``paused`` when
+   rows are pending but no chunk is left (``send --limit``).
+
+What the chunks of one campaign share is read once per worker process, not
+per chunk (:class:`CampaignMemory`): the composed message, the recipients'
+builder, and the circuit breaker's last reading of the campaign's rates (an
+aggregate over all its rows, read at most every ``check_seconds`` by each
+process, as the single-machine loop does).
 
 A campaign that is no longer ``sending`` (paused, stopped) makes workers
 give their chunks back after the batch in flight. A cap reached (the gate's
@@ -37,10 +45,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.delivery.base import PermanentTransportError
+from newsletter.delivery.message import Message
 from newsletter.engine.breaker import Breaker, BreakerTripped
 from newsletter.engine.fencing import Fenced, new_sender_id, sender_alive, stale_seconds
 from newsletter.engine.quotas import QuotaReached
 from newsletter.engine.sender import (
+    CampaignFence,
     RecipientBuilder,
     SendReport,
     campaign_message,
@@ -85,6 +95,56 @@ class ChunkReport:
         return text + f" in {self.seconds:.2f} s"
 
 
+# A campaign this process has not worked on for this long is read again at its next chunk (and its
+# breaker reading taken afresh: a campaign paused and resumed in between starts a new run).
+MEMORY_SECONDS = 30.0
+
+
+@dataclass
+class CampaignMemory:
+    """What this process's chunks of one campaign share: read at the first chunk, not at every one.
+
+    ``checked_at``, ``seen_at_start`` and ``warned`` carry the circuit
+    breaker's state from chunk to chunk (see :class:`~newsletter.engine.breaker.Breaker`):
+    a breaker per chunk would read the campaign's whole ledger at every
+    chunk, and would take every chunk's counts as already seen.
+    """
+
+    list_id: int | None
+    transport: str
+    message: Message
+    builder: RecipientBuilder
+    used_at: float
+    checked_at: float | None = None
+    seen_at_start: ledger.Reception | None = None
+    warned: bool = False
+
+    def breaker(self, settings) -> Breaker:
+        breaker = Breaker(settings.breaker)
+        breaker.checked_at, breaker.seen_at_start, breaker.warned = self.checked_at, self.seen_at_start, self.warned
+        return breaker
+
+    def keep(self, breaker: Breaker) -> None:
+        self.checked_at, self.seen_at_start, self.warned = breaker.checked_at, breaker.seen_at_start, breaker.warned
+        self.used_at = time.monotonic()
+
+
+class ChunkFence(CampaignFence):
+    """The fence of a chunk: ``fence(session)`` is True while this worker still owns the chunk (an update
+    that beats its heartbeat and locks its row for the transaction); :meth:`peek` only reads, for the look
+    just before a provider call (as :class:`~newsletter.engine.sender.CampaignFence` does on one machine)."""
+
+    def __init__(self, campaign_id: int, chunk_id: int, owner: str):
+        super().__init__(campaign_id, owner)
+        self.chunk_id = chunk_id
+
+    def __call__(self, session) -> bool:
+        return chunks_db.hold_chunk(session, self.chunk_id, self.sender)
+
+    def peek(self, session) -> bool:
+        return chunks_db.owns_chunk(session, self.chunk_id, self.sender)
+
+
 class WorkerContext:
     """What the chunks of one worker process share: store, settings, gates, its identity.
 
@@ -103,6 +163,27 @@ class WorkerContext:
         self.active: set[int] = set()       # chunk ids being sent by this process now
         self._taking = threading.local()
         self.last_activity = time.monotonic()
+        self._campaigns: dict[int, CampaignMemory] = {}
+
+    def memory(self, campaign_id: int) -> CampaignMemory | None:
+        """What this process keeps of a campaign it is sending (None: read it again)."""
+        with self._lock:
+            kept = self._campaigns.get(campaign_id)
+            if kept is not None and time.monotonic() - kept.used_at > MEMORY_SECONDS:
+                del self._campaigns[campaign_id]
+                return None
+            return kept
+
+    def remember(self, campaign_id: int, memory: CampaignMemory) -> None:
+        with self._lock:
+            self._campaigns[campaign_id] = memory
+            for other in [c for c, m in self._campaigns.items() if time.monotonic() - m.used_at > MEMORY_SECONDS]:
+                del self._campaigns[other]
+
+    def forget(self, campaign_id: int) -> None:
+        """The campaign stopped being sent (paused, stopped, finished): a later run reads it afresh."""
+        with self._lock:
+            self._campaigns.pop(campaign_id, None)
 
     def gate(self, name: str):
         with self._lock:
@@ -153,10 +234,10 @@ def run_chunk(ctx: WorkerContext, campaign_id: int, first_id: int, last_id: int)
     if taken is None:
         report.seconds = time.monotonic() - started
         return report
-    chunk_id, campaign = taken
+    chunk_id, memory, pending = taken
     ctx._taking.chunk_id = None
     try:
-        _send_range(ctx, chunk_id, campaign, report)
+        _send_range(ctx, chunk_id, memory, pending, report)
     finally:
         ctx.busy(chunk_id, False)
     report.seconds = time.monotonic() - started
@@ -164,11 +245,13 @@ def run_chunk(ctx: WorkerContext, campaign_id: int, first_id: int, last_id: int)
 
 
 def _take(ctx: WorkerContext, report: ChunkReport):
-    """Become the owner of the chunk; None (with ``report.outcome`` set) when there is nothing to do."""
+    """Become the owner of the chunk: ``(chunk id, campaign memory, rows pending in it)``, or None (with
+    ``report.outcome`` set) when there is nothing to do. One transaction."""
     with ctx.store.session() as session:
         campaign = session.get(Campaign, report.campaign_id)
         if campaign is None or campaign.status != CampaignStatus.SENDING:
             report.outcome, report.campaign_status = "not-sending", campaign.status if campaign else None
+            ctx.forget(report.campaign_id)
             return None
         chunk = chunks_db.lock_chunk(session, report.campaign_id, report.first_id)
         if chunk is None:  # a message for a range nobody recorded: record it now
@@ -184,60 +267,66 @@ def _take(ctx: WorkerContext, report: ChunkReport):
         if chunk.owner and chunk.status == chunks_db.CHUNK_RUNNING:
             if ctx.owner_alive(chunk.owner, chunk.heartbeat_at, chunk.id):
                 raise ChunkBusy(f"rows {chunk.first_id}-{chunk.last_id} are being sent by {chunk.owner}")
-        # No live worker is on this range (we hold its lock): rows still
-        # ``sending`` were left by a dead one and may have reached the provider.
-        report.orphaned = ledger.orphans_in_range_to_unknown(session, report.campaign_id, chunk.first_id,
-                                                              chunk.last_id)
+        pending, in_flight = ledger.range_state(session, report.campaign_id, chunk.first_id, chunk.last_id)
+        if in_flight:
+            # No live worker is on this range (we hold its lock): rows still ``sending``
+            # were left by a dead one and may have reached the provider.
+            report.orphaned = ledger.orphans_in_range_to_unknown(session, report.campaign_id, chunk.first_id,
+                                                                  chunk.last_id)
         chunks_db.take_chunk(session, chunk, ctx.identity)
         ctx.busy(chunk.id, True)
         ctx._taking.chunk_id = chunk.id
-        # Read what sending needs while the session is open (the edition is a relationship).
-        _ = campaign.edition.slug
-        return chunk.id, campaign
+        memory = ctx.memory(report.campaign_id) or _read_campaign(ctx, session, campaign)
+        return chunk.id, memory, pending
 
 
-def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: ChunkReport) -> None:
+def _read_campaign(ctx: WorkerContext, session, campaign: Campaign) -> CampaignMemory:
+    """Compose the campaign's message and builder (in the take's transaction) and keep them."""
+    settings = ctx.settings
+    tracking = load_plan(session, campaign.id)
+    message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
+    builder = RecipientBuilder(settings, campaign.edition.slug, campaign.id, campaign.list_id, campaign.id_nonce,
+                               tracking)
+    memory = CampaignMemory(campaign.list_id, campaign.transport, message, builder, time.monotonic())
+    ctx.remember(campaign.id, memory)
+    return memory
+
+
+def _send_range(ctx: WorkerContext, chunk_id: int, memory: CampaignMemory, pending: int,
+                report: ChunkReport) -> None:
     settings, store, c = ctx.settings, ctx.store, report.campaign_id
-    with store.session() as session:
-        tracking = load_plan(session, c)
-        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
-    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce, tracking)
-    gate = ctx.gate(campaign.transport)
+    gate = ctx.gate(memory.transport)
     totals = SendReport(c, CampaignStatus.SENDING)
-    transport = ctx.transport(campaign.transport)
+    transport = ctx.transport(memory.transport)
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    remaining = 0
-    breaker = Breaker(settings.breaker)  # this worker's streak; the rates are the campaign's, from the ledger
-
-    def fence(session) -> bool:  # this worker still owns the chunk (checked with every write)
-        return chunks_db.hold_chunk(session, chunk_id, ctx.identity)
+    remaining, after_id = pending, None
+    # this process's streak and its reading of the campaign's rates (from the ledger)
+    breaker = memory.breaker(settings)
+    fence = ChunkFence(c, chunk_id, ctx.identity)  # this worker still owns the chunk (checked with every write)
 
     try:
         with transport:
-            while True:
+            while remaining > 0:
                 with store.session() as session:
-                    breaker.check(session, c)  # complaints and bounces recorded since the last batch
-                    if remaining <= 0:
-                        remaining = ledger.pending_in_range(session, c, report.first_id, report.last_id)
-                if remaining == 0:
-                    break
+                    breaker.check(session, c)  # complaints and bounces recorded (at most every check_seconds)
                 want, windows = min(batch_size, remaining), []
                 if gate is not None:
                     want, windows = gate.take_quota(want)  # counted before the claim (QuotaReached: none left)
                     gate.wait(want)
-                batch = _claim(ctx, chunk_id, campaign.list_id, report, want, fence)
+                claim = _claim(ctx, fence, memory.list_id, report, want, after_id)
                 if gate is not None:  # only rows sent count: give back what the claim did not use
-                    gate.give_back(windows, want - sum(1 for candidate in batch or () if candidate.eligible))
-                if batch is None:
+                    gate.give_back(windows, want - (len(claim.rows) if claim else 0))
+                if claim is False:
                     return
-                if not batch:
+                if claim is None:  # nothing pending is left in the range
                     break
-                remaining -= len(batch)
-                totals.skipped += sum(1 for candidate in batch if not candidate.eligible and not candidate.gone)
-                eligible = [candidate for candidate in batch if candidate.eligible]
-                if eligible:
-                    send_claimed(store, transport, message, builder, eligible, totals, c, fence=fence,
-                                 breaker=breaker)
+                # a short read: the range holds no more pending rows (this worker alone claims in it)
+                remaining = remaining - claim.seen if claim.seen >= want else 0
+                after_id = claim.last_id
+                totals.skipped += claim.skipped
+                if claim.rows:
+                    send_claimed(store, transport, memory.message, memory.builder, claim.rows, totals, c,
+                                 fence=fence, breaker=breaker)
     except Fenced:
         # Another worker took the chunk over (we were taken for dead, e.g. during a long shared
         # pause): it owns the rows now; ours in flight are ``unknown`` in its ledger. Stop here.
@@ -258,22 +347,27 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
         _copy(totals, report)
         _pause(ctx, chunk_id, report, exc.reason, None)
         return
+    finally:
+        memory.keep(breaker)
     _copy(totals, report)
     _finish(ctx, chunk_id, report)
 
 
-def _claim(ctx: WorkerContext, chunk_id: int, list_id, report: ChunkReport, want: int, fence):
-    """The next batch of the range (maybe empty), or None when the campaign stopped sending
-    (the chunk is then given back). Fenced when another worker owns the chunk now."""
+def _claim(ctx: WorkerContext, fence: ChunkFence, list_id, report: ChunkReport, want: int, after_id: int | None):
+    """The next batch of the range (a :class:`~newsletter.store.ledger.Claim`; None when nothing pending
+    is left in it), or False when the campaign stopped sending (the chunk is then given back). Fenced when
+    another worker owns the chunk now."""
     with ctx.store.session() as session:
         if not fence(session):
             raise Fenced(report.campaign_id)
-        status = session.get(Campaign, report.campaign_id).status
+        status = chunks_db.campaign_status(session, report.campaign_id)
         if status != CampaignStatus.SENDING:
-            chunks_db.release_chunk(session, chunk_id, ctx.identity)
+            chunks_db.release_chunk(session, fence.chunk_id, ctx.identity)
             report.outcome, report.campaign_status = "released", status
-            return None
-        return ledger.claim_range(session, report.campaign_id, list_id, report.first_id, report.last_id, want)
+            ctx.forget(report.campaign_id)
+            return False
+        return ledger.claim_in_range(session, report.campaign_id, list_id, report.first_id, report.last_id, want,
+                                     after_id=after_id)
 
 
 def _copy(totals: SendReport, report: ChunkReport) -> None:
@@ -287,12 +381,16 @@ def _finish(ctx: WorkerContext, chunk_id: int, report: ChunkReport) -> None:
               "skipped": report.skipped}
     with ctx.store.session() as session:
         if not chunks_db.finish_chunk(session, chunk_id, ctx.identity, counts):
-            report.outcome = "taken-over"
-        if ledger.settle_if_done(session, report.campaign_id, CampaignStatus.SENDING, CampaignStatus.SENT):
-            report.campaign_status = session.get(Campaign, report.campaign_id).status
-        elif chunks_db.pause_if_drained(session, report.campaign_id):
-            report.campaign_status = CampaignStatus.PAUSED
+            report.outcome = "taken-over"  # the new owner finishes it, and settles when it is the last
+        elif chunks_db.last_to_finish(session, report.campaign_id):
+            # The one finisher that saw no chunk left (under the campaign row's lock): one read of the
+            # ledger per campaign, not per chunk.
+            if ledger.settle_if_done(session, report.campaign_id, CampaignStatus.SENDING, CampaignStatus.SENT):
+                report.campaign_status = session.get(Campaign, report.campaign_id).status
+            elif chunks_db.pause_if_drained(session, report.campaign_id):
+                report.campaign_status = CampaignStatus.PAUSED
     if report.campaign_status:
+        ctx.forget(report.campaign_id)
         log.info("campaign %s is %s", report.campaign_id, report.campaign_status)
 
 
@@ -304,6 +402,7 @@ def _pause(ctx: WorkerContext, chunk_id: int, report: ChunkReport, reason: str, 
         paused = chunks_db.pause_for_quota(session, report.campaign_id, reason, resume_at)
         chunks_db.release_chunk(session, chunk_id, ctx.identity)
     report.outcome, report.campaign_status = "paused", CampaignStatus.PAUSED
+    ctx.forget(report.campaign_id)
     if paused:
         log.info("campaign %s paused: %s", report.campaign_id, reason)
 
@@ -316,4 +415,5 @@ def _stop(ctx: WorkerContext, chunk_id: int, report: ChunkReport, exc: Permanent
     with ctx.store.session() as session:
         chunks_db.release_chunk(session, chunk_id, ctx.identity)
     report.outcome, report.campaign_status = "stopped", CampaignStatus.STOPPED
+    ctx.forget(report.campaign_id)
     log.error("campaign %s stopped: %s", report.campaign_id, error)

@@ -96,6 +96,13 @@ def hold_chunk(session: Session, chunk_id: int, owner: str) -> bool:
                                     .values(heartbeat_at=utcnow()))) == 1
 
 
+def owns_chunk(session: Session, chunk_id: int, owner: str) -> bool:
+    """True while ``owner`` runs the chunk: a plain read, for the look just before a provider call
+    (its transaction ends before the call, so a lock would hold nothing back; a read writes nothing)."""
+    return session.execute(select(chunks_t.c.id).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
+                                                       chunks_t.c.status == CHUNK_RUNNING)).first() is not None
+
+
 def finish_chunk(session: Session, chunk_id: int, owner: str, counts: dict[str, int]) -> bool:
     """Mark the chunk done and add this run's counts (a chunk taken twice sums both runs).
     False when ``owner`` no longer runs it (taken over): nothing is written."""
@@ -103,6 +110,33 @@ def finish_chunk(session: Session, chunk_id: int, owner: str, counts: dict[str, 
     return rowcount(session.execute(update(chunks_t).where(chunks_t.c.id == chunk_id, chunks_t.c.owner == owner,
                                                            chunks_t.c.status == CHUNK_RUNNING)
                                     .values(status=CHUNK_DONE, finished_at=utcnow(), heartbeat_at=None, **values))) == 1
+
+
+def campaign_status(session: Session, campaign_id: int) -> str | None:
+    """The campaign's status (None: no such campaign): one column read, for the check before each claim."""
+    return session.execute(select(campaigns_t.c.status).where(campaigns_t.c.id == campaign_id)).scalar()
+
+
+def last_to_finish(session: Session, campaign_id: int) -> bool:
+    """True when the campaign is ``sending`` and none of its chunks is left to run: the caller, which
+    just finished one (:func:`finish_chunk`, same transaction), is the one to settle the campaign.
+
+    The test reads the chunks, never the ledger (a chunk a second worker
+    finished at the same moment would otherwise be missed: each sees the
+    other's chunk still running). Finishers are serialised on the campaign
+    row (``FOR UPDATE`` on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises
+    writers): the second one's read starts after the first one's commit and
+    sees its chunk done. Of workers finishing the last chunks together,
+    exactly one gets True.
+    """
+    status = session.execute(select(campaigns_t.c.status).where(campaigns_t.c.id == campaign_id)
+                             .with_for_update()).scalar()
+    if status != CampaignStatus.SENDING:
+        return False
+    unfinished = session.execute(select(chunks_t.c.id).where(chunks_t.c.campaign_id == campaign_id,
+                                                            chunks_t.c.status.in_((CHUNK_QUEUED, CHUNK_RUNNING)))
+                                 .limit(1)).first()
+    return unfinished is None
 
 
 def release_chunk(session: Session, chunk_id: int, owner: str) -> None:
