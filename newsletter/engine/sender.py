@@ -33,8 +33,10 @@ the run still owns the campaign. A run that was taken over stops at once.
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -339,26 +341,46 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
     breaker.warnings = report.warnings
     if on_progress:
         on_progress(0, total)  # the total is known from the snapshot: show it before the first batch
-    while True:
-        if stop is not None and stop.is_set() or (limit is not None and done >= limit):
-            return _stopped(store, breaker, fence, report, campaign_id)
-        with store.session() as session:  # complaints and bounces the events recorded since the last batch
-            breaker.check(session, campaign_id)
-        want = batch_size if limit is None else min(batch_size, limit - done)
-        pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
-        if stop is not None and stop.is_set():
-            return _stopped(store, breaker, fence, report, campaign_id)
-        claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence,
-                            quota=quota if quota.capped else None)
-        if claim is None:
-            return False
-        after_id = claim.last_id
-        if claim.rows:
-            send_variants(store, transport, message, variants, builder, claim.rows, report, campaign_id, fence=fence,
-                          breaker=breaker)
-        done += claim.seen
-        if on_progress:
-            on_progress(done, total)
+    with _heap_frozen():
+        while True:
+            if stop is not None and stop.is_set() or (limit is not None and done >= limit):
+                return _stopped(store, breaker, fence, report, campaign_id)
+            with store.session() as session:  # complaints and bounces the events recorded since the last batch
+                breaker.check(session, campaign_id)
+            want = batch_size if limit is None else min(batch_size, limit - done)
+            pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
+            if stop is not None and stop.is_set():
+                return _stopped(store, breaker, fence, report, campaign_id)
+            claim = claim_batch(store, campaign_id, list_id, after_id, want, report, up_to, fence=fence,
+                                quota=quota if quota.capped else None)
+            if claim is None:
+                return False
+            after_id = claim.last_id
+            if claim.rows:
+                send_variants(store, transport, message, variants, builder, claim.rows, report, campaign_id,
+                              fence=fence, breaker=breaker)
+            done += claim.seen
+            if on_progress:
+                on_progress(done, total)
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Leave what exists before the loop (the modules, the ORM's registries: most of the heap) out of the
+    cycle collector's full passes while the loop runs (:func:`gc.freeze`), and put it back after.
+
+    A batch makes thousands of short-lived objects, and every so often the
+    collector walked the whole heap for them: about a sixth of a send's CPU.
+    Only the outermost loop of a process freezes (another already frozen: as it is).
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _stopped(store: Store, breaker: Breaker, fence: Fence | None, report: SendReport, campaign_id: int) -> bool:
