@@ -4,11 +4,12 @@ Targets (issue 5):
 - 1,000,000 subscribers through the sendgrid transport to a local v3 server
   (validation off) in at most 30 s end to end on SQLite, at most 200 MB peak;
 - the same send as a fraction of the stand-in's ready-made limit (issue 15,
-  target >= 0.8): ready-made v3 bodies (1,000 personalizations with
-  substitutions and headers, the composed HTML once, built beforehand and
-  JSON-encoded per request) posted one after another over one keep-alive connection to the same
-  stand-in, as many recipients as the send; taken just before and just after
-  the send and averaged (the shared machine's load moves between them);
+  target >= 0.8; benchmarks/_ready_made.py): ready-made v3 bodies (1,000
+  personalizations with substitutions and headers, the composed HTML once,
+  built beforehand and JSON-encoded per request) posted one after another
+  over one keep-alive connection to the same stand-in, as many recipients as
+  the send; taken just before and just after the send and averaged (the
+  shared machine's load moves between them);
 - SMTP to a counting aiosmtpd sink through the engine, shown beside the
   ready-made limit measured in the same run (benchmarks/bench_smtp.py has the
   transport-level comparison with mailmerge).
@@ -16,14 +17,16 @@ Targets (issue 5):
 Each measurement runs the real CLI in a fresh process (peak memory is that
 process's max RSS); the servers run in their own processes.
 
-Usage: python benchmarks/bench_send.py [--rows N] [--smtp-rows N]
+Also printed: the CPU seconds of the send's processes (steadier than the
+wall time on a loaded machine), and the fixed cost: a send to 10
+recipients, start-up included.
+
+Usage: python benchmarks/bench_send.py [--rows N] [--smtp-rows N (0: no SMTP part)]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import shutil
 import smtplib
@@ -38,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from _cli import NEWSLETTER, run_cli  # noqa: E402
+from _cli import NEWSLETTER, run_cli, run_cli_cpu  # noqa: E402
+from _ready_made import API_KEY, composed_html, ready_made_seconds  # noqa: E402
 
-API_KEY = "SG.bench.key"
+SEND = ["send", "articles/welcome.md", "--list", "readers", "--yes", "--transport", "sendgrid"]
+SMALL = 10  # recipients of the send that shows the fixed cost
 
 
 def run(args: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
@@ -67,57 +72,18 @@ def workspace(scratch: Path, rows: int, env: dict) -> Path:
     return folder
 
 
-def composed_html(folder: Path) -> str:
-    """The HTML the send composes from the workspace's welcome article (the same edition, composed once)."""
-    from newsletter.compose.edition import compose_edition
-    from newsletter.config import load_settings
-
-    cwd = Path.cwd()
-    os.chdir(folder)
-    try:
-        return compose_edition(folder / "articles" / "welcome.md", load_settings(folder)).html
-    finally:
-        os.chdir(cwd)
-
-
-def ready_made_seconds(url: str, rows: int, folder: Path) -> float:
-    """Seconds to POST ``rows`` recipients to the stand-in as ready-made v3 bodies of 1,000
-    personalizations (built beforehand as dicts, the workspace's composed HTML once per body; each
-    JSON-encoded as it is posted, as any client must), one request after another over one
-    keep-alive connection: the limit the send is compared with."""
-    from newsletter.providers.sendgrid.body import build_body
-    from newsletter.providers.sendgrid.client import MAIL_SEND_PATH
-
-    from support.delivery import make_message, make_recipients
-
-    message = make_message(html=composed_html(folder))
-    bodies = [build_body(message, make_recipients(1000, start))[0] for start in range(0, 10_000, 1000)]
-    host, port = url.split("//", 1)[1].rstrip("/").split(":")
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    start = time.perf_counter()
-    for number in range(max(1, rows // 1000)):
-        # Encoded per request, as any client must; the --fast stand-in does not parse it.
-        payload = json.dumps(bodies[number % len(bodies)], separators=(",", ":")).encode()
-        connection.request("POST", MAIL_SEND_PATH, body=payload, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        if response.status != 202:
-            raise SystemExit(f"the stand-in answered {response.status} to a ready-made body")
-    seconds = time.perf_counter() - start
-    connection.close()
-    return seconds
-
-
 def bench_sendgrid(scratch: Path, rows: int, env: dict) -> None:
     folder = workspace(scratch, rows, env)
+    small = workspace(scratch, SMALL, env)
+    html = composed_html(folder)
     process, url = server("fake_sendgrid.py", "--fast", "--api-key", API_KEY)
     try:
-        before = ready_made_seconds(url, rows, folder)
         send_env = dict(env, SENDGRID_API_KEY=API_KEY, NEWSLETTER_SENDGRID_HOST=url)
-        seconds, peak, last = run(["send", "articles/welcome.md", "--list", "readers", "--yes",
-                                   "--transport", "sendgrid"], folder, send_env)
-        after = ready_made_seconds(url, rows, folder)
+        before = ready_made_seconds(url, rows, html)
+        seconds, peak, last, cpu = run_cli_cpu(SEND, folder, send_env, ok=(0, 2))
+        after = ready_made_seconds(url, rows, html)
+        fixed = [run_cli_cpu(SEND + (["--again"] if number else []), small, send_env, ok=(0, 2))
+                 for number in range(3)]
     finally:
         process.kill()
         process.wait()
@@ -129,7 +95,12 @@ def bench_sendgrid(scratch: Path, rows: int, env: dict) -> None:
     print(f"  ready-made v3 bodies over one keep-alive connection to the same stand-in: {limit:.1f} s "
           f"({before:.1f} before, {after:.1f} after), {rows / limit:,.0f}/s -> ours is {share:.2f} of that limit "
           f"[target >= 0.8: {'met' if share >= 0.8 else 'NOT MET'}]")
+    print(f"  CPU of the send (its processes, user + system): {cpu:.1f} s, {1e6 * cpu / rows:.1f} us a recipient; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  {last}")
+    wall, _peak, _last, fixed_cpu = sorted(fixed)[1]
+    print(f"  fixed cost: a send to {SMALL} recipients end to end, median of 3: {wall:.2f} s, CPU {fixed_cpu:.2f} s "
+          f"(start-up, compose, snapshot, one request)")
 
 
 def ready_made_rate(port: int, message: bytes, count: int) -> float:
@@ -167,11 +138,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--smtp-rows", type=int, default=5_000)
     options = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_") and k != "SENDGRID_API_KEY"}
+    # PYTHONDONTWRITEBYTECODE off: an installed package has its bytecode cached; without it every
+    # command compiled the project's modules again (a third of a small send's start-up).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("NEWSLETTER_") and k not in ("SENDGRID_API_KEY", "PYTHONDONTWRITEBYTECODE")}
     scratch = Path(tempfile.mkdtemp(prefix="bench-send-"))
     try:
         bench_sendgrid(scratch, options.rows, env)
-        bench_smtp(scratch, options.smtp_rows, env)
+        if options.smtp_rows:
+            bench_smtp(scratch, options.smtp_rows, env)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

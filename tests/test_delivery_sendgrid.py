@@ -385,3 +385,22 @@ def test_mail_send_client_posts_the_body_with_the_key_to_v3_mail_send(server):
     response = client.post(body)
     assert response.status_code == 202 and client.url == server.url + "/v3/mail/send"
     assert server.bodies == [body]
+
+
+def test_bodies_reach_the_server_as_built_whatever_the_strings(server):
+    """The body is encoded with orjson (UTF-8, not ASCII escapes): the server gets the body as built,
+    hostile strings included. A string orjson refuses (a lone surrogate, which a JSON attribute can
+    hold) encodes that body as before: json with ASCII escapes."""
+    import json
+
+    from newsletter.providers.sendgrid.client import MailSendClient, encode
+
+    client = MailSendClient(KEY, server.url, timeout=5)
+    hostile = "Zoë \"Q\" <ß> 名前 \u202e\x00\r\n\t 😀 \\ %%name%% " + "é" * 2000
+    body, _, _ = build_body(make_message(), [make_recipient(1, merge_data={"name": hostile}), make_recipient(2)])
+    assert not encode(body).isascii() and json.loads(encode(body)) == body
+    client.post(body)
+    assert server.bodies == [body]
+    assert server.bodies[0]["personalizations"][0]["substitutions"]["%%name:raw%%"] == hostile
+    lone, _, _ = build_body(make_message(), [make_recipient(1, merge_data={"name": "broken \ud800 half"})])
+    assert encode(lone) == json.dumps(lone, separators=(",", ":")).encode("ascii")

@@ -494,3 +494,37 @@ def test_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover(store
             assert not fence(session)
     finally:
         other.close()
+
+
+def test_sqlite_batch_fence_reads_under_the_write_lock_and_sees_a_takeover(store_settings, workspace, database_url):
+    """SQLite: the send loop's fence (``beat=False``) only reads the campaign row, yet no takeover can
+    commit until its transaction ends (every transaction begins IMMEDIATE: another writer is refused
+    at once); the heartbeat is left to the Heartbeat thread; after a takeover the same fence fails."""
+    import sqlite3
+
+    from newsletter.engine.sender import CampaignFence, take_over
+
+    store, _ = store_settings
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL locks the row FOR SHARE (test_the_look_before_a_provider_call...)")
+    settings, campaign_id = ready_campaign(store_settings, workspace)
+    _snapshot(store, campaign_id)
+    beat_before = campaign_row(store, campaign_id).heartbeat_at
+    fence = CampaignFence(campaign_id, "test:1:x")
+    path = database_url.split("sqlite:///", 1)[1]
+    with store.session() as session:
+        for check in (fence, fence.peek):
+            assert check(session)
+        writes = session.connection().connection.driver_connection.total_changes
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # a takeover's transaction cannot even begin
+        finally:
+            other.close()
+        assert session.connection().connection.driver_connection.total_changes == writes  # read, not written
+    assert campaign_row(store, campaign_id).heartbeat_at == beat_before
+    take_over(store, settings, campaign_id)  # the sender "test:1:x" has no heartbeat: taken for dead
+    with store.session() as session:
+        assert not fence(session)
+        assert not fence.peek(session)

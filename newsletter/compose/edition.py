@@ -11,7 +11,7 @@ that SendGrid carries as substitutions. The pre-flight findings are attached.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,16 +197,25 @@ def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: s
     (the greeting's) is the subscriber's ``first_name`` attribute, else the
     first word of the name, else "there".
     """
-    given = attributes or {}
-    return {
-        **{key: "" if value is None else str(value) for key, value in given.items() if key not in STANDARD_FIELDS},
-        "name": name or FALLBACK_NAME,
-        "first_name": first_name(name, None if given.get("first_name") is None else str(given["first_name"])),
-        "email": email,
-        "unsubscribe_url": unsubscribe_url(settings, token),
-        "web_url": web_url(settings, slug),
-        "preferences_url": preferences_url(settings, token),
-    }
+    return merge_values_of(settings, slug)(email, name, token, attributes)
+
+
+def merge_values_of(settings, slug: str) -> Callable[[str, str, str, Mapping[str, object] | None], dict[str, str]]:
+    """``values(email, name, token, attributes)``: :func:`merge_values` for one edition, with what every
+    recipient shares (the URLs' fixed parts, the web version) worked out once: a send calls it per recipient."""
+    unsubscribe, preferences = unsubscribe_url(settings, ""), preferences_url(settings, "")
+    web = web_url(settings, slug)
+
+    def values(email: str, name: str, token: str, attributes: Mapping[str, object] | None) -> dict[str, str]:
+        merged = {key: "" if value is None else str(value) for key, value in attributes.items()
+                  if key not in STANDARD_FIELDS} if attributes else {}
+        chosen = attributes.get("first_name") if attributes else None
+        merged.update(name=name or FALLBACK_NAME, first_name=first_name(name, None if chosen is None else str(chosen)),
+                      email=email, unsubscribe_url=unsubscribe + token, web_url=web,
+                      preferences_url=preferences + token)
+        return merged
+
+    return values
 
 
 def first_name(name: str | None, attribute: str | None = None) -> str:

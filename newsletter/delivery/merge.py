@@ -70,6 +70,25 @@ class MergeTemplate:
         return "".join(out)
 
 
+def fill_in(template: str, values: Mapping[str, str]) -> str:
+    """``template`` with the tokens of the fields in ``values`` replaced (escaped or raw as each token
+    says) and every other token left as it is: the values all recipients share, filled in once.
+
+    A value holding ``%%`` is left out (its token stays): filled in, it could read as a token.
+    """
+    usable = {field: value for field, value in values.items() if "%%" not in value}
+    if not usable:
+        return template
+
+    def replace(match: re.Match[str]) -> str:
+        value = usable.get(match.group(1))
+        if value is None:
+            return match.group(0)
+        return value if match.group(2) else escape(value, quote=True)
+
+    return TOKEN.sub(replace, template)
+
+
 def personalise(template: str, values: Mapping[str, str]) -> str:
     """One-off render of ``template`` (use :class:`MergeTemplate` in loops)."""
     return MergeTemplate(template).render(values)

@@ -30,6 +30,8 @@ MAX_CATEGORIES = 10
 MESSAGE_ID_HEADER = "X-Newsletter-Message-ID"
 # merge field -> its (HTML-escaped, raw) substitution tokens; None for a form no template uses
 Plan = dict[str, tuple[str | None, str | None]]
+# the same as (field, escaped token, raw token) triples, as a personalization walks them
+Steps = tuple[tuple[str, str | None, str | None], ...]
 
 
 def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool = False,
@@ -48,14 +50,14 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     plan = _token_plan(message.html, message.text, message.subject)
     subject_fields = {match.group(1) for match in TOKEN.finditer(message.subject)}
     subject = (message.subject, subject_fields) if subject_fields else None
-    blanks = {t: "" for pair in plan.values() for t in pair if t is not None}
+    steps = tuple((field, escaped, raw) for field, (escaped, raw) in plan.items())
     shared_args = _strings(message.metadata)
     personalizations: list[dict[str, Any]] = []
     included: list[int] = []
     results: list[SendResult | None] = [None] * len(recipients)
     for index, recipient in enumerate(recipients):
         try:
-            entry = _personalization(recipient, plan, blanks, shared_args, subject)
+            entry = _personalization(recipient, steps, shared_args, subject)
         except BUILD_ERRORS as exc:  # this recipient's data, not the batch's
             results[index] = unbuildable(recipient, exc)
             continue
@@ -82,7 +84,7 @@ def build_body(message: Message, recipients: list[Recipient], *, sandbox: bool =
     return body, included, results
 
 
-def _personalization(recipient: Recipient, plan: Plan, blanks: dict[str, str], shared_args: dict[str, str],
+def _personalization(recipient: Recipient, steps: Steps, shared_args: dict[str, str],
                      subject: tuple[str, set[str]] | None = None) -> dict[str, Any] | str:
     """One recipient's personalization, or why SendGrid would refuse it.
 
@@ -91,7 +93,7 @@ def _personalization(recipient: Recipient, plan: Plan, blanks: dict[str, str], s
     break the Subject header SendGrid writes: that recipient gets their own
     subject, merged and on one line.
     """
-    subs, size = _substitutions(recipient.merge_data, plan, blanks)
+    subs, size = _substitutions(recipient.merge_data, steps)
     # ``size`` counts the characters of the merge values; each becomes at most
     # 10 bytes (4 raw + 6 escaped), keys are short tokens: the exact UTF-8
     # count runs only for unusually large merge data.
@@ -137,26 +139,25 @@ def _token_plan(*templates: str) -> dict[str, tuple[str | None, str | None]]:
     }
 
 
-def _substitutions(values: Mapping[str, Any], plan: Plan, blanks: dict[str, str]) -> tuple[dict[str, str], int]:
-    """The substitutions of ``merge.substitutions(values)`` the templates use (``plan``),
-    and the characters of their values.
+def _substitutions(values: Mapping[str, Any], steps: Steps) -> tuple[dict[str, str], int]:
+    """The substitutions of ``merge.substitutions(values)`` the templates use (``steps``: each used
+    field with its tokens, from :func:`_token_plan`), and the characters of their values.
 
-    Every used token is present (``blanks`` holds them empty); a value is
-    HTML-escaped only for the escaped form, and only when escaping changes it.
+    Every used token is present, empty when the recipient has no value; a
+    value is HTML-escaped only for the escaped form, and only when escaping
+    changes it. Fields the templates do not use cost nothing.
     """
-    subs = dict(blanks)
+    subs: dict[str, str] = {}
     size = 0
-    for field, value in values.items():
-        tokens = plan.get(field)
-        if tokens is None:
-            continue
+    for field, escaped, raw in steps:
+        value = values.get(field)
         if value.__class__ is not str:
             value = "" if value is None else str(value)
         size += len(value)
-        if tokens[0] is not None:
-            subs[tokens[0]] = escape(value, quote=True) if _NEEDS_ESCAPE(value) else value
-        if tokens[1] is not None:
-            subs[tokens[1]] = value
+        if escaped is not None:
+            subs[escaped] = escape(value, quote=True) if _NEEDS_ESCAPE(value) else value
+        if raw is not None:
+            subs[raw] = value
     return subs, size
 
 
