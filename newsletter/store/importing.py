@@ -17,13 +17,14 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from newsletter.store.models import Consent, MailingList, Membership, Subscriber, Suppression, utcnow
@@ -88,6 +89,33 @@ class ChunkCounts:
         self.skipped_rows.append((line, reason))
 
 
+@contextmanager
+def import_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction for a whole import: committed at the end, rolled back on error.
+
+    SQLite: 64 MB of page cache (used only as needed; a big import updates
+    random places of the address index, and the default thrashes), and no
+    foreign-key checks while it runs. Every reference an import writes is to
+    a row it created or read in this same transaction, which holds the write
+    lock throughout (``BEGIN IMMEDIATE``): nobody can delete a list or a
+    subscriber under it, and the checks were a fifth of the membership
+    insert. The pragma only works outside a transaction, so it is set before
+    the transaction begins and set back after it ends, whatever happened.
+    """
+    with engine.connect() as connection:
+        driver = connection.connection.dbapi_connection if connection.dialect.name == "sqlite" else None
+        if driver is not None:
+            driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if driver is not None:
+                    connection.exec_driver_sql("PRAGMA cache_size=-65536")
+                yield connection
+        finally:
+            if driver is not None:
+                driver.execute("PRAGMA foreign_keys=ON")
+
+
 def ensure_list(connection: Connection, name: str) -> int:
     """The id of the list ``name`` (already validated), created (single opt-in) if missing."""
     table = MailingList.__table__
@@ -148,7 +176,8 @@ class ImportWriter:
                 counts.skip(valid.line, "the same address as an earlier line")
             elif self._plan_update(plan, valid, current):
                 counts.updated += 1
-                plan.touched.append((int(current["id"]), valid))
+                if valid.tags or valid.opted_in_at or valid.confirmed_at:
+                    plan.extras.append((int(current["id"]), valid))
             elif (self.list_id is not None and current.get("membership") == MembershipStatus.UNSUBSCRIBED
                   and valid.lists is None):
                 counts.skip(valid.line, f"unsubscribed from {self.list_name}; --resubscribe adds them again "
@@ -335,21 +364,26 @@ class ImportWriter:
                         [(h, reason, self.source, plan.stamp) for h, reason in dict(plan.suppress).items()])
 
     def _insert_new(self, plan: _Plan) -> None:
-        stamp, rows = plan.stamp, []
-        for valid in plan.new:
-            subscriber_status, _membership_status, reason = _ARRIVAL[valid.status]
-            rows.append((valid.email, valid.key, valid.hash, valid.name, plan.json(valid.attributes),
+        """Insert the chunk's new subscribers and queue their memberships (one pass over the rows)."""
+        stamp, json_of, new = plan.stamp, plan.json, plan.new
+        ids = self._new_ids(len(new))
+        rows, memberships, extras = [], plan.memberships, plan.extras
+        list_id = self.list_id
+        for subscriber_id, valid in zip(ids, new, strict=True):
+            subscriber_status, membership_status, reason = _ARRIVAL[valid.status]
+            rows.append((subscriber_id, valid.email, valid.key, valid.hash, valid.name, json_of(valid.attributes),
                          valid.timezone, subscriber_status, stamp, stamp))
             if reason:
                 plan.suppress.append((valid.hash, reason))
-        ids = self._insert_subscribers(rows)
-        plan.touched += zip(ids, plan.new, strict=True)
-        for subscriber_id, valid in zip(ids, plan.new, strict=False):
             if valid.lists is not None:
-                plan.memberships += [(subscriber_id, list_id, status, valid.ip)
-                                     for list_id, status in self._wanted_lists(valid).items()]
-            elif self.list_id is not None:
-                plan.memberships.append((subscriber_id, self.list_id, _ARRIVAL[valid.status][1], valid.ip))
+                memberships += [(subscriber_id, wanted_list, status, valid.ip)
+                                for wanted_list, status in self._wanted_lists(valid).items()]
+            elif list_id is not None:
+                memberships.append((subscriber_id, list_id, membership_status, valid.ip))
+            if valid.tags or valid.opted_in_at or valid.confirmed_at:
+                extras.append((subscriber_id, valid))
+        self.written += len(rows)
+        bulk_insert(self.connection, subscribers_t, ("id",) + _SUBSCRIBER_COLUMNS, rows)
 
     def _tags_and_consent_times(self, plan: _Plan) -> None:
         """Tags of the rows added or updated; consent times of the memberships this chunk created.
@@ -357,12 +391,14 @@ class ImportWriter:
         Few rows carry either, so they go after the bulk writes as their own
         small statements (the million-row plain CSV never gets here).
         """
-        from newsletter.store.segments import tag_many_on
-
-        tagged = [(sid, name) for sid, valid in plan.touched for name in valid.tags]
+        if not plan.extras:
+            return
+        tagged = [(sid, name) for sid, valid in plan.extras for name in valid.tags]
         if tagged:
+            from newsletter.store.segments import tag_many_on
+
             tag_many_on(self.connection, tagged)
-        timed = {sid: valid for sid, valid in plan.touched if valid.opted_in_at or valid.confirmed_at}
+        timed = {sid: valid for sid, valid in plan.extras if valid.opted_in_at or valid.confirmed_at}
         changes = []
         for sid, list_id, status, _ip in plan.memberships:
             valid = timed.get(sid)
@@ -377,27 +413,20 @@ class ImportWriter:
                                             memberships_t.c.list_id == bindparam("b_list"))
                 .values(subscribed_at=bindparam("subscribed_at"), confirmed_at=bindparam("confirmed_at")), changes)
 
-    def _insert_subscribers(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert subscriber rows and return their ids, in order."""
-        self.written += len(rows)
+    def _new_ids(self, count: int) -> list[int]:
+        """Ids for ``count`` new subscribers, in order."""
         if self.connection.dialect.name == "sqlite":
             # The import holds SQLite's write lock (BEGIN IMMEDIATE), so it may
             # number rows itself; RETURNING with executemany runs row by row there.
             first = self.next_id
-            self.next_id += len(rows)
-            ids = list(range(first, self.next_id))
-            bulk_insert(self.connection, subscribers_t, ("id",) + _SUBSCRIBER_COLUMNS,
-                        [(i, *row) for i, row in zip(ids, rows, strict=True)])
-            return ids
+            self.next_id += count
+            return list(range(first, self.next_id))
         # PostgreSQL: take the ids from the table's own sequence in one
         # statement (they are this transaction's alone, whatever else runs),
         # then COPY the rows with them: no RETURNING, no per-row statement.
-        ids = sorted(self.connection.exec_driver_sql(
+        return sorted(self.connection.exec_driver_sql(
             "SELECT nextval(pg_get_serial_sequence('subscribers', 'id')) FROM generate_series(1, %s)",
-            (len(rows),)).scalars().all())
-        bulk_insert(self.connection, subscribers_t, ("id",) + _SUBSCRIBER_COLUMNS,
-                    [(i, *row) for i, row in zip(ids, rows, strict=True)])
-        return ids
+            (count,)).scalars().all())
 
     def _insert_memberships(self, plan: _Plan) -> None:
         """New memberships; on SQLite, one statement per (status, IP) group.
@@ -535,7 +564,8 @@ class _Plan:
         self.rejoin: list[tuple[int, int, str]] = []  # subscriber, list, status
         self.suppress: list[tuple[str, str]] = []
         self.unsuppress: list[str] = []
-        self.touched: list[tuple[int, ValidRow]] = []  # subscribers added or updated, with their row
+        # subscribers added or updated whose row carries tags or consent times, with their row
+        self.extras: list[tuple[int, ValidRow]] = []
 
     def json(self, value: dict[str, Any]) -> str:
         """The JSON column's storage form: its text (SQLite stores it; COPY hands it to PostgreSQL)."""
