@@ -50,6 +50,8 @@ _SUBSCRIBER_COLUMNS = ("email", "email_key", "email_hash", "name", "attributes",
 _MEMBERSHIP_COLUMNS = ("subscriber_id", "list_id", "status", "subscribed_at", "confirmed_at", "unsubscribed_at",
                        "consent_source", "consent_ip")
 _CONSENT_COLUMNS = ("subscriber_id", "list_id", "action", "source", "ip", "created_at")
+# After a chunk guessed all new was not, this many chunks are looked up first (a re-import is all known people).
+CAREFUL_CHUNKS = 8
 
 
 class ValidRow(NamedTuple):
@@ -145,6 +147,7 @@ class ImportWriter:
         # Most imports meet an empty suppression list: then no chunk needs to ask it.
         self.suppressions_exist = connection.execute(select(suppressions_t.c.email_hash).limit(1)).first() is not None
         self.written = 0  # subscribers added so far
+        self._careful_chunks = 0  # chunks left to look up before guessing all new again
         self._analyzed_at = 0  # subscribers written by this import when PostgreSQL last sampled the tables
         if connection.dialect.name == "postgresql":
             self._statistics_if_stale()
@@ -157,10 +160,13 @@ class ImportWriter:
                 counts.skip(valid.line, f"the same address as line {unique[valid.key].line}")
             else:
                 unique[valid.key] = valid
-        existing = self._existing(list(unique), any(v.lists is not None for v in unique.values()))
+        all_lists = any(v.lists is not None for v in unique.values())
+        plan = _Plan(utcnow(), self.connection.dialect.name)
+        if self._guess_all_new(plan, unique, all_lists):
+            counts.added += len(plan.new)
+            unique = {}
+        existing = self._existing(list(unique), all_lists)
         suppressed = self._suppressed([v.hash for v in unique.values()])
-        now = utcnow()
-        plan = _Plan(now, self.connection.dialect.name)
         for key, valid in unique.items():
             if valid.hash in suppressed:
                 if not (self.resubscribe and valid.status in (Arrival.SUBSCRIBED, Arrival.PENDING)):
@@ -189,6 +195,37 @@ class ImportWriter:
         if plan.new and not plan.sqlite and self.written > max(10_000, 2 * self._analyzed_at):
             self._analyze()
         return counts
+
+    def _guess_all_new(self, plan: _Plan, unique: dict[str, ValidRow], all_lists: bool) -> bool:
+        """SQLite: insert the chunk's rows as new people without looking them up first; True when they all were.
+
+        A big first import is all new people, and looking 2,000 addresses up
+        in the index costs about what inserting them does. The rows go in
+        with ``ON CONFLICT DO NOTHING`` in a savepoint: when fewer went in
+        than were given (an address already stored, or met in an earlier
+        chunk), the savepoint is rolled back, nothing of the chunk stays, and
+        it takes the careful path (look up, then decide row by row), as do
+        the next ``CAREFUL_CHUNKS`` chunks. Chunks that may touch other
+        tables' decisions (suppressions stored, our export's lists) are
+        never guessed.
+        """
+        if self._careful_chunks:
+            self._careful_chunks -= 1
+            return False
+        if not plan.sqlite or self.suppressions_exist or all_lists or not unique:
+            return False
+        plan.new = list(unique.values())
+        next_id, written = self.next_id, self.written
+        savepoint = self.connection.begin_nested()
+        if self._insert_new(plan, skip_existing=True) == len(plan.new):
+            savepoint.commit()
+            plan.inserted = True
+            return True
+        savepoint.rollback()
+        self.next_id, self.written = next_id, written
+        plan.new, plan.memberships, plan.extras, plan.suppress = [], [], [], []
+        self._careful_chunks = CAREFUL_CHUNKS
+        return False
 
     def _statistics_if_stale(self) -> None:
         """PostgreSQL: sample the tables an import reads when they changed a lot since last sampled.
@@ -346,7 +383,7 @@ class ImportWriter:
         conn, now = self.connection, plan.now
         if plan.unsuppress:
             conn.execute(suppressions_t.delete().where(suppressions_t.c.email_hash.in_(plan.unsuppress)))
-        if plan.new:
+        if plan.new and not plan.inserted:
             self._insert_new(plan)
         if plan.updates and not plan.sqlite:
             _update_subscribers_pg(conn, plan.updates, now)
@@ -363,8 +400,12 @@ class ImportWriter:
             bulk_insert(conn, suppressions_t, ("email_hash", "reason", "detail", "created_at"),
                         [(h, reason, self.source, plan.stamp) for h, reason in dict(plan.suppress).items()])
 
-    def _insert_new(self, plan: _Plan) -> None:
-        """Insert the chunk's new subscribers and queue their memberships (one pass over the rows)."""
+    def _insert_new(self, plan: _Plan, skip_existing: bool = False) -> int:
+        """Insert the chunk's new subscribers and queue their memberships (one pass over the rows).
+
+        Returns how many rows went in; with ``skip_existing`` (SQLite) an address already stored is
+        left out instead of failing the statement.
+        """
         stamp, json_of, new = plan.stamp, plan.json, plan.new
         ids = self._new_ids(len(new))
         rows, memberships, extras = [], plan.memberships, plan.extras
@@ -383,7 +424,13 @@ class ImportWriter:
             if valid.tags or valid.opted_in_at or valid.confirmed_at:
                 extras.append((subscriber_id, valid))
         self.written += len(rows)
+        if skip_existing:
+            columns = ("id",) + _SUBSCRIBER_COLUMNS
+            return int(self.connection.exec_driver_sql(
+                f"INSERT INTO subscribers ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                "ON CONFLICT (email_key) DO NOTHING", rows).rowcount)
         bulk_insert(self.connection, subscribers_t, ("id",) + _SUBSCRIBER_COLUMNS, rows)
+        return len(rows)
 
     def _tags_and_consent_times(self, plan: _Plan) -> None:
         """Tags of the rows added or updated; consent times of the memberships this chunk created.
@@ -558,6 +605,7 @@ class _Plan:
         # PostgreSQL's COPY takes it as text too: formatted once, not once per row by the driver.
         self.stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else now.isoformat()
         self.new: list[ValidRow] = []
+        self.inserted = False  # the new rows are already in (guessed all new)
         self.updates: list[dict[str, Any]] = []
         self.memberships: list[tuple[int, int, str, str | None]] = []  # subscriber, list, status, IP
         self.leave: list[tuple[int, int]] = []  # subscriber, list
