@@ -476,11 +476,13 @@ class ImportWriter:
             (count,)).scalars().all())
 
     def _insert_memberships(self, plan: _Plan) -> None:
-        """New memberships; on SQLite, one statement per (status, IP) group.
+        """New memberships, one statement per (list, status, IP) group.
 
         Almost every column is the same for a whole chunk, so the subscriber
-        ids go in as one JSON array (json_each) instead of a bound row each:
-        a third of the time, foreign-key checks included.
+        ids go in as one JSON array (SQLite's json_each) or one string split
+        on the server (PostgreSQL) instead of a bound or copied row each: on
+        SQLite a third of the time, foreign-key checks included; on
+        PostgreSQL no per-row formatting in Python.
         """
         stamp, groups = plan.stamp, dict[tuple[int, str, str | None], list[int]]()
         for sid, list_id, status, ip in plan.memberships:
@@ -492,6 +494,16 @@ class ImportWriter:
                     "SELECT value, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
                     (list_id, status, stamp, stamp if status == MembershipStatus.CONFIRMED else None,
                      stamp if status == MembershipStatus.UNSUBSCRIBED else None, self.source, ip, json.dumps(ids)))
+            return
+        if not plan.sqlite and len(groups) <= 8:
+            now = plan.now
+            for (list_id, status, ip), ids in groups.items():
+                self.connection.exec_driver_sql(
+                    f"INSERT INTO memberships ({', '.join(_MEMBERSHIP_COLUMNS)}) "
+                    "SELECT unnest(string_to_array(%s, E'\\n')::integer[]), %s::integer, %s::text, "
+                    "%s::timestamptz, %s::timestamptz, %s::timestamptz, %s::text, %s::text",
+                    (_lines(ids), list_id, str(status), now, now if status == MembershipStatus.CONFIRMED else None,
+                     now if status == MembershipStatus.UNSUBSCRIBED else None, self.source, ip))
             return
         bulk_insert(self.connection, memberships_t, _MEMBERSHIP_COLUMNS, [
             (sid, list_id, status, stamp, stamp if status == MembershipStatus.CONFIRMED else None,
