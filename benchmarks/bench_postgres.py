@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from _cli import NEWSLETTER, run_cli  # noqa: E402
-from bench_import import write_csv  # noqa: E402
+from bench_import import children_cpu, write_csv  # noqa: E402
 
 API_KEY = "SG.bench.key"
 BATCH = 1000
@@ -123,7 +123,9 @@ def bench_import(schemas: Schemas, scratch: Path, data: Path, rows: int, env: di
     url = schemas.new()
     folder = new_workspace(scratch, "letter-pg", env)
     pg_env = dict(env, NEWSLETTER_DATABASE_URL=url)
+    cpu = children_cpu()
     seconds, peak, _ = cli(["subscribers", "import", str(data), "--list", "readers", "--json"], folder, pg_env)
+    cpu = children_cpu() - cpu
     after = copy_limit(schemas.new(), data)
     again, again_peak, _ = cli(["subscribers", "import", str(data), "--list", "readers", "--json"], folder, pg_env)
     limit = (before + after) / 2
@@ -132,6 +134,8 @@ def bench_import(schemas: Schemas, scratch: Path, data: Path, rows: int, env: di
     print(f"import, {rows:,} rows on PostgreSQL: {seconds:.1f} s ({rows / seconds:,.0f} rows/s), peak {peak:.0f} MB; "
           f"COPY limit {limit:.2f} s ({before:.2f} before, {after:.2f} after) -> {ratio:.1f}x "
           f"[target <= 3x, <= 250 MB: {verdict}]")
+    print(f"  CPU seconds of the import command and its reader process (user + system): {cpu:.2f}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"re-import (nothing changes): {again:.1f} s, peak {again_peak:.0f} MB")
     return url
 
