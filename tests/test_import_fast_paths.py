@@ -121,6 +121,19 @@ def test_a_chunk_with_known_people_is_undone_and_decided_row_by_row(sqlite_store
     assert len(guesses) == 2 and len(lookups) == 2
 
 
+def test_an_import_never_gives_an_erased_subscribers_id_to_someone_else(sqlite_store, tmp_path):
+    import_file(sqlite_store, tmp_path, "a.csv", rows_text([("a@example.org", "A"), ("b@example.org", "B")]),
+                list_name="readers")
+    with sqlite_store.engine.begin() as connection:
+        erased = connection.exec_driver_sql("SELECT max(id) FROM subscribers").scalar_one()
+        connection.exec_driver_sql(f"DELETE FROM memberships WHERE subscriber_id = {erased}")
+        connection.exec_driver_sql(f"DELETE FROM subscribers WHERE id = {erased}")
+    import_file(sqlite_store, tmp_path, "c.csv", rows_text([("c@example.org", "C")]), list_name="readers")
+    with sqlite_store.engine.connect() as connection:
+        new_id = connection.exec_driver_sql("SELECT id FROM subscribers WHERE email_key = 'c@example.org'").scalar_one()
+    assert new_id > erased
+
+
 def foreign_keys_on(store) -> int:
     with store.engine.connect() as connection:
         return int(connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one())

@@ -143,6 +143,12 @@ class ImportWriter:
         # Subscribers with a higher id were added by this import: a second line
         # for them is a duplicate within the file, and the first line wins.
         self.baseline_id = int(connection.execute(select(func.coalesce(func.max(subscribers_t.c.id), 0))).scalar_one())
+        if connection.dialect.name == "sqlite":
+            # The table is AUTOINCREMENT so that an erased subscriber's id is never given to
+            # someone else (a token carrying only an id would name them): number from the
+            # highest id ever used, not the highest still there.
+            used = connection.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'subscribers'").scalar()
+            self.baseline_id = max(self.baseline_id, int(used or 0))
         self.next_id = self.baseline_id + 1
         # Most imports meet an empty suppression list: then no chunk needs to ask it.
         self.suppressions_exist = connection.execute(select(suppressions_t.c.email_hash).limit(1)).first() is not None
