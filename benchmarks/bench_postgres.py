@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from _cli import NEWSLETTER, run_cli, run_cli_cpu  # noqa: E402
 from _ready_made import API_KEY, composed_html, ready_made_seconds  # noqa: E402
-from bench_import import write_csv  # noqa: E402
+from bench_import import children_cpu, write_csv  # noqa: E402
 
 BATCH = 1000
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -126,7 +126,9 @@ def bench_import(schemas: Schemas, scratch: Path, data: Path, rows: int, env: di
     url = schemas.new()
     folder = new_workspace(scratch, "letter-pg", env)
     pg_env = dict(env, NEWSLETTER_DATABASE_URL=url)
+    cpu = children_cpu()
     seconds, peak, _ = cli(["subscribers", "import", str(data), "--list", "readers", "--json"], folder, pg_env)
+    cpu = children_cpu() - cpu
     after = copy_limit(schemas.new(), data)
     again, again_peak, _ = cli(["subscribers", "import", str(data), "--list", "readers", "--json"], folder, pg_env)
     limit = (before + after) / 2
@@ -135,6 +137,8 @@ def bench_import(schemas: Schemas, scratch: Path, data: Path, rows: int, env: di
     print(f"import, {rows:,} rows on PostgreSQL: {seconds:.1f} s ({rows / seconds:,.0f} rows/s), peak {peak:.0f} MB; "
           f"COPY limit {limit:.2f} s ({before:.2f} before, {after:.2f} after) -> {ratio:.1f}x "
           f"[target <= 3x, <= 250 MB: {verdict}]")
+    print(f"  CPU seconds of the import command and its reader process (user + system): {cpu:.2f}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"re-import (nothing changes): {again:.1f} s, peak {again_peak:.0f} MB")
     return url
 

@@ -165,6 +165,8 @@ def _json_object(text: str, column: str) -> dict[str, str]:
 
 
 _CSV_USED = set(EMAIL_HEADERS) | {"name", "first_name", "last_name", "first name", "last name", "timezone", "time_zone"}
+# The columns plain CSV reads itself; every other non-empty one becomes an attribute.
+CSV_COLUMNS = frozenset(_CSV_USED)
 
 
 def read_csv_row(row: Row) -> ImportRow:

@@ -23,7 +23,7 @@ from newsletter.audience.fields import clean_list_name, import_source
 from newsletter.audience.formats import FORMATS
 from newsletter.audience.parsing import parsed_chunks
 from newsletter.errors import InputError
-from newsletter.store.importing import ChunkCounts, ImportWriter, ensure_list
+from newsletter.store.importing import ChunkCounts, ImportWriter, ensure_list, import_transaction
 
 # Skipped rows kept for the report; beyond this only the count grows (a
 # re-import of a million-row file skips a million rows).
@@ -82,11 +82,7 @@ def import_subscribers(store, path: Path, *, list_name: str | None = None, forma
         report = ImportReport(format=parsed.format, dry_run=dry_run)
         total = path.stat().st_size
         try:
-            with store.engine.begin() as connection:
-                if connection.dialect.name == "sqlite":
-                    # 64 MB of page cache (used only as needed): a big import updates random
-                    # places of the address index, and the default 2 MB thrashes.
-                    connection.exec_driver_sql("PRAGMA cache_size=-65536")
+            with import_transaction(store.engine) as connection:
                 list_id = ensure_list(connection, list_name) if list_name else None
                 writer = ImportWriter(connection, list_id, import_source(path.name), resubscribe, list_name)
                 for chunk in parsed.chunks:
