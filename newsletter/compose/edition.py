@@ -121,7 +121,7 @@ def theme_context(article: Article, settings) -> dict:
         "recent": recent,
         "newsletter": _footer(settings),
         "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url",
-                                                   "preferences_url")},
+                                                   "preferences_url", "list_name")},
     }
 
 
@@ -189,8 +189,13 @@ def web_url(settings, slug: str) -> str:
 
 
 def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: str,
-                 attributes: Mapping[str, object] | None = None) -> dict[str, str]:
+                 attributes: Mapping[str, object] | None = None, list_name: str = "") -> dict[str, str]:
     """The merge values of one recipient (a missing name becomes "there").
+
+    ``list_name`` is the name readers see of the list the message goes to
+    (``MailingList.reader_name``; for a segment send, the segment's base
+    list): the footer says "You get this as a subscriber of LIST" and
+    "Unsubscribe from LIST". Without one, the newsletter's name.
 
     A subscriber's ``attributes`` are merge values too, but never override a
     standard field (:data:`STANDARD_FIELDS`); None becomes "". ``first_name``
@@ -206,6 +211,7 @@ def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: s
         "unsubscribe_url": unsubscribe_url(settings, token),
         "web_url": web_url(settings, slug),
         "preferences_url": preferences_url(settings, token),
+        "list_name": list_name or settings.name,
     }
 
 
@@ -241,12 +247,12 @@ def edition_message(edition: Edition, settings):
 
 
 def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME,
-                     token: str = SAMPLE_TOKEN):
+                     token: str = SAMPLE_TOKEN, list_name: str = ""):
     """A Recipient as a real subscriber would be addressed, with a fake token."""
     from newsletter.delivery.message import Recipient
     from newsletter.delivery.mime import new_message_id, unsubscribe_headers
 
-    values = merge_values(settings, edition.slug, email=email, name=name, token=token)
+    values = merge_values(settings, edition.slug, email=email, name=name, token=token, list_name=list_name)
     return Recipient(
         email=email,
         name=name,

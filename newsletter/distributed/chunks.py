@@ -45,6 +45,7 @@ from newsletter.engine.sender import (
     SendReport,
     campaign_message,
     finish_campaign,
+    reader_list_name,
     send_claimed,
 )
 from newsletter.store import distributed as chunks_db
@@ -200,8 +201,10 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
     settings, store, c = ctx.settings, ctx.store, report.campaign_id
     with store.session() as session:
         tracking = load_plan(session, c)
-        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
-    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce, tracking)
+        mailing_list = ledger.list_of(session, campaign.list_id)
+        message = campaign_message(settings, campaign, tracking, mailing_list)
+    builder = RecipientBuilder(settings, campaign.edition.slug, c, campaign.list_id, campaign.id_nonce, tracking,
+                               list_name=reader_list_name(settings, mailing_list))
     gate = ctx.gate(campaign.transport)
     totals = SendReport(c, CampaignStatus.SENDING)
     transport = ctx.transport(campaign.transport)

@@ -323,11 +323,13 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         campaign = get_campaign(session, campaign_id)
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
-        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
+        mailing_list = ledger.list_of(session, campaign.list_id)
+        message = campaign_message(settings, campaign, tracking, mailing_list)
         variants = variant_messages(session, settings, campaign, tracking, message)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking,
+                               list_name=reader_list_name(settings, mailing_list))
     fence = campaign_fence(campaign_id, sender)
     quota = Quota.of(settings, transport.name, clock)
     # the transport's rate, booked in the database: it holds across every process sending through it
@@ -415,6 +417,12 @@ def bulk_headers(settings: Settings, campaign_id: int, mailing_list: MailingList
                         domain=domain, campaign_id=campaign_id, workspace=settings.name,
                         sender_id=settings.feedback_sender_id or domain,
                         complaints_address=settings.complaints_address or None)
+
+
+def reader_list_name(settings: Settings, mailing_list: MailingList | None) -> str:
+    """The name the footer gives the list a campaign goes to (a segment's base list): its display name, a public
+    list's own name, else the newsletter's (also when the list was deleted since)."""
+    return mailing_list.reader_name(settings.name) if mailing_list is not None else settings.name
 
 
 def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,
@@ -617,8 +625,9 @@ class RecipientBuilder:
     """
 
     def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None,
-                 id_nonce: str | None = None, tracking: TrackingPlan | None = None):
+                 id_nonce: str | None = None, tracking: TrackingPlan | None = None, *, list_name: str = ""):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
+        self.list_name = list_name  # the footer's "subscriber of ...": see reader_list_name
         # Personal tracking only for readers whose consent is recorded; everyone else gets aggregate links.
         self.personal = tracking is not None and tracking.mode == TrackingMode.PERSONAL and (
             tracking.clicks or tracking.opens)
@@ -631,7 +640,7 @@ class RecipientBuilder:
     def recipient(self, candidate: Candidate) -> Recipient:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
-                              token=token, attributes=candidate.attributes)
+                              token=token, attributes=candidate.attributes, list_name=self.list_name)
         values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
                                               self.personal and clicks.consents(candidate.attributes),
                                               candidate.variant))

@@ -48,7 +48,7 @@ def neutral_values(settings, slug: str) -> dict[str, str]:
     return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL,
             "unsubscribe_url": f"{settings.base_url}/unsubscribe",
             "preferences_url": f"{settings.base_url}/preferences",  # a help page: no reader is known
-            "web_url": web_url(settings, slug)}
+            "web_url": web_url(settings, slug), "list_name": settings.name}
 
 
 def for_anyone(template: str, settings, slug: str) -> str:
