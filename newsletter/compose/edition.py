@@ -107,13 +107,16 @@ PREHEADER_PADDING = "\u034f\u00a0" * 45  # 90 characters; the seed stays under 2
 
 
 def theme_context(article: Article, settings) -> dict:
-    """What a theme is rendered with: lang, subject, preheader, preheader_padding (put it right after the
-    preheader, inside its hidden element), article, recent, newsletter, merge."""
+    """What a theme is rendered with: lang, dir ("rtl" for a right-to-left language, else "ltr"), subject,
+    preheader, preheader_padding (put it right after the preheader, inside its hidden element), article,
+    recent, newsletter, merge."""
+    from newsletter.compose.accessibility import text_direction
     from newsletter.compose.filters import CONTROL
 
     recent = article.recently_published if article.recently_published and article.recently_published.url else None
     return {
         "lang": settings.language or "en",
+        "dir": text_direction(settings.language or "en"),
         "subject": CONTROL.sub("", article.subject or article.title),
         "preheader": article.preheader or article.subtitle or _excerpt(article),
         "preheader_padding": PREHEADER_PADDING,
