@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 
 from newsletter.compose.edition import Finding
@@ -54,6 +55,7 @@ _UNREAD = frozenset({"head", "style", "script", "title", "template", "noscript"}
 _HEADING = re.compile(r"h([1-6])")
 _HEADING_EM = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "h4": 1.0, "h5": 0.83, "h6": 0.67}
 _BOLD_TAGS = frozenset({"b", "strong", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
+_SPECIAL = _BOLD_TAGS | _UNREAD | {"a", "font"}  # elements whose style differs from the parent's by default
 _KEYWORD_PX = {"xx-small": 9.0, "x-small": 10.0, "small": 13.0, "medium": 16.0, "large": 18.0, "x-large": 24.0,
                "xx-large": 32.0}
 _NAMED = {"black": "#000000", "white": "#ffffff", "red": "#ff0000", "green": "#008000", "blue": "#0000ff",
@@ -74,7 +76,7 @@ def accessibility_findings(html: str) -> list[Finding]:
     root = parse(html)
     sheet = Stylesheet.of(root)
     modes = ("light", "dark") if sheet.has_dark else ("light",)
-    styled = {mode: list(_styled(root, sheet, mode)) for mode in modes}
+    styled = _styled(root, sheet, modes)
     shown = [node for node, _style in styled["light"]]
     findings = [*_language(root), *_headings(shown), *_link_texts(shown), *_layout_tables(shown)]
     runs = {mode: list(_runs(styled[mode])) for mode in modes}
@@ -106,7 +108,12 @@ class Node:
 
     def __post_init__(self) -> None:
         self.classes = frozenset((self.attrs.get("class") or "").split())
-        self.style = declarations(self.attrs.get("style") or "")
+        style = self.attrs.get("style")
+        self.style = declarations(style) if style else {}
+        self.matched: list[Rule] | None = None  # the style rules that match it, filled by Stylesheet.matched
+        # every class of its ancestors: a descendant selector ".card td" fails at once outside any .card
+        self.ancestry: frozenset[str] = (self.parent.ancestry | self.parent.classes if self.parent is not None
+                                         else frozenset())
 
     def elements(self):
         """This element and every element under it, in document order."""
@@ -164,18 +171,28 @@ def parse(html: str) -> Node:
 # -- CSS: declarations, rules, the cascade --------------------------------
 
 
+# the properties the lint reads (``background`` shares the slot of ``background-color``: the later one wins)
+PROPERTIES = frozenset({"color", "background-color", "font-size", "font-weight", "display", "visibility", "opacity",
+                        "max-height"})
+
+
 def declarations(css: str) -> dict[str, tuple[str, bool, int]]:
-    """``property -> (value, important, position)`` of a declaration block (later wins)."""
+    """``property -> (value, important, position)`` of a declaration block (later wins), for :data:`PROPERTIES`."""
     found: dict[str, tuple[str, bool, int]] = {}
     for position, declaration in enumerate(css.split(";")):
         name, colon, value = declaration.partition(":")
         if not colon:
             continue
+        name = name.strip().lower()
+        if name == "background":
+            name = "background-color"
+        if name not in PROPERTIES:
+            continue
         value = value.strip()
         important = value.lower().endswith("important") and "!" in value
         if important:
             value = value[: value.rindex("!")].strip()
-        found[name.strip().lower()] = (value, important, position)
+        found[name] = (value, important, position)
     return found
 
 
@@ -240,19 +257,20 @@ class Stylesheet:
     def __init__(self, rules: list[Rule]):
         self.rules = rules
         self.has_dark = any(rule.mode == "dark" for rule in rules)
-        self.by_property: dict[str, list[Rule]] = {}  # each property's rules, in order: one lookup per element
+        # rules by their rightmost compound's first class, else its tag (else "*"), as browsers index them:
+        # an element is matched only against the rules that could match it
+        self.index: dict[str, list[Rule]] = {}
         for rule in rules:
-            for name in rule.declarations:
-                self.by_property.setdefault(name, []).append(rule)
+            if rule.declarations:
+                tag, classes, _ids = rule.selector[-1][1]
+                self.index.setdefault("." + min(classes) if classes else tag or "*", []).append(rule)
 
     @classmethod
     def of(cls, root: Node) -> Stylesheet:
-        rules: list[Rule] = []
-        for node in root.elements():
-            if node.tag == "style" and "mso" not in (node.attrs.get("media") or "").lower():
-                css = _CSS_COMMENT.sub("", "".join(c for c in node.children if isinstance(c, str)))
-                cls._read(css, None, rules)
-        return cls(rules)
+        """The stylesheet of ``root``'s ``<style>`` elements (a theme's is read once: see :func:`_read_styles`)."""
+        return _read_styles(tuple("".join(c for c in node.children if isinstance(c, str))
+                                  for node in root.elements()
+                                  if node.tag == "style" and "mso" not in (node.attrs.get("media") or "").lower()))
 
     @classmethod
     def _read(cls, css: str, mode: str | None, rules: list[Rule]) -> None:
@@ -270,32 +288,42 @@ class Stylesheet:
                 if parsed:
                     rules.append(Rule(parsed[0], parsed[1], len(rules), found, mode))
 
-    def value(self, node: Node, name: str, mode: str, *, also: str | None = None) -> str | None:
-        """The cascaded value of property ``name`` (or its shorthand ``also``) on ``node`` in ``mode``.
+    def matched(self, node: Node) -> list[Rule]:
+        """The rules whose selector matches ``node`` (either scheme), computed once per element."""
+        if node.matched is None:
+            candidates = [*self.index.get("*", ()), *self.index.get(node.tag, ())]
+            for name in node.classes:
+                candidates += self.index.get("." + name, ())
+            node.matched = [rule for rule in candidates if _matches(rule.selector, len(rule.selector) - 1, node)]
+        return node.matched
+
+    def cascade(self, node: Node, mode: str) -> dict[str, str]:
+        """The cascaded value of each property declared for ``node`` in ``mode``.
 
         Ranked as CSS does: important before normal, then the style attribute before rules, then
-        specificity, then order; presentational attributes are the caller's fallback."""
-        best: tuple | None = None
-        best_value = None
-        names = (name, also) if also else (name,)
-        for prop in names:
-            if prop in node.style:
-                value, important, position = node.style[prop]
-                key = (important, 1, (0, 0, 0), position)
-                if best is None or key > best:
-                    best, best_value = key, value
-        for rule in (r for prop in names for r in self.by_property.get(prop, ())):
-            if rule.mode not in (None, mode):
+        specificity, then order; presentational attributes (``bgcolor``) are the caller's fallback."""
+        best: dict[str, tuple[tuple, str]] = {}
+        for rule in self.matched(node):
+            if rule.mode is not None and rule.mode != mode:
                 continue
-            if not _matches(rule.selector, len(rule.selector) - 1, node):
-                continue
-            for prop in names:
-                if prop in rule.declarations:
-                    value, important, position = rule.declarations[prop]
-                    key = (important, 0, rule.specificity, rule.order * 1000 + position)
-                    if best is None or key > best:
-                        best, best_value = key, value
-        return best_value
+            for prop, (value, important, position) in rule.declarations.items():
+                key = (important, 0, rule.specificity, rule.order * 1000 + position)
+                if prop not in best or key > best[prop][0]:
+                    best[prop] = (key, value)
+        for prop, (value, important, position) in node.style.items():
+            key = (important, 1, (0, 0, 0), position)
+            if prop not in best or key > best[prop][0]:
+                best[prop] = (key, value)
+        return {prop: value for prop, (_key, value) in best.items()}
+
+
+@lru_cache(maxsize=16)
+def _read_styles(styles: tuple[str, ...]) -> Stylesheet:
+    """The rules of these ``<style>`` texts, in order (every edition of a theme has the same: read once)."""
+    rules: list[Rule] = []
+    for css in styles:
+        Stylesheet._read(_CSS_COMMENT.sub("", css), None, rules)
+    return Stylesheet(rules)
 
 
 def _matches(parts, index: int, node: Node | None) -> bool:
@@ -308,6 +336,8 @@ def _matches(parts, index: int, node: Node | None) -> bool:
         return True
     if combinator == ">":
         return _matches(parts, index - 1, node.parent)
+    if not parts[index - 1][1][1] <= node.ancestry:
+        return False
     ancestor = node.parent
     while ancestor is not None:
         if _matches(parts, index - 1, ancestor):
@@ -401,48 +431,60 @@ def _length(value: str | None, parent: float) -> float | None:
 
 
 def _compute(node: Node, parent: Computed, sheet: Stylesheet, mode: str) -> Computed:
-    value = sheet.value
-    declared = colour(value(node, "color", mode)) or colour(node.attrs.get("color") if node.tag == "font" else None)
+    values = sheet.cascade(node, mode)
+    if not values and not node.attrs.get("bgcolor") and node.tag not in _SPECIAL:
+        return parent if not node.attrs.get("hidden") and node.attrs.get("aria-hidden") != "true" else \
+            Computed(parent.colour, parent.background, parent.size, parent.bold, True)
+    declared = colour(values.get("color")) or colour(node.attrs.get("color") if node.tag == "font" else None)
     text_colour = declared or (_DEFAULT_LINK if node.tag == "a" and node.attrs.get("href") is not None
                                else parent.colour)
     background = parent.background
-    painted = value(node, "background-color", mode, also="background")
+    painted = values.get("background-color")
     if painted and "url(" in painted.lower() and colour(painted) is None:
         background = None
     else:
         fill = colour(painted) or colour(node.attrs.get("bgcolor"))
         if fill is not None and fill[3] > 0 and background is not None:
             background = _over(fill, background)
-    size = _length(value(node, "font-size", mode), parent.size)
+    size = _length(values.get("font-size"), parent.size)
     if size is None:
         size = parent.size * _HEADING_EM.get(node.tag, 1.0)
-    weight = (value(node, "font-weight", mode) or "").strip().lower()
+    weight = (values.get("font-weight") or "").strip().lower()
     bold = (weight in ("bold", "bolder") or (weight.isdigit() and int(weight) >= 700) or
             (not weight and (node.tag in _BOLD_TAGS or parent.bold)))
-    display = (value(node, "display", mode) or "").lower()
-    visibility = (value(node, "visibility", mode) or "").lower()
-    opacity = _length(value(node, "opacity", mode), 1.0)
-    hidden = (parent.hidden or node.tag in _UNREAD or display == "none" or visibility == "hidden"
-              or opacity == 0 or "hidden" in node.attrs or node.attrs.get("aria-hidden") == "true"
-              or (value(node, "max-height", mode) or "").strip() in ("0", "0px"))
+    hidden = (parent.hidden or node.tag in _UNREAD or (values.get("display") or "").lower() == "none"
+              or (values.get("visibility") or "").lower() == "hidden"
+              or _length(values.get("opacity"), 1.0) == 0 or "hidden" in node.attrs
+              or node.attrs.get("aria-hidden") == "true"
+              or (values.get("max-height") or "").strip() in ("0", "0px"))
     if text_colour[3] < 1 and background is not None:
         text_colour = _over(text_colour, background)
     return Computed(text_colour, background, size, bold, hidden)
 
 
-def _styled(root: Node, sheet: Stylesheet, mode: str):
-    """``(element, computed style)`` of each visible element, in document order, in ``mode``."""
+def _styled(root: Node, sheet: Stylesheet, modes: tuple[str, ...]) -> dict[str, list[tuple[Node, Computed]]]:
+    """``(element, computed style)`` of each visible element, in document order, per mode (one walk)."""
     start = Computed(_DEFAULT_TEXT, _DEFAULT_BACKGROUND, 16.0, False, False)
-    stack = [(root, start)]
+    shown: dict[str, list[tuple[Node, Computed]]] = {mode: [] for mode in modes}
+    stack: list[tuple[Node, tuple[Computed | None, ...]]] = [(root, (start,) * len(modes))]
     while stack:
         node, inherited = stack.pop()
-        style = _compute(node, inherited, sheet, mode) if node.tag != "#document" else inherited
-        if style.hidden:
+        styles = inherited if node.tag == "#document" else tuple(
+            _visible(_compute(node, parent, sheet, mode)) if parent is not None else None
+            for mode, parent in zip(modes, inherited, strict=True))
+        if not any(styles):
             continue
-        yield node, style
+        for mode, computed in zip(modes, styles, strict=True):
+            if computed is not None:
+                shown[mode].append((node, computed))
         for child in reversed(node.children):
             if isinstance(child, Node):
-                stack.append((child, style))
+                stack.append((child, styles))
+    return shown
+
+
+def _visible(style: Computed) -> Computed | None:
+    return None if style.hidden else style
 
 
 def _runs(styled):
@@ -457,7 +499,7 @@ def _runs(styled):
 def text_runs(html: str, mode: str = "light") -> list[TextRun]:
     """Each visible text of ``html`` with the colours, size and weight the lint judges it by, in ``mode``."""
     root = parse(html)
-    return list(_runs(_styled(root, Stylesheet.of(root), mode)))
+    return list(_runs(_styled(root, Stylesheet.of(root), (mode,))[mode]))
 
 
 def _snippet(text: str, limit: int = 40) -> str:
