@@ -174,7 +174,9 @@ def test_preview_renders_as_the_segments_members(audience, cli):
             listed = client.get("/api/subscribers").json()
             assert [s["email"] for s in listed["subscribers"]] == ["ada@example.org"]
             assert listed["audience"] == "segment london-vips of readers"
-            assert client.get("/email.html", params={"as": "ada@example.org"}).status_code == 200
+            shown = client.get("/email.html", params={"as": "ada@example.org"})
+            assert shown.status_code == 200
+            assert "You get this as a subscriber of Clinic Readers at ada@example.org." in shown.text
     finally:
         store.close()
     refused = cli("preview", "articles/welcome.md", "--segment", "nope", "--no-open")
