@@ -52,7 +52,7 @@ def test_compose_writes_the_html_as_the_sample_reader_sees_it(cli, letter):
     html = (letter / "build" / sample.name).read_text()
     assert "%%" not in html and "Hi Sample,</p>" in html
     assert 'href="https://news.clinic.example/unsubscribe/sample-token"' in html
-    assert "with reader@example.org." in html
+    assert "at reader@example.org." in html
 
 
 @pytest.mark.parametrize("url", ["clinic.example/blog/x", "www.clinic.example", "//clinic.example/x",

@@ -27,7 +27,7 @@ def test_default_theme_structure(seed):
     assert f'href="{RECENT}"' in html and "Read the article" in html
     assert "Adrienne D. Mullins" in html and "Driven by a deep passion" in html
     assert 'href="%%unsubscribe_url%%"' in html and 'href="%%web_url%%"' in html
-    assert "1 Main Street, Springfield" in html and "because you subscribed" in html
+    assert "1 Main Street, Springfield" in html and "You get this as a subscriber of %%list_name%%" in html
     assert "fonts.googleapis" not in html and "@import" not in html  # no network at read time
     for chrome in ("There are no comments", "Be the first to respond", "About the Creator"):
         assert chrome not in html
@@ -133,7 +133,8 @@ def test_text_part_from_the_model(settings):
     assert "[Image: A jar of coins on a kitchen table]" in text
     assert "jar.jpg" not in text and "budget.jpg" not in text  # no image URLs
     assert "Saving for a rainy day: how much is enough?\nhttps://blog.example.org/rainy-day-fund" in text
-    assert "Unsubscribe: %%unsubscribe_url:raw%%" in text and "1 Main Street, Springfield" in text
+    assert "Unsubscribe from %%list_name:raw%%: %%unsubscribe_url:raw%%" in text
+    assert "1 Main Street, Springfield" in text
     assert max(len(line) for line in text.splitlines() if "://" not in line) <= 72
     assert '<script>alert("hi")</script>' in text  # text is not HTML: shown as written
 

@@ -3,8 +3,8 @@
 The public app runs under uvicorn on 127.0.0.1 with every non-local request
 refused (the pages load nothing from elsewhere). At 375 px (a phone) and
 1200 px, every action is done with the keyboard alone (Tab, Enter, Space,
-typing), and axe-core (npm, installed by .ci/run into benchmarks/.data/node,
-never downloaded here) finds no violation on the page, after an action, in
+typing), and axe-core (tests/support/axe.py: vendored in tests/data, never
+downloaded here) finds no violation on the page, after an action, in
 dark mode, and on the refusal page of a tampered link. Screenshots go to
 test-artifacts/. The store parts are tested on both backends in
 test_preferences.py; here SQLite serves the pages.
@@ -21,14 +21,13 @@ from newsletter.audience.tokens import preferences_url
 from newsletter.store import audience as q
 
 from browser import artefact_path, launch_chromium, local_only, serve_app
-from support.services import need_service
+from support import axe as support_axe
+from support.axe import axe_violations
 from support.web import path_of
 from test_preferences import tampered
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-NODE_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / ".data" / "node"
-AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 PHONE, DESKTOP = 375, 1200
 MAX_TABS = 80
 
@@ -41,9 +40,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def axe_source() -> str:
-    if not AXE.is_file():
-        need_service("axe-core is not installed (npm install --prefix benchmarks/.data/node axe-core@4)")
-    return AXE.read_text(encoding="utf-8")
+    return support_axe.axe_source()
 
 
 @pytest.fixture
@@ -84,16 +81,6 @@ def centre(workspace, browser):
             assert not [url for urls in open_page.refused for url in urls], "a page asked the network"
     finally:
         store.close()
-
-
-def axe_violations(page, axe_source: str) -> list[dict]:
-    """axe-core's violations on the page (WCAG 2.1 A and AA, and best practices)."""
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        # Evaluated through the DevTools protocol: the page's own CSP (no scripts) stays on.
-        page.evaluate(axe_source)
-    result = page.evaluate("() => axe.run(document, {runOnly: {type: 'tag', values: "
-                           "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})")
-    return [{"id": v["id"], "nodes": [n["target"] for n in v["nodes"]]} for v in result["violations"]]
 
 
 def tab_to(page, selector: str) -> None:

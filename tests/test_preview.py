@@ -112,7 +112,7 @@ def test_render_as_a_subscriber_from_the_store(workspace):
             listed = client.get("/api/subscribers").json()
             assert [s["email"] for s in listed["subscribers"]] == ["Ada@example.org", "bob@example.org"]
             html = client.get("/email.html", params={"as": "ada@example.org"}).text
-            assert "Hi Ada," in html and "with Ada@example.org." in html
+            assert "Hi Ada," in html and "at Ada@example.org." in html
             assert "Hi there," in client.get("/email.html", params={"as": "bob@example.org"}).text
             state = client.get("/api/state", params={"as": "ada@example.org"}).json()
             assert state["to"] == "Ada Lovelace <Ada@example.org>" and "Hi Ada," in state["text"]

@@ -81,6 +81,39 @@ def test_a_segment_send_reaches_only_its_members_and_unsubscribing_leaves_the_ba
     assert cli("segments", "count", "london-vips", "--json").json()["count"] == 0
 
 
+def test_the_footer_names_the_base_list_and_its_one_click_leaves_only_that_list(audience, cli):
+    """A segment's mail says whose it is (HTML and text: the base list's name, never the segment's), and its
+    one-click POST ends that list alone: later mail to the base list skips the reader, another list still
+    reaches them, and a suppressed member of the segment never gets any."""
+    assert cli("segments", "create", "london-vips", "--list", "readers", "--where", WHERE).exit_code == 0
+    sent = cli("send", "articles/welcome.md", "--segment", "london-vips", "--yes", "--json")
+    assert sent.exit_code == 0, sent.stderr
+    mail = _outbox(audience)["ada@example.org"]
+    html = mail.get_body(("html",)).get_content()
+    text = " ".join(mail.get_body(("plain",)).get_content().split())
+    assert "You get this as a subscriber of Clinic Readers at ada@example.org." in html
+    assert ">Unsubscribe from Clinic Readers</a>" in html
+    assert "You get this as a subscriber of Clinic Readers at ada@example.org." in text
+    link = mail["List-Unsubscribe"].strip("<>").split(">")[0]
+    assert f"Unsubscribe from Clinic Readers: {link}" in text
+    assert "london-vips" not in html + text
+
+    with open_site(None) as site:
+        assert site.client.post(path_of(link), data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    for old in (audience / "outbox").glob("*.eml"):
+        old.unlink()
+    whole = cli("send", "articles/welcome.md", "--list", "readers", "--again", "--yes", "--json")
+    assert whole.exit_code == 0, whole.stderr
+    assert set(_outbox(audience)) == {"bob@example.org", "cy@example.org"}  # not ada (left), dee (suppressed)
+    for old in (audience / "outbox").glob("*.eml"):
+        old.unlink()
+    other = cli("send", "articles/welcome.md", "--list", "other", "--yes", "--json")
+    assert other.exit_code == 0, other.stderr
+    assert set(_outbox(audience)) == {"ada@example.org"}
+    footer = " ".join(_outbox(audience)["ada@example.org"].get_body(("plain",)).get_content().split())
+    assert "You get this as a subscriber of" in footer and "Clinic Readers" not in footer
+
+
 def test_where_and_to_dormant_reach_the_dormant_and_never_the_suppressed(audience, cli):
     dry = cli("send", "articles/welcome.md", "--list", "readers", "--where", WHERE, "--to-dormant", "--dry-run",
               "--json")
@@ -141,7 +174,9 @@ def test_preview_renders_as_the_segments_members(audience, cli):
             listed = client.get("/api/subscribers").json()
             assert [s["email"] for s in listed["subscribers"]] == ["ada@example.org"]
             assert listed["audience"] == "segment london-vips of readers"
-            assert client.get("/email.html", params={"as": "ada@example.org"}).status_code == 200
+            shown = client.get("/email.html", params={"as": "ada@example.org"})
+            assert shown.status_code == 200
+            assert "You get this as a subscriber of Clinic Readers at ada@example.org." in shown.text
     finally:
         store.close()
     refused = cli("preview", "articles/welcome.md", "--segment", "nope", "--no-open")

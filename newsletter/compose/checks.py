@@ -17,7 +17,10 @@ Warnings:
   ``html-size`` (over 102 KB: Gmail clips the message and hides the footer),
   ``image-alt``, ``link-insecure`` (http://), ``link-relative``,
   ``link-empty``, ``subject-length`` (over 78 or under 10 characters),
-  ``preheader-missing``, ``placeholder`` ("TK", "lorem ipsum").
+  ``preheader-missing``, ``placeholder`` ("TK", "lorem ipsum");
+  accessibility (WCAG 2.1 AA, :mod:`newsletter.compose.accessibility`):
+  ``lang-missing``, ``dir-missing``, ``heading-order``, ``low-contrast`` (light
+  and dark mode), ``link-text``, ``font-size``, ``table-role``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def warnings(findings: list[Finding]) -> list[Finding]:
 def check_edition(edition: Edition, settings) -> list[Finding]:
     """Every finding for ``edition`` under ``settings``, errors first."""
     findings: list[Finding] = []
-    for rule in (_compliance, _recent, _unresolved, _size, _images, _links, _subject, _preheader, _placeholders):
+    for rule in (_compliance, _recent, _unresolved, _size, _images, _links, _subject, _preheader, _placeholders,
+                 _accessibility):
         findings.extend(rule(edition, settings))
     return errors(findings) + warnings(findings)
 
@@ -162,6 +166,12 @@ def _links(edition: Edition, settings):
             yield _warning("link-insecure", f"http:// link (use https): {url[:80]}")
         elif not re.match(r"(https:|mailto:|tel:|cid:|data:)", url, re.I):
             yield _warning("link-relative", f"relative link (mail clients cannot follow it): {url[:80]}")
+
+
+def _accessibility(edition: Edition, settings):
+    from newsletter.compose.accessibility import accessibility_findings
+
+    return accessibility_findings(edition.html)
 
 
 def _subject(edition: Edition, settings):

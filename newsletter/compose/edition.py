@@ -107,13 +107,16 @@ PREHEADER_PADDING = "\u034f\u00a0" * 45  # 90 characters; the seed stays under 2
 
 
 def theme_context(article: Article, settings) -> dict:
-    """What a theme is rendered with: lang, subject, preheader, preheader_padding (put it right after the
-    preheader, inside its hidden element), article, recent, newsletter, merge."""
+    """What a theme is rendered with: lang, dir ("rtl" for a right-to-left language, else "ltr"), subject,
+    preheader, preheader_padding (put it right after the preheader, inside its hidden element), article,
+    recent, newsletter, merge."""
+    from newsletter.compose.accessibility import text_direction
     from newsletter.compose.filters import CONTROL
 
     recent = article.recently_published if article.recently_published and article.recently_published.url else None
     return {
         "lang": settings.language or "en",
+        "dir": text_direction(settings.language or "en"),
         "subject": CONTROL.sub("", article.subject or article.title),
         "preheader": article.preheader or article.subtitle or _excerpt(article),
         "preheader_padding": PREHEADER_PADDING,
@@ -121,7 +124,7 @@ def theme_context(article: Article, settings) -> dict:
         "recent": recent,
         "newsletter": _footer(settings),
         "merge": {name: f"%%{name}%%" for name in ("name", "first_name", "email", "unsubscribe_url", "web_url",
-                                                   "preferences_url")},
+                                                   "preferences_url", "list_name")},
     }
 
 
@@ -189,22 +192,30 @@ def web_url(settings, slug: str) -> str:
 
 
 def merge_values(settings, slug: str, /, *, email: str, name: str = "", token: str,
-                 attributes: Mapping[str, object] | None = None) -> dict[str, str]:
+                 attributes: Mapping[str, object] | None = None, list_name: str = "") -> dict[str, str]:
     """The merge values of one recipient (a missing name becomes "there").
+
+    ``list_name`` is the name readers see of the list the message goes to
+    (``MailingList.reader_name``; for a segment send, the segment's base
+    list): the footer says "You get this as a subscriber of LIST" and
+    "Unsubscribe from LIST". Without one, the newsletter's name.
 
     A subscriber's ``attributes`` are merge values too, but never override a
     standard field (:data:`STANDARD_FIELDS`); None becomes "". ``first_name``
     (the greeting's) is the subscriber's ``first_name`` attribute, else the
     first word of the name, else "there".
     """
-    return merge_values_of(settings, slug)(email, name, token, attributes)
+    return merge_values_of(settings, slug, list_name)(email, name, token, attributes)
 
 
-def merge_values_of(settings, slug: str) -> Callable[[str, str, str, Mapping[str, object] | None], dict[str, str]]:
+def merge_values_of(settings, slug: str, list_name: str = "",
+                    ) -> Callable[[str, str, str, Mapping[str, object] | None], dict[str, str]]:
     """``values(email, name, token, attributes)``: :func:`merge_values` for one edition, with what every
-    recipient shares (the URLs' fixed parts, the web version) worked out once: a send calls it per recipient."""
+    recipient shares (the URLs' fixed parts, the web version, the list's name) worked out once: a send
+    calls it per recipient."""
     unsubscribe, preferences = unsubscribe_url(settings, ""), preferences_url(settings, "")
     web = web_url(settings, slug)
+    listed = list_name or settings.name
 
     def values(email: str, name: str, token: str, attributes: Mapping[str, object] | None) -> dict[str, str]:
         merged = {key: "" if value is None else str(value) for key, value in attributes.items()
@@ -212,7 +223,7 @@ def merge_values_of(settings, slug: str) -> Callable[[str, str, str, Mapping[str
         chosen = attributes.get("first_name") if attributes else None
         merged.update(name=name or FALLBACK_NAME, first_name=first_name(name, None if chosen is None else str(chosen)),
                       email=email, unsubscribe_url=unsubscribe + token, web_url=web,
-                      preferences_url=preferences + token)
+                      preferences_url=preferences + token, list_name=listed)
         return merged
 
     return values
@@ -250,12 +261,12 @@ def edition_message(edition: Edition, settings):
 
 
 def sample_recipient(edition: Edition, settings, email: str = SAMPLE_EMAIL, name: str = SAMPLE_NAME,
-                     token: str = SAMPLE_TOKEN):
+                     token: str = SAMPLE_TOKEN, list_name: str = ""):
     """A Recipient as a real subscriber would be addressed, with a fake token."""
     from newsletter.delivery.message import Recipient
     from newsletter.delivery.mime import new_message_id, unsubscribe_headers
 
-    values = merge_values(settings, edition.slug, email=email, name=name, token=token)
+    values = merge_values(settings, edition.slug, email=email, name=name, token=token, list_name=list_name)
     return Recipient(
         email=email,
         name=name,

@@ -125,9 +125,9 @@ def _footer(footer: dict[str, str]) -> list[str]:
     sender = footer.get("sender_name") or name
     return [
         "-" * WIDTH,
-        *_wrap(f"You are receiving this because you subscribed to {name} with %%email:raw%%."),
+        *_wrap("You get this as a subscriber of %%list_name:raw%% at %%email:raw%%."),
         "",
-        "Unsubscribe: %%unsubscribe_url:raw%%",
+        "Unsubscribe from %%list_name:raw%%: %%unsubscribe_url:raw%%",
         "Manage your subscription: %%preferences_url:raw%%",
         "View in your browser: %%web_url:raw%%",
         "",

@@ -11,7 +11,9 @@ a message: each form is its own substitution key.
 
 Standard fields: ``name``, ``first_name`` (the greeting's: see
 :func:`newsletter.compose.edition.merge_values`; values without it use the
-first word of ``name``), ``email``, ``unsubscribe_url``, ``preferences_url``, ``web_url``; a
+first word of ``name``), ``email``, ``unsubscribe_url``, ``preferences_url``, ``web_url``,
+``list_name`` (the name readers see of the list the message goes to: a
+segment's base list; the footer's "You get this as a subscriber of ..."); a
 subscriber's attributes are available under their own names.
 """
 
@@ -21,7 +23,7 @@ import re
 from collections.abc import Mapping
 from html import escape
 
-STANDARD_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "web_url", "preferences_url")
+STANDARD_FIELDS = ("name", "first_name", "email", "unsubscribe_url", "web_url", "preferences_url", "list_name")
 TOKEN = re.compile(r"%%([A-Za-z_][A-Za-z0-9_]*)(:raw)?%%")
 
 

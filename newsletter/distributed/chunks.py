@@ -55,6 +55,7 @@ from newsletter.engine.sender import (
     SendReport,
     campaign_message,
     finish_campaign,
+    reader_list_name,
     send_claimed,
 )
 from newsletter.store import distributed as chunks_db
@@ -284,9 +285,10 @@ def _read_campaign(ctx: WorkerContext, session, campaign: Campaign) -> CampaignM
     """Compose the campaign's message and builder (in the take's transaction) and keep them."""
     settings = ctx.settings
     tracking = load_plan(session, campaign.id)
-    message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
+    mailing_list = ledger.list_of(session, campaign.list_id)
+    message = campaign_message(settings, campaign, tracking, mailing_list)
     builder = RecipientBuilder(settings, campaign.edition.slug, campaign.id, campaign.list_id, campaign.id_nonce,
-                               tracking)
+                               tracking, list_name=reader_list_name(settings, mailing_list))
     memory = CampaignMemory(campaign.list_id, campaign.transport, message, builder, time.monotonic())
     ctx.remember(campaign.id, memory)
     return memory

@@ -327,11 +327,13 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         campaign = get_campaign(session, campaign_id)
         list_id, slug, id_nonce = campaign.list_id, campaign.edition.slug, campaign.id_nonce
         tracking = load_plan(session, campaign_id)
-        message = campaign_message(settings, campaign, tracking, ledger.list_of(session, campaign.list_id))
+        mailing_list = ledger.list_of(session, campaign.list_id)
+        message = campaign_message(settings, campaign, tracking, mailing_list)
         variants = variant_messages(session, settings, campaign, tracking, message)
         total = ledger.counts(session, campaign_id)[LedgerStatus.PENDING]
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
-    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking)
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id, id_nonce, tracking,
+                               list_name=reader_list_name(settings, mailing_list))
     fence = campaign_fence(campaign_id, sender)
     quota = Quota.of(settings, transport.name, clock)
     # the transport's rate, booked in the database: it holds across every process sending through it
@@ -439,6 +441,12 @@ def bulk_headers(settings: Settings, campaign_id: int, mailing_list: MailingList
                         domain=domain, campaign_id=campaign_id, workspace=settings.name,
                         sender_id=settings.feedback_sender_id or domain,
                         complaints_address=settings.complaints_address or None)
+
+
+def reader_list_name(settings: Settings, mailing_list: MailingList | None) -> str:
+    """The name the footer gives the list a campaign goes to (a segment's base list): its display name, a public
+    list's own name, else the newsletter's (also when the list was deleted since)."""
+    return mailing_list.reader_name(settings.name) if mailing_list is not None else settings.name
 
 
 def claim_batch(store: Store, campaign_id: int, list_id: int | None, after_id: int, want: int, report: SendReport,
@@ -642,8 +650,9 @@ class RecipientBuilder:
     """
 
     def __init__(self, settings: Settings, slug: str, campaign_id: int, list_id: int | None,
-                 id_nonce: str | None = None, tracking: TrackingPlan | None = None):
+                 id_nonce: str | None = None, tracking: TrackingPlan | None = None, *, list_name: str = ""):
         self.settings, self.slug, self.campaign_id, self.list_id = settings, slug, campaign_id, list_id
+        self.list_name = list_name  # the footer's "subscriber of ...": see reader_list_name
         # Personal tracking only for readers whose consent is recorded; everyone else gets aggregate links.
         self.personal = tracking is not None and tracking.mode == TrackingMode.PERSONAL and (
             tracking.clicks or tracking.opens)
@@ -653,7 +662,7 @@ class RecipientBuilder:
         # stored without one (created before migration 0011) keeps the old form: its ids stay stable.
         self.id_format = id_template(self.keys[-1], campaign_id, settings.sender_address, nonce=id_nonce or "")
         self.token = unsubscribe_tokens(self.keys, list_id)
-        self.values = merge_values_of(settings, slug)
+        self.values = merge_values_of(settings, slug, list_name)
         self.campaign_key = str(campaign_id)
         self.shared: dict[str | None, dict[str, str]] = {}  # a variant's aggregate tracking fields
         self.web_url = web_url(settings, slug)
@@ -668,7 +677,7 @@ class RecipientBuilder:
         cached = self.messages.get((id(message), variant))
         if cached is not None and cached[0] is message:
             return cached[1]
-        shared = {"web_url": self.web_url}
+        shared = {"web_url": self.web_url, "list_name": self.list_name or self.settings.name}
         if not self.personal and variant is not _MIXED:
             shared.update(self._shared_fields(variant))
         filled = replace(message, subject=fill_in(message.subject, shared), html=fill_in(message.html, shared),

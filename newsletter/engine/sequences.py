@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from newsletter.engine.sender import RecipientBuilder, SendReport, campaign_message, claim_batch, send_claimed
+from newsletter.engine.sender import (
+    RecipientBuilder,
+    SendReport,
+    campaign_message,
+    claim_batch,
+    reader_list_name,
+    send_claimed,
+)
 from newsletter.scheduling.sequences import Timing, due_after
 from newsletter.scheduling.times import show
 from newsletter.store import ledger
@@ -211,8 +218,10 @@ def _send_campaign(store: Store, settings: Settings, campaign_id: int, transport
         if campaign is None:
             return
         list_id, slug = campaign.list_id, campaign.edition.slug
-        message = campaign_message(settings, campaign, mailing_list=ledger.list_of(session, list_id))
-    builder = RecipientBuilder(settings, slug, campaign_id, list_id)
+        mailing_list = ledger.list_of(session, list_id)
+        message = campaign_message(settings, campaign, mailing_list=mailing_list)
+    builder = RecipientBuilder(settings, slug, campaign_id, list_id,
+                               list_name=reader_list_name(settings, mailing_list))
     batch_size = max(1, min(settings.batch_size, transport.max_batch))
     after_id = 0
     while stop is None or not stop.is_set():

@@ -133,7 +133,8 @@ def sample_for_list(store, settings, edition, list_name: str, member_id: int | N
             raise InputError(f"list {list_name!r} has no confirmed, unsuppressed subscribers",
                              hint=f"add some with: newsletter subscribers import FILE --list {list_name}")
         token = make_token(settings.secret_keys, UNSUBSCRIBE, first.id, mailing_list.id, first.email)
-        recipient = sample_recipient(edition, settings, email=first.email, name=first.name, token=token)
+        recipient = sample_recipient(edition, settings, email=first.email, name=first.name, token=token,
+                                     list_name=mailing_list.reader_name(settings.name))
     path = Path(settings.workspace) / "build" / f"{edition.slug}.sample.eml"
     write_atomically(path, as_file_bytes(build_mime(edition_message(edition, settings), recipient)))
     return path, first.email

@@ -48,12 +48,21 @@ def neutral_values(settings, slug: str) -> dict[str, str]:
     return {"name": ANONYMOUS_NAME, "first_name": ANONYMOUS_NAME, "email": ANONYMOUS_EMAIL,
             "unsubscribe_url": f"{settings.base_url}/unsubscribe",
             "preferences_url": f"{settings.base_url}/preferences",  # a help page: no reader is known
-            "web_url": web_url(settings, slug)}
+            "web_url": web_url(settings, slug), "list_name": settings.name}
 
 
 def for_anyone(template: str, settings, slug: str) -> str:
     """``template`` (an edition's HTML or subject) filled in for an anonymous reader."""
     return MergeTemplate(GREETING.sub("Hello,", without_greeting(template))).render(neutral_values(settings, slug))
+
+
+_BODY = re.compile(r"(<body\b[^>]*>)(.*)(</body\s*>)", re.S | re.I)
+
+
+def as_web_page(html: str) -> str:
+    """The email's HTML as a web page: its body inside one ``<main>`` landmark (screen readers jump to it;
+    in the mail itself MRML's ``role="article"`` is the right landmark, a mail client being the page)."""
+    return _BODY.sub(lambda m: f"{m.group(1)}<main>{m.group(2)}</main>{m.group(3)}", html, count=1)
 
 
 def archived_html(store, settings, slug: str) -> str | None:
@@ -64,7 +73,7 @@ def archived_html(store, settings, slug: str) -> str | None:
         edition = ev.sent_edition(session, slug)
         if edition is None:
             return None
-        return for_anyone(edition.html, settings, edition.slug)
+        return as_web_page(for_anyone(edition.html, settings, edition.slug))
 
 
 def archive_entries(store, settings, limit: int = 200) -> list[dict]:

@@ -173,7 +173,7 @@ class PreviewState:
         else:
             email, name, attributes = self._subscriber(who)
         return email, name, merge_values(self.settings, slug, email=email, name=name, token=PREVIEW_TOKEN,
-                                         attributes=attributes)
+                                         attributes=attributes, list_name=self._list_name())
 
     def html(self, who: str | None = None, scheme: str = "auto") -> str:
         """The email's HTML as ``who`` receives it; ``scheme`` "dark"/"light" forces that colour scheme."""
@@ -258,6 +258,18 @@ class PreviewState:
             if subscriber is None:
                 raise NotFound(f"no subscriber {address!r}", hint="pick one from the 'Render as' list, or 'sample'")
             return subscriber.email, subscriber.name or "", dict(subscriber.attributes or {})
+
+    def _list_name(self) -> str:
+        """The footer's list: the previewed audience's base list by the name readers see ("" without one:
+        the newsletter's name)."""
+        store = self._open_store() if self.audience is not None else None
+        if store is None:
+            return ""
+        from newsletter.store.audience import find_list
+
+        with store.session() as session:
+            found = find_list(session, self.audience.list_name)
+            return found.reader_name(self.settings.name) if found is not None else ""
 
     def _open_store(self):
         # Opened on first use: the preview works without a reachable database.

@@ -1,0 +1,626 @@
+"""Accessibility pre-flight: what WCAG 2.1 AA asks of an email, read from the compiled HTML.
+
+:func:`accessibility_findings` gives warnings (a send still goes; the author
+is told what a reader with a screen reader, low vision or a phone in dark
+mode will meet):
+
+- ``lang-missing``: ``<html lang>`` absent, empty, ``und`` (MRML's default)
+  or not a language tag (screen readers pick their voice from it);
+  ``dir-missing``: a right-to-left language without ``dir="rtl"``.
+- ``heading-order``: a heading level skipped (an ``h2`` followed by an
+  ``h4``), no ``h1`` or more than one.
+- ``low-contrast``: text whose colour against its background is under
+  4.5:1 (3:1 for large text: 24px, or 18.66px bold), in light mode and, when
+  the theme has a ``prefers-color-scheme: dark`` block, in dark mode. Colours
+  come from the inline styles, ``bgcolor`` attributes and the head's style
+  rules (class, tag, descendant and child selectors; ``!important`` as CSS
+  ranks it), inherited as a browser does; text over a background image is
+  not judged. Rules under a width media query (phone layouts) are left out.
+- ``link-text``: links whose text says nothing out of context ("click
+  here", "here", "read more", "more", "link"), links without text, and bare
+  URLs as link text.
+- ``font-size``: visible text under 14px.
+- ``table-role``: a layout table without ``role="presentation"`` (a table
+  with ``<th>``, ``<thead>`` or ``<caption>`` holds data and is left alone).
+  MRML marks its own tables; an ``<mj-table>`` is not marked.
+
+Hidden content (``display:none``, ``visibility:hidden``, zero font size or
+opacity: the preheader), the head and Outlook's conditional comments are not
+read. The parser is the standard library's ``html.parser``, as the article
+reader's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from html.parser import HTMLParser
+
+from newsletter.compose.edition import Finding
+
+NORMAL_CONTRAST, LARGE_CONTRAST = 4.5, 3.0
+LARGE_PX, LARGE_BOLD_PX = 24.0, 18.66
+MIN_FONT_PX = 14.0
+SHOWN = 3  # examples named in one finding
+RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "khw", "ks", "nqo", "ps", "sd", "syr", "ug",
+                           "ur", "yi"})
+VAGUE_LINK_TEXTS = frozenset({"click here", "here", "click", "read more", "more", "link", "this link", "learn more",
+                              "click this link", "go", "this"})
+_LANG_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+_BARE_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+                   "track", "wbr"})
+_UNREAD = frozenset({"head", "style", "script", "title", "template", "noscript"})
+_HEADING = re.compile(r"h([1-6])")
+_HEADING_EM = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "h4": 1.0, "h5": 0.83, "h6": 0.67}
+_BOLD_TAGS = frozenset({"b", "strong", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
+_SPECIAL = _BOLD_TAGS | _UNREAD | {"a", "font"}  # elements whose style differs from the parent's by default
+_KEYWORD_PX = {"xx-small": 9.0, "x-small": 10.0, "small": 13.0, "medium": 16.0, "large": 18.0, "x-large": 24.0,
+               "xx-large": 32.0}
+_NAMED = {"black": "#000000", "white": "#ffffff", "red": "#ff0000", "green": "#008000", "blue": "#0000ff",
+          "gray": "#808080", "grey": "#808080", "silver": "#c0c0c0", "maroon": "#800000", "navy": "#000080",
+          "purple": "#800080", "teal": "#008080", "olive": "#808000", "orange": "#ffa500", "yellow": "#ffff00",
+          "lime": "#00ff00", "aqua": "#00ffff", "cyan": "#00ffff", "fuchsia": "#ff00ff", "magenta": "#ff00ff",
+          "darkgray": "#a9a9a9", "darkgrey": "#a9a9a9", "lightgray": "#d3d3d3", "lightgrey": "#d3d3d3",
+          "dimgray": "#696969", "dimgrey": "#696969", "whitesmoke": "#f5f5f5"}
+_HEX = re.compile(r"#([0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})\b", re.I)
+_RGB = re.compile(r"rgba?\(\s*([\d.]+%?)[\s,]+([\d.]+%?)[\s,]+([\d.]+%?)(?:[\s,/]+([\d.]+%?))?\s*\)", re.I)
+_DEFAULT_TEXT, _DEFAULT_BACKGROUND, _DEFAULT_LINK = (0, 0, 0, 1.0), (255, 255, 255, 1.0), (0, 0, 238, 1.0)
+
+Colour = tuple[float, float, float, float]  # r, g, b (0-255), alpha (0-1)
+
+
+def accessibility_findings(html: str) -> list[Finding]:
+    """Every accessibility warning for the compiled ``html`` (see the module docstring)."""
+    root = parse(html)
+    sheet = Stylesheet.of(root)
+    modes = ("light", "dark") if sheet.has_dark else ("light",)
+    styled = _styled(root, sheet, modes)
+    shown = [node for node, _style in styled["light"]]
+    findings = [*_language(root), *_headings(shown), *_link_texts(shown), *_layout_tables(shown)]
+    runs = {mode: list(_runs(styled[mode])) for mode in modes}
+    findings += _contrast(runs)
+    findings += _font_sizes(runs["light"])
+    return findings
+
+
+def text_direction(lang: str) -> str:
+    """ "rtl" for a language written right to left (Arabic, Hebrew, Persian, Urdu...), else "ltr"."""
+    return "rtl" if lang.split("-")[0].strip().lower() in RTL_LANGUAGES else "ltr"
+
+
+def _warning(code: str, message: str) -> Finding:
+    return Finding("warning", code, message)
+
+
+# -- the document ---------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Node:
+    """One element: its tag, attributes, parsed inline style and children (Nodes and text strings)."""
+
+    tag: str
+    attrs: dict[str, str]
+    parent: Node | None = None
+    children: list[Node | str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.classes = frozenset((self.attrs.get("class") or "").split())
+        style = self.attrs.get("style")
+        self.style = declarations(style) if style else {}
+        self.matched: list[Rule] | None = None  # the style rules that match it, filled by Stylesheet.matched
+        # every class of its ancestors: a descendant selector ".card td" fails at once outside any .card
+        self.ancestry: frozenset[str] = (self.parent.ancestry | self.parent.classes if self.parent is not None
+                                         else frozenset())
+
+    def elements(self):
+        """This element and every element under it, in document order."""
+        yield self
+        for child in self.children:
+            if isinstance(child, Node):
+                yield from child.elements()
+
+    def text(self) -> str:
+        """The text under this element, image alt texts included (an accessible name's words)."""
+        parts = []
+        for child in self.children:
+            if isinstance(child, str):
+                parts.append(child)
+            elif child.tag == "img":
+                parts.append(child.attrs.get("alt") or "")
+            else:
+                parts.append(child.text())
+        return " ".join(" ".join(parts).split())
+
+
+class _Builder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, {name: value or "" for name, value in attrs}, self.stack[-1])
+        self.stack[-1].children.append(node)
+        if tag not in _VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag, attrs):
+        self.stack[-1].children.append(Node(tag, {name: value or "" for name, value in attrs}, self.stack[-1]))
+
+    def handle_endtag(self, tag):
+        for depth in range(len(self.stack) - 1, 0, -1):  # close up to the matching element, if it is open
+            if self.stack[depth].tag == tag:
+                del self.stack[depth:]
+                return
+
+    def handle_data(self, data):
+        self.stack[-1].children.append(data)
+
+
+def parse(html: str) -> Node:
+    """The element tree of ``html`` (comments, so Outlook's conditional markup, are left out)."""
+    builder = _Builder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+# -- CSS: declarations, rules, the cascade --------------------------------
+
+
+# the properties the lint reads (``background`` shares the slot of ``background-color``: the later one wins)
+PROPERTIES = frozenset({"color", "background-color", "font-size", "font-weight", "display", "visibility", "opacity",
+                        "max-height"})
+
+
+def declarations(css: str) -> dict[str, tuple[str, bool, int]]:
+    """``property -> (value, important, position)`` of a declaration block (later wins), for :data:`PROPERTIES`."""
+    found: dict[str, tuple[str, bool, int]] = {}
+    for position, declaration in enumerate(css.split(";")):
+        name, colon, value = declaration.partition(":")
+        if not colon:
+            continue
+        name = name.strip().lower()
+        if name == "background":
+            name = "background-color"
+        if name not in PROPERTIES:
+            continue
+        value = value.strip()
+        important = value.lower().endswith("important") and "!" in value
+        if important:
+            value = value[: value.rindex("!")].strip()
+        found[name] = (value, important, position)
+    return found
+
+
+@dataclass(frozen=True)
+class Rule:
+    selector: tuple[tuple[str, tuple[str | None, frozenset[str], frozenset[str]]], ...]  # (combinator, compound)
+    specificity: tuple[int, int, int]
+    order: int
+    declarations: dict[str, tuple[str, bool, int]]
+    mode: str | None  # "dark", "light", or None for both
+
+
+_COMPOUND = re.compile(r"(\*|[a-z][a-z0-9-]*)?((?:[.#][\w-]+)*)(:root)?$", re.I)
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+def _selector(text: str):
+    """``(parts, specificity)`` of one complex selector, or None when it uses what this lint does not model."""
+    tokens = re.sub(r"\s*>\s*", " > ", text.strip()).split()
+    parts, combinator, specificity = [], " ", [0, 0, 0]
+    for token in tokens:
+        if token == ">":
+            combinator = ">"
+            continue
+        match = _COMPOUND.fullmatch(token)
+        if not match or not token:
+            return None  # attribute selectors, pseudo-classes: not modelled
+        tag, rest, root = match.groups()
+        classes = frozenset(re.findall(r"\.([\w-]+)", rest or ""))
+        ids = frozenset(re.findall(r"#([\w-]+)", rest or ""))
+        if root:
+            tag, classes = "html", classes
+            specificity[1] += 1
+        specificity[0] += len(ids)
+        specificity[1] += len(classes)
+        specificity[2] += 1 if tag and tag != "*" and not root else 0
+        parts.append((combinator, ((tag or "*").lower(), classes, ids)))
+        combinator = " "
+    return (tuple(parts), tuple(specificity)) if parts else None
+
+
+def _blocks(css: str):
+    """``(prelude, body)`` of each top-level block of ``css``."""
+    depth, start, prelude_start = 0, 0, 0
+    for index, char in enumerate(css):
+        if char == "{":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                yield css[prelude_start:start].strip(), css[start + 1:index]
+                prelude_start = index + 1
+        elif char == ";" and depth == 0:
+            prelude_start = index + 1  # @import ...; @charset ...;
+
+
+class Stylesheet:
+    """The style rules of a document's ``<style>`` elements, by colour scheme."""
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self.has_dark = any(rule.mode == "dark" for rule in rules)
+        # rules by their rightmost compound's first class, else its tag (else "*"), as browsers index them:
+        # an element is matched only against the rules that could match it
+        self.index: dict[str, list[Rule]] = {}
+        for rule in rules:
+            if rule.declarations:
+                tag, classes, _ids = rule.selector[-1][1]
+                self.index.setdefault("." + min(classes) if classes else tag or "*", []).append(rule)
+
+    @classmethod
+    def of(cls, root: Node) -> Stylesheet:
+        """The stylesheet of ``root``'s ``<style>`` elements (a theme's is read once: see :func:`_read_styles`)."""
+        return _read_styles(tuple("".join(c for c in node.children if isinstance(c, str))
+                                  for node in root.elements()
+                                  if node.tag == "style" and "mso" not in (node.attrs.get("media") or "").lower()))
+
+    @classmethod
+    def _read(cls, css: str, mode: str | None, rules: list[Rule]) -> None:
+        for prelude, body in _blocks(css):
+            if prelude.startswith("@"):
+                condition = prelude.lower()
+                if not condition.startswith("@media") or "width" in condition or "print" in condition:
+                    continue  # phone layouts, print, @font-face...: not the colours a reader gets by default
+                scheme = re.search(r"prefers-color-scheme\s*:\s*(dark|light)", condition)
+                cls._read(body, scheme.group(1) if scheme else mode, rules)
+                continue
+            found = declarations(body)
+            for text in prelude.split(","):
+                parsed = _selector(text)
+                if parsed:
+                    rules.append(Rule(parsed[0], parsed[1], len(rules), found, mode))
+
+    def matched(self, node: Node) -> list[Rule]:
+        """The rules whose selector matches ``node`` (either scheme), computed once per element."""
+        if node.matched is None:
+            candidates = [*self.index.get("*", ()), *self.index.get(node.tag, ())]
+            for name in node.classes:
+                candidates += self.index.get("." + name, ())
+            node.matched = [rule for rule in candidates if _matches(rule.selector, len(rule.selector) - 1, node)]
+        return node.matched
+
+    def cascade(self, node: Node, mode: str) -> dict[str, str]:
+        """The cascaded value of each property declared for ``node`` in ``mode``.
+
+        Ranked as CSS does: important before normal, then the style attribute before rules, then
+        specificity, then order; presentational attributes (``bgcolor``) are the caller's fallback."""
+        best: dict[str, tuple[tuple, str]] = {}
+        for rule in self.matched(node):
+            if rule.mode is not None and rule.mode != mode:
+                continue
+            for prop, (value, important, position) in rule.declarations.items():
+                key = (important, 0, rule.specificity, rule.order * 1000 + position)
+                if prop not in best or key > best[prop][0]:
+                    best[prop] = (key, value)
+        for prop, (value, important, position) in node.style.items():
+            key = (important, 1, (0, 0, 0), position)
+            if prop not in best or key > best[prop][0]:
+                best[prop] = (key, value)
+        return {prop: value for prop, (_key, value) in best.items()}
+
+
+@lru_cache(maxsize=16)
+def _read_styles(styles: tuple[str, ...]) -> Stylesheet:
+    """The rules of these ``<style>`` texts, in order (every edition of a theme has the same: read once)."""
+    rules: list[Rule] = []
+    for css in styles:
+        Stylesheet._read(_CSS_COMMENT.sub("", css), None, rules)
+    return Stylesheet(rules)
+
+
+def _matches(parts, index: int, node: Node | None) -> bool:
+    if node is None or node.tag == "#document":
+        return False
+    combinator, (tag, classes, ids) = parts[index]
+    if (tag != "*" and tag != node.tag) or not classes <= node.classes or (ids and node.attrs.get("id") not in ids):
+        return False
+    if index == 0:
+        return True
+    if combinator == ">":
+        return _matches(parts, index - 1, node.parent)
+    if not parts[index - 1][1][1] <= node.ancestry:
+        return False
+    ancestor = node.parent
+    while ancestor is not None:
+        if _matches(parts, index - 1, ancestor):
+            return True
+        ancestor = ancestor.parent
+    return False
+
+
+# -- colours --------------------------------------------------------------
+
+
+def colour(value: str | None) -> Colour | None:
+    """The first colour in a CSS value (``#rgb``, ``#rrggbb``, ``rgb()``, ``rgba()``, a common name), else None."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    if value == "transparent":
+        return (0, 0, 0, 0.0)
+    if match := _HEX.search(value):
+        digits = match.group(1)
+        if len(digits) in (3, 4):
+            digits = "".join(d * 2 for d in digits)
+        alpha = int(digits[6:8], 16) / 255 if len(digits) == 8 else 1.0
+        return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16), alpha)
+    if match := _RGB.search(value):
+        channels = [float(c[:-1]) * 2.55 if c.endswith("%") else float(c) for c in match.groups()[:3]]
+        alpha_text = match.group(4)
+        alpha = 1.0 if alpha_text is None else (float(alpha_text[:-1]) / 100 if alpha_text.endswith("%")
+                                                 else float(alpha_text))
+        return (channels[0], channels[1], channels[2], alpha)
+    for word in re.findall(r"[a-z]+", value):
+        if word in _NAMED:
+            return colour(_NAMED[word])
+    return None
+
+
+def _over(top: Colour, below: Colour) -> Colour:
+    """``top`` painted over the opaque ``below``."""
+    a = top[3]
+    return (top[0] * a + below[0] * (1 - a), top[1] * a + below[1] * (1 - a), top[2] * a + below[2] * (1 - a), 1.0)
+
+
+def luminance(c: Colour) -> float:
+    """WCAG 2.1 relative luminance."""
+    def linear(channel: float) -> float:
+        s = channel / 255
+        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
+    return 0.2126 * linear(c[0]) + 0.7152 * linear(c[1]) + 0.0722 * linear(c[2])
+
+
+def contrast(foreground: Colour, background: Colour) -> float:
+    """WCAG 2.1 contrast ratio of two opaque colours (1 to 21)."""
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def hex_of(c: Colour) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(round(v) for v in c[:3]))
+
+
+# -- computed styles and text runs ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Computed:
+    colour: Colour
+    background: Colour | None  # None: over an image (not judged)
+    size: float
+    bold: bool
+    hidden: bool
+
+
+@dataclass(frozen=True)
+class TextRun:
+    text: str
+    style: Computed
+
+
+def _length(value: str | None, parent: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip().lower()
+    if value in _KEYWORD_PX:
+        return _KEYWORD_PX[value]
+    match = re.fullmatch(r"(-?[\d.]+)(px|pt|em|rem|%)?", value)
+    if not match:
+        return None
+    number, unit = float(match.group(1)), match.group(2)
+    return {"pt": number * 4 / 3, "em": number * parent, "rem": number * 16, "%": number * parent / 100}.get(
+        unit or "px", number)
+
+
+def _compute(node: Node, parent: Computed, sheet: Stylesheet, mode: str) -> Computed:
+    values = sheet.cascade(node, mode)
+    if not values and not node.attrs.get("bgcolor") and node.tag not in _SPECIAL:
+        return parent if not node.attrs.get("hidden") and node.attrs.get("aria-hidden") != "true" else \
+            Computed(parent.colour, parent.background, parent.size, parent.bold, True)
+    declared = colour(values.get("color")) or colour(node.attrs.get("color") if node.tag == "font" else None)
+    text_colour = declared or (_DEFAULT_LINK if node.tag == "a" and node.attrs.get("href") is not None
+                               else parent.colour)
+    background = parent.background
+    painted = values.get("background-color")
+    if painted and "url(" in painted.lower() and colour(painted) is None:
+        background = None
+    else:
+        fill = colour(painted) or colour(node.attrs.get("bgcolor"))
+        if fill is not None and fill[3] > 0 and background is not None:
+            background = _over(fill, background)
+    size = _length(values.get("font-size"), parent.size)
+    if size is None:
+        size = parent.size * _HEADING_EM.get(node.tag, 1.0)
+    weight = (values.get("font-weight") or "").strip().lower()
+    bold = (weight in ("bold", "bolder") or (weight.isdigit() and int(weight) >= 700) or
+            (not weight and (node.tag in _BOLD_TAGS or parent.bold)))
+    hidden = (parent.hidden or node.tag in _UNREAD or (values.get("display") or "").lower() == "none"
+              or (values.get("visibility") or "").lower() == "hidden"
+              or _length(values.get("opacity"), 1.0) == 0 or "hidden" in node.attrs
+              or node.attrs.get("aria-hidden") == "true"
+              or (values.get("max-height") or "").strip() in ("0", "0px"))
+    if text_colour[3] < 1 and background is not None:
+        text_colour = _over(text_colour, background)
+    return Computed(text_colour, background, size, bold, hidden)
+
+
+def _styled(root: Node, sheet: Stylesheet, modes: tuple[str, ...]) -> dict[str, list[tuple[Node, Computed]]]:
+    """``(element, computed style)`` of each visible element, in document order, per mode (one walk)."""
+    start = Computed(_DEFAULT_TEXT, _DEFAULT_BACKGROUND, 16.0, False, False)
+    shown: dict[str, list[tuple[Node, Computed]]] = {mode: [] for mode in modes}
+    stack: list[tuple[Node, tuple[Computed | None, ...]]] = [(root, (start,) * len(modes))]
+    while stack:
+        node, inherited = stack.pop()
+        styles = inherited if node.tag == "#document" else tuple(
+            _visible(_compute(node, parent, sheet, mode)) if parent is not None else None
+            for mode, parent in zip(modes, inherited, strict=True))
+        if not any(styles):
+            continue
+        for mode, computed in zip(modes, styles, strict=True):
+            if computed is not None:
+                shown[mode].append((node, computed))
+        for child in reversed(node.children):
+            if isinstance(child, Node):
+                stack.append((child, styles))
+    return shown
+
+
+def _visible(style: Computed) -> Computed | None:
+    return None if style.hidden else style
+
+
+def _runs(styled):
+    """Each visible text (an element's own text) with the style it is shown in."""
+    for node, style in styled:
+        words = " ".join(c for c in node.children if isinstance(c, str))
+        words = " ".join(re.sub(r"[\u034f\u00a0\u200b-\u200d\ufeff]", " ", words).split())
+        if words and style.size > 0:
+            yield TextRun(words, style)
+
+
+def text_runs(html: str, mode: str = "light") -> list[TextRun]:
+    """Each visible text of ``html`` with the colours, size and weight the lint judges it by, in ``mode``."""
+    root = parse(html)
+    return list(_runs(_styled(root, Stylesheet.of(root), (mode,))[mode]))
+
+
+def _snippet(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _contrast(runs: dict[str, list[TextRun]]) -> list[Finding]:
+    found: dict[tuple[str, str, str], tuple[float, float, str, int]] = {}
+    for mode, mode_runs in runs.items():
+        for run in mode_runs:
+            style = run.style
+            if style.background is None:
+                continue
+            large = style.size >= LARGE_PX or (style.bold and style.size >= LARGE_BOLD_PX)
+            needed = LARGE_CONTRAST if large else NORMAL_CONTRAST
+            ratio = contrast(style.colour, style.background)
+            if ratio < needed:
+                key = (mode, hex_of(style.colour), hex_of(style.background))
+                first = found.get(key)
+                found[key] = (ratio, needed, run.text, 1) if first is None else (*first[:3], first[3] + 1)
+    findings = []
+    for (mode, fg, bg), (ratio, needed, text, count) in found.items():
+        more = f" and {count - 1} more" if count > 1 else ""
+        findings.append(_warning(
+            "low-contrast",
+            f"{mode} mode: text {_snippet(text)!r}{more} is {fg} on {bg}, contrast {ratio:.2f}:1 under WCAG AA's"
+            f" {needed:g}:1 (darken or lighten the colour in the theme"
+            f"{', in its prefers-color-scheme: dark rules' if mode == 'dark' else ''})"))
+    return findings
+
+
+def _font_sizes(runs: list[TextRun]) -> list[Finding]:
+    small: dict[float, list[str]] = {}
+    for run in runs:
+        if run.style.size < MIN_FONT_PX:
+            small.setdefault(round(run.style.size, 1), []).append(run.text)
+    findings = []
+    for size, texts in sorted(small.items()):
+        more = f" and {len(texts) - 1} more" if len(texts) > 1 else ""
+        findings.append(_warning("font-size", f"text in {size:g}px: {_snippet(texts[0])!r}{more}"
+                                              f" (use at least {MIN_FONT_PX:g}px: small text is hard to read)"))
+    return findings
+
+
+# -- structure ------------------------------------------------------------
+
+
+def _language(root: Node):
+    html = next((node for node in root.elements() if node.tag == "html"), None)
+    attrs = html.attrs if html is not None else {}
+    lang = (attrs.get("lang") or "").strip()
+    if not lang or lang.lower() == "und" or not _LANG_TAG.fullmatch(lang):
+        shown = f" ({lang[:20]!r} is not a language tag)" if lang else ""
+        yield _warning("lang-missing", f"the email does not say its language{shown}: screen readers guess the"
+                                       " voice (set language in newsletter.toml, e.g. language = \"en\")")
+        return
+    direction = (attrs.get("dir") or "").strip().lower()
+    if text_direction(lang) == "rtl" and direction != "rtl":
+        yield _warning("dir-missing", f"language {lang!r} is written right to left but <html> has "
+                                      f"{'dir=' + repr(direction) if direction else 'no dir'}"
+                                      " (set dir=\"rtl\": <mjml dir=\"{{ dir }}\"> in the theme)")
+
+
+def _headings(shown: list[Node]):
+    levels = [(int(match.group(1)), node.text()) for node in shown if (match := _HEADING.fullmatch(node.tag))]
+    if not levels:
+        return
+    ones = [text for level, text in levels if level == 1]
+    if not ones:
+        yield _warning("heading-order", "no <h1>: screen readers jump to it to find what the email is about"
+                                        " (make the title an h1)")
+    elif len(ones) > 1:
+        yield _warning("heading-order", f"{len(ones)} <h1> headings ({_snippet(ones[1])!r} is the second)"
+                                        " (keep one h1, the title; make the others h2)")
+    previous = 1 if ones else levels[0][0]
+    for level, text in levels:
+        if level > previous + 1:
+            yield _warning("heading-order", f"heading level skipped: h{previous} then h{level}"
+                                            f" ({_snippet(text)!r}) (use h{previous + 1})")
+        previous = level
+
+
+def _link_texts(shown: list[Node]):
+    vague: list[str] = []
+    bare: list[str] = []
+    empty: list[str] = []
+    for node in shown:
+        if node.tag != "a" or node.attrs.get("href") is None:
+            continue
+        name = (node.attrs.get("aria-label") or "").strip() or node.text()
+        words = " ".join(re.sub(r"[^\w\s]", " ", name.lower()).split())
+        if not name:
+            empty.append(node.attrs["href"])
+        elif words in VAGUE_LINK_TEXTS:
+            vague.append(name)
+        elif _BARE_URL.fullmatch(name) or name.startswith("%%"):
+            bare.append(name)
+    if vague:
+        more = f" and {len(vague) - 1} more" if len(vague) > 1 else ""
+        yield _warning("link-text", f"link text {vague[0]!r}{more} says nothing out of context (screen readers"
+                                    " list links alone: name where the link goes, e.g. 'Read the opening hours')")
+    if bare:
+        more = f" and {len(bare) - 1} more" if len(bare) > 1 else ""
+        yield _warning("link-text", f"a bare URL as link text: {_snippet(bare[0], 60)!r}{more} (screen readers"
+                                    " spell it out: name the page in words, in Markdown [the opening hours](URL))")
+    if empty:
+        more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+        yield _warning("link-text", f"a link without text: {_snippet(empty[0], 60)}{more}"
+                                    " (give it words, or an image with alt text)")
+
+
+def _layout_tables(shown: list[Node]):
+    unmarked = 0
+    for node in shown:
+        if node.tag != "table" or (node.attrs.get("role") or "").strip().lower() in ("presentation", "none"):
+            continue
+        if any(inner.tag in ("th", "thead", "caption") for inner in node.elements()):
+            continue  # a data table
+        unmarked += 1
+    if unmarked:
+        yield _warning("table-role", f"{unmarked} layout table(s) without role=\"presentation\": screen readers"
+                                     " announce rows and columns (add role=\"presentation\"; MRML drops it from an"
+                                     " <mj-table>: put a layout table in an <mj-text>; a data table gets <th>"
+                                     " headers)")
