@@ -11,7 +11,7 @@ import json
 
 import pytest
 from newsletter.store import audience as q
-from newsletter.web.signup import CONSENT_TEXT
+from newsletter.usecases.signups import CONSENT_TEXT
 
 from support.web import open_site, path_of
 

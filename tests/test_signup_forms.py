@@ -68,7 +68,7 @@ def test_the_hosted_page_prefills_and_a_post_stores_typed_attributes_then_redire
 
 
 def test_a_held_form_signup_keeps_its_fields_until_approved(workspace, cli):
-    from newsletter.web.signup import approve_held
+    from newsletter.usecases.signups import approve_held
 
     _public_news(cli)
     assert _create(cli).exit_code == 0

@@ -191,8 +191,8 @@ def test_approve_sends_exactly_one_confirmation_and_reject_sends_none(workspace,
 
 def test_approving_a_signup_suppressed_meanwhile_sends_nothing(workspace):
     from newsletter.audience import rules
+    from newsletter.usecases.signups import approve_held
     from newsletter.vocabulary import SuppressionReason
-    from newsletter.web.signup import approve_held
 
     with open_site(None) as site:
         _news(site)

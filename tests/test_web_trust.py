@@ -270,7 +270,7 @@ def test_per_address_limit_holds_on_single_opt_in_lists_too(site, lists):
 
 
 def test_per_ip_limit_across_addresses_and_lists(site, lists):
-    from newsletter.web.signup import MAX_PER_IP
+    from newsletter.usecases.signups import MAX_PER_IP
 
     for i in range(MAX_PER_IP):
         assert signup(site, email=f"person{i}@example.org", list=("weekly", "open-list")[i % 2]).status_code == 200

@@ -1,7 +1,7 @@
 """``GET/POST /forms/{name}``: the hosted page of a signup form made with ``newsletter forms create``.
 
 The page pre-fills its fields from the query string (``?email=...&city=...``);
-a post goes through :func:`newsletter.web.signup.subscribe` (the same limits,
+a post goes through :func:`newsletter.usecases.signups.subscribe` (the same limits,
 protection, quarantine and consent proof as ``/subscribe``) with the form's
 typed fields validated into attributes (``newsletter.audience.forms``), then
 redirects (303) to the form's redirect URL when it has one, else shows the
@@ -14,19 +14,10 @@ from newsletter.audience import forms as form_rules
 from newsletter.audience import protection
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.store import forms as form_store
+from newsletter.usecases.signups import CONSENT_TEXT, Signup, subscribe
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.guards import cross_site_refusal
-from newsletter.web.signup import (
-    CONSENT_TEXT,
-    HONEYPOT,
-    CrossSite,
-    Signup,
-    _source,
-    _thanks,
-    _wants_json,
-    allowed_origins,
-    subscribe,
-)
+from newsletter.web.signup import HONEYPOT, CrossSite, _source, _thanks, _wants_json, allowed_origins
 
 
 def _load(ctx, name: str) -> tuple[dict, str]:
