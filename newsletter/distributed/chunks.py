@@ -45,6 +45,7 @@ from newsletter.engine.sender import (
     SendReport,
     campaign_message,
     finish_campaign,
+    login_refused_reason,
     send_claimed,
 )
 from newsletter.store import distributed as chunks_db
@@ -248,7 +249,10 @@ def _send_range(ctx: WorkerContext, chunk_id: int, campaign: Campaign, report: C
         return
     except PermanentTransportError as exc:
         _copy(totals, report)
-        _stop(ctx, chunk_id, report, exc)
+        if exc.login_refused:  # refused as the transport opened, before any batch: a person fixes and resumes
+            _pause(ctx, chunk_id, report, login_refused_reason(exc), None)
+        else:
+            _stop(ctx, chunk_id, report, exc)
         return
     except QuotaReached as exc:
         _copy(totals, report)

@@ -496,7 +496,10 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
 
     On PermanentTransportError the rows the transport answered for
     (``exc.results``) are recorded and the rest go back to ``pending``:
-    nothing of them was accepted. The fence (``fence(session)``) is checked
+    nothing of them was accepted. When the relay or API refused our login
+    (``exc.login_refused``) the rows it did not send stay ``pending`` too and
+    BreakerTripped pauses the campaign (:func:`login_refused_reason`): a
+    person fixes the credentials and resumes it. The fence (``fence(session)``) is checked
     just before the provider is called and in the transaction of every
     write: a sender that lost the campaign sends and writes nothing more and
     raises Fenced; its rows stay as the new owner set them (``unknown``).
@@ -510,11 +513,16 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
         answered = exc.results or []
+        if exc.login_refused:
+            # Nobody's fault but our credentials': a recipient not sent stays pending for the resume.
+            answered = [r for r in answered if not (r.outcome is Outcome.FAILED and r.retryable)]
         record_results(store, answered, ids, report, campaign_id, fence=fence, whole=whole)
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             _check(fence, session, campaign_id)
             ledger.mark(session, [ids[m] for m in untouched], LedgerStatus.PENDING, LedgerStatus.SENDING)
+        if exc.login_refused:
+            raise BreakerTripped(login_refused_reason(exc)) from None
         raise
     except BaseException:
         # An unexpected failure mid-call: the provider may have the batch.
@@ -532,6 +540,15 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
             _check(fence, session, campaign_id)
             report.failed -= breaker.release(session)
         raise BreakerTripped(reason)
+
+
+LOGIN_REFUSED = "the relay refused the login"  # how the pause reason of a refused login starts
+
+
+def login_refused_reason(exc: PermanentTransportError) -> str:
+    """Why a campaign paused on a refused login (``campaigns show`` adds the resume command)."""
+    detail = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return f"{LOGIN_REFUSED} ({detail}): check the credentials, then resume"
 
 
 def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
