@@ -4,9 +4,9 @@ A form (``newsletter forms create NAME --list L --field city:text``) joins
 one public list. Its fields become subscriber attributes, each validated by
 its type at the door (:func:`attributes_from`): ``text`` (one line, at most
 :data:`TEXT_MAX` characters), ``number``, ``date`` (YYYY-MM-DD) and
-``checkbox`` (``yes`` or ``no``). The snippet is a plain HTML form that
-needs no script; with the proof of work on it also loads our small script
-(without it, its signups wait in the quarantine).
+``checkbox`` (``yes`` or ``no``). The snippet is a plain HTML form; with
+the proof of work on (the default) it also loads our small script, and
+says in a comment that without it its signups wait in the quarantine.
 """
 
 from __future__ import annotations
@@ -100,6 +100,11 @@ def prefill(fields: list[dict[str, Any]], query: dict[str, str]) -> dict[str, st
     return {key: _clean_text(query.get(key, ""))[:TEXT_MAX] for key in names}
 
 
+# Said in the snippet when the proof of work is on (the default): what a visitor without scripts gets.
+NO_SCRIPT_NOTE = ("<!-- The script below solves the signup's proof-of-work challenge. Without JavaScript the "
+                  "form still posts, but its signups wait in the quarantine (newsletter subscribers quarantine "
+                  "list) until you approve them. -->")
+
 _INPUT_TYPES = {"text": "text", "number": "number", "date": "date"}
 
 
@@ -129,6 +134,7 @@ def snippet(base_url: str, form_name: str, fields: list[dict[str, Any]], *, proo
     lines.append('  <button type="submit">Subscribe</button>')
     lines.append("</form>")
     if proof_of_work:
+        lines.append(NO_SCRIPT_NOTE)
         lines.append(f'<script src="{html.escape(base_url, quote=True)}/subscribe/altcha.js" defer></script>')
     return "\n".join(lines) + "\n"
 
