@@ -400,6 +400,8 @@ def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingP
         if tracking.clicks:
             text = clicks.tracked_text(text, tracking.links, base_url=base_url, secret_key=key,
                                        campaign_id=campaign.id)
+        if tracking.mode == TrackingMode.PERSONAL:  # a reader tracked personally sees how to withdraw
+            html, text = clicks.with_withdrawal_line(html, text)
     return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
                    headers=bulk_headers(settings, campaign.id, mailing_list),
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
@@ -649,9 +651,10 @@ class RecipientBuilder:
         token = make_token(self.keys, UNSUBSCRIBE, candidate.subscriber_id, self.list_id, candidate.email)
         values = merge_values(self.settings, self.slug, email=candidate.email, name=candidate.name,
                               token=token, attributes=candidate.attributes)
+        personal = self.personal and clicks.consents(candidate.attributes)
         values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
-                                              self.personal and clicks.consents(candidate.attributes),
-                                              candidate.variant))
+                                              personal, candidate.variant))
+        values.update(clicks.withdrawal_fields(values["preferences_url"] if personal else None))
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(
             email=candidate.email, message_id=message_id, name=candidate.name, merge_data=values,

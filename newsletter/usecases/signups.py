@@ -47,7 +47,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.audience import manage, protection
+from newsletter.audience import tracking_consent as tracking
 from newsletter.audience.tokens import confirm_url
+from newsletter.compose.clicks import consents
 from newsletter.errors import ConfigError, DeliveryError, InputError, NewsletterError
 from newsletter.store import audience as q
 from newsletter.store import events as ev
@@ -82,7 +84,7 @@ CONSENT_TEXT = ("By subscribing you agree to get {newsletter} by email. "
 
 def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, source: str,
               user_agent: str | None = None, source_url: str | None = None, challenge: str = "",
-              attributes: dict[str, str] | None = None) -> Signup:
+              attributes: dict[str, str] | None = None, tracking_consent: bool = False) -> Signup:
     """Record a signup and send the confirmation email when one is due (see the module docstring).
 
     The signup is also a ``subscribe`` consent row with its proof: the form
@@ -91,7 +93,9 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     (made before the transaction, so the row names the message that is sent).
 
     ``challenge``: the form's solved proof-of-work payload (empty: none); ``attributes``: a signup
-    form's validated fields (given to a new subscriber only, like the name).
+    form's validated fields (given to a new subscriber only, like the name). ``tracking_consent``: the
+    form's own tracking checkbox was ticked: a new subscriber's consent to personal tracking is recorded
+    apart (``audience.tracking_consent``, with the checkbox's text); a known address's choice is left alone.
     """
     from newsletter.delivery.mime import new_message_id
 
@@ -99,6 +103,8 @@ def subscribe(ctx, *, email: str, list_name: str, name: str, ip: str | None, sou
     # Control characters (CR/LF, NUL, ...) never reach the store from a public form.
     name = " ".join("".join(c if unicodedata.category(c) != "Cc" else " " for c in name).split())[:200]
     message_id = new_message_id(ctx.settings.sender_address or "localhost")
+    if tracking_consent:
+        attributes = {**(attributes or {}), tracking.FIELD: "yes"}
     proof = {"user_agent": user_agent, "source_url": source_url, "message_id": message_id,
              "attributes": attributes or {}}
     work = protection.check_solution(ctx.settings, challenge, ctx.clock()) if challenge else None
@@ -194,11 +200,24 @@ def _join(session, ctx, address: str, mailing_list, name: str, ip: str | None, s
         return result, None, ""
     subscriber = q.find_subscriber(session, address_key(address))
     attributes = None if subscriber else ((proof or {}).get("attributes") or None)
+    # Tracking consent is recorded as its own event (below), not slipped in with the other fields.
+    track = attributes is not None and consents(attributes)
+    if track and attributes is not None:
+        attributes = {key: value for key, value in attributes.items() if key != tracking.FIELD} or None
     added = manage.add_subscriber_in(session, address, name=None if subscriber else (name or None),
                                      list_name=mailing_list.name, resubscribe=True, source=source, ip=ip,
                                      attributes=attributes)
     if proof is not None and added.list_id is not None:
         _record_signup(session, ctx, added, ip, source, proof)
+    if track and added.subscriber_id is not None:
+        from newsletter.audience.preferences import USER_AGENT_MAX
+        from newsletter.store.models import Subscriber
+
+        joined = session.get(Subscriber, added.subscriber_id)
+        tracking.set_choice(session, joined, True, source=source, ip=ip, text=tracking.text_of(ctx.settings),
+                            user_agent=((proof or {}).get("user_agent") or "")[:USER_AGENT_MAX] or None,
+                            source_url=((proof or {}).get("source_url") or "")[:2000] or None,
+                            requested_at=ctx.now())
     return result, added, (subscriber.name or "") if subscriber else name
 
 

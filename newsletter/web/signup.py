@@ -13,6 +13,7 @@ approving or rejecting held signups) is :mod:`newsletter.usecases.signups`. Here
 from __future__ import annotations
 
 from newsletter.audience import protection
+from newsletter.audience import tracking_consent as tracking
 from newsletter.errors import NewsletterError
 from newsletter.store import audience as q
 from newsletter.usecases.signups import CONSENT_TEXT, Signup, subscribe
@@ -61,7 +62,8 @@ async def subscribe_post(request):
                                name=form.get("name", ""), ip=client_ip(request), source=_source(request),
                                user_agent=request.headers.get("user-agent"),
                                source_url=request.headers.get("referer") or request.headers.get("origin"),
-                               challenge=form.get(protection.FIELD, ""))
+                               challenge=form.get(protection.FIELD, ""),
+                               tracking_consent=tracking.ticked(form.get(tracking.FIELD)))
     except NewsletterError as exc:
         if _wants_json(request):
             return JSONResponse({"ok": False, "error": exc.message, "hint": exc.hint},
@@ -98,6 +100,7 @@ async def subscribe_form(request):
     response = ctx.pages.page("subscribe.html", error=None, email="", name="", lists=await ctx.run(offered),
                               action_url=request.url.path, robots="index",
                               consent_text=CONSENT_TEXT.format(newsletter=ctx.settings.name),
+                              tracking_field=tracking.FIELD, tracking_text=tracking.text_of(ctx.settings),
                               challenge=json.dumps(challenge) if challenge else "")
     # No token on this page: let the browser send our Origin with the form (the same-origin check).
     response.headers["Referrer-Policy"] = "same-origin"
