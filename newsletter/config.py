@@ -221,12 +221,17 @@ class Settings:
     tracking_machine_seconds: float = 10.0
     # Per-list modes (``[tracking] lists = { patients = "off" }``): list name -> mode, overriding tracking_mode.
     tracking_list_modes: tuple[tuple[str, str], ...] = ()
+    # The tracking-consent checkbox's words on the signup forms and the preference centre ([tracking]
+    # consent_text; empty: newsletter.audience.tracking_consent.DEFAULT_TEXT). Each consent row keeps the
+    # text and its version (a hash of it), so changing it never rewrites what someone agreed to.
+    tracking_consent_text: str = ""
     # Signup protection (newsletter.audience.protection): a signup without a solved proof-of-work challenge
-    # is quarantined when proof_of_work is on (its PBKDF2 iterations per try: proof_of_work_cost); a
+    # is quarantined when proof_of_work is on (the default: the compliant choice; its PBKDF2 iterations per
+    # try: proof_of_work_cost); a
     # network (/24, /48) past network_quarantine signups an hour has the next ones quarantined, past
     # network_limit refused; domains in deny_domains are quarantined, allow_domains are never held as
     # disposable.
-    signup_proof_of_work: bool = False
+    signup_proof_of_work: bool = True
     signup_proof_of_work_cost: int = 2000
     signup_network_quarantine: int = 10
     signup_network_limit: int = 100
@@ -379,7 +384,8 @@ def load_settings(
         tracking_mode=reader.choice("tracking", "mode", TRACKING_MODES, default="aggregate"),
         tracking_machine_seconds=reader.number("tracking", "machine_seconds", default=10.0, minimum=0.0),
         tracking_list_modes=reader.list_modes("tracking", "lists", TRACKING_MODES),
-        signup_proof_of_work=reader.flag("signups", "proof_of_work", default=False),
+        tracking_consent_text=reader.text("tracking", "consent_text", default="")[:500],
+        signup_proof_of_work=reader.flag("signups", "proof_of_work", default=True),
         signup_proof_of_work_cost=int(reader.number("signups", "proof_of_work_cost", default=2000, minimum=1)),
         signup_network_quarantine=int(reader.number("signups", "network_quarantine", default=10, minimum=0)),
         signup_network_limit=int(reader.number("signups", "network_limit", default=100, minimum=1)),

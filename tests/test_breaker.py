@@ -427,3 +427,57 @@ def test_a_worker_pauses_on_complaints_recorded_between_its_chunks(workspace, cl
     finally:
         broker.close()
         store.close()
+
+
+# ---------------------------------------------------------------- a refused login pauses, never fails anyone
+
+def _assert_paused_for_the_login(cli, report, total: int, started: float, setting: str) -> None:
+    assert time.monotonic() - started < 30, "a refused login should pause at once"
+    assert (report.status, report.sent, report.failed) == ("paused", 0, 0)
+    assert report.pause_reason.startswith("the relay refused the login")
+    assert report.pause_reason.endswith("check the credentials, then resume") and setting in report.pause_reason
+    data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
+    assert data["status"] == "paused" and data["pause_reason"] == report.pause_reason and data["resume_at"] is None
+    assert (data["counts"]["pending"], data["counts"]["failed"], data["counts"]["sent"]) == (total, 0, 0)
+    shown = " ".join(cli("campaigns", "show", str(report.campaign_id)).stdout.split())
+    assert f"resume it with: newsletter campaigns resume {report.campaign_id}" in shown
+
+
+def test_an_smtp_login_refused_pauses_with_everyone_pending_and_resume_sends_each_once(
+        workspace, cli, tmp_path, monkeypatch):
+    emails = populate(cli, tmp_path, 1200)
+    configure(workspace, "", batch=500)
+    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
+    with SmtpServer(credentials=("news", "right-password")) as server:
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL",
+                           f"smtp://news:wrong-password-must-not-leak@127.0.0.1:{server.port}?tls=none")
+        started = time.monotonic()
+        report = _send(workspace)
+        _assert_paused_for_the_login(cli, report, 1200, started, "NEWSLETTER_SMTP_URL")
+        assert server.messages == [] and "must-not-leak" not in report.pause_reason
+        # the credentials are fixed: a person resumes the campaign
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://news:right-password@127.0.0.1:{server.port}?tls=none")
+        result = cli("campaigns", "resume", str(report.campaign_id), "--json")
+        assert result.exit_code == 0, result.stderr
+        got = Counter(to for m in server.messages for to in m.rcpt_tos)
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}
+    data = cli("campaigns", "show", str(report.campaign_id), "--json").json()
+    assert data["status"] == "sent" and data["counts"]["sent"] == 1200 and not data.get("pause_reason")
+
+
+def test_a_sendgrid_key_refused_pauses_with_everyone_pending_and_resume_sends_each_once(
+        workspace, cli, tmp_path, monkeypatch):
+    emails = populate(cli, tmp_path, 1500)
+    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "sendgrid")
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong.key-that-must-not-leak")
+    with FakeSendGrid(api_key=API_KEY) as server:
+        monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", server.url)
+        started = time.monotonic()
+        report = _send(workspace)
+        _assert_paused_for_the_login(cli, report, 1500, started, "SENDGRID_API_KEY")
+        assert server.bodies == [] and "must-not-leak" not in report.pause_reason
+        monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+        result = cli("campaigns", "resume", str(report.campaign_id), "--json")
+        assert result.exit_code == 0, result.stderr
+        got = Counter(to["email"] for body in server.bodies for p in body["personalizations"] for to in p["to"])
+    assert sorted(got) == sorted(emails) and set(got.values()) == {1}

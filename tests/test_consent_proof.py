@@ -11,9 +11,9 @@ import json
 
 import pytest
 from newsletter.store import audience as q
-from newsletter.web.signup import CONSENT_TEXT
+from newsletter.usecases.signups import CONSENT_TEXT
 
-from support.web import open_site, path_of
+from support.web import CHEAP_PROOF_OF_WORK, open_site, path_of, solved_challenge
 
 AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Safari/605.1.15"
 CONFIRM_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1) Mobile/15E148"
@@ -23,12 +23,13 @@ CONFIRM_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1) Mobile/15E148"
 def signed_up(workspace):
     """ada@example.org signed up on the double opt-in public list "news" and confirmed; returns the
     confirmation email's Message-ID (without angle brackets)."""
-    with open_site(None) as site:
+    with open_site(None, **CHEAP_PROOF_OF_WORK) as site:  # the default: signups solve a proof of work
         with site.store.session() as session:
             q.create_list(session, "news", double_opt_in=True, public=True, display_name="Clinic News")
         form = site.client.get("/subscribe")
         assert CONSENT_TEXT.format(newsletter=site.settings.name) in form.text  # the text the proof records
-        response = site.client.post("/subscribe", data={"email": "Ada@Example.org", "name": "Ada", "list": "news"},
+        response = site.client.post("/subscribe", data={"email": "Ada@Example.org", "name": "Ada", "list": "news",
+                                                        "altcha": solved_challenge(site.client)},
                                     headers={"User-Agent": AGENT, "Referer": "https://news.clinic.example/subscribe"})
         assert response.status_code == 200
         [message] = site.transport.outbox
@@ -137,10 +138,11 @@ def test_an_erased_address_says_how_it_was_erased_and_nothing_more(signed_up, cl
 
 
 def test_a_signup_from_the_publishers_own_website_records_no_text_it_did_not_see(workspace, cli):
-    with open_site(None, signup_origins=("https://www.clinic.example",)) as site:
+    with open_site(None, signup_origins=("https://www.clinic.example",), **CHEAP_PROOF_OF_WORK) as site:
         with site.store.session() as session:
             q.create_list(session, "news", public=True, display_name="Clinic News")
-        response = site.client.post("/subscribe", data={"email": "bo@example.org", "list": "news"},
+        response = site.client.post("/subscribe", data={"email": "bo@example.org", "list": "news",
+                                                        "altcha": solved_challenge(site.client)},
                                     headers={"User-Agent": AGENT, "Origin": "https://www.clinic.example",
                                              "Referer": "https://www.clinic.example/newsletter"})
         assert response.status_code == 200

@@ -26,14 +26,15 @@ class Recording(Transport):
 
     name, max_batch = "memory", 1000
 
-    def __init__(self, sent: list[str], die_at: int | None = None):
+    def __init__(self, sent: list[str], die_at: int | None = None, login_refused: bool = False):
         super().__init__()
-        self.sent, self.die_at, self.batches = sent, die_at, 0
+        self.sent, self.die_at, self.batches, self.login_refused = sent, die_at, 0, login_refused
 
     def _send(self, message, recipients):
         self.batches += 1
         if self.batches == self.die_at:
-            raise PermanentTransportError("refused", hint="fix SENDGRID_API_KEY", status=401)
+            raise PermanentTransportError("refused", hint="fix SENDGRID_API_KEY", status=401,
+                                          login_refused=self.login_refused)
         self.sent.extend(r.email for r in recipients)
         return results_for(recipients, Outcome.QUEUED, provider_id="p")
 
@@ -55,9 +56,10 @@ def setup(workspace, cli, tmp_path):
 
     class Context(WorkerContext):
         die_at = None
+        login_refused = False
 
         def transport(self, name):
-            return Recording(sent, self.die_at)
+            return Recording(sent, self.die_at, self.login_refused)
 
     broker = StubBroker()
     yield dict(store=store, settings=settings, campaign_id=campaign_id, emails=emails, sent=sent,
@@ -176,7 +178,30 @@ def test_unsubscribed_after_the_snapshot_is_skipped(setup, cli):
     assert "reader5@example.org" not in setup["sent"]
 
 
-def test_401_stops_the_campaign_for_every_worker_and_keeps_rows_pending(setup):
+def test_a_refused_login_pauses_the_campaign_for_every_worker_with_the_reason_and_rows_pending(setup):
+    from newsletter.distributed.chunks import run_chunk
+    from newsletter.distributed.dispatch import enqueue_campaign, resume_distributed
+    from newsletter.store.models import Campaign
+
+    store, c = setup["store"], setup["campaign_id"]
+    enqueue_campaign(store, setup["settings"], c, broker=setup["broker"])
+    chunks = chunks_of(store, c)
+    dying = setup["context"]()
+    dying.die_at, dying.login_refused = 1, True
+    assert run_chunk(dying, c, *chunks[0][:2]).outcome == "paused"
+    assert status_of(store, c) == "paused"
+    with store.session() as session:
+        reason = session.get(Campaign, c).pause_reason
+    assert reason.startswith("the relay refused the login") and "SENDGRID_API_KEY" in reason
+    assert run_chunk(setup["context"](), c, *chunks[1][:2]).outcome == "not-sending"
+    assert counts_of(store, c)["pending"] == 2500 and setup["sent"] == []
+    assert resume_distributed(store, setup["settings"], c, broker=setup["broker"]) == 3
+    for first, last, _, _ in chunks_of(store, c):
+        run_chunk(setup["context"](), c, first, last)
+    assert status_of(store, c) == "sent" and sorted(setup["sent"]) == sorted(setup["emails"])
+
+
+def test_another_permanent_error_stops_the_campaign_for_every_worker_and_keeps_rows_pending(setup):
     from newsletter.distributed.chunks import run_chunk
     from newsletter.distributed.dispatch import enqueue_campaign, resume_distributed
 

@@ -86,18 +86,20 @@ def test_429_and_500_lose_and_double_nothing(workspace, cli, tmp_path, sendgrid,
     assert len(_fast_retries) == 3 and all(wait > 0 for wait in _fast_retries)  # waited, in no real time
 
 
-def test_401_stops_at_once_with_a_hint_and_keeps_rows_pending(workspace, cli, tmp_path, sendgrid, monkeypatch):
+def test_401_pauses_at_once_with_a_hint_and_keeps_rows_pending(workspace, cli, tmp_path, sendgrid, monkeypatch):
     populate(cli, tmp_path, 1500)
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong.key-that-must-not-leak")
     result = cli("send", "articles/welcome.md", "--list", "readers", "--yes")
-    assert result.exit_code == 1
-    assert "SENDGRID_API_KEY" in result.stderr and "Traceback" not in result.stderr
-    assert "key-that-must-not-leak" not in result.stderr + result.stdout
+    assert result.exit_code == 1, result.stderr
+    said = " ".join((result.stderr + result.stdout).split())
+    assert "Paused: the relay refused the login" in said and "SENDGRID_API_KEY" in said
+    assert "resume it with: newsletter campaigns resume 1" in said and "Traceback" not in said
+    assert "key-that-must-not-leak" not in said
     assert sendgrid.requests == 1
     shown = cli("campaigns", "show", "1", "--json").json()
-    assert shown["status"] == "stopped"
+    assert shown["status"] == "paused" and "SENDGRID_API_KEY" in shown["pause_reason"]
     assert shown["counts"]["pending"] == 1500 and shown["counts"]["sent"] == 0
-    assert "key-that-must-not-leak" not in (shown["error"] or "")
+    assert "key-that-must-not-leak" not in (shown["error"] or "") + shown["pause_reason"]
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     resumed = cli("campaigns", "resume", "1", "--json")
     assert resumed.exit_code == 0 and resumed.json()["status"] == "sent"

@@ -102,10 +102,10 @@ def test_a_bad_complaints_address_is_a_one_line_error(workspace, cli):
 def test_the_confirmation_mail_comes_from_its_own_sender(workspace):
     from newsletter.store import audience as q
 
-    from support.web import open_site
+    from support.web import NO_PROOF_OF_WORK, open_site
 
     configure(workspace, web='confirm_from = "Clinic Sign-ups <signup@clinic.example>"')
-    with open_site(None, signup_origins=("https://clinic.example",)) as site:
+    with open_site(None, signup_origins=("https://clinic.example",), **NO_PROOF_OF_WORK) as site:
         with site.store.session() as session:
             q.create_list(session, "letters", double_opt_in=True, public=True)
         response = site.client.post("/subscribe", data={"email": "new@example.org", "list": "letters"},

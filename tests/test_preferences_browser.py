@@ -207,3 +207,40 @@ def test_the_other_public_pages_share_the_layout_and_are_axe_clean(centre, axe_s
             assert axe_violations(page, axe_source) == [], (name, dark)
             assert no_sideways_scroll(page), name
     assert (manage.describe(store, "ann@example.org"), manage.describe(store, "bob@example.org")) == before
+
+
+def _tracking_of(store) -> tuple[str | None, list[str]]:
+    """Ann's tracking attribute and the details of her ``tracking`` consent rows, oldest first."""
+    held = manage.describe(store, "ann@example.org")
+    return ((held.get("attributes") or {}).get("tracking_consent"),
+            [c.get("detail") for c in held["consent"] if c["action"] == "tracking"])
+
+
+@pytest.mark.parametrize("width", [PHONE, DESKTOP])
+def test_tracking_consent_given_and_withdrawn_by_keyboard_and_by_the_mails_link(centre, axe_source, width):
+    from newsletter.audience import tracking_consent as tc
+
+    open_page, path, store = centre
+    page = open_page(width)
+    assert tc.DEFAULT_TEXT in page.locator("#tracking-state").inner_text()
+    assert _tracking_of(store) == (None, [])
+    press(page, "#tracking-give")
+    assert status_text(page).startswith("Thank you: we will see which links")
+    assert page.locator("#tracking-state").inner_text().startswith("You agreed:")
+    assert _tracking_of(store) == ("yes", ["given"])
+    assert axe_violations(page, axe_source) == []
+    press(page, "#tracking-withdraw", key="Space")
+    assert status_text(page).startswith("Done: we no longer record")
+    assert _tracking_of(store) == ("no", ["given", "withdrawn"])
+    press(page, "#tracking-give")
+
+    # the withdrawal link every personally tracked message carries: a page with one button
+    mail_link = open_page(width, at=f"{path}/tracking")
+    assert open_page.last_response.status == 200 and _tracking_of(store)[0] == "yes"  # opening changes nothing
+    assert axe_violations(mail_link, axe_source) == [] and no_sideways_scroll(mail_link)
+    mail_link.screenshot(path=artefact_path(f"tracking-withdraw-{width}.png"), full_page=True)
+    press(mail_link, "#withdraw-tracking")
+    assert status_text(mail_link).startswith("Done: we no longer record")
+    assert _tracking_of(store) == ("no", ["given", "withdrawn", "given", "withdrawn"])
+    held = manage.describe(store, "ann@example.org")
+    assert {c["ip"] for c in held["consent"] if c["action"] == "tracking"} == {"127.0.0.1"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from newsletter.store import audience as q
 from newsletter.store import signups as held_store
 
-from support.web import open_site
+from support.web import CHEAP_PROOF_OF_WORK, open_site, solved_challenge
 
 
 def _public_news(cli) -> None:
@@ -18,15 +18,25 @@ def _create(cli, *extra: str):
                "--field", "tracking_consent:checkbox", *extra)
 
 
-def test_create_prints_a_plain_html_snippet_and_lists_the_form(workspace, cli):
+def test_create_prints_a_plain_html_snippet_and_lists_the_form(workspace, cli, monkeypatch):
+    from newsletter.audience.forms import NO_SCRIPT_NOTE
+
     _public_news(cli)
     result = _create(cli, "--redirect", "https://www.clinic.example/thanks")
     assert result.exit_code == 0, result.stderr
     snippet = result.stdout
-    assert snippet.startswith('<form method="post" action="https://news.clinic.example/forms/clinic">')
+    # the proof of work is on by default: the form asks our script to solve a challenge, and says what
+    # happens without it
+    assert snippet.startswith('<form method="post" action="https://news.clinic.example/forms/clinic" data-altcha '
+                              'data-challenge-url="https://news.clinic.example/subscribe/challenge">')
+    assert '<input type="hidden" name="altcha" value="">' in snippet and NO_SCRIPT_NOTE in snippet
+    assert snippet.rstrip().endswith('<script src="https://news.clinic.example/subscribe/altcha.js" defer></script>')
     assert '<input type="text" name="city">' in snippet and '<input type="number" name="visits">' in snippet
     assert '<input type="checkbox" name="tracking_consent" value="yes">' in snippet
-    assert "<script" not in snippet  # no script needed (the proof of work is off)
+    monkeypatch.setenv("NEWSLETTER_SIGNUP_PROOF_OF_WORK", "0")
+    plain = cli("forms", "list", "--json").json()[0]["snippet"]
+    assert plain.startswith('<form method="post" action="https://news.clinic.example/forms/clinic">')
+    assert "<script" not in plain and "altcha" not in plain  # no script needed with the proof of work off
     listed = cli("forms", "list", "--json").json()
     assert [(f["name"], f["list"], f["redirect"], [x["type"] for x in f["fields"]]) for f in listed] == [
         ("clinic", "news", "https://www.clinic.example/thanks", ["text", "number", "checkbox"])]
@@ -49,16 +59,19 @@ def test_bad_forms_are_one_line_errors(workspace, cli):
 def test_the_hosted_page_prefills_and_a_post_stores_typed_attributes_then_redirects(workspace, cli):
     _public_news(cli)
     assert _create(cli, "--redirect", "https://www.clinic.example/thanks").exit_code == 0
-    with open_site(None) as site:
+    with open_site(None, **CHEAP_PROOF_OF_WORK) as site:
         page = site.client.get("/forms/clinic?email=ada@example.org&city=Paris&tracking_consent=yes")
         assert page.status_code == 200
         assert 'value="ada@example.org"' in page.text and 'value="Paris"' in page.text
-        assert 'name="tracking_consent" value="yes" checked' in page.text
+        # the tracking-consent box is the page's own, once, and never pre-ticked (not even by the link)
+        assert page.text.count('name="tracking_consent"') == 1 and " checked" not in page.text
         bad = site.client.post("/forms/clinic", data={"email": "ada@example.org", "visits": "many"})
         assert bad.status_code == 400 and "Visits must be a number" in bad.text
         assert site.transport.outbox == []
+        assert "data-challenge=" in page.text  # the hosted page carries the challenge (on by default)
         done = site.client.post("/forms/clinic", data={"email": "ada@example.org", "name": "Ada", "city": " Paris ",
-                                                       "visits": "3", "tracking_consent": "yes"})
+                                                       "visits": "3", "tracking_consent": "yes",
+                                                       "altcha": solved_challenge(site.client)})
         assert done.status_code == 303 and done.headers["location"] == "https://www.clinic.example/thanks"
         assert [m["To"] for m in site.transport.outbox] == ["Ada <ada@example.org>"]
         with site.store.session() as session:
@@ -68,7 +81,7 @@ def test_the_hosted_page_prefills_and_a_post_stores_typed_attributes_then_redire
 
 
 def test_a_held_form_signup_keeps_its_fields_until_approved(workspace, cli):
-    from newsletter.web.signup import approve_held
+    from newsletter.usecases.signups import approve_held
 
     _public_news(cli)
     assert _create(cli).exit_code == 0

@@ -65,6 +65,9 @@ def test_signup_settings_are_read_and_a_bad_domain_is_a_config_error(tmp_path, m
                    base_url="https://news.clinic.example")
     config = folder / "newsletter.toml"
     original = config.read_text()
+    assert load_settings(folder).signup_proof_of_work is True  # on by default: the compliant choice
+    config.write_text(original + '\n[signups]\nproof_of_work = false\n')
+    assert load_settings(folder).signup_proof_of_work is False  # turned off in newsletter.toml
     config.write_text(original + '\n[signups]\nproof_of_work = true\nnetwork_limit = 50\n'
                       'allow_domains = "Staff.Example, @ok.example"\ndeny_domains = ["spam.example"]\n')
     settings = load_settings(folder)

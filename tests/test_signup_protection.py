@@ -24,6 +24,8 @@ from starlette.testclient import TestClient
 from support.web import open_site
 
 PROTECTED = {"signup_proof_of_work": True, "signup_proof_of_work_cost": 1}
+# Tests of the other protections turn the proof of work (on by default) off, so that only theirs holds a signup.
+NO_POW = {"signup_proof_of_work": False}
 
 
 def _client(site, ip: str) -> TestClient:
@@ -127,7 +129,7 @@ def test_a_busy_network_is_held_then_throttled_even_with_the_work_done(workspace
 
 
 def test_ipv6_clients_count_by_their_48(workspace):
-    with open_site(None, signup_network_quarantine=1) as site:
+    with open_site(None, signup_network_quarantine=1, **NO_POW) as site:
         _news(site)
         assert _post(_client(site, "2001:db8:1:2::5"), "first@example.org").status_code == 200
         assert _post(_client(site, "2001:db8:1:ffff::9"), "second@example.org").status_code == 200
@@ -137,20 +139,20 @@ def test_ipv6_clients_count_by_their_48(workspace):
 
 
 def test_disposable_and_denied_domains_are_held_and_allowed_ones_are_not(workspace):
-    with open_site(None, signup_deny_domains=("spam.example",)) as site:
+    with open_site(None, signup_deny_domains=("spam.example",), **NO_POW) as site:
         _news(site)
         assert _post(site.client, "temp@mailinator.com").status_code == 200
         assert _post(site.client, "x@mail.spam.example").status_code == 200
         assert site.transport.outbox == []
         assert [(h.email, h.reasons) for h in _held(site)] == [
             ("temp@mailinator.com", protection.DISPOSABLE), ("x@mail.spam.example", protection.DENIED)]
-    with open_site(None, signup_allow_domains=("mailinator.com",)) as site:
+    with open_site(None, signup_allow_domains=("mailinator.com",), **NO_POW) as site:
         assert _post(site.client, "qa@mailinator.com").status_code == 200
         assert [m["To"] for m in site.transport.outbox] == ["qa@mailinator.com"]
 
 
 def test_a_held_address_bombed_again_is_held_once(workspace):
-    with open_site(None) as site:
+    with open_site(None, **NO_POW) as site:
         _news(site)
         for _ in range(3):
             assert _post(site.client, "temp@mailinator.com").status_code == 200
@@ -161,7 +163,7 @@ def test_a_held_address_bombed_again_is_held_once(workspace):
 def test_approve_sends_exactly_one_confirmation_and_reject_sends_none(workspace, cli):
     from newsletter.config import load_settings
 
-    with open_site(None) as site:
+    with open_site(None, **NO_POW) as site:
         _news(site)
         _post(site.client, "held@mailinator.com", name="Held Reader")
         _post(site.client, "gone@mailinator.com")
@@ -191,10 +193,10 @@ def test_approve_sends_exactly_one_confirmation_and_reject_sends_none(workspace,
 
 def test_approving_a_signup_suppressed_meanwhile_sends_nothing(workspace):
     from newsletter.audience import rules
+    from newsletter.usecases.signups import approve_held
     from newsletter.vocabulary import SuppressionReason
-    from newsletter.web.signup import approve_held
 
-    with open_site(None) as site:
+    with open_site(None, **NO_POW) as site:
         _news(site)
         _post(site.client, "temp@mailinator.com")
         [held] = _held(site)
@@ -203,3 +205,13 @@ def test_approving_a_signup_suppressed_meanwhile_sends_nothing(workspace):
         approval = approve_held(site.app.state.ctx, held.id)
         assert (approval.joined, approval.emailed) == (False, False)
         assert site.transport.outbox == [] and _held(site) == []
+
+
+def test_the_proof_of_work_is_on_by_default(workspace):
+    with open_site(None) as site:  # the workspace's own settings: nothing said about [signups]
+        assert site.settings.signup_proof_of_work is True
+        _news(site)
+        assert 'data-challenge="' in site.client.get("/subscribe").text
+        assert _post(site.client, "nojs@example.org").status_code == 200  # no solution: held, answered alike
+        assert site.transport.outbox == []
+        assert [(h.email, h.reasons) for h in _held(site)] == [("nojs@example.org", protection.NO_PROOF)]

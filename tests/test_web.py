@@ -10,13 +10,14 @@ from newsletter.audience.tokens import CONFIRM, UNSUBSCRIBE, make_token, unsubsc
 from newsletter.store import audience as q
 from newsletter.store.db import Store
 
-from support.web import Site, open_site, path_of
+from support.web import NO_PROOF_OF_WORK, Site, open_site, path_of
 
 
 @pytest.fixture
 def site(workspace):
     # The clinic's own website hosts a signup form that posts here.
-    with open_site(None, signup_origins=("https://clinic.example",)) as site:
+    # these tests are about tokens, limits and pages: the proof of work (on by default) has its own tests
+    with open_site(None, signup_origins=("https://clinic.example",), **NO_PROOF_OF_WORK) as site:
         yield site
 
 

@@ -9,6 +9,7 @@ record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -38,7 +39,8 @@ ADDRESS = "Zoë.Parallel-Signup@Example.org"
 
 @pytest.fixture
 def site(workspace):
-    settings = load_settings()
+    # about races, not the proof of work (on by default, tested in test_signup_protection.py)
+    settings = dataclasses.replace(load_settings(), signup_proof_of_work=False)
     store = open_store(settings)
     site = Site(settings, store, keys=KeyPair())
     MemoryTransport.clear_shared()

@@ -21,14 +21,15 @@ from newsletter.store.events import ProviderEvent
 from newsletter.store.models import Consent, Subscriber, utcnow
 from sqlalchemy import insert, select
 
-from support.web import KeyPair, Site, open_site, path_of
+from support.web import NO_PROOF_OF_WORK, KeyPair, Site, open_site, path_of
 
 DAY = 86400
 
 
 @pytest.fixture
 def site(workspace):
-    with open_site(KeyPair()) as site:
+    # these tests are about tokens, origins and limits: the proof of work (on by default) has its own tests
+    with open_site(KeyPair(), **NO_PROOF_OF_WORK) as site:
         yield site
 
 
@@ -135,6 +136,7 @@ def test_confirmation_links_work_within_their_lifetime(site, lists):
 
 def test_confirmation_lifetime_is_configurable(workspace, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_CONFIRM_TOKEN_DAYS", "1")
+    monkeypatch.setenv("NEWSLETTER_SIGNUP_PROOF_OF_WORK", "0")  # about the tokens' lifetime, not the proof of work
     settings = load_settings()
     assert settings.confirm_token_days == 1
     store = open_store(settings)
@@ -242,6 +244,7 @@ def test_same_origin_posts_go_through(site, lists, headers):
 
 def test_the_publishers_own_website_can_be_allowed(workspace, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SIGNUP_ORIGINS", "https://www.clinic.example, https://clinic.example:8443")
+    monkeypatch.setenv("NEWSLETTER_SIGNUP_PROOF_OF_WORK", "0")  # about the origins, not the proof of work
     settings = load_settings()
     assert settings.signup_origins == ("https://www.clinic.example", "https://clinic.example:8443")
     store = open_store(settings)
@@ -270,7 +273,7 @@ def test_per_address_limit_holds_on_single_opt_in_lists_too(site, lists):
 
 
 def test_per_ip_limit_across_addresses_and_lists(site, lists):
-    from newsletter.web.signup import MAX_PER_IP
+    from newsletter.usecases.signups import MAX_PER_IP
 
     for i in range(MAX_PER_IP):
         assert signup(site, email=f"person{i}@example.org", list=("weekly", "open-list")[i % 2]).status_code == 200

@@ -4,9 +4,9 @@ A form (``newsletter forms create NAME --list L --field city:text``) joins
 one public list. Its fields become subscriber attributes, each validated by
 its type at the door (:func:`attributes_from`): ``text`` (one line, at most
 :data:`TEXT_MAX` characters), ``number``, ``date`` (YYYY-MM-DD) and
-``checkbox`` (``yes`` or ``no``). The snippet is a plain HTML form that
-needs no script; with the proof of work on it also loads our small script
-(without it, its signups wait in the quarantine).
+``checkbox`` (``yes`` or ``no``). The snippet is a plain HTML form; with
+the proof of work on (the default) it also loads our small script, and
+says in a comment that without it its signups wait in the quarantine.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
+from newsletter.audience import tracking_consent
 from newsletter.errors import InputError
 
 FIELD_TYPES = ("text", "number", "date", "checkbox")
@@ -100,6 +101,11 @@ def prefill(fields: list[dict[str, Any]], query: dict[str, str]) -> dict[str, st
     return {key: _clean_text(query.get(key, ""))[:TEXT_MAX] for key in names}
 
 
+# Said in the snippet when the proof of work is on (the default): what a visitor without scripts gets.
+NO_SCRIPT_NOTE = ("<!-- The script below solves the signup's proof-of-work challenge. Without JavaScript the "
+                  "form still posts, but its signups wait in the quarantine (newsletter subscribers quarantine "
+                  "list) until you approve them. -->")
+
 _INPUT_TYPES = {"text": "text", "number": "number", "date": "date"}
 
 
@@ -107,8 +113,17 @@ def field_label(field_name: str) -> str:
     return field_name.replace("_", " ").capitalize()
 
 
-def snippet(base_url: str, form_name: str, fields: list[dict[str, Any]], *, proof_of_work: bool) -> str:
-    """A plain HTML form to paste into a website: posts to ``{base_url}/forms/{form_name}``, no script needed."""
+def snippet(base_url: str, form_name: str, fields: list[dict[str, Any]], *, proof_of_work: bool,
+            tracking_text: str = "") -> str:
+    """A plain HTML form to paste into a website: posts to ``{base_url}/forms/{form_name}``, no script needed.
+
+    It always has one unticked tracking-consent checkbox (``tracking_consent``) in the words of
+    ``tracking_text`` (default: ``audience.tracking_consent.DEFAULT_TEXT``), asked apart from the subscription.
+    """
+    tracking = tracking_consent
+    tracking_label = html.escape(tracking_text or tracking.DEFAULT_TEXT)
+    tracking_box = (f'  <label><input type="checkbox" name="{tracking.FIELD}" value="yes"> {tracking_label}'
+                    "</label>")
     action = html.escape(f"{base_url}/forms/{form_name}", quote=True)
     lines = [f'<form method="post" action="{action}"'
              + (f' data-altcha data-challenge-url="{html.escape(base_url, quote=True)}/subscribe/challenge"'
@@ -117,11 +132,14 @@ def snippet(base_url: str, form_name: str, fields: list[dict[str, Any]], *, proo
              '  <label>Name <input type="text" name="name" autocomplete="name"></label>']
     for field in fields:
         label = html.escape(field_label(field["name"]))
+        if field["name"] == tracking.FIELD:
+            continue  # the tracking box is added once, below, with its consent text
         if field["type"] == "checkbox":
             lines.append(f'  <label><input type="checkbox" name="{field["name"]}" value="yes"> {label}</label>')
         else:
             lines.append(f'  <label>{label} <input type="{_INPUT_TYPES[field["type"]]}" name="{field["name"]}">'
                          "</label>")
+    lines.append(tracking_box)
     lines.append('  <div style="display:none" aria-hidden="true"><input type="text" name="website" tabindex="-1" '
                  'autocomplete="off"></div>')
     if proof_of_work:
@@ -129,6 +147,7 @@ def snippet(base_url: str, form_name: str, fields: list[dict[str, Any]], *, proo
     lines.append('  <button type="submit">Subscribe</button>')
     lines.append("</form>")
     if proof_of_work:
+        lines.append(NO_SCRIPT_NOTE)
         lines.append(f'<script src="{html.escape(base_url, quote=True)}/subscribe/altcha.js" defer></script>')
     return "\n".join(lines) + "\n"
 
@@ -166,7 +185,8 @@ def describe(settings, name: str, list_name: str, fields: list[dict[str, Any]],
     base = settings.base_url or ""
     return {"name": name, "list": list_name, "fields": fields, "redirect": redirect_url,
             "url": f"{base}/forms/{name}",
-            "snippet": snippet(base, name, fields, proof_of_work=settings.signup_proof_of_work)}
+            "snippet": snippet(base, name, fields, proof_of_work=settings.signup_proof_of_work,
+                               tracking_text=tracking_consent.text_of(settings))}
 
 
 def list_forms(store, settings) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from newsletter.audience import rules
+from newsletter.audience import rules, tracking_consent
 from newsletter.audience.fields import clean_name, clean_timezone_length, one_line
 from newsletter.audience.manage import consent_history, describe_subscriber, existing_subscriber, validate_timezone
 from newsletter.errors import InputError, NotFound
@@ -66,6 +66,7 @@ class Preferences:
     snoozed_until: datetime | None
     lists: list[ListChoice] = field(default_factory=list)
     other_lists: int = 0        # private lists they are still on (left by "unsubscribe from everything")
+    tracking: bool = False      # consent to personal tracking given (audience.tracking_consent)
 
     @property
     def subscribed_anywhere(self) -> bool:
@@ -90,7 +91,7 @@ def view(session: Session, subscriber: Subscriber, newsletter_name: str) -> Pref
     others = sum(1 for list_id, status in statuses.items()
                  if list_id not in public_ids and status != MembershipStatus.UNSUBSCRIBED)
     return Preferences(subscriber.email, subscriber.name or "", subscriber.timezone, subscriber.snoozed_until,
-                       choices, others)
+                       choices, others, tracking=tracking_consent.has_consented(subscriber))
 
 
 def _public_list(session: Session, list_id: int) -> MailingList:
@@ -150,6 +151,16 @@ def snooze(session: Session, subscriber: Subscriber, days: int, now: datetime, *
     if not days:
         return "Your email is back on."
     return f"Your email is paused until {subscriber.snoozed_until:%d %B %Y}."
+
+
+def set_tracking(session: Session, subscriber: Subscriber, give: bool, *, source: str, text: str,
+                 **proof: Any) -> str:
+    """Give or withdraw consent to personal tracking (``text``: the words shown); a sentence for the page."""
+    proof = {key: value for key, value in proof.items() if key not in ("form", "consent_text")}
+    tracking_consent.set_choice(session, subscriber, give, source=source, text=text, **proof)
+    if give:
+        return "Thank you: we will see which links you open and click in our emails."
+    return "Done: we no longer record which links you open or click; our emails carry no personal links for you."
 
 
 def update_profile(session: Session, subscriber: Subscriber, name: str, timezone: str, *, source: str,

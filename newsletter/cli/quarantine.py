@@ -2,7 +2,7 @@
 
 A held signup got no email; approving it joins the list as the public form
 would have (one confirmation email on a double opt-in list), rejecting it
-deletes it. See ``newsletter.web.signup`` and ``newsletter.audience.protection``.
+deletes it. See ``newsletter.usecases.signups`` and ``newsletter.audience.protection``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def list_held(app, list_name, as_json):
     Example:
       newsletter subscribers quarantine list --json
     """
-    from newsletter.web.signup import held_signups
+    from newsletter.usecases.signups import held_signups
 
     rows = held_signups(app.store, list_name, LIST_LIMIT)
     if as_json:
@@ -69,7 +69,7 @@ def approve(app, ids, as_json):
     Example:
       newsletter subscribers quarantine approve 12 13
     """
-    from newsletter.web.signup import approve_held
+    from newsletter.usecases.signups import approve_held
 
     ctx = _context(app)
     results = []
@@ -96,7 +96,7 @@ def reject(app, ids, as_json):
     Example:
       newsletter subscribers quarantine reject 12 13
     """
-    from newsletter.web.signup import reject_held
+    from newsletter.usecases.signups import reject_held
 
     ctx = _context(app)
     results = []

@@ -150,7 +150,9 @@ def watching():
 
 
 def finish_report(report, as_json: bool) -> None:
-    """Print a send's outcome; exit 2 when some recipients failed."""
+    """Print a send's outcome; exit 2 when some recipients failed, 1 when it paused on a refused login."""
+    from newsletter.engine.sender import LOGIN_REFUSED
+
     if as_json:
         print_json(report.as_dict())
     else:
@@ -175,6 +177,8 @@ def finish_report(report, as_json: bool) -> None:
     if report.status == "paused" and report.counts.get("pending"):
         say(f"{report.counts['pending']} still pending;"
             f" continue with: newsletter campaigns resume {report.campaign_id}")
+    if report.status == "paused" and getattr(report, "pause_reason", "").startswith(LOGIN_REFUSED):
+        sys.exit(1)  # nothing can go out until a person fixes the credentials: a script must notice
     if report.failed:
         say(f"[red]{report.failed} recipients failed; see newsletter campaigns show {report.campaign_id}, "
             f"retry with: newsletter campaigns retry {report.campaign_id} --failed[/]")

@@ -23,6 +23,11 @@ A token whose MACs do not hold is refused (:func:`read_token` answers
 None) and the server shows a plain error page: the redirect target always
 comes from the database, never from the request.
 
+Every personally tracked message carries a withdrawal line (:func:`with_withdrawal_line`): two
+merge fields at the end of the HTML and text parts, filled per recipient by :func:`withdrawal_fields`
+(the line with the signed link ``/preferences/<token>/tracking`` for a reader tracked personally,
+empty for everyone else).
+
 Links that are not the article's are never rewritten: merge-token links
 (unsubscribe, web version), links to ``base_url`` itself (archive,
 preferences, signup), ``mailto:`` and anything not http(s). The archive
@@ -195,6 +200,31 @@ def tracked_text(text: str, links: dict[int, str], *, base_url: str, secret_key:
         # the target holds no backslash (a URL of ours), so it stands for itself as a replacement
         text = re.sub(r"(?<!\S)" + re.escape(url) + r"(?!\S)", target, text)
     return text
+
+
+NOTICE_HTML, NOTICE_TEXT = "tracking_notice_html", "tracking_notice_text"  # merge fields (raw)
+WITHDRAW_PATH = "/tracking"  # after the preference centre's URL: the withdrawal page
+NOTICE_WORDS = "You agreed that we see which links you open and click in our emails."
+
+
+def with_withdrawal_line(html: str, text: str) -> tuple[str, str]:
+    """``html`` and ``text`` with the withdrawal line's merge fields at their end (before ``</body>``)."""
+    slot = f"%%{NOTICE_HTML}:raw%%"
+    found = list(_BODY_END.finditer(html))
+    html = html[:found[-1].start()] + slot + html[found[-1].start():] if found else html + slot
+    return html, text.rstrip("\n") + f"\n%%{NOTICE_TEXT}:raw%%"
+
+
+def withdrawal_fields(preferences_url: str | None) -> dict[str, str]:
+    """The withdrawal line of one recipient: with the link to ``preferences_url``'s withdrawal page when
+    tracked personally, else empty (None)."""
+    if not preferences_url:
+        return {NOTICE_HTML: "", NOTICE_TEXT: ""}
+    url = preferences_url + WITHDRAW_PATH
+    html = (f'<p style="margin:16px auto;max-width:600px;padding:0 16px;font-size:13px;line-height:1.5;'
+            f'color:#555555;text-align:center">{escape(NOTICE_WORDS)} '
+            f'<a href="{escape(url, quote=True)}" style="color:#555555">Withdraw this consent</a></p>')
+    return {NOTICE_HTML: html, NOTICE_TEXT: f"\n{NOTICE_WORDS} Withdraw this consent: {url}\n"}
 
 
 def recipient_fields(secret_key: str, campaign_id: int, delivery_id: int, personal: bool,

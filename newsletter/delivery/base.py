@@ -33,8 +33,9 @@ the others go on. Only failures that concern the whole batch raise.
 A problem that will fail *every* batch (a 401 for a bad API key, SMTP
 authentication refused) raises :class:`PermanentTransportError` instead: a
 :class:`~newsletter.errors.DeliveryError` whose ``hint`` names the setting
-to fix. Nothing of that batch was accepted; the engine stops the campaign
-and leaves the batch's rows ``pending`` (or ``failed``/retryable).
+to fix. Nothing of that batch was accepted; the engine leaves the batch's
+rows ``pending`` (or ``failed``/retryable) and stops the campaign, or pauses
+it when the error says ``login_refused`` (fix the credentials, then resume).
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ class PermanentTransportError(DeliveryError):
     ``NEWSLETTER_SMTP_URL``); neither message nor hint ever holds a secret.
     """
 
-    def __init__(self, message: str, hint: str | None = None, status: int | None = None):
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None,
+                 login_refused: bool = False):
         super().__init__(message, hint=hint)
         self.status = status
+        #: The relay or API refused our credentials (SMTP 530/535, HTTP 401 or a provider's key error):
+        #: the engine pauses the campaign for a person to fix them and resume it, rather than stopping it.
+        self.login_refused = login_refused
         #: Set when part of the batch was already handled (SMTP sends in
         #: parallel): one result per recipient, in order; record them before
         #: stopping. Recipients not attempted are FAILED and retryable.

@@ -51,7 +51,11 @@ pipeline applies by suppressing the complainer. The recipient comes from
 ``Original-Rcpt-To`` or ``Removal-Recipient`` when the provider kept them
 (most redact them), the delivery from our Message-ID in the returned
 message (or a VERP address in its headers); other feedback types
-(``not-spam``, ``auth-failure``, ``virus``) give no event.
+(``not-spam``, ``auth-failure``, ``virus``) give no event. Microsoft's
+Junk Mail Reporting Program in its older "RFC822 attachment" format is not
+ARF (``multipart/mixed`` from ``staff@hotmail.com``, subject "complaint
+about message from ...", only the returned message, the complainer in its
+``X-HmXmrOriginalRecipient``): it is read as an abuse report too.
 
 Events are deduplicated by their id, a hash of the bounce's own Message-ID
 (or, lacking one, of its bytes) and the recipient: reading the same mailbox
@@ -121,6 +125,8 @@ def _parse(data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
     if feedback_part is not None:
         return _arf(message, feedback_part, data, secret_keys)
     status_part = _find(message, "message/delivery-status")
+    if status_part is None and _is_jmrp(message):
+        return _jmrp(message, data, secret_keys)
     if status_part is None:
         return _qmail(message, data, secret_keys)
     blocks = _field_blocks(status_part)
@@ -184,6 +190,36 @@ def _arf(message: Message, part: Message, data: bytes, secret_keys: tuple[str, .
     event = TrackingEvent(
         provider=PROVIDER, kind=EventKind.COMPLAINED, event_id="smtp-arf:" + hashlib.sha256(key).hexdigest(),
         recipient=recipient, occurred_at=when, raw=raw, message_id=ours, detail=clean_text(detail, MAX_FIELD_CHARS))
+    return Bounce(dsn=True, events=[event], verp_matched=verp)
+
+
+JMRP_FROM = "staff@hotmail.com"
+_JMRP_SUBJECT = re.compile(r"^\s*complaint about message from\b", re.IGNORECASE)
+
+
+def _is_jmrp(message: Message) -> bool:
+    """Microsoft's JMRP complaint in its "RFC822 attachment" format (see the module docstring)."""
+    senders = [address.lower() for _, address in getaddresses([_text(message.get("from"))])]
+    return (senders == [JMRP_FROM] and bool(_JMRP_SUBJECT.match(_text(message.get("subject"))))
+            and _find(message, "message/rfc822") is not None)
+
+
+def _jmrp(message: Message, data: bytes, secret_keys: tuple[str, ...]) -> Bounce:
+    """A JMRP complaint as one COMPLAINED event: the complainer from the returned message's
+    ``X-HmXmrOriginalRecipient``, the delivery from our Message-ID in it."""
+    returned = _find(message, "message/rfc822")
+    inner = returned.get_payload() if returned is not None else None
+    original = inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], Message) else None
+    recipient = _address(_text(original.get("x-hmxmroriginalrecipient"))) if original is not None else ""
+    ours, verp = _our_message_id(message, secret_keys)
+    report_id = _text(message.get("message-id")) or hashlib.sha256(data).hexdigest()
+    key = "\n".join((report_id, recipient, ours or "")).encode("utf-8", "replace")
+    raw: dict[str, Any] = {"feedback-type": "abuse", "user-agent": "Microsoft JMRP (RFC822 attachment)",
+                           "report-message-id": report_id[:MAX_FIELD_CHARS]}
+    event = TrackingEvent(
+        provider=PROVIDER, kind=EventKind.COMPLAINED, event_id="smtp-arf:" + hashlib.sha256(key).hexdigest(),
+        recipient=recipient, occurred_at=_date(_text(message.get("date"))), raw=raw, message_id=ours,
+        detail="ARF abuse Microsoft JMRP (RFC822 attachment)")
     return Bounce(dsn=True, events=[event], verp_matched=verp)
 
 

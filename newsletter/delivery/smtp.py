@@ -457,7 +457,7 @@ class SmtpTransport(Transport):
             raise PermanentTransportError(
                 f"the SMTP server refused to send for us: {code} {text}",
                 hint="check the user, password and sender allowed by NEWSLETTER_SMTP_URL's server, and NEWSLETTER_FROM",
-                status=code,
+                status=code, login_refused=code in (530, 535),
             )
         return _by_code(recipient, code, reply, stage)
 
@@ -491,7 +491,8 @@ class SmtpTransport(Transport):
             self.connect_failures += 1
             raise RelayRefused(
                 f"the SMTP server at {config.host}:{config.port} refused our login ({exc.smtp_code})",
-                hint="check the user and password in NEWSLETTER_SMTP_URL", status=exc.smtp_code) from None
+                hint="check the user and password in NEWSLETTER_SMTP_URL", status=exc.smtp_code,
+                login_refused=True) from None
         except smtplib.SMTPNotSupportedError as exc:
             conn.close()
             self.connect_failures += 1

@@ -56,6 +56,7 @@ from newsletter.engine.sender import (
     campaign_message,
     finish_campaign,
     reader_list_name,
+    login_refused_reason,
     send_claimed,
 )
 from newsletter.store import distributed as chunks_db
@@ -339,7 +340,10 @@ def _send_range(ctx: WorkerContext, chunk_id: int, memory: CampaignMemory, pendi
         return
     except PermanentTransportError as exc:
         _copy(totals, report)
-        _stop(ctx, chunk_id, report, exc)
+        if exc.login_refused:  # refused as the transport opened, before any batch: a person fixes and resumes
+            _pause(ctx, chunk_id, report, login_refused_reason(exc), None)
+        else:
+            _stop(ctx, chunk_id, report, exc)
         return
     except QuotaReached as exc:
         _copy(totals, report)

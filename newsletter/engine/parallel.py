@@ -20,6 +20,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -182,7 +183,8 @@ def _child(settings: Settings, campaign_id: int, transport_name: str, low: int, 
     quota: tuple[str, str] | None = None
     tripped: str | None = None
     try:
-        with get_transport(settings, transport_name) as transport:
+        # opened by its first batch: a refused login there pauses the campaign (engine.sender.send_claimed)
+        with closing(get_transport(settings, transport_name)) as transport:
             try:
                 interrupted = send_range(store, settings, campaign_id, transport, report, sender=sender,
                                          after_id=low, up_to=high, on_progress=progress, stop=_Stop(halt))

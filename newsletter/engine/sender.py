@@ -426,6 +426,8 @@ def campaign_message(settings: Settings, campaign: Campaign, tracking: TrackingP
         if tracking.clicks:
             text = clicks.tracked_text(text, tracking.links, base_url=base_url, secret_key=key,
                                        campaign_id=campaign.id)
+        if tracking.mode == TrackingMode.PERSONAL:  # a reader tracked personally sees how to withdraw
+            html, text = clicks.with_withdrawal_line(html, text)
     return Message(subject=edition.subject, from_email=settings.sender, html=html, text=text,
                    headers=bulk_headers(settings, campaign.id, mailing_list),
                    tags=[t[:100] for t in (edition.tags or [])[:8]], metadata={"campaign_id": str(campaign.id)})
@@ -528,7 +530,10 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
 
     On PermanentTransportError the rows the transport answered for
     (``exc.results``) are recorded and the rest go back to ``pending``:
-    nothing of them was accepted. The fence (``fence(session)``) is checked
+    nothing of them was accepted. When the relay or API refused our login
+    (``exc.login_refused``) the rows it did not send stay ``pending`` too and
+    BreakerTripped pauses the campaign (:func:`login_refused_reason`): a
+    person fixes the credentials and resumes it. The fence (``fence(session)``) is checked
     just before the provider is called and in the transaction of every
     write: a sender that lost the campaign sends and writes nothing more and
     raises Fenced; its rows stay as the new owner set them (``unknown``).
@@ -543,11 +548,16 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
         results = transport.send_batch(message, recipients)
     except PermanentTransportError as exc:
         answered = exc.results or []
+        if exc.login_refused:
+            # Nobody's fault but our credentials': a recipient not sent stays pending for the resume.
+            answered = [r for r in answered if not (r.outcome is Outcome.FAILED and r.retryable)]
         record_results(store, answered, ids, report, campaign_id, fence=fence, whole=whole)
         untouched = set(ids) - {result.message_id for result in answered}
         with store.session() as session:
             _check(fence, session, campaign_id)
             ledger.mark(session, [ids[m] for m in untouched], LedgerStatus.PENDING, LedgerStatus.SENDING)
+        if exc.login_refused:
+            raise BreakerTripped(login_refused_reason(exc)) from None
         raise
     except BaseException:
         # An unexpected failure mid-call: the provider may have the batch.
@@ -565,6 +575,15 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
             _check(fence, session, campaign_id)
             report.failed -= breaker.release(session)
         raise BreakerTripped(reason)
+
+
+LOGIN_REFUSED = "the relay refused the login"  # how the pause reason of a refused login starts
+
+
+def login_refused_reason(exc: PermanentTransportError) -> str:
+    """Why a campaign paused on a refused login (``campaigns show`` adds the resume command)."""
+    detail = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return f"{LOGIN_REFUSED} ({detail}): check the credentials, then resume"
 
 
 def record_results(store: Store, results: Sequence[SendResult], ids: dict[str, int], report: SendReport,
@@ -691,8 +710,9 @@ class RecipientBuilder:
         """The aggregate tracking fields of ``variant`` (the campaign's when None): alike for all its readers."""
         shared = self.shared.get(variant)
         if shared is None:
-            shared = self.shared[variant] = clicks.recipient_fields(self.settings.secret_key, self.campaign_id, 0,
-                                                                    False, variant)
+            shared = self.shared[variant] = (
+                clicks.recipient_fields(self.settings.secret_key, self.campaign_id, 0, False, variant)
+                | clicks.withdrawal_fields(None))
         return shared
 
     def recipient(self, candidate: Candidate) -> Recipient:
@@ -704,7 +724,8 @@ class RecipientBuilder:
         if self.personal and clicks.consents(attributes):
             values.update(clicks.recipient_fields(self.settings.secret_key, self.campaign_id, candidate.delivery_id,
                                                   True))
-        else:  # aggregate links: the same fields for everyone who gets this variant (or the campaign)
+            values.update(clicks.withdrawal_fields(values["preferences_url"]))
+        else:  # aggregate links, no withdrawal line: the same fields for everyone who gets this variant
             values.update(self._shared_fields(candidate.variant))
         message_id = self.id_format.format(candidate.delivery_id)
         return Recipient(

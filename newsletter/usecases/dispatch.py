@@ -107,8 +107,13 @@ class ThisMachine:
 
         with self.store.session() as session:
             transport_name = get_campaign(session, campaign_id).transport
-        with get_transport(self.settings, transport_name) as transport:
+        # Opened by its first batch, not here: a login refused then pauses the started campaign with every
+        # recipient pending (engine.sender.send_claimed) instead of failing before it starts.
+        transport = get_transport(self.settings, transport_name)
+        try:
             return run(transport)
+        finally:
+            transport.close()
 
 
 class OnWorkers:

@@ -48,6 +48,8 @@ class ConsentAction(StrEnum):
     SNOOZE = "snooze"
     PROFILE = "profile"
     EXPORT = "export"
+    # Consent to personal tracking, given or withdrawn (``detail``), apart from any list.
+    TRACKING = "tracking"
 
 
 class ArrivalStatus(StrEnum):

@@ -9,6 +9,7 @@ Routes (the token is always the last path segment, nothing after it):
     POST /confirm/{token}       confirm a double opt-in subscription
     GET  /preferences/{token}   the preference centre; changes nothing
     POST /preferences/{token}   its buttons: lists, pause, name and time zone, download, erase
+    GET  /preferences/{token}/tracking   the withdrawal link of personally tracked mail: a button
     GET  /preferences           where to find your own preference centre link
     GET  /subscribe             a plain signup form
     POST /subscribe             the form endpoint websites post to
@@ -133,6 +134,7 @@ def _routes():
         Route("/confirm/{token}", subscriptions.confirm_post, methods=["POST"]),
         Route("/preferences/{token}", preferences.preferences_page, methods=["GET"]),
         Route("/preferences/{token}", preferences.preferences_post, methods=["POST"]),
+        Route("/preferences/{token}/tracking", preferences.withdraw_page, methods=["GET"]),
         Route("/preferences", archive.preferences_help, methods=["GET"]),
         Route("/subscribe", signup.subscribe_form, methods=["GET"]),
         Route("/subscribe/challenge", signup.challenge_json, methods=["GET"]),

@@ -1,7 +1,7 @@
 """``GET/POST /forms/{name}``: the hosted page of a signup form made with ``newsletter forms create``.
 
 The page pre-fills its fields from the query string (``?email=...&city=...``);
-a post goes through :func:`newsletter.web.signup.subscribe` (the same limits,
+a post goes through :func:`newsletter.usecases.signups.subscribe` (the same limits,
 protection, quarantine and consent proof as ``/subscribe``) with the form's
 typed fields validated into attributes (``newsletter.audience.forms``), then
 redirects (303) to the form's redirect URL when it has one, else shows the
@@ -12,21 +12,13 @@ from __future__ import annotations
 
 from newsletter.audience import forms as form_rules
 from newsletter.audience import protection
+from newsletter.audience import tracking_consent as tracking
 from newsletter.errors import NewsletterError, NotFound
 from newsletter.store import forms as form_store
+from newsletter.usecases.signups import CONSENT_TEXT, Signup, subscribe
 from newsletter.web.common import client_ip, read_form
 from newsletter.web.guards import cross_site_refusal
-from newsletter.web.signup import (
-    CONSENT_TEXT,
-    HONEYPOT,
-    CrossSite,
-    Signup,
-    _source,
-    _thanks,
-    _wants_json,
-    allowed_origins,
-    subscribe,
-)
+from newsletter.web.signup import HONEYPOT, CrossSite, _source, _thanks, _wants_json, allowed_origins
 
 
 def _load(ctx, name: str) -> tuple[dict, str]:
@@ -55,12 +47,14 @@ async def form_page(request):
     except NewsletterError as exc:
         return ctx.error_page(exc)
     values = form_rules.prefill(form["fields"], dict(request.query_params))
+    # The tracking checkbox is the page's own (below), never pre-ticked: consent is a person's act, not a link's.
     fields = [{**field, "label": form_rules.field_label(field["name"]), "value": values.get(field["name"], "")}
-              for field in form["fields"]]
+              for field in form["fields"] if field["name"] != tracking.FIELD]
     challenge = protection.new_challenge(ctx.settings, ctx.clock()) if ctx.settings.signup_proof_of_work else None
     response = ctx.pages.page("form.html", action_url=request.url.path, email=values["email"], name=values["name"],
                               fields=fields, list_label=form["label"],
                               consent_text=CONSENT_TEXT.format(newsletter=ctx.settings.name),
+                              tracking_field=tracking.FIELD, tracking_text=tracking.text_of(ctx.settings),
                               challenge=json.dumps(challenge) if challenge else "", robots="noindex")
     response.headers["Referrer-Policy"] = "same-origin"
     if challenge:
@@ -88,7 +82,8 @@ async def form_post(request):
                                    name=data.get("name", ""), ip=client_ip(request), source=_source(request),
                                    user_agent=request.headers.get("user-agent"),
                                    source_url=request.headers.get("referer") or request.headers.get("origin"),
-                                   challenge=data.get(protection.FIELD, ""), attributes=attributes)
+                                   challenge=data.get(protection.FIELD, ""), attributes=attributes,
+                                   tracking_consent=tracking.ticked(data.get(tracking.FIELD)))
     except NewsletterError as exc:
         if _wants_json(request):
             return JSONResponse({"ok": False, "error": exc.message, "hint": exc.hint},

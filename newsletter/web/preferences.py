@@ -8,12 +8,16 @@ Rules (the rules themselves are in :mod:`newsletter.audience.preferences`):
   token gets a plain 400 page, an erased subscriber's a 404; neither shows
   or changes anything. Links from before tokens covered the address are
   refused here (they still unsubscribe on the unsubscribe page);
-- ``GET`` only shows the page: mail scanners fetch every link;
+- ``GET`` only shows the page: mail scanners fetch every link; ``GET
+  /preferences/{token}/tracking`` (the withdrawal link of every personally
+  tracked message) shows one button that posts ``tracking``/``withdraw``;
 - ``POST`` changes one thing, named by ``action``: ``join``/``leave`` (with
   ``list``, a list id; only public lists can be joined), ``snooze`` (with
   ``days``: 30, 60, 90; 0 resumes), ``profile`` (``name``, ``timezone``),
-  ``unsubscribe`` (every list), ``export`` (the JSON download) and
-  ``erase`` (with ``confirm=yes``). The form must carry the page's token
+  ``unsubscribe`` (every list), ``export`` (the JSON download),
+  ``erase`` (with ``confirm=yes``) and ``tracking`` (with ``choice``:
+  ``give`` or ``withdraw`` consent to personal tracking, recorded with the
+  checkbox's text: ``audience.tracking_consent``). The form must carry the page's token
   again (``token``), and a browser post from another website is refused
   (403, the same-origin check of the signup form): a page elsewhere cannot
   act for a reader even if it knew the address;
@@ -28,6 +32,7 @@ import json
 from datetime import date, datetime
 
 from newsletter.audience import preferences as prefs
+from newsletter.audience import tracking_consent
 from newsletter.audience.tokens import UNSUBSCRIBE, TokenData, check_address, read_token
 from newsletter.errors import InputError, NewsletterError, NotFound
 from newsletter.store import audience as q
@@ -37,7 +42,8 @@ from newsletter.web.guards import cross_site_refusal, origin_of
 from newsletter.web.pages import mask_email
 
 SOURCE = "web"
-ACTIONS = ("join", "leave", "snooze", "profile", "unsubscribe", "export", "erase")
+ACTIONS = ("join", "leave", "snooze", "profile", "unsubscribe", "export", "erase", "tracking")
+TRACKING_CHOICES = {"give": True, "withdraw": False}
 
 
 class CrossSite(NewsletterError):
@@ -64,7 +70,7 @@ def load(store, data: TokenData, newsletter_name: str) -> prefs.Preferences:
 
 
 def apply(store, data: TokenData, action: str, form: dict[str, str], *, newsletter_name: str,
-          now: datetime, proof: dict, deliveries_of=None):
+          now: datetime, proof: dict, deliveries_of=None, tracking_text: str = ""):
     """Apply one ``action`` for a verified token in one transaction: a sentence for the page, the export's
     data (``export``), or None once erased."""
     with store.session() as session:
@@ -83,6 +89,12 @@ def apply(store, data: TokenData, action: str, form: dict[str, str], *, newslett
             return prefs.leave_everything(session, subscriber, **common)
         if action == "export":
             return prefs.export_data(session, subscriber, deliveries_of=deliveries_of, now=now, **common)
+        if action == "tracking":
+            choice = form.get("choice", "").strip().lower()
+            if choice not in TRACKING_CHOICES:
+                raise InputError("this request did not say whether to give or withdraw the consent",
+                                 hint="use the buttons on the page")
+            return prefs.set_tracking(session, subscriber, TRACKING_CHOICES[choice], text=tracking_text, **common)
         if form.get("confirm") != "yes":
             raise InputError("tick the box to confirm that everything should be erased",
                              hint="nothing was erased")
@@ -114,6 +126,7 @@ def _page(ctx, request, view: prefs.Preferences, *, done: str | None = None, err
         "preferences.html", status, heading="Your subscription", done=done, error=error,
         masked_email=mask_email(view.email),
         view=view, snooze_days=prefs.SNOOZE_DAYS, token=request.path_params["token"],
+        tracking_text=tracking_consent.text_of(ctx.settings),
         action_url=request.url.path, snoozed_until=_day(view.snoozed_until, ctx.now()))
     # The page's own forms must send our Origin (the same-origin check); its
     # Referer (which holds the token) goes to no one else: the page loads nothing from elsewhere.
@@ -135,6 +148,24 @@ async def preferences_page(request):
     return _page(ctx, request, view)
 
 
+async def withdraw_page(request):
+    """``GET /preferences/{token}/tracking``: the withdrawal link's page; one button posts the withdrawal.
+
+    Changes nothing by itself (a mail scanner follows links); the button posts to the preference centre.
+    """
+    ctx = request.app.state.ctx
+    try:
+        view = await ctx.run(load, ctx.store, _token(ctx, request), ctx.settings.name)
+    except NewsletterError as exc:
+        return ctx.error_page(exc)
+    token = request.path_params["token"]
+    response = ctx.pages.page("tracking.html", heading="Stop personal statistics", masked_email=mask_email(view.email),
+                              tracking=view.tracking, token=token,
+                              action_url=request.url.path.rsplit("/", 1)[0], robots="noindex")
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
 async def preferences_post(request):
     """``POST``: one change (see the module docstring), then the page again with what was done."""
     ctx = request.app.state.ctx
@@ -154,7 +185,8 @@ async def preferences_post(request):
                                source_url=f"{ctx.settings.base_url}/preferences")
         try:
             done = await ctx.run(apply, ctx.store, data, action, form, newsletter_name=ctx.settings.name,
-                                 now=ctx.now(), proof=proof, deliveries_of=_deliveries_query())
+                                 now=ctx.now(), proof=proof, deliveries_of=_deliveries_query(),
+                                 tracking_text=tracking_consent.text_of(ctx.settings))
         except NewsletterError as exc:
             # A refused value (a time zone, an unticked box): the page again, saying why, when the link is good.
             view = await ctx.run(load, ctx.store, data, ctx.settings.name)

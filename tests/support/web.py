@@ -91,6 +91,25 @@ def open_site(keys: KeyPair | None, **changes) -> Iterator[Site]:
         store.close()
 
 
+#: What a test that posts signups but is about something else than the proof of work says: off, on purpose.
+NO_PROOF_OF_WORK = {"signup_proof_of_work": False}
+#: The proof of work on (the default) and cheap to solve (1 PBKDF2 iteration a try) for tests that solve it.
+CHEAP_PROOF_OF_WORK = {"signup_proof_of_work": True, "signup_proof_of_work_cost": 1}
+
+
+def solved_challenge(client) -> str:
+    """A new challenge of ``GET /subscribe/challenge`` solved as the pages' script would (the ``altcha``
+    package's own solver): the value of the form's ``altcha`` field."""
+    import altcha
+
+    answer = client.get("/subscribe/challenge")
+    assert answer.status_code == 200, answer.text
+    challenge = altcha.Challenge.from_dict(answer.json())
+    solution = altcha.solve_challenge(challenge, timeout=30)
+    assert solution is not None
+    return altcha.Payload(challenge, solution).to_base64()
+
+
 def path_of(url: str) -> str:
     """``/unsubscribe/TOKEN`` from a full URL (the test client talks to the app directly)."""
     return "/" + url.split("/", 3)[3]

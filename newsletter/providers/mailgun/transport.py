@@ -238,7 +238,7 @@ class MailgunTransport(Transport):
         if status in (401, 403):
             raise PermanentTransportError(
                 f"Mailgun refused the API key for domain {self.domain!r} ({status}) at {self.host}",
-                hint=KEY_HINT, status=status) from None
+                hint=KEY_HINT, status=status, login_refused=True) from None
         if status == 404:
             raise PermanentTransportError(
                 f"Mailgun does not know the domain {self.domain!r} at {self.host} (404: {_error_text(response)})",

@@ -244,7 +244,8 @@ class PostmarkTransport(Transport):
                                           error=f"Postmark ErrorCode {code}: {text}"[:500]))
         if bad_token:
             exc = PermanentTransportError(f"Postmark refused the server token (ErrorCode 10) at {self.host}",
-                                          hint=TOKEN_HINT, status=401)
+                                          hint=TOKEN_HINT, status=401,
+                                          login_refused=True)
             exc.results = [a or SendResult(r.message_id, Outcome.FAILED, retryable=True,
                                            error="not sent: the send stopped")
                            for r, a in zip(recipients, answers, strict=True)]
@@ -258,7 +259,8 @@ class PostmarkTransport(Transport):
         detail = f"{status} {text}".strip() if code is None else f"{status} ErrorCode {code}: {text}"
         if status == 401 or code == BAD_TOKEN:
             raise PermanentTransportError(f"Postmark refused the server token (401 Unauthorized) at {self.host}",
-                                          hint=TOKEN_HINT, status=401)
+                                          hint=TOKEN_HINT, status=401,
+                                          login_refused=True)
         if status == 422 and code in SENDER_CODES:
             raise PermanentTransportError(f"Postmark refused the sender ({detail})", hint=SENDER_HINT, status=422)
         if status == 422 and code in ACCOUNT_CODES:

@@ -257,8 +257,8 @@ class SendGridTransport(Transport):
         detail = f"{status} {_error_text(exc.body, errors)}".strip()
         if status == 401:
             raise PermanentTransportError(
-                f"SendGrid refused the API key (401 Unauthorized) at {self.host}", hint=KEY_HINT, status=401
-            ) from None
+                f"SendGrid refused the API key (401 Unauthorized) at {self.host}", hint=KEY_HINT, status=401,
+                login_refused=True) from None
         if status == 429:
             reset = exc.headers.get("X-RateLimit-Reset") if exc.headers else None
             wait = self.retry.rate_limit_wait(reset, attempt)

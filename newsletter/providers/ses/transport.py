@@ -187,7 +187,7 @@ class SesTransport(Transport):
             code, status, text = _error_parts(exc)
             if code in _CREDENTIAL_CODES or status == 401:
                 raise PermanentTransportError(f"SES refused the credentials ({code})", hint=CREDENTIALS_HINT,
-                                              status=status) from None
+                                              status=status, login_refused=True) from None
             raise PermanentTransportError(
                 f"cannot read the account's sending rate (GetAccount: {code or status} {text})".strip(),
                 hint="grant ses:GetAccount, or set [ses] max_send_rate (messages a second) in newsletter.toml",
@@ -329,7 +329,7 @@ class SesTransport(Transport):
                                                "for a higher quota", status=status)
         if code in _CREDENTIAL_CODES or status == 401:
             raise PermanentTransportError(f"SES refused the credentials ({code or status})", hint=CREDENTIALS_HINT,
-                                          status=status)
+                                          status=status, login_refused=True)
         if code in _STOP_CODES:
             raise PermanentTransportError(f"SES refused to send: {detail}", hint=_STOP_CODES[code], status=status)
         if code in _THROTTLE_CODES or status == 429 or "maximum sending rate exceeded" in lowered:
