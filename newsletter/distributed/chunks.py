@@ -55,8 +55,8 @@ from newsletter.engine.sender import (
     SendReport,
     campaign_message,
     finish_campaign,
-    reader_list_name,
     login_refused_reason,
+    reader_list_name,
     send_claimed,
 )
 from newsletter.store import distributed as chunks_db
