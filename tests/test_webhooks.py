@@ -416,9 +416,9 @@ class FixedRandom:
 def test_a_web_signup_and_its_confirmation_are_reported_in_order(workspace, hook):
     from newsletter.store import audience as q
 
-    from support.web import open_site, path_of
+    from support.web import NO_PROOF_OF_WORK, open_site, path_of
 
-    with open_site(None) as site:
+    with open_site(None, **NO_PROOF_OF_WORK) as site:
         with site.store.session() as session:
             q.create_list(session, "weekly", double_opt_in=True, public=True)
         usecase.add_endpoint(site.store, hook.url, ["subscriber.created", "subscriber.confirmed"])
