@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("newsletter.cli.worker:worker", "Run a scale-out worker."),
     "tags": ("newsletter.cli.tags:tags", "List, rename and delete subscriber tags."),
     "segments": ("newsletter.cli.segments:segments", "Saved filters over lists: create, count, show, delete."),
+    "tokens": ("newsletter.cli.tokens:tokens", "API tokens for the HTTP API: create, list, revoke."),
 }
 
 

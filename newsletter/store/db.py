@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; when the database is at it, Alembic is not even imported
 # (tests/test_store.py checks this matches the migration scripts).
-HEAD_REVISION = "0019"
+HEAD_REVISION = "0020"
 # How long SQLite waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # PostgreSQL connections a process keeps open. A send uses two at once (its
