@@ -49,25 +49,34 @@ class BodyLimit:
             await _too_large(send, problem, cap)
             return
         seen = 0
-        started = False
+        started = refused = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > cap:
+                    # Answer now: a framework that catches the error below (FastAPI turns any error while
+                    # reading a body into a 400) must not answer in our place.
+                    if not started and not refused:
+                        refused = True
+                        await _too_large(send, problem, cap)
                     raise BodyTooLarge()
             return message
 
         async def watched_send(message):
             nonlocal started
+            if refused:
+                return  # the 413 went out already; what the app says after it is dropped
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, watched_send)
         except BodyTooLarge:
+            if refused:
+                return
             if started:
                 raise
             await _too_large(send, problem, cap)
