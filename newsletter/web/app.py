@@ -169,9 +169,18 @@ def _routes():
 
 
 async def _not_found(request, _exc):
+    if request.app.state.api and request.url.path.startswith("/api/"):
+        # a path the mount cannot match (a line break in it): still the API's kind of answer
+        from newsletter.web.api.app import problem
+
+        return problem(404, "Not Found", "see the operations in /api/openapi.json")
     return request.app.state.ctx.pages.message("Page not found", "There is nothing at this address.", status=404)
 
 
 async def _not_allowed(request, _exc):
+    if request.app.state.api and request.url.path.startswith("/api/"):
+        from newsletter.web.api.app import problem
+
+        return problem(405, "Method Not Allowed", "see the operations in /api/openapi.json")
     return request.app.state.ctx.pages.message("Not allowed", "This address does not take that kind of request.",
                                                status=405)

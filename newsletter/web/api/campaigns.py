@@ -15,7 +15,7 @@ from newsletter.web.api.app import CampaignsRead, CampaignsWrite, idempotent, pr
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255,
                                               description="Retry with the same key: done once, same answer.")]
-CampaignId = Annotated[int, Path(ge=1, le=2**62)]
+CampaignId = Annotated[int, Path(ge=1, le=2**31 - 1)]  # the id column is a 32-bit integer on PostgreSQL
 
 
 @router.post("/check", response_model=models.CheckReport)

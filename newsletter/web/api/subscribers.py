@@ -48,7 +48,7 @@ async def create_subscriber(request: Request, token: SubscribersWrite,
     return await run_in_threadpool(idempotent, request, token, body.model_dump_json().encode(), idempotency_key, work)
 
 
-@router.get("", response_model=models.SubscriberPage)
+@router.get("", response_model=models.SubscriberPage, responses=problem_responses(404))
 def list_subscribers(request: Request,
                      list: Annotated[str | None, Query(max_length=100)] = None,
                      status: STATUSES | None = None,
