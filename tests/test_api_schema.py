@@ -21,7 +21,7 @@ from schemathesis.checks import positive_data_acceptance
 from support.api import ARTICLE, api_on
 
 OPERATIONS = [
-    ("POST", "/subscribers"), ("GET", "/subscribers"), ("GET", "/subscribers/{email}"),
+    ("POST", "/subscribers"), ("GET", "/subscribers"), ("POST", "/subscribers/import"), ("GET", "/subscribers/{email}"),
     ("PATCH", "/subscribers/{email}"), ("POST", "/subscribers/{email}/unsubscribe"),
     ("DELETE", "/subscribers/{email}"), ("GET", "/lists"), ("GET", "/lists/{name}"), ("GET", "/segments"),
     ("GET", "/segments/{name}/count"), ("POST", "/campaigns/check"), ("POST", "/campaigns/preview"),

@@ -102,9 +102,10 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
     if _api_on(store):
         from starlette.routing import Mount
 
-        from newsletter.web.api.app import API_BODY_BYTES, create_api
+        from newsletter.web.api.app import API_BODY_BYTES, IMPORT_BODY_BYTES, create_api
 
         routes.append(Mount("/api", app=create_api(ctx)))
+        limits["/api/subscribers/import"] = IMPORT_BODY_BYTES  # before /api/: the first matching prefix wins
         limits["/api/"] = API_BODY_BYTES
     middleware = [Middleware(PrivateErrors), Middleware(BodyLimit, limits=limits, problem_paths=("/api/",))]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,

@@ -33,6 +33,7 @@ from newsletter.web.api.models import Problem
 PROBLEM_TYPE = "application/problem+json"
 # An article is at most 1,000,000 characters (models.Article); JSON may escape each as \uXXXX (6 bytes).
 API_BODY_BYTES = 8 * 1024 * 1024
+IMPORT_BODY_BYTES = 100 * 1024 * 1024  # an uploaded subscriber file
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
           409: "Conflict", 413: "Content too large", 415: "Unsupported media type", 422: "Unprocessable content",
           429: "Too many requests", 500: "Internal server error", 503: "Service unavailable"}

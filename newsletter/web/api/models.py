@@ -54,6 +54,11 @@ class Unsubscribe(Request):
     list: str | None = Field(None, max_length=100, description="Only this list; none: every list (suppressed).")
 
 
+class ListMembership(BaseModel):
+    name: str
+    status: str
+
+
 class MembershipOut(BaseModel):
     name: str
     status: str
@@ -83,14 +88,15 @@ class Subscriber(BaseModel):
     created_at: datetime
 
 
-class SubscriberCreated(Subscriber):
-    created: bool
-    confirm_url: str | None = Field(None, description="A pending double opt-in member confirms here.")
-
-
-class ListMembership(BaseModel):
+class SubscriberCreated(BaseModel):
+    email: str
     name: str
     status: str
+    timezone: str | None
+    attributes: dict[str, Any]
+    created: bool = Field(description="True when added, false when they existed (and were updated).")
+    list: ListMembership | None = Field(description="Their membership of the list named in the request.")
+    confirm_url: str | None = Field(None, description="A pending double opt-in member confirms here.")
 
 
 class SubscriberItem(BaseModel):
@@ -105,6 +111,23 @@ class SubscriberItem(BaseModel):
 class SubscriberPage(BaseModel):
     items: list[SubscriberItem]
     next_cursor: str | None = Field(description="Pass it as ?cursor= for the next page; null on the last page.")
+
+
+class RowNote(BaseModel):
+    line: int
+    reason: str
+
+
+class ImportReport(BaseModel):
+    added: int
+    updated: int
+    skipped: int
+    invalid: int
+    errors: list[RowNote] = Field(description="Rows not imported, with the reason (the header is line 1).")
+    skipped_rows: list[RowNote]
+    skipped_rows_left_off: int
+    format: str
+    dry_run: bool
 
 
 class Unsubscribed(BaseModel):

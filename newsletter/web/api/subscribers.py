@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, File, Header, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from newsletter.usecases import subscribers as use
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/subscribers", tags=["subscribers"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255,
                                               description="Retry with the same key: done once, same answer.")]
 Email = Annotated[str, "the address, URL-encoded"]
+FORMAT = Literal["auto", "csv", "newsletter", "mailchimp", "substack", "listmonk", "buttondown"]  # FORMATS
 STATUSES = Literal["active", "unsubscribed", "bounced", "complained", "pending", "confirmed"]
 
 
@@ -46,6 +47,35 @@ async def create_subscriber(request: Request, token: SubscribersWrite,
         return (201 if data["created"] else 200), shaped
 
     return await run_in_threadpool(idempotent, request, token, body.model_dump_json().encode(), idempotency_key, work)
+
+
+@router.post("/import", response_model=models.ImportReport, responses=problem_responses(404, 409))
+async def import_subscribers(request: Request, token: SubscribersWrite, file: Annotated[UploadFile, File()],
+                             list: Annotated[str | None, Query(max_length=100)] = None,
+                             format: FORMAT = "auto", dry_run: bool = False, resubscribe: bool = False,
+                             encoding: Annotated[str, Query(max_length=40)] = "utf-8",
+                             idempotency_key: IdempotencyKey = None) -> Response:
+    """Import a file of subscribers (CSV, our export, Mailchimp, Substack, listmonk, Buttondown), as the CLI does.
+
+    The report is ``newsletter subscribers import --json``'s: bad and skipped
+    rows by line with the reason; nobody who had left is subscribed again.
+    Files up to 100 MB.
+    """
+    import hashlib
+
+    state = request.app.state
+    digest = hashlib.sha256()
+    while chunk := await file.read(1024 * 1024):
+        digest.update(chunk)
+    await file.seek(0)
+    fingerprint = f"{digest.hexdigest()} {file.filename} {list} {format} {dry_run} {resubscribe} {encoding}"
+
+    def work():
+        data = use.import_file(state.store, file.file, file.filename or "upload.csv", list_name=list,
+                               format_name=format, dry_run=dry_run, resubscribe=resubscribe, encoding=encoding)
+        return 200, models.ImportReport.model_validate(data).model_dump(mode="json")
+
+    return await run_in_threadpool(idempotent, request, token, fingerprint.encode(), idempotency_key, work)
 
 
 @router.get("", response_model=models.SubscriberPage, responses=problem_responses(404))
