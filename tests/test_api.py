@@ -420,3 +420,43 @@ def test_an_import_over_100_mb_is_refused_before_it_is_read(api):
                          (b"authorization", f"Bearer {api.token}".encode())]}
     asyncio.run(api.client.app(scope, receive, send))
     assert sent[0]["status"] == 413 and pulled == []
+
+
+# -- transactional send ----------------------------------------------------------------------------
+
+def test_a_transactional_message_goes_from_the_non_subscription_identity(api):
+    response = api.post("/api/send", {"to": "Pat@Example.org", "name": "Pat", "subject": "Your visit on %%day%%",
+                                      "markdown": "Hello %%name%%, see you on **%%day%%**.\n\n<script>x</script>",
+                                      "data": {"day": "Monday <b>9:00</b>\r\nBcc: evil@example.org"}},
+                        key="visit-pat-1")
+    assert response.status_code == 200, response.text
+    assert response.json()["to"] == "Pat@example.org" and response.json()["outcome"] == "sent"
+    [mail] = api.transport.outbox
+    assert mail["To"] == "Pat <Pat@example.org>"
+    assert mail["From"] == api.settings.transactional_sender
+    assert mail["Subject"] == "Your visit on Monday <b>9:00</b> Bcc: evil@example.org"
+    assert mail["Bcc"] is None and mail["List-Unsubscribe"] is None
+    html = mail.get_body(("html",)).get_content()
+    text = mail.get_body(("plain",)).get_content()
+    assert "<strong>Monday &lt;b&gt;9:00&lt;/b&gt;" in html and "<script>" not in html
+    assert "Hello Pat, see you on **Monday <b>9:00</b>" in text
+    again = api.post("/api/send", {"to": "Pat@Example.org", "name": "Pat", "subject": "Your visit on %%day%%",
+                                   "markdown": "Hello %%name%%, see you on **%%day%%**.\n\n<script>x</script>",
+                                   "data": {"day": "Monday <b>9:00</b>\r\nBcc: evil@example.org"}}, key="visit-pat-1")
+    assert again.json() == response.json() and len(api.transport.outbox) == 1  # a retry is never sent twice
+
+
+def test_a_suppressed_address_gets_no_transactional_mail(api):
+    api.post("/api/subscribers", {"email": "quin@example.org", "list": "readers"})
+    api.post("/api/subscribers/quin@example.org/unsubscribe", {})
+    body = is_problem(api.post("/api/send", {"to": "quin@example.org", "subject": "Hi", "markdown": "Hello"}), 409,
+                      "quin@example.org is on the suppression list (unsubscribed); nothing was sent")
+    assert body["hint"] and api.transport.outbox == []
+    is_problem(api.post("/api/send", {"to": "x@example.org", "subject": "Hi", "markdown": "Hi",
+                                      "data": {"bad key": "v"}}), 422, "data field 'bad key'")
+    is_problem(api.post("/api/send", {"to": "x@example.org", "subject": "\r\n", "markdown": "Hi"}), 422,
+               "the subject is one line")
+    subscriber_only = api.new_token("site", ["subscribers:write"])
+    is_problem(api.post("/api/send", {"to": "x@example.org", "subject": "Hi", "markdown": "Hi"},
+                        token=subscriber_only), 403, "the token 'site' lacks the scope send:write")
+    assert api.transport.outbox == []

@@ -24,7 +24,7 @@ OPERATIONS = [
     ("POST", "/subscribers"), ("GET", "/subscribers"), ("POST", "/subscribers/import"), ("GET", "/subscribers/{email}"),
     ("PATCH", "/subscribers/{email}"), ("POST", "/subscribers/{email}/unsubscribe"),
     ("DELETE", "/subscribers/{email}"), ("GET", "/lists"), ("GET", "/lists/{name}"), ("GET", "/segments"),
-    ("GET", "/segments/{name}/count"), ("POST", "/campaigns/check"), ("POST", "/campaigns/preview"),
+    ("GET", "/segments/{name}/count"), ("POST", "/campaigns/check"), ("POST", "/campaigns/preview"), ("POST", "/send"),
     ("POST", "/campaigns"), ("GET", "/campaigns/{campaign_id}"), ("POST", "/campaigns/{campaign_id}/cancel"),
 ]
 

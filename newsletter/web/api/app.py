@@ -152,6 +152,7 @@ ListsRead = Annotated[TokenInfo, Depends(requires("lists:read"))]
 SegmentsRead = Annotated[TokenInfo, Depends(requires("segments:read"))]
 CampaignsRead = Annotated[TokenInfo, Depends(requires("campaigns:read"))]
 CampaignsWrite = Annotated[TokenInfo, Depends(requires("campaigns:write"))]
+SendWrite = Annotated[TokenInfo, Depends(requires("send:write"))]
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ CampaignsWrite = Annotated[TokenInfo, Depends(requires("campaigns:write"))]
 def create_api(ctx) -> FastAPI:
     """The API over ``ctx`` (the public app's context: settings, store, transports, clock)."""
     from newsletter import __version__
-    from newsletter.web.api import campaigns, lists, subscribers
+    from newsletter.web.api import campaigns, lists, send, subscribers
 
     api = FastAPI(title="newsletter", version=__version__, openapi_url="/openapi.json", docs_url=None,
                   redoc_url=None, swagger_ui_oauth2_redirect_url=None,
@@ -170,7 +171,7 @@ def create_api(ctx) -> FastAPI:
     api.state.store = ctx.store
     api.state.settings = ctx.settings
     api.state.rate_limits = RateLimits()
-    for module in (subscribers, lists, campaigns):
+    for module in (subscribers, lists, campaigns, send):
         api.include_router(module.router, responses=COMMON_PROBLEMS)
     api.add_exception_handler(ApiProblem, _api_problem)
     api.add_exception_handler(NewsletterError, _newsletter_error)

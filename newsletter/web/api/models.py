@@ -215,3 +215,20 @@ class Campaign(BaseModel):
 class Cancelled(BaseModel):
     campaign_id: int
     status: str
+
+
+# -- transactional --------------------------------------------------------------------------------
+
+class Transactional(Request):
+    to: str = Field(max_length=320, examples=["ada@example.org"])
+    name: str | None = Field(None, max_length=200)
+    subject: str = Field(max_length=200, examples=["Your appointment on %%day%%"])
+    markdown: str = Field(max_length=200_000, examples=["Hello %%name%%, see you on %%day%%."])
+    data: dict[str, str] = Field(default_factory=dict, max_length=100,
+                                 description="Values for the %%field%% tokens (escaped for the HTML part).")
+
+
+class Sent(BaseModel):
+    to: str
+    message_id: str
+    outcome: str
