@@ -460,3 +460,17 @@ def test_a_suppressed_address_gets_no_transactional_mail(api):
     is_problem(api.post("/api/send", {"to": "x@example.org", "subject": "Hi", "markdown": "Hi"},
                         token=subscriber_only), 403, "the token 'site' lacks the scope send:write")
     assert api.transport.outbox == []
+
+
+def test_send_a_test_of_an_article(api):
+    response = api.post("/api/campaigns/test", {"markdown": ARTICLE, "to": ["Editor@Clinic.example", "bad address"]})
+    is_problem(response, 422, "'bad address' is not a valid")
+    assert api.transport.outbox == []
+    response = api.post("/api/campaigns/test", {"markdown": ARTICLE, "to": ["Editor@Clinic.example"]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"subject": "[Test] Flu shots are here", "sent_to": ["Editor@clinic.example"],
+                               "not_sent": []}
+    [mail] = api.transport.outbox
+    assert mail["Subject"] == "[Test] Flu shots are here" and mail["To"] == "Editor@clinic.example"
+    assert "Book yours at the" in mail.get_body(("html",)).get_content()
+    assert api.get("/api/lists").json() == []  # no campaign, no list: nothing stored

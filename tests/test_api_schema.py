@@ -25,7 +25,8 @@ OPERATIONS = [
     ("PATCH", "/subscribers/{email}"), ("POST", "/subscribers/{email}/unsubscribe"),
     ("DELETE", "/subscribers/{email}"), ("GET", "/lists"), ("GET", "/lists/{name}"), ("GET", "/segments"),
     ("GET", "/segments/{name}/count"), ("POST", "/campaigns/check"), ("POST", "/campaigns/preview"), ("POST", "/send"),
-    ("POST", "/campaigns"), ("GET", "/campaigns/{campaign_id}"), ("POST", "/campaigns/{campaign_id}/cancel"),
+    ("POST", "/campaigns"), ("POST", "/campaigns/test"), ("GET", "/campaigns/{campaign_id}"),
+    ("POST", "/campaigns/{campaign_id}/cancel"),
 ]
 
 

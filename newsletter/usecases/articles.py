@@ -59,6 +59,44 @@ def preview_article(settings, markdown: str, theme: str | None = None) -> str:
     return edition_from_options(settings, save_article(settings, markdown), theme=theme, strict=False).html
 
 
+TEST_RECIPIENTS_MAX = 5
+
+
+def send_test(settings, transport_factory, markdown: str, to: list[str], theme: str | None = None) -> dict[str, Any]:
+    """Send the article's email to a few addresses (the editor's own) with a "[Test]" subject.
+
+    Checked first (a pre-flight error stops it); each test copy carries a
+    fake unsubscribe link, so nobody can unsubscribe anyone by clicking it.
+    Nothing is stored: it is no campaign and counts against no list.
+    """
+    from dataclasses import replace
+
+    from newsletter.compose.edition import edition_message, sample_recipient
+    from newsletter.delivery.message import Outcome
+    from newsletter.engine.campaigns import require_sendable
+    from newsletter.usecases.editions import prepare_edition
+    from newsletter.vocabulary import normalise_address
+
+    if not 1 <= len(to) <= TEST_RECIPIENTS_MAX:
+        raise InputError(f"send a test to 1 to {TEST_RECIPIENTS_MAX} addresses", hint='e.g. "to": ["me@example.org"]')
+    addresses = list(dict.fromkeys(normalise_address(address) for address in to))
+    require_sendable(settings)
+    edition = prepare_edition(settings, save_article(settings, markdown), theme=theme)
+    message = edition_message(edition, settings)
+    message = replace(message, subject=f"[Test] {message.subject}")
+    recipients = [sample_recipient(edition, settings, email=address, name="") for address in addresses]
+    with transport_factory(settings) as transport:
+        results = transport.send_batch(message, recipients)
+    sent = [r.email for r, result in zip(recipients, results, strict=True)
+            if result.outcome not in (Outcome.REJECTED, Outcome.FAILED)]
+    if not sent:
+        from newsletter.errors import DeliveryError
+
+        raise DeliveryError("the test could not be sent", hint="check the addresses and the transport settings")
+    return {"subject": message.subject, "sent_to": sent,
+            "not_sent": [r.email for r in recipients if r.email not in sent]}
+
+
 def schedule_article(store, settings, markdown: str, *, list_name: str | None, segment: str | None,
                      where: str | None, at: str, zone: str | None, theme: str | None, again: bool) -> dict[str, Any]:
     """Schedule the article for a list (or a segment, or a filter over a list) at ``at``; the campaign's summary."""

@@ -42,6 +42,19 @@ async def preview(request: Request, token: CampaignsRead,
     return HTMLResponse(html)
 
 
+@router.post("/test", response_model=models.TestSent, responses=problem_responses(503))
+async def send_test(request: Request, token: CampaignsWrite, body: models.CampaignTest,
+                    idempotency_key: IdempotencyKey = None) -> Response:
+    """Send the article's email to up to five addresses, subject "[Test] ...", with fake unsubscribe links."""
+    state = request.app.state
+
+    def work():
+        data = use.send_test(state.settings, state.ctx.transport_factory, body.markdown, body.to, body.theme)
+        return 200, models.TestSent.model_validate(data).model_dump(mode="json")
+
+    return await run_in_threadpool(idempotent, request, token, body.model_dump_json().encode(), idempotency_key, work)
+
+
 @router.post("", status_code=201, response_model=models.CampaignScheduled, responses=problem_responses(404, 409, 503))
 async def schedule(request: Request, token: CampaignsWrite,
                    body: models.CampaignSchedule, idempotency_key: IdempotencyKey = None) -> Response:

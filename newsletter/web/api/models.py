@@ -182,6 +182,16 @@ class CampaignSchedule(Article):
     again: bool = False
 
 
+class CampaignTest(Article):
+    to: list[str] = Field(min_length=1, max_length=5, examples=[["editor@example.org"]])
+
+
+class TestSent(BaseModel):
+    subject: str
+    sent_to: list[str]
+    not_sent: list[str]
+
+
 class Finding(BaseModel):
     severity: str
     code: str
