@@ -5,7 +5,8 @@ as its own process under uvicorn; ``--clients`` threads (default 4), each
 with a kept-alive connection, POST /api/subscribers with a new address on
 the list ``readers`` (consent recorded as api:bench) and an
 Idempotency-Key, as a website's signups would. Figures: requests a second,
-latency percentiles, the server's peak memory (VmHWM), the check that every
+latency percentiles, the server's CPU time per request (what one free core could do,
+whatever else the machine runs), its peak memory (VmHWM), the check that every
 request made exactly one subscriber, and the load average.
 
 Usage: python benchmarks/bench_api.py [--requests 10000] [--clients 4] [--no-key]
@@ -90,6 +91,12 @@ def peak_memory_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def count_subscribers(url: str) -> int:
     from sqlalchemy import create_engine, text
 
@@ -127,12 +134,14 @@ def main() -> None:
             shares = [numbers[i::options.clients] for i in range(options.clients)]
             threads = [threading.Thread(target=fire, args=(port, token, share, not options.no_key, latencies,
                                                            answers)) for share in shares]
+            cpu_before = cpu_seconds(process.pid)
             start = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             seconds = time.perf_counter() - start
+            cpu = cpu_seconds(process.pid) - cpu_before
             memory = peak_memory_mb(process.pid)
         finally:
             process.terminate()
@@ -145,8 +154,9 @@ def main() -> None:
               f"in {seconds:.2f} s: {rate:,.0f} requests/s (goal 1,000: {'PASS' if rate >= 1000 else 'UNDER'})")
         print(f"latency: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms, max {max(latencies) * 1000:.1f} ms, "
               f"mean {statistics.mean(latencies) * 1000:.2f} ms (goal p99 < 50 ms: {'PASS' if p99 < 50 else 'OVER'})")
-        print(f"server peak memory (VmHWM) {memory:.0f} MB; load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} CPUs")
+        print(f"server CPU per request {cpu / len(latencies) * 1000:.2f} ms (at most "
+              f"{len(latencies) / cpu:,.0f} requests/s on one free core); peak memory (VmHWM) {memory:.0f} MB; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"answers: {answers.count(201):,} created, {len(answers) - answers.count(201)} other; subscribers "
               f"made {made:,} ({'PASS' if made == options.requests == answers.count(201) else 'FAIL'})")
 
