@@ -474,3 +474,35 @@ def test_send_a_test_of_an_article(api):
     assert mail["Subject"] == "[Test] Flu shots are here" and mail["To"] == "Editor@clinic.example"
     assert "Book yours at the" in mail.get_body(("html",)).get_content()
     assert api.get("/api/lists").json() == []  # no campaign, no list: nothing stored
+
+
+# -- serve says whether the API is on; racing retries ----------------------------------------------
+
+def test_serve_says_at_start_whether_the_api_is_served(workspace, cli, monkeypatch):
+    import newsletter.cli.serve as serve_command
+
+    monkeypatch.setattr(serve_command, "_run", lambda *_args: None)  # start, say, and stop at once
+    off = cli("serve", "--port", "0")
+    assert off.exit_code == 0 and "HTTP API: off, /api/ answers 404 (no API token" in off.stderr
+    assert cli("tokens", "create", "site", "--scope", "lists:read").exit_code == 0
+    on = cli("serve", "--port", "0")
+    assert on.exit_code == 0 and "HTTP API: https://news.clinic.example/api/" in on.stderr
+
+
+def test_racing_retries_with_one_key_create_one_subscriber(api):
+    """Eight copies of one request at once (a client retrying on a timeout): one subscriber, one consent event."""
+    from support.web_server import in_parallel, running
+
+    body = {"email": "race@example.org", "list": "readers", "name": "Race"}
+    with running(api.client.app) as base:
+        answers = in_parallel(8, lambda client, _i: client.post(
+            f"{base}/api/subscribers", json=body, headers=api.headers(**{"Idempotency-Key": "race-1"})))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert 201 in statuses and set(statuses) <= {201, 409}
+    created = [answer.json() for answer in answers if answer.status_code == 201]
+    assert all(answer == created[0] and answer["created"] is True for answer in created)
+    for answer in answers:
+        if answer.status_code == 409:
+            assert answer.json()["detail"] == "a request with this Idempotency-Key is still being handled"
+    assert [c["action"] for c in manage.describe(api.store, "race@example.org")["consent"]] == ["subscribe"]
+    assert len(api.get("/api/subscribers").json()["items"]) == 1
