@@ -7,12 +7,12 @@ import re
 import shutil
 import subprocess
 
-import pytest
 from newsletter.audience import manage
 from newsletter.config import load_settings
 from newsletter.store.db import Store
 
 from support.readme import README
+from support.services import need_service
 from support.web_server import running
 
 EXAMPLE_BASE = "http://127.0.0.1:8000"
@@ -38,8 +38,9 @@ def test_the_example_is_the_one_described():
     assert "/api/subscribers" in steps[2] and "/api/campaigns" in steps[3] and "/api/campaigns/1" in steps[4]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_readme_curl_commands_run_against_serve(workspace, cli):
+    if shutil.which("curl") is None:
+        need_service("curl is not installed (.ci/run installs it)")
     steps = example_steps()
     created = cli(*steps[0].split()[1:], "--json")
     assert created.exit_code == 0, created.stderr
