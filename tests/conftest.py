@@ -34,7 +34,7 @@ pytest_plugins = ["support.standins"]
 SLOW = {  # real daemons and child processes, real waits for time to pass
     "test_daemon", "test_engine_kill", "test_two_senders", "test_distributed_services",
     "test_preview_browser", "test_serve", "test_web_concurrency", "test_sequences_daemon",
-    "test_sequences_readme", "test_webhooks_daemon",
+    "test_sequences_readme", "test_webhooks_daemon", "test_api_readme", "test_api_schema",
 }
 SLOW_TESTS = {"test_add_import_export_import_over_hostile_data"}  # many Hypothesis examples on a real store
 SERVICES = {  # beyond SQLite: PostgreSQL (the postgres parameter), Redis, RabbitMQ, unshare

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tags": ("newsletter.cli.tags:tags", "List, rename and delete subscriber tags."),
     "segments": ("newsletter.cli.segments:segments", "Saved filters over lists: create, count, show, delete."),
     "webhooks": ("newsletter.cli.webhooks:webhooks", "Send signed events to other systems (CRM, n8n, Zapier)."),
+    "tokens": ("newsletter.cli.tokens:tokens", "API tokens for the HTTP API: create, list, revoke."),
 }
 
 

@@ -42,6 +42,11 @@ def serve(app, host, port, forwarded_allow_ips):
         web_app = _build(settings, app)
         bound = sock.getsockname()[1]
         say(f"Serving {settings.base_url} on http://{host}:{bound}  (Ctrl-C to stop)")
+        if getattr(web_app.state, "api", False):
+            say(f"HTTP API: {settings.base_url}/api/ (OpenAPI: /api/openapi.json); tokens: newsletter tokens list")
+        else:
+            say("HTTP API: off, /api/ answers 404 (no API token; create one with: newsletter tokens create NAME "
+                "--scope subscribers:write)")
         if not settings.sendgrid_webhook_key:
             say("[yellow]Note:[/] /webhooks/sendgrid answers 503 until NEWSLETTER_SENDGRID_WEBHOOK_KEY is set.")
         postmark_hook = settings.postmark_webhook_user and settings.postmark_webhook_password

@@ -197,7 +197,8 @@ _LISTED = (Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status, 
 
 
 def iter_subscribers(session: Session, list_name: str | None = None, status: str | None = None,
-                     chunk: int = 2000) -> Iterator[tuple[Row[*tuple[Any, ...]], list[tuple[str, str]]]]:
+                     chunk: int = 2000, after_id: int = 0,
+                     ) -> Iterator[tuple[Row[*tuple[Any, ...]], list[tuple[str, str]]]]:
     """Stream ``(subscriber, [(list name, membership status), ...])`` in id order, ``chunk`` at a time.
 
     ``subscriber`` is a row with ``id``, ``email``, ``name``, ``status``,
@@ -205,8 +206,9 @@ def iter_subscribers(session: Session, list_name: str | None = None, status: str
     objects: a million of those cost more than the query). Keyset pagination
     keeps memory flat on any list size and on any backend. ``status`` filters
     the subscriber's status, or the membership status when a list is given.
+    ``after_id``: start after this subscriber id (the API's cursor).
     """
-    last_id = 0
+    last_id = after_id
     while True:
         query = select(*_LISTED).where(Subscriber.id > last_id).order_by(Subscriber.id).limit(chunk)
         if list_name is not None:

@@ -6,6 +6,7 @@ union (tests/test_store.py compares them).
 
 from newsletter.store import (  # noqa: F401
     abtests,
+    api,
     distributed,
     events,
     feeds,

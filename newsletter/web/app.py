@@ -24,6 +24,7 @@ Routes (the token is always the last path segment, nothing after it):
     GET  /c/{token}             a tracked link: count the click, 303 to the stored URL (clicks.py)
     GET  /o/{token}             the open pixel (only in mail sent with --track-opens)
     GET  /healthz               200 "ok" (load balancers)
+    *    /api/...               the HTTP API (newsletter.web.api), only while an API token exists
 
 See the modules ``subscriptions``, ``preferences``, ``signup``, ``webhook`` and ``archive`` for
 each rule, and ``guards`` for what protects them all: request bodies are
@@ -97,12 +98,30 @@ def create_app(settings, store=None, transport_factory: Callable | None = None,
         if owned:
             store.close()
 
-    middleware = [Middleware(PrivateErrors), Middleware(BodyLimit, limits={"/webhooks/": MAX_BODY_BYTES})]
-    app = Starlette(routes=_routes(), lifespan=lifespan, middleware=middleware,
+    routes = _routes()
+    limits = {"/webhooks/": MAX_BODY_BYTES}
+    if _api_on(store):
+        from starlette.routing import Mount
+
+        from newsletter.web.api.app import API_BODY_BYTES, IMPORT_BODY_BYTES, create_api
+
+        routes.append(Mount("/api", app=create_api(ctx)))
+        limits["/api/subscribers/import"] = IMPORT_BODY_BYTES  # before /api/: the first matching prefix wins
+        limits["/api/"] = API_BODY_BYTES
+    middleware = [Middleware(PrivateErrors), Middleware(BodyLimit, limits=limits, problem_paths=("/api/",))]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                     exception_handlers={404: _not_found, 405: _not_allowed})
     app.router.redirect_slashes = False  # it would build the Location from the Host header
     app.state.ctx = ctx
+    app.state.api = "/api/" in limits
     return app
+
+
+def _api_on(store) -> bool:
+    """The HTTP API is served only while an API token exists (never on by default)."""
+    from newsletter.usecases.tokens import any_token
+
+    return any_token(store)
 
 
 def _check_webhook_keys(ctx) -> None:
@@ -153,9 +172,18 @@ def _routes():
 
 
 async def _not_found(request, _exc):
+    if request.app.state.api and request.url.path.startswith("/api/"):
+        # a path the mount cannot match (a line break in it): still the API's kind of answer
+        from newsletter.web.api.app import problem
+
+        return problem(404, "Not Found", "see the operations in /api/openapi.json")
     return request.app.state.ctx.pages.message("Page not found", "There is nothing at this address.", status=404)
 
 
 async def _not_allowed(request, _exc):
+    if request.app.state.api and request.url.path.startswith("/api/"):
+        from newsletter.web.api.app import problem
+
+        return problem(405, "Method Not Allowed", "see the operations in /api/openapi.json")
     return request.app.state.ctx.pages.message("Not allowed", "This address does not take that kind of request.",
                                                status=405)

@@ -26,10 +26,14 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: ``limits`` maps a path prefix to its cap in bytes; other paths get ``default``."""
+    """ASGI middleware: ``limits`` maps a path prefix to its cap in bytes; other paths get ``default``.
 
-    def __init__(self, app, limits: dict[str, int], default: int = FORM_BODY_BYTES):
-        self.app, self.limits, self.default = app, limits, default
+    Under ``problem_paths`` (the HTTP API) the 413 is an RFC 9457 problem document.
+    """
+
+    def __init__(self, app, limits: dict[str, int], default: int = FORM_BODY_BYTES,
+                 problem_paths: tuple[str, ...] = ()):
+        self.app, self.limits, self.default, self.problem_paths = app, limits, default, problem_paths
 
     def cap(self, path: str) -> int:
         return next((cap for prefix, cap in self.limits.items() if path.startswith(prefix)), self.default)
@@ -39,33 +43,43 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         cap = self.cap(scope["path"])
+        problem = scope["path"].startswith(self.problem_paths) if self.problem_paths else False
         declared = _content_length(scope)
         if declared is not None and declared > cap:
-            await _too_large(send)
+            await _too_large(send, problem, cap)
             return
         seen = 0
-        started = False
+        started = refused = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > cap:
+                    # Answer now: a framework that catches the error below (FastAPI turns any error while
+                    # reading a body into a 400) must not answer in our place.
+                    if not started and not refused:
+                        refused = True
+                        await _too_large(send, problem, cap)
                     raise BodyTooLarge()
             return message
 
         async def watched_send(message):
             nonlocal started
+            if refused:
+                return  # the 413 went out already; what the app says after it is dropped
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, watched_send)
         except BodyTooLarge:
+            if refused:
+                return
             if started:
                 raise
-            await _too_large(send)
+            await _too_large(send, problem, cap)
 
 
 def _content_length(scope) -> int | None:
@@ -78,10 +92,18 @@ def _content_length(scope) -> int | None:
     return None
 
 
-async def _too_large(send) -> None:
+async def _too_large(send, problem: bool = False, cap: int = 0) -> None:
+    content_type = b"application/json"
     body = b'{"error": "request body too large"}'
+    if problem:
+        import json
+
+        content_type = b"application/problem+json"
+        body = json.dumps({"type": "urn:newsletter:problem:content-too-large", "title": "Content too large",
+                           "status": 413, "detail": f"the request body is larger than {cap} bytes",
+                           "hint": "send less at once (split a large import into several files)"}).encode()
     await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
