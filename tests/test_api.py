@@ -506,3 +506,24 @@ def test_racing_retries_with_one_key_create_one_subscriber(api):
             assert answer.json()["detail"] == "a request with this Idempotency-Key is still being handled"
     assert [c["action"] for c in manage.describe(api.store, "race@example.org")["consent"]] == ["subscribe"]
     assert len(api.get("/api/subscribers").json()["items"]) == 1
+
+
+def test_api_changes_are_written_to_the_webhook_outbox_in_order(api):
+    """A CRM mirroring through webhooks sees what the API did: created, updated, unsubscribed, erased."""
+    from newsletter.store.webhooks import WebhookEvent
+    from newsletter.usecases.webhooks import add_endpoint
+    from sqlalchemy import select
+
+    add_endpoint(api.store, "https://crm.example.org/hooks", ["subscriber.created", "subscriber.updated",
+                                                               "subscriber.unsubscribed", "subscriber.erased"])
+    assert api.post("/api/subscribers", {"email": "eve@example.org", "list": "readers"}).status_code == 201
+    changed = api.client.patch("/api/subscribers/eve@example.org", headers=api.headers(),
+                               json={"attributes": {"plan": "gold"}})
+    assert changed.status_code == 200, changed.text
+    assert api.post("/api/subscribers/eve@example.org/unsubscribe", {"list": "readers"}).status_code == 200
+    assert api.client.delete("/api/subscribers/eve@example.org", headers=api.headers()).status_code == 204
+    with api.store.session() as session:
+        events = list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
+    assert [event.type for event in events] == ["subscriber.created", "subscriber.updated",
+                                                "subscriber.unsubscribed", "subscriber.erased"]
+    assert len({event.subject for event in events}) == 1

@@ -67,6 +67,7 @@ def update(store, email: str, *, name: str | None = None, attributes: dict[str, 
     """Change a subscriber's name, attributes (merged), time zone or tags; returns :func:`describe`'s shape."""
     from newsletter.audience.fields import clean_attributes, clean_name, clean_timezone_length
     from newsletter.audience.manage import describe_subscriber, existing_subscriber, validate_timezone
+    from newsletter.store import webhooks
     from newsletter.store.models import utcnow
 
     zone = validate_timezone(clean_timezone_length(timezone))
@@ -85,6 +86,7 @@ def update(store, email: str, *, name: str | None = None, attributes: dict[str, 
             _tag_in(session, [subscriber.id], adding, removing)
         subscriber.updated_at = utcnow()
         session.flush()
+        webhooks.subscriber_event(session, "subscriber.updated", subscriber, source="api")
         return describe_subscriber(session, subscriber)
 
 
