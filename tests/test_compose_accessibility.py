@@ -358,3 +358,16 @@ def test_the_lint_computes_the_colours_chromium_paints(settings, browser, scheme
         context.close()
     assert len(expected) > 20
     assert expected == {(text, colour_) for text, colour_ in painted}
+
+
+def test_check_lists_the_accessibility_warnings_and_still_passes(plain_workspace, cli):
+    (plain_workspace / "articles" / "hours.md").write_text(
+        "---\ntitle: The new opening hours\npreheader: From Monday\n---\n"
+        "Our hours changed: [click here](https://clinic.example/hours).\n\n## Mornings\n\nText.\n\n"
+        "#### Saturdays\n\nText.\n", encoding="utf-8")
+    result = cli("check", "articles/hours.md", "--json")
+    assert result.exit_code == 0, result.stderr  # warnings never stop a send
+    found = {w["code"]: w["message"] for w in result.json()["warnings"]}
+    assert "'click here'" in found["link-text"] and "h2 then h4" in found["heading-order"]
+    table = cli("check", "articles/hours.md")
+    assert table.exit_code == 0 and "link-text" in table.stdout + table.stderr

@@ -153,3 +153,19 @@ def test_every_article_shape_composes(settings):
     for path in sorted(ARTICLES.iterdir()):
         edition = compose_edition(path, settings, recent_url=RECENT)
         assert edition.html.startswith("<!doctype html>") and edition.article.title in edition.text
+
+
+def test_the_footer_names_the_list_and_escapes_a_hostile_name(seed, settings):
+    """The footer's list name is a merge value: escaped in HTML, as written in the text part; without one
+    (a preview, a sample) it is the newsletter's name."""
+    hostile = "Zoë's <b>\"Clinic\"</b> & Bücher"
+    values = merge_values(settings, seed.slug, email="zoë@bücher.example", token="t", list_name=hostile)
+    html = MergeTemplate(seed.html).render(values)
+    assert ("You get this as a subscriber of Zoë&#x27;s &lt;b&gt;&quot;Clinic&quot;&lt;/b&gt; &amp; Bücher"
+            " at zoë@bücher.example.") in html
+    assert ">Unsubscribe from Zoë&#x27;s &lt;b&gt;&quot;Clinic&quot;&lt;/b&gt; &amp; Bücher</a>" in html
+    text = " ".join(MergeTemplate(seed.text).render(values).split())
+    assert f"You get this as a subscriber of {hostile} at zoë@bücher.example." in text
+    assert f"Unsubscribe from {hostile}: https://news.clinic.example/unsubscribe/t" in text
+    plain = MergeTemplate(seed.html).render(merge_values(settings, seed.slug, email="a@example.org", token="t"))
+    assert f"You get this as a subscriber of {settings.name} at a@example.org." in plain
