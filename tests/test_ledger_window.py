@@ -79,3 +79,18 @@ def test_a_claim_stops_at_up_to_even_when_its_window_is_empty(campaign):
     assert [i for batch in batches for i in batch] == ids[20:25]
     with store.session() as session:
         assert ledger.counts(session, c)[LedgerStatus.PENDING] == len(READERS) - 25
+
+
+def test_the_claim_index_has_no_status_and_postgresql_leaves_room_for_hot_updates(campaign):
+    """Migration 0025: no indexed column changes with a row's status (HOT updates on PostgreSQL, whose
+    ``deliveries`` pages are filled to 60% so that the new version fits beside the old)."""
+    from sqlalchemy import inspect, text
+
+    store = campaign[0]
+    indexes = {ix["name"]: ix["column_names"] for ix in inspect(store.engine).get_indexes("deliveries")}
+    assert indexes["ix_deliveries_campaign_id"] == ["campaign_id", "id"]
+    assert not any("status" in columns for columns in indexes.values())
+    if store.dialect == "postgresql":
+        with store.engine.connect() as connection:
+            options = connection.execute(text("SELECT reloptions FROM pg_class WHERE oid = 'deliveries'::regclass"))
+            assert "fillfactor=60" in (options.scalar() or [])
