@@ -297,8 +297,9 @@ def parsed_chunks(path: Path, format_name: str, encoding: str) -> Iterator[Parse
     # only the child's final flush could wait on it, after its last chunk was sent,
     # and the parent kills the child once it has read that). Python 3.12 warns about
     # any fork beside a thread; this one is known.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    child = multiprocessing.get_context(method).Process(
+    context = (multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods()
+               else multiprocessing.get_context("spawn"))
+    child = context.Process(
         target=_parse_in_child, args=(str(path), format_name, encoding, sending, os.getpid()), daemon=True,
         name="newsletter-import-reader")
     with warnings.catch_warnings():
