@@ -96,8 +96,17 @@ def rows_text(rows: list[tuple[str, str]]) -> str:
     return out.getvalue()
 
 
-def test_a_chunk_with_known_people_is_undone_and_decided_row_by_row(sqlite_store, tmp_path, monkeypatch):
+@pytest.fixture
+def any_store(database_url):
+    opened = Store(database_url)
+    yield opened
+    opened.close()
+
+
+def test_a_chunk_with_known_people_is_undone_and_decided_row_by_row(any_store, tmp_path, monkeypatch):
     from newsletter.audience import parsing
+
+    sqlite_store = any_store  # both backends guess a chunk all new first
 
     monkeypatch.setattr(parsing, "CHUNK_ROWS", 3)
     import_file(sqlite_store, tmp_path, "first.csv", rows_text([("known@example.org", "Old")]), list_name="readers")
@@ -116,9 +125,10 @@ def test_a_chunk_with_known_people_is_undone_and_decided_row_by_row(sqlite_store
     assert people == {"known@example.org": "New", **{f"n{i}@example.org": f"N{i}" for i in (0, 1, 2, 3, 5)}}
     assert len(stored_state(sqlite_store)["memberships"]) == 6
     # the first chunk went in without looking anyone up; the second was looked up after its guess was undone
-    lookups = [s for s in statements if s.startswith("SELECT id, email_key")]
-    guesses = [s for s in statements if "ON CONFLICT (email_key) DO NOTHING" in s]
-    assert len(guesses) == 2 and len(lookups) == 2
+    lookups = [s for s in statements if s.startswith("SELECT id, email_key") or "CROSS JOIN LATERAL" in s]
+    assert len(lookups) == 2
+    if any_store.dialect == "sqlite":  # PostgreSQL's guesses are COPYs, below SQLAlchemy
+        assert len([s for s in statements if "ON CONFLICT (email_key) DO NOTHING" in s]) == 2
 
 
 def test_an_import_never_gives_an_erased_subscribers_id_to_someone_else(sqlite_store, tmp_path):

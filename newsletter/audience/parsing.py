@@ -18,6 +18,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -291,11 +292,19 @@ def parsed_chunks(path: Path, format_name: str, encoding: str) -> Iterator[Parse
     # Forked, not spawned: a spawned reader imported the whole store again (SQLAlchemy,
     # the models: 0.3-1 s before the first row, most of a 100,000-row import). The
     # child only reads the file and writes to its pipe, and leaves by os._exit: it
-    # never touches the database connections or threads it inherits.
-    child = multiprocessing.get_context("fork").Process(
+    # never touches the database connections it inherits, nor anything the CLI's
+    # progress thread may hold (if that thread held the stderr lock at the fork,
+    # only the child's final flush could wait on it, after its last chunk was sent,
+    # and the parent kills the child once it has read that). Python 3.12 warns about
+    # any fork beside a thread; this one is known.
+    context = (multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods()
+               else multiprocessing.get_context("spawn"))
+    child = context.Process(
         target=_parse_in_child, args=(str(path), format_name, encoding, sending, os.getpid()), daemon=True,
         name="newsletter-import-reader")
-    child.start()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+        child.start()
     sending.close()
     try:
         yield Parsed(_receive(receiving), _received_chunks(receiving))

@@ -215,12 +215,13 @@ class ImportWriter:
                                    "source": self.source})
             for sid, valid in zip(plan.new_ids, plan.new, strict=True)])
     def _guess_all_new(self, plan: _Plan, unique: dict[str, ValidRow], all_lists: bool) -> bool:
-        """SQLite: insert the chunk's rows as new people without looking them up first; True when they all were.
+        """Insert the chunk's rows as new people without looking them up first; True when they all were.
 
         A big first import is all new people, and looking 2,000 addresses up
         in the index costs about what inserting them does. The rows go in
-        with ``ON CONFLICT DO NOTHING`` in a savepoint: when fewer went in
-        than were given (an address already stored, or met in an earlier
+        in a savepoint (SQLite: with ``ON CONFLICT DO NOTHING``; PostgreSQL:
+        by ``COPY``, which stops at the first address already there): when
+        not all went in (an address already stored, or met in an earlier
         chunk), the savepoint is rolled back, nothing of the chunk stays, and
         it takes the careful path (look up, then decide row by row), as do
         the next ``CAREFUL_CHUNKS`` chunks. Chunks that may touch other
@@ -230,12 +231,18 @@ class ImportWriter:
         if self._careful_chunks:
             self._careful_chunks -= 1
             return False
-        if not plan.sqlite or self.suppressions_exist or all_lists or not unique:
+        if self.suppressions_exist or all_lists or not unique:
             return False
         plan.new = list(unique.values())
         next_id, written = self.next_id, self.written
         savepoint = self.connection.begin_nested()
-        if self._insert_new(plan, skip_existing=True) == len(plan.new):
+        try:
+            inserted = self._insert_new(plan, skip_existing=True)
+        except Exception as exc:  # PostgreSQL's COPY met an address already stored
+            if getattr(exc, "sqlstate", None) != "23505":  # unique_violation
+                raise
+            inserted = -1
+        if inserted == len(plan.new):
             savepoint.commit()
             plan.inserted = True
             return True
@@ -421,8 +428,9 @@ class ImportWriter:
     def _insert_new(self, plan: _Plan, skip_existing: bool = False) -> int:
         """Insert the chunk's new subscribers and queue their memberships (one pass over the rows).
 
-        Returns how many rows went in; with ``skip_existing`` (SQLite) an address already stored is
-        left out instead of failing the statement.
+        Returns how many rows went in; with ``skip_existing`` an address already stored is left out
+        (SQLite) or stops the ``COPY`` with a unique violation (PostgreSQL), instead of failing the
+        statement.
         """
         stamp, json_of, new = plan.stamp, plan.json, plan.new
         ids = self._new_ids(len(new))
@@ -443,7 +451,7 @@ class ImportWriter:
             if valid.tags or valid.opted_in_at or valid.confirmed_at:
                 extras.append((subscriber_id, valid))
         self.written += len(rows)
-        if skip_existing:
+        if skip_existing and plan.sqlite:
             columns = ("id",) + _SUBSCRIBER_COLUMNS
             return int(self.connection.exec_driver_sql(
                 f"INSERT INTO subscribers ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
