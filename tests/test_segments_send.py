@@ -211,3 +211,17 @@ def test_a_scheduled_segment_send_records_the_filter_and_its_snapshot_applies_it
     assert set(_outbox(audience)) == {"ada@example.org", "bob@example.org"}
     refused = cli("schedule", "articles/", "--segment", "london-vips", "--cron", "0 9 * * MON")
     assert refused.exit_code == 1 and "--cron sends to a whole list" in refused.stderr
+
+
+def test_tag_counts_only_changes_on_both_databases(workspace, cli):
+    """`subscribers tag --json` says how many tags it added and removed (PostgreSQL's driver reports no row
+    count for an INSERT ... ON CONFLICT DO NOTHING: counted from RETURNING instead)."""
+    for email in ("ada@example.org", "bob@example.org"):
+        assert cli("subscribers", "add", email, "--list", "readers").exit_code == 0
+    first = cli("subscribers", "tag", "ada@example.org", "bob@example.org", "--add", "vip", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert (first.json()["added"], first.json()["removed"]) == (2, 0)
+    again = cli("subscribers", "tag", "ada@example.org", "bob@example.org", "--add", "vip", "--json").json()
+    assert (again["added"], again["removed"]) == (0, 0)
+    gone = cli("subscribers", "tag", "ada@example.org", "--remove", "vip", "--json").json()
+    assert (gone["added"], gone["removed"]) == (0, 1)

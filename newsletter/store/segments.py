@@ -429,8 +429,8 @@ def tag_subscribers(session: Session, subscriber_ids: Sequence[int], add: Sequen
     if add and ids:
         tag_ids = ensure_tags(session, add)
         rows = [{"subscriber_id": sid, "tag_id": tid} for sid in ids for tid in tag_ids.values()]
-        added = rowcount(session.execute(dialect_insert(session, subscriber_tags_t).values(rows)
-                                         .on_conflict_do_nothing()))
+        added = len(session.execute(dialect_insert(session, subscriber_tags_t).values(rows)
+                                    .on_conflict_do_nothing().returning(subscriber_tags_t.c.tag_id)).all())
     if remove and ids:
         doomed = select(tags_t.c.id).where(tags_t.c.name.in_(list(remove))).scalar_subquery()
         removed = rowcount(session.execute(delete(subscriber_tags_t).where(
@@ -446,8 +446,8 @@ def tag_many(session: Session, pairs: Sequence[tuple[int, str]]) -> int:
     rows = [{"subscriber_id": sid, "tag_id": tag_ids[name]} for sid, name in sorted(set(pairs))]
     total = 0
     for start in range(0, len(rows), 5000):  # bounded statements: SQLite's variable limit
-        total += rowcount(session.execute(dialect_insert(session, subscriber_tags_t)
-                                          .values(rows[start:start + 5000]).on_conflict_do_nothing()))
+        total += len(session.execute(dialect_insert(session, subscriber_tags_t).values(rows[start:start + 5000])
+                                     .on_conflict_do_nothing().returning(subscriber_tags_t.c.tag_id)).all())
     return total
 
 
@@ -466,8 +466,8 @@ def tag_many_on(connection: Connection, pairs: Sequence[tuple[int, str]]) -> int
     rows = [{"subscriber_id": sid, "tag_id": ids[name]} for sid, name in sorted(set(pairs))]
     total = 0
     for start in range(0, len(rows), 5000):
-        total += connection.execute(upsert(subscriber_tags_t).values(rows[start:start + 5000])
-                                    .on_conflict_do_nothing()).rowcount
+        total += len(connection.execute(upsert(subscriber_tags_t).values(rows[start:start + 5000])
+                                        .on_conflict_do_nothing().returning(subscriber_tags_t.c.tag_id)).all())
     return total
 
 
