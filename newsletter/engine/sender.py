@@ -371,11 +371,15 @@ def _heap_frozen() -> Iterator[None]:
 
     A batch makes thousands of short-lived objects, and every so often the
     collector walked the whole heap for them: about a sixth of a send's CPU.
-    Only the outermost loop of a process freezes (another already frozen: as it is).
+    Garbage is collected first, so nothing unreachable (a store another part
+    of a long-lived process dropped, with its connections) waits frozen for
+    the loop to end. Only the outermost loop of a process freezes (another
+    already frozen: as it is).
     """
     if gc.get_freeze_count():
         yield
         return
+    gc.collect()
     gc.freeze()
     try:
         yield
