@@ -51,6 +51,31 @@ def _fast_retries(monkeypatch):
     return waits
 
 
+def test_click_tracking_and_the_web_version_cost_per_edition_not_per_recipient(workspace, cli, tmp_path, sendgrid):
+    """Aggregate click tracking (the default) and the web version's URL are the same for every reader:
+    they are filled into the request's shared content once, never sent as substitutions per recipient."""
+    import re
+    import shutil
+
+    emails = populate(cli, tmp_path, 1500)
+    shutil.copy(Path(__file__).parent / "articles" / "front-matter-budget.md", Path("articles") / "budget.md")
+    result = cli("send", "articles/budget.md", "--list", "readers", "--yes", "--json")
+    assert result.exit_code == 0, result.stderr
+    campaign_id = result.json()["campaign_id"]
+    assert sorted(recipients_of(sendgrid)) == sorted(emails) and len(sendgrid.bodies) == 2
+    contents = {tuple(part["value"] for part in body["content"]) for body in sendgrid.bodies}
+    assert len(contents) == 1  # one content for everyone: nothing of a reader in it
+    (text, html), = contents
+    links = re.findall(r'href="https://news\.clinic\.example/c/([^"]+)"', html)
+    assert links and all(re.fullmatch(rf"{campaign_id}\.\d+\.[\w-]{{16}}", token) for token in links)
+    assert 'href="https://news.clinic.example/archive/' in html and "%%web_url" not in html + text
+    assert "%%click_ref" not in html + text and "%%open_ref" not in html + text
+    for body in sendgrid.bodies:
+        for personalization in body["personalizations"]:
+            fields = {key.strip("%").split(":")[0] for key in personalization["substitutions"]}
+            assert fields == {"first_name", "email", "unsubscribe_url", "preferences_url"}
+
+
 def test_send_through_sendgrid_one_request_per_thousand(workspace, cli, tmp_path, sendgrid):
     emails = populate(cli, tmp_path, 2500)
     result = cli("send", "articles/welcome.md", "--list", "readers", "--yes", "--json")
@@ -293,3 +318,35 @@ def test_several_processes_send_each_recipient_once(workspace, cli, tmp_path, mo
     # three child processes sent (the parent sends nothing in-line on this path), and all finished well
     assert len(children) == 3 and len({child.pid for child in children} - {os.getpid()}) == 3
     assert [child.exitcode for child in children] == [0, 0, 0]
+
+
+def test_the_loop_heap_freeze_collects_first_nests_and_always_thaws():
+    """The send loop leaves the heap that existed before it out of the collector's full passes
+    (gc.freeze): garbage is collected first (a dropped store's connections never wait frozen),
+    a nested loop leaves the outer freeze alone, and the heap is thawed after, even on an error."""
+    import gc
+    import weakref
+
+    from newsletter.engine.sender import _heap_frozen
+
+    class Cycle:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    cycle = Cycle()
+    cycle.me = cycle
+    gone = weakref.ref(cycle)
+    del cycle
+    with _heap_frozen():
+        assert gone() is None  # collected before the freeze
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with _heap_frozen():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen  # the inner one did not thaw the outer's
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), _heap_frozen():
+        raise RuntimeError("a batch failed")
+    assert gc.get_freeze_count() == 0
+    with _heap_frozen(wanted=False):
+        assert gc.get_freeze_count() == 0  # a small send: no freeze

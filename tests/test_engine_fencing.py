@@ -475,7 +475,7 @@ def test_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover(store
 
     store, _ = store_settings
     if store.dialect == "sqlite":
-        pytest.skip("SQLite: the fence beats (writers are serialised there); the lock-free look is PostgreSQL's")
+        pytest.skip("SQLite: the look reads under the write lock (test_sqlite_batch_fence_reads_...)")
     settings, campaign_id = ready_campaign(store_settings, workspace)
     _snapshot(store, campaign_id)
     fence = CampaignFence(campaign_id, "test:1:x")
