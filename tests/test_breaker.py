@@ -106,14 +106,34 @@ def test_the_rates_are_read_at_most_every_check_seconds(monkeypatch):
     from newsletter.engine import breaker as module
     from newsletter.store.ledger import Reception
 
-    reads, now = [], [100.0]
+    reads, looks, now = [], [], [100.0]
+    monkeypatch.setattr(module.ledger, "troubles", lambda session, campaign_id: looks.append(now[0]) or (1, 0))
     monkeypatch.setattr(module.ledger, "reception", lambda session, campaign_id: reads.append(now[0]) or
-                        Reception(sent=2000, complained=0, hard_bounced=0))
+                        Reception(sent=2000, complained=1, hard_bounced=0))
     breaker = module.Breaker(_thresholds(check_seconds=5.0), clock=lambda: now[0])
     for step in (0.0, 1.0, 4.9, 5.0, 9.9, 10.0):
         now[0] = 100.0 + step
         breaker.check(None, 1)
-    assert reads == [100.0, 105.0, 110.0]
+    assert looks == reads == [100.0, 105.0, 110.0]
+
+
+def test_without_complaints_or_hard_bounces_the_campaign_is_not_scanned(monkeypatch):
+    """The first reading counts the troubled rows (a partial index); the whole campaign is read only
+    when there are some, and what was there at the start of the run is what a resume has seen."""
+    from newsletter.engine import breaker as module
+    from newsletter.store.ledger import Reception
+
+    reads, found, now = [], [(0, 0)], [100.0]
+    monkeypatch.setattr(module.ledger, "troubles", lambda session, campaign_id: found[0])
+    monkeypatch.setattr(module.ledger, "reception", lambda session, campaign_id: reads.append(now[0]) or
+                        Reception(sent=2000, complained=found[0][0], hard_bounced=found[0][1]))
+    breaker = module.Breaker(_thresholds(check_seconds=5.0), clock=lambda: now[0])
+    breaker.check(None, 1)
+    assert reads == [] and breaker.seen_at_start == Reception(0, 0, 0)
+    found[0], now[0] = (10, 0), 106.0  # 10 complaints of 2,000 since the start: 0.5%
+    with pytest.raises(module.BreakerTripped, match="complaint rate 0.5%"):
+        breaker.check(None, 1)
+    assert reads == [106.0]
 
 
 def test_thresholds_come_from_delivery(workspace):

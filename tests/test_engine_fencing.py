@@ -475,7 +475,7 @@ def test_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover(store
 
     store, _ = store_settings
     if store.dialect == "sqlite":
-        pytest.skip("SQLite: the look reads under the write lock (test_sqlite_batch_fence_reads_...)")
+        pytest.skip("SQLite: test_sqlite_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover")
     settings, campaign_id = ready_campaign(store_settings, workspace)
     _snapshot(store, campaign_id)
     fence = CampaignFence(campaign_id, "test:1:x")
@@ -527,4 +527,34 @@ def test_sqlite_batch_fence_reads_under_the_write_lock_and_sees_a_takeover(store
     take_over(store, settings, campaign_id)  # the sender "test:1:x" has no heartbeat: taken for dead
     with store.session() as session:
         assert not fence(session)
+        assert not fence.peek(session)
+
+
+def test_sqlite_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover(store_settings, workspace,
+                                                                                 database_url):
+    """SQLite: the look just before the transport is called runs in a read session (``BEGIN DEFERRED``):
+    another process's writer is not held up by it (two sending processes no longer take turns on the
+    write lock for a read), and once a takeover committed the same look fences the old sender out. The
+    transaction ends before the call either way, so the lock held nothing back."""
+    import sqlite3
+
+    from newsletter.engine.sender import CampaignFence, take_over
+
+    store, _ = store_settings
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL: test_the_look_before_a_provider_call_takes_no_lock_and_sees_a_takeover")
+    settings, campaign_id = ready_campaign(store_settings, workspace)
+    _snapshot(store, campaign_id)
+    fence = CampaignFence(campaign_id, "test:1:x")
+    path = database_url.split("sqlite:///", 1)[1]
+    with store.read_session() as session:
+        assert fence.peek(session)
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer begins at once: the look holds no lock
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+    take_over(store, settings, campaign_id)
+    with store.read_session() as session:
         assert not fence.peek(session)

@@ -109,14 +109,19 @@ class Breaker:
     def check(self, session: Session, campaign_id: int) -> None:
         """Read the campaign's complaint and hard-bounce counts; warn, or raise BreakerTripped.
 
-        At most once every ``check_seconds`` (the first call always reads):
-        the counts are one scan of the campaign's ledger rows, ~0.4 s at
-        200,000 rows on SQLite, too much to repeat before every batch.
+        At most once every ``check_seconds`` (the first call always reads).
+        The troubled rows are counted first (a partial index: a few rows);
+        only when there are some are the counts taken over the campaign's
+        rows (one scan, ~0.4 s at 200,000 rows on SQLite).
         """
         t, now = self.thresholds, self.clock()
         if self.checked_at is not None and now - self.checked_at < t.check_seconds:
             return
         self.checked_at = now
+        if ledger.troubles(session, campaign_id) == (0, 0):
+            # No complaint, no hard bounce: no rate to weigh (and none seen at the start of this run).
+            self.seen_at_start = self.seen_at_start or ledger.Reception(0, 0, 0)
+            return
         seen = ledger.reception(session, campaign_id)
         # A person who resumed a campaign the breaker paused has seen these counts: only a new
         # complaint or bounce (with the rate still over) pauses it again.

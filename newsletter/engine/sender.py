@@ -350,7 +350,7 @@ def send_range(store: Store, settings: Settings, campaign_id: int, transport: Tr
         while True:
             if stop is not None and stop.is_set() or (limit is not None and done >= limit):
                 return _stopped(store, breaker, fence, report, campaign_id)
-            with store.session() as session:  # complaints and bounces the events recorded since the last batch
+            with store.read_session() as session:  # complaints and bounces the events recorded since the last batch
                 breaker.check(session, campaign_id)
             want = batch_size if limit is None else min(batch_size, limit - done)
             pacer.turn(want)  # waits with nothing in flight: a kill now leaves nothing unknown
@@ -550,7 +550,8 @@ def send_claimed(store: Store, transport: Transport, message: Message, builder: 
     message = builder.message_for(message, eligible)
     ids = {r.message_id: c.delivery_id for r, c in zip(recipients, eligible, strict=True)}
     if fence is not None:  # taken over since the claim (a pause, a freeze)? then these rows are not ours to send
-        with store.session() as session:
+        # A read: the transaction ends before the call either way, so a lock would hold nothing back.
+        with (store.read_session() if isinstance(fence, CampaignFence) else store.session()) as session:
             _check(fence.peek if isinstance(fence, CampaignFence) else fence, session, campaign_id)
     try:
         results = transport.send_batch(message, recipients)

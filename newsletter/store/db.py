@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; when the database is at it, Alembic is not even imported
 # (tests/test_store.py checks this matches the migration scripts).
-HEAD_REVISION = "0025"
+HEAD_REVISION = "0026"
+# The execution option that makes a SQLite transaction begin DEFERRED (Store.read_session).
+READ_ONLY_OPTION = "newsletter_read_only"
 # How long SQLite waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # PostgreSQL connections a process keeps open. A send uses two at once (its
@@ -92,8 +94,13 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so two writers wait for each
-        # other instead of failing halfway with "database is locked".
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # other instead of failing halfway with "database is locked". A read
+        # (Store.read_session) takes no lock: in WAL mode it reads the last
+        # commit while a writer goes on.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -158,6 +165,8 @@ class Store:
         self.engine = create_db_engine(self.url, pool_size)
         migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self.engine.execution_options(**{READ_ONLY_OPTION: True}),
+                                   expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -167,6 +176,16 @@ class Store:
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads only. On SQLite it takes no write lock (``BEGIN DEFERRED``: it sees the
+        last commit, and another process's writes go on meanwhile), so a read between a sender's batches
+        (the look before a provider call, the breaker's counts) does not hold up another sender. A write
+        in it may fail with "database is locked" at once: write in :meth:`session`. On PostgreSQL it is
+        :meth:`session`."""
+        with self._reads.begin() as session:
             yield session
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.store import webhooks
 from newsletter.store.models import (
+    TROUBLE_PREDICATE,
     Campaign,
     Delivery,
     Edition,
@@ -491,6 +492,24 @@ class Reception:
     sent: int
     complained: int
     hard_bounced: int
+
+
+def troubles(session: Session, campaign_id: int) -> tuple[int, int]:
+    """(recipients who complained, hard bounces) of a campaign: a read of the partial index
+    ``ix_deliveries_troubles`` (migration 0026), a few rows, however big the campaign.
+
+    The circuit breaker asks this first and takes the whole campaign's
+    :func:`reception` only when there is something to weigh: that scan took
+    about 2 s at 1,000,000 rows, every few seconds in every sending process.
+    """
+    table = deliveries_t
+    # The index's own predicate, word for word (so the planner uses it), in parentheses: it holds an OR.
+    trouble = text(f"({TROUBLE_PREDICATE})")
+    row = session.execute(select(
+        func.count().filter(table.c.complained_at.is_not(None)),
+        func.count().filter(table.c.refused == "hard"),
+    ).where(table.c.campaign_id == campaign_id, trouble)).one()
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 def reception(session: Session, campaign_id: int) -> Reception:

@@ -24,7 +24,7 @@ The fillfactor applies to pages written from now on; existing pages fill
 up as they are rewritten (a ``VACUUM FULL deliveries`` applies it at once).
 
 Revision ID: 0025
-Revises: 0019
+Revises: 0021
 """
 
 from alembic import op
