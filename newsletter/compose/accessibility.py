@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from html import unescape
+from typing import NamedTuple
 
 from newsletter.compose.edition import Finding
 
@@ -101,14 +102,14 @@ def _warning(code: str, message: str) -> Finding:
 # hidden...: its :class:`Element`), so it is kept per path of Elements on the theme's :class:`Stylesheet`:
 # every edition of a theme repeats the same skeleton and paragraph markup, and is styled by look-ups.
 
-_TOKEN = re.compile(r"<(?:!--.*?(?:-->|\Z)|[!?][^>]*>?|/([a-zA-Z][^\s/>]*)[^>]*>"
-                    r"|([a-zA-Z][^\s/>]*)((?:[^>\"'<]|\"[^\"]*\"|'[^']*')*)>)", re.S)
+_TOKEN = re.compile(r"<(?:!--.*?(?:-->|\Z)|[!?][^>]*>?|/([a-zA-Z][^\s/><]*+)[^<>]*+>"
+                    r"|([a-zA-Z][^\s/><]*+)((?:[^>\"'<]++|\"[^\"]*+\"|'[^']*+')*+)>)", re.S)
 _ATTRIBUTE = re.compile(r"([^\s/>=\"']+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]*))?")
 _RAW_END = {"style": re.compile(r"</style", re.I), "script": re.compile(r"</script", re.I)}
-_STYLE_ELEMENT = re.compile(r"<!--.*?(?:-->|\Z)|<style\b((?:[^>\"'<]|\"[^\"]*\"|'[^']*')*)>(.*?)(?:</style|\Z)",
+_STYLE_ELEMENT = re.compile(r"<!--.*?(?:-->|\Z)|<style\b((?:[^>\"'<]++|\"[^\"]*+\"|'[^']*+')*+)>(.*?)(?:</style|\Z)",
                             re.S | re.I)
 _CACHE_LIMIT = 20_000  # start tags and styled paths kept between documents (a long-running daemon stays small)
-_TAGS: dict[str, tuple[str, dict[str, str], Element, bool]] = {}  # raw start tag -> tag, attributes, Element, opens
+_TAGS: dict[str, tuple[str, dict[str, str], Element, bool, int]] = {}  # raw start tag -> see _start_tag
 _ELEMENTS: dict[tuple, Element] = {}
 
 
@@ -144,7 +145,7 @@ def _element(tag: str, attrs: dict[str, str]) -> Element:
            tag == "a" and attrs.get("href") is not None)
     element = _ELEMENTS.get(key)
     if element is None:
-        kept = {name: attrs[name] for name in ("bgcolor", "aria-hidden") if name in attrs}
+        kept: dict[str, str] = {name: attrs[name] for name in ("bgcolor", "aria-hidden") if name in attrs}
         if "hidden" in attrs:
             kept["hidden"] = ""
         if tag == "font" and "color" in attrs:
@@ -155,22 +156,36 @@ def _element(tag: str, attrs: dict[str, str]) -> Element:
     return element
 
 
-def _start_tag(raw: str, name: str, rest: str) -> tuple[str, dict[str, str], Element, bool]:
-    """``(tag, attributes, Element, opens)`` of a start tag (``opens``: not void, not self-closed)."""
+# what a start tag asks of the pass besides styling it
+_PLAIN, _HTML, _IMG, _DATA, _HEADING_TAG, _LINK, _TABLE, _RAW = range(8)
+
+
+def _start_tag(raw: str, name: str, rest: str) -> tuple[str, dict[str, str], Element, bool, int]:
+    """``(tag, attributes, Element, opens, kind)`` of a start tag (``opens``: not void, not self-closed)."""
     found = _TAGS.get(raw)
     if found is None:
         tag = name.lower()
         attrs = attributes(rest)
-        found = _TAGS[raw] = (tag, attrs, _element(tag, attrs), tag not in _VOID and not rest.endswith("/"))
+        element = _element(tag, attrs)
+        kind = (_HTML if tag == "html" else _IMG if tag == "img" else _DATA if tag in ("th", "thead", "caption")
+                else _HEADING_TAG if element.heading else _LINK if tag == "a" and attrs.get("href") is not None
+                else _TABLE if tag == "table" and (attrs.get("role") or "").strip().lower() not in ("presentation",
+                                                                                                     "none")
+                else _RAW if tag in _RAW_END else _PLAIN)
+        found = _TAGS[raw] = (tag, attrs, element, tag not in _VOID and not rest.endswith("/"), kind)
     return found
 
 
-@dataclass(eq=False)
 class _State:
     """The computed style of one path of Elements, per mode (None: hidden), and its children's states."""
 
-    styles: tuple[Computed | None, ...]
-    children: dict[Element, _State] = field(default_factory=dict)
+    __slots__ = ("styles", "visible", "shown", "children")
+
+    def __init__(self, styles: tuple[Computed | None, ...], modes: tuple[str, ...]):
+        self.styles = styles
+        self.visible = any(styles)  # in some mode
+        self.shown = modes[0] == "light" and styles[0] is not None  # in light mode: the structure rules read it
+        self.children: dict[Element, _State] = {}
 
 
 @dataclass
@@ -191,21 +206,20 @@ def _read(html: str, sheet: Stylesheet, modes: tuple[str, ...]) -> _Read:
         _ELEMENTS.clear()
     root = sheet.root(modes)
     read = _Read()
-    light = modes[0] == "light"
     slots: list[tuple[_State, list[str]]] = [(root, [])]  # each visible element's own text, in document order
-    # open elements: Element, state, own text (None when hidden), table record, collects text (heading, link)
-    stack: list[tuple[Element | None, _State, list[str] | None, list | None, bool]] = [
-        (None, root, slots[0][1], None, False)]
+    # open elements: tag, Element, state, own text (None when hidden), table record, collects text (heading, link)
+    stack: list[tuple[str, Element | None, _State, list[str] | None, list | None, bool]] = [
+        ("#document", None, root, slots[0][1], None, False)]
     collecting: list[list[str]] = []  # text parts of the open shown headings and links
     search, pos, size = _TOKEN.search, 0, len(html)
     while pos < size:
         match = search(html, pos)
         start = match.start() if match is not None else size
-        if start > pos:
+        own = stack[-1][3]
+        if start > pos and (own is not None or collecting):  # else hidden text nobody reads
             text = html[pos:start]
             if "&" in text:
                 text = unescape(text)
-            own = stack[-1][2]
             if own is not None:
                 own.append(text)
             for parts in collecting:
@@ -215,44 +229,43 @@ def _read(html: str, sheet: Stylesheet, modes: tuple[str, ...]) -> _Read:
         pos = match.end()
         end_name, name, rest = match.groups()
         if name is not None:
-            tag, attrs, element, opens = _start_tag(match.group(0), name, rest)
-            parent = stack[-1][1]
+            tag, attrs, element, opens, kind = _start_tag(match.group(0), name, rest)
+            parent = stack[-1][2]
             state = parent.children.get(element)
             if state is None:
-                state = parent.children[element] = sheet.state(element, [entry[0] for entry in stack[1:]], parent,
-                                                                modes)
-            shown = light and state.styles[0] is not None
-            if tag == "html" and read.html_attrs is None:
-                read.html_attrs = attrs
-            elif tag == "img" and collecting:
-                alt = attrs.get("alt") or ""
-                for parts in collecting:
-                    parts.append(alt)
-            elif tag in ("th", "thead", "caption"):
-                for entry in stack:
-                    if entry[3] is not None:
-                        entry[3][1] = True
-            if not opens:
-                continue
-            own = None
-            if any(state.styles):
-                own = []
-                slots.append((state, own))
+                state = parent.children[element] = sheet.state(element, stack, parent, modes)
             table, collects = None, False
-            if shown:
-                if element.heading:
+            if kind:
+                if kind == _HTML:
+                    if read.html_attrs is None:
+                        read.html_attrs = attrs
+                elif kind == _IMG:
+                    alt = attrs.get("alt") or ""
+                    for parts in collecting:
+                        parts.append(alt)
+                elif kind == _DATA:
+                    for entry in stack:
+                        if entry[4] is not None:
+                            entry[4][1] = True
+                elif state.shown and kind == _HEADING_TAG:
                     read.headings.append((element.heading, []))
                     collecting.append(read.headings[-1][1])
                     collects = True
-                elif tag == "a" and attrs.get("href") is not None:
+                elif state.shown and kind == _LINK:
                     read.links.append((attrs, []))
                     collecting.append(read.links[-1][1])
                     collects = True
-                elif tag == "table" and (attrs.get("role") or "").strip().lower() not in ("presentation", "none"):
+                elif state.shown and kind == _TABLE:
                     table = [attrs, False]
                     read.tables.append(table)
-            stack.append((element, state, own, table, collects))
-            if tag in _RAW_END:  # style, script: text up to the end tag
+            if not opens:
+                continue
+            own = None
+            if state.visible:
+                own = []
+                slots.append((state, own))
+            stack.append((tag, element, state, own, table, collects))
+            if kind == _RAW:  # style, script: text up to the end tag
                 end = _RAW_END[tag].search(html, pos)
                 text = html[pos:end.start() if end else size]
                 if text:
@@ -263,10 +276,14 @@ def _read(html: str, sheet: Stylesheet, modes: tuple[str, ...]) -> _Read:
                 pos = end.start() if end else size
         elif end_name is not None:
             tag = end_name.lower()
-            for depth in range(len(stack) - 1, 0, -1):  # close up to the matching element, if it is open
-                if stack[depth][0].tag == tag:  # type: ignore[union-attr]  # only the root has no Element
+            if stack[-1][0] == tag and len(stack) > 1:  # the common case: closing the innermost element
+                if stack.pop()[5]:
+                    collecting.pop()
+                continue
+            for depth in range(len(stack) - 2, 0, -1):  # close up to the matching element, if it is open
+                if stack[depth][0] == tag:
                     for entry in stack[depth:]:
-                        if entry[4]:
+                        if entry[5]:
                             collecting.pop()
                     del stack[depth:]
                     break
@@ -415,27 +432,28 @@ class Stylesheet:
             if self.paths > _CACHE_LIMIT:
                 self.roots.clear()
                 self.paths = 0
-            self.roots[modes] = _State((Computed(_DEFAULT_TEXT, _DEFAULT_BACKGROUND, 16.0, False, False),) * len(modes))
+            start = Computed(_DEFAULT_TEXT, _DEFAULT_BACKGROUND, 16.0, False, False)
+            self.roots[modes] = _State((start,) * len(modes), modes)
         return self.roots[modes]
 
-    def state(self, element: Element, ancestors: list[Element], parent: _State, modes: tuple[str, ...]) -> _State:
-        """The state of ``element`` under ``ancestors`` (root first), whose state is ``parent``."""
+    def state(self, element: Element, ancestors: list, parent: _State, modes: tuple[str, ...]) -> _State:
+        """The state of ``element`` under the open elements ``ancestors`` (the document first: entries whose
+        second item is the Element), whose state is ``parent``."""
         self.paths += 1
-        if not any(parent.styles):
+        if not parent.visible:
             return parent  # under a hidden element: hidden too
         matched = self.matched(element, ancestors)
         return _State(tuple(_visible(_compute(element, matched, inherited, mode)) if inherited is not None else None
-                            for mode, inherited in zip(modes, parent.styles, strict=True)))
+                            for mode, inherited in zip(modes, parent.styles, strict=True)), modes)
 
-    def matched(self, element: Element, ancestors: list[Element]) -> list[Rule]:
-        """The rules whose selector matches ``element`` under ``ancestors`` (either scheme)."""
+    def matched(self, element: Element, ancestors: list) -> list[Rule]:
+        """The rules whose selector matches ``element`` under ``ancestors`` (as for :meth:`state`), either scheme."""
         candidates = [*self.index.get("*", ()), *self.index.get(element.tag, ())]
         for name in element.classes:
             candidates += self.index.get("." + name, ())
-        if not candidates:
-            return []
-        chain = [*ancestors, element]
-        return [rule for rule in candidates if _matches(rule.selector, len(rule.selector) - 1, chain, len(chain) - 1)]
+        top = len(ancestors)
+        return [rule for rule in candidates
+                if _matches(rule.selector, len(rule.selector) - 1, element, ancestors, top)]
 
     @staticmethod
     def cascade(element: Element, matched: list[Rule], mode: str) -> dict[str, str]:
@@ -467,18 +485,19 @@ def _read_styles(styles: tuple[str, ...]) -> Stylesheet:
     return Stylesheet(rules)
 
 
-def _matches(parts, index: int, chain: list[Element], depth: int) -> bool:
-    if depth < 0:
-        return False
-    node = chain[depth]
+def _matches(parts, index: int, element: Element, ancestors: list, depth: int) -> bool:
+    """``parts[:index + 1]`` matches the element at ``depth`` (``element`` itself at ``len(ancestors)``)."""
+    if depth < 1:
+        return False  # the document
+    node = element if depth == len(ancestors) else ancestors[depth][1]
     combinator, (tag, classes, ids) = parts[index]
     if (tag != "*" and tag != node.tag) or not classes <= node.classes or (ids and node.id not in ids):
         return False
     if index == 0:
         return True
     if combinator == ">":
-        return _matches(parts, index - 1, chain, depth - 1)
-    return any(_matches(parts, index - 1, chain, ancestor) for ancestor in range(depth - 1, -1, -1))
+        return _matches(parts, index - 1, element, ancestors, depth - 1)
+    return any(_matches(parts, index - 1, element, ancestors, ancestor) for ancestor in range(depth - 1, 0, -1))
 
 
 # -- colours --------------------------------------------------------------
@@ -543,10 +562,19 @@ class Computed:
     size: float
     bold: bool
     hidden: bool
+    # (ratio, ratio needed) of its text against its background, None when not judged (computed once per
+    # style, which the stylesheet keeps per path: not once per text)
+    judged: tuple[float, float] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        judged = None
+        if self.background is not None and not self.hidden:
+            large = self.size >= LARGE_PX or (self.bold and self.size >= LARGE_BOLD_PX)
+            judged = (contrast(self.colour, self.background), LARGE_CONTRAST if large else NORMAL_CONTRAST)
+        object.__setattr__(self, "judged", judged)  # the documented way to set a field of a frozen dataclass
 
 
-@dataclass(frozen=True)
-class TextRun:
+class TextRun(NamedTuple):
     text: str
     style: Computed
 
@@ -615,11 +643,9 @@ def _contrast(runs: dict[str, list[TextRun]]) -> list[Finding]:
     for mode, mode_runs in runs.items():
         for run in mode_runs:
             style = run.style
-            if style.background is None:
+            if style.judged is None or style.background is None:
                 continue
-            large = style.size >= LARGE_PX or (style.bold and style.size >= LARGE_BOLD_PX)
-            needed = LARGE_CONTRAST if large else NORMAL_CONTRAST
-            ratio = contrast(style.colour, style.background)
+            ratio, needed = style.judged
             if ratio < needed:
                 key = (mode, hex_of(style.colour), hex_of(style.background))
                 first = found.get(key)
