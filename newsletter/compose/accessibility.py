@@ -102,12 +102,16 @@ def _warning(code: str, message: str) -> Finding:
 # hidden...: its :class:`Element`), so it is kept per path of Elements on the theme's :class:`Stylesheet`:
 # every edition of a theme repeats the same skeleton and paragraph markup, and is styled by look-ups.
 
-_TOKEN = re.compile(r"<(?:!--.*?(?:-->|\Z)|[!?][^>]*>?|/([a-zA-Z][^\s/><]*+)[^<>]*+>"
-                    r"|([a-zA-Z][^\s/><]*+)((?:[^>\"'<]++|\"[^\"]*+\"|'[^']*+')*+)>)", re.S)
+# (a comment runs to the first "-->", a style element's text to "</style": written to jump, not to step a
+# character at a time; possessive groups never backtrack, so a tag without its ">" costs one scan)
+_COMMENT = r"!--[^-]*+(?:-(?!->)[^-]*+)*+(?:-->|\Z)"
+_ATTRIBUTES = r"((?:[^>\"'<]++|\"[^\"]*+\"|'[^']*+')*+)"
+_TOKEN = re.compile(r"<(?:" + _COMMENT + r"|[!?][^>]*>?|/([a-zA-Z][^\s/><]*+)[^<>]*+>|([a-zA-Z][^\s/><]*+)"
+                    + _ATTRIBUTES + ">)")
 _ATTRIBUTE = re.compile(r"([^\s/>=\"']+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]*))?")
 _RAW_END = {"style": re.compile(r"</style", re.I), "script": re.compile(r"</script", re.I)}
-_STYLE_ELEMENT = re.compile(r"<!--.*?(?:-->|\Z)|<style\b((?:[^>\"'<]++|\"[^\"]*+\"|'[^']*+')*+)>(.*?)(?:</style|\Z)",
-                            re.S | re.I)
+_STYLE_ELEMENT = re.compile(r"<(?:" + _COMMENT + r"|(?i:style)\b" + _ATTRIBUTES
+                            + r">([^<]*+(?:<(?!/(?i:style))[^<]*+)*+)(?:</(?i:style)|\Z))")
 _CACHE_LIMIT = 20_000  # start tags and styled paths kept between documents (a long-running daemon stays small)
 _TAGS: dict[str, tuple[str, dict[str, str], Element, bool, int]] = {}  # raw start tag -> see _start_tag
 _ELEMENTS: dict[tuple, Element] = {}
