@@ -183,10 +183,12 @@ def _start_tag(raw: str, name: str, rest: str) -> tuple[str, dict[str, str], Ele
 class _State:
     """The computed style of one path of Elements, per mode (None: hidden), and its children's states."""
 
-    __slots__ = ("styles", "visible", "shown", "children")
+    __slots__ = ("styles", "visible", "shown", "children", "classes")
 
-    def __init__(self, styles: tuple[Computed | None, ...], modes: tuple[str, ...]):
+    def __init__(self, styles: tuple[Computed | None, ...], modes: tuple[str, ...],
+                 classes: frozenset[str] = frozenset()):
         self.styles = styles
+        self.classes = classes  # every class on the path: a selector ".card td" fails at once outside any .card
         self.visible = any(styles)  # in some mode
         self.shown = modes[0] == "light" and styles[0] is not None  # in light mode: the structure rules read it
         self.children: dict[Element, _State] = {}
@@ -370,10 +372,14 @@ def _selector(text: str):
     return (tuple(parts), tuple(specificity)) if parts else None
 
 
+_BRACES = re.compile(r"[{};]")
+
+
 def _blocks(css: str):
     """``(prelude, body)`` of each top-level block of ``css``."""
     depth, start, prelude_start = 0, 0, 0
-    for index, char in enumerate(css):
+    for match in _BRACES.finditer(css):
+        index, char = match.start(), match.group()
         if char == "{":
             if depth == 0:
                 start = index
@@ -400,6 +406,9 @@ class Stylesheet:
             if rule.declarations:
                 tag, classes, _ids = rule.selector[-1][1]
                 self.index.setdefault("." + min(classes) if classes else tag or "*", []).append(rule)
+        # the classes a rule's selector asks of the element's ancestors
+        self.needs = {rule.order: frozenset().union(*(compound[1] for _combinator, compound in rule.selector[:-1]))
+                      for rule in rules}
         self.roots: dict[tuple[str, ...], _State] = {}
         self.paths = 0
 
@@ -446,18 +455,21 @@ class Stylesheet:
         self.paths += 1
         if not parent.visible:
             return parent  # under a hidden element: hidden too
-        matched = self.matched(element, ancestors)
+        matched = self.matched(element, ancestors, parent.classes)
         return _State(tuple(_visible(_compute(element, matched, inherited, mode)) if inherited is not None else None
-                            for mode, inherited in zip(modes, parent.styles, strict=True)), modes)
+                            for mode, inherited in zip(modes, parent.styles, strict=True)), modes,
+                      parent.classes | element.classes if element.classes else parent.classes)
 
-    def matched(self, element: Element, ancestors: list) -> list[Rule]:
-        """The rules whose selector matches ``element`` under ``ancestors`` (as for :meth:`state`), either scheme."""
+    def matched(self, element: Element, ancestors: list, above: frozenset[str] = frozenset()) -> list[Rule]:
+        """The rules whose selector matches ``element`` under ``ancestors`` (as for :meth:`state`; ``above``:
+        their classes), either scheme."""
         candidates = [*self.index.get("*", ()), *self.index.get(element.tag, ())]
         for name in element.classes:
             candidates += self.index.get("." + name, ())
         top = len(ancestors)
         return [rule for rule in candidates
-                if _matches(rule.selector, len(rule.selector) - 1, element, ancestors, top)]
+                if self.needs[rule.order] <= above and _matches(rule.selector, len(rule.selector) - 1, element,
+                                                                 ancestors, top)]
 
     @staticmethod
     def cascade(element: Element, matched: list[Rule], mode: str) -> dict[str, str]:
@@ -482,11 +494,23 @@ class Stylesheet:
 
 @lru_cache(maxsize=16)
 def _read_styles(styles: tuple[str, ...]) -> Stylesheet:
-    """The rules of these ``<style>`` texts, in order (every edition of a theme has the same: read once)."""
+    """The stylesheet of these ``<style>`` texts (every edition of a theme has the same: read once).
+
+    MRML adds style blocks for the components an article uses (phone layouts of images...): texts that
+    differ but give the same rules share one Stylesheet, and so its styled paths."""
     rules: list[Rule] = []
     for css in styles:
         Stylesheet._read(_CSS_COMMENT.sub("", css), None, rules)
-    return Stylesheet(rules)
+    key = tuple((rule.selector, rule.order, tuple(rule.declarations.items()), rule.mode) for rule in rules)
+    sheet = _SHEETS.get(key)
+    if sheet is None:
+        if len(_SHEETS) >= 16:
+            _SHEETS.clear()
+        sheet = _SHEETS[key] = Stylesheet(rules)
+    return sheet
+
+
+_SHEETS: dict[tuple, Stylesheet] = {}  # by their rules
 
 
 def _matches(parts, index: int, element: Element, ancestors: list, depth: int) -> bool:
