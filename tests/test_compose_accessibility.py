@@ -311,6 +311,31 @@ def test_broken_html_gives_findings_not_errors(html):
     assert all(f.level == "warning" for f in accessibility_findings(html))
 
 
+def test_the_same_markup_under_different_ancestors_is_styled_by_its_own_path():
+    """Computed styles are kept between documents per path of markup: the same ``<p>`` inside and outside
+    ``.box`` must not share one, in either order, in one document or across documents."""
+    head = "<style>.box p{color:#bbbbbb} .box{background-color:#ffffff}</style>"
+    inside_first = page('<div class="box"><p>Pale inside</p></div><p>Dark outside</p>', head=head)
+    outside_first = page('<p>Dark outside</p><div class="box"><p>Pale inside</p></div>', head=head)
+    for html in (inside_first, outside_first, inside_first, page("<p>Dark outside</p>", head=head)):
+        found = accessibility_findings(html)
+        if "Pale inside" in html:
+            (finding,) = found
+            assert "'Pale inside'" in finding.message and "#bbbbbb on #ffffff" in finding.message
+        else:
+            assert found == []
+
+
+@pytest.mark.parametrize("html", ["<a " + "b" * 40 + "<" * 3, "<a" * 20_000, "</a" * 20_000, "<p>" * 20_000,
+                                  '<a title="' + "x" * 100_000, "<!--" + "-x" * 50_000, "<style>" + "<" * 50_000])
+def test_unfinished_tags_and_deep_nesting_are_read_in_linear_time(html):
+    import time
+
+    started = time.perf_counter()
+    accessibility_findings(html)
+    assert time.perf_counter() - started < 5  # ~0.1 s; a backtracking tokenizer takes minutes on the first
+
+
 def test_a_large_email_is_linted_quickly(settings, tmp_path):
     import time
 

@@ -26,8 +26,14 @@ mode will meet):
 
 Hidden content (``display:none``, ``visibility:hidden``, zero font size or
 opacity: the preheader), the head and Outlook's conditional comments are not
-read. The parser is the standard library's ``html.parser``, as the article
-reader's.
+read.
+
+Speed (the lint runs in every compose, check and send): the HTML is read in
+one pass of a regular-expression tokenizer that nests elements as the
+standard library's ``html.parser`` does (no tree is built), and styles are
+computed once per path of distinct markup and kept on the theme's
+stylesheet, so the skeleton and the paragraphs of every edition of a theme
+are styled by look-ups. ``benchmarks/bench_accessibility.py`` measures it.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from html.parser import HTMLParser
+from html import unescape
+from typing import NamedTuple
 
 from newsletter.compose.edition import Finding
 
@@ -53,6 +60,7 @@ _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "
                    "track", "wbr"})
 _UNREAD = frozenset({"head", "style", "script", "title", "template", "noscript"})
 _HEADING = re.compile(r"h([1-6])")
+_INVISIBLE = re.compile(r"[\u034f\u00a0\u200b-\u200d\ufeff]")  # joiners, no-break spaces
 _HEADING_EM = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "h4": 1.0, "h5": 0.83, "h6": 0.67}
 _BOLD_TAGS = frozenset({"b", "strong", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
 _SPECIAL = _BOLD_TAGS | _UNREAD | {"a", "font"}  # elements whose style differs from the parent's by default
@@ -73,15 +81,12 @@ Colour = tuple[float, float, float, float]  # r, g, b (0-255), alpha (0-1)
 
 def accessibility_findings(html: str) -> list[Finding]:
     """Every accessibility warning for the compiled ``html`` (see the module docstring)."""
-    root = parse(html)
-    sheet = Stylesheet.of(root)
-    modes = ("light", "dark") if sheet.has_dark else ("light",)
-    styled = _styled(root, sheet, modes)
-    shown = [node for node, _style in styled["light"]]
-    findings = [*_language(root), *_headings(shown), *_link_texts(shown), *_layout_tables(shown)]
-    runs = {mode: list(_runs(styled[mode])) for mode in modes}
-    findings += _contrast(runs)
-    findings += _font_sizes(runs["light"])
+    sheet = Stylesheet.of(html)
+    read = _read(html, sheet, ("light", "dark") if sheet.has_dark else ("light",))
+    findings = [*_language(read.html_attrs), *_headings(read.headings), *_link_texts(read.links),
+                *_layout_tables(read.tables)]
+    findings += _contrast(read.runs)
+    findings += _font_sizes(read.runs["light"])
     return findings
 
 
@@ -95,77 +100,216 @@ def _warning(code: str, message: str) -> Finding:
 
 
 # -- the document ---------------------------------------------------------
+#
+# One pass over the tokens builds no tree: a stack of open elements, as the standard library's parser
+# would nest them (an end tag closes up to its open element, else is ignored; void and self-closed
+# elements are not opened; comments, so Outlook's conditional markup, are left out). The computed style
+# of an element depends only on the elements from the root down to it (tag, classes, id, style, bgcolor,
+# hidden...: its :class:`Element`), so it is kept per path of Elements on the theme's :class:`Stylesheet`:
+# every edition of a theme repeats the same skeleton and paragraph markup, and is styled by look-ups.
+
+# (a comment runs to the first "-->", a style element's text to "</style": written to jump, not to step a
+# character at a time; possessive groups never backtrack, so a tag without its ">" costs one scan)
+_COMMENT = r"!--[^-]*+(?:-(?!->)[^-]*+)*+(?:-->|\Z)"
+_ATTRIBUTES = r"((?:[^>\"'<]++|\"[^\"]*+\"|'[^']*+')*+)"
+_TOKEN = re.compile(r"<(?:" + _COMMENT + r"|[!?][^>]*>?|/([a-zA-Z][^\s/><]*+)[^<>]*+>|([a-zA-Z][^\s/><]*+)"
+                    + _ATTRIBUTES + ">)")
+_ATTRIBUTE = re.compile(r"([^\s/>=\"']+)(?:\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]*))?")
+_RAW_END = {"style": re.compile(r"</style", re.I), "script": re.compile(r"</script", re.I)}
+_STYLE_ELEMENT = re.compile(r"<(?:" + _COMMENT + r"|(?i:style)\b" + _ATTRIBUTES
+                            + r">([^<]*+(?:<(?!/(?i:style))[^<]*+)*+)(?:</(?i:style)|\Z))")
+_CACHE_LIMIT = 20_000  # start tags and styled paths kept between documents (a long-running daemon stays small)
+_TAGS: dict[str, tuple[str, dict[str, str], Element, bool, int]] = {}  # raw start tag -> see _start_tag
+_ELEMENTS: dict[tuple, Element] = {}
 
 
-@dataclass(eq=False)
-class Node:
-    """One element: its tag, attributes, parsed inline style and children (Nodes and text strings)."""
+def attributes(text: str) -> dict[str, str]:
+    """The attributes of a start tag's ``text`` after its name (names lower case, values unescaped)."""
+    found = {}
+    for name, value in _ATTRIBUTE.findall(text):
+        if value[:1] in ("'", '"'):
+            value = value[1:-1]
+        found[name.lower()] = unescape(value) if "&" in value else value
+    return found
 
-    tag: str
-    attrs: dict[str, str]
-    parent: Node | None = None
-    children: list[Node | str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.classes = frozenset((self.attrs.get("class") or "").split())
-        style = self.attrs.get("style")
+class Element:
+    """What the styles of an element depend on, besides its ancestors (one per distinct markup: interned)."""
+
+    __slots__ = ("tag", "classes", "id", "style", "attrs", "heading")
+
+    def __init__(self, tag: str, attrs: dict[str, str], kept: dict[str, str]):
+        self.tag = tag
+        self.classes = frozenset((attrs.get("class") or "").split())
+        self.id = attrs.get("id")
+        style = attrs.get("style")
         self.style = declarations(style) if style else {}
-        self.matched: list[Rule] | None = None  # the style rules that match it, filled by Stylesheet.matched
-        # every class of its ancestors: a descendant selector ".card td" fails at once outside any .card
-        self.ancestry: frozenset[str] = (self.parent.ancestry | self.parent.classes if self.parent is not None
-                                         else frozenset())
-
-    def elements(self):
-        """This element and every element under it, in document order."""
-        yield self
-        for child in self.children:
-            if isinstance(child, Node):
-                yield from child.elements()
-
-    def text(self) -> str:
-        """The text under this element, image alt texts included (an accessible name's words)."""
-        parts = []
-        for child in self.children:
-            if isinstance(child, str):
-                parts.append(child)
-            elif child.tag == "img":
-                parts.append(child.attrs.get("alt") or "")
-            else:
-                parts.append(child.text())
-        return " ".join(" ".join(parts).split())
+        self.attrs = kept  # the attributes that style it (in _element's key)
+        match = _HEADING.fullmatch(tag)
+        self.heading = int(match.group(1)) if match else 0
 
 
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag, attrs):
-        node = Node(tag, {name: value or "" for name, value in attrs}, self.stack[-1])
-        self.stack[-1].children.append(node)
-        if tag not in _VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag, attrs):
-        self.stack[-1].children.append(Node(tag, {name: value or "" for name, value in attrs}, self.stack[-1]))
-
-    def handle_endtag(self, tag):
-        for depth in range(len(self.stack) - 1, 0, -1):  # close up to the matching element, if it is open
-            if self.stack[depth].tag == tag:
-                del self.stack[depth:]
-                return
-
-    def handle_data(self, data):
-        self.stack[-1].children.append(data)
+def _element(tag: str, attrs: dict[str, str]) -> Element:
+    key = (tag, attrs.get("class"), attrs.get("id"), attrs.get("style"), attrs.get("bgcolor"),
+           attrs.get("color") if tag == "font" else None, "hidden" in attrs, attrs.get("aria-hidden"),
+           tag == "a" and attrs.get("href") is not None)
+    element = _ELEMENTS.get(key)
+    if element is None:
+        kept: dict[str, str] = {name: attrs[name] for name in ("bgcolor", "aria-hidden") if name in attrs}
+        if "hidden" in attrs:
+            kept["hidden"] = ""
+        if tag == "font" and "color" in attrs:
+            kept["color"] = attrs["color"]
+        if key[-1]:
+            kept["href"] = ""
+        element = _ELEMENTS[key] = Element(tag, attrs, kept)
+    return element
 
 
-def parse(html: str) -> Node:
-    """The element tree of ``html`` (comments, so Outlook's conditional markup, are left out)."""
-    builder = _Builder()
-    builder.feed(html)
-    builder.close()
-    return builder.root
+# what a start tag asks of the pass besides styling it
+_PLAIN, _HTML, _IMG, _DATA, _HEADING_TAG, _LINK, _TABLE, _RAW = range(8)
+
+
+def _start_tag(raw: str, name: str, rest: str) -> tuple[str, dict[str, str], Element, bool, int]:
+    """``(tag, attributes, Element, opens, kind)`` of a start tag (``opens``: not void, not self-closed)."""
+    found = _TAGS.get(raw)
+    if found is None:
+        tag = name.lower()
+        attrs = attributes(rest)
+        element = _element(tag, attrs)
+        kind = (_HTML if tag == "html" else _IMG if tag == "img" else _DATA if tag in ("th", "thead", "caption")
+                else _HEADING_TAG if element.heading else _LINK if tag == "a" and attrs.get("href") is not None
+                else _TABLE if tag == "table" and (attrs.get("role") or "").strip().lower() not in ("presentation",
+                                                                                                     "none")
+                else _RAW if tag in _RAW_END else _PLAIN)
+        found = _TAGS[raw] = (tag, attrs, element, tag not in _VOID and not rest.endswith("/"), kind)
+    return found
+
+
+class _State:
+    """The computed style of one path of Elements, per mode (None: hidden), and its children's states."""
+
+    __slots__ = ("styles", "visible", "shown", "children", "classes")
+
+    def __init__(self, styles: tuple[Computed | None, ...], modes: tuple[str, ...],
+                 classes: frozenset[str] = frozenset()):
+        self.styles = styles
+        self.classes = classes  # every class on the path: a selector ".card td" fails at once outside any .card
+        self.visible = any(styles)  # in some mode
+        self.shown = modes[0] == "light" and styles[0] is not None  # in light mode: the structure rules read it
+        self.children: dict[Element, _State] = {}
+
+
+@dataclass
+class _Read:
+    """What the rules need from a document, gathered in one pass."""
+
+    html_attrs: dict[str, str] | None = None  # the first <html>'s
+    headings: list[tuple[int, list[str]]] = field(default_factory=list)  # shown headings: level, text parts
+    links: list[tuple[dict[str, str], list[str]]] = field(default_factory=list)  # shown <a href>: attrs, text
+    tables: list[list] = field(default_factory=list)  # shown tables: [attributes, holds data]
+    runs: dict[str, list[TextRun]] = field(default_factory=dict)
+
+
+def _read(html: str, sheet: Stylesheet, modes: tuple[str, ...]) -> _Read:
+    """The document's structure and each visible text with its computed style in each of ``modes``."""
+    if len(_TAGS) > _CACHE_LIMIT or len(_ELEMENTS) > _CACHE_LIMIT:
+        _TAGS.clear()
+        _ELEMENTS.clear()
+    root = sheet.root(modes)
+    read = _Read()
+    slots: list[tuple[_State, list[str]]] = [(root, [])]  # each visible element's own text, in document order
+    # open elements: tag, Element, state, own text (None when hidden), table record, collects text (heading, link)
+    stack: list[tuple[str, Element | None, _State, list[str] | None, list | None, bool]] = [
+        ("#document", None, root, slots[0][1], None, False)]
+    collecting: list[list[str]] = []  # text parts of the open shown headings and links
+    search, pos, size = _TOKEN.search, 0, len(html)
+    while pos < size:
+        match = search(html, pos)
+        start = match.start() if match is not None else size
+        own = stack[-1][3]
+        if start > pos and (own is not None or collecting):  # else hidden text nobody reads
+            text = html[pos:start]
+            if "&" in text:
+                text = unescape(text)
+            if own is not None:
+                own.append(text)
+            for parts in collecting:
+                parts.append(text)
+        if match is None:
+            break
+        pos = match.end()
+        end_name, name, rest = match.groups()
+        if name is not None:
+            tag, attrs, element, opens, kind = _start_tag(match.group(0), name, rest)
+            parent = stack[-1][2]
+            state = parent.children.get(element)
+            if state is None:
+                state = parent.children[element] = sheet.state(element, stack, parent, modes)
+            table, collects = None, False
+            if kind:
+                if kind == _HTML:
+                    if read.html_attrs is None:
+                        read.html_attrs = attrs
+                elif kind == _IMG:
+                    alt = attrs.get("alt") or ""
+                    for parts in collecting:
+                        parts.append(alt)
+                elif kind == _DATA:
+                    for entry in stack:
+                        if entry[4] is not None:
+                            entry[4][1] = True
+                elif state.shown and kind == _HEADING_TAG:
+                    read.headings.append((element.heading, []))
+                    collecting.append(read.headings[-1][1])
+                    collects = True
+                elif state.shown and kind == _LINK:
+                    read.links.append((attrs, []))
+                    collecting.append(read.links[-1][1])
+                    collects = True
+                elif state.shown and kind == _TABLE:
+                    table = [attrs, False]
+                    read.tables.append(table)
+            if not opens:
+                continue
+            own = None
+            if state.visible:
+                own = []
+                slots.append((state, own))
+            stack.append((tag, element, state, own, table, collects))
+            if kind == _RAW:  # style, script: text up to the end tag
+                end = _RAW_END[tag].search(html, pos)
+                text = html[pos:end.start() if end else size]
+                if text:
+                    if own is not None:
+                        own.append(text)
+                    for parts in collecting:
+                        parts.append(text)
+                pos = end.start() if end else size
+        elif end_name is not None:
+            tag = end_name.lower()
+            if stack[-1][0] == tag and len(stack) > 1:  # the common case: closing the innermost element
+                if stack.pop()[5]:
+                    collecting.pop()
+                continue
+            for depth in range(len(stack) - 2, 0, -1):  # close up to the matching element, if it is open
+                if stack[depth][0] == tag:
+                    for entry in stack[depth:]:
+                        if entry[5]:
+                            collecting.pop()
+                    del stack[depth:]
+                    break
+    read.runs = {mode: [] for mode in modes}
+    lists = [read.runs[mode] for mode in modes]
+    for state, own in slots:
+        if not own:
+            continue
+        words = " ".join(_INVISIBLE.sub(" ", " ".join(own)).split())
+        if words:
+            for runs, computed in zip(lists, state.styles, strict=True):
+                if computed is not None and computed.size > 0:
+                    runs.append(TextRun(words, computed))
+    return read
 
 
 # -- CSS: declarations, rules, the cascade --------------------------------
@@ -234,10 +378,14 @@ def _selector(text: str):
     return (tuple(parts), tuple(specificity)) if parts else None
 
 
+_BRACES = re.compile(r"[{};]")
+
+
 def _blocks(css: str):
     """``(prelude, body)`` of each top-level block of ``css``."""
     depth, start, prelude_start = 0, 0, 0
-    for index, char in enumerate(css):
+    for match in _BRACES.finditer(css):
+        index, char = match.start(), match.group()
         if char == "{":
             if depth == 0:
                 start = index
@@ -252,7 +400,7 @@ def _blocks(css: str):
 
 
 class Stylesheet:
-    """The style rules of a document's ``<style>`` elements, by colour scheme."""
+    """The style rules of a document's ``<style>`` elements, by colour scheme, and the styles they give."""
 
     def __init__(self, rules: list[Rule]):
         self.rules = rules
@@ -264,13 +412,22 @@ class Stylesheet:
             if rule.declarations:
                 tag, classes, _ids = rule.selector[-1][1]
                 self.index.setdefault("." + min(classes) if classes else tag or "*", []).append(rule)
+        # the classes a rule's selector asks of the element's ancestors
+        self.needs = {rule.order: frozenset().union(*(compound[1] for _combinator, compound in rule.selector[:-1]))
+                      for rule in rules}
+        self.roots: dict[tuple[str, ...], _State] = {}
+        self.paths = 0
 
     @classmethod
-    def of(cls, root: Node) -> Stylesheet:
-        """The stylesheet of ``root``'s ``<style>`` elements (a theme's is read once: see :func:`_read_styles`)."""
-        return _read_styles(tuple("".join(c for c in node.children if isinstance(c, str))
-                                  for node in root.elements()
-                                  if node.tag == "style" and "mso" not in (node.attrs.get("media") or "").lower()))
+    def of(cls, html: str) -> Stylesheet:
+        """The stylesheet of ``html``'s ``<style>`` elements (a theme's is read once: see :func:`_read_styles`)."""
+        styles = []
+        for match in _STYLE_ELEMENT.finditer(html):
+            if match.group(0).startswith("<!"):
+                continue  # a comment: Outlook's conditional styles
+            if "mso" not in (attributes(match.group(1)).get("media") or "").lower():
+                styles.append(match.group(2))
+        return _read_styles(tuple(styles))
 
     @classmethod
     def _read(cls, css: str, mode: str | None, rules: list[Rule]) -> None:
@@ -288,29 +445,53 @@ class Stylesheet:
                 if parsed:
                     rules.append(Rule(parsed[0], parsed[1], len(rules), found, mode))
 
-    def matched(self, node: Node) -> list[Rule]:
-        """The rules whose selector matches ``node`` (either scheme), computed once per element."""
-        if node.matched is None:
-            candidates = [*self.index.get("*", ()), *self.index.get(node.tag, ())]
-            for name in node.classes:
-                candidates += self.index.get("." + name, ())
-            node.matched = [rule for rule in candidates if _matches(rule.selector, len(rule.selector) - 1, node)]
-        return node.matched
+    def root(self, modes: tuple[str, ...]) -> _State:
+        """The document's state in ``modes``: the browser's defaults (the paths under it are kept, up to a limit)."""
+        if modes not in self.roots or self.paths > _CACHE_LIMIT:
+            if self.paths > _CACHE_LIMIT:
+                self.roots.clear()
+                self.paths = 0
+            start = Computed(_DEFAULT_TEXT, _DEFAULT_BACKGROUND, 16.0, False, False)
+            self.roots[modes] = _State((start,) * len(modes), modes)
+        return self.roots[modes]
 
-    def cascade(self, node: Node, mode: str) -> dict[str, str]:
-        """The cascaded value of each property declared for ``node`` in ``mode``.
+    def state(self, element: Element, ancestors: list, parent: _State, modes: tuple[str, ...]) -> _State:
+        """The state of ``element`` under the open elements ``ancestors`` (the document first: entries whose
+        second item is the Element), whose state is ``parent``."""
+        self.paths += 1
+        if not parent.visible:
+            return parent  # under a hidden element: hidden too
+        matched = self.matched(element, ancestors, parent.classes)
+        return _State(tuple(_visible(_compute(element, matched, inherited, mode)) if inherited is not None else None
+                            for mode, inherited in zip(modes, parent.styles, strict=True)), modes,
+                      parent.classes | element.classes if element.classes else parent.classes)
+
+    def matched(self, element: Element, ancestors: list, above: frozenset[str] = frozenset()) -> list[Rule]:
+        """The rules whose selector matches ``element`` under ``ancestors`` (as for :meth:`state`; ``above``:
+        their classes), either scheme."""
+        candidates = [*self.index.get("*", ()), *self.index.get(element.tag, ())]
+        for name in element.classes:
+            candidates += self.index.get("." + name, ())
+        top = len(ancestors)
+        return [rule for rule in candidates
+                if self.needs[rule.order] <= above and _matches(rule.selector, len(rule.selector) - 1, element,
+                                                                 ancestors, top)]
+
+    @staticmethod
+    def cascade(element: Element, matched: list[Rule], mode: str) -> dict[str, str]:
+        """The cascaded value of each property declared for ``element`` in ``mode``.
 
         Ranked as CSS does: important before normal, then the style attribute before rules, then
         specificity, then order; presentational attributes (``bgcolor``) are the caller's fallback."""
         best: dict[str, tuple[tuple, str]] = {}
-        for rule in self.matched(node):
+        for rule in matched:
             if rule.mode is not None and rule.mode != mode:
                 continue
             for prop, (value, important, position) in rule.declarations.items():
                 key = (important, 0, rule.specificity, rule.order * 1000 + position)
                 if prop not in best or key > best[prop][0]:
                     best[prop] = (key, value)
-        for prop, (value, important, position) in node.style.items():
+        for prop, (value, important, position) in element.style.items():
             key = (important, 1, (0, 0, 0), position)
             if prop not in best or key > best[prop][0]:
                 best[prop] = (key, value)
@@ -319,31 +500,38 @@ class Stylesheet:
 
 @lru_cache(maxsize=16)
 def _read_styles(styles: tuple[str, ...]) -> Stylesheet:
-    """The rules of these ``<style>`` texts, in order (every edition of a theme has the same: read once)."""
+    """The stylesheet of these ``<style>`` texts (every edition of a theme has the same: read once).
+
+    MRML adds style blocks for the components an article uses (phone layouts of images...): texts that
+    differ but give the same rules share one Stylesheet, and so its styled paths."""
     rules: list[Rule] = []
     for css in styles:
         Stylesheet._read(_CSS_COMMENT.sub("", css), None, rules)
-    return Stylesheet(rules)
+    key = tuple((rule.selector, rule.order, tuple(rule.declarations.items()), rule.mode) for rule in rules)
+    sheet = _SHEETS.get(key)
+    if sheet is None:
+        if len(_SHEETS) >= 16:
+            _SHEETS.clear()
+        sheet = _SHEETS[key] = Stylesheet(rules)
+    return sheet
 
 
-def _matches(parts, index: int, node: Node | None) -> bool:
-    if node is None or node.tag == "#document":
-        return False
+_SHEETS: dict[tuple, Stylesheet] = {}  # by their rules
+
+
+def _matches(parts, index: int, element: Element, ancestors: list, depth: int) -> bool:
+    """``parts[:index + 1]`` matches the element at ``depth`` (``element`` itself at ``len(ancestors)``)."""
+    if depth < 1:
+        return False  # the document
+    node = element if depth == len(ancestors) else ancestors[depth][1]
     combinator, (tag, classes, ids) = parts[index]
-    if (tag != "*" and tag != node.tag) or not classes <= node.classes or (ids and node.attrs.get("id") not in ids):
+    if (tag != "*" and tag != node.tag) or not classes <= node.classes or (ids and node.id not in ids):
         return False
     if index == 0:
         return True
     if combinator == ">":
-        return _matches(parts, index - 1, node.parent)
-    if not parts[index - 1][1][1] <= node.ancestry:
-        return False
-    ancestor = node.parent
-    while ancestor is not None:
-        if _matches(parts, index - 1, ancestor):
-            return True
-        ancestor = ancestor.parent
-    return False
+        return _matches(parts, index - 1, element, ancestors, depth - 1)
+    return any(_matches(parts, index - 1, element, ancestors, ancestor) for ancestor in range(depth - 1, 0, -1))
 
 
 # -- colours --------------------------------------------------------------
@@ -408,10 +596,19 @@ class Computed:
     size: float
     bold: bool
     hidden: bool
+    # (ratio, ratio needed) of its text against its background, None when not judged (computed once per
+    # style, which the stylesheet keeps per path: not once per text)
+    judged: tuple[float, float] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        judged = None
+        if self.background is not None and not self.hidden:
+            large = self.size >= LARGE_PX or (self.bold and self.size >= LARGE_BOLD_PX)
+            judged = (contrast(self.colour, self.background), LARGE_CONTRAST if large else NORMAL_CONTRAST)
+        object.__setattr__(self, "judged", judged)  # the documented way to set a field of a frozen dataclass
 
 
-@dataclass(frozen=True)
-class TextRun:
+class TextRun(NamedTuple):
     text: str
     style: Computed
 
@@ -430,8 +627,8 @@ def _length(value: str | None, parent: float) -> float | None:
         unit or "px", number)
 
 
-def _compute(node: Node, parent: Computed, sheet: Stylesheet, mode: str) -> Computed:
-    values = sheet.cascade(node, mode)
+def _compute(node: Element, matched: list[Rule], parent: Computed, mode: str) -> Computed:
+    values = Stylesheet.cascade(node, matched, mode)
     if not values and not node.attrs.get("bgcolor") and node.tag not in _SPECIAL:
         return parent if not node.attrs.get("hidden") and node.attrs.get("aria-hidden") != "true" else \
             Computed(parent.colour, parent.background, parent.size, parent.bold, True)
@@ -462,44 +659,13 @@ def _compute(node: Node, parent: Computed, sheet: Stylesheet, mode: str) -> Comp
     return Computed(text_colour, background, size, bold, hidden)
 
 
-def _styled(root: Node, sheet: Stylesheet, modes: tuple[str, ...]) -> dict[str, list[tuple[Node, Computed]]]:
-    """``(element, computed style)`` of each visible element, in document order, per mode (one walk)."""
-    start = Computed(_DEFAULT_TEXT, _DEFAULT_BACKGROUND, 16.0, False, False)
-    shown: dict[str, list[tuple[Node, Computed]]] = {mode: [] for mode in modes}
-    stack: list[tuple[Node, tuple[Computed | None, ...]]] = [(root, (start,) * len(modes))]
-    while stack:
-        node, inherited = stack.pop()
-        styles = inherited if node.tag == "#document" else tuple(
-            _visible(_compute(node, parent, sheet, mode)) if parent is not None else None
-            for mode, parent in zip(modes, inherited, strict=True))
-        if not any(styles):
-            continue
-        for mode, computed in zip(modes, styles, strict=True):
-            if computed is not None:
-                shown[mode].append((node, computed))
-        for child in reversed(node.children):
-            if isinstance(child, Node):
-                stack.append((child, styles))
-    return shown
-
-
 def _visible(style: Computed) -> Computed | None:
     return None if style.hidden else style
 
 
-def _runs(styled):
-    """Each visible text (an element's own text) with the style it is shown in."""
-    for node, style in styled:
-        words = " ".join(c for c in node.children if isinstance(c, str))
-        words = " ".join(re.sub(r"[\u034f\u00a0\u200b-\u200d\ufeff]", " ", words).split())
-        if words and style.size > 0:
-            yield TextRun(words, style)
-
-
 def text_runs(html: str, mode: str = "light") -> list[TextRun]:
     """Each visible text of ``html`` with the colours, size and weight the lint judges it by, in ``mode``."""
-    root = parse(html)
-    return list(_runs(_styled(root, Stylesheet.of(root), (mode,))[mode]))
+    return _read(html, Stylesheet.of(html), (mode,)).runs[mode]
 
 
 def _snippet(text: str, limit: int = 40) -> str:
@@ -511,11 +677,9 @@ def _contrast(runs: dict[str, list[TextRun]]) -> list[Finding]:
     for mode, mode_runs in runs.items():
         for run in mode_runs:
             style = run.style
-            if style.background is None:
+            if style.judged is None or style.background is None:
                 continue
-            large = style.size >= LARGE_PX or (style.bold and style.size >= LARGE_BOLD_PX)
-            needed = LARGE_CONTRAST if large else NORMAL_CONTRAST
-            ratio = contrast(style.colour, style.background)
+            ratio, needed = style.judged
             if ratio < needed:
                 key = (mode, hex_of(style.colour), hex_of(style.background))
                 first = found.get(key)
@@ -547,9 +711,13 @@ def _font_sizes(runs: list[TextRun]) -> list[Finding]:
 # -- structure ------------------------------------------------------------
 
 
-def _language(root: Node):
-    html = next((node for node in root.elements() if node.tag == "html"), None)
-    attrs = html.attrs if html is not None else {}
+def _words(parts: list[str]) -> str:
+    """Text parts as an accessible name reads them: whitespace squeezed."""
+    return " ".join(" ".join(parts).split())
+
+
+def _language(attrs: dict[str, str] | None):
+    attrs = attrs or {}
     lang = (attrs.get("lang") or "").strip()
     if not lang or lang.lower() == "und" or not _LANG_TAG.fullmatch(lang):
         shown = f" ({lang[:20]!r} is not a language tag)" if lang else ""
@@ -563,8 +731,8 @@ def _language(root: Node):
                                       " (set dir=\"rtl\": <mjml dir=\"{{ dir }}\"> in the theme)")
 
 
-def _headings(shown: list[Node]):
-    levels = [(int(match.group(1)), node.text()) for node in shown if (match := _HEADING.fullmatch(node.tag))]
+def _headings(headings: list[tuple[int, list[str]]]):
+    levels = [(level, _words(parts)) for level, parts in headings]
     if not levels:
         return
     ones = [text for level, text in levels if level == 1]
@@ -582,17 +750,15 @@ def _headings(shown: list[Node]):
         previous = level
 
 
-def _link_texts(shown: list[Node]):
+def _link_texts(links: list[tuple[dict[str, str], list[str]]]):
     vague: list[str] = []
     bare: list[str] = []
     empty: list[str] = []
-    for node in shown:
-        if node.tag != "a" or node.attrs.get("href") is None:
-            continue
-        name = (node.attrs.get("aria-label") or "").strip() or node.text()
+    for attrs, parts in links:
+        name = (attrs.get("aria-label") or "").strip() or _words(parts)
         words = " ".join(re.sub(r"[^\w\s]", " ", name.lower()).split())
         if not name:
-            empty.append(node.attrs["href"])
+            empty.append(attrs["href"])
         elif words in VAGUE_LINK_TEXTS:
             vague.append(name)
         elif _BARE_URL.fullmatch(name) or name.startswith("%%"):
@@ -611,14 +777,8 @@ def _link_texts(shown: list[Node]):
                                     " (give it words, or an image with alt text)")
 
 
-def _layout_tables(shown: list[Node]):
-    unmarked = 0
-    for node in shown:
-        if node.tag != "table" or (node.attrs.get("role") or "").strip().lower() in ("presentation", "none"):
-            continue
-        if any(inner.tag in ("th", "thead", "caption") for inner in node.elements()):
-            continue  # a data table
-        unmarked += 1
+def _layout_tables(tables: list[list]):
+    unmarked = sum(1 for _attrs, holds_data in tables if not holds_data)  # <th>, <thead>, <caption>: data
     if unmarked:
         yield _warning("table-role", f"{unmarked} layout table(s) without role=\"presentation\": screen readers"
                                      " announce rows and columns (add role=\"presentation\"; MRML drops it from an"
