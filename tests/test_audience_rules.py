@@ -75,13 +75,13 @@ def test_merge_values_keep_the_standard_fields_over_attributes():
 
     from newsletter.compose.edition import merge_values
 
-    settings = SimpleNamespace(base_url="https://news.example")
+    settings = SimpleNamespace(base_url="https://news.example", name="The Letter")
     values = merge_values(settings, "issue-1", email="a@example.org", name="Ann", token="t",
                           attributes={"slug": "x", "web_url": "x", "email": "x", "name": "x", "city": None,
                                       "preferences_url": "x"})
     assert values == {"name": "Ann", "first_name": "Ann", "email": "a@example.org", "unsubscribe_url": "https://news.example/unsubscribe/t",
                       "web_url": "https://news.example/archive/issue-1", "slug": "x", "city": "",
-                      "preferences_url": "https://news.example/preferences/t"}
+                      "preferences_url": "https://news.example/preferences/t", "list_name": "The Letter"}
 
 
 # -- suppression ------------------------------------------------------------------------------------
