@@ -200,6 +200,9 @@ CHILD = textwrap.dedent("""
                 granted, _ = quota.take(session, 3)
         except QuotaReached:
             break
+        if total == 0:  # after the first take, wait for the other's: both surely take part
+            print("took", flush=True)
+            sys.stdin.readline()
         total += granted
     print(total, flush=True)
 """)
@@ -214,6 +217,11 @@ def test_a_daily_cap_holds_across_two_processes(database_url, tmp_path):
                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
     for child in children:
         assert child.stdout.readline().strip() == "ready"
+    for child in children:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    for child in children:  # each has taken once; then they race for the rest
+        assert child.stdout.readline().strip() == "took"
     for child in children:
         child.stdin.write("go\n")
         child.stdin.flush()
