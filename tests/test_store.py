@@ -42,6 +42,29 @@ def test_second_open_does_not_migrate_again(database_url, monkeypatch):
     store.close()
 
 
+def test_a_database_from_a_newer_release_is_a_one_line_error_and_is_left_alone(database_url):
+    """An older newsletter opening a database a newer release migrated says so (no Alembic traceback)."""
+    import pytest
+    from newsletter.errors import ConfigError
+
+    Store(database_url).close()
+    store = Store(database_url)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    store.close()
+    with pytest.raises(ConfigError, match="the database is newer than this newsletter") as raised:
+        Store(database_url)
+    assert "upgrade newsletter" in raised.value.hint
+    from newsletter.store.db import create_db_engine, normalise_url
+
+    engine = create_db_engine(normalise_url(database_url), 1)  # a look without migrating
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+        connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD_REVISION})
+        connection.commit()
+    engine.dispose()
+
+
 def test_sqlite_uses_wal(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'x.db'}")
     with store.engine.connect() as connection:

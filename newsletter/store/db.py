@@ -126,6 +126,7 @@ def migrate(engine: Engine) -> None:
         ) from None
     from alembic import command
     from alembic.config import Config
+    from alembic.util.exc import CommandError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -139,7 +140,12 @@ def migrate(engine: Engine) -> None:
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                try:
+                    command.upgrade(config, "head")
+                except CommandError as exc:  # a revision these migrations do not know: a newer release's
+                    raise ConfigError(f"the database is newer than this newsletter ({exc})",
+                                      hint="upgrade newsletter to the release that last opened it "
+                                           "(pip install -U newsletter); nothing was changed") from None
                 if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
                     raise ConfigError("the database upgrade left broken references; nothing was changed",
                                       hint="restore a backup, or report this with the output of "
