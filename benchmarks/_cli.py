@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,3 +41,27 @@ def run_cli_cpu(args: list[str], cwd: Path, env: dict | None = None, ok=(0,)) ->
     return (seconds, usage.ru_maxrss / 1024,
             f"{size:,} bytes of output; last: {tail.strip().splitlines()[-1] if tail.strip() else ''}",
             usage.ru_utime + usage.ru_stime)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a `newsletter serve` the benchmark starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait for `newsletter serve` on ``port`` to answer /healthz; exit the benchmark if it died or never did."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"newsletter serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    sys.exit("newsletter serve did not start")

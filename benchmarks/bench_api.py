@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _cli import free_port, wait_until_up  # noqa: E402
 
 
 def setup(folder: Path) -> tuple[str, str]:
@@ -43,27 +46,6 @@ def setup(folder: Path) -> tuple[str, str]:
                              capture_output=True, text=True)
     return json.loads(created.stdout)["token"], load_settings(folder).database_url
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"newsletter serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    sys.exit("newsletter serve did not start")
 
 
 def fire(port: int, token: str, numbers: list[int], keyed: bool, latencies: list[float], answers: list[int]) -> None:

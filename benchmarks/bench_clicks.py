@@ -22,7 +22,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _cli import free_port, wait_until_up  # noqa: E402
 
 SUBSCRIBERS = 2000
 ARTICLE = ROOT / "tests" / "articles" / "front-matter-budget.md"
@@ -77,27 +79,6 @@ def setup(folder: Path) -> tuple[list[str], str]:
     store.close()
     return paths, settings.database_url
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"newsletter serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    sys.exit("newsletter serve did not start")
 
 
 def requests_plan(paths: list[str], count: int, seed: int = 17) -> list[tuple[str, str, str]]:
